@@ -1,0 +1,6 @@
+//! The hypercall ABI: numbers, structures and error codes shared by hypervisor and guest.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod layout;
+pub mod types;
