@@ -2,5 +2,6 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod exit;
 pub mod layout;
 pub mod types;

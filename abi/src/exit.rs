@@ -1,0 +1,18 @@
+//! Exit statuses the hypervisor reports through QEMU's `isa-debug-exit` device (port 0xf4).
+//!
+//! QEMU turns a value `v` written to the port into the process exit status `(v << 1) | 1`; `xtask` maps it
+//! back, so `cargo xtask run` exits with exactly these values. A QEMU exit status of 0 means the machine reset
+//! or quit without the hypervisor reporting anything (e.g. a triple fault with `-no-reboot`).
+
+/// The `isa-debug-exit` I/O port.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// Every domain shut down with reason poweroff and code 0.
+pub const EXIT_OK: u8 = 0;
+/// Some domain shut down with a non-zero code or a reason other than poweroff.
+pub const EXIT_DOMAIN_FAILED: u8 = 1;
+/// Some domain was crashed by the hypervisor (`crash_domain`).
+pub const EXIT_DOMAIN_CRASHED: u8 = 2;
+/// The hypervisor could not build any domain (no modules, bad images, not enough memory).
+pub const EXIT_BOOT_ERROR: u8 = 3;
+/// The hypervisor itself panicked or took an unexpected fault. Distinctive on purpose.
+pub const EXIT_HYPERVISOR_PANIC: u8 = 0x3d;

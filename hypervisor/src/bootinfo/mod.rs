@@ -1,0 +1,1 @@
+//! Boot information handed over by the boot loader.

@@ -1,0 +1,1 @@
+//! Domains: the unit of isolation, and the builder that creates them from boot modules.

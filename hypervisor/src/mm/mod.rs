@@ -1,0 +1,1 @@
+//! Memory management: frames, page-table entries, guest page-table walks.
