@@ -8,9 +8,9 @@
 pub const GUEST_KERNEL_CS: u16 = 0x19;
 /// Guest kernel data/stack segment (GDT index 4, RPL 1).
 pub const GUEST_KERNEL_SS: u16 = 0x21;
-/// Guest user data/stack segment (GDT index 5, RPL 3). Placed so `SYSRET` can target it (STAR[63:48] + 8).
+/// Guest user data/stack segment (GDT index 5, RPL 3). Placed so `SYSRET` can target it (`STAR[63:48] + 8`).
 pub const GUEST_USER_SS: u16 = 0x2b;
-/// Guest user 64-bit code segment (GDT index 6, RPL 3). `SYSRET` target (STAR[63:48] + 16).
+/// Guest user 64-bit code segment (GDT index 6, RPL 3). `SYSRET` target (`STAR[63:48] + 16`).
 pub const GUEST_USER_CS: u16 = 0x33;
 
 /// First L4 slot reserved for the hypervisor (Xen: 256).
@@ -32,6 +32,11 @@ pub const ENTRY_STACKS_VA: u64 = ENTRY_REGION_VA + 0x10_0000;
 /// The interrupt vector of the hypercall gate (`int 0x82`, DPL 1), Xen's 32-bit PV precedent.
 pub const HYPERCALL_VECTOR: u8 = 0x82;
 
+/// Where the domain builder maps the shared-info page at boot: the page after start_info (deviation f).
+pub const fn boot_shared_info_va(start_info_va: u64) -> u64 {
+    start_info_va + 4096
+}
+
 /// True if `va` may be mapped or named by a guest: canonical and outside the hypervisor's reserved slots.
 pub const fn guest_va_allowed(va: u64) -> bool {
     let top = va >> 47;
@@ -46,7 +51,10 @@ mod tests {
     #[test]
     fn reserved_range_is_slots_256_to_271() {
         assert_eq!((RESERVED_VA_START >> 39) & 0x1ff, RESERVED_L4_FIRST as u64);
-        assert_eq!(((RESERVED_VA_END - 1) >> 39) & 0x1ff, RESERVED_L4_LAST as u64);
+        assert_eq!(
+            ((RESERVED_VA_END - 1) >> 39) & 0x1ff,
+            RESERVED_L4_LAST as u64
+        );
         assert_eq!((ENTRY_REGION_VA >> 39) & 0x1ff, 257);
         assert!(!guest_va_allowed(ENTRY_REGION_VA));
         assert!(!guest_va_allowed(0x0000_8000_0000_0000));

@@ -1,7 +1,90 @@
 //! The hypercall ABI: numbers, structures and error codes shared by hypervisor and guest.
+//!
+//! This crate is the single source of truth for the interface between the hypervisor (ring 0) and its
+//! paravirtualised guests (kernel in ring 1, user code in ring 3). It follows Xen's x86_64 PV ABI: hypercall
+//! numbers, sub-command numbers, error numbers, structure layouts and field names are Xen's, so that a reader
+//! who knows Xen recognises every call, and the few places where the ring-1 design forces a difference are
+//! listed below. It contains no code with side effects: only constants, `#[repr(C)]` structures (zerocopy
+//! `FromBytes`/`IntoBytes`, with every size and field offset pinned at compile time) and small pure helpers.
+//!
+//! | module | contents |
+//! |---|---|
+//! | [`hypercall`] | hypercall numbers ([`hypercall::nr`]), the register convention, [`hypercall::name`] |
+//! | [`errno`] | [`errno::Errno`]: Xen's error numbers, returned negated |
+//! | [`xen`] | `start_info`, `shared_info`, `vcpu_info`, `trap_info`, `mmu_update`, `cpu_user_regs`…; domain ids |
+//! | [`sched`] | `SCHEDOP_*`, `SHUTDOWN_*`, [`sched::ShutdownReason`] |
+//! | [`console`] | `CONSOLEIO_*`, [`console::CONSOLE_IO_MAX`] |
+//! | [`version`] | `XENVER_*`, `XENFEAT_*`, our version |
+//! | [`event_channel`] | `EVTCHNOP_*`, `VIRQ_*`, 2-level port layout, `evtchn_*` structures |
+//! | [`vcpu`] | `VCPUOP_*` and their structures |
+//! | [`mm`] | `MMU_*`, `MMUEXT_*`, `UVMF_*`, `XENMEM_*`, `VMASST_*` |
+//! | [`callback`] | `CALLBACKOP_*`, `CALLBACKTYPE_*` |
+//! | [`grant_table`] | `GNTTABOP_*`, `grant_entry_v1` |
+//! | [`layout`] | our selectors, reserved virtual range, entry region, hypercall vector |
+//! | [`types`] | machine/pseudo-physical/virtual address and frame newtypes |
+//! | [`exit`] | exit statuses reported to QEMU |
+//!
+//! Naming: Xen's names, upper-cased for Rust constants (Xen's `SCHEDOP_yield` is [`sched::SCHEDOP_YIELD`])
+//! and camel-cased for structures (`start_info` is [`xen::StartInfo`]). Types: a constant that travels in a
+//! register (hypercall and sub-command numbers, flags arguments) is `u64`; a constant stored in a structure
+//! field has that field's type (e.g. `SHUTDOWN_*` is `u32` like `sched_shutdown.reason`, `MMUEXT_*` is `u32`
+//! like `mmuext_op.cmd`).
+//!
+//! # Register convention
+//!
+//! The guest kernel executes `int 0x82` with the hypercall number in `RAX` and up to five arguments in `RDI`,
+//! `RSI`, `RDX`, `R10`, `R8` (Xen's 64-bit order: `R10` not `RCX`, `R8` not `R9`). The result comes back in
+//! `RAX`: non-negative on success, `-errno` ([`errno::Errno::as_ret`]) on failure. Argument registers may be
+//! clobbered. See [`hypercall`] for details.
+//!
+//! # Deviations from Xen
+//!
+//! a. **Hypercall instruction.** `int 0x82` through an IDT gate with DPL 1 (the precedent of Xen's 32-bit PV
+//!    ABI) instead of `SYSCALL` from a hypercall page: the guest kernel runs in ring 1, and `SYSCALL` from
+//!    ring 1 would enter ring 0 without a stack switch. There is no hypercall page
+//!    ([`layout::HYPERCALL_VECTOR`], [`hypercall`]).
+//! b. **Guest kernel in ring 1.** Xen's 64-bit PV kernels run in ring 3 with Xen-provided flat selectors
+//!    (`FLAT_KERNEL_CS64 = 0xe033` etc.). Our guest kernel runs in ring 1 and uses the selectors in
+//!    [`layout`] ([`layout::GUEST_KERNEL_CS`], [`layout::GUEST_KERNEL_SS`], [`layout::GUEST_USER_CS`],
+//!    [`layout::GUEST_USER_SS`]). Trap-table and iret `cs` values are therefore ours.
+//! c. **`NULL` hypercall.** [`hypercall::nr::NULL`] = 55 (Xen's unused `__HYPERVISOR_arch_7`) does nothing
+//!    and returns 0, to measure the cost of a hypercall.
+//! d. **Exit code.** `SCHEDOP_shutdown` takes a guest exit code in `RDX` ([`sched`]); Xen ignores the
+//!    register, so Xen guests are unaffected.
+//! e. **Bounded console write.** `CONSOLEIO_write` of more than [`console::CONSOLE_IO_MAX`] bytes fails with
+//!    `-EINVAL`, where Xen would process it in chunks with preemption ([`console`]).
+//! f. **Shared-info mapping at boot.** The domain builder maps the shared-info page into the guest's
+//!    start-of-day region, in the page directly after the start-info page, so the guest can use it from its
+//!    first instruction. Xen leaves mapping it to the guest (by machine address, with `update_va_mapping`).
+//!    As in Xen, [`xen::StartInfo::shared_info`] still holds the page's *machine* address.
+//! g. **Entry region.** The hypervisor maps a read-only entry region (entry code, GDT, IDT, TSS) at
+//!    [`layout::ENTRY_REGION_VA`] in every address space, inside the reserved L4 slots 256..=271 that Xen
+//!    also keeps for itself and refuses to guests.
+//! h. **Domain id in the start-info page.** A `u32` at [`xen::START_INFO_DOMID_OFFSET`] (just past Xen's
+//!    1168-byte `start_info`) holds the domain's id, since there is no xenstore to ask.
 #![no_std]
 #![forbid(unsafe_code)]
 
+/// Pins a structure's size and the offsets of the listed fields at compile time:
+/// `layout!(Type, size; field @ offset, ...)`.
+macro_rules! layout {
+    ($ty:ty, $size:expr $(; $($field:ident @ $offset:expr),* $(,)?)?) => {
+        ::static_assertions::const_assert_eq!(::core::mem::size_of::<$ty>(), $size);
+        $($(::static_assertions::const_assert_eq!(::core::mem::offset_of!($ty, $field), $offset);)*)?
+    };
+}
+
+pub mod callback;
+pub mod console;
+pub mod errno;
+pub mod event_channel;
 pub mod exit;
+pub mod grant_table;
+pub mod hypercall;
 pub mod layout;
+pub mod mm;
+pub mod sched;
 pub mod types;
+pub mod vcpu;
+pub mod version;
+pub mod xen;

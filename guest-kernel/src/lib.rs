@@ -1,1 +1,17 @@
-//! Placeholder
+//! The PV guest kernel library: host-testable logic, plus (with feature `baremetal`) the kernel itself.
+#![cfg_attr(not(test), no_std)]
+
+pub mod cmdline;
+pub mod platform;
+pub mod xtf;
+
+#[cfg(feature = "baremetal")]
+pub mod arch;
+#[cfg(feature = "baremetal")]
+pub mod boot;
+#[cfg(feature = "baremetal")]
+pub mod console;
+#[cfg(feature = "baremetal")]
+pub mod demo;
+#[cfg(feature = "baremetal")]
+pub mod scenarios;

@@ -5,3 +5,17 @@ pub mod bootinfo;
 pub mod domain;
 pub mod loader;
 pub mod mm;
+pub mod console;
+pub mod hypercall;
+pub mod regs;
+
+#[cfg(feature = "baremetal")]
+pub mod arch;
+#[cfg(feature = "baremetal")]
+pub mod panic;
+#[cfg(feature = "baremetal")]
+pub mod sched;
+#[cfg(feature = "baremetal")]
+pub mod setup;
+#[cfg(feature = "baremetal")]
+pub mod trap;

@@ -1,1 +1,3 @@
 //! Boot information handed over by the boot loader.
+
+pub mod multiboot;

@@ -1,1 +1,4 @@
 //! Domains: the unit of isolation, and the builder that creates them from boot modules.
+
+pub mod builder;
+pub mod state;

@@ -1,1 +1,3 @@
 //! Loading guest images.
+
+pub mod elf;

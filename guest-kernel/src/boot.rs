@@ -1,0 +1,77 @@
+//! From the first instruction to the command line: read start_info, set up the platform, print the
+//! banner, run what the command line asks, shut down.
+
+use abi::sched::ShutdownReason;
+use abi::xen::{START_INFO_DOMID_OFFSET, SharedInfo, StartInfo};
+
+use crate::cmdline::{self, Command};
+use crate::platform::Platform;
+use crate::platform::xen_pv::XEN_PV;
+use crate::println;
+
+/// The platform this kernel runs on.
+pub fn platform() -> &'static dyn Platform {
+    &XEN_PV
+}
+
+/// What the kernel learned from start_info at boot.
+#[derive(Clone, Copy)]
+pub struct BootFacts {
+    /// Virtual address of the start_info page.
+    pub start_info: &'static StartInfo,
+    /// This domain's id (abi deviation h).
+    pub domid: u32,
+}
+
+static mut FACTS: Option<BootFacts> = None;
+
+/// The boot facts (valid after `kernel_main` started).
+pub fn facts() -> BootFacts {
+    // SAFETY: written once at the start of `kernel_main` before anything reads it; never written again.
+    unsafe { (*(&raw const FACTS)).expect("boot facts read before boot") }
+}
+
+/// Called by `_start` with the address of start_info.
+pub extern "C" fn kernel_main(start_info: u64) -> ! {
+    // SAFETY: the hypervisor passes the virtual address of this domain's start_info page in RSI; it stays
+    // mapped (writable, but only this kernel writes it) for the domain's lifetime.
+    let si: &'static StartInfo = unsafe { &*(start_info as *const StartInfo) };
+    XEN_PV.init(abi::layout::boot_shared_info_va(start_info) as *mut SharedInfo);
+    // SAFETY: the domain id word lies inside the start_info page (abi deviation h).
+    let domid = unsafe { ((start_info as usize + START_INFO_DOMID_OFFSET) as *const u32).read() };
+    // SAFETY: single vCPU, before anything reads FACTS.
+    unsafe { *(&raw mut FACTS) = Some(BootFacts { start_info: si, domid }) };
+
+    let cmd_bytes = si.cmd_line_bytes();
+    let cmdline = core::str::from_utf8(cmd_bytes).unwrap_or("<invalid utf-8>");
+    if !si.has_valid_magic() {
+        println!("start_info has a bad magic; continuing anyway");
+    }
+    let ring = platform().kernel_ring();
+    println!(
+        "guest kernel running in ring {ring} (CS={:#x}) on {}; domain {domid}, {} MiB ({} pages), command line '{cmdline}'",
+        crate::arch::read_cs(),
+        platform().name(),
+        si.nr_pages / 256,
+        si.nr_pages,
+    );
+
+    let code = match cmdline::parse(cmdline) {
+        Command::Demo => crate::demo::run(),
+        Command::Test(name) => crate::scenarios::run(name, cmdline),
+        Command::Unknown(word) => {
+            println!("unknown command '{word}' (try 'demo' or 'test=NAME')");
+            2
+        }
+    };
+    platform().shutdown(ShutdownReason::Poweroff, code)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    match info.location() {
+        Some(l) => println!("guest kernel panic at {}:{}: {}", l.file(), l.line(), info.message()),
+        None => println!("guest kernel panic: {}", info.message()),
+    }
+    platform().shutdown(ShutdownReason::Crash, 1)
+}

@@ -1,0 +1,59 @@
+//! The guest command line: `demo`, or `test=NAME` with optional `key=value` options (e.g. `addr=0x200000`).
+
+/// What the command line asks the kernel to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// The default demonstration (also for an empty command line).
+    Demo,
+    /// Run the named scenario test.
+    Test(&'a str),
+    /// Something this kernel does not understand.
+    Unknown(&'a str),
+}
+
+/// Parse a command line into the command and its words.
+pub fn parse(cmdline: &str) -> Command<'_> {
+    let mut cmd = Command::Demo;
+    for word in cmdline.split_whitespace() {
+        match word.split_once('=') {
+            Some(("test", name)) if !name.is_empty() => cmd = Command::Test(name),
+            Some(_) => {}
+            None if word == "demo" => cmd = Command::Demo,
+            None => return Command::Unknown(word),
+        }
+    }
+    cmd
+}
+
+/// The value of option `key` (`key=value`), if present.
+pub fn option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().find_map(|w| w.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
+/// Parse a number written in decimal or with a `0x` prefix.
+pub fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(""), Command::Demo);
+        assert_eq!(parse("demo"), Command::Demo);
+        assert_eq!(parse("test=hv-read addr=0x10"), Command::Test("hv-read"));
+        assert_eq!(parse("  test=x  "), Command::Test("x"));
+        assert_eq!(parse("bogus"), Command::Unknown("bogus"));
+        assert_eq!(parse("test="), Command::Demo);
+        assert_eq!(option("test=hv-read addr=0x10", "addr"), Some("0x10"));
+        assert_eq!(option("test=hv-read", "addr"), None);
+        assert_eq!(parse_u64("0x200000"), Some(0x20_0000));
+        assert_eq!(parse_u64("42"), Some(42));
+        assert_eq!(parse_u64("0xzz"), None);
+    }
+}

@@ -1,0 +1,128 @@
+//! The Xen-style PV backend of [`Platform`]: each privileged operation is a hypercall, and the virtual
+//! interrupt flag is `evtchn_upcall_mask` in the shared-info page.
+
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use abi::console::CONSOLEIO_WRITE;
+use abi::errno::Errno;
+use abi::hypercall::nr;
+use abi::sched::{SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, ShutdownReason};
+use abi::xen::{DOMID_SELF, MmuUpdate, MmuextOp, SchedShutdown, SharedInfo, TrapInfo};
+
+use super::{Flush, Platform};
+use crate::arch::hypercall::hypercall5;
+
+/// The PV backend.
+pub struct XenPv {
+    shared: AtomicPtr<SharedInfo>,
+}
+
+/// The one instance.
+pub static XEN_PV: XenPv = XenPv { shared: AtomicPtr::new(core::ptr::null_mut()) };
+
+fn ret(r: i64) -> Result<i64, Errno> {
+    if r < 0 { Err(Errno::from_ret(r).unwrap_or(Errno::EINVAL)) } else { Ok(r) }
+}
+
+/// Issue a raw hypercall (exposed for the ABI scenarios, which must be able to send anything).
+pub fn raw(nr: u64, args: [u64; 5]) -> i64 {
+    // SAFETY: callers of `raw` pass pointers that are either valid or deliberately invalid to test the
+    // hypervisor's checks; in both cases this kernel's memory is only written where a pointer is valid.
+    unsafe { hypercall5(nr, args[0], args[1], args[2], args[3], args[4]) }
+}
+
+impl XenPv {
+    /// Record where the builder mapped shared_info (the page after start_info; abi deviation f).
+    pub fn init(&self, shared: *mut SharedInfo) {
+        self.shared.store(shared, Ordering::Release);
+    }
+
+    fn upcall_mask(&self) -> Option<&AtomicU8> {
+        let p = self.shared.load(Ordering::Acquire);
+        // SAFETY: `p` is the shared-info mapping set by `init` (page-aligned, mapped writable for the
+        // domain's lifetime); evtchn_upcall_mask is a byte the hypervisor and this vCPU update atomically.
+        (!p.is_null()).then(|| unsafe { AtomicU8::from_ptr(&raw mut (*p).vcpu_info[0].evtchn_upcall_mask) })
+    }
+}
+
+impl Platform for XenPv {
+    fn name(&self) -> &'static str {
+        "xen-pv"
+    }
+
+    fn kernel_ring(&self) -> u8 {
+        (crate::arch::read_cs() & 3) as u8
+    }
+
+    fn console_write(&self, bytes: &[u8]) -> Result<(), Errno> {
+        ret(raw(nr::CONSOLE_IO, [CONSOLEIO_WRITE, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0])).map(|_| ())
+    }
+
+    fn console_read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let r = raw(nr::CONSOLE_IO, [abi::console::CONSOLEIO_READ, buf.len() as u64, buf.as_mut_ptr() as u64, 0, 0]);
+        ret(r).map(|n| n as usize)
+    }
+
+    fn update_page_tables(&self, updates: &[MmuUpdate]) -> Result<usize, Errno> {
+        let mut done: u32 = 0;
+        let r = raw(
+            nr::MMU_UPDATE,
+            [updates.as_ptr() as u64, updates.len() as u64, &raw mut done as u64, u64::from(DOMID_SELF), 0],
+        );
+        ret(r).map(|_| done as usize)
+    }
+
+    fn flush_tlb(&self, what: Flush) -> Result<(), Errno> {
+        let op = match what {
+            Flush::All => MmuextOp { cmd: abi::mm::MMUEXT_TLB_FLUSH_LOCAL, ..Default::default() },
+            Flush::Page(va) => MmuextOp { cmd: abi::mm::MMUEXT_INVLPG_LOCAL, arg1: va.0, ..Default::default() },
+        };
+        let r = raw(nr::MMUEXT_OP, [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0]);
+        ret(r).map(|_| ())
+    }
+
+    fn switch_address_space(&self, root_mfn: u64) -> Result<(), Errno> {
+        let op = MmuextOp { cmd: abi::mm::MMUEXT_NEW_BASEPTR, arg1: root_mfn, ..Default::default() };
+        ret(raw(nr::MMUEXT_OP, [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0])).map(|_| ())
+    }
+
+    fn irq_disable(&self) -> bool {
+        self.upcall_mask().is_some_and(|m| m.swap(1, Ordering::AcqRel) == 0)
+    }
+
+    fn irq_restore(&self, enabled: bool) {
+        if enabled && let Some(m) = self.upcall_mask() {
+            m.store(0, Ordering::Release);
+            // Pending events are delivered on the next entry to the hypervisor; event delivery itself
+            // arrives with the event-channel work.
+        }
+    }
+
+    fn set_timer(&self, deadline_ns: u64) -> Result<(), Errno> {
+        ret(raw(nr::SET_TIMER_OP, [deadline_ns, 0, 0, 0, 0])).map(|_| ())
+    }
+
+    fn block(&self) -> Result<(), Errno> {
+        ret(raw(nr::SCHED_OP, [SCHEDOP_BLOCK, 0, 0, 0, 0])).map(|_| ())
+    }
+
+    fn yield_cpu(&self) -> Result<(), Errno> {
+        ret(raw(nr::SCHED_OP, [SCHEDOP_YIELD, 0, 0, 0, 0])).map(|_| ())
+    }
+
+    fn set_trap_table(&self, table: &[TrapInfo]) -> Result<(), Errno> {
+        // Xen's table is terminated by an entry whose address is zero; the caller includes it.
+        ret(raw(nr::SET_TRAP_TABLE, [table.as_ptr() as u64, 0, 0, 0, 0])).map(|_| ())
+    }
+
+    fn stack_switch(&self, ss: u16, rsp: u64) -> Result<(), Errno> {
+        ret(raw(nr::STACK_SWITCH, [u64::from(ss), rsp, 0, 0, 0])).map(|_| ())
+    }
+
+    fn shutdown(&self, reason: ShutdownReason, code: u32) -> ! {
+        let s = SchedShutdown { reason: reason.as_u32() };
+        loop {
+            raw(nr::SCHED_OP, [SCHEDOP_SHUTDOWN, &raw const s as u64, u64::from(code), 0, 0]);
+        }
+    }
+}

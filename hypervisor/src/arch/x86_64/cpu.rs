@@ -1,0 +1,147 @@
+//! Thin wrappers around single privileged instructions: port I/O, control registers, MSRs, CPUID.
+//!
+//! Each function is one instruction; callers decide when it is safe to execute it.
+
+use core::arch::asm;
+
+/// Write a byte to an I/O port.
+pub fn outb(port: u16, val: u8) {
+    // SAFETY: port I/O has no memory effects visible to Rust; the hypervisor owns every device it touches.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") val, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Read a byte from an I/O port.
+pub fn inb(port: u16) -> u8 {
+    let val: u8;
+    // SAFETY: as for `outb`.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") val, options(nomem, nostack, preserves_flags)) }
+    val
+}
+
+/// Write a 32-bit value to an I/O port.
+pub fn outl(port: u16, val: u32) {
+    // SAFETY: as for `outb`.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") val, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Read CR0.
+pub fn read_cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Read CR2 (the faulting linear address of the last page fault).
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Read CR3.
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Load CR3.
+///
+/// # Safety
+/// `val` must name a page-table root that maps the code being executed, the current stack and every object
+/// the caller still uses, at the same virtual addresses.
+pub unsafe fn write_cr3(val: u64) {
+    // SAFETY: the caller guarantees the new address space maps everything still in use.
+    unsafe { asm!("mov cr3, {}", in(reg) val, options(nostack, preserves_flags)) }
+}
+
+/// Read CR4.
+pub fn read_cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Load CR4.
+///
+/// # Safety
+/// The bits set must be supported by the CPU and consistent with the current paging mode.
+pub unsafe fn write_cr4(val: u64) {
+    // SAFETY: the caller guarantees the value is valid for this CPU.
+    unsafe { asm!("mov cr4, {}", in(reg) val, options(nostack, preserves_flags)) }
+}
+
+/// Read a model-specific register.
+///
+/// # Safety
+/// `msr` must exist on this CPU (otherwise #GP).
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller guarantees the MSR exists.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Write a model-specific register.
+///
+/// # Safety
+/// `msr` must exist and `val` must be valid for it; the effect must be one the caller can live with.
+pub unsafe fn wrmsr(msr: u32, val: u64) {
+    // SAFETY: the caller guarantees the MSR and value are valid.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") val as u32, in("edx") (val >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
+/// CPUID result registers.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuidResult {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+/// Execute CPUID for `leaf`/`subleaf`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+}
+
+/// Read the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects (CR4.TSD is clear in ring 0 anyway).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Halt the CPU forever with interrupts disabled.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: stopping the CPU is always memory-safe.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) }
+    }
+}
+
+/// Read the frame pointer of the caller (for backtraces; the image is built with frame pointers).
+#[inline(always)]
+pub fn frame_pointer() -> u64 {
+    let v: u64;
+    // SAFETY: reading RBP has no side effects.
+    unsafe { asm!("mov {}, rbp", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Architectural MSR numbers used by the hypervisor.
+pub mod msr {
+    /// Extended feature enable register.
+    pub const EFER: u32 = 0xc000_0080;
+}

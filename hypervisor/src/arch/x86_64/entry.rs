@@ -1,0 +1,234 @@
+//! All hypervisor entry and exit assembly: interrupt/exception/hypercall stubs, the address-space switch,
+//! and the return to a guest.
+//!
+//! # Where this code runs
+//! The `.entry.text` and `.entry.data` sections form the *entry region*: the only hypervisor memory that is
+//! mapped while a guest runs (read-only, at [`abi::layout::ENTRY_REGION_VA`]), together with the current
+//! CPU's entry stack and IST stacks (read-write, at [`abi::layout::ENTRY_STACKS_VA`]). The IDT, GDT and TSS
+//! live in `.entry.data`, so the CPU finds them in every address space. The code here is position
+//! independent within the region (RIP-relative references only to `.entry.*` symbols), so it runs at the
+//! alias address in both the guest's address space and the hypervisor's, which maps the region too.
+//!
+//! # Entry (any vector, from ring 1 or 3)
+//! The CPU switches to TSS.RSP0 (the entry stack) or to an IST stack and pushes SS, RSP, RFLAGS, CS, RIP
+//! and, for some exceptions, an error code. The stub pushes a zero error code where the CPU did not, then
+//! the vector number; `common_entry` pushes the 15 general-purpose registers, loads the hypervisor's CR3,
+//! moves to the hypervisor's private stack, saves the guest's FPU/SSE state with FXSAVE (before any Rust
+//! code can touch an XMM register), installs a clean MXCSR and calls [`guest_trap`] with a pointer to the
+//! frame. The frame holds only the guest's own registers, so leaving it on the guest-visible entry stack
+//! leaks nothing.
+//!
+//! ```text
+//!   entry stack (grows down)                 EntryFrame field   offset
+//!   +------------------+ <- TSS.RSP0 / IST top (16-byte aligned)
+//!   | SS               |                       ss              0xa8
+//!   | RSP              |                       rsp             0xa0
+//!   | RFLAGS           |                       rflags          0x98
+//!   | CS               |                       cs              0x90
+//!   | RIP              |                       rip             0x88
+//!   | error code / 0   |  (CPU or stub)        error_code      0x80
+//!   | vector           |  (stub)               vector          0x78
+//!   | RAX RBX RCX RDX  |  (common_entry)       rax .. rdx      0x70 .. 0x58
+//!   | RSI RDI RBP      |                       rsi rdi rbp     0x50 .. 0x40
+//!   | R8 .. R15        |                       r8 .. r15       0x38 .. 0x00
+//!   +------------------+ <- RDI passed to guest_trap (frame base)
+//! ```
+//!
+//! # Entry from ring 0
+//! Only a hypervisor bug (or NMI/#MC) gets here. `common_entry` saves the registers, loads the hypervisor
+//! CR3 (the fault may have hit the exit path after the switch to the guest's CR3), moves to a private fatal
+//! stack and calls [`hv_fatal`], which reports and stops the machine.
+//!
+//! # Exit
+//! [`exit_to_guest`] is given a sanitized frame already written to the top of the entry stack, the guest's
+//! CR3 and its FXSAVE area. It restores the FPU state, moves RSP to the frame, loads the guest CR3 (from here
+//! on only the entry region is mapped), pops the registers and executes IRETQ.
+
+use core::arch::global_asm;
+use core::mem::{offset_of, size_of};
+
+use static_assertions::const_assert_eq;
+
+use super::tables::{ENTRY_TABLES, EntryTables, EntryWords};
+pub use crate::regs::EntryFrame;
+
+/// Size of [`EntryFrame`]; the stubs and the exit path depend on it.
+pub const FRAME_SIZE: usize = 22 * 8;
+const_assert_eq!(size_of::<EntryFrame>(), FRAME_SIZE);
+const_assert_eq!(offset_of!(EntryFrame, rax), 0x70);
+const_assert_eq!(offset_of!(EntryFrame, vector), 0x78);
+const_assert_eq!(offset_of!(EntryFrame, rip), 0x88);
+const_assert_eq!(offset_of!(EntryFrame, cs), 0x90);
+const_assert_eq!(offset_of!(EntryFrame, ss), 0xa8);
+// The CPU aligns the stack to 16 bytes before pushing SS; the frame base is then 16-byte aligned too.
+const_assert_eq!(FRAME_SIZE % 16, 0);
+
+/// Each vector's stub is padded to this many bytes, so stub `n` is at `entry_stubs + n * STUB_SIZE`.
+pub const STUB_SIZE: usize = 16;
+
+/// Offset of the CS slot relative to RSP when `common_entry` starts (vector and error code are below it).
+const CS_FROM_STUB_RSP: usize = offset_of!(EntryFrame, cs) - offset_of!(EntryFrame, vector);
+
+global_asm!(
+    r#"
+    .section .entry.text, "ax"
+    .balign 16
+    .global entry_stubs
+entry_stubs:
+    .set vec, 0
+    .rept 256
+    .balign {stub_size}
+    .if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp common_entry
+    .set vec, vec + 1
+    .endr
+    .balign {stub_size}
+    .global entry_stubs_end
+entry_stubs_end:
+
+common_entry:
+    cld
+    testb $3, {cs_off}(%rsp)
+    jz 2f
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov {tables}+{w_cr3}(%rip), %rax
+    mov %rax, %cr3
+    mov %rsp, %rdi
+    mov {tables}+{w_stack}(%rip), %rsp
+    mov {tables}+{w_fpu}(%rip), %rax
+    fxsave64 (%rax)
+    ldmxcsr {tables}+{w_mxcsr}(%rip)
+    movabs ${guest_trap}, %rax
+    call *%rax
+    ud2
+
+2:  /* from ring 0: a hypervisor fault */
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov {tables}+{w_cr3}(%rip), %rax
+    mov %rax, %cr3
+    mov %rsp, %rdi
+    mov {tables}+{w_fatal}(%rip), %rsp
+    movabs ${hv_fatal}, %rax
+    call *%rax
+    ud2
+
+    /* exit_to_guest(frame: rdi, guest_cr3: rsi, fxsave_area: rdx) -> ! */
+    .global exit_to_guest_stub
+exit_to_guest_stub:
+    fxrstor64 (%rdx)
+    mov %rdi, %rsp
+    mov %rsi, %cr3
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+    "#,
+    stub_size = const STUB_SIZE,
+    cs_off = const CS_FROM_STUB_RSP,
+    tables = sym ENTRY_TABLES,
+    w_cr3 = const offset_of!(EntryTables, words) + offset_of!(EntryWords, hv_cr3),
+    w_stack = const offset_of!(EntryTables, words) + offset_of!(EntryWords, hv_stack_top),
+    w_fatal = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fatal_stack_top),
+    w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
+    w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
+    guest_trap = sym guest_trap,
+    hv_fatal = sym hv_fatal,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    /// First byte of the stub array (its image address; the IDT uses the alias).
+    pub static entry_stubs: u8;
+    /// End of the stub array; boot checks that every stub fit in [`STUB_SIZE`] bytes.
+    pub static entry_stubs_end: u8;
+    /// The exit stub (image address; call it through its alias).
+    static exit_to_guest_stub: u8;
+}
+
+/// Called by `common_entry` on the hypervisor stack, in the hypervisor's address space, with the guest's
+/// FPU state already saved.
+extern "C" fn guest_trap(frame: *const EntryFrame) -> ! {
+    // SAFETY: `common_entry` passes the frame it just built on the entry/IST stack, which the hypervisor's
+    // address space maps at the same alias address; nothing else writes it until the next exit.
+    let frame = unsafe { frame.read() };
+    crate::trap::guest_trap(frame)
+}
+
+/// Called by `common_entry` for an entry from ring 0: a hypervisor fault. Runs on the fatal stack.
+extern "C" fn hv_fatal(frame: *const EntryFrame) -> ! {
+    // SAFETY: as in `guest_trap`; the frame is on whichever stack the CPU used and is mapped here.
+    let frame = unsafe { frame.read() };
+    crate::panic::hypervisor_fault(&frame)
+}
+
+/// Return to a guest: write `frame` to the top of the entry stack, then restore FPU state, switch to
+/// `guest_cr3` and IRETQ. The caller must have sanitized the frame ([`super::sanitize`]) and made sure no
+/// lock is held (this function does not return).
+///
+/// # Safety
+/// `guest_cr3` must be the root of a validated guest address space that maps the entry region and entry
+/// stack like every other; `fxsave` must point to a 16-byte aligned, valid FXSAVE image.
+pub unsafe fn exit_to_guest(frame: &EntryFrame, guest_cr3: u64, fxsave: *const u8) -> ! {
+    let slot = super::layout::entry_stack_top() - FRAME_SIZE as u64;
+    let stub = super::layout::alias_of(core::ptr::addr_of!(exit_to_guest_stub) as u64);
+    // SAFETY: `slot` is the top of the current CPU's entry stack, mapped writable in this address space;
+    // no Rust code runs on that stack.
+    unsafe { (slot as *mut EntryFrame).write(*frame) };
+    // SAFETY: the stub is the exit sequence above, reached through its alias so it stays mapped after the
+    // CR3 switch; the caller guarantees the arguments.
+    unsafe {
+        core::arch::asm!(
+            "jmp {stub}",
+            stub = in(reg) stub,
+            in("rdi") slot,
+            in("rsi") guest_cr3,
+            in("rdx") fxsave,
+            options(noreturn)
+        )
+    }
+}

@@ -1,0 +1,38 @@
+//! The COM1 16550 UART: the hypervisor's console (polled, 115200 8N1) and the debug-exit port.
+
+use super::cpu::{inb, outb};
+
+const COM1: u16 = 0x3f8;
+
+/// Program COM1 for 115200 baud, 8 data bits, no parity, one stop bit, FIFOs on, interrupts off.
+pub fn init() {
+    outb(COM1 + 1, 0x00); // no interrupts
+    outb(COM1 + 3, 0x80); // DLAB on
+    outb(COM1, 0x01); // divisor 1 = 115200 baud
+    outb(COM1 + 1, 0x00);
+    outb(COM1 + 3, 0x03); // 8N1, DLAB off
+    outb(COM1 + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
+    outb(COM1 + 4, 0x03); // DTR | RTS
+}
+
+/// Send one byte, waiting for the transmit holding register to drain. `\n` becomes `\r\n`.
+pub fn write_byte(b: u8) {
+    if b == b'\n' {
+        raw_byte(b'\r');
+    }
+    raw_byte(b);
+}
+
+fn raw_byte(b: u8) {
+    let mut spins = 0u32;
+    while inb(COM1 + 5) & 0x20 == 0 && spins < 100_000 {
+        spins += 1;
+    }
+    outb(COM1, b);
+}
+
+/// Stop the machine with `status` through QEMU's `isa-debug-exit` device; halt if the device is absent.
+pub fn debug_exit(status: u8) -> ! {
+    super::cpu::outl(abi::exit::DEBUG_EXIT_PORT, u32::from(status));
+    super::cpu::halt_forever()
+}

@@ -1,0 +1,186 @@
+//! The GDT, TSS and IDT, and the few words the entry code loads: all in `.entry.data`, so that they are
+//! part of the read-only entry region every address space maps at the same address.
+
+use core::cell::UnsafeCell;
+use core::mem::size_of;
+
+use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, HYPERCALL_VECTOR};
+use static_assertions::const_assert_eq;
+
+/// Hypervisor code segment selector.
+pub const HV_CS: u16 = 0x08;
+/// Hypervisor data segment selector.
+pub const HV_DS: u16 = 0x10;
+/// TSS selector (a 16-byte system descriptor in GDT slots 8 and 9).
+pub const TSS_SEL: u16 = 0x40;
+/// Number of GDT slots.
+pub const GDT_LEN: usize = 16;
+
+/// IST slot numbers (1-based, as in the gate descriptor) for the vectors that must never run on a stack
+/// the interrupted context chose.
+pub mod ist {
+    /// Double fault.
+    pub const DF: u8 = 1;
+    /// Non-maskable interrupt.
+    pub const NMI: u8 = 2;
+    /// Machine check.
+    pub const MC: u8 = 3;
+    /// Debug exception (a MOV SS/POP SS-deferred #DB may arrive before the first instruction of a handler).
+    pub const DB: u8 = 4;
+}
+
+/// The 64-bit task-state segment (only stack pointers matter in long mode).
+#[repr(C, packed(4))]
+pub struct Tss {
+    _reserved0: u32,
+    /// RSP0..RSP2: stacks loaded on a privilege change to ring 0..2.
+    pub rsp: [u64; 3],
+    _reserved1: u64,
+    /// IST1..IST7.
+    pub ist: [u64; 7],
+    _reserved2: u64,
+    _reserved3: u16,
+    /// Offset of the I/O permission bitmap; pointing past the limit means "no bitmap": all port I/O from
+    /// a guest (CPL > IOPL = 0) faults.
+    pub iomap_base: u16,
+}
+const_assert_eq!(size_of::<Tss>(), 104);
+
+/// A 64-bit interrupt-gate descriptor.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IdtGate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    _reserved: u32,
+}
+const_assert_eq!(size_of::<IdtGate>(), 16);
+
+impl IdtGate {
+    const EMPTY: IdtGate =
+        IdtGate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, _reserved: 0 };
+
+    /// A present 64-bit interrupt gate (IF cleared on entry) to `handler` in the hypervisor code segment.
+    pub const fn interrupt(handler: u64, dpl: u8, ist: u8) -> IdtGate {
+        IdtGate {
+            offset_low: handler as u16,
+            selector: HV_CS,
+            ist,
+            type_attr: 0x80 | (dpl << 5) | 0x0e,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            _reserved: 0,
+        }
+    }
+}
+
+/// Words the entry assembly loads with RIP-relative addressing (see `entry.rs`).
+#[repr(C)]
+pub struct EntryWords {
+    /// The hypervisor's page-table root.
+    pub hv_cr3: u64,
+    /// Top of the hypervisor's private stack (reset on every entry from a guest).
+    pub hv_stack_top: u64,
+    /// Top of the private stack used to report a hypervisor fault.
+    pub fatal_stack_top: u64,
+    /// FXSAVE area of the vCPU that is running (hypervisor memory; written before every exit).
+    pub fxsave_area: u64,
+    /// MXCSR value installed for hypervisor code (all SSE exceptions masked).
+    pub mxcsr: u32,
+    _pad: u32,
+}
+
+/// Everything in `.entry.data`. Page aligned; the IDT fills the first page exactly.
+#[repr(C, align(4096))]
+pub struct EntryTables {
+    /// The IDT.
+    pub idt: [IdtGate; 256],
+    /// The GDT.
+    pub gdt: [u64; GDT_LEN],
+    /// The TSS.
+    pub tss: Tss,
+    /// Entry words.
+    pub words: EntryWords,
+}
+
+/// Interior-mutable holder of [`EntryTables`]; the hypervisor runs on one CPU with interrupts disabled in
+/// ring 0, so accesses never overlap.
+pub struct EntryCell(UnsafeCell<EntryTables>);
+
+// SAFETY: single CPU; the hypervisor never runs concurrently with itself (interrupts are off in ring 0),
+// and guests can only read this memory (mapped read-only in their address spaces).
+unsafe impl Sync for EntryCell {}
+
+impl EntryCell {
+    /// Raw pointer to the tables (image address, writable in the hypervisor's address space).
+    pub fn get(&self) -> *mut EntryTables {
+        self.0.get()
+    }
+}
+
+/// The one instance, in the entry region.
+#[unsafe(link_section = ".entry.data")]
+pub static ENTRY_TABLES: EntryCell = EntryCell(UnsafeCell::new(EntryTables {
+    idt: [IdtGate::EMPTY; 256],
+    gdt: [0; GDT_LEN],
+    tss: Tss {
+        _reserved0: 0,
+        rsp: [0; 3],
+        _reserved1: 0,
+        ist: [0; 7],
+        _reserved2: 0,
+        _reserved3: 0,
+        iomap_base: size_of::<Tss>() as u16,
+    },
+    words: EntryWords { hv_cr3: 0, hv_stack_top: 0, fatal_stack_top: 0, fxsave_area: 0, mxcsr: 0x1f80, _pad: 0 },
+}));
+
+/// A code or data segment descriptor with base 0 and limit 4 GiB (ignored in long mode).
+const fn segment(dpl: u64, code: bool) -> u64 {
+    let access = 0x80 | (dpl << 5) | 0x10 | if code { 0x0a } else { 0x02 };
+    // Flags: G, and L for code (64-bit) or D/B for data.
+    let flags: u64 = if code { 0xa } else { 0xc };
+    0xffff | (access << 40) | (0xf << 48) | (flags << 52)
+}
+
+/// The GDT contents: ring-0, ring-1 and ring-3 segments; the selectors are pinned in `abi::layout`.
+pub fn gdt_entries(tss_base: u64) -> [u64; GDT_LEN] {
+    let mut g = [0u64; GDT_LEN];
+    g[(HV_CS >> 3) as usize] = segment(0, true);
+    g[(HV_DS >> 3) as usize] = segment(0, false);
+    g[(GUEST_KERNEL_CS >> 3) as usize] = segment(1, true);
+    g[(GUEST_KERNEL_SS >> 3) as usize] = segment(1, false);
+    g[(GUEST_USER_SS >> 3) as usize] = segment(3, false);
+    g[(GUEST_USER_CS >> 3) as usize] = segment(3, true);
+    let limit = (size_of::<Tss>() - 1) as u64;
+    let slot = (TSS_SEL >> 3) as usize;
+    g[slot] = (limit & 0xffff)
+        | ((tss_base & 0xff_ffff) << 16)
+        | (0x89 << 40)
+        | (((limit >> 16) & 0xf) << 48)
+        | (((tss_base >> 24) & 0xff) << 56);
+    g[slot + 1] = tss_base >> 32;
+    g
+}
+
+/// The gate for `vector`: DPL 1 for the hypercall gate (a ring-1 guest kernel may call it, ring-3 user code
+/// may not), DPL 3 for `int3`/`into` (as Xen), DPL 0 elsewhere (software `int n` from a guest faults).
+pub fn gate_for(vector: usize, stub: u64) -> IdtGate {
+    let dpl = match vector {
+        3 | 4 => 3,
+        v if v == HYPERCALL_VECTOR as usize => 1,
+        _ => 0,
+    };
+    let ist = match vector {
+        1 => ist::DB,
+        2 => ist::NMI,
+        8 => ist::DF,
+        18 => ist::MC,
+        _ => 0,
+    };
+    IdtGate::interrupt(stub, dpl, ist)
+}

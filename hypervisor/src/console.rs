@@ -1,0 +1,161 @@
+//! The hypervisor console: `[hv]` log lines, and guest output as `(dN)` lines.
+//!
+//! Guest bytes are collected per domain until a newline so that lines of different domains never mix;
+//! control characters are replaced so a guest cannot move the cursor or clear a user's terminal.
+
+/// Longest guest line kept before it is flushed without a newline.
+pub const LINE_MAX: usize = 160;
+
+/// One domain's unterminated console output.
+pub struct LineBuffer {
+    buf: heapless::Vec<u8, LINE_MAX>,
+}
+
+impl LineBuffer {
+    /// An empty buffer.
+    pub const fn new() -> LineBuffer {
+        LineBuffer { buf: heapless::Vec::new() }
+    }
+
+    /// Append guest bytes; `emit` receives every completed line (without the newline).
+    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    emit(&self.buf);
+                    self.buf.clear();
+                }
+                b'\r' => {}
+                _ => {
+                    let c = if b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'?' };
+                    if self.buf.push(c).is_err() {
+                        emit(&self.buf);
+                        self.buf.clear();
+                        let _ = self.buf.push(c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Emit whatever is left (used when a domain stops).
+    pub fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
+        if !self.buf.is_empty() {
+            emit(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
+impl Default for LineBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "baremetal")]
+pub use self::serial::*;
+
+#[cfg(feature = "baremetal")]
+mod serial {
+    use core::fmt::Write;
+
+    use crate::arch::serial;
+
+    /// Serializes whole lines on the UART.
+    static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+    struct Uart;
+
+    impl Write for Uart {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            s.bytes().for_each(serial::write_byte);
+            Ok(())
+        }
+    }
+
+    /// Print formatted text on the console (no prefix); used for multi-part lines.
+    pub fn print(args: core::fmt::Arguments<'_>) {
+        let _g = LOCK.lock();
+        let _ = Uart.write_fmt(args);
+    }
+
+    /// Print on the console without taking the lock (panic and fault paths only: the lock may be held by
+    /// the code that failed).
+    pub fn print_unlocked(args: core::fmt::Arguments<'_>) {
+        let _ = Uart.write_fmt(args);
+    }
+
+    /// Print one line of domain `domid`'s output as `(dN) line`.
+    pub fn guest_line(domid: u16, line: &[u8]) {
+        let _g = LOCK.lock();
+        let _ = write!(Uart, "(d{domid}) ");
+        line.iter().copied().for_each(serial::write_byte);
+        serial::write_byte(b'\n');
+    }
+
+    struct Logger;
+
+    impl log::Log for Logger {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::max_level()
+        }
+
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                print(format_args!("[hv] {:<5} {}\n", r.level(), r.args()));
+            }
+        }
+
+        fn flush(&self) {}
+    }
+
+    static LOGGER: Logger = Logger;
+
+    /// Install the `[hv]` logger with the given maximum level.
+    pub fn init_logger(level: log::LevelFilter) {
+        let _ = log::set_logger(&LOGGER);
+        log::set_max_level(level);
+    }
+
+    /// Parse a `loglevel=` value.
+    pub fn parse_level(s: &str) -> Option<log::LevelFilter> {
+        Some(match s {
+            "error" => log::LevelFilter::Error,
+            "warn" => log::LevelFilter::Warn,
+            "info" => log::LevelFilter::Info,
+            "debug" => log::LevelFilter::Debug,
+            "trace" => log::LevelFilter::Trace,
+            "off" => log::LevelFilter::Off,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_sanitized() {
+        let mut b = LineBuffer::new();
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        b.push(b"hello\nwor", |l| out.push(l.to_vec()));
+        b.push(b"ld\x1b[2J\r\n", |l| out.push(l.to_vec()));
+        assert_eq!(out, vec![b"hello".to_vec(), b"world?[2J".to_vec()]);
+        b.push(b"tail", |l| out.push(l.to_vec()));
+        b.flush(|l| out.push(l.to_vec()));
+        assert_eq!(out.last().unwrap(), b"tail");
+    }
+
+    #[test]
+    fn long_lines_are_wrapped() {
+        let mut b = LineBuffer::new();
+        let mut n = 0;
+        b.push(&[b'x'; LINE_MAX * 2 + 5], |l| {
+            assert!(l.len() <= LINE_MAX);
+            n += 1;
+        });
+        assert_eq!(n, 2);
+    }
+}

@@ -1,0 +1,183 @@
+//! Domains and their vCPU state, the domain table, and the round-robin choice of the next vCPU.
+
+use abi::sched::ShutdownReason;
+use abi::types::Mfn;
+
+use crate::console::LineBuffer;
+use crate::regs::EntryFrame;
+
+/// Most domains the hypervisor runs at once.
+pub const MAX_DOMAINS: usize = 8;
+
+/// Life cycle of a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    /// Has a vCPU that may run.
+    Runnable,
+    /// Asked to stop (`SCHEDOP_shutdown`).
+    Shutdown {
+        /// Xen shutdown reason.
+        reason: ShutdownReason,
+        /// Exit code passed in RDX (our extension).
+        code: u32,
+    },
+    /// Stopped by the hypervisor (`crash_domain`).
+    Crashed,
+}
+
+/// A 512-byte FXSAVE image, 16-byte aligned as FXSAVE/FXRSTOR require.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct FxArea(pub [u8; 512]);
+
+impl FxArea {
+    /// The state after FNINIT with all SSE exceptions masked: FCW = 0x37f, MXCSR = 0x1f80.
+    pub const fn initial() -> FxArea {
+        let mut a = [0u8; 512];
+        a[0] = 0x7f;
+        a[1] = 0x03;
+        a[24] = 0x80;
+        a[25] = 0x1f;
+        FxArea(a)
+    }
+}
+
+/// The (single) virtual CPU of a domain.
+#[derive(Clone, Copy)]
+pub struct Vcpu {
+    /// Saved registers while not running (the frame of the last entry, or the start-of-day state).
+    pub regs: EntryFrame,
+    /// Page-table root (machine address of the L4) loaded when this vCPU runs.
+    pub cr3: u64,
+    /// Saved FPU/SSE state.
+    pub fx: FxArea,
+}
+
+/// A domain.
+pub struct Domain {
+    /// Domain id (0 is the privileged initial domain).
+    pub id: u16,
+    /// Life-cycle state.
+    pub state: DomainState,
+    /// The vCPU.
+    pub vcpu: Vcpu,
+    /// The shared_info frame (hypervisor-allocated, owned by this domain).
+    pub shared_info: Mfn,
+    /// Guest memory in pages.
+    pub nr_pages: u64,
+    /// `SIF_PRIVILEGED`: may use privileged hypercalls.
+    pub privileged: bool,
+    /// Console output not yet terminated by a newline.
+    pub console: LineBuffer,
+}
+
+impl Domain {
+    /// True if the vCPU may be scheduled.
+    pub fn runnable(&self) -> bool {
+        self.state == DomainState::Runnable
+    }
+}
+
+/// All domains, and which one's vCPU is on the CPU.
+pub struct DomainTable {
+    /// Slots, indexed by domain id.
+    pub slots: [Option<Domain>; MAX_DOMAINS],
+    /// The domain whose vCPU runs (or ran last).
+    pub current: Option<usize>,
+}
+
+impl DomainTable {
+    /// An empty table.
+    pub const fn new() -> DomainTable {
+        DomainTable { slots: [const { None }; MAX_DOMAINS], current: None }
+    }
+
+    /// The next runnable domain after `after` in round-robin order (possibly `after` itself, last).
+    pub fn next_runnable(&self, after: Option<usize>) -> Option<usize> {
+        let start = after.map_or(0, |a| a + 1);
+        (0..MAX_DOMAINS)
+            .map(|k| (start + k) % MAX_DOMAINS)
+            .find(|&i| self.slots[i].as_ref().is_some_and(Domain::runnable))
+    }
+
+    /// The current domain, if any.
+    pub fn current_mut(&mut self) -> Option<&mut Domain> {
+        self.slots[self.current?].as_mut()
+    }
+
+    /// Iterate over existing domains.
+    pub fn iter(&self) -> impl Iterator<Item = &Domain> {
+        self.slots.iter().flatten()
+    }
+}
+
+impl Default for DomainTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The overall result the hypervisor reports when no domain is left (see `abi::exit`).
+pub fn exit_status<'a>(domains: impl Iterator<Item = &'a Domain>) -> u8 {
+    let mut status = abi::exit::EXIT_OK;
+    for d in domains {
+        let s = match d.state {
+            DomainState::Crashed => abi::exit::EXIT_DOMAIN_CRASHED,
+            DomainState::Shutdown { reason: ShutdownReason::Poweroff, code: 0 } => abi::exit::EXIT_OK,
+            DomainState::Shutdown { .. } | DomainState::Runnable => abi::exit::EXIT_DOMAIN_FAILED,
+        };
+        status = status.max(s);
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dom(id: u16, state: DomainState) -> Domain {
+        Domain {
+            id,
+            state,
+            vcpu: Vcpu { regs: EntryFrame::default(), cr3: 0, fx: FxArea::initial() },
+            shared_info: Mfn(0),
+            nr_pages: 1,
+            privileged: false,
+            console: LineBuffer::new(),
+        }
+    }
+
+    #[test]
+    fn round_robin() {
+        let mut t = DomainTable::new();
+        assert_eq!(t.next_runnable(None), None);
+        t.slots[0] = Some(dom(0, DomainState::Runnable));
+        t.slots[2] = Some(dom(2, DomainState::Runnable));
+        t.slots[3] = Some(dom(3, DomainState::Crashed));
+        assert_eq!(t.next_runnable(None), Some(0));
+        assert_eq!(t.next_runnable(Some(0)), Some(2));
+        assert_eq!(t.next_runnable(Some(2)), Some(0));
+        t.slots[0].as_mut().unwrap().state = DomainState::Crashed;
+        assert_eq!(t.next_runnable(Some(2)), Some(2));
+    }
+
+    #[test]
+    fn exit_status_is_most_severe() {
+        let off = |code| DomainState::Shutdown { reason: ShutdownReason::Poweroff, code };
+        let ok = [dom(0, off(0)), dom(1, off(0))];
+        assert_eq!(exit_status(ok.iter()), abi::exit::EXIT_OK);
+        let failed = [dom(0, off(0)), dom(1, off(3))];
+        assert_eq!(exit_status(failed.iter()), abi::exit::EXIT_DOMAIN_FAILED);
+        let reboot = [dom(0, DomainState::Shutdown { reason: ShutdownReason::Reboot, code: 0 })];
+        assert_eq!(exit_status(reboot.iter()), abi::exit::EXIT_DOMAIN_FAILED);
+        let crashed = [dom(0, DomainState::Crashed), dom(1, off(5))];
+        assert_eq!(exit_status(crashed.iter()), abi::exit::EXIT_DOMAIN_CRASHED);
+    }
+
+    #[test]
+    fn initial_fpu_state() {
+        let a = FxArea::initial();
+        assert_eq!(u16::from_le_bytes([a.0[0], a.0[1]]), 0x37f);
+        assert_eq!(u32::from_le_bytes([a.0[24], a.0[25], a.0[26], a.0[27]]), 0x1f80);
+    }
+}

@@ -1,0 +1,124 @@
+//! `xen_version` (hypercall 17): version number, extra version, capabilities, feature bitmap, page size.
+
+use abi::errno::Errno;
+use abi::types::Gva;
+use abi::version::*;
+use abi::xen::XenFeatureInfo;
+
+use super::{Action, HypercallCtx};
+use crate::mm::phys::FrameMem;
+
+/// A decoded `xen_version` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionRequest {
+    /// `(major << 16) | minor`.
+    Version,
+    /// Copy the extra-version string (16 bytes) to the guest.
+    ExtraVersion(Gva),
+    /// Copy the capabilities string (1024 bytes) to the guest.
+    Capabilities(Gva),
+    /// Read a `xen_feature_info`, fill in its submap.
+    GetFeatures(Gva),
+    /// The page size.
+    PageSize,
+    /// Copy the hypervisor command line (1024 bytes); privileged domains only.
+    CommandLine(Gva),
+}
+
+/// Decode the registers.
+pub fn decode(args: [u64; 5]) -> Result<VersionRequest, Errno> {
+    let arg = Gva(args[1]);
+    Ok(match args[0] {
+        XENVER_VERSION => VersionRequest::Version,
+        XENVER_EXTRAVERSION => VersionRequest::ExtraVersion(arg),
+        XENVER_CAPABILITIES => VersionRequest::Capabilities(arg),
+        XENVER_GET_FEATURES => VersionRequest::GetFeatures(arg),
+        XENVER_PAGESIZE => VersionRequest::PageSize,
+        XENVER_COMMANDLINE => VersionRequest::CommandLine(arg),
+        _ => return Err(Errno::ENOSYS),
+    })
+}
+
+/// The feature bits this hypervisor offers in word `idx` to a domain.
+pub fn feature_word(idx: u32, privileged: bool) -> u32 {
+    match idx {
+        0 if privileged => 1 << XENFEAT_DOM0,
+        _ => 0,
+    }
+}
+
+fn padded<const N: usize>(s: &str) -> [u8; N] {
+    let mut b = [0u8; N];
+    let n = s.len().min(N - 1);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    b
+}
+
+/// Handle `xen_version`.
+pub fn xen_version<M: FrameMem>(ctx: &mut HypercallCtx<'_, M>) -> Action {
+    let result = decode(ctx.args).and_then(|req| match req {
+        VersionRequest::Version => Ok(i64::from(VERSION)),
+        VersionRequest::PageSize => Ok(4096),
+        VersionRequest::ExtraVersion(va) => {
+            ctx.guest.write(va, &padded::<XEN_EXTRAVERSION_LEN>(EXTRAVERSION)).map(|_| 0)
+        }
+        VersionRequest::Capabilities(va) => {
+            ctx.guest.write(va, &padded::<XEN_CAPABILITIES_INFO_LEN>(CAPABILITIES)).map(|_| 0)
+        }
+        VersionRequest::GetFeatures(va) => {
+            let mut fi: XenFeatureInfo = ctx.guest.read_obj(va)?;
+            fi.submap = feature_word(fi.submap_idx, ctx.privileged);
+            ctx.guest.write_obj(va, &fi).map(|_| 0)
+        }
+        VersionRequest::CommandLine(va) => {
+            if !ctx.privileged {
+                return Err(Errno::EPERM);
+            }
+            ctx.guest.write(va, &padded::<XEN_COMMANDLINE_LEN>(ctx.hv_cmdline)).map(|_| 0)
+        }
+    });
+    Action::from(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use abi::hypercall::nr::XEN_VERSION;
+
+    #[test]
+    fn version_and_strings() {
+        let (mut m, root) = machine();
+        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]).0, Action::Return(1));
+        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_PAGESIZE, 0, 0, 0, 0]).0, Action::Return(4096));
+        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_EXTRAVERSION, RW_PAGE, 0, 0, 0]).0, Action::Return(0));
+        let v = crate::mm::guest_mem::GuestView::new(&mut m, root, false);
+        let mut b = [0u8; 9];
+        v.read(abi::types::Gva(RW_PAGE), &mut b).unwrap();
+        assert_eq!(&b, b"-ring1pv\0");
+    }
+
+    #[test]
+    fn features_and_privilege() {
+        let (mut m, root) = machine();
+        let r = call(&mut m, root, XEN_VERSION, [XENVER_GET_FEATURES, RW_PAGE, 0, 0, 0]).0;
+        assert_eq!(r, Action::Return(0));
+        assert_eq!(feature_word(0, true), 1 << XENFEAT_DOM0);
+        assert_eq!(feature_word(0, false), 0);
+        assert_eq!(feature_word(7, true), 0);
+        let eperm = Action::Return(Errno::EPERM.as_ret());
+        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_COMMANDLINE, RW_PAGE, 0, 0, 0]).0, eperm);
+    }
+
+    #[test]
+    fn hostile_pointers() {
+        let (mut m, root) = machine();
+        let efault = Action::Return(Errno::EFAULT.as_ret());
+        for va in [RO_PAGE, 0x20_0000, abi::layout::ENTRY_REGION_VA, 0xdead_0000_0000_0000, RW_PAGE + 0xffc] {
+            assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_EXTRAVERSION, va, 0, 0, 0]).0, efault, "{va:#x}");
+            assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_GET_FEATURES, va, 0, 0, 0]).0, efault, "{va:#x}");
+        }
+        let enosys = Action::Return(Errno::ENOSYS.as_ret());
+        assert_eq!(call(&mut m, root, XEN_VERSION, [99, RW_PAGE, 0, 0, 0]).0, enosys);
+    }
+}

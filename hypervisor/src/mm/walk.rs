@@ -1,0 +1,482 @@
+//! Software walks of a guest's 4-level page tables: translate guest virtual addresses and validate buffers.
+//!
+//! Used to check hypercall buffers against the calling domain's own mappings, with the permissions the guest
+//! itself would need. Guests never get superpages, so any PS bit is refused.
+
+use crate::mm::phys::PhysRead;
+use crate::mm::pte::{Pte, PteFlags};
+use abi::layout::{RESERVED_VA_END, RESERVED_VA_START, guest_va_allowed};
+use abi::types::{Gva, Maddr, Mfn, PAGE_SIZE};
+
+/// The kind of access a translation must allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Access {
+    /// The access writes (WRITABLE needed at every level).
+    pub write: bool,
+    /// The access is made on behalf of ring 3 (USER needed at every level).
+    pub user: bool,
+}
+
+impl Access {
+    /// A supervisor read.
+    pub const READ: Access = Access {
+        write: false,
+        user: false,
+    };
+    /// A supervisor write.
+    pub const WRITE: Access = Access {
+        write: true,
+        user: false,
+    };
+}
+
+/// Why a translation or buffer check failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkError {
+    /// The address (or part of the range) is not canonical.
+    NonCanonical,
+    /// The address (or part of the range) is in the hypervisor's reserved slots.
+    Reserved,
+    /// The entry at `level` (4 = L4 … 1 = L1) is not present.
+    NotPresent {
+        /// Page-table level of the missing entry.
+        level: u32,
+    },
+    /// Some level lacks WRITABLE (for a write) or USER (for a user access).
+    Protection,
+    /// A PS bit is set (in L3/L2, or the reserved PS bit in L4).
+    LargePage,
+    /// `va + len` overflows.
+    Overflow,
+    /// The buffer is longer than the caller's limit.
+    TooLong,
+}
+
+impl core::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WalkError::NonCanonical => f.write_str("non-canonical guest address"),
+            WalkError::Reserved => f.write_str("guest address in the hypervisor's reserved range"),
+            WalkError::NotPresent { level } => write!(f, "L{level} entry not present"),
+            WalkError::Protection => f.write_str("mapping does not allow this access"),
+            WalkError::LargePage => f.write_str("superpage mapping refused"),
+            WalkError::Overflow => f.write_str("guest buffer wraps around the address space"),
+            WalkError::TooLong => f.write_str("guest buffer too long"),
+        }
+    }
+}
+
+fn check_va(va: Gva) -> Result<(), WalkError> {
+    if !va.is_canonical() {
+        Err(WalkError::NonCanonical)
+    } else if !guest_va_allowed(va.0) {
+        Err(WalkError::Reserved)
+    } else {
+        Ok(())
+    }
+}
+
+/// Translates `va` through the page tables rooted at `l4`, checking `access` at every level.
+pub fn translate(
+    mem: &impl PhysRead,
+    l4: Mfn,
+    va: Gva,
+    access: Access,
+) -> Result<Maddr, WalkError> {
+    check_va(va)?;
+    let mut table = l4;
+    for level in (1..=4u32).rev() {
+        let slot = table.addr().0 + (va.table_index(level) as u64) * 8;
+        let pte = Pte(mem.read_u64(Maddr(slot)));
+        if !pte.is_present() {
+            return Err(WalkError::NotPresent { level });
+        }
+        if level >= 2 && pte.has(PteFlags::HUGE) {
+            return Err(WalkError::LargePage);
+        }
+        if (access.write && !pte.has(PteFlags::WRITABLE))
+            || (access.user && !pte.has(PteFlags::USER))
+        {
+            return Err(WalkError::Protection);
+        }
+        table = pte.mfn();
+    }
+    Ok(Maddr(table.addr().0 | va.page_offset()))
+}
+
+/// Checks a whole guest buffer `[va, va+len)` and calls `f(maddr, chunk_len)` for each physically contiguous
+/// piece (one per page) in order. Every page is validated before `f` is called even once, so a failure has no
+/// side effects.
+///
+/// The tables are walked twice (validate, then deliver). The caller must keep the domain's page tables from
+/// changing in between (PV guests can only change them through the hypervisor); if they did change anyway,
+/// the second walk's error is returned after some chunks were delivered.
+pub fn for_each_chunk(
+    mem: &impl PhysRead,
+    l4: Mfn,
+    va: Gva,
+    len: u64,
+    access: Access,
+    max_len: u64,
+    mut f: impl FnMut(Maddr, usize),
+) -> Result<(), WalkError> {
+    if len > max_len {
+        return Err(WalkError::TooLong);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let last = va.checked_add(len - 1).ok_or(WalkError::Overflow)?;
+    check_va(va)?;
+    check_va(last)?;
+    if (va.0 >> 63) != (last.0 >> 63) {
+        // Both ends canonical but in different halves: the range spans the non-canonical hole.
+        return Err(WalkError::NonCanonical);
+    }
+    if va.0 < RESERVED_VA_END && last.0 >= RESERVED_VA_START {
+        return Err(WalkError::Reserved);
+    }
+    // Pass 1: validate every page. Pass 2: deliver.
+    for deliver in [false, true] {
+        let mut cur = va;
+        let mut left = len;
+        while left > 0 {
+            let chunk = (PAGE_SIZE - cur.page_offset()).min(left);
+            let ma = translate(mem, l4, cur, access)?;
+            if deliver {
+                // chunk <= PAGE_SIZE, so it fits in usize.
+                f(ma, chunk as usize);
+            }
+            left -= chunk;
+            if left > 0 {
+                // Cannot overflow: cur + left - 1 <= last.
+                cur = Gva(cur.0 + chunk);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::phys::fake::FakeMachine;
+
+    const P: PteFlags = PteFlags::PRESENT;
+    const W: PteFlags = PteFlags::WRITABLE;
+    const U: PteFlags = PteFlags::USER;
+
+    /// A tiny page-table builder: frame 1 is the L4, page-table frames from 2 upward, data frames from 64.
+    struct Tables {
+        m: FakeMachine,
+        next: u64,
+    }
+
+    impl Tables {
+        fn new() -> Self {
+            Tables {
+                m: FakeMachine::new(128),
+                next: 2,
+            }
+        }
+        fn entry(&self, table: Mfn, idx: usize) -> Pte {
+            Pte(self.m.read_u64(Maddr(table.addr().0 + idx as u64 * 8)))
+        }
+        fn set(&mut self, table: Mfn, idx: usize, pte: Pte) {
+            self.m
+                .write_u64(Maddr(table.addr().0 + idx as u64 * 8), pte.0);
+        }
+        /// Maps `va` to `mfn` with leaf flags `leaf`, intermediate flags `mid`.
+        fn map(&mut self, va: Gva, mfn: Mfn, mid: PteFlags, leaf: PteFlags) {
+            let mut t = Mfn(1);
+            for level in (2..=4).rev() {
+                let idx = va.table_index(level);
+                let e = self.entry(t, idx);
+                t = if e.is_present() {
+                    self.set(t, idx, e.with_flags(mid));
+                    e.mfn()
+                } else {
+                    let n = Mfn(self.next);
+                    self.next += 1;
+                    self.set(t, idx, Pte::new(n, mid));
+                    n
+                };
+            }
+            self.set(t, va.table_index(1), Pte::new(mfn, leaf));
+        }
+        /// The entry at `level` for `va` (the tables must exist down to that level).
+        fn slot(&self, va: Gva, level: u32) -> (Mfn, usize) {
+            let mut t = Mfn(1);
+            for l in ((level + 1)..=4).rev() {
+                t = self.entry(t, va.table_index(l)).mfn();
+            }
+            (t, va.table_index(level))
+        }
+    }
+
+    const VA: Gva = Gva(0xffff_ffff_8000_0000);
+
+    #[test]
+    fn translate_ok_and_offsets() {
+        let mut t = Tables::new();
+        t.map(VA, Mfn(70), P | W, P | W);
+        t.map(Gva(VA.0 + 0x1000), Mfn(65), P | W, P);
+        let l4 = Mfn(1);
+        assert_eq!(
+            translate(&t.m, l4, Gva(VA.0 + 0x123), Access::READ),
+            Ok(Maddr(70 * 4096 + 0x123))
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(VA.0 + 0x1fff), Access::READ),
+            Ok(Maddr(65 * 4096 + 0xfff))
+        );
+        assert_eq!(translate(&t.m, l4, VA, Access::WRITE), Ok(Maddr(70 * 4096)));
+        assert_eq!(
+            translate(&t.m, l4, Gva(VA.0 + 0x1000), Access::WRITE),
+            Err(WalkError::Protection)
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(VA.0 + 0x2000), Access::READ),
+            Err(WalkError::NotPresent { level: 1 })
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(0x1000), Access::READ),
+            Err(WalkError::NotPresent { level: 4 })
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(VA.0 + (1 << 21)), Access::READ),
+            Err(WalkError::NotPresent { level: 2 })
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(0xffff_ff80_0000_0000), Access::READ),
+            Err(WalkError::NotPresent { level: 3 })
+        );
+    }
+
+    #[test]
+    fn refuses_bad_addresses() {
+        let t = Tables::new();
+        let l4 = Mfn(1);
+        assert_eq!(
+            translate(&t.m, l4, Gva(0x0000_8000_0000_0000), Access::READ),
+            Err(WalkError::NonCanonical)
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(RESERVED_VA_START), Access::READ),
+            Err(WalkError::Reserved)
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(RESERVED_VA_END - 1), Access::READ),
+            Err(WalkError::Reserved)
+        );
+        assert_eq!(
+            translate(&t.m, l4, Gva(abi::layout::ENTRY_REGION_VA), Access::READ),
+            Err(WalkError::Reserved)
+        );
+    }
+
+    #[test]
+    fn permissions_at_every_level() {
+        let l4 = Mfn(1);
+        for level in 1..=4u32 {
+            let mut t = Tables::new();
+            t.map(VA, Mfn(70), P | W | U, P | W | U);
+            assert_eq!(
+                translate(
+                    &t.m,
+                    l4,
+                    VA,
+                    Access {
+                        write: true,
+                        user: true
+                    }
+                ),
+                Ok(Maddr(70 * 4096))
+            );
+            let (tab, idx) = t.slot(VA, level);
+            let e = t.entry(tab, idx);
+            t.set(tab, idx, e.with_flags(P | U));
+            assert_eq!(
+                translate(&t.m, l4, VA, Access::WRITE),
+                Err(WalkError::Protection),
+                "L{level}"
+            );
+            assert_eq!(
+                translate(
+                    &t.m,
+                    l4,
+                    VA,
+                    Access {
+                        write: false,
+                        user: true
+                    }
+                ),
+                Ok(Maddr(70 * 4096))
+            );
+            t.set(tab, idx, e.with_flags(P | W));
+            assert_eq!(
+                translate(
+                    &t.m,
+                    l4,
+                    VA,
+                    Access {
+                        write: false,
+                        user: true
+                    }
+                ),
+                Err(WalkError::Protection)
+            );
+            assert_eq!(translate(&t.m, l4, VA, Access::WRITE), Ok(Maddr(70 * 4096)));
+            t.set(tab, idx, e.with_flags(W | U));
+            assert_eq!(
+                translate(&t.m, l4, VA, Access::READ),
+                Err(WalkError::NotPresent { level })
+            );
+        }
+    }
+
+    #[test]
+    fn large_pages_refused() {
+        let l4 = Mfn(1);
+        for level in 2..=4u32 {
+            let mut t = Tables::new();
+            t.map(VA, Mfn(70), P | W, P | W);
+            let (tab, idx) = t.slot(VA, level);
+            let e = t.entry(tab, idx);
+            t.set(tab, idx, e.with_flags(P | W | PteFlags::HUGE));
+            assert_eq!(
+                translate(&t.m, l4, VA, Access::READ),
+                Err(WalkError::LargePage),
+                "L{level}"
+            );
+        }
+        // In L1, bit 7 is PAT: fine.
+        let mut t = Tables::new();
+        t.map(VA, Mfn(70), P | W, P | PteFlags::PAT);
+        assert_eq!(translate(&t.m, l4, VA, Access::READ), Ok(Maddr(70 * 4096)));
+    }
+
+    #[test]
+    fn chunks_split_at_pages() {
+        let mut t = Tables::new();
+        t.map(VA, Mfn(70), P | W, P | W);
+        t.map(Gva(VA.0 + 0x1000), Mfn(66), P | W, P | W);
+        t.map(Gva(VA.0 + 0x2000), Mfn(90), P | W, P | W);
+        let mut got = Vec::new();
+        let r = for_each_chunk(
+            &t.m,
+            Mfn(1),
+            Gva(VA.0 + 0xff0),
+            0x1020,
+            Access::WRITE,
+            1 << 20,
+            |m, n| got.push((m, n)),
+        );
+        assert_eq!(r, Ok(()));
+        assert_eq!(
+            got,
+            vec![
+                (Maddr(70 * 4096 + 0xff0), 0x10),
+                (Maddr(66 * 4096), 0x1000),
+                (Maddr(90 * 4096), 0x10)
+            ]
+        );
+        // Exactly one page, aligned.
+        got.clear();
+        for_each_chunk(&t.m, Mfn(1), VA, 4096, Access::READ, 4096, |m, n| {
+            got.push((m, n))
+        })
+        .unwrap();
+        assert_eq!(got, vec![(Maddr(70 * 4096), 4096)]);
+        // Within a page.
+        got.clear();
+        for_each_chunk(&t.m, Mfn(1), Gva(VA.0 + 8), 8, Access::READ, 8, |m, n| {
+            got.push((m, n))
+        })
+        .unwrap();
+        assert_eq!(got, vec![(Maddr(70 * 4096 + 8), 8)]);
+    }
+
+    #[test]
+    fn chunks_validate_everything_first() {
+        let mut t = Tables::new();
+        t.map(VA, Mfn(70), P | W, P | W);
+        t.map(Gva(VA.0 + 0x1000), Mfn(66), P | W, P); // read-only second page
+        let mut calls = 0;
+        let r = for_each_chunk(&t.m, Mfn(1), VA, 0x2000, Access::WRITE, 1 << 20, |_, _| {
+            calls += 1
+        });
+        assert_eq!(r, Err(WalkError::Protection));
+        assert_eq!(calls, 0);
+        let r = for_each_chunk(&t.m, Mfn(1), VA, 0x2001, Access::READ, 1 << 20, |_, _| {
+            calls += 1
+        });
+        assert_eq!(r, Err(WalkError::NotPresent { level: 1 }));
+        assert_eq!(calls, 0);
+        assert_eq!(
+            for_each_chunk(&t.m, Mfn(1), VA, 0x2000, Access::READ, 1 << 20, |_, _| {
+                calls += 1
+            }),
+            Ok(())
+        );
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn chunk_range_checks() {
+        let t = Tables::new();
+        let l4 = Mfn(1);
+        let mut calls = 0;
+        let mut run = |va: u64, len: u64, max: u64| {
+            for_each_chunk(&t.m, l4, Gva(va), len, Access::READ, max, |_, _| calls += 1)
+        };
+        assert_eq!(run(0x1000, 0, 0), Ok(()));
+        assert_eq!(run(0x0000_8000_0000_0000, 0, 16), Ok(())); // len 0: nothing to check
+        assert_eq!(run(0x1000, 17, 16), Err(WalkError::TooLong));
+        assert_eq!(run(u64::MAX - 7, 16, 1 << 20), Err(WalkError::Overflow));
+        assert_eq!(
+            run(0x0000_7fff_ffff_fff0, 0x20, 1 << 20),
+            Err(WalkError::NonCanonical)
+        );
+        assert_eq!(
+            run(0x0000_8000_0000_0000, 1, 1 << 20),
+            Err(WalkError::NonCanonical)
+        );
+        // From the low half over the hole into the high half: both ends canonical and allowed.
+        assert_eq!(
+            run(0x1000, RESERVED_VA_END + 0x10 - 0x1000 + 1, u64::MAX),
+            Err(WalkError::NonCanonical)
+        );
+        assert_eq!(
+            run(RESERVED_VA_END - 8, 16, 1 << 20),
+            Err(WalkError::Reserved)
+        );
+        assert_eq!(
+            run(RESERVED_VA_START - 8, 16, 1 << 20),
+            Err(WalkError::NonCanonical)
+        );
+        assert_eq!(
+            run(RESERVED_VA_END, 16, 1 << 20),
+            Err(WalkError::NotPresent { level: 4 })
+        );
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn display() {
+        assert_eq!(
+            WalkError::NotPresent { level: 2 }.to_string(),
+            "L2 entry not present"
+        );
+        for e in [
+            WalkError::NonCanonical,
+            WalkError::Reserved,
+            WalkError::Protection,
+            WalkError::LargePage,
+            WalkError::Overflow,
+            WalkError::TooLong,
+        ] {
+            assert!(!e.to_string().is_empty());
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The guest register frame and the rules for handing one back to a guest (pure, host-tested).
+//!
+//! Every frame the hypervisor returns to a guest passes through [`sanitize`]: whatever a guest (or a bug in
+//! the hypervisor) put into a saved frame, the IRETQ that consumes it can only land in ring 1 or ring 3 on
+//! the guest's own segments, with IOPL 0, NT/VM/RF clear, the real interrupt flag set (the guest's interrupt
+//! flag is virtual: `evtchn_upcall_mask`), and a canonical RIP outside the hypervisor's reserved range.
+
+use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, guest_va_allowed};
+
+/// The register frame of a guest entry, in the order the entry stubs leave it on the entry stack (the
+/// picture is in `arch/x86_64/entry.rs`). It is also the saved state of a vCPU that is not running.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct EntryFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// RFLAGS bits.
+pub mod rflags {
+    /// Carry.
+    pub const CF: u64 = 1 << 0;
+    /// Always one.
+    pub const FIXED1: u64 = 1 << 1;
+    /// Parity.
+    pub const PF: u64 = 1 << 2;
+    /// Adjust.
+    pub const AF: u64 = 1 << 4;
+    /// Zero.
+    pub const ZF: u64 = 1 << 6;
+    /// Sign.
+    pub const SF: u64 = 1 << 7;
+    /// Trap (single step).
+    pub const TF: u64 = 1 << 8;
+    /// Interrupt enable.
+    pub const IF: u64 = 1 << 9;
+    /// Direction.
+    pub const DF: u64 = 1 << 10;
+    /// Overflow.
+    pub const OF: u64 = 1 << 11;
+    /// I/O privilege level (two bits).
+    pub const IOPL: u64 = 3 << 12;
+    /// Nested task.
+    pub const NT: u64 = 1 << 14;
+    /// Resume.
+    pub const RF: u64 = 1 << 16;
+    /// Virtual-8086 mode.
+    pub const VM: u64 = 1 << 17;
+    /// Alignment check.
+    pub const AC: u64 = 1 << 18;
+    /// CPUID available.
+    pub const ID: u64 = 1 << 21;
+    /// The bits a guest may control.
+    pub const GUEST_CONTROLLED: u64 = CF | PF | AF | ZF | SF | TF | DF | OF | AC | ID;
+}
+
+/// Why a frame cannot be returned to its guest (the domain is crashed instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanitizeError {
+    /// RIP is not canonical: IRETQ would fault in ring 0.
+    NonCanonicalRip(u64),
+    /// RIP points into the hypervisor's reserved range.
+    ReservedRip(u64),
+}
+
+impl core::fmt::Display for SanitizeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SanitizeError::NonCanonicalRip(r) => write!(f, "non-canonical return address {r:#x}"),
+            SanitizeError::ReservedRip(r) => write!(f, "return address {r:#x} in the hypervisor's range"),
+        }
+    }
+}
+
+/// The ring a saved frame returns to: 3 if its CS says ring 3, otherwise 1 (ring 0 and 2 requests are
+/// demoted to the guest kernel's ring).
+pub fn frame_ring(f: &EntryFrame) -> u8 {
+    if f.cs & 3 == 3 { 3 } else { 1 }
+}
+
+/// Make `f` safe to IRETQ to: forced selectors, RFLAGS reduced to guest-controlled bits plus IF, RIP
+/// checked. The vector and error-code slots are cleared so nothing from another entry lingers on the
+/// shared entry stack.
+pub fn sanitize(f: &EntryFrame) -> Result<EntryFrame, SanitizeError> {
+    let top = f.rip >> 47;
+    if top != 0 && top != 0x1_ffff {
+        return Err(SanitizeError::NonCanonicalRip(f.rip));
+    }
+    if !guest_va_allowed(f.rip) {
+        return Err(SanitizeError::ReservedRip(f.rip));
+    }
+    let mut out = *f;
+    let (cs, ss) = if frame_ring(f) == 3 {
+        (GUEST_USER_CS, GUEST_USER_SS)
+    } else {
+        (GUEST_KERNEL_CS, GUEST_KERNEL_SS)
+    };
+    out.cs = u64::from(cs);
+    out.ss = u64::from(ss);
+    out.rflags = (f.rflags & rflags::GUEST_CONTROLLED) | rflags::IF | rflags::FIXED1;
+    out.vector = 0;
+    out.error_code = 0;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(cs: u64, rip: u64, fl: u64) -> EntryFrame {
+        EntryFrame { cs, rip, rflags: fl, ss: 0, vector: 14, error_code: 7, ..Default::default() }
+    }
+
+    #[test]
+    fn ring0_request_becomes_ring1() {
+        let out = sanitize(&frame(0x08, 0xffff_ffff_8000_0000, 0)).unwrap();
+        assert_eq!(out.cs, u64::from(GUEST_KERNEL_CS));
+        assert_eq!(out.ss, u64::from(GUEST_KERNEL_SS));
+        assert_eq!((out.vector, out.error_code), (0, 0));
+    }
+
+    #[test]
+    fn ring3_stays_ring3() {
+        let out = sanitize(&frame(0x33, 0x40_0000, 0)).unwrap();
+        assert_eq!(out.cs, u64::from(GUEST_USER_CS));
+        assert_eq!(out.ss, u64::from(GUEST_USER_SS));
+        let out = sanitize(&frame(0xfffb, 0x40_0000, 0)).unwrap();
+        assert_eq!(out.cs & 3, 3);
+    }
+
+    #[test]
+    fn dangerous_flags_cleared_if_set() {
+        let all = u64::MAX;
+        let out = sanitize(&frame(0x19, 0x1000, all)).unwrap();
+        assert_eq!(out.rflags & rflags::IOPL, 0);
+        assert_eq!(out.rflags & (rflags::NT | rflags::VM | rflags::RF), 0);
+        assert_ne!(out.rflags & rflags::IF, 0);
+        assert_ne!(out.rflags & rflags::FIXED1, 0);
+        assert_eq!(out.rflags >> 22, 0);
+        let out = sanitize(&frame(0x19, 0x1000, 0)).unwrap();
+        assert_eq!(out.rflags, rflags::IF | rflags::FIXED1);
+    }
+
+    #[test]
+    fn bad_rip_refused() {
+        assert_eq!(
+            sanitize(&frame(0x19, 0x0000_8000_0000_0000, 0)),
+            Err(SanitizeError::NonCanonicalRip(0x0000_8000_0000_0000))
+        );
+        assert_eq!(
+            sanitize(&frame(0x19, abi::layout::ENTRY_REGION_VA, 0)),
+            Err(SanitizeError::ReservedRip(abi::layout::ENTRY_REGION_VA))
+        );
+    }
+
+    #[test]
+    fn general_registers_untouched() {
+        let mut f = frame(0x19, 0x1000, 0);
+        f.rax = 1;
+        f.r15 = 2;
+        f.rsp = 3;
+        let out = sanitize(&f).unwrap();
+        assert_eq!((out.rax, out.r15, out.rsp), (1, 2, 3));
+    }
+}
+
+/// The architectural name of exception `vector` (0..32), or "interrupt".
+pub fn exception_name(vector: u64) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "divide error",
+        "debug",
+        "non-maskable interrupt",
+        "breakpoint",
+        "overflow",
+        "bound range exceeded",
+        "invalid opcode",
+        "device not available",
+        "double fault",
+        "coprocessor segment overrun",
+        "invalid TSS",
+        "segment not present",
+        "stack-segment fault",
+        "general protection fault",
+        "page fault",
+        "reserved (15)",
+        "x87 floating-point error",
+        "alignment check",
+        "machine check",
+        "SIMD floating-point error",
+        "virtualization exception",
+        "control protection",
+        "reserved (22)",
+        "reserved (23)",
+        "reserved (24)",
+        "reserved (25)",
+        "reserved (26)",
+        "reserved (27)",
+        "hypervisor injection",
+        "VMM communication",
+        "security exception",
+        "reserved (31)",
+    ];
+    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+}
+
+/// Describe a page-fault error code, e.g. "write to a not-present page, supervisor".
+pub fn page_fault_kind(error_code: u64) -> (&'static str, &'static str, &'static str) {
+    let access = if error_code & 0x10 != 0 {
+        "instruction fetch"
+    } else if error_code & 2 != 0 {
+        "write"
+    } else {
+        "read"
+    };
+    let present = if error_code & 1 != 0 { "protection violation" } else { "not present" };
+    let mode = if error_code & 4 != 0 { "user" } else { "supervisor" };
+    (access, present, mode)
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(exception_name(13), "general protection fault");
+        assert_eq!(exception_name(14), "page fault");
+        assert_eq!(exception_name(0x82), "interrupt");
+        assert_eq!(page_fault_kind(0), ("read", "not present", "supervisor"));
+        assert_eq!(page_fault_kind(3), ("write", "protection violation", "supervisor"));
+        assert_eq!(page_fault_kind(0x15), ("instruction fetch", "protection violation", "user"));
+    }
+}

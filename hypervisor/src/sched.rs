@@ -1,0 +1,58 @@
+//! The scheduler: choose the vCPU to run next and return to it; power off when none is left.
+//!
+//! Round-robin over runnable domains, without preemption yet: a vCPU runs until it traps (yield, shutdown,
+//! crash). Timer-driven preemption, blocking and weights arrive with the timer work.
+
+use crate::arch::{self, entry, serial};
+use crate::domain::state::exit_status;
+use crate::regs::sanitize;
+use crate::setup::{DOMAINS, HV, integrity_checksum};
+use crate::trap::crash_domain;
+
+/// Run a vCPU: the current one if `switch` is false and it can run, else the next runnable one.
+pub fn schedule(switch: bool) -> ! {
+    loop {
+        let mut table = DOMAINS.lock();
+        let current_ok = table.current.is_some_and(|c| table.slots[c].as_ref().is_some_and(|d| d.runnable()));
+        let next = if !switch && current_ok { table.current } else { table.next_runnable(table.current) };
+        let Some(i) = next else {
+            drop(table);
+            power_off();
+        };
+        let dom = table.slots[i].as_mut().expect("next_runnable returns existing domains");
+        match sanitize(&dom.vcpu.regs) {
+            Err(e) => {
+                crash_domain(dom, format_args!("cannot resume: {e}"));
+                continue;
+            }
+            Ok(frame) => {
+                if table.current != Some(i) {
+                    log::debug!("switching to domain {i}");
+                }
+                table.current = Some(i);
+                let dom = table.slots[i].as_mut().expect("checked above");
+                let cr3 = dom.vcpu.cr3;
+                let fx = dom.vcpu.fx.0.as_mut_ptr();
+                arch::set_fxsave_area(fx);
+                drop(table);
+                // SAFETY: cr3 is the root the domain builder made (entry region installed); `fx` points into
+                // the domain's slot of the static domain table, which stays put while the domain exists; the
+                // frame was sanitized; no lock is held.
+                unsafe { entry::exit_to_guest(&frame, cr3, fx) }
+            }
+        }
+    }
+}
+
+/// No runnable domain is left: report, check the hypervisor's integrity and stop the machine.
+fn power_off() -> ! {
+    let status = exit_status(DOMAINS.lock().iter());
+    match HV.get() {
+        Some(hv) if hv.integrity == integrity_checksum() => {
+            log::info!("integrity: hypervisor text and rodata unchanged")
+        }
+        _ => log::error!("integrity: hypervisor text, rodata or canary CHANGED"),
+    }
+    log::info!("all domains finished: exit status {status}");
+    serial::debug_exit(status)
+}
