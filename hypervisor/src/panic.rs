@@ -30,25 +30,13 @@ fn backtrace(mut rbp: u64, first: u64) {
     }
 }
 
-/// Print a register frame with `prefix` at the start of every line.
-pub fn dump_frame(prefix: &str, f: &EntryFrame, print: fn(core::fmt::Arguments<'_>)) {
-    print(format_args!(
-        "{prefix}rip={:#018x} rsp={:#018x} rflags={:#010x} cs={:#x} ss={:#x}\n",
-        f.rip, f.rsp, f.rflags, f.cs, f.ss
-    ));
-    print(format_args!(
-        "{prefix}rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}\n",
-        f.rax, f.rbx, f.rcx, f.rdx
-    ));
-    print(format_args!(
-        "{prefix}rsi={:#018x} rdi={:#018x} rbp={:#018x} r8={:#018x}\n",
-        f.rsi, f.rdi, f.rbp, f.r8
-    ));
-    print(format_args!(
-        "{prefix}r9={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}\n",
-        f.r9, f.r10, f.r11, f.r12
-    ));
-    print(format_args!("{prefix}r13={:#018x} r14={:#018x} r15={:#018x}\n", f.r13, f.r14, f.r15));
+/// Print a register frame, one line per `line` call (the caller adds prefix and newline).
+pub fn dump_frame(f: &EntryFrame, line: fn(core::fmt::Arguments<'_>)) {
+    line(format_args!("rip={:#018x} rsp={:#018x} rflags={:#010x} cs={:#x} ss={:#x}", f.rip, f.rsp, f.rflags, f.cs, f.ss));
+    line(format_args!("rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", f.rax, f.rbx, f.rcx, f.rdx));
+    line(format_args!("rsi={:#018x} rdi={:#018x} rbp={:#018x} r8={:#018x}", f.rsi, f.rdi, f.rbp, f.r8));
+    line(format_args!("r9={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}", f.r9, f.r10, f.r11, f.r12));
+    line(format_args!("r13={:#018x} r14={:#018x} r15={:#018x}", f.r13, f.r14, f.r15));
 }
 
 /// An exception in ring 0: report and stop.
@@ -61,7 +49,7 @@ pub fn hypervisor_fault(f: &EntryFrame) -> ! {
         f.rip,
         arch::read_cr2()
     ));
-    dump_frame("[hv] PANIC   ", f, print_unlocked);
+    dump_frame(f, |a| print_unlocked(format_args!("[hv] PANIC   {a}\n")));
     backtrace(f.rbp, f.rip);
     serial::debug_exit(abi::exit::EXIT_HYPERVISOR_PANIC)
 }

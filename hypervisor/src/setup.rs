@@ -9,7 +9,8 @@ use abi::types::{Maddr, Mfn};
 use abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED, SharedInfo};
 use zerocopy::{FromZeros, IntoBytes};
 
-use crate::arch::paging::{self, ENTRY_L4_SLOT, IDENTITY_LIMIT, IdentityMem};
+use crate::arch::paging::{self, ENTRY_L4_SLOT, HvSpace, IDENTITY_LIMIT, IdentityMem};
+use crate::mm::audit::{self, HvMappings};
 use crate::arch::{self, serial};
 use crate::bootinfo::multiboot::{self, BootInfo, Module};
 use crate::domain::builder::{self, BuildParams};
@@ -142,7 +143,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     let mut built = 0;
     for (i, module) in boot.modules.iter().enumerate().take(MAX_DOMAINS) {
         let domid = i as u16;
-        match create_domain(domid, module, dom_mem / 4096, space.entry_l4e) {
+        match create_domain(domid, module, dom_mem / 4096, &space) {
             Ok(()) => built += 1,
             Err(e) => log::error!("domain {domid}: not created: {e}"),
         }
@@ -206,7 +207,7 @@ fn failure(args: core::fmt::Arguments<'_>) -> BuildFailure {
 }
 
 /// Build domain `domid` from a boot module: memory, image, page tables, start_info, shared_info, vCPU.
-fn create_domain(domid: u16, module: &Module, nr_pages: u64, entry_l4e: u64) -> Result<(), BuildFailure> {
+fn create_domain(domid: u16, module: &Module, nr_pages: u64, space: &HvSpace) -> Result<(), BuildFailure> {
     let len = module.end.0.saturating_sub(module.start.0);
     if module.end.0 > IDENTITY_LIMIT || len == 0 {
         return Err(failure(format_args!("module {:#x}..{:#x} unusable", module.start.0, module.end.0)));
@@ -245,7 +246,7 @@ fn create_domain(domid: u16, module: &Module, nr_pages: u64, entry_l4e: u64) -> 
         cmdline: guest_cmdline,
         shared_info: shared,
         flags,
-        hypervisor_l4: &[(ENTRY_L4_SLOT, entry_l4e)],
+        hypervisor_l4: &[(ENTRY_L4_SLOT, space.entry_l4e)],
         stack_pages: STACK_PAGES,
     };
     // Frame 0 is never allocatable (the first MiB is reserved), so 0 marks "not allocated" below.
@@ -274,6 +275,21 @@ fn create_domain(domid: u16, module: &Module, nr_pages: u64, entry_l4e: u64) -> 
     for &m in p2m.iter().chain(core::iter::once(&shared)) {
         if let Err(e) = table.assign(m, domid) {
             log::error!("domain {domid}: frame bookkeeping: {e:?}");
+        }
+    }
+    // The hard rule, checked on the real tables: nothing of the hypervisor but the read-only entry region and
+    // the entry stacks, no foreign frame, no writable page table.
+    let hv = HvMappings { entry_slot: ENTRY_L4_SLOT, entry_frames: &space.entry_frames, stack_frames: &space.stack_frames };
+    match audit::audit(&IdentityMem, built.l4, domid, |m| table.owner(m), &hv) {
+        Ok(r) => log::info!(
+            "isolation audit: domain {domid}: {} own pages ({} page tables, read-only), {} entry-region pages (read-only), {} entry-stack pages, 0 violations",
+            r.guest_pages, r.page_table_pages, r.entry_pages, r.stack_pages
+        ),
+        Err(v) => {
+            table.release_all(domid, |m| {
+                let _ = frames.free(m);
+            });
+            return Err(failure(format_args!("isolation audit failed: {v}")));
         }
     }
     let regs = EntryFrame {

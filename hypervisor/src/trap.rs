@@ -125,6 +125,6 @@ fn stop_domain(dom: &mut Domain, state: DomainState) {
 /// other domains are untouched.
 pub fn crash_domain(dom: &mut Domain, reason: core::fmt::Arguments<'_>) {
     log::error!("domain {} crashed: {reason}", dom.id);
-    crate::panic::dump_frame("  ", &dom.vcpu.regs, |a| log::error!("{a}"));
+    crate::panic::dump_frame(&dom.vcpu.regs, |a| log::error!("  {a}"));
     stop_domain(dom, DomainState::Crashed);
 }

@@ -6,3 +6,4 @@ pub mod pte;
 pub mod walk;
 pub mod frame_table;
 pub mod guest_mem;
+pub mod audit;

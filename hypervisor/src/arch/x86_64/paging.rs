@@ -84,12 +84,16 @@ impl crate::mm::phys::FrameMem for IdentityMem {
 }
 
 /// What the hypervisor needs to remember about its address space.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HvSpace {
     /// Root of the hypervisor's own page tables.
     pub root: Mfn,
     /// The L4 entry (slot 257) that maps the entry region and entry stacks; installed in every guest L4.
     pub entry_l4e: u64,
+    /// Frames of the entry region (mapped read-only).
+    pub entry_frames: heapless::Vec<Mfn, 256>,
+    /// Frames of the entry and IST stacks (mapped read-write, no-execute).
+    pub stack_frames: heapless::Vec<Mfn, 32>,
 }
 
 /// L4 slot of the entry region.
@@ -125,13 +129,16 @@ pub fn build(frames: &mut impl FrameSource) -> HvSpace {
     IdentityMem::write_entry(el2, 0, el1.addr().0 | P | W);
     let (start, text_end, end) = layout::entry_region_image();
     assert!(end - start <= 0x10_0000, "entry region larger than 1 MiB");
+    let mut entry_frames = heapless::Vec::new();
     let mut pa = start;
     while pa < end {
         let idx = ((pa - start) >> 12) as usize;
         let nx = if pa >= text_end { NX } else { 0 };
         IdentityMem::write_entry(el1, idx, pa | P | nx);
+        entry_frames.push(Maddr(pa).mfn()).expect("entry region fits in 256 pages");
         pa += 4096;
     }
+    let mut stack_frames = heapless::Vec::new();
     // Entry stack and IST stacks, each below an unmapped guard page.
     for k in 0..STACK_SLOTS {
         let base = layout::stack_base(k);
@@ -140,9 +147,10 @@ pub fn build(frames: &mut impl FrameSource) -> HvSpace {
             let va = base + page * 4096;
             let idx = ((va >> 12) & 0x1ff) as usize;
             IdentityMem::write_entry(el1, idx, frame.addr().0 | P | W | NX);
+            stack_frames.push(frame).expect("stack slots fit in 32 pages");
         }
     }
     let entry_l4e = el3.addr().0 | P | W;
     IdentityMem::write_entry(root, ENTRY_L4_SLOT, entry_l4e);
-    HvSpace { root, entry_l4e }
+    HvSpace { root, entry_l4e, entry_frames, stack_frames }
 }
