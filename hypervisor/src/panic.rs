@@ -10,10 +10,15 @@ use crate::console::print_unlocked;
 use crate::regs::{EntryFrame, exception_name};
 
 /// Print `rbp`-chained return addresses while they stay on the hypervisor stack.
-fn backtrace(mut rbp: u64, first: u64) {
-    print_unlocked(format_args!("[hv] bt #0 {first:#018x}\n"));
+/// `first` (the faulting RIP, if any) is printed as entry #0.
+fn backtrace(mut rbp: u64, first: Option<u64>) {
+    let mut n = 0;
+    if let Some(rip) = first {
+        print_unlocked(format_args!("[hv] bt #0 {rip:#018x}\n"));
+        n = 1;
+    }
     let (lo, hi) = (&raw const boot::hv_stack_bottom as u64, &raw const boot::hv_stack_top as u64);
-    for i in 1..24 {
+    for i in n..n + 24 {
         if rbp < lo || rbp + 16 > hi || rbp % 8 != 0 {
             break;
         }
@@ -50,7 +55,7 @@ pub fn hypervisor_fault(f: &EntryFrame) -> ! {
         arch::read_cr2()
     ));
     dump_frame(f, |a| print_unlocked(format_args!("[hv] PANIC   {a}\n")));
-    backtrace(f.rbp, f.rip);
+    backtrace(f.rbp, Some(f.rip));
     serial::debug_exit(abi::exit::EXIT_HYPERVISOR_PANIC)
 }
 
@@ -60,9 +65,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         Some(l) => print_unlocked(format_args!("[hv] PANIC at {}:{}: {}\n", l.file(), l.line(), info.message())),
         None => print_unlocked(format_args!("[hv] PANIC: {}\n", info.message())),
     }
-    let rbp = arch::cpu::frame_pointer();
-    // SAFETY: rbp is this function's frame pointer; its return address sits just above it on the stack.
-    let ret = unsafe { *((rbp + 8) as *const u64) };
-    backtrace(rbp, ret);
+    backtrace(arch::cpu::frame_pointer(), None);
     serial::debug_exit(abi::exit::EXIT_HYPERVISOR_PANIC)
 }

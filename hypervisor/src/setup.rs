@@ -101,6 +101,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     };
     let cmdline = multiboot::cmdline_args(&boot.cmdline);
     let mut dom_mem = DEFAULT_DOM_MEM;
+    let mut selftest = None;
     for word in cmdline.split_whitespace() {
         match word.split_once('=') {
             Some(("loglevel", v)) => match crate::console::parse_level(v) {
@@ -111,6 +112,8 @@ pub fn start(magic: u32, info: u64) -> ! {
                 Some(s) if s >= 1 << 20 && s <= (MAX_DOMAIN_PAGES as u64) * 4096 => dom_mem = s,
                 _ => log::warn!("dom_mem={v} ignored (1M..{}M)", MAX_DOMAIN_PAGES / 256),
             },
+            // Test hooks for the failure reporting itself (set by the operator, never reachable by a guest).
+            Some(("hv_selftest", v @ ("panic" | "fault"))) => selftest = Some(v),
             _ => log::warn!("unknown option '{word}'"),
         }
     }
@@ -136,6 +139,16 @@ pub fn start(magic: u32, info: u64) -> ! {
     );
     HV.call_once(|| HvInfo { cmdline: heapless::String::try_from(cmdline).unwrap_or_default(), integrity: integrity_checksum() });
 
+    match selftest {
+        Some("panic") => panic!("hv_selftest=panic: a deliberate hypervisor panic"),
+        Some(_) => {
+            log::warn!("hv_selftest=fault: touching an unmapped address in ring 0");
+            // SAFETY: deliberately faults (the address is not mapped in the hypervisor's address space); the
+            // fault path reports and stops the machine.
+            unsafe { core::ptr::read_volatile(0x0000_7fff_dead_0000 as *const u64) };
+        }
+        None => {}
+    }
     if boot.modules.is_empty() {
         log::error!("no guest modules: nothing to run (pass guest images as multiboot modules)");
         serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
