@@ -23,12 +23,11 @@ pub struct BootFacts {
     pub domid: u32,
 }
 
-static mut FACTS: Option<BootFacts> = None;
+static FACTS: spin::Once<BootFacts> = spin::Once::new();
 
 /// The boot facts (valid after `kernel_main` started).
 pub fn facts() -> BootFacts {
-    // SAFETY: written once at the start of `kernel_main` before anything reads it; never written again.
-    unsafe { (*(&raw const FACTS)).expect("boot facts read before boot") }
+    *FACTS.get().expect("boot facts read before boot")
 }
 
 /// Called by `_start` with the address of start_info.
@@ -39,8 +38,10 @@ pub extern "C" fn kernel_main(start_info: u64) -> ! {
     XEN_PV.init(abi::layout::boot_shared_info_va(start_info) as *mut SharedInfo);
     // SAFETY: the domain id word lies inside the start_info page (abi deviation h).
     let domid = unsafe { ((start_info as usize + START_INFO_DOMID_OFFSET) as *const u32).read() };
-    // SAFETY: single vCPU, before anything reads FACTS.
-    unsafe { *(&raw mut FACTS) = Some(BootFacts { start_info: si, domid }) };
+    FACTS.call_once(|| BootFacts {
+        start_info: si,
+        domid,
+    });
 
     let cmd_bytes = si.cmd_line_bytes();
     let cmdline = core::str::from_utf8(cmd_bytes).unwrap_or("<invalid utf-8>");
@@ -70,7 +71,12 @@ pub extern "C" fn kernel_main(start_info: u64) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     match info.location() {
-        Some(l) => println!("guest kernel panic at {}:{}: {}", l.file(), l.line(), info.message()),
+        Some(l) => println!(
+            "guest kernel panic at {}:{}: {}",
+            l.file(),
+            l.line(),
+            info.message()
+        ),
         None => println!("guest kernel panic: {}", info.message()),
     }
     platform().shutdown(ShutdownReason::Crash, 1)

@@ -27,7 +27,9 @@ pub fn parse(cmdline: &str) -> Command<'_> {
 
 /// The value of option `key` (`key=value`), if present.
 pub fn option<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_whitespace().find_map(|w| w.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
 }
 
 /// Parse a number written in decimal or with a `0x` prefix.

@@ -13,7 +13,9 @@ pub struct LineWriter {
 impl LineWriter {
     /// An empty writer.
     pub const fn new() -> Self {
-        LineWriter { buf: heapless::Vec::new() }
+        LineWriter {
+            buf: heapless::Vec::new(),
+        }
     }
 
     /// Send what is buffered.

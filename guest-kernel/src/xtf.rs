@@ -45,7 +45,9 @@ pub struct Results {
 impl Results {
     /// Nothing reported yet.
     pub const fn new() -> Results {
-        Results { worst: Outcome::Success }
+        Results {
+            worst: Outcome::Success,
+        }
     }
 
     /// Record an outcome.

@@ -14,7 +14,9 @@ pub struct LineBuffer {
 impl LineBuffer {
     /// An empty buffer.
     pub const fn new() -> LineBuffer {
-        LineBuffer { buf: heapless::Vec::new() }
+        LineBuffer {
+            buf: heapless::Vec::new(),
+        }
     }
 
     /// Append guest bytes; `emit` receives every completed line (without the newline).
@@ -27,7 +29,11 @@ impl LineBuffer {
                 }
                 b'\r' => {}
                 _ => {
-                    let c = if b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'?' };
+                    let c = if b == b'\t' || (0x20..0x7f).contains(&b) {
+                        b
+                    } else {
+                        b'?'
+                    };
                     if self.buf.push(c).is_err() {
                         emit(&self.buf);
                         self.buf.clear();

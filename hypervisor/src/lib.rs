@@ -2,11 +2,11 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod bootinfo;
+pub mod console;
 pub mod domain;
+pub mod hypercall;
 pub mod loader;
 pub mod mm;
-pub mod console;
-pub mod hypercall;
 pub mod regs;
 
 #[cfg(feature = "baremetal")]

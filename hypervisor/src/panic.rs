@@ -17,9 +17,12 @@ fn backtrace(mut rbp: u64, first: Option<u64>) {
         print_unlocked(format_args!("[hv] bt #0 {rip:#018x}\n"));
         n = 1;
     }
-    let (lo, hi) = (&raw const boot::hv_stack_bottom as u64, &raw const boot::hv_stack_top as u64);
+    let (lo, hi) = (
+        &raw const boot::hv_stack_bottom as u64,
+        &raw const boot::hv_stack_top as u64,
+    );
     for i in n..n + 24 {
-        if rbp < lo || rbp + 16 > hi || rbp % 8 != 0 {
+        if rbp < lo || rbp + 16 > hi || !rbp.is_multiple_of(8) {
             break;
         }
         // SAFETY: rbp lies inside the hypervisor stack (checked above), which is always mapped.
@@ -37,11 +40,26 @@ fn backtrace(mut rbp: u64, first: Option<u64>) {
 
 /// Print a register frame, one line per `line` call (the caller adds prefix and newline).
 pub fn dump_frame(f: &EntryFrame, line: fn(core::fmt::Arguments<'_>)) {
-    line(format_args!("rip={:#018x} rsp={:#018x} rflags={:#010x} cs={:#x} ss={:#x}", f.rip, f.rsp, f.rflags, f.cs, f.ss));
-    line(format_args!("rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", f.rax, f.rbx, f.rcx, f.rdx));
-    line(format_args!("rsi={:#018x} rdi={:#018x} rbp={:#018x} r8={:#018x}", f.rsi, f.rdi, f.rbp, f.r8));
-    line(format_args!("r9={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}", f.r9, f.r10, f.r11, f.r12));
-    line(format_args!("r13={:#018x} r14={:#018x} r15={:#018x}", f.r13, f.r14, f.r15));
+    line(format_args!(
+        "rip={:#018x} rsp={:#018x} rflags={:#010x} cs={:#x} ss={:#x}",
+        f.rip, f.rsp, f.rflags, f.cs, f.ss
+    ));
+    line(format_args!(
+        "rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+        f.rax, f.rbx, f.rcx, f.rdx
+    ));
+    line(format_args!(
+        "rsi={:#018x} rdi={:#018x} rbp={:#018x} r8={:#018x}",
+        f.rsi, f.rdi, f.rbp, f.r8
+    ));
+    line(format_args!(
+        "r9={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
+        f.r9, f.r10, f.r11, f.r12
+    ));
+    line(format_args!(
+        "r13={:#018x} r14={:#018x} r15={:#018x}",
+        f.r13, f.r14, f.r15
+    ));
 }
 
 /// An exception in ring 0: report and stop.
@@ -62,7 +80,12 @@ pub fn hypervisor_fault(f: &EntryFrame) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     match info.location() {
-        Some(l) => print_unlocked(format_args!("[hv] PANIC at {}:{}: {}\n", l.file(), l.line(), info.message())),
+        Some(l) => print_unlocked(format_args!(
+            "[hv] PANIC at {}:{}: {}\n",
+            l.file(),
+            l.line(),
+            info.message()
+        )),
         None => print_unlocked(format_args!("[hv] PANIC: {}\n", info.message())),
     }
     backtrace(arch::cpu::frame_pointer(), None);

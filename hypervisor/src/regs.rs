@@ -5,7 +5,9 @@
 //! the guest's own segments, with IOPL 0, NT/VM/RF clear, the real interrupt flag set (the guest's interrupt
 //! flag is virtual: `evtchn_upcall_mask`), and a canonical RIP outside the hypervisor's reserved range.
 
-use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, guest_va_allowed};
+use abi::layout::{
+    GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, guest_va_allowed,
+};
 
 /// The register frame of a guest entry, in the order the entry stubs leave it on the entry stack (the
 /// picture is in `arch/x86_64/entry.rs`). It is also the saved state of a vCPU that is not running.
@@ -88,7 +90,9 @@ impl core::fmt::Display for SanitizeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             SanitizeError::NonCanonicalRip(r) => write!(f, "non-canonical return address {r:#x}"),
-            SanitizeError::ReservedRip(r) => write!(f, "return address {r:#x} in the hypervisor's range"),
+            SanitizeError::ReservedRip(r) => {
+                write!(f, "return address {r:#x} in the hypervisor's range")
+            }
         }
     }
 }
@@ -129,7 +133,15 @@ mod tests {
     use super::*;
 
     fn frame(cs: u64, rip: u64, fl: u64) -> EntryFrame {
-        EntryFrame { cs, rip, rflags: fl, ss: 0, vector: 14, error_code: 7, ..Default::default() }
+        EntryFrame {
+            cs,
+            rip,
+            rflags: fl,
+            ss: 0,
+            vector: 14,
+            error_code: 7,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -233,8 +245,16 @@ pub fn page_fault_kind(error_code: u64) -> (&'static str, &'static str, &'static
     } else {
         "read"
     };
-    let present = if error_code & 1 != 0 { "protection violation" } else { "not present" };
-    let mode = if error_code & 4 != 0 { "user" } else { "supervisor" };
+    let present = if error_code & 1 != 0 {
+        "protection violation"
+    } else {
+        "not present"
+    };
+    let mode = if error_code & 4 != 0 {
+        "user"
+    } else {
+        "supervisor"
+    };
     (access, present, mode)
 }
 
@@ -248,7 +268,13 @@ mod describe_tests {
         assert_eq!(exception_name(14), "page fault");
         assert_eq!(exception_name(0x82), "interrupt");
         assert_eq!(page_fault_kind(0), ("read", "not present", "supervisor"));
-        assert_eq!(page_fault_kind(3), ("write", "protection violation", "supervisor"));
-        assert_eq!(page_fault_kind(0x15), ("instruction fetch", "protection violation", "user"));
+        assert_eq!(
+            page_fault_kind(3),
+            ("write", "protection violation", "supervisor")
+        );
+        assert_eq!(
+            page_fault_kind(0x15),
+            ("instruction fetch", "protection violation", "user")
+        );
     }
 }

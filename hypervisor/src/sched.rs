@@ -13,13 +13,21 @@ use crate::trap::crash_domain;
 pub fn schedule(switch: bool) -> ! {
     loop {
         let mut table = DOMAINS.lock();
-        let current_ok = table.current.is_some_and(|c| table.slots[c].as_ref().is_some_and(|d| d.runnable()));
-        let next = if !switch && current_ok { table.current } else { table.next_runnable(table.current) };
+        let current_ok = table
+            .current
+            .is_some_and(|c| table.slots[c].as_ref().is_some_and(|d| d.runnable()));
+        let next = if !switch && current_ok {
+            table.current
+        } else {
+            table.next_runnable(table.current)
+        };
         let Some(i) = next else {
             drop(table);
             power_off();
         };
-        let dom = table.slots[i].as_mut().expect("next_runnable returns existing domains");
+        let dom = table.slots[i]
+            .as_mut()
+            .expect("next_runnable returns existing domains");
         match sanitize(&dom.vcpu.regs) {
             Err(e) => {
                 crash_domain(dom, format_args!("cannot resume: {e}"));

@@ -10,11 +10,11 @@ use abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED, SharedInfo};
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::arch::paging::{self, ENTRY_L4_SLOT, HvSpace, IDENTITY_LIMIT, IdentityMem};
-use crate::mm::audit::{self, HvMappings};
 use crate::arch::{self, serial};
 use crate::bootinfo::multiboot::{self, BootInfo, Module};
 use crate::domain::builder::{self, BuildParams};
 use crate::domain::state::{Domain, DomainState, DomainTable, FxArea, MAX_DOMAINS, Vcpu};
+use crate::mm::audit::{self, HvMappings};
 use crate::mm::frame_alloc::FrameAllocator;
 use crate::mm::frame_table::FrameTable;
 use crate::regs::{EntryFrame, rflags};
@@ -53,7 +53,8 @@ pub struct HvInfo {
 
 static mut FREE_BITMAP: [u64; MAX_FRAMES / 64] = [0; MAX_FRAMES / 64];
 static mut OWNERS: [u16; MAX_FRAMES] = [0; MAX_FRAMES];
-static P2M_SCRATCH: spin::Mutex<[Mfn; MAX_DOMAIN_PAGES]> = spin::Mutex::new([Mfn(0); MAX_DOMAIN_PAGES]);
+static P2M_SCRATCH: spin::Mutex<[Mfn; MAX_DOMAIN_PAGES]> =
+    spin::Mutex::new([Mfn(0); MAX_DOMAIN_PAGES]);
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -71,13 +72,17 @@ fn sym(p: *const u8) -> u64 {
 /// FNV-1a over the hypervisor's code (entry text and main text) and read-only data, plus the canary.
 pub fn integrity_checksum() -> u64 {
     let ranges = [
-        (sym(&raw const __entry_text_start), sym(&raw const __entry_text_end)),
+        (
+            sym(&raw const __entry_text_start),
+            sym(&raw const __entry_text_end),
+        ),
         (sym(&raw const __text_start), sym(&raw const __rodata_end)),
     ];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (start, end) in ranges {
         // SAFETY: the ranges are part of the loaded image, mapped in the hypervisor's address space.
-        let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
+        let bytes =
+            unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
         for &b in bytes {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
@@ -135,9 +140,16 @@ pub fn start(magic: u32, info: u64) -> ! {
         space.root.addr().0,
         abi::layout::ENTRY_REGION_VA,
         if features.smep { "on" } else { "absent" },
-        if features.pcid { "available (unused)" } else { "absent" },
+        if features.pcid {
+            "available (unused)"
+        } else {
+            "absent"
+        },
     );
-    HV.call_once(|| HvInfo { cmdline: heapless::String::try_from(cmdline).unwrap_or_default(), integrity: integrity_checksum() });
+    HV.call_once(|| HvInfo {
+        cmdline: heapless::String::try_from(cmdline).unwrap_or_default(),
+        integrity: integrity_checksum(),
+    });
 
     match selftest {
         Some("panic") => panic!("hv_selftest=panic: a deliberate hypervisor panic"),
@@ -162,7 +174,10 @@ pub fn start(magic: u32, info: u64) -> ! {
         }
     }
     if boot.modules.len() > MAX_DOMAINS {
-        log::error!("{} modules given; only {MAX_DOMAINS} domains are supported", boot.modules.len());
+        log::error!(
+            "{} modules given; only {MAX_DOMAINS} domains are supported",
+            boot.modules.len()
+        );
     }
     // The module images have been copied into domain memory: their frames are free now.
     {
@@ -171,7 +186,10 @@ pub fn start(magic: u32, info: u64) -> ! {
         for m in &boot.modules {
             frames.add_free_range(m.start, m.end);
         }
-        log::info!("{built} domain(s) built; {} frames free", frames.free_count());
+        log::info!(
+            "{built} domain(s) built; {} frames free",
+            frames.free_count()
+        );
     }
     if built == 0 {
         serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
@@ -182,7 +200,9 @@ pub fn start(magic: u32, info: u64) -> ! {
 fn init_frames(boot: &BootInfo) {
     // SAFETY: runs once, before anything else can reach these statics; they become owned by the allocator
     // and the frame table for the rest of the hypervisor's life.
-    let (bits, owners) = unsafe { (&mut *(&raw mut FREE_BITMAP), &mut *(&raw mut OWNERS)) };
+    let (bits, owners) = (&raw mut FREE_BITMAP, &raw mut OWNERS);
+    // SAFETY: (as above) the only references ever made to these two statics.
+    let (bits, owners) = unsafe { (&mut *bits, &mut *owners) };
     let mut frames = FrameAllocator::new(bits);
     for r in boot.memory.iter().filter(|r| r.is_available()) {
         frames.add_free_range(Maddr(r.start), Maddr(r.end().min(IDENTITY_LIMIT)));
@@ -205,7 +225,7 @@ fn init_frames(boot: &BootInfo) {
 }
 
 /// Error text for a domain that could not be built.
-struct BuildFailure(heapless::String<160>);
+struct BuildFailure(heapless::String<112>);
 
 impl core::fmt::Display for BuildFailure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -220,16 +240,28 @@ fn failure(args: core::fmt::Arguments<'_>) -> BuildFailure {
 }
 
 /// Build domain `domid` from a boot module: memory, image, page tables, start_info, shared_info, vCPU.
-fn create_domain(domid: u16, module: &Module, nr_pages: u64, space: &HvSpace) -> Result<(), BuildFailure> {
+fn create_domain(
+    domid: u16,
+    module: &Module,
+    nr_pages: u64,
+    space: &HvSpace,
+) -> Result<(), BuildFailure> {
     let len = module.end.0.saturating_sub(module.start.0);
     if module.end.0 > IDENTITY_LIMIT || len == 0 {
-        return Err(failure(format_args!("module {:#x}..{:#x} unusable", module.start.0, module.end.0)));
+        return Err(failure(format_args!(
+            "module {:#x}..{:#x} unusable",
+            module.start.0, module.end.0
+        )));
     }
     // SAFETY: the module's frames are reserved (not handed out) until every domain is built, and lie in the
     // identity map; the slice is only read.
     let image = unsafe { core::slice::from_raw_parts(module.start.0 as *const u8, len as usize) };
     let guest_cmdline = multiboot::cmdline_args(&module.cmdline);
-    let flags = if domid == 0 { SIF_PRIVILEGED | SIF_INITDOMAIN } else { 0 };
+    let flags = if domid == 0 {
+        SIF_PRIVILEGED | SIF_INITDOMAIN
+    } else {
+        0
+    };
 
     let mut frames_guard = FRAMES.lock();
     let frames = frames_guard.as_mut().expect("frame allocator initialised");
@@ -240,14 +272,20 @@ fn create_domain(domid: u16, module: &Module, nr_pages: u64, space: &HvSpace) ->
             frames.free_count()
         )));
     }
-    let shared = frames.alloc().ok_or_else(|| failure(format_args!("out of memory")))?;
+    let shared = frames
+        .alloc()
+        .ok_or_else(|| failure(format_args!("out of memory")))?;
     IdentityMem::zero(shared);
     let mut si = SharedInfo::new_zeroed();
     si.vcpu_info[0].evtchn_upcall_mask = 1;
     si.arch.max_pfn = nr_pages;
     // SAFETY: the frame was just allocated and zeroed; SharedInfo fits in a page.
     unsafe {
-        core::ptr::copy_nonoverlapping(si.as_bytes().as_ptr(), IdentityMem::frame_ptr(shared), si.as_bytes().len())
+        core::ptr::copy_nonoverlapping(
+            si.as_bytes().as_ptr(),
+            IdentityMem::frame_ptr(shared),
+            si.as_bytes().len(),
+        )
     };
 
     let mut p2m = P2M_SCRATCH.lock();
@@ -276,13 +314,18 @@ fn create_domain(domid: u16, module: &Module, nr_pages: u64, space: &HvSpace) ->
         }
     };
     if built.shared_info_va.0 != abi::layout::boot_shared_info_va(built.start_info.0) {
-        return Err(failure(format_args!("builder placed shared_info away from its documented address")));
+        return Err(failure(format_args!(
+            "builder placed shared_info away from its documented address"
+        )));
     }
     // Our start_info extension (abi deviation h): the domain id after Xen's structure.
     let si_pfn = (built.start_info.0 - built.virt_base.0) / 4096;
     let si_frame = IdentityMem::frame_ptr(p2m[si_pfn as usize]);
     // SAFETY: the start_info frame belongs to the domain just built; the offset lies inside the page.
-    unsafe { (si_frame.add(abi::xen::START_INFO_DOMID_OFFSET) as *mut u32).write_unaligned(u32::from(domid)) };
+    unsafe {
+        (si_frame.add(abi::xen::START_INFO_DOMID_OFFSET) as *mut u32)
+            .write_unaligned(u32::from(domid))
+    };
     let mut table = FRAME_TABLE.lock();
     let table = table.as_mut().expect("frame table initialised");
     for &m in p2m.iter().chain(core::iter::once(&shared)) {
@@ -292,11 +335,18 @@ fn create_domain(domid: u16, module: &Module, nr_pages: u64, space: &HvSpace) ->
     }
     // The hard rule, checked on the real tables: nothing of the hypervisor but the read-only entry region and
     // the entry stacks, no foreign frame, no writable page table.
-    let hv = HvMappings { entry_slot: ENTRY_L4_SLOT, entry_frames: &space.entry_frames, stack_frames: &space.stack_frames };
+    let hv = HvMappings {
+        entry_slot: ENTRY_L4_SLOT,
+        entry_frames: &space.entry_frames,
+        stack_frames: &space.stack_frames,
+    };
     match audit::audit(&IdentityMem, built.l4, domid, |m| table.owner(m), &hv) {
         Ok(r) => log::info!(
             "isolation audit: domain {domid}: {} own pages ({} page tables, read-only), {} entry-region pages (read-only), {} entry-stack pages, 0 violations",
-            r.guest_pages, r.page_table_pages, r.entry_pages, r.stack_pages
+            r.guest_pages,
+            r.page_table_pages,
+            r.entry_pages,
+            r.stack_pages
         ),
         Err(v) => {
             table.release_all(domid, |m| {
@@ -326,7 +376,11 @@ fn create_domain(domid: u16, module: &Module, nr_pages: u64, space: &HvSpace) ->
     DOMAINS.lock().slots[domid as usize] = Some(Domain {
         id: domid,
         state: DomainState::Runnable,
-        vcpu: Vcpu { regs, cr3: built.l4.addr().0, fx: FxArea::initial() },
+        vcpu: Vcpu {
+            regs,
+            cr3: built.l4.addr().0,
+            fx: FxArea::initial(),
+        },
         shared_info: shared,
         nr_pages,
         privileged: flags & SIF_PRIVILEGED != 0,

@@ -26,7 +26,10 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
     let next = {
         let mut table = DOMAINS.lock();
         let Some(dom) = table.current_mut() else {
-            panic!("entry from a guest with no current domain (vector {})", frame.vector);
+            panic!(
+                "entry from a guest with no current domain (vector {})",
+                frame.vector
+            );
         };
         dom.vcpu.regs = frame;
         match frame.vector {
@@ -55,7 +58,11 @@ fn hypercall(dom: &mut Domain) -> Next {
         domid: id,
         privileged: dom.privileged,
         args,
-        guest: GuestView::new(&mut mem, Mfn(dom.vcpu.cr3 >> 12), frame_ring(&dom.vcpu.regs) == 3),
+        guest: GuestView::new(
+            &mut mem,
+            Mfn(dom.vcpu.cr3 >> 12),
+            frame_ring(&dom.vcpu.regs) == 3,
+        ),
         console: &mut sink,
         hv_cmdline,
     };
@@ -109,15 +116,20 @@ fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
 fn stop_domain(dom: &mut Domain, state: DomainState) {
     dom.state = state;
     let id = dom.id;
-    dom.console.flush(|line| crate::console::guest_line(id, line));
+    dom.console
+        .flush(|line| crate::console::guest_line(id, line));
     let mut frames = FRAMES.lock();
     let frames = frames.as_mut().expect("frame allocator initialised");
-    let released = FRAME_TABLE.lock().as_mut().expect("frame table initialised").release_all(id, |m| {
-        IdentityMem::zero(m);
-        if let Err(e) = frames.free(m) {
-            log::error!("domain {id}: freeing {m:?}: {e:?}");
-        }
-    });
+    let released = FRAME_TABLE
+        .lock()
+        .as_mut()
+        .expect("frame table initialised")
+        .release_all(id, |m| {
+            IdentityMem::zero(m);
+            if let Err(e) = frames.free(m) {
+                log::error!("domain {id}: freeing {m:?}: {e:?}");
+            }
+        });
     log::debug!("domain {id}: {released} frames released");
 }
 

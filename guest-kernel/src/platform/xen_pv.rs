@@ -18,10 +18,16 @@ pub struct XenPv {
 }
 
 /// The one instance.
-pub static XEN_PV: XenPv = XenPv { shared: AtomicPtr::new(core::ptr::null_mut()) };
+pub static XEN_PV: XenPv = XenPv {
+    shared: AtomicPtr::new(core::ptr::null_mut()),
+};
 
 fn ret(r: i64) -> Result<i64, Errno> {
-    if r < 0 { Err(Errno::from_ret(r).unwrap_or(Errno::EINVAL)) } else { Ok(r) }
+    if r < 0 {
+        Err(Errno::from_ret(r).unwrap_or(Errno::EINVAL))
+    } else {
+        Ok(r)
+    }
 }
 
 /// Issue a raw hypercall (exposed for the ABI scenarios, which must be able to send anything).
@@ -41,7 +47,8 @@ impl XenPv {
         let p = self.shared.load(Ordering::Acquire);
         // SAFETY: `p` is the shared-info mapping set by `init` (page-aligned, mapped writable for the
         // domain's lifetime); evtchn_upcall_mask is a byte the hypervisor and this vCPU update atomically.
-        (!p.is_null()).then(|| unsafe { AtomicU8::from_ptr(&raw mut (*p).vcpu_info[0].evtchn_upcall_mask) })
+        (!p.is_null())
+            .then(|| unsafe { AtomicU8::from_ptr(&raw mut (*p).vcpu_info[0].evtchn_upcall_mask) })
     }
 }
 
@@ -55,11 +62,30 @@ impl Platform for XenPv {
     }
 
     fn console_write(&self, bytes: &[u8]) -> Result<(), Errno> {
-        ret(raw(nr::CONSOLE_IO, [CONSOLEIO_WRITE, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0])).map(|_| ())
+        ret(raw(
+            nr::CONSOLE_IO,
+            [
+                CONSOLEIO_WRITE,
+                bytes.len() as u64,
+                bytes.as_ptr() as u64,
+                0,
+                0,
+            ],
+        ))
+        .map(|_| ())
     }
 
     fn console_read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let r = raw(nr::CONSOLE_IO, [abi::console::CONSOLEIO_READ, buf.len() as u64, buf.as_mut_ptr() as u64, 0, 0]);
+        let r = raw(
+            nr::CONSOLE_IO,
+            [
+                abi::console::CONSOLEIO_READ,
+                buf.len() as u64,
+                buf.as_mut_ptr() as u64,
+                0,
+                0,
+            ],
+        );
         ret(r).map(|n| n as usize)
     }
 
@@ -67,27 +93,52 @@ impl Platform for XenPv {
         let mut done: u32 = 0;
         let r = raw(
             nr::MMU_UPDATE,
-            [updates.as_ptr() as u64, updates.len() as u64, &raw mut done as u64, u64::from(DOMID_SELF), 0],
+            [
+                updates.as_ptr() as u64,
+                updates.len() as u64,
+                &raw mut done as u64,
+                u64::from(DOMID_SELF),
+                0,
+            ],
         );
         ret(r).map(|_| done as usize)
     }
 
     fn flush_tlb(&self, what: Flush) -> Result<(), Errno> {
         let op = match what {
-            Flush::All => MmuextOp { cmd: abi::mm::MMUEXT_TLB_FLUSH_LOCAL, ..Default::default() },
-            Flush::Page(va) => MmuextOp { cmd: abi::mm::MMUEXT_INVLPG_LOCAL, arg1: va.0, ..Default::default() },
+            Flush::All => MmuextOp {
+                cmd: abi::mm::MMUEXT_TLB_FLUSH_LOCAL,
+                ..Default::default()
+            },
+            Flush::Page(va) => MmuextOp {
+                cmd: abi::mm::MMUEXT_INVLPG_LOCAL,
+                arg1: va.0,
+                ..Default::default()
+            },
         };
-        let r = raw(nr::MMUEXT_OP, [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0]);
+        let r = raw(
+            nr::MMUEXT_OP,
+            [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0],
+        );
         ret(r).map(|_| ())
     }
 
     fn switch_address_space(&self, root_mfn: u64) -> Result<(), Errno> {
-        let op = MmuextOp { cmd: abi::mm::MMUEXT_NEW_BASEPTR, arg1: root_mfn, ..Default::default() };
-        ret(raw(nr::MMUEXT_OP, [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0])).map(|_| ())
+        let op = MmuextOp {
+            cmd: abi::mm::MMUEXT_NEW_BASEPTR,
+            arg1: root_mfn,
+            ..Default::default()
+        };
+        ret(raw(
+            nr::MMUEXT_OP,
+            [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0],
+        ))
+        .map(|_| ())
     }
 
     fn irq_disable(&self) -> bool {
-        self.upcall_mask().is_some_and(|m| m.swap(1, Ordering::AcqRel) == 0)
+        self.upcall_mask()
+            .is_some_and(|m| m.swap(1, Ordering::AcqRel) == 0)
     }
 
     fn irq_restore(&self, enabled: bool) {
@@ -120,9 +171,14 @@ impl Platform for XenPv {
     }
 
     fn shutdown(&self, reason: ShutdownReason, code: u32) -> ! {
-        let s = SchedShutdown { reason: reason.as_u32() };
+        let s = SchedShutdown {
+            reason: reason.as_u32(),
+        };
         loop {
-            raw(nr::SCHED_OP, [SCHEDOP_SHUTDOWN, &raw const s as u64, u64::from(code), 0, 0]);
+            raw(
+                nr::SCHED_OP,
+                [SCHEDOP_SHUTDOWN, &raw const s as u64, u64::from(code), 0, 0],
+            );
         }
     }
 }

@@ -16,7 +16,11 @@ fn expect(r: &mut Results, what: &str, got: i64, want: i64) {
     if r.check(got == want) {
         println!("  ok   {what}: {got} {}", show(got));
     } else {
-        println!("  FAIL {what}: got {got} {}, expected {want} {}", show(got), show(want));
+        println!(
+            "  FAIL {what}: got {got} {}, expected {want} {}",
+            show(got),
+            show(want)
+        );
     }
 }
 
@@ -27,7 +31,12 @@ pub fn unknown_hypercall(_: &str, r: &mut Results) {
         expect(r, &label(n), raw(n, [0; 5]), enosys);
     }
     expect(r, "null hypercall", raw(nr::NULL, [u64::MAX; 5]), 0);
-    expect(r, "xen_version(version)", raw(nr::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]), 1);
+    expect(
+        r,
+        "xen_version(version)",
+        raw(nr::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
+        1,
+    );
 }
 
 fn label(n: u64) -> heapless::String<40> {
@@ -45,34 +54,131 @@ pub fn console_hostile(cmdline: &str, r: &mut Results) {
     let efault = Errno::EFAULT.as_ret();
     let einval = Errno::EINVAL.as_ret();
     let msg = b"console_io: a valid buffer still prints\n";
-    expect(r, "valid buffer", console_write(msg.as_ptr() as u64, msg.len() as u64), 0);
-    let hv = crate::cmdline::option(cmdline, "addr").and_then(crate::cmdline::parse_u64).unwrap_or(0x20_0000);
+    expect(
+        r,
+        "valid buffer",
+        console_write(msg.as_ptr() as u64, msg.len() as u64),
+        0,
+    );
+    let hv = crate::cmdline::option(cmdline, "addr")
+        .and_then(crate::cmdline::parse_u64)
+        .unwrap_or(0x20_0000);
     expect(r, "hypervisor image address", console_write(hv, 16), efault);
-    expect(r, "entry region (mapped, but the hypervisor's)", console_write(abi::layout::ENTRY_REGION_VA, 16), efault);
-    expect(r, "reserved range end", console_write(abi::layout::RESERVED_VA_END - 8, 16), efault);
-    expect(r, "non-canonical address", console_write(0x0000_8000_0000_0000, 16), efault);
-    expect(r, "non-canonical (high)", console_write(0xdead_beef_0000_0000, 16), efault);
+    expect(
+        r,
+        "entry region (mapped, but the hypervisor's)",
+        console_write(abi::layout::ENTRY_REGION_VA, 16),
+        efault,
+    );
+    expect(
+        r,
+        "reserved range end",
+        console_write(abi::layout::RESERVED_VA_END - 8, 16),
+        efault,
+    );
+    expect(
+        r,
+        "non-canonical address",
+        console_write(0x0000_8000_0000_0000, 16),
+        efault,
+    );
+    expect(
+        r,
+        "non-canonical (high)",
+        console_write(0xdead_beef_0000_0000, 16),
+        efault,
+    );
     expect(r, "unmapped address", console_write(0x1000, 16), efault);
     expect(r, "null pointer", console_write(0, 1), efault);
     let kernel_start = 0xffff_ffff_8000_0000u64;
-    expect(r, "buffer starting below the kernel image", console_write(kernel_start - 2, 4), efault);
-    expect(r, "buffer wrapping the address space", console_write(u64::MAX - 3, 16), efault);
-    expect(r, "huge length", console_write(msg.as_ptr() as u64, u64::MAX), einval);
-    expect(r, "length 2^32", console_write(msg.as_ptr() as u64, 1 << 32), einval);
-    expect(r, "length just over the limit", console_write(msg.as_ptr() as u64, CONSOLE_IO_MAX + 1), einval);
-    expect(r, "length 0 with a bad pointer", console_write(0xdead_beef_0000_0000, 0), 0);
+    expect(
+        r,
+        "buffer starting below the kernel image",
+        console_write(kernel_start - 2, 4),
+        efault,
+    );
+    expect(
+        r,
+        "buffer wrapping the address space",
+        console_write(u64::MAX - 3, 16),
+        efault,
+    );
+    expect(
+        r,
+        "huge length",
+        console_write(msg.as_ptr() as u64, u64::MAX),
+        einval,
+    );
+    expect(
+        r,
+        "length 2^32",
+        console_write(msg.as_ptr() as u64, 1 << 32),
+        einval,
+    );
+    expect(
+        r,
+        "length just over the limit",
+        console_write(msg.as_ptr() as u64, CONSOLE_IO_MAX + 1),
+        einval,
+    );
+    expect(
+        r,
+        "length 0 with a bad pointer",
+        console_write(0xdead_beef_0000_0000, 0),
+        0,
+    );
 
     // Output parameters: read-only kernel text and hypervisor addresses are refused for writing.
     let text = unknown_hypercall as *const () as u64;
     let xv = |arg: u64| raw(nr::XEN_VERSION, [XENVER_EXTRAVERSION, arg, 0, 0, 0]);
-    expect(r, "xen_version into read-only kernel text", xv(text), efault);
-    expect(r, "xen_version into the entry region", xv(abi::layout::ENTRY_REGION_VA), efault);
-    expect(r, "xen_version into a non-canonical address", xv(0x0000_8000_0000_0000), efault);
-    expect(r, "xen_version(get_features) from unmapped", raw(nr::XEN_VERSION, [XENVER_GET_FEATURES, 0x1000, 0, 0, 0]), efault);
+    expect(
+        r,
+        "xen_version into read-only kernel text",
+        xv(text),
+        efault,
+    );
+    expect(
+        r,
+        "xen_version into the entry region",
+        xv(abi::layout::ENTRY_REGION_VA),
+        efault,
+    );
+    expect(
+        r,
+        "xen_version into a non-canonical address",
+        xv(0x0000_8000_0000_0000),
+        efault,
+    );
+    expect(
+        r,
+        "xen_version(get_features) from unmapped",
+        raw(nr::XEN_VERSION, [XENVER_GET_FEATURES, 0x1000, 0, 0, 0]),
+        efault,
+    );
     let pt_base = facts().start_info.pt_base;
-    expect(r, "xen_version into this domain's own L4 (read-only)", xv(pt_base), efault);
-    expect(r, "sched_op(shutdown) with an unmapped argument", raw(nr::SCHED_OP, [SCHEDOP_SHUTDOWN, 0x1000, 0, 0, 0]), efault);
+    expect(
+        r,
+        "xen_version into this domain's own L4 (read-only)",
+        xv(pt_base),
+        efault,
+    );
+    expect(
+        r,
+        "sched_op(shutdown) with an unmapped argument",
+        raw(nr::SCHED_OP, [SCHEDOP_SHUTDOWN, 0x1000, 0, 0, 0]),
+        efault,
+    );
     // Still alive and served correctly after all of that.
-    expect(r, "xen_version(version) afterwards", raw(nr::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]), 1);
-    expect(r, "valid buffer afterwards", console_write(msg.as_ptr() as u64, msg.len() as u64), 0);
+    expect(
+        r,
+        "xen_version(version) afterwards",
+        raw(nr::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
+        1,
+    );
+    expect(
+        r,
+        "valid buffer afterwards",
+        console_write(msg.as_ptr() as u64, msg.len() as u64),
+        0,
+    );
 }

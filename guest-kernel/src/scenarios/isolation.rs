@@ -11,7 +11,9 @@ use crate::xtf::{Outcome, Results};
 const HV_IMAGE: u64 = 0x20_0000;
 
 fn target(cmdline: &str) -> u64 {
-    option(cmdline, "addr").and_then(parse_u64).unwrap_or(HV_IMAGE)
+    option(cmdline, "addr")
+        .and_then(parse_u64)
+        .unwrap_or(HV_IMAGE)
 }
 
 fn survived(r: &mut Results, what: &str) {
@@ -43,7 +45,9 @@ pub fn entry_write(_: &str, r: &mut Results) {
     let a = abi::layout::ENTRY_REGION_VA;
     // SAFETY: the entry region is mapped read-only in this address space (that is the design).
     let first = unsafe { arch::read_byte(a) };
-    println!("entry region at {a:#x} is readable (first byte {first:#04x}), as designed; now writing it");
+    println!(
+        "entry region at {a:#x} is readable (first byte {first:#04x}), as designed; now writing it"
+    );
     // SAFETY: expected to fault (read-only mapping, CR0.WP set).
     unsafe { arch::write_byte(a, first ^ 0xff) };
     survived(r, "the write to the entry region");
@@ -54,7 +58,9 @@ pub fn pt_write(_: &str, r: &mut Results) {
     let l4 = facts().start_info.pt_base;
     // SAFETY: the L4 is mapped (read-only) at pt_base by the domain builder.
     let e = unsafe { (l4 as *const u64).read_volatile() };
-    println!("own L4 at {l4:#x} is readable (entry 0 = {e:#x}); writing an entry that would map machine frame 0x200");
+    println!(
+        "own L4 at {l4:#x} is readable (entry 0 = {e:#x}); writing an entry that would map machine frame 0x200"
+    );
     // SAFETY: expected to fault: page tables are never writable by their guest.
     unsafe { (l4 as *mut u64).write_volatile(0x20_0000 | 0x3) };
     survived(r, "the page-table write");
@@ -62,7 +68,10 @@ pub fn pt_write(_: &str, r: &mut Results) {
 
 /// A privileged instruction in ring 1 raises #GP; the hypervisor crashes this domain and only this one.
 pub fn privileged(_: &str, r: &mut Results) {
-    println!("executing HLT in ring {}; the hypervisor must crash this domain", arch::read_cs() & 3);
+    println!(
+        "executing HLT in ring {}; the hypervisor must crash this domain",
+        arch::read_cs() & 3
+    );
     arch::privileged_hlt();
     survived(r, "HLT");
 }

@@ -19,14 +19,46 @@ struct Scenario {
 }
 
 const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "unknown-hypercall", about: "unknown hypercall numbers return -ENOSYS", run: hypercall_abi::unknown_hypercall },
-    Scenario { name: "console-hostile", about: "console_io and friends refuse hostile buffers", run: hypercall_abi::console_hostile },
-    Scenario { name: "hv-read", about: "reading hypervisor memory stops this domain", run: isolation::hv_read },
-    Scenario { name: "hv-write", about: "writing hypervisor memory stops this domain", run: isolation::hv_write },
-    Scenario { name: "entry-write", about: "the entry region is readable but not writable", run: isolation::entry_write },
-    Scenario { name: "pt-write", about: "the domain's own page tables are read-only to it", run: isolation::pt_write },
-    Scenario { name: "privileged", about: "a privileged instruction stops this domain only", run: isolation::privileged },
-    Scenario { name: "selftest-fail", about: "harness self-test: must be reported as FAILURE", run: selftest_fail },
+    Scenario {
+        name: "unknown-hypercall",
+        about: "unknown hypercall numbers return -ENOSYS",
+        run: hypercall_abi::unknown_hypercall,
+    },
+    Scenario {
+        name: "console-hostile",
+        about: "console_io and friends refuse hostile buffers",
+        run: hypercall_abi::console_hostile,
+    },
+    Scenario {
+        name: "hv-read",
+        about: "reading hypervisor memory stops this domain",
+        run: isolation::hv_read,
+    },
+    Scenario {
+        name: "hv-write",
+        about: "writing hypervisor memory stops this domain",
+        run: isolation::hv_write,
+    },
+    Scenario {
+        name: "entry-write",
+        about: "the entry region is readable but not writable",
+        run: isolation::entry_write,
+    },
+    Scenario {
+        name: "pt-write",
+        about: "the domain's own page tables are read-only to it",
+        run: isolation::pt_write,
+    },
+    Scenario {
+        name: "privileged",
+        about: "a privileged instruction stops this domain only",
+        run: isolation::privileged,
+    },
+    Scenario {
+        name: "selftest-fail",
+        about: "harness self-test: must be reported as FAILURE",
+        run: selftest_fail,
+    },
 ];
 
 /// Run scenario `name`; returns the exit code.

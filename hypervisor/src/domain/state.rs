@@ -89,7 +89,10 @@ pub struct DomainTable {
 impl DomainTable {
     /// An empty table.
     pub const fn new() -> DomainTable {
-        DomainTable { slots: [const { None }; MAX_DOMAINS], current: None }
+        DomainTable {
+            slots: [const { None }; MAX_DOMAINS],
+            current: None,
+        }
     }
 
     /// The next runnable domain after `after` in round-robin order (possibly `after` itself, last).
@@ -123,7 +126,10 @@ pub fn exit_status<'a>(domains: impl Iterator<Item = &'a Domain>) -> u8 {
     for d in domains {
         let s = match d.state {
             DomainState::Crashed => abi::exit::EXIT_DOMAIN_CRASHED,
-            DomainState::Shutdown { reason: ShutdownReason::Poweroff, code: 0 } => abi::exit::EXIT_OK,
+            DomainState::Shutdown {
+                reason: ShutdownReason::Poweroff,
+                code: 0,
+            } => abi::exit::EXIT_OK,
             DomainState::Shutdown { .. } | DomainState::Runnable => abi::exit::EXIT_DOMAIN_FAILED,
         };
         status = status.max(s);
@@ -139,7 +145,11 @@ mod tests {
         Domain {
             id,
             state,
-            vcpu: Vcpu { regs: EntryFrame::default(), cr3: 0, fx: FxArea::initial() },
+            vcpu: Vcpu {
+                regs: EntryFrame::default(),
+                cr3: 0,
+                fx: FxArea::initial(),
+            },
             shared_info: Mfn(0),
             nr_pages: 1,
             privileged: false,
@@ -163,12 +173,21 @@ mod tests {
 
     #[test]
     fn exit_status_is_most_severe() {
-        let off = |code| DomainState::Shutdown { reason: ShutdownReason::Poweroff, code };
+        let off = |code| DomainState::Shutdown {
+            reason: ShutdownReason::Poweroff,
+            code,
+        };
         let ok = [dom(0, off(0)), dom(1, off(0))];
         assert_eq!(exit_status(ok.iter()), abi::exit::EXIT_OK);
         let failed = [dom(0, off(0)), dom(1, off(3))];
         assert_eq!(exit_status(failed.iter()), abi::exit::EXIT_DOMAIN_FAILED);
-        let reboot = [dom(0, DomainState::Shutdown { reason: ShutdownReason::Reboot, code: 0 })];
+        let reboot = [dom(
+            0,
+            DomainState::Shutdown {
+                reason: ShutdownReason::Reboot,
+                code: 0,
+            },
+        )];
         assert_eq!(exit_status(reboot.iter()), abi::exit::EXIT_DOMAIN_FAILED);
         let crashed = [dom(0, DomainState::Crashed), dom(1, off(5))];
         assert_eq!(exit_status(crashed.iter()), abi::exit::EXIT_DOMAIN_CRASHED);
@@ -178,6 +197,9 @@ mod tests {
     fn initial_fpu_state() {
         let a = FxArea::initial();
         assert_eq!(u16::from_le_bytes([a.0[0], a.0[1]]), 0x37f);
-        assert_eq!(u32::from_le_bytes([a.0[24], a.0[25], a.0[26], a.0[27]]), 0x1f80);
+        assert_eq!(
+            u32::from_le_bytes([a.0[24], a.0[25], a.0[26], a.0[27]]),
+            0x1f80
+        );
     }
 }

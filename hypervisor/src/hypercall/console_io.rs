@@ -32,7 +32,10 @@ pub fn decode(args: [u64; 5]) -> Result<ConsoleRequest, Errno> {
             if count > CONSOLE_IO_MAX {
                 return Err(Errno::EINVAL);
             }
-            Ok(ConsoleRequest::Write { buf: Gva(buf), len: count })
+            Ok(ConsoleRequest::Write {
+                buf: Gva(buf),
+                len: count,
+            })
         }
         // Console input arrives with the event-channel work (VIRQ_CONSOLE); until then reading is unsupported.
         CONSOLEIO_READ => Err(Errno::ENOSYS),
@@ -47,7 +50,8 @@ pub fn console_io<M: FrameMem>(ctx: &mut HypercallCtx<'_, M>) -> Action {
             // Validate first (no output on failure), then stream.
             ctx.guest.read_chunks(buf, len, CONSOLE_IO_MAX, |_| {})?;
             let console = &mut *ctx.console;
-            ctx.guest.read_chunks(buf, len, CONSOLE_IO_MAX, |chunk| console(chunk))?;
+            ctx.guest
+                .read_chunks(buf, len, CONSOLE_IO_MAX, |chunk| console(chunk))?;
             Ok(0)
         }
     });
@@ -80,12 +84,12 @@ mod tests {
     fn hostile_buffers_fault_without_output() {
         let efault = Action::Return(Errno::EFAULT.as_ret());
         for va in [
-            0x20_0000,                         // the hypervisor's image address: unmapped for guests
-            abi::layout::ENTRY_REGION_VA,      // mapped, but the hypervisor's range
-            0x0000_8000_0000_0000,             // non-canonical
-            0x1000,                            // unmapped
-            RO_PAGE + 0xffe,                   // runs into an unmapped page
-            u64::MAX - 1,                      // wraps
+            0x20_0000,                    // the hypervisor's image address: unmapped for guests
+            abi::layout::ENTRY_REGION_VA, // mapped, but the hypervisor's range
+            0x0000_8000_0000_0000,        // non-canonical
+            0x1000,                       // unmapped
+            RO_PAGE + 0xffe,              // runs into an unmapped page
+            u64::MAX - 1,                 // wraps
         ] {
             assert_eq!(write(va, 4), (efault, Vec::new()), "va {va:#x}");
         }
@@ -99,7 +103,13 @@ mod tests {
         assert_eq!(write(RW_PAGE, 1 << 32).0, einval);
         let (mut m, root) = machine();
         let enosys = Action::Return(Errno::ENOSYS.as_ret());
-        assert_eq!(call(&mut m, root, CONSOLE_IO, [7, 1, RW_PAGE, 0, 0]).0, enosys);
-        assert_eq!(call(&mut m, root, CONSOLE_IO, [u64::MAX, 1, RW_PAGE, 0, 0]).0, enosys);
+        assert_eq!(
+            call(&mut m, root, CONSOLE_IO, [7, 1, RW_PAGE, 0, 0]).0,
+            enosys
+        );
+        assert_eq!(
+            call(&mut m, root, CONSOLE_IO, [u64::MAX, 1, RW_PAGE, 0, 0]).0,
+            enosys
+        );
     }
 }

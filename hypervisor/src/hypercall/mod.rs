@@ -122,13 +122,20 @@ mod tests {
     fn unknown_numbers_are_enosys() {
         let (mut m, root) = machine();
         for n in [11, 19, 27, 47, 56, 63, 64, 1000, u64::MAX] {
-            assert_eq!(call(&mut m, root, n, [0; 5]).0, Action::Return(-38), "hypercall {n}");
+            assert_eq!(
+                call(&mut m, root, n, [0; 5]).0,
+                Action::Return(-38),
+                "hypercall {n}"
+            );
         }
     }
 
     #[test]
     fn null_hypercall() {
         let (mut m, root) = machine();
-        assert_eq!(call(&mut m, root, nr::NULL, [u64::MAX; 5]).0, Action::Return(0));
+        assert_eq!(
+            call(&mut m, root, nr::NULL, [u64::MAX; 5]).0,
+            Action::Return(0)
+        );
     }
 }

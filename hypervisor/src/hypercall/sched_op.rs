@@ -53,11 +53,17 @@ mod tests {
     #[test]
     fn yield_and_shutdown() {
         let (mut m, root) = machine();
-        assert_eq!(call(&mut m, root, SCHED_OP, [SCHEDOP_YIELD, 0, 0, 0, 0]).0, Action::Yield);
+        assert_eq!(
+            call(&mut m, root, SCHED_OP, [SCHEDOP_YIELD, 0, 0, 0, 0]).0,
+            Action::Yield
+        );
         m.frame_mut(Mfn(10))[..4].copy_from_slice(&3u32.to_le_bytes());
         assert_eq!(
             call(&mut m, root, SCHED_OP, [SCHEDOP_SHUTDOWN, RW_PAGE, 7, 0, 0]).0,
-            Action::Shutdown { reason: ShutdownReason::Crash, code: 7 }
+            Action::Shutdown {
+                reason: ShutdownReason::Crash,
+                code: 7
+            }
         );
     }
 
@@ -66,11 +72,27 @@ mod tests {
         let (mut m, root) = machine();
         m.frame_mut(Mfn(10))[..4].copy_from_slice(&99u32.to_le_bytes());
         let r = |m: &mut _, a| call(m, root, SCHED_OP, a).0;
-        assert_eq!(r(&mut m, [SCHEDOP_SHUTDOWN, RW_PAGE, 0, 0, 0]), Action::Return(Errno::EINVAL.as_ret()));
+        assert_eq!(
+            r(&mut m, [SCHEDOP_SHUTDOWN, RW_PAGE, 0, 0, 0]),
+            Action::Return(Errno::EINVAL.as_ret())
+        );
         let efault = Action::Return(Errno::EFAULT.as_ret());
-        for va in [0u64, 0x20_0000, abi::layout::ENTRY_REGION_VA, 0x8000_0000_0000_0000 >> 1, RO_PAGE + 0xffe] {
-            assert_eq!(r(&mut m, [SCHEDOP_SHUTDOWN, va, 0, 0, 0]), efault, "{va:#x}");
+        for va in [
+            0u64,
+            0x20_0000,
+            abi::layout::ENTRY_REGION_VA,
+            0x8000_0000_0000_0000 >> 1,
+            RO_PAGE + 0xffe,
+        ] {
+            assert_eq!(
+                r(&mut m, [SCHEDOP_SHUTDOWN, va, 0, 0, 0]),
+                efault,
+                "{va:#x}"
+            );
         }
-        assert_eq!(r(&mut m, [42, 0, 0, 0, 0]), Action::Return(Errno::ENOSYS.as_ret()));
+        assert_eq!(
+            r(&mut m, [42, 0, 0, 0, 0]),
+            Action::Return(Errno::ENOSYS.as_ret())
+        );
     }
 }

@@ -59,12 +59,14 @@ pub fn xen_version<M: FrameMem>(ctx: &mut HypercallCtx<'_, M>) -> Action {
     let result = decode(ctx.args).and_then(|req| match req {
         VersionRequest::Version => Ok(i64::from(VERSION)),
         VersionRequest::PageSize => Ok(4096),
-        VersionRequest::ExtraVersion(va) => {
-            ctx.guest.write(va, &padded::<XEN_EXTRAVERSION_LEN>(EXTRAVERSION)).map(|_| 0)
-        }
-        VersionRequest::Capabilities(va) => {
-            ctx.guest.write(va, &padded::<XEN_CAPABILITIES_INFO_LEN>(CAPABILITIES)).map(|_| 0)
-        }
+        VersionRequest::ExtraVersion(va) => ctx
+            .guest
+            .write(va, &padded::<XEN_EXTRAVERSION_LEN>(EXTRAVERSION))
+            .map(|_| 0),
+        VersionRequest::Capabilities(va) => ctx
+            .guest
+            .write(va, &padded::<XEN_CAPABILITIES_INFO_LEN>(CAPABILITIES))
+            .map(|_| 0),
         VersionRequest::GetFeatures(va) => {
             let mut fi: XenFeatureInfo = ctx.guest.read_obj(va)?;
             fi.submap = feature_word(fi.submap_idx, ctx.privileged);
@@ -74,7 +76,9 @@ pub fn xen_version<M: FrameMem>(ctx: &mut HypercallCtx<'_, M>) -> Action {
             if !ctx.privileged {
                 return Err(Errno::EPERM);
             }
-            ctx.guest.write(va, &padded::<XEN_COMMANDLINE_LEN>(ctx.hv_cmdline)).map(|_| 0)
+            ctx.guest
+                .write(va, &padded::<XEN_COMMANDLINE_LEN>(ctx.hv_cmdline))
+                .map(|_| 0)
         }
     });
     Action::from(result)
@@ -89,9 +93,24 @@ mod tests {
     #[test]
     fn version_and_strings() {
         let (mut m, root) = machine();
-        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]).0, Action::Return(1));
-        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_PAGESIZE, 0, 0, 0, 0]).0, Action::Return(4096));
-        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_EXTRAVERSION, RW_PAGE, 0, 0, 0]).0, Action::Return(0));
+        assert_eq!(
+            call(&mut m, root, XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]).0,
+            Action::Return(1)
+        );
+        assert_eq!(
+            call(&mut m, root, XEN_VERSION, [XENVER_PAGESIZE, 0, 0, 0, 0]).0,
+            Action::Return(4096)
+        );
+        assert_eq!(
+            call(
+                &mut m,
+                root,
+                XEN_VERSION,
+                [XENVER_EXTRAVERSION, RW_PAGE, 0, 0, 0]
+            )
+            .0,
+            Action::Return(0)
+        );
         let v = crate::mm::guest_mem::GuestView::new(&mut m, root, false);
         let mut b = [0u8; 9];
         v.read(abi::types::Gva(RW_PAGE), &mut b).unwrap();
@@ -101,24 +120,68 @@ mod tests {
     #[test]
     fn features_and_privilege() {
         let (mut m, root) = machine();
-        let r = call(&mut m, root, XEN_VERSION, [XENVER_GET_FEATURES, RW_PAGE, 0, 0, 0]).0;
+        let r = call(
+            &mut m,
+            root,
+            XEN_VERSION,
+            [XENVER_GET_FEATURES, RW_PAGE, 0, 0, 0],
+        )
+        .0;
         assert_eq!(r, Action::Return(0));
         assert_eq!(feature_word(0, true), 1 << XENFEAT_DOM0);
         assert_eq!(feature_word(0, false), 0);
         assert_eq!(feature_word(7, true), 0);
         let eperm = Action::Return(Errno::EPERM.as_ret());
-        assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_COMMANDLINE, RW_PAGE, 0, 0, 0]).0, eperm);
+        assert_eq!(
+            call(
+                &mut m,
+                root,
+                XEN_VERSION,
+                [XENVER_COMMANDLINE, RW_PAGE, 0, 0, 0]
+            )
+            .0,
+            eperm
+        );
     }
 
     #[test]
     fn hostile_pointers() {
         let (mut m, root) = machine();
         let efault = Action::Return(Errno::EFAULT.as_ret());
-        for va in [RO_PAGE, 0x20_0000, abi::layout::ENTRY_REGION_VA, 0xdead_0000_0000_0000, RW_PAGE + 0xffc] {
-            assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_EXTRAVERSION, va, 0, 0, 0]).0, efault, "{va:#x}");
-            assert_eq!(call(&mut m, root, XEN_VERSION, [XENVER_GET_FEATURES, va, 0, 0, 0]).0, efault, "{va:#x}");
+        for va in [
+            RO_PAGE,
+            0x20_0000,
+            abi::layout::ENTRY_REGION_VA,
+            0xdead_0000_0000_0000,
+            RW_PAGE + 0xffc,
+        ] {
+            assert_eq!(
+                call(
+                    &mut m,
+                    root,
+                    XEN_VERSION,
+                    [XENVER_EXTRAVERSION, va, 0, 0, 0]
+                )
+                .0,
+                efault,
+                "{va:#x}"
+            );
+            assert_eq!(
+                call(
+                    &mut m,
+                    root,
+                    XEN_VERSION,
+                    [XENVER_GET_FEATURES, va, 0, 0, 0]
+                )
+                .0,
+                efault,
+                "{va:#x}"
+            );
         }
         let enosys = Action::Return(Errno::ENOSYS.as_ret());
-        assert_eq!(call(&mut m, root, XEN_VERSION, [99, RW_PAGE, 0, 0, 0]).0, enosys);
+        assert_eq!(
+            call(&mut m, root, XEN_VERSION, [99, RW_PAGE, 0, 0, 0]).0,
+            enosys
+        );
     }
 }

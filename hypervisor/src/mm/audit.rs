@@ -63,8 +63,12 @@ impl core::fmt::Display for Violation {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Violation::ForeignFrame { va, mfn } => write!(f, "{va:?} maps foreign frame {mfn:?}"),
-            Violation::WritablePageTable { va, mfn } => write!(f, "{va:?} maps page table {mfn:?} writable"),
-            Violation::BadEntryMapping { va, mfn } => write!(f, "{va:?} maps {mfn:?} wrongly in the entry slot"),
+            Violation::WritablePageTable { va, mfn } => {
+                write!(f, "{va:?} maps page table {mfn:?} writable")
+            }
+            Violation::BadEntryMapping { va, mfn } => {
+                write!(f, "{va:?} maps {mfn:?} wrongly in the entry slot")
+            }
             Violation::LargePage { va } => write!(f, "{va:?} is a superpage"),
             Violation::TooManyTables => f.write_str("too many page-table frames to audit"),
         }
@@ -87,7 +91,11 @@ pub struct AuditReport {
 const MAX_TABLES: usize = 1024;
 
 fn sign_extend(va: u64) -> Gva {
-    Gva(if va & (1 << 47) != 0 { va | 0xffff_0000_0000_0000 } else { va })
+    Gva(if va & (1 << 47) != 0 {
+        va | 0xffff_0000_0000_0000
+    } else {
+        va
+    })
 }
 
 /// Audit the address space rooted at `l4` for domain `domid`; `owner` tells who owns a frame.
@@ -102,44 +110,60 @@ pub fn audit(
     let mut tables: heapless::Vec<Mfn, MAX_TABLES> = heapless::Vec::new();
     tables.push(l4).map_err(|_| Violation::TooManyTables)?;
     let mut report = AuditReport::default();
-    walk(mem, l4, 4, 0, hv.entry_slot, &mut |_va, pte, level, in_entry| {
-        if level > 1 && !in_entry && !pte.has(PteFlags::HUGE) {
-            tables.push(pte.mfn()).map_err(|_| Violation::TooManyTables)?;
-        }
-        Ok(())
-    })?;
+    walk(
+        mem,
+        l4,
+        4,
+        0,
+        hv.entry_slot,
+        &mut |_va, pte, level, in_entry| {
+            if level > 1 && !in_entry && !pte.has(PteFlags::HUGE) {
+                tables
+                    .push(pte.mfn())
+                    .map_err(|_| Violation::TooManyTables)?;
+            }
+            Ok(())
+        },
+    )?;
     // Pass 2: classify every leaf.
-    walk(mem, l4, 4, 0, hv.entry_slot, &mut |va, pte, level, in_entry| {
-        if level > 1 {
-            if pte.has(PteFlags::HUGE) {
-                return Err(Violation::LargePage { va });
+    walk(
+        mem,
+        l4,
+        4,
+        0,
+        hv.entry_slot,
+        &mut |va, pte, level, in_entry| {
+            if level > 1 {
+                if pte.has(PteFlags::HUGE) {
+                    return Err(Violation::LargePage { va });
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let mfn = pte.mfn();
-        let writable = pte.has(PteFlags::WRITABLE);
-        if in_entry {
-            if hv.entry_frames.contains(&mfn) && !writable {
-                report.entry_pages += 1;
-            } else if hv.stack_frames.contains(&mfn) && pte.has(PteFlags::NO_EXECUTE) {
-                report.stack_pages += 1;
-            } else {
-                return Err(Violation::BadEntryMapping { va, mfn });
+            let mfn = pte.mfn();
+            let writable = pte.has(PteFlags::WRITABLE);
+            if in_entry {
+                if hv.entry_frames.contains(&mfn) && !writable {
+                    report.entry_pages += 1;
+                } else if hv.stack_frames.contains(&mfn) && pte.has(PteFlags::NO_EXECUTE) {
+                    report.stack_pages += 1;
+                } else {
+                    return Err(Violation::BadEntryMapping { va, mfn });
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        if owner(mfn) != Some(domid) {
-            return Err(Violation::ForeignFrame { va, mfn });
-        }
-        if tables.contains(&mfn) {
-            if writable {
-                return Err(Violation::WritablePageTable { va, mfn });
+            if owner(mfn) != Some(domid) {
+                return Err(Violation::ForeignFrame { va, mfn });
             }
-            report.page_table_pages += 1;
-        }
-        report.guest_pages += 1;
-        Ok(())
-    })?;
+            if tables.contains(&mfn) {
+                if writable {
+                    return Err(Violation::WritablePageTable { va, mfn });
+                }
+                report.page_table_pages += 1;
+            }
+            report.guest_pages += 1;
+            Ok(())
+        },
+    )?;
     Ok(report)
 }
 
@@ -200,14 +224,25 @@ mod tests {
         (m, |f: Mfn| (1..=9).contains(&f.0).then_some(1))
     }
 
-    const HV: HvMappings<'static> =
-        HvMappings { entry_slot: 257, entry_frames: &[Mfn(23)], stack_frames: &[Mfn(24)] };
+    const HV: HvMappings<'static> = HvMappings {
+        entry_slot: 257,
+        entry_frames: &[Mfn(23)],
+        stack_frames: &[Mfn(24)],
+    };
 
     #[test]
     fn compliant_space() {
         let (m, owner) = setup();
         let r = audit(&m, Mfn(1), 1, owner, &HV).unwrap();
-        assert_eq!(r, AuditReport { guest_pages: 2, page_table_pages: 1, entry_pages: 1, stack_pages: 1 });
+        assert_eq!(
+            r,
+            AuditReport {
+                guest_pages: 2,
+                page_table_pages: 1,
+                entry_pages: 1,
+                stack_pages: 1
+            }
+        );
     }
 
     #[test]
@@ -215,29 +250,50 @@ mod tests {
         // A writable mapping of the guest's own L1.
         let (mut m, owner) = setup();
         put(&mut m, 4, 1, 0x4000 | P | W);
-        assert!(matches!(audit(&m, Mfn(1), 1, owner, &HV), Err(Violation::WritablePageTable { mfn: Mfn(4), .. })));
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::WritablePageTable { mfn: Mfn(4), .. })
+        ));
         // A hypervisor frame mapped in the guest half.
         let (mut m, owner) = setup();
         put(&mut m, 4, 2, 0x1f000 | P);
-        assert!(matches!(audit(&m, Mfn(1), 1, owner, &HV), Err(Violation::ForeignFrame { mfn: Mfn(31), .. })));
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::ForeignFrame { mfn: Mfn(31), .. })
+        ));
         // The entry region mapped writable.
         let (mut m, owner) = setup();
         put(&mut m, 22, 0, 0x17000 | P | W);
-        assert!(matches!(audit(&m, Mfn(1), 1, owner, &HV), Err(Violation::BadEntryMapping { .. })));
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::BadEntryMapping { .. })
+        ));
         // An executable stack.
         let (mut m, owner) = setup();
         put(&mut m, 22, 256, 0x18000 | P | W);
-        assert!(matches!(audit(&m, Mfn(1), 1, owner, &HV), Err(Violation::BadEntryMapping { .. })));
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::BadEntryMapping { .. })
+        ));
         // Some other hypervisor frame in the entry slot.
         let (mut m, owner) = setup();
         put(&mut m, 22, 300, 0x1e000 | P | NX);
-        assert!(matches!(audit(&m, Mfn(1), 1, owner, &HV), Err(Violation::BadEntryMapping { mfn: Mfn(30), .. })));
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::BadEntryMapping { mfn: Mfn(30), .. })
+        ));
         // A superpage.
         let (mut m, owner) = setup();
         put(&mut m, 3, 5, 0x20_0000 | P | (1 << 7));
-        assert!(matches!(audit(&m, Mfn(1), 1, owner, &HV), Err(Violation::LargePage { .. })));
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::LargePage { .. })
+        ));
         // Another domain auditing the same tables does not own them.
         let (m, owner) = setup();
-        assert!(matches!(audit(&m, Mfn(1), 2, owner, &HV), Err(Violation::ForeignFrame { .. })));
+        assert!(matches!(
+            audit(&m, Mfn(1), 2, owner, &HV),
+            Err(Violation::ForeignFrame { .. })
+        ));
     }
 }

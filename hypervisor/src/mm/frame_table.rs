@@ -83,9 +83,15 @@ mod tests {
         t.assign(Mfn(3), 1).unwrap();
         t.assign(Mfn(5), 1).unwrap();
         t.assign(Mfn(6), 2).unwrap();
-        assert_eq!(t.assign(Mfn(3), 2), Err(AssignError::AlreadyOwned(Mfn(3), 1)));
+        assert_eq!(
+            t.assign(Mfn(3), 2),
+            Err(AssignError::AlreadyOwned(Mfn(3), 1))
+        );
         assert_eq!(t.assign(Mfn(16), 2), Err(AssignError::OutOfRange(Mfn(16))));
-        assert_eq!(t.assign(Mfn(u64::MAX), 2), Err(AssignError::OutOfRange(Mfn(u64::MAX))));
+        assert_eq!(
+            t.assign(Mfn(u64::MAX), 2),
+            Err(AssignError::OutOfRange(Mfn(u64::MAX)))
+        );
         assert_eq!(t.count(1), 2);
         let mut got = Vec::new();
         assert_eq!(t.release_all(1, |m| got.push(m)), 2);

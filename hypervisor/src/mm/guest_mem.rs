@@ -24,16 +24,29 @@ pub struct GuestView<'m, M: FrameMem> {
 impl<'m, M: FrameMem> GuestView<'m, M> {
     /// View the address space rooted at `root`; `user` selects ring-3 permission checks.
     pub fn new(mem: &'m mut M, root: Mfn, user: bool) -> Self {
-        GuestView { mem, root, access_user: user }
+        GuestView {
+            mem,
+            root,
+            access_user: user,
+        }
     }
 
     fn access(&self, write: bool) -> Access {
-        Access { write, user: self.access_user }
+        Access {
+            write,
+            user: self.access_user,
+        }
     }
 
     /// Call `f` with the guest bytes `[va, va+len)` piece by piece, after validating all of them.
     /// `len > max` is `-EINVAL`; any unmapped, non-canonical or reserved byte is `-EFAULT`.
-    pub fn read_chunks(&self, va: Gva, len: u64, max: u64, mut f: impl FnMut(&[u8])) -> Result<(), Errno> {
+    pub fn read_chunks(
+        &self,
+        va: Gva,
+        len: u64,
+        max: u64,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<(), Errno> {
         if len > max {
             return Err(Errno::EINVAL);
         }
@@ -67,10 +80,24 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
     pub fn write(&mut self, va: Gva, data: &[u8]) -> Result<(), Errno> {
         let mut chunks: heapless::Vec<(Maddr, usize), 8> = heapless::Vec::new();
         let mut overflow = false;
-        walk::for_each_chunk(&*self.mem, self.root, va, data.len() as u64, self.access(true), MAX_COPY_TO_GUEST, |ma, n| {
-            overflow |= chunks.push((ma, n)).is_err();
-        })
-        .map_err(|e| if e == walk::WalkError::TooLong { Errno::EINVAL } else { Errno::EFAULT })?;
+        walk::for_each_chunk(
+            &*self.mem,
+            self.root,
+            va,
+            data.len() as u64,
+            self.access(true),
+            MAX_COPY_TO_GUEST,
+            |ma, n| {
+                overflow |= chunks.push((ma, n)).is_err();
+            },
+        )
+        .map_err(|e| {
+            if e == walk::WalkError::TooLong {
+                Errno::EINVAL
+            } else {
+                Errno::EFAULT
+            }
+        })?;
         if overflow {
             return Err(Errno::EINVAL);
         }
@@ -92,8 +119,8 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::phys::fake::FakeMachine;
     use crate::mm::phys::FrameMem;
+    use crate::mm::phys::fake::FakeMachine;
 
     const P: u64 = 1;
     const W: u64 = 2;
@@ -140,10 +167,19 @@ mod tests {
         assert_eq!(v.read(Gva(0x40_2000), &mut b), Err(Errno::EFAULT));
         assert_eq!(v.read(Gva(0x40_1fff), &mut b), Err(Errno::EFAULT));
         assert_eq!(v.read(Gva(0x8000_0000_0000), &mut b), Err(Errno::EFAULT));
-        assert_eq!(v.read(Gva(abi::layout::ENTRY_REGION_VA), &mut b), Err(Errno::EFAULT));
+        assert_eq!(
+            v.read(Gva(abi::layout::ENTRY_REGION_VA), &mut b),
+            Err(Errno::EFAULT)
+        );
         assert_eq!(v.read(Gva(u64::MAX), &mut b), Err(Errno::EFAULT));
-        assert_eq!(v.read_chunks(Gva(0x40_0000), 10, 4, |_| panic!("no chunk expected")), Err(Errno::EINVAL));
-        assert_eq!(v.write(Gva(0x40_0000), &[0u8; 5 * 4096]), Err(Errno::EINVAL));
+        assert_eq!(
+            v.read_chunks(Gva(0x40_0000), 10, 4, |_| panic!("no chunk expected")),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            v.write(Gva(0x40_0000), &[0u8; 5 * 4096]),
+            Err(Errno::EINVAL)
+        );
     }
 
     #[test]

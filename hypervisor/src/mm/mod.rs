@@ -1,9 +1,9 @@
 //! Memory management: frames, page-table entries, guest page-table walks.
 
+pub mod audit;
 pub mod frame_alloc;
+pub mod frame_table;
+pub mod guest_mem;
 pub mod phys;
 pub mod pte;
 pub mod walk;
-pub mod frame_table;
-pub mod guest_mem;
-pub mod audit;

@@ -51,8 +51,15 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
     // SAFETY: boot runs on one CPU before any guest exists; nothing else references the tables.
     let tables = unsafe { &mut *t };
 
-    let stubs = (&raw const entry::entry_stubs as u64, &raw const entry::entry_stubs_end as u64);
-    assert_eq!(stubs.1 - stubs.0, 256 * entry::STUB_SIZE as u64, "an entry stub outgrew STUB_SIZE");
+    let stubs = (
+        &raw const entry::entry_stubs as u64,
+        &raw const entry::entry_stubs_end as u64,
+    );
+    assert_eq!(
+        stubs.1 - stubs.0,
+        256 * entry::STUB_SIZE as u64,
+        "an entry stub outgrew STUB_SIZE"
+    );
     let stub_alias = alias_of(stubs.0);
     for (v, gate) in tables.idt.iter_mut().enumerate() {
         *gate = gate_for(v, stub_alias + (v * entry::STUB_SIZE) as u64);
@@ -67,13 +74,17 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
     tables.tss.ist = ist;
     tables.words.hv_cr3 = space.root.addr().0;
     tables.words.hv_stack_top = &raw const boot::hv_stack_top as u64;
-    tables.words.fatal_stack_top = core::ptr::addr_of!(FATAL_STACK) as u64 + FATAL_STACK_SIZE as u64;
+    tables.words.fatal_stack_top =
+        core::ptr::addr_of!(FATAL_STACK) as u64 + FATAL_STACK_SIZE as u64;
 
     // SAFETY: the new address space identity-maps the first 4 GiB exactly like the boot tables (code, stack,
     // statics and every frame in use) and adds the entry region.
     unsafe { cpu::write_cr3(space.root.addr().0) };
 
-    let gdt_image = DescriptorPointer { limit: (GDT_LEN * 8 - 1) as u16, base: core::ptr::addr_of!(tables.gdt) as u64 };
+    let gdt_image = DescriptorPointer {
+        limit: (GDT_LEN * 8 - 1) as u16,
+        base: core::ptr::addr_of!(tables.gdt) as u64,
+    };
     // SAFETY: the GDT is filled in; CS/DS selectors keep their meaning (same descriptors as the boot GDT).
     // LTR marks the TSS descriptor busy, which is why it runs while the GDT is addressed through its
     // writable image address; afterwards GDTR moves to the read-only alias.
@@ -96,18 +107,26 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
             tmp = out(reg) _,
         );
     }
-    let gdt_alias = DescriptorPointer { limit: gdt_image.limit, base: alias_of(gdt_image.base) };
+    let gdt_alias = DescriptorPointer {
+        limit: gdt_image.limit,
+        base: alias_of(gdt_image.base),
+    };
     let idt_alias = DescriptorPointer {
         limit: (256 * size_of::<tables::IdtGate>() - 1) as u16,
         base: alias_of(core::ptr::addr_of!(tables.idt) as u64),
     };
     // SAFETY: both aliases are mapped (read-only) in the address space just loaded, and will be in every
     // guest's; the tables are complete.
-    unsafe { asm!("lgdt [{}]", "lidt [{}]", in(reg) &gdt_alias, in(reg) &idt_alias, options(nostack)) };
+    unsafe {
+        asm!("lgdt [{}]", "lidt [{}]", in(reg) &gdt_alias, in(reg) &idt_alias, options(nostack))
+    };
 
     let leaf7 = cpu::cpuid(7, 0);
     let leaf1 = cpu::cpuid(1, 0);
-    let features = CpuFeatures { smep: leaf7.ebx & (1 << 7) != 0, pcid: leaf1.ecx & (1 << 17) != 0 };
+    let features = CpuFeatures {
+        smep: leaf7.ebx & (1 << 7) != 0,
+        pcid: leaf1.ecx & (1 << 17) != 0,
+    };
     if features.smep {
         // SAFETY: CPUID reports SMEP; the hypervisor never executes user pages.
         unsafe { cpu::write_cr4(cpu::read_cr4() | (1 << 20)) };

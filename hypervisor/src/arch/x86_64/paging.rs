@@ -31,7 +31,10 @@ pub struct IdentityMem;
 impl IdentityMem {
     /// Pointer to a frame through the identity map.
     pub fn frame_ptr(mfn: Mfn) -> *mut u8 {
-        assert!(mfn.addr().0 < IDENTITY_LIMIT, "frame outside the identity map");
+        assert!(
+            mfn.addr().0 < IDENTITY_LIMIT,
+            "frame outside the identity map"
+        );
         mfn.addr().0 as *mut u8
     }
 
@@ -45,14 +48,22 @@ impl IdentityMem {
     pub fn write_entry(table: Mfn, idx: usize, val: u64) {
         assert!(idx < 512);
         // SAFETY: the table frame is hypervisor-owned and identity mapped; idx is in bounds.
-        unsafe { (Self::frame_ptr(table) as *mut u64).add(idx).write_volatile(val) }
+        unsafe {
+            (Self::frame_ptr(table) as *mut u64)
+                .add(idx)
+                .write_volatile(val)
+        }
     }
 
     /// Read entry `idx` of the page table in frame `table`.
     pub fn read_entry(table: Mfn, idx: usize) -> u64 {
         assert!(idx < 512);
         // SAFETY: as for `write_entry`.
-        unsafe { (Self::frame_ptr(table) as *const u64).add(idx).read_volatile() }
+        unsafe {
+            (Self::frame_ptr(table) as *const u64)
+                .add(idx)
+                .read_volatile()
+        }
     }
 }
 
@@ -100,7 +111,9 @@ pub struct HvSpace {
 pub const ENTRY_L4_SLOT: usize = ((abi::layout::ENTRY_REGION_VA >> 39) & 0x1ff) as usize;
 
 fn alloc_table(frames: &mut impl FrameSource) -> Mfn {
-    let mfn = frames.alloc_frame().expect("out of memory building the hypervisor page tables");
+    let mfn = frames
+        .alloc_frame()
+        .expect("out of memory building the hypervisor page tables");
     IdentityMem::zero(mfn);
     mfn
 }
@@ -135,7 +148,9 @@ pub fn build(frames: &mut impl FrameSource) -> HvSpace {
         let idx = ((pa - start) >> 12) as usize;
         let nx = if pa >= text_end { NX } else { 0 };
         IdentityMem::write_entry(el1, idx, pa | P | nx);
-        entry_frames.push(Maddr(pa).mfn()).expect("entry region fits in 256 pages");
+        entry_frames
+            .push(Maddr(pa).mfn())
+            .expect("entry region fits in 256 pages");
         pa += 4096;
     }
     let mut stack_frames = heapless::Vec::new();
@@ -147,10 +162,17 @@ pub fn build(frames: &mut impl FrameSource) -> HvSpace {
             let va = base + page * 4096;
             let idx = ((va >> 12) & 0x1ff) as usize;
             IdentityMem::write_entry(el1, idx, frame.addr().0 | P | W | NX);
-            stack_frames.push(frame).expect("stack slots fit in 32 pages");
+            stack_frames
+                .push(frame)
+                .expect("stack slots fit in 32 pages");
         }
     }
     let entry_l4e = el3.addr().0 | P | W;
     IdentityMem::write_entry(root, ENTRY_L4_SLOT, entry_l4e);
-    HvSpace { root, entry_l4e, entry_frames, stack_frames }
+    HvSpace {
+        root,
+        entry_l4e,
+        entry_frames,
+        stack_frames,
+    }
 }

@@ -4,7 +4,9 @@
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 
-use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, HYPERCALL_VECTOR};
+use abi::layout::{
+    GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, HYPERCALL_VECTOR,
+};
 use static_assertions::const_assert_eq;
 
 /// Hypervisor code segment selector.
@@ -61,8 +63,15 @@ pub struct IdtGate {
 const_assert_eq!(size_of::<IdtGate>(), 16);
 
 impl IdtGate {
-    const EMPTY: IdtGate =
-        IdtGate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, _reserved: 0 };
+    const EMPTY: IdtGate = IdtGate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        _reserved: 0,
+    };
 
     /// A present 64-bit interrupt gate (IF cleared on entry) to `handler` in the hypervisor code segment.
     pub const fn interrupt(handler: u64, dpl: u8, ist: u8) -> IdtGate {
@@ -136,7 +145,14 @@ pub static ENTRY_TABLES: EntryCell = EntryCell(UnsafeCell::new(EntryTables {
         _reserved3: 0,
         iomap_base: size_of::<Tss>() as u16,
     },
-    words: EntryWords { hv_cr3: 0, hv_stack_top: 0, fatal_stack_top: 0, fxsave_area: 0, mxcsr: 0x1f80, _pad: 0 },
+    words: EntryWords {
+        hv_cr3: 0,
+        hv_stack_top: 0,
+        fatal_stack_top: 0,
+        fxsave_area: 0,
+        mxcsr: 0x1f80,
+        _pad: 0,
+    },
 }));
 
 /// A code or data segment descriptor with base 0 and limit 4 GiB (ignored in long mode).
