@@ -12,7 +12,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_DOMAIN_FAILED: u8 = 1;
 /// Some domain was crashed by the hypervisor (`crash_domain`).
 pub const EXIT_DOMAIN_CRASHED: u8 = 2;
-/// The hypervisor could not build any domain (no modules, bad images, not enough memory).
+/// Bad boot input: no modules at all, or some module could not become a domain (not an ELF64 x86_64
+/// executable, segments outside the guest range, not enough memory). The domains that could be built still
+/// ran to completion first.
 pub const EXIT_BOOT_ERROR: u8 = 3;
 /// The hypervisor itself panicked or took an unexpected fault. Distinctive on purpose.
 pub const EXIT_HYPERVISOR_PANIC: u8 = 0x3d;

@@ -54,7 +54,14 @@ pub fn schedule(switch: bool) -> ! {
 
 /// No runnable domain is left: report, check the hypervisor's integrity and stop the machine.
 fn power_off() -> ! {
-    let status = exit_status(DOMAINS.lock().iter());
+    let mut status = exit_status(DOMAINS.lock().iter());
+    if HV
+        .get()
+        .is_some_and(|h| h.boot_errors.load(core::sync::atomic::Ordering::Relaxed))
+    {
+        log::error!("some boot modules could not be started (see above)");
+        status = status.max(abi::exit::EXIT_BOOT_ERROR);
+    }
     match HV.get() {
         Some(hv) if hv.integrity == integrity_checksum() => {
             log::info!("integrity: hypervisor text and rodata unchanged")

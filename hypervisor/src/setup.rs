@@ -49,6 +49,8 @@ pub struct HvInfo {
     pub cmdline: heapless::String<256>,
     /// Checksum of code and read-only data at boot.
     pub integrity: u64,
+    /// Some boot module could not be turned into a domain.
+    pub boot_errors: core::sync::atomic::AtomicBool,
 }
 
 static mut FREE_BITMAP: [u64; MAX_FRAMES / 64] = [0; MAX_FRAMES / 64];
@@ -146,9 +148,10 @@ pub fn start(magic: u32, info: u64) -> ! {
             "absent"
         },
     );
-    HV.call_once(|| HvInfo {
+    let hv = HV.call_once(|| HvInfo {
         cmdline: heapless::String::try_from(cmdline).unwrap_or_default(),
         integrity: integrity_checksum(),
+        boot_errors: core::sync::atomic::AtomicBool::new(false),
     });
 
     match selftest {
@@ -170,7 +173,11 @@ pub fn start(magic: u32, info: u64) -> ! {
         let domid = i as u16;
         match create_domain(domid, module, dom_mem / 4096, &space) {
             Ok(()) => built += 1,
-            Err(e) => log::error!("domain {domid}: not created: {e}"),
+            Err(e) => {
+                log::error!("domain {domid}: not created: {e}");
+                hv.boot_errors
+                    .store(true, core::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
     if boot.modules.len() > MAX_DOMAINS {
@@ -178,6 +185,8 @@ pub fn start(magic: u32, info: u64) -> ! {
             "{} modules given; only {MAX_DOMAINS} domains are supported",
             boot.modules.len()
         );
+        hv.boot_errors
+            .store(true, core::sync::atomic::Ordering::Relaxed);
     }
     // The module images have been copied into domain memory: their frames are free now.
     {

@@ -1,1 +1,229 @@
-//! Placeholder
+//! Harness for the QEMU scenario tests in `tests/tests/`: builds the release images once per test process,
+//! makes sure QEMU is installed, boots scenarios with a 60 s kill timeout, and offers assertions that print the
+//! whole serial output when they fail.
+//!
+//! ```no_run
+//! use tests::{expect, run};
+//! let outcome = run(&["test=unknown-hypercall"]);
+//! expect(&outcome).exit(abi::exit::EXIT_OK).result(0, tests::TestResult::Success);
+//! ```
+#![forbid(unsafe_code)]
+
+use std::sync::OnceLock;
+
+pub use xtask::{Exit, Images, Outcome, Scenario, TestResult};
+
+/// The start of the hypervisor's closing summary line, its last words before it reports the exit status.
+pub const SUMMARY_LINE_PREFIX: &str = "[hv] INFO  all domains finished";
+
+/// The line the hypervisor prints after checking that guests did not modify its text and rodata.
+pub const INTEGRITY_LINE: &str = "[hv] INFO  integrity: hypervisor text and rodata unchanged";
+
+/// The release images, built (and QEMU ensured) once per test process. Panics with the build output if the
+/// build fails or QEMU cannot be had.
+pub fn images() -> &'static Images {
+    static IMAGES: OnceLock<Result<Images, String>> = OnceLock::new();
+    let result = IMAGES.get_or_init(|| {
+        xtask::ensure_qemu()?;
+        xtask::build_images_quiet(xtask::Profile::Release)
+    });
+    match result {
+        Ok(images) => images,
+        Err(e) => panic!("cannot prepare the QEMU scenario: {e}"),
+    }
+}
+
+/// Boots one domain per command line (domain ids in order) with the default scenario settings
+/// (`loglevel=info`, 512 MiB, TCG, killed after 60 s).
+pub fn run(domains: &[&str]) -> Outcome {
+    run_scenario(&Scenario::new(domains))
+}
+
+/// Boots a scenario; panics only if QEMU cannot be started at all.
+pub fn run_scenario(scenario: &Scenario) -> Outcome {
+    match xtask::run_scenario(images(), scenario) {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("cannot run the scenario {:?}: {e}", scenario.domains),
+    }
+}
+
+/// Starts a chain of assertions on an outcome.
+pub fn expect(outcome: &Outcome) -> Expect<'_> {
+    Expect { outcome }
+}
+
+/// Assertions on an [`Outcome`]; each failure panics with what was expected and the whole run.
+#[derive(Clone, Copy)]
+pub struct Expect<'a> {
+    outcome: &'a Outcome,
+}
+
+impl<'a> Expect<'a> {
+    #[track_caller]
+    fn fail(&self, what: std::fmt::Arguments<'_>) -> ! {
+        panic!("expectation failed: {what}\n{}", self.outcome)
+    }
+
+    /// The hypervisor reported exit value `v` (`abi::exit::EXIT_*`).
+    #[track_caller]
+    pub fn exit(self, v: u8) -> Self {
+        if self.outcome.exit != Exit::Hypervisor(v) {
+            self.fail(format_args!(
+                "hypervisor exit {v:#x} ({}), got: {}",
+                xtask::qemu::exit_name(v),
+                self.outcome.exit
+            ));
+        }
+        self
+    }
+
+    /// Some output line contains `needle`.
+    #[track_caller]
+    pub fn contains(self, needle: &str) -> Self {
+        if !self.outcome.contains_line(needle) {
+            self.fail(format_args!("a line containing {needle:?}"));
+        }
+        self
+    }
+
+    /// Some output line satisfies `pred` (described by `what`).
+    #[track_caller]
+    pub fn line(self, what: &str, pred: impl Fn(&str) -> bool) -> Self {
+        if !self.outcome.output.lines().any(pred) {
+            self.fail(format_args!("{what}"));
+        }
+        self
+    }
+
+    /// Domain `domid` shut down with reason poweroff and code 0.
+    #[track_caller]
+    pub fn poweroff(self, domid: u32) -> Self {
+        let shutdowns = self.outcome.shutdowns();
+        if !shutdowns
+            .iter()
+            .any(|(d, reason, code)| *d == domid && reason == "poweroff" && *code == 0)
+        {
+            self.fail(format_args!(
+                "domain {domid} shut down: poweroff code 0; shutdowns seen: {shutdowns:?}"
+            ));
+        }
+        self
+    }
+
+    /// Domain `domid` was crashed by the hypervisor with a reason containing `reason`.
+    #[track_caller]
+    pub fn crashed(self, domid: u32, reason: &str) -> Self {
+        let crashes = self.outcome.crashed_domains();
+        if !crashes
+            .iter()
+            .any(|(d, r)| *d == domid && r.contains(reason))
+        {
+            self.fail(format_args!("domain {domid} crashed with a reason containing {reason:?}; crashes seen: {crashes:?}"));
+        }
+        self
+    }
+
+    /// Domain `domid`'s XTF-style verdict (most severe result; none or a crash is ERROR) is `result`.
+    #[track_caller]
+    pub fn result(self, domid: u32, result: TestResult) -> Self {
+        let verdict = self.outcome.verdict(domid);
+        if verdict.result != result {
+            self.fail(format_args!(
+                "domain {domid} test result {result}, got {} ({})",
+                verdict.result, verdict.reason
+            ));
+        }
+        self
+    }
+
+    /// The hypervisor did not panic.
+    #[track_caller]
+    pub fn no_panic(self) -> Self {
+        if self.outcome.hypervisor_panicked() {
+            self.fail(format_args!("no hypervisor panic"));
+        }
+        self
+    }
+
+    /// The hypervisor stayed alive to the end: its closing summary line ([`SUMMARY_LINE_PREFIX`]) is the last
+    /// output line and comes after every domain's shutdown or crash line, and it did not panic.
+    #[track_caller]
+    pub fn hypervisor_alive_at_end(self) -> Self {
+        let lines: Vec<&str> = self
+            .outcome
+            .output
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let last_domain_end = lines
+            .iter()
+            .rposition(|l| l.contains(" shut down: ") || l.contains(" crashed: "));
+        match (lines.last(), last_domain_end) {
+            (Some(last), Some(end))
+                if last.starts_with(SUMMARY_LINE_PREFIX) && end < lines.len() - 1 => {}
+            _ => self.fail(format_args!(
+                "the closing summary line `{SUMMARY_LINE_PREFIX} ...` last, after the domains ended"
+            )),
+        }
+        self.no_panic()
+    }
+
+    /// The outcome, for further checks.
+    pub fn outcome(self) -> &'a Outcome {
+        self.outcome
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    const OUTPUT: &str = "\
+[hv] INFO  hypervisor starting
+(d0) guest kernel running in ring 1
+(d0) Test result: SUCCESS
+[hv] INFO  domain 0 shut down: poweroff code 0
+[hv] INFO  integrity: hypervisor text and rodata unchanged
+[hv] INFO  all domains finished: exit status 0
+";
+
+    #[test]
+    fn passing_expectations_chain() {
+        let o = Outcome::from_output(OUTPUT, Exit::Hypervisor(0));
+        expect(&o)
+            .exit(0)
+            .contains("ring 1")
+            .line("a (d0) banner", |l| {
+                l.starts_with("(d0)") && l.contains("ring 1")
+            })
+            .poweroff(0)
+            .result(0, TestResult::Success)
+            .hypervisor_alive_at_end();
+    }
+
+    #[test]
+    fn failing_expectations_print_the_run() {
+        let o = Outcome::from_output(OUTPUT, Exit::Reset);
+        let err = std::panic::catch_unwind(|| {
+            expect(&o).exit(0);
+        })
+        .expect_err("must fail");
+        let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            message.contains("machine reset or triple fault"),
+            "{message}"
+        );
+        assert!(
+            message.contains("(d0) guest kernel running in ring 1"),
+            "{message}"
+        );
+        assert!(std::panic::catch_unwind(|| expect(&o).crashed(0, "page fault")).is_err());
+        assert!(std::panic::catch_unwind(|| expect(&o).poweroff(1)).is_err());
+        assert!(std::panic::catch_unwind(|| expect(&o).result(1, TestResult::Success)).is_err());
+        let cut = Outcome::from_output(
+            "[hv] INFO  domain 0 shut down: poweroff code 0\n",
+            Exit::Hypervisor(0),
+        );
+        assert!(std::panic::catch_unwind(|| expect(&cut).hypervisor_alive_at_end()).is_err());
+    }
+}

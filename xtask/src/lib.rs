@@ -1,1 +1,46 @@
-//! Placeholder
+//! The library half of `xtask`: building the bare-metal images, booting them in QEMU and reading the serial output.
+//!
+//! The `xtask` binary (`cargo xtask ...`) is a thin CLI over this; the `tests` crate uses it to boot scenarios.
+//!
+//! - [`images`]: the two `cargo build` invocations (hypervisor and guest kernel) and their outputs.
+//! - [`qemu`]: the QEMU command line, installing QEMU, running it with a timeout, mapping its exit status.
+//! - [`serial`]: parsing the serial output lines (`[hv] ...`, `(dN) ...`).
+//! - [`scenario`]: a scenario (domains + hypervisor command line) and its [`Outcome`].
+//! - [`symbolize`]: appending `<function at file:line>` to addresses in hypervisor log lines.
+//! - [`testcmd`]: `cargo xtask test`, the full check suite.
+#![forbid(unsafe_code)]
+
+pub mod images;
+pub mod qemu;
+pub mod scenario;
+pub mod serial;
+pub mod symbolize;
+pub mod testcmd;
+
+use std::path::PathBuf;
+
+pub use images::{Images, Profile, build_images, build_images_quiet};
+pub use qemu::{Accel, Exit, ensure_qemu};
+pub use scenario::{Outcome, Scenario, Verdict, run_scenario};
+pub use serial::TestResult;
+pub use symbolize::Symbolizer;
+
+/// The workspace root: the parent of the `xtask` crate's directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        let root = super::workspace_root();
+        let manifest =
+            std::fs::read_to_string(root.join("Cargo.toml")).expect("workspace Cargo.toml");
+        assert!(manifest.contains("[workspace]"));
+    }
+}
