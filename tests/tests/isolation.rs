@@ -3,7 +3,7 @@
 //! are intact.
 
 use abi::exit::EXIT_DOMAIN_CRASHED;
-use tests::{INTEGRITY_LINE, expect, run};
+use tests::{INTEGRITY_LINE, expect, images, run};
 
 /// Boots `test` as domain 0 next to a `demo` domain 1 and checks the isolation expectations.
 #[track_caller]
@@ -25,6 +25,36 @@ fn reading_hypervisor_memory_crashes_the_domain() {
 #[test]
 fn writing_hypervisor_memory_crashes_the_domain() {
     crashed_by_page_fault_while_neighbour_survives("test=hv-write");
+}
+
+/// The hypervisor's `HV_CANARY` word (in its `.data`), whose value the hypervisor checks at power-off.
+fn canary() -> String {
+    let a = xtask::symbol_address(&images().hypervisor, "HV_CANARY")
+        .expect("HV_CANARY in the hypervisor ELF");
+    format!("{a:#x}")
+}
+
+#[test]
+fn reading_the_hypervisor_canary_crashes_the_domain() {
+    let addr = canary();
+    let outcome = run(&[&format!("test=hv-read addr={addr}"), "demo"]);
+    expect(&outcome)
+        .crashed(0, &format!("page fault (read, not present) at {addr}"))
+        .poweroff(1)
+        .exit(EXIT_DOMAIN_CRASHED)
+        .contains(INTEGRITY_LINE);
+}
+
+#[test]
+fn writing_the_hypervisor_canary_crashes_the_domain_and_changes_nothing() {
+    let addr = canary();
+    let outcome = run(&[&format!("test=hv-write addr={addr}"), "demo"]);
+    // INTEGRITY_LINE covers the canary's value as well as text and rodata.
+    expect(&outcome)
+        .crashed(0, &format!("page fault (write, not present) at {addr}"))
+        .poweroff(1)
+        .exit(EXIT_DOMAIN_CRASHED)
+        .contains(INTEGRITY_LINE);
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub use images::{Images, Profile, build_images, build_images_quiet};
 pub use qemu::{Accel, Exit, ensure_qemu};
 pub use scenario::{Outcome, Scenario, Verdict, run_scenario};
 pub use serial::TestResult;
-pub use symbolize::Symbolizer;
+pub use symbolize::{Symbolizer, symbol_address};
 
 /// The workspace root: the parent of the `xtask` crate's directory.
 pub fn workspace_root() -> PathBuf {
