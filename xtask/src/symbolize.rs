@@ -293,11 +293,11 @@ impl Symbolizer {
         None
     }
 
-    /// The line with ` <function at file:line>` appended for each resolvable address; non-`[hv]` lines and lines
-    /// without resolvable addresses come back unchanged.
+    /// The line with ` <function at file:line>` appended for each resolvable address. Only failure reports
+    /// are annotated ([`is_report_line`]); other lines come back unchanged.
     pub fn annotate(&self, line: &str) -> String {
         let mut out = line.to_string();
-        if !self.is_active() || !line.starts_with("[hv]") {
+        if !self.is_active() || !is_report_line(line) {
             return out;
         }
         let return_address = backtrace_index(line).is_some_and(|i| i > 0);
@@ -312,9 +312,31 @@ impl Symbolizer {
     }
 }
 
+/// True for the lines of a failure report: a hypervisor panic or fault (`[hv] PANIC`), its backtrace
+/// (`[hv] bt #N`), and a domain crash report (`[hv] ERROR`). Informational lines that merely mention an
+/// address are left alone.
+pub fn is_report_line(line: &str) -> bool {
+    ["[hv] PANIC", "[hv] bt #", "[hv] ERROR"]
+        .iter()
+        .any(|p| line.starts_with(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_failure_reports_are_annotated() {
+        assert!(is_report_line("[hv] bt #3 0x0000000000207e72"));
+        assert!(is_report_line("[hv] PANIC   rip=0x0000000000206674"));
+        assert!(is_report_line(
+            "[hv] ERROR   rip=0xffffffff800004b7 rsp=0xffffffff8001ee80"
+        ));
+        assert!(!is_report_line(
+            "[hv] INFO  entry region at 0xffff808000000000"
+        ));
+        assert!(!is_report_line("(d0) rip=0x0000000000206674"));
+    }
 
     #[test]
     fn addresses_need_exactly_sixteen_hex_digits() {
