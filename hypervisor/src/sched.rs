@@ -5,6 +5,7 @@
 
 use crate::arch::{self, entry, serial};
 use crate::domain::state::exit_status;
+use crate::mm::pcid;
 use crate::regs::sanitize;
 use crate::setup::{DOMAINS, HV, integrity_checksum};
 use crate::trap::crash_domain;
@@ -39,7 +40,13 @@ pub fn schedule(switch: bool) -> ! {
                 }
                 table.current = Some(i);
                 let dom = table.slots[i].as_mut().expect("checked above");
-                let cr3 = dom.vcpu.cr3;
+                let cr3 = pcid::cr3_value(
+                    dom.vcpu.cr3,
+                    arch::pcid_enabled(),
+                    pcid::domain_pcid(dom.id),
+                    dom.vcpu.flush_tlb,
+                );
+                dom.vcpu.flush_tlb = false;
                 let fx = dom.vcpu.fx.0.as_mut_ptr();
                 arch::set_fxsave_area(fx);
                 drop(table);

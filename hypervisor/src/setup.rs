@@ -143,9 +143,9 @@ pub fn start(magic: u32, info: u64) -> ! {
         abi::layout::ENTRY_REGION_VA,
         if features.smep { "on" } else { "absent" },
         if features.pcid {
-            "available (unused)"
+            "on"
         } else {
-            "absent"
+            "absent (every CR3 switch flushes the TLB)"
         },
     );
     let hv = HV.call_once(|| HvInfo {
@@ -389,6 +389,7 @@ fn create_domain(
             regs,
             cr3: built.l4.addr().0,
             fx: FxArea::initial(),
+            flush_tlb: true,
         },
         shared_info: shared,
         nr_pages,

@@ -51,6 +51,9 @@ pub struct Vcpu {
     pub cr3: u64,
     /// Saved FPU/SSE state.
     pub fx: FxArea,
+    /// The next switch to this vCPU must flush its PCID's TLB entries: set when the domain is created (its
+    /// PCID may hold entries of an earlier domain with the same id) and whenever its page tables change.
+    pub flush_tlb: bool,
 }
 
 /// A domain.
@@ -149,6 +152,7 @@ mod tests {
                 regs: EntryFrame::default(),
                 cr3: 0,
                 fx: FxArea::initial(),
+                flush_tlb: true,
             },
             shared_info: Mfn(0),
             nr_pages: 1,

@@ -11,6 +11,9 @@ pub mod tables;
 
 use core::arch::asm;
 use core::mem::size_of;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::mm::pcid;
 
 use self::layout::{alias_of, stack_top};
 use self::paging::HvSpace;
@@ -131,6 +134,13 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
         // SAFETY: CPUID reports SMEP; the hypervisor never executes user pages.
         unsafe { cpu::write_cr4(cpu::read_cr4() | (1 << 20)) };
     }
+    if features.pcid {
+        // SAFETY: CPUID reports PCID, we are in long mode and CR3 holds PCID 0 (the hypervisor's root is page
+        // aligned), which is what CR4.PCIDE requires; from now on CR3 values come from `mm::pcid`.
+        unsafe { cpu::write_cr4(cpu::read_cr4() | (1 << 17)) };
+        PCID_ENABLED.store(true, Ordering::Relaxed);
+        tables.words.hv_cr3 = pcid::cr3_value(space.root.addr().0, true, pcid::HV_PCID, false);
+    }
     mask_legacy_pic();
     features
 }
@@ -148,6 +158,13 @@ fn mask_legacy_pic() {
     outb(0xa1, 1);
     outb(0x21, 0xff);
     outb(0xa1, 0xff);
+}
+
+static PCID_ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// True once CR4.PCIDE is set: CR3 values then carry a PCID and the no-flush bit (`mm::pcid`).
+pub fn pcid_enabled() -> bool {
+    PCID_ENABLED.load(Ordering::Relaxed)
 }
 
 /// Record the FXSAVE area the entry code saves the next guest's FPU state into.
