@@ -1,0 +1,452 @@
+//! PV page-table validation: Xen's frame type / reference-count model (mm.c) over the frame table.
+//!
+//! A guest builds its page tables in its own frames and asks the hypervisor to use them; the hypervisor
+//! never lets a guest write a frame it uses as a page table. The model, as in Xen:
+//!
+//! - every frame has an owner, a general reference count and a *type* with a type count
+//!   ([`PageInfo`]); types are exclusive (none, L1..L4, writable), and a frame changes type only while its
+//!   type count is zero. A frame gets a table type only after every entry of it was *validated*, and each
+//!   validated entry holds a reference on what it points at:
+//!   - an L1 entry: a general reference on its target, plus a `Writable` type reference if it is writable;
+//!   - an L2 / L3 / L4 entry: a type reference of the level below (L1 / L2 / L3) on its target;
+//! - so a page-table frame can never be mapped writable, and a frame mapped writable can never become a page
+//!   table. The type of a table being validated is set *before* its entries are, so a table that maps
+//!   itself writable, or names itself as a lower-level table, fails with a type conflict;
+//! - **linear page tables are refused.** Xen optionally allows an L2..L4 entry to point at a table of its
+//!   own level (read-only, one level deep); here an Ln entry always needs type L(n-1), so any
+//!   self-referencing or same-level entry is a [`MmError::TypeConflict`]. Type requests strictly descend in
+//!   level, so validation and devalidation recurse at most four levels deep and can never loop;
+//! - every entry must be free of reserved bits; guests never get superpages (PS in an L2/L3 entry is
+//!   [`MmError::LargePage`]); the software-available bits 9..11 and 52..62 are the guest's;
+//! - the L4 slots `RESERVED_L4_FIRST..=RESERVED_L4_LAST` belong to the hypervisor: validating an L4 does not
+//!   look at them but writes the hypervisor's entries ([`Policy::hv_l4`]) into them and clears the other
+//!   reserved slots (Xen's `init_xen_l4_slots`); they take no references, are ignored on devalidation and
+//!   cannot be changed by [`Mm::mod_entry`];
+//! - a pin holds one type reference (pins do not nest); the address-space base (`NEW_BASEPTR`) holds one
+//!   L4 type reference.
+//!
+//! **Bounded work.** A frame is validated only when its type count goes from 0 to 1 and devalidated only
+//! when it goes back to 0, so one operation validates (or devalidates) each frame of the domain at most
+//! once: the work of any single operation is bounded by (frames of the domain) × 512 entries. Unlike Xen's,
+//! it is not preemptible (no continuations): a domain with a huge hierarchy can make one call long.
+//!
+//! **Failure is atomic.** A fallible operation either succeeds or leaves the frame table and memory exactly
+//! as they were: a failed validation drops the references it took, and memory is written only after every
+//! check passed (a new entry is referenced *before* it is written and the old entry's references are
+//! dropped *after*, Xen's order, so rewriting an entry with itself never drops a count to zero on the way).
+//! The property test (`ptval_proptest.rs`) recounts all references from memory after every step.
+
+use core::fmt;
+
+use abi::errno::Errno;
+use abi::layout::{RESERVED_L4_FIRST, RESERVED_L4_LAST};
+use abi::types::{Maddr, Mfn};
+
+use super::frame_table::{FrameTable, NO_OWNER, PageInfo, PageType};
+use super::phys::PhysRead;
+use super::pte::{Pte, PteFlags};
+
+/// Entries per page table.
+pub const ENTRIES: usize = 512;
+
+/// Machine memory that page-table validation reads and writes (the hypervisor's direct map).
+pub trait PtMem: PhysRead {
+    /// Writes the little-endian `u64` at `addr` (8-byte aligned: always a page-table slot).
+    fn write_u64(&mut self, addr: Maddr, val: u64);
+}
+
+/// What the validator must know about the machine and the hypervisor.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy<'a> {
+    /// The CPU's physical-address width: address bits above it are reserved.
+    pub maxphyaddr: u32,
+    /// The hypervisor's own L4 entries `(slot, value)`, slots in `RESERVED_L4_FIRST..=RESERVED_L4_LAST`
+    /// (entries for other slots are ignored). Written into every L4 a guest gets validated.
+    pub hv_l4: &'a [(usize, u64)],
+}
+
+/// Why a memory-management request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmError {
+    /// The frame does not exist, belongs to another domain, or to no domain (hypervisor frames).
+    NotOwned(Mfn),
+    /// Frame `mfn` has type `have` (with a non-zero type count) and type `want` was needed.
+    TypeConflict {
+        mfn: Mfn,
+        have: PageType,
+        want: PageType,
+    },
+    /// Entry `index` of a level-`level` table is present with reserved bits set.
+    ReservedBits { level: u32, index: usize },
+    /// Entry `index` of a level-`level` (2 or 3) table is present with PS set (no superpages for guests).
+    LargePage { level: u32, index: usize },
+    /// The L4 slot belongs to the hypervisor.
+    ReservedSlot(usize),
+    /// The frame is not a validated page table (or the level asked for is not 1..=4).
+    NotPageTable(Mfn),
+    /// An entry index beyond 511.
+    BadIndex(usize),
+    /// The frame is already pinned.
+    AlreadyPinned(Mfn),
+    /// The frame is not pinned.
+    NotPinned(Mfn),
+    /// A reference count would overflow.
+    CountOverflow(Mfn),
+    /// The frame is still in use.
+    InUse(Mfn),
+}
+
+impl MmError {
+    /// The Xen error number for this error: `NotOwned` → EPERM, `TypeConflict` and `InUse` → EBUSY,
+    /// everything else → EINVAL.
+    pub fn errno(&self) -> Errno {
+        match self {
+            MmError::NotOwned(_) => Errno::EPERM,
+            MmError::TypeConflict { .. } | MmError::InUse(_) => Errno::EBUSY,
+            _ => Errno::EINVAL,
+        }
+    }
+}
+
+impl fmt::Display for MmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MmError::NotOwned(m) => write!(f, "frame {m:?} is not the domain's"),
+            MmError::TypeConflict { mfn, have, want } => {
+                write!(f, "frame {mfn:?} is typed {have:?}, wanted {want:?}")
+            }
+            MmError::ReservedBits { level, index } => {
+                write!(f, "L{level} entry {index}: reserved bits set")
+            }
+            MmError::LargePage { level, index } => {
+                write!(f, "L{level} entry {index}: superpage refused")
+            }
+            MmError::ReservedSlot(i) => write!(f, "L4 slot {i} belongs to the hypervisor"),
+            MmError::NotPageTable(m) => write!(f, "frame {m:?} is not a validated page table"),
+            MmError::BadIndex(i) => write!(f, "entry index {i} out of range"),
+            MmError::AlreadyPinned(m) => write!(f, "frame {m:?} is already pinned"),
+            MmError::NotPinned(m) => write!(f, "frame {m:?} is not pinned"),
+            MmError::CountOverflow(m) => write!(f, "frame {m:?}: reference count overflow"),
+            MmError::InUse(m) => write!(f, "frame {m:?} is in use"),
+        }
+    }
+}
+
+/// True if L4 slot `index` belongs to the hypervisor.
+pub const fn is_reserved_l4(index: usize) -> bool {
+    index >= RESERVED_L4_FIRST && index <= RESERVED_L4_LAST
+}
+
+/// True if entry `index` of a level-`level` table takes references (all but the reserved L4 slots).
+const fn counted(level: u32, index: usize) -> bool {
+    !(level == 4 && is_reserved_l4(index))
+}
+
+/// The machine address of entry `index` of `table`.
+fn slot(table: Mfn, index: usize) -> Maddr {
+    Maddr(table.addr().0 + (index as u64) * 8)
+}
+
+/// The validator: the frame table, the memory holding the tables, and the policy, borrowed for one
+/// operation (the caller holds the lock that makes them consistent).
+pub struct Mm<'t, 'm, M: PtMem> {
+    /// Frame states.
+    pub ft: &'t mut FrameTable<'m>,
+    /// Machine memory holding the page tables.
+    pub mem: &'t mut M,
+    /// Machine facts and the hypervisor's L4 entries.
+    pub policy: Policy<'t>,
+}
+
+impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
+    /// Bundles the three for a sequence of operations.
+    pub fn new(ft: &'t mut FrameTable<'m>, mem: &'t mut M, policy: Policy<'t>) -> Self {
+        Mm { ft, mem, policy }
+    }
+
+    /// The state of `mfn` if `dom` owns it.
+    fn owned_mut(&mut self, mfn: Mfn, dom: u16) -> Result<&mut PageInfo, MmError> {
+        match self.ft.info_mut(mfn) {
+            Some(p) if dom != NO_OWNER && p.owner == dom => Ok(p),
+            _ => Err(MmError::NotOwned(mfn)),
+        }
+    }
+
+    fn read(&self, table: Mfn, index: usize) -> Pte {
+        Pte(self.mem.read_u64(slot(table, index)))
+    }
+
+    /// Takes a general reference on `mfn`, which `dom` must own.
+    pub fn get_page(&mut self, mfn: Mfn, dom: u16) -> Result<(), MmError> {
+        let p = self.owned_mut(mfn, dom)?;
+        p.refs = p.refs.checked_add(1).ok_or(MmError::CountOverflow(mfn))?;
+        Ok(())
+    }
+
+    /// Drops a general reference on `mfn` (a hypervisor bug if there is none: ignored in release builds).
+    pub fn put_page(&mut self, mfn: Mfn) {
+        if let Some(p) = self.ft.info_mut(mfn) {
+            debug_assert!(p.refs > 0, "put_page({mfn:?}) without a reference");
+            p.refs = p.refs.saturating_sub(1);
+        }
+    }
+
+    /// Takes a general and a type reference of type `ty` on `mfn`, which `dom` must own.
+    ///
+    /// At type count 0 the frame takes the type; a page-table type is validated first (which takes the
+    /// references of all its entries, recursively). Otherwise the frame must already have type `ty`.
+    /// `ty` must not be [`PageType::None`] (that fails with a `TypeConflict`). On error nothing changed.
+    pub fn get_page_type(&mut self, mfn: Mfn, ty: PageType, dom: u16) -> Result<(), MmError> {
+        self.get_page(mfn, dom)?;
+        // get_page succeeded, so the frame exists.
+        let Some(p) = self.ft.info_mut(mfn) else {
+            return Err(MmError::NotOwned(mfn));
+        };
+        if p.type_count > 0 || ty == PageType::None {
+            let (have, want) = (p.ty, ty);
+            let err = if have != want || want == PageType::None {
+                MmError::TypeConflict { mfn, have, want }
+            } else if let Some(c) = p.type_count.checked_add(1) {
+                p.type_count = c;
+                return Ok(());
+            } else {
+                MmError::CountOverflow(mfn)
+            };
+            self.put_page(mfn);
+            return Err(err);
+        }
+        // Type first, so the table's own entries see it (a self-reference is a type conflict).
+        p.ty = ty;
+        p.type_count = 1;
+        if let Some(level) = ty.level() {
+            if let Err(e) = self.validate(mfn, level, dom) {
+                if let Some(p) = self.ft.info_mut(mfn) {
+                    p.ty = PageType::None;
+                    p.type_count = 0;
+                }
+                self.put_page(mfn);
+                return Err(e);
+            }
+            if let Some(p) = self.ft.info_mut(mfn) {
+                p.flags |= PageInfo::VALIDATED;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a type reference (and its general reference) on `mfn`. When the type count reaches 0 the
+    /// frame loses its type; a page table first drops the references of all its entries, recursively.
+    pub fn put_page_type(&mut self, mfn: Mfn) {
+        let Some(p) = self.ft.info_mut(mfn) else {
+            return;
+        };
+        debug_assert!(
+            p.type_count > 0,
+            "put_page_type({mfn:?}) without a type reference"
+        );
+        if p.type_count == 0 {
+            return;
+        }
+        p.type_count -= 1;
+        if p.type_count == 0 {
+            let (ty, validated) = (p.ty, p.is_validated());
+            p.ty = PageType::None;
+            p.flags &= !PageInfo::VALIDATED;
+            if let (Some(level), true) = (ty.level(), validated) {
+                self.devalidate(mfn, level, ENTRIES);
+            }
+        }
+        self.put_page(mfn);
+    }
+
+    /// Validates every counted entry of `table` (typed level `level`, owned by `dom`); on failure drops the
+    /// references taken so far. A valid L4 then gets the hypervisor's slots (only here: L4s are never
+    /// validated as part of another table, so nothing after this write can fail).
+    fn validate(&mut self, table: Mfn, level: u32, dom: u16) -> Result<(), MmError> {
+        for index in 0..ENTRIES {
+            if !counted(level, index) {
+                continue;
+            }
+            let e = self.read(table, index);
+            if let Err(err) = self.get_entry(e, level, index, dom) {
+                self.devalidate(table, level, index);
+                return Err(err);
+            }
+        }
+        if level == 4 {
+            for index in RESERVED_L4_FIRST..=RESERVED_L4_LAST {
+                let hv = self.policy.hv_l4.iter().find(|&&(s, _)| s == index);
+                self.mem
+                    .write_u64(slot(table, index), hv.map_or(0, |&(_, v)| v));
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the references of the counted entries `0..end` of `table` (in reverse order).
+    fn devalidate(&mut self, table: Mfn, level: u32, end: usize) {
+        for index in (0..end).rev() {
+            if counted(level, index) {
+                let e = self.read(table, index);
+                self.put_entry(e, level);
+            }
+        }
+    }
+
+    /// Checks entry `e` (at `index` of a level-`level` table of `dom`) and takes its references.
+    fn get_entry(&mut self, e: Pte, level: u32, index: usize, dom: u16) -> Result<(), MmError> {
+        if !e.is_present() {
+            return Ok(());
+        }
+        if (level == 2 || level == 3) && e.has(PteFlags::HUGE) {
+            return Err(MmError::LargePage { level, index });
+        }
+        if e.has_reserved_bits(level, self.policy.maxphyaddr) {
+            return Err(MmError::ReservedBits { level, index });
+        }
+        match level {
+            1 if e.has(PteFlags::WRITABLE) => self.get_page_type(e.mfn(), PageType::Writable, dom),
+            1 => self.get_page(e.mfn(), dom),
+            _ => self.get_page_type(e.mfn(), PageType::table(level - 1), dom),
+        }
+    }
+
+    /// Drops the references a validated entry `e` of a level-`level` table holds.
+    fn put_entry(&mut self, e: Pte, level: u32) {
+        if !e.is_present() {
+            return;
+        }
+        if level == 1 && !e.has(PteFlags::WRITABLE) {
+            self.put_page(e.mfn());
+        } else {
+            self.put_page_type(e.mfn());
+        }
+    }
+
+    /// `mmu_update` `NORMAL_PT_UPDATE` / `PT_UPDATE_PRESERVE_AD`: sets entry `index` of the validated page
+    /// table `table` of `dom` to `new`. With `preserve_ad`, the ACCESSED/DIRTY bits of a present old entry
+    /// are ORed into the new one (as Xen does). Returns whether the old entry was present (the caller must
+    /// flush the TLB). On error nothing changed.
+    pub fn mod_entry(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        new: u64,
+        dom: u16,
+        preserve_ad: bool,
+    ) -> Result<bool, MmError> {
+        let p = self.owned_mut(table, dom)?;
+        let level = match p.ty.level() {
+            Some(l) if p.is_validated() => l,
+            _ => return Err(MmError::NotPageTable(table)),
+        };
+        if index >= ENTRIES {
+            return Err(MmError::BadIndex(index));
+        }
+        if !counted(level, index) {
+            return Err(MmError::ReservedSlot(index));
+        }
+        let old = self.read(table, index);
+        let mut new = Pte(new);
+        if preserve_ad && old.is_present() {
+            new.0 |= old.0 & (PteFlags::ACCESSED | PteFlags::DIRTY).bits();
+        }
+        self.get_entry(new, level, index, dom)?;
+        self.mem.write_u64(slot(table, index), new.0);
+        self.put_entry(old, level);
+        Ok(old.is_present())
+    }
+
+    /// `decrease_reservation`: takes frame `mfn` away from `dom`, which is allowed only while nothing
+    /// references it (`InUse` otherwise). The frame is left unowned with every field reset.
+    pub fn free_frame(&mut self, mfn: Mfn, dom: u16) -> Result<(), MmError> {
+        let p = self.owned_mut(mfn, dom)?;
+        if p.refs != 0 || p.type_count != 0 || p.flags != 0 {
+            return Err(MmError::InUse(mfn));
+        }
+        *p = PageInfo::EMPTY;
+        Ok(())
+    }
+
+    /// `MMUEXT_PIN_L<level>_TABLE`: validates `mfn` as a level-`level` table (if not already) and pins it.
+    /// A level outside 1..=4 is `NotPageTable`. On error nothing changed.
+    pub fn pin(&mut self, mfn: Mfn, level: u32, dom: u16) -> Result<(), MmError> {
+        let ty = PageType::table(level);
+        if ty == PageType::None {
+            return Err(MmError::NotPageTable(mfn));
+        }
+        self.get_page_type(mfn, ty, dom)?;
+        match self.ft.info_mut(mfn) {
+            Some(p) if !p.is_pinned() => {
+                p.flags |= PageInfo::PINNED;
+                Ok(())
+            }
+            _ => {
+                // Already pinned: the pin still holds its type reference, so this cannot devalidate.
+                self.put_page_type(mfn);
+                Err(MmError::AlreadyPinned(mfn))
+            }
+        }
+    }
+
+    /// `MMUEXT_UNPIN_TABLE`: drops the pin's type reference (devalidating the table if it was the last).
+    pub fn unpin(&mut self, mfn: Mfn, dom: u16) -> Result<(), MmError> {
+        let p = self.owned_mut(mfn, dom)?;
+        if !p.is_pinned() {
+            return Err(MmError::NotPinned(mfn));
+        }
+        p.flags &= !PageInfo::PINNED;
+        self.put_page_type(mfn);
+        Ok(())
+    }
+
+    /// `MMUEXT_NEW_BASEPTR`: takes an L4 type reference on `new` (validating it if needed), then drops the
+    /// one `old` (the domain's current base, if any) held. On error nothing changed and `old` stays the base.
+    pub fn set_base(&mut self, old: Option<Mfn>, new: Mfn, dom: u16) -> Result<(), MmError> {
+        self.get_page_type(new, PageType::L4, dom)?;
+        if let Some(old) = old {
+            self.put_page_type(old);
+        }
+        Ok(())
+    }
+
+    /// Domain teardown: unpins every pinned frame of `dom` and drops the base's reference (`base`: the
+    /// current base, if any), which returns every count of its frames to 0; then takes all its frames away
+    /// ([`FrameTable::release_all`], calling `release` for each). Returns how many frames were released.
+    ///
+    /// Every reference to a frame of `dom` comes from a validated table of `dom`, a pin or the base, and
+    /// every validated table is reachable from a pin or the base, so this unwinds everything. A `base` that
+    /// is not an L4 of `dom` is ignored, and `release_all` resets whatever is left, so a crashed domain with
+    /// inconsistent state is still torn down.
+    pub fn teardown(&mut self, dom: u16, base: Option<Mfn>, release: impl FnMut(Mfn)) -> u64 {
+        for i in 0..self.ft.len() {
+            let mfn = Mfn(i as u64);
+            if let Ok(p) = self.owned_mut(mfn, dom)
+                && p.is_pinned()
+                && p.type_count > 0
+            {
+                p.flags &= !PageInfo::PINNED;
+                self.put_page_type(mfn);
+            }
+        }
+        if let Some(b) = base
+            && let Ok(p) = self.owned_mut(b, dom)
+            && p.ty == PageType::L4
+            && p.type_count > 0
+        {
+            self.put_page_type(b);
+        }
+        self.ft.release_all(dom, release)
+    }
+}
+
+#[cfg(test)]
+impl PtMem for super::phys::fake::FakeMachine {
+    fn write_u64(&mut self, addr: Maddr, val: u64) {
+        super::phys::fake::FakeMachine::write_u64(self, addr, val);
+    }
+}
+
+#[cfg(test)]
+#[path = "ptval_tests.rs"]
+mod tests;
