@@ -321,6 +321,17 @@ pub fn is_report_line(line: &str) -> bool {
         .any(|p| line.starts_with(p))
 }
 
+/// The address of the symbol `name` in the ELF file at `path` (e.g. the hypervisor's `HV_CANARY`, which the
+/// isolation tests attack).
+pub fn symbol_address(path: &Path, name: &str) -> Result<u64, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address())
+        .ok_or_else(|| format!("{}: no symbol {name}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,15 +502,4 @@ mod tests {
             "[hv] INFO  0xffff800000000000"
         );
     }
-}
-
-/// The address of the symbol `name` in the ELF file at `path` (e.g. the hypervisor's `HV_CANARY`, which the
-/// isolation tests attack).
-pub fn symbol_address(path: &Path, name: &str) -> Result<u64, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.symbols()
-        .find(|s| s.name() == Ok(name))
-        .map(|s| s.address())
-        .ok_or_else(|| format!("{}: no symbol {name}", path.display()))
 }
