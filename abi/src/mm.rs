@@ -82,6 +82,23 @@ pub const UVMF_LOCAL: u64 = 0;
 /// Flush scope: every vCPU of the domain.
 pub const UVMF_ALL: u64 = 1 << 2;
 
+/// Set in the `count` argument of a restarted `mmu_update`/`mmuext_op` (a continuation created when the
+/// hypervisor preempted a long batch): the call resumes and adds to the `done` count already in the guest's
+/// `pdone` (Xen's `MMU_UPDATE_PREEMPTED`).
+pub const MMU_UPDATE_PREEMPTED: u64 = 1 << 31;
+
+/// `memory_op` continuations (Xen's `MEMOP_EXTENT_SHIFT`/`MEMOP_CMD_MASK`): a preempted reservation call is
+/// restarted with the number of extents already done in the command's upper bits.
+pub const MEMOP_EXTENT_SHIFT: u32 = 6;
+/// Mask of the command proper in `memory_op`'s first argument.
+pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
+
+/// Where the read-only machine-to-physical table is mapped in every guest (Xen's `RO_MPT_VIRT_START`,
+/// L4 slot 256): `m2p[mfn]` is the pfn of machine frame `mfn` in its owner's pseudo-physical space.
+pub const RO_MPT_VIRT_START: u64 = 0xffff_8000_0000_0000;
+/// The M2P value of a frame that belongs to no domain (Xen's `INVALID_M2P_ENTRY`).
+pub const INVALID_M2P_ENTRY: u64 = !0;
+
 /// Allocate extents (returns the number allocated). Argument: [`XenMemoryReservation`].
 pub const XENMEM_INCREASE_RESERVATION: u64 = 0;
 /// Free extents (returns the number freed). Argument: [`XenMemoryReservation`].

@@ -41,12 +41,12 @@ pub fn schedule(switch: bool) -> ! {
                 table.current = Some(i);
                 let dom = table.slots[i].as_mut().expect("checked above");
                 let cr3 = pcid::cr3_value(
-                    dom.vcpu.cr3,
+                    dom.mm.base.addr().0,
                     arch::pcid_enabled(),
                     pcid::domain_pcid(dom.id),
-                    dom.vcpu.flush_tlb,
+                    dom.mm.flush_tlb,
                 );
-                dom.vcpu.flush_tlb = false;
+                dom.mm.flush_tlb = false;
                 let fx = dom.vcpu.fx.0.as_mut_ptr();
                 arch::set_fxsave_area(fx);
                 drop(table);

@@ -6,27 +6,24 @@
 //! (verified again at power-off); one domain per module; then the scheduler runs the first vCPU.
 
 use abi::types::{Maddr, Mfn};
-use abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED, SharedInfo};
-use zerocopy::{FromZeros, IntoBytes};
 
-use crate::arch::paging::{self, ENTRY_L4_SLOT, HvSpace, IDENTITY_LIMIT, IdentityMem};
+use crate::arch::paging::{self, HvSpace, IdentityMem};
 use crate::arch::{self, serial};
-use crate::bootinfo::multiboot::{self, BootInfo, Module};
-use crate::domain::builder::{self, BuildParams};
-use crate::domain::state::{Domain, DomainState, DomainTable, FxArea, MAX_DOMAINS, Vcpu};
-use crate::mm::audit::{self, HvMappings};
+use crate::bootinfo::multiboot::{self, BootInfo};
+use crate::domain::lifecycle::create_domain;
+use crate::domain::state::{DomainTable, MAX_DOMAINS};
 use crate::mm::frame_alloc::FrameAllocator;
-use crate::mm::frame_table::FrameTable;
-use crate::regs::{EntryFrame, rflags};
+use crate::mm::frame_table::{FrameTable, PageInfo};
+use crate::mm::machine::{M2p, Machine};
 
-/// Frames the hypervisor can manage (the identity-mapped 4 GiB).
-const MAX_FRAMES: usize = (IDENTITY_LIMIT / 4096) as usize;
+/// RAM the hypervisor manages: the first GiB (frame table and M2P are sized for it; RAM above is unused).
+pub const MANAGED_LIMIT: u64 = 1 << 30;
+/// Frames the hypervisor can manage.
+const MAX_FRAMES: usize = (MANAGED_LIMIT / 4096) as usize;
 /// Largest domain (in pages) the builder's scratch P2M can describe: 256 MiB.
 pub const MAX_DOMAIN_PAGES: usize = 65536;
 /// Default memory per domain.
 const DEFAULT_DOM_MEM: u64 = 16 << 20;
-/// Initial stack of a domain, in pages.
-const STACK_PAGES: u64 = 8;
 /// The value of `HV_CANARY`; the isolation tests check it is intact at power-off.
 const CANARY: u64 = 0x5afe_c0de_1501_a7ed;
 
@@ -36,10 +33,8 @@ pub static HV_CANARY: core::sync::atomic::AtomicU64 = core::sync::atomic::Atomic
 
 /// All domains.
 pub static DOMAINS: spin::Mutex<DomainTable> = spin::Mutex::new(DomainTable::new());
-/// Free machine frames.
-pub static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
-/// Frame ownership.
-pub static FRAME_TABLE: spin::Mutex<Option<FrameTable<'static>>> = spin::Mutex::new(None);
+/// Free frames, frame table and M2P: one lock, one consistent picture.
+pub static MACHINE: spin::Mutex<Option<Machine<'static>>> = spin::Mutex::new(None);
 /// Facts fixed at boot.
 pub static HV: spin::Once<HvInfo> = spin::Once::new();
 
@@ -51,12 +46,22 @@ pub struct HvInfo {
     pub integrity: u64,
     /// Some boot module could not be turned into a domain.
     pub boot_errors: core::sync::atomic::AtomicBool,
+    /// The hypervisor's address space and the mappings it shares with guests.
+    pub space: HvSpace,
+    /// The L4 entries installed in every validated guest L4: (slot, entry) for the M2P and the entry region.
+    pub hv_l4: [(usize, u64); 2],
+    /// The M2P table's frames (first, count), for the isolation audit.
+    pub m2p_frames: (Mfn, u64),
+    /// The CPU's physical-address width (CPUID 0x80000008).
+    pub maxphyaddr: u32,
 }
 
 static mut FREE_BITMAP: [u64; MAX_FRAMES / 64] = [0; MAX_FRAMES / 64];
-static mut OWNERS: [u16; MAX_FRAMES] = [0; MAX_FRAMES];
-static P2M_SCRATCH: spin::Mutex<[Mfn; MAX_DOMAIN_PAGES]> =
-    spin::Mutex::new([Mfn(0); MAX_DOMAIN_PAGES]);
+static mut PAGE_INFO: [PageInfo; MAX_FRAMES] = [PageInfo::EMPTY; MAX_FRAMES];
+
+#[repr(C, align(4096))]
+struct M2pTable([u64; MAX_FRAMES]);
+static mut M2P_TABLE: M2pTable = M2pTable([0; MAX_FRAMES]);
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -131,10 +136,16 @@ pub fn start(magic: u32, info: u64) -> ! {
         abi::version::EXTRAVERSION
     );
 
-    init_frames(&boot);
-    let space = {
-        let mut frames = FRAMES.lock();
-        paging::build(frames.as_mut().expect("frame allocator initialised"))
+    init_machine(&boot);
+    let m2p_first = Maddr(&raw const M2P_TABLE as u64).mfn();
+    let m2p_count = (MAX_FRAMES * 8 / 4096) as u64;
+    let (space, m2p_l4e) = {
+        let mut machine = MACHINE.lock();
+        let frames = &mut machine.as_mut().expect("machine initialised").frames;
+        (
+            paging::build(frames),
+            paging::build_m2p_mapping(frames, m2p_first, m2p_count),
+        )
     };
     let features = arch::init_cpu(&space);
     log::info!(
@@ -152,6 +163,13 @@ pub fn start(magic: u32, info: u64) -> ! {
         cmdline: heapless::String::try_from(cmdline).unwrap_or_default(),
         integrity: integrity_checksum(),
         boot_errors: core::sync::atomic::AtomicBool::new(false),
+        hv_l4: [
+            (paging::M2P_L4_SLOT, m2p_l4e),
+            (paging::ENTRY_L4_SLOT, space.entry_l4e),
+        ],
+        m2p_frames: (m2p_first, m2p_count),
+        maxphyaddr: features.maxphyaddr,
+        space,
     });
 
     match selftest {
@@ -171,7 +189,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     let mut built = 0;
     for (i, module) in boot.modules.iter().enumerate().take(MAX_DOMAINS) {
         let domid = i as u16;
-        match create_domain(domid, module, dom_mem / 4096, &space) {
+        match create_domain(domid, module, dom_mem / 4096, hv) {
             Ok(()) => built += 1,
             Err(e) => {
                 log::error!("domain {domid}: not created: {e}");
@@ -190,8 +208,8 @@ pub fn start(magic: u32, info: u64) -> ! {
     }
     // The module images have been copied into domain memory: their frames are free now.
     {
-        let mut frames = FRAMES.lock();
-        let frames = frames.as_mut().expect("frame allocator initialised");
+        let mut machine = MACHINE.lock();
+        let frames = &mut machine.as_mut().expect("machine initialised").frames;
         for m in &boot.modules {
             frames.add_free_range(m.start, m.end);
         }
@@ -206,15 +224,16 @@ pub fn start(magic: u32, info: u64) -> ! {
     crate::sched::schedule(false)
 }
 
-fn init_frames(boot: &BootInfo) {
-    // SAFETY: runs once, before anything else can reach these statics; they become owned by the allocator
-    // and the frame table for the rest of the hypervisor's life.
-    let (bits, owners) = (&raw mut FREE_BITMAP, &raw mut OWNERS);
-    // SAFETY: (as above) the only references ever made to these two statics.
-    let (bits, owners) = unsafe { (&mut *bits, &mut *owners) };
+fn init_machine(boot: &BootInfo) {
+    let (bits, info, m2p) = (&raw mut FREE_BITMAP, &raw mut PAGE_INFO, &raw mut M2P_TABLE);
+    // SAFETY: runs once, before anything else can reach these statics; these are the only references ever
+    // made to them, owned by MACHINE for the rest of the hypervisor's life.
+    let (bits, info, m2p) = unsafe { (&mut *bits, &mut *info, &mut (*m2p).0) };
     let mut frames = FrameAllocator::new(bits);
+    let mut above = 0;
     for r in boot.memory.iter().filter(|r| r.is_available()) {
-        frames.add_free_range(Maddr(r.start), Maddr(r.end().min(IDENTITY_LIMIT)));
+        frames.add_free_range(Maddr(r.start), Maddr(r.end().min(MANAGED_LIMIT)));
+        above += r.end().saturating_sub(r.start.max(MANAGED_LIMIT));
     }
     frames.reserve_range(Maddr(0), Maddr(1 << 20));
     let image = (sym(&raw const __image_start), sym(&raw const __image_end));
@@ -229,172 +248,16 @@ fn init_frames(boot: &BootInfo) {
         image.1,
         boot.modules.len()
     );
-    *FRAMES.lock() = Some(frames);
-    *FRAME_TABLE.lock() = Some(FrameTable::new(owners));
-}
-
-/// Error text for a domain that could not be built.
-struct BuildFailure(heapless::String<112>);
-
-impl core::fmt::Display for BuildFailure {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.0)
+    if above > 0 {
+        log::warn!(
+            "{} MiB of RAM above {} MiB left unused",
+            above >> 20,
+            MANAGED_LIMIT >> 20
+        );
     }
-}
-
-fn failure(args: core::fmt::Arguments<'_>) -> BuildFailure {
-    let mut s = heapless::String::new();
-    let _ = core::fmt::write(&mut s, args);
-    BuildFailure(s)
-}
-
-/// Build domain `domid` from a boot module: memory, image, page tables, start_info, shared_info, vCPU.
-fn create_domain(
-    domid: u16,
-    module: &Module,
-    nr_pages: u64,
-    space: &HvSpace,
-) -> Result<(), BuildFailure> {
-    let len = module.end.0.saturating_sub(module.start.0);
-    if module.end.0 > IDENTITY_LIMIT || len == 0 {
-        return Err(failure(format_args!(
-            "module {:#x}..{:#x} unusable",
-            module.start.0, module.end.0
-        )));
-    }
-    // SAFETY: the module's frames are reserved (not handed out) until every domain is built, and lie in the
-    // identity map; the slice is only read.
-    let image = unsafe { core::slice::from_raw_parts(module.start.0 as *const u8, len as usize) };
-    let guest_cmdline = multiboot::cmdline_args(&module.cmdline);
-    let flags = if domid == 0 {
-        SIF_PRIVILEGED | SIF_INITDOMAIN
-    } else {
-        0
-    };
-
-    let mut frames_guard = FRAMES.lock();
-    let frames = frames_guard.as_mut().expect("frame allocator initialised");
-    if frames.free_count() < nr_pages + 1 {
-        return Err(failure(format_args!(
-            "not enough memory: {} pages wanted, {} free",
-            nr_pages + 1,
-            frames.free_count()
-        )));
-    }
-    let shared = frames
-        .alloc()
-        .ok_or_else(|| failure(format_args!("out of memory")))?;
-    IdentityMem::zero(shared);
-    let mut si = SharedInfo::new_zeroed();
-    si.vcpu_info[0].evtchn_upcall_mask = 1;
-    si.arch.max_pfn = nr_pages;
-    // SAFETY: the frame was just allocated and zeroed; SharedInfo fits in a page.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            si.as_bytes().as_ptr(),
-            IdentityMem::frame_ptr(shared),
-            si.as_bytes().len(),
-        )
-    };
-
-    let mut p2m = P2M_SCRATCH.lock();
-    let p2m = &mut p2m[..nr_pages as usize];
-    let params = BuildParams {
-        domid,
-        nr_pages,
-        image,
-        cmdline: guest_cmdline,
-        shared_info: shared,
-        flags,
-        hypervisor_l4: &[(ENTRY_L4_SLOT, space.entry_l4e)],
-        stack_pages: STACK_PAGES,
-    };
-    // Frame 0 is never allocatable (the first MiB is reserved), so 0 marks "not allocated" below.
-    p2m.fill(Mfn(0));
-    let built = match builder::build(&mut IdentityMem, frames, &params, p2m) {
-        Ok(b) => b,
-        Err(e) => {
-            // Give back every frame this attempt took (all of them went into the P2M).
-            for &m in p2m.iter().filter(|m| m.0 != 0) {
-                let _ = frames.free(m);
-            }
-            let _ = frames.free(shared);
-            return Err(failure(format_args!("{e}")));
-        }
-    };
-    if built.shared_info_va.0 != abi::layout::boot_shared_info_va(built.start_info.0) {
-        return Err(failure(format_args!(
-            "builder placed shared_info away from its documented address"
-        )));
-    }
-    // Our start_info extension (abi deviation h): the domain id after Xen's structure.
-    let si_pfn = (built.start_info.0 - built.virt_base.0) / 4096;
-    let si_frame = IdentityMem::frame_ptr(p2m[si_pfn as usize]);
-    // SAFETY: the start_info frame belongs to the domain just built; the offset lies inside the page.
-    unsafe {
-        (si_frame.add(abi::xen::START_INFO_DOMID_OFFSET) as *mut u32)
-            .write_unaligned(u32::from(domid))
-    };
-    let mut table = FRAME_TABLE.lock();
-    let table = table.as_mut().expect("frame table initialised");
-    for &m in p2m.iter().chain(core::iter::once(&shared)) {
-        if let Err(e) = table.assign(m, domid) {
-            log::error!("domain {domid}: frame bookkeeping: {e:?}");
-        }
-    }
-    // The hard rule, checked on the real tables: nothing of the hypervisor but the read-only entry region and
-    // the entry stacks, no foreign frame, no writable page table.
-    let hv = HvMappings {
-        entry_slot: ENTRY_L4_SLOT,
-        entry_frames: &space.entry_frames,
-        stack_frames: &space.stack_frames,
-    };
-    match audit::audit(&IdentityMem, built.l4, domid, |m| table.owner(m), &hv) {
-        Ok(r) => log::info!(
-            "isolation audit: domain {domid}: {} own pages ({} page tables, read-only), {} entry-region pages (read-only), {} entry-stack pages, 0 violations",
-            r.guest_pages,
-            r.page_table_pages,
-            r.entry_pages,
-            r.stack_pages
-        ),
-        Err(v) => {
-            table.release_all(domid, |m| {
-                let _ = frames.free(m);
-            });
-            return Err(failure(format_args!("isolation audit failed: {v}")));
-        }
-    }
-    let regs = EntryFrame {
-        rip: built.entry.0,
-        rsp: built.stack_top.0,
-        rsi: built.start_info.0,
-        cs: u64::from(abi::layout::GUEST_KERNEL_CS),
-        ss: u64::from(abi::layout::GUEST_KERNEL_SS),
-        rflags: rflags::IF | rflags::FIXED1,
-        ..EntryFrame::default()
-    };
-    log::info!(
-        "domain {domid}: {} MiB, image {:#x}..{:#x}, entry {:#x}, start_info {:#x}, {} page-table frames, cmdline '{guest_cmdline}'",
-        nr_pages / 256,
-        built.virt_base.0,
-        built.region_end.0,
-        built.entry.0,
-        built.start_info.0,
-        built.nr_pt_frames
-    );
-    DOMAINS.lock().slots[domid as usize] = Some(Domain {
-        id: domid,
-        state: DomainState::Runnable,
-        vcpu: Vcpu {
-            regs,
-            cr3: built.l4.addr().0,
-            fx: FxArea::initial(),
-            flush_tlb: true,
-        },
-        shared_info: shared,
-        nr_pages,
-        privileged: flags & SIF_PRIVILEGED != 0,
-        console: crate::console::LineBuffer::new(),
+    *MACHINE.lock() = Some(Machine {
+        frames,
+        ft: FrameTable::new(info),
+        m2p: M2p::new(m2p),
     });
-    Ok(())
 }

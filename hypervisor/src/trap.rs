@@ -2,14 +2,13 @@
 //! misbehaving domain, [`crash_domain`].
 
 use abi::layout::HYPERCALL_VECTOR;
-use abi::types::Mfn;
 
 use crate::arch::paging::IdentityMem;
+use crate::domain::lifecycle::stop_domain;
 use crate::domain::state::{Domain, DomainState};
 use crate::hypercall::{self, Action, HypercallCtx};
-use crate::mm::guest_mem::GuestView;
 use crate::regs::{EntryFrame, exception_name, frame_ring, page_fault_kind};
-use crate::setup::{DOMAINS, FRAME_TABLE, FRAMES, HV};
+use crate::setup::{DOMAINS, HV, MACHINE};
 
 /// How scheduling continues after an entry has been handled.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,23 +49,29 @@ fn hypercall(dom: &mut Domain) -> Next {
     let number = dom.vcpu.regs.rax;
     let args = hypercall::args_of(&dom.vcpu.regs);
     let id = dom.id;
-    let console = &mut dom.console;
-    let mut sink = |bytes: &[u8]| console.push(bytes, |line| crate::console::guest_line(id, line));
-    let mut mem = IdentityMem;
-    let hv_cmdline = HV.get().map_or("", |h| h.cmdline.as_str());
-    let mut ctx = HypercallCtx {
-        domid: id,
-        privileged: dom.privileged,
-        args,
-        guest: GuestView::new(
-            &mut mem,
-            Mfn(dom.vcpu.cr3 >> 12),
-            frame_ring(&dom.vcpu.regs) == 3,
-        ),
-        console: &mut sink,
-        hv_cmdline,
+    let hv = HV.get().expect("boot facts recorded");
+    let action = {
+        let console = &mut dom.console;
+        let mut sink =
+            |bytes: &[u8]| console.push(bytes, |line| crate::console::guest_line(id, line));
+        let mut machine = MACHINE.lock();
+        let mut mem = IdentityMem;
+        let mut ctx = HypercallCtx {
+            domid: id,
+            privileged: dom.privileged,
+            args,
+            user: frame_ring(&dom.vcpu.regs) == 3,
+            mem: &mut mem,
+            machine: machine.as_mut().expect("machine initialised"),
+            dom: &mut dom.mm,
+            hv_l4: &hv.hv_l4,
+            maxphyaddr: hv.maxphyaddr,
+            budget: hypercall::BUDGET,
+            console: &mut sink,
+            hv_cmdline: &hv.cmdline,
+        };
+        hypercall::dispatch(number, &mut ctx)
     };
-    let action = hypercall::dispatch(number, &mut ctx);
     log::trace!("domain {id}: hypercall {number} {args:x?} -> {action:?}");
     match action {
         Action::Return(v) => {
@@ -75,6 +80,16 @@ fn hypercall(dom: &mut Domain) -> Next {
         }
         Action::Yield => {
             dom.vcpu.regs.rax = 0;
+            Next::Switch
+        }
+        Action::Continue(new_args) => {
+            // Re-execute `int 0x82` (two bytes) with the progress folded into the arguments, after letting
+            // the other domains run.
+            let r = &mut dom.vcpu.regs;
+            r.rax = number;
+            hypercall::set_args(r, new_args);
+            r.rip = r.rip.wrapping_sub(2);
+            dom.mm.preemptions += 1;
             Next::Switch
         }
         Action::Shutdown { reason, code } => {
@@ -110,27 +125,6 @@ fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
         );
     }
     Next::Switch
-}
-
-/// Mark the domain stopped, flush its console and give its memory back.
-fn stop_domain(dom: &mut Domain, state: DomainState) {
-    dom.state = state;
-    let id = dom.id;
-    dom.console
-        .flush(|line| crate::console::guest_line(id, line));
-    let mut frames = FRAMES.lock();
-    let frames = frames.as_mut().expect("frame allocator initialised");
-    let released = FRAME_TABLE
-        .lock()
-        .as_mut()
-        .expect("frame table initialised")
-        .release_all(id, |m| {
-            IdentityMem::zero(m);
-            if let Err(e) = frames.free(m) {
-                log::error!("domain {id}: freeing {m:?}: {e:?}");
-            }
-        });
-    log::debug!("domain {id}: {released} frames released");
 }
 
 /// The one way the hypervisor stops a misbehaving domain: report why and where, then tear it down. The

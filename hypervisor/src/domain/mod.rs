@@ -1,4 +1,6 @@
 //! Domains: the unit of isolation, and the builder that creates them from boot modules.
 
 pub mod builder;
+#[cfg(feature = "baremetal")]
+pub mod lifecycle;
 pub mod state;

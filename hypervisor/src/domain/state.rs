@@ -1,9 +1,9 @@
 //! Domains and their vCPU state, the domain table, and the round-robin choice of the next vCPU.
 
 use abi::sched::ShutdownReason;
-use abi::types::Mfn;
 
 use crate::console::LineBuffer;
+use crate::hypercall::DomainMm;
 use crate::regs::EntryFrame;
 
 /// Most domains the hypervisor runs at once.
@@ -47,13 +47,8 @@ impl FxArea {
 pub struct Vcpu {
     /// Saved registers while not running (the frame of the last entry, or the start-of-day state).
     pub regs: EntryFrame,
-    /// Page-table root (machine address of the L4) loaded when this vCPU runs.
-    pub cr3: u64,
     /// Saved FPU/SSE state.
     pub fx: FxArea,
-    /// The next switch to this vCPU must flush its PCID's TLB entries: set when the domain is created (its
-    /// PCID may hold entries of an earlier domain with the same id) and whenever its page tables change.
-    pub flush_tlb: bool,
 }
 
 /// A domain.
@@ -64,10 +59,10 @@ pub struct Domain {
     pub state: DomainState,
     /// The vCPU.
     pub vcpu: Vcpu,
-    /// The shared_info frame (hypervisor-allocated, owned by this domain).
-    pub shared_info: Mfn,
-    /// Guest memory in pages.
-    pub nr_pages: u64,
+    /// Page-table base, reservation, TLB-flush request (the state the memory hypercalls change). The
+    /// base's L4 is what the vCPU's CR3 holds; `flush_tlb` is set at creation (the domain's PCID may hold
+    /// entries of an earlier domain with the same id) and whenever its page tables change.
+    pub mm: DomainMm,
     /// `SIF_PRIVILEGED`: may use privileged hypercalls.
     pub privileged: bool,
     /// Console output not yet terminated by a newline.
@@ -143,6 +138,7 @@ pub fn exit_status<'a>(domains: impl Iterator<Item = &'a Domain>) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi::types::Mfn;
 
     fn dom(id: u16, state: DomainState) -> Domain {
         Domain {
@@ -150,12 +146,16 @@ mod tests {
             state,
             vcpu: Vcpu {
                 regs: EntryFrame::default(),
-                cr3: 0,
                 fx: FxArea::initial(),
-                flush_tlb: true,
             },
-            shared_info: Mfn(0),
-            nr_pages: 1,
+            mm: DomainMm {
+                base: Mfn(1),
+                tot_pages: 1,
+                max_pages: 1,
+                shared_info: Mfn(2),
+                flush_tlb: true,
+                preemptions: 0,
+            },
             privileged: false,
             console: LineBuffer::new(),
         }

@@ -8,8 +8,9 @@ use abi::console::{CONSOLE_IO_MAX, CONSOLEIO_READ, CONSOLEIO_WRITE};
 use abi::errno::Errno;
 use abi::types::Gva;
 
+use super::MachineMem;
 use super::{Action, HypercallCtx};
-use crate::mm::phys::FrameMem;
+use crate::mm::guest_mem::GuestView;
 
 /// A decoded `console_io` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,14 +45,18 @@ pub fn decode(args: [u64; 5]) -> Result<ConsoleRequest, Errno> {
 }
 
 /// Handle `console_io`.
-pub fn console_io<M: FrameMem>(ctx: &mut HypercallCtx<'_, M>) -> Action {
+pub fn console_io<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode(ctx.args).and_then(|req| match req {
         ConsoleRequest::Write { buf, len } => {
             // Validate first (no output on failure), then stream.
-            ctx.guest.read_chunks(buf, len, CONSOLE_IO_MAX, |_| {})?;
+            ctx.guest().read_chunks(buf, len, CONSOLE_IO_MAX, |_| {})?;
             let console = &mut *ctx.console;
-            ctx.guest
-                .read_chunks(buf, len, CONSOLE_IO_MAX, |chunk| console(chunk))?;
+            GuestView::new(&mut *ctx.mem, ctx.dom.base, ctx.user).read_chunks(
+                buf,
+                len,
+                CONSOLE_IO_MAX,
+                |chunk| console(chunk),
+            )?;
             Ok(0)
         }
     });

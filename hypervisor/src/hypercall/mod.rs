@@ -3,33 +3,110 @@
 //! Register convention (see `abi::hypercall`): number in RAX; arguments in RDI, RSI, RDX, R10, R8; result in
 //! RAX, a negative Xen errno on failure. Each family lives in its own file and follows one pattern: decode
 //! the raw registers (and any guest structure) into a typed request with no side effects, then act.
+//!
+//! Long batches (`mmu_update`, `mmuext_op`, `multicall`, `memory_op` reservations) spend a *budget* of work
+//! units per entry into the hypervisor. When it runs out they return [`Action::Continue`] with their
+//! progress folded into new arguments; the trap code rewinds the guest over `int 0x82` so the same hypercall
+//! restarts with those arguments after other domains have run (Xen's continuations).
 
 pub mod console_io;
+pub mod memory_op;
+pub mod mmu_update;
+pub mod mmuext_op;
+pub mod multicall;
 pub mod sched_op;
 pub mod xen_version;
 
 use abi::errno::Errno;
 use abi::hypercall::nr;
 use abi::sched::ShutdownReason;
+use abi::types::Mfn;
 
 use crate::mm::guest_mem::GuestView;
+use crate::mm::machine::Machine;
 use crate::mm::phys::FrameMem;
+use crate::mm::ptval::{Mm, Policy, PtMem};
+
+/// What hypercalls need of machine memory: frame access for guest copies, entry writes for page tables.
+pub trait MachineMem: PtMem + FrameMem {}
+impl<T: PtMem + FrameMem> MachineMem for T {}
 use crate::regs::EntryFrame;
 
-/// Everything a handler may use: the caller's identity, its arguments and its memory.
-pub struct HypercallCtx<'a, M: FrameMem> {
+/// Work units one entry into the hypervisor may spend before a long batch is preempted (one unit is one
+/// page-table update, one multicall entry, one reservation extent).
+pub const BUDGET: u32 = 4096;
+
+/// A domain's memory-management state, as the hypercalls see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainMm {
+    /// The current page-table base (L4); it holds an L4 type reference.
+    pub base: Mfn,
+    /// Frames the domain owns (its reservation; the shared-info page is not counted).
+    pub tot_pages: u64,
+    /// The shared-info page: owned by the domain, never released by it.
+    pub shared_info: Mfn,
+    /// The most frames it may own.
+    pub max_pages: u64,
+    /// Page tables changed: the next switch to the domain must flush its TLB entries.
+    pub flush_tlb: bool,
+    /// How many times a long hypercall of this domain was preempted (continuations created).
+    pub preemptions: u64,
+}
+
+/// Everything a handler may use: the caller's identity, its arguments, its memory and the machine state.
+pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     /// Calling domain.
     pub domid: u16,
     /// The caller has `SIF_PRIVILEGED`.
     pub privileged: bool,
     /// RDI, RSI, RDX, R10, R8.
     pub args: [u64; 5],
-    /// The caller's address space.
-    pub guest: GuestView<'a, M>,
+    /// The call came from ring 3 (guest buffers need user permission).
+    pub user: bool,
+    /// Machine memory (guest memory, page tables).
+    pub mem: &'a mut M,
+    /// Free frames, frame table, M2P.
+    pub machine: &'a mut Machine<'m>,
+    /// The caller's memory-management state.
+    pub dom: &'a mut DomainMm,
+    /// The hypervisor's L4 entries, installed in every validated L4.
+    pub hv_l4: &'a [(usize, u64)],
+    /// The CPU's physical-address width (address bits above it are reserved in page-table entries).
+    pub maxphyaddr: u32,
+    /// Remaining work units before a long batch must be preempted.
+    pub budget: u32,
     /// Where console output of this domain goes.
     pub console: &'a mut dyn FnMut(&[u8]),
     /// The hypervisor's own command line (for `XENVER_commandline`).
     pub hv_cmdline: &'a str,
+}
+
+impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
+    /// The caller's address space, for copying to and from it.
+    pub fn guest(&mut self) -> GuestView<'_, M> {
+        GuestView::new(self.mem, self.dom.base, self.user)
+    }
+
+    /// The page-table validation machinery over the caller's memory.
+    pub fn mm(&mut self) -> Mm<'_, 'm, M> {
+        Mm::new(
+            &mut self.machine.ft,
+            self.mem,
+            Policy {
+                maxphyaddr: self.maxphyaddr,
+                hv_l4: self.hv_l4,
+            },
+        )
+    }
+
+    /// Spend one work unit; false when the budget is exhausted (the caller must create a continuation).
+    pub fn spend(&mut self) -> bool {
+        if self.budget == 0 {
+            return false;
+        }
+        self.budget -= 1;
+        true
+    }
 }
 
 /// What the hypervisor does after a hypercall.
@@ -46,6 +123,8 @@ pub enum Action {
         /// Exit code (RDX, our extension).
         code: u32,
     },
+    /// Preempted: re-execute the same hypercall later with these arguments.
+    Continue([u64; 5]),
 }
 
 impl From<Result<i64, Errno>> for Action {
@@ -59,11 +138,21 @@ pub fn args_of(f: &EntryFrame) -> [u64; 5] {
     [f.rdi, f.rsi, f.rdx, f.r10, f.r8]
 }
 
+/// Write `args` back into the argument registers (for a continuation).
+pub fn set_args(f: &mut EntryFrame, args: [u64; 5]) {
+    [f.rdi, f.rsi, f.rdx, f.r10, f.r8] = args;
+}
+
 /// Run hypercall `number` for the caller described by `ctx`. Unknown numbers get `-ENOSYS`.
-pub fn dispatch<M: FrameMem>(number: u64, ctx: &mut HypercallCtx<'_, M>) -> Action {
+pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     match number {
-        nr::CONSOLE_IO => console_io::console_io(ctx),
+        nr::MMU_UPDATE => mmu_update::mmu_update(ctx),
+        nr::MEMORY_OP => memory_op::memory_op(ctx),
+        nr::MULTICALL => multicall::multicall(ctx),
+        nr::UPDATE_VA_MAPPING => mmu_update::update_va_mapping(ctx),
         nr::XEN_VERSION => xen_version::xen_version(ctx),
+        nr::CONSOLE_IO => console_io::console_io(ctx),
+        nr::MMUEXT_OP => mmuext_op::mmuext_op(ctx),
         nr::SCHED_OP => sched_op::sched_op(ctx),
         nr::NULL => Action::Return(0),
         _ => Action::Return(Errno::ENOSYS.as_ret()),
@@ -71,47 +160,7 @@ pub fn dispatch<M: FrameMem>(number: u64, ctx: &mut HypercallCtx<'_, M>) -> Acti
 }
 
 #[cfg(test)]
-pub(crate) mod testing {
-    //! A fake caller: one domain whose page tables map a few pages, for the families' tests.
-    use super::*;
-    use crate::mm::phys::fake::FakeMachine;
-    use abi::types::Mfn;
-
-    /// Guest address of the writable test page (frame 10); 0x40_1000 is read-only (frame 11).
-    pub const RW_PAGE: u64 = 0x40_0000;
-    /// Guest address of the read-only test page.
-    pub const RO_PAGE: u64 = 0x40_1000;
-
-    /// A machine whose L4 (frame 1) maps RW_PAGE writable and RO_PAGE read-only.
-    pub fn machine() -> (FakeMachine, Mfn) {
-        let mut m = FakeMachine::new(32);
-        let put = |m: &mut FakeMachine, t: u64, i: usize, v: u64| {
-            m.frame_mut(Mfn(t))[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
-        };
-        put(&mut m, 1, 0, 0x2000 | 3);
-        put(&mut m, 2, 0, 0x3000 | 3);
-        put(&mut m, 3, 2, 0x4000 | 3);
-        put(&mut m, 4, 0, 0xa000 | 3);
-        put(&mut m, 4, 1, 0xb000 | 1);
-        (m, Mfn(1))
-    }
-
-    /// Run one hypercall as domain 1 (unprivileged); returns the action and the console output.
-    pub fn call(m: &mut FakeMachine, root: Mfn, number: u64, args: [u64; 5]) -> (Action, Vec<u8>) {
-        let mut out = Vec::new();
-        let mut sink = |b: &[u8]| out.extend_from_slice(b);
-        let mut ctx = HypercallCtx {
-            domid: 1,
-            privileged: false,
-            args,
-            guest: GuestView::new(m, root, false),
-            console: &mut sink,
-            hv_cmdline: "loglevel=info",
-        };
-        let a = dispatch(number, &mut ctx);
-        (a, out)
-    }
-}
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod tests {
@@ -120,22 +169,17 @@ mod tests {
 
     #[test]
     fn unknown_numbers_are_enosys() {
-        let (mut m, root) = machine();
+        let mut w = World::new();
         for n in [11, 19, 27, 47, 56, 63, 64, 1000, u64::MAX] {
-            assert_eq!(
-                call(&mut m, root, n, [0; 5]).0,
-                Action::Return(-38),
-                "hypercall {n}"
-            );
+            assert_eq!(w.call(n, [0; 5]), Action::Return(-38), "hypercall {n}");
         }
     }
 
     #[test]
     fn null_hypercall() {
-        let (mut m, root) = machine();
-        assert_eq!(
-            call(&mut m, root, nr::NULL, [u64::MAX; 5]).0,
-            Action::Return(0)
-        );
+        let mut w = World::new();
+        assert_eq!(w.call(nr::NULL, [u64::MAX; 5]), Action::Return(0));
     }
 }
+#[cfg(test)]
+mod tests_mm;

@@ -8,8 +8,8 @@ use abi::sched::{SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, ShutdownReason};
 use abi::types::Gva;
 use abi::xen::SchedShutdown;
 
+use super::MachineMem;
 use super::{Action, HypercallCtx};
-use crate::mm::phys::FrameMem;
 
 /// A decoded `sched_op` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +30,11 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 }
 
 /// Handle `sched_op`.
-pub fn sched_op<M: FrameMem>(ctx: &mut HypercallCtx<'_, M>) -> Action {
+pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let action = decode(ctx.args).and_then(|req| match req {
         SchedRequest::Yield => Ok(Action::Yield),
         SchedRequest::Shutdown(va, code) => {
-            let s: SchedShutdown = ctx.guest.read_obj(va)?;
+            let s: SchedShutdown = ctx.guest().read_obj(va)?;
             let reason = ShutdownReason::from_u32(s.reason).ok_or(Errno::EINVAL)?;
             Ok(Action::Shutdown { reason, code })
         }

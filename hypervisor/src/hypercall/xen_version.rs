@@ -5,8 +5,8 @@ use abi::types::Gva;
 use abi::version::*;
 use abi::xen::XenFeatureInfo;
 
+use super::MachineMem;
 use super::{Action, HypercallCtx};
-use crate::mm::phys::FrameMem;
 
 /// A decoded `xen_version` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,30 +55,29 @@ fn padded<const N: usize>(s: &str) -> [u8; N] {
 }
 
 /// Handle `xen_version`.
-pub fn xen_version<M: FrameMem>(ctx: &mut HypercallCtx<'_, M>) -> Action {
+pub fn xen_version<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode(ctx.args).and_then(|req| match req {
         VersionRequest::Version => Ok(i64::from(VERSION)),
         VersionRequest::PageSize => Ok(4096),
         VersionRequest::ExtraVersion(va) => ctx
-            .guest
+            .guest()
             .write(va, &padded::<XEN_EXTRAVERSION_LEN>(EXTRAVERSION))
             .map(|_| 0),
         VersionRequest::Capabilities(va) => ctx
-            .guest
+            .guest()
             .write(va, &padded::<XEN_CAPABILITIES_INFO_LEN>(CAPABILITIES))
             .map(|_| 0),
         VersionRequest::GetFeatures(va) => {
-            let mut fi: XenFeatureInfo = ctx.guest.read_obj(va)?;
+            let mut fi: XenFeatureInfo = ctx.guest().read_obj(va)?;
             fi.submap = feature_word(fi.submap_idx, ctx.privileged);
-            ctx.guest.write_obj(va, &fi).map(|_| 0)
+            ctx.guest().write_obj(va, &fi).map(|_| 0)
         }
         VersionRequest::CommandLine(va) => {
             if !ctx.privileged {
                 return Err(Errno::EPERM);
             }
-            ctx.guest
-                .write(va, &padded::<XEN_COMMANDLINE_LEN>(ctx.hv_cmdline))
-                .map(|_| 0)
+            let line = padded::<XEN_COMMANDLINE_LEN>(ctx.hv_cmdline);
+            ctx.guest().write(va, &line).map(|_| 0)
         }
     });
     Action::from(result)

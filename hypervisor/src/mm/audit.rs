@@ -4,7 +4,8 @@
 //! - a frame the domain owns (its memory, its shared_info page), never writable if it is one of the
 //!   address space's own page-table frames;
 //! - in the entry slot: an entry-region frame mapped read-only, or an entry/IST stack frame (read-write,
-//!   no-execute).
+//!   no-execute);
+//! - in the M2P slot: a frame of the machine-to-physical table, read-only and no-execute.
 //!
 //! Anything else (a hypervisor frame, another domain's frame, a writable page table, a superpage) is a
 //! violation. The hypervisor runs this on every domain it builds and refuses to run one that fails; the
@@ -15,8 +16,13 @@ use abi::types::{Gva, Maddr, Mfn};
 use super::phys::PhysRead;
 use super::pte::{Pte, PteFlags};
 
-/// What a domain may see of the hypervisor: the entry slot and the frames behind it.
+/// What a domain may see of the hypervisor: the entry slot and the frames behind it, and the read-only
+/// machine-to-physical table.
 pub struct HvMappings<'a> {
+    /// L4 slot of the M2P table.
+    pub m2p_slot: usize,
+    /// The M2P table's frames, `first..first + count` (must be mapped read-only, no-execute).
+    pub m2p_frames: (Mfn, u64),
     /// L4 slot of the entry region.
     pub entry_slot: usize,
     /// Frames of the entry region (must be mapped read-only).
@@ -86,6 +92,8 @@ pub struct AuditReport {
     pub entry_pages: u64,
     /// Mappings of the entry and IST stacks.
     pub stack_pages: u64,
+    /// Read-only mappings of the M2P table.
+    pub m2p_pages: u64,
 }
 
 const MAX_TABLES: usize = 1024;
@@ -106,75 +114,74 @@ pub fn audit(
     owner: impl Fn(Mfn) -> Option<u16>,
     hv: &HvMappings<'_>,
 ) -> Result<AuditReport, Violation> {
-    // Pass 1: the set of page-table frames of the guest part (outside the entry slot).
+    // Pass 1: the set of page-table frames of the guest part (outside the hypervisor's slots).
     let mut tables: heapless::Vec<Mfn, MAX_TABLES> = heapless::Vec::new();
     tables.push(l4).map_err(|_| Violation::TooManyTables)?;
     let mut report = AuditReport::default();
-    walk(
-        mem,
-        l4,
-        4,
-        0,
-        hv.entry_slot,
-        &mut |_va, pte, level, in_entry| {
-            if level > 1 && !in_entry && !pte.has(PteFlags::HUGE) {
-                tables
-                    .push(pte.mfn())
-                    .map_err(|_| Violation::TooManyTables)?;
-            }
-            Ok(())
-        },
-    )?;
+    let slots = [hv.entry_slot, hv.m2p_slot];
+    walk(mem, l4, 4, 0, &slots, &mut |_va, pte, level, in_hv| {
+        if level > 1 && in_hv.is_none() && !pte.has(PteFlags::HUGE) {
+            tables
+                .push(pte.mfn())
+                .map_err(|_| Violation::TooManyTables)?;
+        }
+        Ok(())
+    })?;
     // Pass 2: classify every leaf.
-    walk(
-        mem,
-        l4,
-        4,
-        0,
-        hv.entry_slot,
-        &mut |va, pte, level, in_entry| {
-            if level > 1 {
-                if pte.has(PteFlags::HUGE) {
-                    return Err(Violation::LargePage { va });
-                }
-                return Ok(());
+    walk(mem, l4, 4, 0, &slots, &mut |va, pte, level, in_hv| {
+        if level > 1 {
+            if pte.has(PteFlags::HUGE) {
+                return Err(Violation::LargePage { va });
             }
-            let mfn = pte.mfn();
-            let writable = pte.has(PteFlags::WRITABLE);
-            if in_entry {
+            return Ok(());
+        }
+        let mfn = pte.mfn();
+        let writable = pte.has(PteFlags::WRITABLE);
+        let nx = pte.has(PteFlags::NO_EXECUTE);
+        match in_hv {
+            Some(slot) if slot == hv.m2p_slot => {
+                let (first, n) = hv.m2p_frames;
+                if !(first.0..first.0 + n).contains(&mfn.0) || writable || !nx {
+                    return Err(Violation::BadEntryMapping { va, mfn });
+                }
+                report.m2p_pages += 1;
+            }
+            Some(_) => {
                 if hv.entry_frames.contains(&mfn) && !writable {
                     report.entry_pages += 1;
-                } else if hv.stack_frames.contains(&mfn) && pte.has(PteFlags::NO_EXECUTE) {
+                } else if hv.stack_frames.contains(&mfn) && nx {
                     report.stack_pages += 1;
                 } else {
                     return Err(Violation::BadEntryMapping { va, mfn });
                 }
-                return Ok(());
             }
-            if owner(mfn) != Some(domid) {
-                return Err(Violation::ForeignFrame { va, mfn });
-            }
-            if tables.contains(&mfn) {
-                if writable {
-                    return Err(Violation::WritablePageTable { va, mfn });
+            None => {
+                if owner(mfn) != Some(domid) {
+                    return Err(Violation::ForeignFrame { va, mfn });
                 }
-                report.page_table_pages += 1;
+                if tables.contains(&mfn) {
+                    if writable {
+                        return Err(Violation::WritablePageTable { va, mfn });
+                    }
+                    report.page_table_pages += 1;
+                }
+                report.guest_pages += 1;
             }
-            report.guest_pages += 1;
-            Ok(())
-        },
-    )?;
+        }
+        Ok(())
+    })?;
     Ok(report)
 }
 
-/// Visit every present entry below `table` (at `level`), calling `f(va, pte, level, in_entry_slot)`.
+/// Visit every present entry below `table` (at `level`), calling `f(va, pte, level, hv_slot)` where `hv_slot`
+/// is the L4 slot if the entry lies in one of the hypervisor's `hv_slots`.
 fn walk(
     mem: &impl PhysRead,
     table: Mfn,
     level: u32,
     base: u64,
-    entry_slot: usize,
-    f: &mut impl FnMut(Gva, Pte, u32, bool) -> Result<(), Violation>,
+    hv_slots: &[usize],
+    f: &mut impl FnMut(Gva, Pte, u32, Option<usize>) -> Result<(), Violation>,
 ) -> Result<(), Violation> {
     let shift = 12 + 9 * (level - 1);
     for i in 0..512u64 {
@@ -184,10 +191,10 @@ fn walk(
         }
         let va_raw = base | (i << shift);
         let va = sign_extend(va_raw);
-        let in_entry = (va_raw >> 39) & 0x1ff == entry_slot as u64;
-        f(va, pte, level, in_entry)?;
+        let slot = ((va_raw >> 39) & 0x1ff) as usize;
+        f(va, pte, level, hv_slots.contains(&slot).then_some(slot))?;
         if level > 1 && !pte.has(PteFlags::HUGE) {
-            walk(mem, pte.mfn(), level - 1, va_raw, entry_slot, f)?;
+            walk(mem, pte.mfn(), level - 1, va_raw, hv_slots, f)?;
         }
     }
     Ok(())
@@ -221,6 +228,11 @@ mod tests {
         put(&mut m, 21, 0, 0x16000 | P | W);
         put(&mut m, 22, 0, 0x17000 | P);
         put(&mut m, 22, 256, 0x18000 | P | W | NX);
+        // M2P: slot 256 -> L3 25 -> L2 27 -> L1 28 -> frames 26 (and nothing else).
+        put(&mut m, 1, 256, 0x19000 | P | W);
+        put(&mut m, 25, 0, 0x1b000 | P | W);
+        put(&mut m, 27, 0, 0x1c000 | P | W);
+        put(&mut m, 28, 0, 0x1a000 | P | NX);
         (m, |f: Mfn| (1..=9).contains(&f.0).then_some(1))
     }
 
@@ -228,6 +240,8 @@ mod tests {
         entry_slot: 257,
         entry_frames: &[Mfn(23)],
         stack_frames: &[Mfn(24)],
+        m2p_slot: 256,
+        m2p_frames: (Mfn(26), 2),
     };
 
     #[test]
@@ -240,7 +254,8 @@ mod tests {
                 guest_pages: 2,
                 page_table_pages: 1,
                 entry_pages: 1,
-                stack_pages: 1
+                stack_pages: 1,
+                m2p_pages: 1
             }
         );
     }
@@ -281,6 +296,19 @@ mod tests {
         assert!(matches!(
             audit(&m, Mfn(1), 1, owner, &HV),
             Err(Violation::BadEntryMapping { mfn: Mfn(30), .. })
+        ));
+        // The M2P mapped writable, or something else in the M2P slot.
+        let (mut m, owner) = setup();
+        put(&mut m, 28, 0, 0x1a000 | P | W | NX);
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::BadEntryMapping { mfn: Mfn(26), .. })
+        ));
+        let (mut m, owner) = setup();
+        put(&mut m, 28, 1, 0x5000 | P | NX);
+        assert!(matches!(
+            audit(&m, Mfn(1), 1, owner, &HV),
+            Err(Violation::BadEntryMapping { mfn: Mfn(5), .. })
         ));
         // A superpage.
         let (mut m, owner) = setup();

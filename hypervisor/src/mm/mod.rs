@@ -4,7 +4,11 @@ pub mod audit;
 pub mod frame_alloc;
 pub mod frame_table;
 pub mod guest_mem;
+pub mod machine;
 pub mod pcid;
 pub mod phys;
 pub mod pte;
+pub mod ptval;
+#[cfg(test)]
+mod ptval_proptest;
 pub mod walk;

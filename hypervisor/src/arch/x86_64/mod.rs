@@ -43,8 +43,10 @@ struct DescriptorPointer {
 pub struct CpuFeatures {
     /// Supervisor-mode execution prevention (also stops the ring-1 guest kernel from executing user pages).
     pub smep: bool,
-    /// Process-context identifiers (unused: QEMU's TCG does not offer them).
+    /// Process-context identifiers (`mm::pcid`).
     pub pcid: bool,
+    /// Physical-address width in bits.
+    pub maxphyaddr: u32,
 }
 
 /// Fill the descriptor tables, switch to the hypervisor's address space and load GDT, TSS and IDT through
@@ -126,9 +128,15 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
 
     let leaf7 = cpu::cpuid(7, 0);
     let leaf1 = cpu::cpuid(1, 0);
+    let maxphyaddr = if cpu::cpuid(0x8000_0000, 0).eax >= 0x8000_0008 {
+        cpu::cpuid(0x8000_0008, 0).eax & 0xff
+    } else {
+        36
+    };
     let features = CpuFeatures {
         smep: leaf7.ebx & (1 << 7) != 0,
         pcid: leaf1.ecx & (1 << 17) != 0,
+        maxphyaddr,
     };
     if features.smep {
         // SAFETY: CPUID reports SMEP; the hypervisor never executes user pages.

@@ -176,3 +176,40 @@ pub fn build(frames: &mut impl FrameSource) -> HvSpace {
         stack_frames,
     }
 }
+
+/// L4 slot of the read-only M2P table (Xen's `RO_MPT_VIRT_START`).
+pub const M2P_L4_SLOT: usize = ((abi::mm::RO_MPT_VIRT_START >> 39) & 0x1ff) as usize;
+
+/// Map the M2P table (`nr` frames starting at `first`, physically contiguous) read-only and no-execute at
+/// `RO_MPT_VIRT_START`; returns the L4 entry every guest gets in slot 256. The hypervisor itself writes the
+/// table through its identity map.
+pub fn build_m2p_mapping(frames: &mut impl FrameSource, first: Mfn, nr: u64) -> u64 {
+    assert!(nr <= 512 * 512, "M2P larger than 1 GiB");
+    let l3 = alloc_table(frames);
+    let l2 = alloc_table(frames);
+    IdentityMem::write_entry(l3, 0, l2.addr().0 | P | W);
+    for (k, chunk_start) in (0..nr).step_by(512).enumerate() {
+        let l1 = alloc_table(frames);
+        IdentityMem::write_entry(l2, k, l1.addr().0 | P | W);
+        for i in 0..(nr - chunk_start).min(512) {
+            IdentityMem::write_entry(
+                l1,
+                i as usize,
+                Mfn(first.0 + chunk_start + i).addr().0 | P | NX,
+            );
+        }
+    }
+    l3.addr().0 | P | W
+}
+
+impl crate::mm::ptval::PtMem for IdentityMem {
+    fn write_u64(&mut self, addr: Maddr, val: u64) {
+        assert!(
+            addr.0 < IDENTITY_LIMIT - 8 && addr.0.is_multiple_of(8),
+            "page-table write outside the identity map"
+        );
+        // SAFETY: the validation code only writes entries of page-table frames it owns or the guest owns and
+        // has validated; identity mapped; aligned.
+        unsafe { (addr.0 as *mut u64).write_volatile(val) }
+    }
+}

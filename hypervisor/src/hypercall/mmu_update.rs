@@ -1,0 +1,253 @@
+//! `mmu_update` (hypercall 1) and `update_va_mapping` (hypercall 14): validated page-table updates.
+//!
+//! `mmu_update(reqs, count, pdone, foreigndom)`: each 16-byte request is `(ptr, val)`; the low two bits of
+//! `ptr` select the command: `MMU_NORMAL_PT_UPDATE` / `MMU_PT_UPDATE_PRESERVE_AD` (ptr = machine address of
+//! the entry: its frame must be one of the caller's validated page tables) or `MMU_MACHPHYS_UPDATE` (ptr =
+//! mfn << 12, val = pfn: an M2P entry of one of the caller's frames). Requests are read one at a time, each
+//! checked where it is read; the first bad one stops the batch with its errno and `*pdone` says exactly how
+//! many were applied before it. A long batch is preempted after [`super::BUDGET`] requests: `*pdone` is
+//! written, and the call restarts at the next request with `MMU_UPDATE_PREEMPTED` in `count`, so the result
+//! is identical to an unpreempted run.
+//!
+//! `update_va_mapping(va, val, flags)`: the same validated update on the L1 entry that maps `va` in the
+//! current address space, then the requested flush.
+
+use abi::errno::Errno;
+use abi::layout::guest_va_allowed;
+use abi::mm::{
+    MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_UPDATE_PREEMPTED,
+    UVMF_ALL, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG,
+};
+use abi::types::{Gva, Maddr, Mfn, Pfn};
+use abi::xen::{DOMID_SELF, MmuUpdate};
+
+use super::MachineMem;
+use super::{Action, HypercallCtx};
+use crate::mm::pte::{Pte, PteFlags};
+
+/// A decoded `mmu_update` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmuUpdateCall {
+    /// Guest address of the first request.
+    pub reqs: Gva,
+    /// Requests left.
+    pub count: u64,
+    /// Where to report the number applied (`None` for a null pointer).
+    pub done: Option<Gva>,
+    /// A continuation: `*done` already holds the count applied before.
+    pub resumed: bool,
+    /// The `foreigndom` argument, kept for the continuation.
+    pub foreigndom: u64,
+}
+
+/// Decode the registers shared by `mmu_update` and `mmuext_op`.
+pub fn decode_batch(args: [u64; 5], domid: u16) -> Result<MmuUpdateCall, Errno> {
+    let [reqs, count, done, foreigndom, _] = args;
+    if count > u64::from(u32::MAX) {
+        return Err(Errno::EINVAL);
+    }
+    // Foreign mappings arrive with grant tables; until then only the caller's own memory.
+    let fd = foreigndom as u16;
+    if foreigndom > u64::from(u16::MAX) || (fd != DOMID_SELF && fd != domid) {
+        return Err(Errno::EPERM);
+    }
+    Ok(MmuUpdateCall {
+        reqs: Gva(reqs),
+        count: count & !MMU_UPDATE_PREEMPTED,
+        done: (done != 0).then_some(Gva(done)),
+        resumed: count & MMU_UPDATE_PREEMPTED != 0,
+        foreigndom,
+    })
+}
+
+/// A decoded `mmu_update` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmuRequest {
+    /// Write `val` into entry `index` of page table `table`.
+    PtUpdate {
+        /// The page-table frame.
+        table: Mfn,
+        /// Entry index.
+        index: usize,
+        /// New entry.
+        val: u64,
+        /// Keep the old accessed/dirty bits.
+        preserve_ad: bool,
+    },
+    /// Set `m2p[mfn] = pfn`.
+    MachPhys {
+        /// The caller's frame.
+        mfn: Mfn,
+        /// Its pfn.
+        pfn: Pfn,
+    },
+}
+
+/// Decode one request (pure).
+pub fn decode_request(r: MmuUpdate) -> Result<MmuRequest, Errno> {
+    let cmd = r.ptr & 3;
+    match cmd {
+        MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD => {
+            let addr = r.ptr & !3;
+            if addr & 7 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(MmuRequest::PtUpdate {
+                table: Maddr(addr).mfn(),
+                index: ((addr & 0xfff) >> 3) as usize,
+                val: r.val,
+                preserve_ad: cmd == MMU_PT_UPDATE_PRESERVE_AD,
+            })
+        }
+        MMU_MACHPHYS_UPDATE => Ok(MmuRequest::MachPhys {
+            mfn: Maddr(r.ptr).mfn(),
+            pfn: Pfn(r.val),
+        }),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// Apply one decoded request for the caller.
+fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, req: MmuRequest) -> Result<(), Errno> {
+    match req {
+        MmuRequest::PtUpdate {
+            table,
+            index,
+            val,
+            preserve_ad,
+        } => {
+            let domid = ctx.domid;
+            ctx.mm()
+                .mod_entry(table, index, val, domid, preserve_ad)
+                .map_err(|e| e.errno())?;
+            ctx.dom.flush_tlb = true;
+            Ok(())
+        }
+        MmuRequest::MachPhys { mfn, pfn } => {
+            if ctx.machine.ft.owner(mfn) != Some(ctx.domid) {
+                return Err(Errno::EPERM);
+            }
+            ctx.machine.m2p.set(mfn, pfn);
+            Ok(())
+        }
+    }
+}
+
+/// Read the `done` count a preempted call left in the guest.
+pub fn resumed_done<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, call: &MmuUpdateCall) -> u64 {
+    match (call.resumed, call.done) {
+        (true, Some(p)) => ctx.guest().read_obj::<u32>(p).map_or(0, u64::from),
+        _ => 0,
+    }
+}
+
+/// Report `done` to the guest (a bad pointer is ignored, as in Xen: the updates stand).
+pub fn report_done<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    call: &MmuUpdateCall,
+    done: u64,
+) {
+    if let Some(p) = call.done {
+        let _ = ctx.guest().write_obj(p, &(done as u32));
+    }
+}
+
+/// Handle `mmu_update`.
+pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let call = match decode_batch(ctx.args, ctx.domid) {
+        Ok(c) => c,
+        Err(e) => return Action::Return(e.as_ret()),
+    };
+    let mut done = resumed_done(ctx, &call);
+    for i in 0..call.count {
+        let Some(at) = call.reqs.checked_add(i * 16) else {
+            report_done(ctx, &call, done);
+            return Action::Return(Errno::EFAULT.as_ret());
+        };
+        if !ctx.spend() {
+            report_done(ctx, &call, done);
+            return Action::Continue([
+                at.0,
+                (call.count - i) | MMU_UPDATE_PREEMPTED,
+                call.done.map_or(0, |p| p.0),
+                call.foreigndom,
+                0,
+            ]);
+        }
+        let result = ctx
+            .guest()
+            .read_obj::<MmuUpdate>(at)
+            .and_then(decode_request)
+            .and_then(|r| apply(ctx, r));
+        if let Err(e) = result {
+            report_done(ctx, &call, done);
+            return Action::Return(e.as_ret());
+        }
+        done += 1;
+    }
+    report_done(ctx, &call, done);
+    Action::Return(0)
+}
+
+/// A decoded `update_va_mapping` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpdateVaMapping {
+    /// The address whose L1 entry changes.
+    pub va: Gva,
+    /// The new entry.
+    pub val: u64,
+    /// Flush the TLB after the update (`UVMF_TLB_FLUSH` or `UVMF_INVLPG`).
+    pub flush: bool,
+}
+
+/// Decode the registers (pure).
+pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
+    let [va, val, flags, ..] = args;
+    let va = Gva(va);
+    if !guest_va_allowed(va.0) {
+        return Err(Errno::EINVAL);
+    }
+    // Only LOCAL/ALL are supported; UVMF_MULTI's vCPU-mask pointer in the upper bits is not.
+    if flags & !(UVMF_FLUSHTYPE_MASK | UVMF_ALL) != 0 || flags & UVMF_FLUSHTYPE_MASK > UVMF_INVLPG {
+        return Err(Errno::EINVAL);
+    }
+    Ok(UpdateVaMapping {
+        va,
+        val,
+        flush: flags & UVMF_FLUSHTYPE_MASK != 0,
+    })
+}
+
+/// The L1 table that maps `va` in the address space rooted at `root` (None if a level is missing).
+pub fn l1_for<M: MachineMem>(mem: &M, root: Mfn, va: Gva) -> Option<Mfn> {
+    let mut table = root;
+    for level in [4u32, 3, 2] {
+        let e = Pte(mem.read_u64(Maddr(table.addr().0 + va.table_index(level) as u64 * 8)));
+        if !e.is_present() || e.has(PteFlags::HUGE) {
+            return None;
+        }
+        table = e.mfn();
+    }
+    Some(table)
+}
+
+/// Handle `update_va_mapping`.
+pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let result = decode_uvm(ctx.args).and_then(|u| {
+        let l1 = l1_for(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;
+        apply(
+            ctx,
+            MmuRequest::PtUpdate {
+                table: l1,
+                index: u.va.table_index(1),
+                val: u.val,
+                preserve_ad: false,
+            },
+        )?;
+        // Every page-table change already forces a flush of the domain's TLB entries before it runs again
+        // (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU hypervisor.
+        let _ = u.flush;
+        Ok(0)
+    });
+    Action::from(result)
+}

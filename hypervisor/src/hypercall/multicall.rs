@@ -1,0 +1,70 @@
+//! `multicall` (hypercall 13): run a batch of hypercalls with one entry into the hypervisor.
+//!
+//! `multicall(entries, nr)`: each 64-byte `multicall_entry` names a hypercall and up to six arguments (five
+//! are used); its result is written back into the entry. A nested `multicall` is refused in its entry
+//! (-EINVAL). An entry that changes the caller's flow — a yield or a shutdown — ends the batch there. When a
+//! call inside the batch is preempted, its progress is written back into that entry's arguments and the
+//! whole multicall is continued from that entry, as Xen does.
+
+use abi::errno::Errno;
+use abi::hypercall::nr;
+use abi::types::Gva;
+use abi::xen::MulticallEntry;
+
+use super::MachineMem;
+use super::{Action, HypercallCtx, dispatch};
+
+/// Size of one `multicall_entry`.
+const ENTRY_SIZE: u64 = 64;
+
+/// Handle `multicall`.
+pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [entries, count, ..] = ctx.args;
+    if count > u64::from(u32::MAX) {
+        return Action::Return(Errno::EINVAL.as_ret());
+    }
+    let saved = ctx.args;
+    for i in 0..count {
+        let Some(at) = Gva(entries).checked_add(i * ENTRY_SIZE) else {
+            return Action::Return(Errno::EFAULT.as_ret());
+        };
+        if !ctx.spend() {
+            return Action::Continue([at.0, count - i, 0, 0, 0]);
+        }
+        let mut e: MulticallEntry = match ctx.guest().read_obj(at) {
+            Ok(e) => e,
+            Err(err) => return Action::Return(err.as_ret()),
+        };
+        let action = if e.op == nr::MULTICALL {
+            Action::Return(Errno::EINVAL.as_ret())
+        } else {
+            ctx.args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
+            let a = dispatch(e.op, ctx);
+            ctx.args = saved;
+            a
+        };
+        let stop = match action {
+            Action::Return(v) => {
+                e.result = v as u64;
+                None
+            }
+            Action::Continue(args) => {
+                // Resume this entry where it stopped: its arguments now carry its progress.
+                e.args[..5].copy_from_slice(&args);
+                Some(Action::Continue([at.0, count - i, 0, 0, 0]))
+            }
+            Action::Yield => {
+                e.result = 0;
+                Some(Action::Yield)
+            }
+            Action::Shutdown { .. } => Some(action),
+        };
+        if let Err(err) = ctx.guest().write_obj(at, &e) {
+            return Action::Return(err.as_ret());
+        }
+        if let Some(a) = stop {
+            return a;
+        }
+    }
+    Action::Return(0)
+}

@@ -1,0 +1,163 @@
+//! A fake caller for the hypercall families' host tests: one domain (id 1) on a small fake machine, with
+//! validated page tables that map a writable and a read-only page.
+//!
+//! ```text
+//! frames 1..=4   L4, L3, L2, L1 of domain 1 (validated as its base)
+//! frame 10       mapped writable at RW_PAGE       frame 11  mapped read-only at RO_PAGE
+//! frames 12..=14 domain 1's, unused              frame 15  its shared_info page
+//! frames 16..=19 domain 2's                      frames 32..64 free
+//! ```
+
+use abi::types::{Maddr, Mfn};
+
+use super::{Action, BUDGET, DomainMm, HypercallCtx, dispatch};
+use crate::mm::frame_alloc::FrameAllocator;
+use crate::mm::frame_table::{FrameTable, PageInfo};
+use crate::mm::machine::{M2p, Machine};
+use crate::mm::phys::fake::FakeMachine;
+use crate::mm::ptval::{Mm, Policy};
+
+/// Guest address of the writable test page (frame 10).
+pub const RW_PAGE: u64 = 0x40_0000;
+/// Guest address of the read-only test page (frame 11).
+pub const RO_PAGE: u64 = 0x40_1000;
+/// The L1 that maps both pages.
+pub const L1: Mfn = Mfn(4);
+/// The fake CPU's physical-address width.
+pub const MAXPHYADDR: u32 = 40;
+/// Frames of the fake machine.
+const FRAMES: usize = 64;
+
+/// The fake machine's memory with domain 1's tables written (not yet validated).
+pub fn machine() -> (FakeMachine, Mfn) {
+    let mut m = FakeMachine::new(FRAMES);
+    let put = |m: &mut FakeMachine, t: u64, i: u64, v: u64| m.write_u64(Maddr(t * 4096 + i * 8), v);
+    put(&mut m, 1, 0, 0x2000 | 3);
+    put(&mut m, 2, 0, 0x3000 | 3);
+    put(&mut m, 3, 2, 0x4000 | 3);
+    put(&mut m, 4, 0, 0xa000 | 3);
+    put(&mut m, 4, 1, 0xb000 | 1);
+    (m, Mfn(1))
+}
+
+/// A caller with its machine state.
+pub struct World {
+    /// Machine memory.
+    pub mem: FakeMachine,
+    /// Free frames, frame table, M2P.
+    pub machine: Machine<'static>,
+    /// Domain 1's memory-management state.
+    pub dom: DomainMm,
+    /// Console output so far.
+    pub out: Vec<u8>,
+}
+
+impl World {
+    /// Domain 1 with its tables validated as its base.
+    pub fn new() -> World {
+        let (mut mem, root) = machine();
+        let bits = Box::leak(vec![0u64; FRAMES / 64].into_boxed_slice());
+        let info = Box::leak(vec![PageInfo::EMPTY; FRAMES].into_boxed_slice());
+        let m2p = Box::leak(vec![0u64; FRAMES].into_boxed_slice());
+        let mut frames = FrameAllocator::new(bits);
+        frames.add_free_range(Maddr(32 * 4096), Maddr(FRAMES as u64 * 4096));
+        let mut machine = Machine {
+            frames,
+            ft: FrameTable::new(info),
+            m2p: M2p::new(m2p),
+        };
+        for f in 1..=15 {
+            machine.ft.assign(Mfn(f), 1).unwrap();
+        }
+        for f in 16..=19 {
+            machine.ft.assign(Mfn(f), 2).unwrap();
+        }
+        Mm::new(
+            &mut machine.ft,
+            &mut mem,
+            Policy {
+                maxphyaddr: MAXPHYADDR,
+                hv_l4: &[],
+            },
+        )
+        .set_base(None, root, 1)
+        .expect("the test tables validate");
+        let dom = DomainMm {
+            base: root,
+            tot_pages: 14,
+            max_pages: 16,
+            shared_info: Mfn(15),
+            flush_tlb: false,
+            preemptions: 0,
+        };
+        World {
+            mem,
+            machine,
+            dom,
+            out: Vec::new(),
+        }
+    }
+
+    /// Run one hypercall with `budget` work units.
+    pub fn call_with_budget(&mut self, number: u64, args: [u64; 5], budget: u32) -> Action {
+        let out = &mut self.out;
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        let mut ctx = HypercallCtx {
+            domid: 1,
+            privileged: false,
+            args,
+            user: false,
+            mem: &mut self.mem,
+            machine: &mut self.machine,
+            dom: &mut self.dom,
+            hv_l4: &[],
+            maxphyaddr: MAXPHYADDR,
+            budget,
+            console: &mut sink,
+            hv_cmdline: "loglevel=info",
+        };
+        dispatch(number, &mut ctx)
+    }
+
+    /// Run one hypercall.
+    pub fn call(&mut self, number: u64, args: [u64; 5]) -> Action {
+        self.call_with_budget(number, args, BUDGET)
+    }
+
+    /// Run a hypercall to completion, following continuations like the trap code does; returns the final
+    /// action and the number of continuations.
+    pub fn call_to_end(&mut self, number: u64, args: [u64; 5], budget: u32) -> (Action, u32) {
+        let (mut args, mut n) = (args, 0);
+        loop {
+            match self.call_with_budget(number, args, budget) {
+                Action::Continue(a) => {
+                    args = a;
+                    n += 1;
+                }
+                other => return (other, n),
+            }
+        }
+    }
+
+    /// Entry `i` of page table `t`.
+    pub fn entry(&self, t: Mfn, i: u64) -> u64 {
+        use crate::mm::phys::PhysRead;
+        self.mem.read_u64(Maddr(t.0 * 4096 + i * 8))
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Run one hypercall as domain 1 on `m` (tables rooted at `root`); returns the action and console output.
+pub fn call(m: &mut FakeMachine, root: Mfn, number: u64, args: [u64; 5]) -> (Action, Vec<u8>) {
+    let mut w = World::new();
+    std::mem::swap(&mut w.mem, m);
+    w.dom.base = root;
+    let a = w.call(number, args);
+    std::mem::swap(&mut w.mem, m);
+    (a, w.out)
+}
