@@ -30,8 +30,9 @@ pub fn facts() -> BootFacts {
     *FACTS.get().expect("boot facts read before boot")
 }
 
-/// Called by `_start` with the address of start_info.
-pub extern "C" fn kernel_main(start_info: u64) -> ! {
+/// Called by `_start` with the address of start_info and the initial stack pointer (the top of the
+/// start-of-day stack, which is also the end of the start-of-day region).
+pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
     // SAFETY: the hypervisor passes the virtual address of this domain's start_info page in RSI; it stays
     // mapped (writable, but only this kernel writes it) for the domain's lifetime.
     let si: &'static StartInfo = unsafe { &*(start_info as *const StartInfo) };
@@ -56,6 +57,25 @@ pub extern "C" fn kernel_main(start_info: u64) -> ! {
         si.nr_pages / 256,
         si.nr_pages,
     );
+
+    match crate::mm::kernel::init(si, stack_top) {
+        Ok(s) => println!(
+            "mm: physmap of {} pages at {:#x} ({} tables), {} slack pages unmapped, heap {} KiB, {} pages free{}",
+            s.physmap_pages,
+            crate::mm::PHYSMAP_BASE,
+            s.physmap_tables,
+            s.slack_pages,
+            s.heap_bytes / 1024,
+            s.free_pages,
+            if s.kernel_l4_pinned_here {
+                ", boot L4 pinned"
+            } else {
+                ""
+            },
+        ),
+        // The error itself was reported where it happened.
+        Err(_) => println!("mm: memory management unavailable; continuing without it"),
+    }
 
     let code = match cmdline::parse(cmdline) {
         Command::Demo => crate::demo::run(),

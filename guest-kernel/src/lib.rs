@@ -1,7 +1,10 @@
 //! The PV guest kernel library: host-testable logic, plus (with feature `baremetal`) the kernel itself.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod cmdline;
+pub mod mm;
 pub mod platform;
 pub mod xtf;
 

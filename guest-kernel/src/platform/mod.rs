@@ -13,9 +13,12 @@
 pub mod xen_pv;
 
 use abi::errno::Errno;
+use abi::mm::XenMachphysMapping;
 use abi::sched::ShutdownReason;
-use abi::types::Gva;
-use abi::xen::{MmuUpdate, TrapInfo};
+use abi::types::{Gva, Mfn};
+use abi::xen::{MmuUpdate, MulticallEntry, TrapInfo};
+
+use crate::mm::pte::Level;
 
 /// Which TLB entries a flush covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +29,22 @@ pub enum Flush {
     Page(Gva),
 }
 
+/// What `update_va_mapping` flushes after changing the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingFlush {
+    /// Nothing: the caller flushes later.
+    None,
+    /// The translation of the updated address.
+    Page,
+    /// This vCPU's whole TLB.
+    All,
+}
+
 /// The privileged operations a kernel needs, whatever it runs on.
+///
+/// The memory-management operations follow Xen's PV interface because that is the richest of the
+/// backends; a native backend implements them with instructions (a checked write is a plain store into a
+/// page table, pinning and reservations are bookkeeping, a multicall runs its entries one after the other).
 pub trait Platform: Sync {
     /// Short name of the backend ("xen-pv", ...).
     fn name(&self) -> &'static str;
@@ -38,12 +56,33 @@ pub trait Platform: Sync {
     /// Read console input into `buf`; returns the number of bytes read.
     fn console_read(&self, buf: &mut [u8]) -> Result<usize, Errno>;
 
-    /// Apply a batch of page-table updates; returns how many were applied.
-    fn update_page_tables(&self, updates: &[MmuUpdate]) -> Result<usize, Errno>;
+    /// Apply a batch of checked page-table (and M2P) updates in order. Returns how many were applied and
+    /// the result: on a refusal, the entries before the bad one are applied and none after it.
+    fn update_page_tables(&self, updates: &[MmuUpdate]) -> (usize, Result<(), Errno>);
+    /// Change the entry that maps `va` (its L1 must exist in the current address space), then flush.
+    fn update_va_mapping(&self, va: Gva, pte: u64, flush: MappingFlush) -> Result<(), Errno>;
+    /// Validate the frame `mfn` as a page table of `level` and pin it (it stays a table until unpinned).
+    fn pin_table(&self, level: Level, mfn: Mfn) -> Result<(), Errno>;
+    /// Drop the pin on the table `mfn`.
+    fn unpin_table(&self, mfn: Mfn) -> Result<(), Errno>;
     /// Flush TLB entries.
     fn flush_tlb(&self, what: Flush) -> Result<(), Errno>;
     /// Switch to the address space whose top-level table is at `root_mfn`.
     fn switch_address_space(&self, root_mfn: u64) -> Result<(), Errno>;
+    /// Run several operations with one transition; each entry's result is written into it.
+    fn multicall(&self, calls: &mut [MulticallEntry]) -> Result<(), Errno>;
+
+    /// Pages this domain holds now.
+    fn current_reservation(&self) -> Result<u64, Errno>;
+    /// Pages this domain may hold at most.
+    fn maximum_reservation(&self) -> Result<u64, Errno>;
+    /// Give the machine frames `mfns` (unused: unmapped, not page tables) back; returns how many were
+    /// released (fewer than asked if one could not be).
+    fn decrease_reservation(&self, mfns: &[u64]) -> Result<usize, Errno>;
+    /// Ask for `mfns.len()` new (zeroed) machine frames, written into `mfns`; returns how many were given.
+    fn increase_reservation(&self, mfns: &mut [u64]) -> Result<usize, Errno>;
+    /// Where the read-only machine-to-physical table is mapped and how far it reaches.
+    fn machphys_mapping(&self) -> Result<XenMachphysMapping, Errno>;
 
     /// Mask event delivery (the virtual interrupt flag); returns whether it was enabled before.
     fn irq_disable(&self) -> bool;
@@ -64,4 +103,57 @@ pub trait Platform: Sync {
 
     /// Stop this kernel for good.
     fn shutdown(&self, reason: ShutdownReason, code: u32) -> !;
+}
+
+/// Builders of [`MulticallEntry`]s for the operations above (the entry's `args` are the hypercall's
+/// registers; the arrays they point to must stay alive until the multicall returns).
+pub mod multicall {
+    use abi::hypercall::nr;
+    use abi::xen::{DOMID_SELF, MmuUpdate, MmuextOp, MulticallEntry};
+
+    /// `update_va_mapping(va, pte, flags)`.
+    pub fn update_va_mapping(va: u64, pte: u64, flags: u64) -> MulticallEntry {
+        MulticallEntry {
+            op: nr::UPDATE_VA_MAPPING,
+            result: 0,
+            args: [va, pte, flags, 0, 0, 0],
+        }
+    }
+
+    /// `mmu_update(reqs, reqs.len(), done, DOMID_SELF)`.
+    pub fn mmu_update(reqs: &[MmuUpdate], done: *mut u32) -> MulticallEntry {
+        MulticallEntry {
+            op: nr::MMU_UPDATE,
+            result: 0,
+            args: [
+                reqs.as_ptr() as u64,
+                reqs.len() as u64,
+                done as u64,
+                u64::from(DOMID_SELF),
+                0,
+                0,
+            ],
+        }
+    }
+
+    /// `mmuext_op(ops, ops.len(), NULL, DOMID_SELF)`.
+    pub fn mmuext_op(ops: &[MmuextOp]) -> MulticallEntry {
+        MulticallEntry {
+            op: nr::MMUEXT_OP,
+            result: 0,
+            args: [
+                ops.as_ptr() as u64,
+                ops.len() as u64,
+                0,
+                u64::from(DOMID_SELF),
+                0,
+                0,
+            ],
+        }
+    }
+
+    /// The result of an entry as the hypercall would have returned it.
+    pub fn result(e: &MulticallEntry) -> i64 {
+        e.result as i64
+    }
 }

@@ -6,11 +6,21 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use abi::console::CONSOLEIO_WRITE;
 use abi::errno::Errno;
 use abi::hypercall::nr;
+use abi::mm::{
+    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_UNPIN_TABLE, UVMF_INVLPG, UVMF_LOCAL, UVMF_NONE, UVMF_TLB_FLUSH,
+    XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION,
+    XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RESERVATION, XenMachphysMapping, XenMemoryReservation,
+};
 use abi::sched::{SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, ShutdownReason};
-use abi::xen::{DOMID_SELF, MmuUpdate, MmuextOp, SchedShutdown, SharedInfo, TrapInfo};
+use abi::types::{Gva, Mfn};
+use abi::xen::{
+    DOMID_SELF, DomId, MmuUpdate, MmuextOp, MulticallEntry, SchedShutdown, SharedInfo, TrapInfo,
+};
 
-use super::{Flush, Platform};
+use super::{Flush, MappingFlush, Platform};
 use crate::arch::hypercall::hypercall5;
+use crate::mm::pte::Level;
 
 /// The PV backend.
 pub struct XenPv {
@@ -35,6 +45,39 @@ pub fn raw(nr: u64, args: [u64; 5]) -> i64 {
     // SAFETY: callers of `raw` pass pointers that are either valid or deliberately invalid to test the
     // hypervisor's checks; in both cases this kernel's memory is only written where a pointer is valid.
     unsafe { hypercall5(nr, args[0], args[1], args[2], args[3], args[4]) }
+}
+
+/// One `mmuext_op` with a single operation.
+fn mmuext(cmd: u32, arg1: u64) -> Result<(), Errno> {
+    let op = MmuextOp {
+        cmd,
+        arg1,
+        ..Default::default()
+    };
+    ret(raw(
+        nr::MMUEXT_OP,
+        [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0],
+    ))
+    .map(|_| ())
+}
+
+/// `memory_op(cmd, &reservation)` over the frame array `mfns` (in or out).
+fn reservation(cmd: u64, mfns: *mut u64, len: usize) -> Result<usize, Errno> {
+    let res = XenMemoryReservation {
+        extent_start: mfns as u64,
+        nr_extents: len as u64,
+        extent_order: 0,
+        mem_flags: 0,
+        domid: DOMID_SELF,
+        _pad0: [0; 6],
+    };
+    ret(raw(nr::MEMORY_OP, [cmd, &raw const res as u64, 0, 0, 0])).map(|n| n as usize)
+}
+
+/// `memory_op(cmd, &DOMID_SELF)`: the per-domain page counts.
+fn domain_count(cmd: u64) -> Result<u64, Errno> {
+    let domid: DomId = DOMID_SELF;
+    ret(raw(nr::MEMORY_OP, [cmd, &raw const domid as u64, 0, 0, 0])).map(|n| n as u64)
 }
 
 impl XenPv {
@@ -89,7 +132,7 @@ impl Platform for XenPv {
         ret(r).map(|n| n as usize)
     }
 
-    fn update_page_tables(&self, updates: &[MmuUpdate]) -> Result<usize, Errno> {
+    fn update_page_tables(&self, updates: &[MmuUpdate]) -> (usize, Result<(), Errno>) {
         let mut done: u32 = 0;
         let r = raw(
             nr::MMU_UPDATE,
@@ -101,7 +144,70 @@ impl Platform for XenPv {
                 0,
             ],
         );
-        ret(r).map(|_| done as usize)
+        // `done` is written on failure too (the number applied before the bad entry). The hypercall's asm
+        // block may write any memory whose address it was given, so this read sees the hypervisor's value.
+        (done as usize, ret(r).map(|_| ()))
+    }
+
+    fn update_va_mapping(&self, va: Gva, pte: u64, flush: MappingFlush) -> Result<(), Errno> {
+        let flags = match flush {
+            MappingFlush::None => UVMF_NONE,
+            MappingFlush::Page => UVMF_INVLPG,
+            MappingFlush::All => UVMF_TLB_FLUSH,
+        } | UVMF_LOCAL;
+        ret(raw(nr::UPDATE_VA_MAPPING, [va.0, pte, flags, 0, 0])).map(|_| ())
+    }
+
+    fn pin_table(&self, level: Level, mfn: Mfn) -> Result<(), Errno> {
+        let cmd = match level {
+            Level::L1 => MMUEXT_PIN_L1_TABLE,
+            Level::L2 => MMUEXT_PIN_L2_TABLE,
+            Level::L3 => MMUEXT_PIN_L3_TABLE,
+            Level::L4 => MMUEXT_PIN_L4_TABLE,
+        };
+        mmuext(cmd, mfn.0)
+    }
+
+    fn unpin_table(&self, mfn: Mfn) -> Result<(), Errno> {
+        mmuext(MMUEXT_UNPIN_TABLE, mfn.0)
+    }
+
+    fn multicall(&self, calls: &mut [MulticallEntry]) -> Result<(), Errno> {
+        ret(raw(
+            nr::MULTICALL,
+            [calls.as_mut_ptr() as u64, calls.len() as u64, 0, 0, 0],
+        ))
+        .map(|_| ())
+    }
+
+    fn current_reservation(&self) -> Result<u64, Errno> {
+        domain_count(XENMEM_CURRENT_RESERVATION)
+    }
+
+    fn maximum_reservation(&self) -> Result<u64, Errno> {
+        domain_count(XENMEM_MAXIMUM_RESERVATION)
+    }
+
+    fn decrease_reservation(&self, mfns: &[u64]) -> Result<usize, Errno> {
+        // The hypervisor only reads the array for this command.
+        reservation(
+            XENMEM_DECREASE_RESERVATION,
+            mfns.as_ptr().cast_mut(),
+            mfns.len(),
+        )
+    }
+
+    fn increase_reservation(&self, mfns: &mut [u64]) -> Result<usize, Errno> {
+        reservation(XENMEM_INCREASE_RESERVATION, mfns.as_mut_ptr(), mfns.len())
+    }
+
+    fn machphys_mapping(&self) -> Result<XenMachphysMapping, Errno> {
+        let mut m = XenMachphysMapping::default();
+        ret(raw(
+            nr::MEMORY_OP,
+            [XENMEM_MACHPHYS_MAPPING, &raw mut m as u64, 0, 0, 0],
+        ))?;
+        Ok(m)
     }
 
     fn flush_tlb(&self, what: Flush) -> Result<(), Errno> {
@@ -124,16 +230,7 @@ impl Platform for XenPv {
     }
 
     fn switch_address_space(&self, root_mfn: u64) -> Result<(), Errno> {
-        let op = MmuextOp {
-            cmd: abi::mm::MMUEXT_NEW_BASEPTR,
-            arg1: root_mfn,
-            ..Default::default()
-        };
-        ret(raw(
-            nr::MMUEXT_OP,
-            [&raw const op as u64, 1, 0, u64::from(DOMID_SELF), 0],
-        ))
-        .map(|_| ())
+        mmuext(abi::mm::MMUEXT_NEW_BASEPTR, root_mfn)
     }
 
     fn irq_disable(&self) -> bool {

@@ -7,6 +7,8 @@
 
 mod hypercall_abi;
 mod isolation;
+mod memory;
+mod memory_refusals;
 
 use crate::println;
 use crate::xtf::{Outcome, Results};
@@ -53,6 +55,61 @@ const SCENARIOS: &[Scenario] = &[
         name: "privileged",
         about: "a privileged instruction stops this domain only",
         run: isolation::privileged,
+    },
+    Scenario {
+        name: "as-churn",
+        about: "1,000 address spaces created, used and destroyed leak nothing",
+        run: memory::as_churn,
+    },
+    Scenario {
+        name: "pt-writable",
+        about: "a writable mapping of a page table is refused, read-only accepted",
+        run: memory_refusals::pt_writable,
+    },
+    Scenario {
+        name: "map-foreign",
+        about: "mapping a hypervisor or foreign frame is refused (-EPERM)",
+        run: memory_refusals::map_foreign,
+    },
+    Scenario {
+        name: "l1-selfref",
+        about: "an L1 mapping itself writable is refused, read-only accepted",
+        run: memory_refusals::l1_selfref,
+    },
+    Scenario {
+        name: "pin-writable",
+        about: "pinning a frame mapped writable is refused (-EBUSY)",
+        run: memory_refusals::pin_writable,
+    },
+    Scenario {
+        name: "baseptr-bad",
+        about: "bad NEW_BASEPTR targets are refused; the old base stays",
+        run: memory_refusals::baseptr_bad,
+    },
+    Scenario {
+        name: "batch-bad-middle",
+        about: "a bad 5th entry of 8 stops the batch with done == 4",
+        run: memory_refusals::batch_bad_middle,
+    },
+    Scenario {
+        name: "multicall-mix",
+        about: "update_va_mapping and mmu_update mixed in one multicall",
+        run: memory::multicall_mix,
+    },
+    Scenario {
+        name: "million-batch",
+        about: "one mmu_update of 1,000,000 requests (run with dom_mem=64M)",
+        run: memory::million_batch,
+    },
+    Scenario {
+        name: "ticker",
+        about: "print tick N and yield, 200 times",
+        run: memory::ticker,
+    },
+    Scenario {
+        name: "reservation",
+        about: "16 frames given back and taken again",
+        run: memory::reservation,
     },
     Scenario {
         name: "selftest-fail",

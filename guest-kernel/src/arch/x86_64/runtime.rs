@@ -1,5 +1,5 @@
 //! The symbols a `no_std` Rust binary needs from its environment: `memcpy` and friends (the compiler emits
-//! calls to them) and the unwinding personality (never used: panics abort).
+//! calls to them) and the unwinding personality and resume hook (never used: panics abort).
 //!
 //! They are written with string instructions so the compiler cannot turn them back into calls to
 //! themselves.
@@ -84,3 +84,12 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// Unwinding personality; never called because every panic aborts.
 #[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {}
+
+/// Resume unwinding; never called because every panic aborts. The precompiled `alloc` (built for
+/// unwinding) references it from its landing pads.
+#[unsafe(no_mangle)]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
