@@ -74,6 +74,7 @@ macro_rules! layout {
     };
 }
 
+pub mod bench;
 pub mod callback;
 pub mod console;
 pub mod errno;

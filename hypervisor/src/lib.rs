@@ -12,6 +12,8 @@ pub mod regs;
 #[cfg(feature = "baremetal")]
 pub mod arch;
 #[cfg(feature = "baremetal")]
+pub mod bench;
+#[cfg(feature = "baremetal")]
 pub mod panic;
 #[cfg(feature = "baremetal")]
 pub mod sched;

@@ -114,6 +114,8 @@ pub fn start(magic: u32, info: u64) -> ! {
     let cmdline = multiboot::cmdline_args(&boot.cmdline);
     let mut dom_mem = DEFAULT_DOM_MEM;
     let mut selftest = None;
+    let mut bench_floor = false;
+    let mut bench_iterations = 1000;
     for word in cmdline.split_whitespace() {
         match word.split_once('=') {
             Some(("loglevel", v)) => match crate::console::parse_level(v) {
@@ -123,6 +125,11 @@ pub fn start(magic: u32, info: u64) -> ! {
             Some(("dom_mem", v)) => match multiboot::parse_size(v) {
                 Some(s) if s >= 1 << 20 && s <= (MAX_DOMAIN_PAGES as u64) * 4096 => dom_mem = s,
                 _ => log::warn!("dom_mem={v} ignored (1M..{}M)", MAX_DOMAIN_PAGES / 256),
+            },
+            Some(("bench", "floor")) => bench_floor = true,
+            Some(("bench_iterations", v)) => match v.parse() {
+                Ok(n) if n > 0 => bench_iterations = n,
+                _ => log::warn!("bench_iterations={v} ignored"),
             },
             // Test hooks for the failure reporting itself (set by the operator, never reachable by a guest).
             Some(("hv_selftest", v @ ("panic" | "fault"))) => selftest = Some(v),
@@ -172,6 +179,9 @@ pub fn start(magic: u32, info: u64) -> ! {
         space,
     });
 
+    if bench_floor {
+        crate::bench::ring0_floor(bench_iterations);
+    }
     match selftest {
         Some("panic") => panic!("hv_selftest=panic: a deliberate hypervisor panic"),
         Some(_) => {

@@ -34,6 +34,11 @@
 //!   +------------------+ <- RDI passed to guest_trap (frame base)
 //! ```
 //!
+//! # Measurement floors
+//! Vector [`abi::layout::FASTPATH_VECTOR`] (DPL 1) and `RING0_FLOOR_VECTOR` (DPL 0) have stubs that are a
+//! single IRETQ: the cheapest possible round trip through the IDT, for the benchmark's baselines. They touch
+//! no memory but the CPU-pushed frame and never change CR3, so a guest learns nothing from them.
+//!
 //! # Entry from ring 0
 //! Only a hypervisor bug (or NMI/#MC) gets here. `common_entry` saves the registers, loads the hypervisor
 //! CR3 (the fault may have hit the exit path after the switch to the guest's CR3), moves to a private fatal
@@ -78,12 +83,17 @@ entry_stubs:
     .set vec, 0
     .rept 256
     .balign {stub_size}
+    .if (vec == {fast1}) || (vec == {fast0})
+    /* Measurement floors: return at once, before any address-space switch (no state is touched). */
+    iretq
+    .else
     .if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
     .else
     pushq $0
     .endif
     pushq $vec
     jmp common_entry
+    .endif
     .set vec, vec + 1
     .endr
     .balign {stub_size}
@@ -169,6 +179,8 @@ exit_to_guest_stub:
     iretq
     "#,
     stub_size = const STUB_SIZE,
+    fast1 = const abi::layout::FASTPATH_VECTOR,
+    fast0 = const super::tables::RING0_FLOOR_VECTOR,
     cs_off = const CS_FROM_STUB_RSP,
     tables = sym ENTRY_TABLES,
     w_cr3 = const offset_of!(EntryTables, words) + offset_of!(EntryWords, hv_cr3),

@@ -5,8 +5,12 @@ use core::cell::UnsafeCell;
 use core::mem::size_of;
 
 use abi::layout::{
-    GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, HYPERCALL_VECTOR,
+    FASTPATH_VECTOR, GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS,
+    HYPERCALL_VECTOR,
 };
+
+/// The ring-0 measurement floor: `int` to this vector from the hypervisor returns at once.
+pub const RING0_FLOOR_VECTOR: u8 = 0x84;
 use static_assertions::const_assert_eq;
 
 /// Hypervisor code segment selector.
@@ -188,7 +192,7 @@ pub fn gdt_entries(tss_base: u64) -> [u64; GDT_LEN] {
 pub fn gate_for(vector: usize, stub: u64) -> IdtGate {
     let dpl = match vector {
         3 | 4 => 3,
-        v if v == HYPERCALL_VECTOR as usize => 1,
+        v if v == HYPERCALL_VECTOR as usize || v == FASTPATH_VECTOR as usize => 1,
         _ => 0,
     };
     let ist = match vector {
