@@ -85,6 +85,7 @@ pub mod hypercall;
 pub mod layout;
 pub mod mm;
 pub mod sched;
+pub mod traps;
 pub mod types;
 pub mod vcpu;
 pub mod version;
