@@ -3,11 +3,14 @@
 
 pub mod bootinfo;
 pub mod console;
+#[cfg(feature = "baremetal")]
+pub mod deliver;
 pub mod domain;
 pub mod hypercall;
 pub mod loader;
 pub mod mm;
 pub mod regs;
+pub mod vcpu;
 
 #[cfg(feature = "baremetal")]
 pub mod arch;

@@ -26,20 +26,50 @@ pub fn schedule(switch: bool) -> ! {
             drop(table);
             power_off();
         };
+        let prev_loaded = table.segments_loaded;
         let dom = table.slots[i]
             .as_mut()
             .expect("next_runnable returns existing domains");
+        if !crate::deliver::upcall(dom) {
+            continue;
+        }
         match sanitize(&dom.vcpu.regs) {
             Err(e) => {
                 crash_domain(dom, format_args!("cannot resume: {e}"));
                 continue;
             }
             Ok(frame) => {
-                if table.current != Some(i) {
+                let switching = table.current != Some(i);
+                if switching {
                     log::debug!("switching to domain {i}");
                 }
                 table.current = Some(i);
+                // Segment state: save the one in the CPU (if it belongs to another live domain), load ours.
+                if prev_loaded != Some(i) {
+                    if let Some(p) = prev_loaded.and_then(|p| table.slots[p].as_mut()) {
+                        let s = arch::save_segments();
+                        p.vcpu.pv.selectors = s.selectors.0;
+                        [p.vcpu.pv.fs_base, p.vcpu.pv.gs_base, p.vcpu.pv.gs_kernel] = s.bases;
+                    }
+                    table.segments_loaded = Some(i);
+                }
                 let dom = table.slots[i].as_mut().expect("checked above");
+                let pv = &mut dom.vcpu.pv;
+                if prev_loaded != Some(i) {
+                    arch::load_segments(&arch::GuestSegments {
+                        selectors: arch::cpu::DataSelectors(pv.selectors),
+                        bases: [pv.fs_base, pv.gs_base, pv.gs_kernel],
+                    });
+                    pv.segments_dirty = false;
+                } else if pv.segments_dirty {
+                    arch::load_segment_bases([pv.fs_base, pv.gs_base, pv.gs_kernel]);
+                    pv.segments_dirty = false;
+                }
+                if switching || pv.gates_dirty {
+                    arch::set_direct_gate(pv.direct_gate());
+                    arch::set_rsp1(pv.kernel_sp);
+                    pv.gates_dirty = false;
+                }
                 let cr3 = pcid::cr3_value(
                     dom.mm.base.addr().0,
                     arch::pcid_enabled(),
@@ -50,8 +80,8 @@ pub fn schedule(switch: bool) -> ! {
                 let fx = dom.vcpu.fx.0.as_mut_ptr();
                 arch::set_fxsave_area(fx);
                 drop(table);
-                // SAFETY: cr3 is the root the domain builder made (entry region installed); `fx` points into
-                // the domain's slot of the static domain table, which stays put while the domain exists; the
+                // SAFETY: cr3 is the domain's validated base (entry region installed); `fx` points into the
+                // domain's slot of the static domain table, which stays put while the domain exists; the
                 // frame was sanitized; no lock is held.
                 unsafe { entry::exit_to_guest(&frame, cr3, fx) }
             }

@@ -155,6 +155,7 @@ pub fn start(magic: u32, info: u64) -> ! {
         )
     };
     let features = arch::init_cpu(&space);
+    arch::enable_syscall();
     log::info!(
         "address spaces: hypervisor root {:#x}, entry region at {:#x} (read-only) shared with guests; SMEP {}, PCID {}",
         space.root.addr().0,

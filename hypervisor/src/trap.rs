@@ -4,10 +4,11 @@
 use abi::layout::HYPERCALL_VECTOR;
 
 use crate::arch::paging::IdentityMem;
+use crate::deliver;
 use crate::domain::lifecycle::stop_domain;
 use crate::domain::state::{Domain, DomainState};
 use crate::hypercall::{self, Action, HypercallCtx};
-use crate::regs::{EntryFrame, exception_name, frame_ring, page_fault_kind};
+use crate::regs::{EntryFrame, frame_ring};
 use crate::setup::{DOMAINS, HV, MACHINE};
 
 /// How scheduling continues after an entry has been handled.
@@ -33,7 +34,8 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         dom.vcpu.regs = frame;
         match frame.vector {
             v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom),
-            v if v < 32 => exception(dom, &frame),
+            v if v < 32 => deliver::exception(dom, &frame),
+            abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
             // A spurious interrupt from the (fully masked) legacy PIC: nothing to do.
             0x27 | 0x2f => Next::Resume,
             v => {
@@ -64,6 +66,8 @@ fn hypercall(dom: &mut Domain) -> Next {
             mem: &mut mem,
             machine: machine.as_mut().expect("machine initialised"),
             dom: &mut dom.mm,
+            regs: &mut dom.vcpu.regs,
+            vcpu: &mut dom.vcpu.pv,
             hv_l4: &hv.hv_l4,
             maxphyaddr: hv.maxphyaddr,
             budget: hypercall::BUDGET,
@@ -92,39 +96,17 @@ fn hypercall(dom: &mut Domain) -> Next {
             dom.mm.preemptions += 1;
             Next::Switch
         }
+        Action::Resume => Next::Resume,
+        Action::Crash(why) => {
+            crash_domain(dom, format_args!("{why}"));
+            Next::Switch
+        }
         Action::Shutdown { reason, code } => {
             stop_domain(dom, DomainState::Shutdown { reason, code });
             log::info!("domain {id} shut down: {} code {code}", reason.name());
             Next::Switch
         }
     }
-}
-
-fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
-    let ring = frame_ring(f);
-    if f.vector == 14 {
-        let cr2 = crate::arch::read_cr2();
-        let (access, kind, _) = page_fault_kind(f.error_code);
-        crash_domain(
-            dom,
-            format_args!(
-                "page fault ({access}, {kind}) at {cr2:#x} in ring {ring}, rip={:#x}, error {:#x}",
-                f.rip, f.error_code
-            ),
-        );
-    } else {
-        crash_domain(
-            dom,
-            format_args!(
-                "{} (vector {}, error {:#x}) in ring {ring} at rip={:#x}",
-                exception_name(f.vector),
-                f.vector,
-                f.error_code,
-                f.rip
-            ),
-        );
-    }
-    Next::Switch
 }
 
 /// The one way the hypervisor stops a misbehaving domain: report why and where, then tear it down. The

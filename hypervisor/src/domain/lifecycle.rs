@@ -221,6 +221,7 @@ pub fn create_domain(
         vcpu: Vcpu {
             regs,
             fx: FxArea::initial(),
+            pv: Default::default(),
         },
         mm: DomainMm {
             base: built.l4,

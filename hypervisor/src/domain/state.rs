@@ -5,6 +5,7 @@ use abi::sched::ShutdownReason;
 use crate::console::LineBuffer;
 use crate::hypercall::DomainMm;
 use crate::regs::EntryFrame;
+use crate::vcpu::VcpuState;
 
 /// Most domains the hypervisor runs at once.
 pub const MAX_DOMAINS: usize = 8;
@@ -49,6 +50,8 @@ pub struct Vcpu {
     pub regs: EntryFrame,
     /// Saved FPU/SSE state.
     pub fx: FxArea,
+    /// Trap table, callbacks, kernel stack, segment state.
+    pub pv: VcpuState,
 }
 
 /// A domain.
@@ -82,6 +85,8 @@ pub struct DomainTable {
     pub slots: [Option<Domain>; MAX_DOMAINS],
     /// The domain whose vCPU runs (or ran last).
     pub current: Option<usize>,
+    /// The domain whose segment state (selectors, FS/GS bases) is in the CPU.
+    pub segments_loaded: Option<usize>,
 }
 
 impl DomainTable {
@@ -90,6 +95,7 @@ impl DomainTable {
         DomainTable {
             slots: [const { None }; MAX_DOMAINS],
             current: None,
+            segments_loaded: None,
         }
     }
 
@@ -147,6 +153,7 @@ mod tests {
             vcpu: Vcpu {
                 regs: EntryFrame::default(),
                 fx: FxArea::initial(),
+                pv: VcpuState::default(),
             },
             mm: DomainMm {
                 base: Mfn(1),

@@ -15,6 +15,7 @@ pub mod mmu_update;
 pub mod mmuext_op;
 pub mod multicall;
 pub mod sched_op;
+pub mod traps;
 pub mod xen_version;
 
 use abi::errno::Errno;
@@ -31,6 +32,7 @@ use crate::mm::ptval::{Mm, Policy, PtMem};
 pub trait MachineMem: PtMem + FrameMem {}
 impl<T: PtMem + FrameMem> MachineMem for T {}
 use crate::regs::EntryFrame;
+use crate::vcpu::VcpuState;
 
 /// Work units one entry into the hypervisor may spend before a long batch is preempted (one unit is one
 /// page-table update, one multicall entry, one reservation extent).
@@ -69,6 +71,10 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub machine: &'a mut Machine<'m>,
     /// The caller's memory-management state.
     pub dom: &'a mut DomainMm,
+    /// The caller's registers (the hypercall's own frame; `iret` replaces it).
+    pub regs: &'a mut EntryFrame,
+    /// The caller's trap table, callbacks, kernel stack and segment bases.
+    pub vcpu: &'a mut VcpuState,
     /// The hypervisor's L4 entries, installed in every validated L4.
     pub hv_l4: &'a [(usize, u64)],
     /// The CPU's physical-address width (address bits above it are reserved in page-table entries).
@@ -99,6 +105,11 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
         )
     }
 
+    /// Set or clear the caller's virtual interrupt flag (`evtchn_upcall_mask` of vCPU 0 in shared_info).
+    pub fn set_events_masked(&mut self, masked: bool) {
+        self.mem.frame_mut(self.dom.shared_info)[1] = u8::from(masked);
+    }
+
     /// Spend one work unit; false when the budget is exhausted (the caller must create a continuation).
     pub fn spend(&mut self) -> bool {
         if self.budget == 0 {
@@ -125,6 +136,10 @@ pub enum Action {
     },
     /// Preempted: re-execute the same hypercall later with these arguments.
     Continue([u64; 5]),
+    /// Return to the (possibly replaced) register frame without touching RAX (`iret`).
+    Resume,
+    /// The caller broke the rules in a way that cannot be answered with an error: crash the domain.
+    Crash(&'static str),
 }
 
 impl From<Result<i64, Errno>> for Action {
@@ -146,13 +161,19 @@ pub fn set_args(f: &mut EntryFrame, args: [u64; 5]) {
 /// Run hypercall `number` for the caller described by `ctx`. Unknown numbers get `-ENOSYS`.
 pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     match number {
+        nr::SET_TRAP_TABLE => traps::set_trap_table(ctx),
         nr::MMU_UPDATE => mmu_update::mmu_update(ctx),
+        nr::STACK_SWITCH => traps::stack_switch(ctx),
+        nr::SET_CALLBACKS => traps::set_callbacks(ctx),
         nr::MEMORY_OP => memory_op::memory_op(ctx),
         nr::MULTICALL => multicall::multicall(ctx),
         nr::UPDATE_VA_MAPPING => mmu_update::update_va_mapping(ctx),
         nr::XEN_VERSION => xen_version::xen_version(ctx),
         nr::CONSOLE_IO => console_io::console_io(ctx),
+        nr::IRET => traps::iret(ctx),
+        nr::SET_SEGMENT_BASE => traps::set_segment_base(ctx),
         nr::MMUEXT_OP => mmuext_op::mmuext_op(ctx),
+        nr::CALLBACK_OP => traps::callback_op(ctx),
         nr::SCHED_OP => sched_op::sched_op(ctx),
         nr::NULL => Action::Return(0),
         _ => Action::Return(Errno::ENOSYS.as_ret()),

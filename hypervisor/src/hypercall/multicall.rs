@@ -57,7 +57,8 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
                 e.result = 0;
                 Some(Action::Yield)
             }
-            Action::Shutdown { .. } => Some(action),
+            // A call that changes the caller's flow (a shutdown, an `iret`, a crash) ends the batch.
+            Action::Shutdown { .. } | Action::Resume | Action::Crash(_) => Some(action),
         };
         if let Err(err) = ctx.guest().write_obj(at, &e) {
             return Action::Return(err.as_ret());

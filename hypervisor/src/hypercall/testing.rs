@@ -50,6 +50,10 @@ pub struct World {
     pub dom: DomainMm,
     /// Console output so far.
     pub out: Vec<u8>,
+    /// Domain 1's registers.
+    pub regs: crate::regs::EntryFrame,
+    /// Domain 1's trap state.
+    pub vcpu: crate::vcpu::VcpuState,
 }
 
 impl World {
@@ -95,6 +99,8 @@ impl World {
             machine,
             dom,
             out: Vec::new(),
+            regs: Default::default(),
+            vcpu: Default::default(),
         }
     }
 
@@ -110,6 +116,8 @@ impl World {
             mem: &mut self.mem,
             machine: &mut self.machine,
             dom: &mut self.dom,
+            regs: &mut self.regs,
+            vcpu: &mut self.vcpu,
             hv_l4: &[],
             maxphyaddr: MAXPHYADDR,
             budget,

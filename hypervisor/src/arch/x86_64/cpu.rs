@@ -157,6 +157,18 @@ pub fn frame_pointer() -> u64 {
 pub mod msr {
     /// Extended feature enable register.
     pub const EFER: u32 = 0xc000_0080;
+    /// SYSCALL/SYSRET segment selectors.
+    pub const STAR: u32 = 0xc000_0081;
+    /// SYSCALL target RIP (64-bit).
+    pub const LSTAR: u32 = 0xc000_0082;
+    /// RFLAGS bits SYSCALL clears.
+    pub const FMASK: u32 = 0xc000_0084;
+    /// FS base.
+    pub const FS_BASE: u32 = 0xc000_0100;
+    /// GS base.
+    pub const GS_BASE: u32 = 0xc000_0101;
+    /// The GS base SWAPGS exchanges with.
+    pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
 }
 
 /// One `int` to the ring-0 measurement floor vector (its handler is a bare IRETQ), bracketed by
@@ -186,4 +198,33 @@ pub fn time_ring0_int_iret() -> u64 {
     let t0 = (u64::from(hi0) << 32) | u64::from(lo0);
     let t1 = (u64::from(hi1) << 32) | u64::from(lo1);
     t1.wrapping_sub(t0)
+}
+
+/// The data segment selectors a guest may have loaded: DS, ES, FS, GS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataSelectors(pub [u16; 4]);
+
+/// Read DS, ES, FS and GS.
+pub fn read_data_selectors() -> DataSelectors {
+    let (ds, es, fs, gs): (u16, u16, u16, u16);
+    // SAFETY: reading segment registers has no side effects.
+    unsafe {
+        asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs",
+             out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs, options(nomem, nostack, preserves_flags))
+    };
+    DataSelectors([ds, es, fs, gs])
+}
+
+/// Load DS, ES, FS and GS (this clears the FS/GS bases; load the base MSRs afterwards).
+///
+/// # Safety
+/// Every selector must be null or name a present data segment usable from ring 0 (the fixed GDT's guest
+/// data segments are: DPL 1 and 3 with RPL ≤ DPL).
+pub unsafe fn write_data_selectors(s: DataSelectors) {
+    let [ds, es, fs, gs] = s.0;
+    // SAFETY: the caller guarantees the selectors are loadable.
+    unsafe {
+        asm!("mov ds, {0:x}", "mov es, {1:x}", "mov fs, {2:x}", "mov gs, {3:x}",
+             in(reg) ds, in(reg) es, in(reg) fs, in(reg) gs, options(nostack, preserves_flags))
+    };
 }

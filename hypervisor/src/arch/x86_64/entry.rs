@@ -154,6 +154,22 @@ common_entry:
     call *%rax
     ud2
 
+    /* SYSCALL from ring 3 (LSTAR): the CPU loaded CS/SS from STAR, put the return RIP in RCX and RFLAGS in
+       R11, masked IF/TF/DF/AC/NT (FMASK), and left RSP as user RSP. Build the same frame an interrupt from
+       ring 3 would have pushed on the entry stack, then join common_entry. The stack slot is reached
+       RIP-relative through the entry region's alias: `__entry_start + (slot - ENTRY_REGION_VA)`. */
+    .global syscall_entry
+syscall_entry:
+    mov %rsp, __entry_start + {rsp_slot}(%rip)
+    lea __entry_start + {rsp_slot}(%rip), %rsp
+    movq ${user_ss}, 8(%rsp)
+    push %r11
+    pushq ${user_cs}
+    push %rcx
+    pushq $0
+    pushq ${syscall_vec}
+    jmp common_entry
+
     /* exit_to_guest(frame: rdi, guest_cr3: rsi, fxsave_area: rdx) -> ! */
     .global exit_to_guest_stub
 exit_to_guest_stub:
@@ -180,6 +196,10 @@ exit_to_guest_stub:
     "#,
     stub_size = const STUB_SIZE,
     fast1 = const abi::layout::FASTPATH_VECTOR,
+    rsp_slot = const super::layout::entry_stack_top() - 16 - abi::layout::ENTRY_REGION_VA,
+    user_ss = const abi::layout::GUEST_USER_SS,
+    user_cs = const abi::layout::GUEST_USER_CS,
+    syscall_vec = const abi::traps::SYSCALL_PSEUDO_VECTOR,
     fast0 = const super::tables::RING0_FLOOR_VECTOR,
     cs_off = const CS_FROM_STUB_RSP,
     tables = sym ENTRY_TABLES,
@@ -200,6 +220,8 @@ unsafe extern "C" {
     pub static entry_stubs_end: u8;
     /// The exit stub (image address; call it through its alias).
     static exit_to_guest_stub: u8;
+    /// The SYSCALL entry (image address; LSTAR holds its alias).
+    pub static syscall_entry: u8;
 }
 
 /// Called by `common_entry` on the hypervisor stack, in the hypervisor's address space, with the guest's

@@ -185,3 +185,93 @@ pub fn set_fxsave_area(area: *mut u8) {
 pub fn read_cr2() -> u64 {
     cpu::read_cr2()
 }
+
+/// Turn on SYSCALL: from ring 3 it enters `entry::syscall_entry` (through its alias) with IF, TF, DF, AC
+/// and NT cleared; SYSRET is never used (the guest kernel returns to user mode with IRETQ).
+pub fn enable_syscall() {
+    use cpu::msr;
+    let star = (u64::from(abi::layout::GUEST_USER_SS & !3) - 8) << 48 | u64::from(HV_CS) << 32;
+    let fmask = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 14) | (3 << 12);
+    // SAFETY: these MSRs exist on every x86_64 CPU; LSTAR is the alias of the SYSCALL stub, mapped in every
+    // address space; SCE only allows SYSCALL/SYSRET.
+    unsafe {
+        cpu::wrmsr(msr::STAR, star);
+        cpu::wrmsr(msr::LSTAR, alias_of(&raw const entry::syscall_entry as u64));
+        cpu::wrmsr(msr::FMASK, fmask);
+        cpu::wrmsr(msr::EFER, cpu::rdmsr(msr::EFER) | 1);
+    }
+}
+
+/// Install the running domain's direct system-call gate: `Some(handler)` makes `int 0x80` from ring 3 a
+/// trap gate to `handler` in the guest kernel's ring-1 code segment (stack: TSS.RSP1); `None` restores the
+/// hypervisor's DPL-0 stub (so `int 0x80` raises #GP).
+pub fn set_direct_gate(handler: Option<u64>) {
+    let v = usize::from(abi::traps::DIRECT_SYSCALL_VECTOR);
+    let gate = match handler {
+        Some(h) => tables::IdtGate::guest_trap_gate(h),
+        None => {
+            let stub =
+                alias_of(&raw const entry::entry_stubs as u64) + (v * entry::STUB_SIZE) as u64;
+            gate_for(v, stub)
+        }
+    };
+    // SAFETY: single CPU, no guest running; one 16-byte store into the IDT (its writable image address).
+    unsafe { (*ENTRY_TABLES.get()).idt[v] = gate };
+}
+
+/// Set TSS.RSP1, the stack the CPU loads when ring-3 code enters ring 1 through the direct gate.
+pub fn set_rsp1(sp: u64) {
+    // SAFETY: single CPU, no guest running; a plain store into the TSS (its writable image address).
+    unsafe { (*ENTRY_TABLES.get()).tss.rsp[1] = sp };
+}
+
+/// A guest's segment state that lives in the CPU while it runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestSegments {
+    /// DS, ES, FS, GS.
+    pub selectors: cpu::DataSelectors,
+    /// FS base, GS base, kernel GS base.
+    pub bases: [u64; 3],
+}
+
+/// Read the running guest's segment state from the CPU.
+pub fn save_segments() -> GuestSegments {
+    use cpu::msr;
+    // SAFETY: the base MSRs exist on every x86_64 CPU; reading them has no side effects.
+    let bases = unsafe {
+        [
+            cpu::rdmsr(msr::FS_BASE),
+            cpu::rdmsr(msr::GS_BASE),
+            cpu::rdmsr(msr::KERNEL_GS_BASE),
+        ]
+    };
+    GuestSegments {
+        selectors: cpu::read_data_selectors(),
+        bases,
+    }
+}
+
+/// Load a guest's segment state into the CPU (selectors first: loading them clears the bases).
+pub fn load_segments(s: &GuestSegments) {
+    use cpu::msr;
+    // SAFETY: the selectors were read from the CPU while this guest ran, so each is null or one of the
+    // fixed GDT's data segments (the GDT never changes); the bases are canonical (checked by
+    // set_segment_base, or read back from the CPU).
+    unsafe {
+        cpu::write_data_selectors(s.selectors);
+        cpu::wrmsr(msr::FS_BASE, s.bases[0]);
+        cpu::wrmsr(msr::GS_BASE, s.bases[1]);
+        cpu::wrmsr(msr::KERNEL_GS_BASE, s.bases[2]);
+    }
+}
+
+/// Load only the FS/GS base MSRs (after `set_segment_base` for the guest that is on the CPU).
+pub fn load_segment_bases(bases: [u64; 3]) {
+    use cpu::msr;
+    // SAFETY: the bases are canonical (checked by set_segment_base); the MSRs exist on every x86_64 CPU.
+    unsafe {
+        cpu::wrmsr(msr::FS_BASE, bases[0]);
+        cpu::wrmsr(msr::GS_BASE, bases[1]);
+        cpu::wrmsr(msr::KERNEL_GS_BASE, bases[2]);
+    }
+}

@@ -77,6 +77,20 @@ impl IdtGate {
         _reserved: 0,
     };
 
+    /// The direct system-call gate: a present DPL-3 *trap* gate (real IF stays set, so the hypervisor keeps
+    /// preempting) to `handler` in the guest kernel's ring-1 code segment.
+    pub const fn guest_trap_gate(handler: u64) -> IdtGate {
+        IdtGate {
+            offset_low: handler as u16,
+            selector: GUEST_KERNEL_CS,
+            ist: 0,
+            type_attr: 0x80 | (3 << 5) | 0x0f,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            _reserved: 0,
+        }
+    }
+
     /// A present 64-bit interrupt gate (IF cleared on entry) to `handler` in the hypervisor code segment.
     pub const fn interrupt(handler: u64, dpl: u8, ist: u8) -> IdtGate {
         IdtGate {

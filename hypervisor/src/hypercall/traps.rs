@@ -1,0 +1,225 @@
+//! The trap-related hypercalls: `set_trap_table` (0), `stack_switch` (3), `set_callbacks` (4),
+//! `callback_op` (30), `iret` (23) and `set_segment_base` (25). Delivery itself (bounce frames) is in
+//! `crate::vcpu`; the contract is in `abi::traps`.
+
+use abi::callback::{
+    CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE,
+    CALLBACKTYPE_SYSCALL, CallbackRegister, CallbackUnregister,
+};
+use abi::errno::Errno;
+use abi::layout::{GUEST_KERNEL_SS, guest_va_allowed};
+use abi::types::Gva;
+use abi::xen::{
+    IretContext, SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL, TrapInfo,
+};
+
+use super::{Action, HypercallCtx, MachineMem};
+use crate::regs::{EntryFrame, rflags, sanitize};
+use crate::vcpu::{check_handler, decode_trap};
+
+/// Most entries one `set_trap_table` call reads (a full IDT plus the terminator).
+const MAX_TRAP_ENTRIES: u64 = 257;
+
+/// `set_trap_table(table)`: entries until one with address 0; a null pointer clears the table. The whole
+/// table is read and checked before anything changes.
+pub fn set_trap_table<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let table = ctx.args[0];
+    if table == 0 {
+        ctx.vcpu.traps = [Default::default(); 256];
+        ctx.vcpu.gates_dirty = true;
+        return Action::Return(0);
+    }
+    let mut new = ctx.vcpu.traps;
+    for i in 0..MAX_TRAP_ENTRIES {
+        let Some(at) = Gva(table).checked_add(i * 16) else {
+            return Action::Return(Errno::EFAULT.as_ret());
+        };
+        let t: TrapInfo = match ctx.guest().read_obj(at) {
+            Ok(t) => t,
+            Err(e) => return Action::Return(e.as_ret()),
+        };
+        if t.address == 0 {
+            ctx.vcpu.traps = new;
+            ctx.vcpu.gates_dirty = true;
+            return Action::Return(0);
+        }
+        match decode_trap(&t) {
+            Ok(e) => new[usize::from(t.vector)] = e,
+            Err(_) => return Action::Return(Errno::EINVAL.as_ret()),
+        }
+    }
+    Action::Return(Errno::E2BIG.as_ret())
+}
+
+/// `stack_switch(ss, rsp)`: the ring-1 stack for traps from ring 3.
+pub fn stack_switch<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [ss, rsp, ..] = ctx.args;
+    if ss & !3 != u64::from(GUEST_KERNEL_SS & !3) || rsp == 0 || !guest_va_allowed(rsp) {
+        return Action::Return(Errno::EINVAL.as_ret());
+    }
+    ctx.vcpu.kernel_sp = rsp;
+    ctx.vcpu.gates_dirty = true;
+    Action::Return(0)
+}
+
+/// `set_callbacks(event, failsafe, syscall)`.
+pub fn set_callbacks<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [event, failsafe, syscall, ..] = ctx.args;
+    match (
+        check_handler(event),
+        check_handler(failsafe),
+        check_handler(syscall),
+    ) {
+        (Ok(e), Ok(f), Ok(s)) => {
+            ctx.vcpu.event_callback = e;
+            ctx.vcpu.failsafe_callback = f;
+            ctx.vcpu.syscall_callback = s;
+            Action::Return(0)
+        }
+        _ => Action::Return(Errno::EINVAL.as_ret()),
+    }
+}
+
+/// `callback_op(cmd, arg)`: register or unregister one callback.
+pub fn callback_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [cmd, arg, ..] = ctx.args;
+    let r = match cmd {
+        CALLBACKOP_REGISTER => ctx
+            .guest()
+            .read_obj::<CallbackRegister>(Gva(arg))
+            .and_then(|r| {
+                let address = check_handler(r.address).map_err(|_| Errno::EINVAL)?;
+                set_callback(ctx, r.r#type, address)
+            }),
+        CALLBACKOP_UNREGISTER => ctx
+            .guest()
+            .read_obj::<CallbackUnregister>(Gva(arg))
+            .and_then(|r| set_callback(ctx, r.r#type, 0)),
+        _ => Err(Errno::ENOSYS),
+    };
+    Action::from(r.map(|()| 0))
+}
+
+fn set_callback<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    ty: u16,
+    address: u64,
+) -> Result<(), Errno> {
+    let slot = match ty {
+        CALLBACKTYPE_EVENT => &mut ctx.vcpu.event_callback,
+        CALLBACKTYPE_FAILSAFE => &mut ctx.vcpu.failsafe_callback,
+        CALLBACKTYPE_SYSCALL => &mut ctx.vcpu.syscall_callback,
+        _ => return Err(Errno::EINVAL),
+    };
+    *slot = address;
+    Ok(())
+}
+
+/// `set_segment_base(which, base)`: FS base, user GS base, kernel GS base, or a user GS selector.
+pub fn set_segment_base<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [which, base, ..] = ctx.args;
+    if which != SEGBASE_GS_USER_SEL && !Gva(base).is_canonical() {
+        return Action::Return(Errno::EINVAL.as_ret());
+    }
+    match which {
+        SEGBASE_FS => ctx.vcpu.fs_base = base,
+        SEGBASE_GS_USER => ctx.vcpu.gs_base = base,
+        SEGBASE_GS_KERNEL => ctx.vcpu.gs_kernel = base,
+        // Loading a user GS selector is something ring 1 can do itself.
+        SEGBASE_GS_USER_SEL => return Action::Return(Errno::ENOSYS.as_ret()),
+        _ => return Action::Return(Errno::EINVAL.as_ret()),
+    }
+    ctx.vcpu.segments_dirty = true;
+    Action::Return(0)
+}
+
+/// The registers after `iret` with `c`: RAX/R11/RCX and the frame from the context; `None` if RIP is
+/// unusable (the domain is crashed). Ring and flags are sanitized like every frame.
+pub fn apply_iret(regs: &EntryFrame, c: &IretContext) -> Option<EntryFrame> {
+    let mut r = *regs;
+    r.rax = c.rax;
+    r.r11 = c.r11;
+    r.rcx = c.rcx;
+    r.rip = c.rip;
+    r.cs = c.cs & 0xffff;
+    r.rflags = c.rflags | rflags::IF;
+    r.rsp = c.rsp;
+    r.ss = c.ss & 0xffff;
+    sanitize(&r).ok()
+}
+
+/// `iret`: return from a bounce through the `iret_context` at the guest's RSP, restoring the event mask.
+pub fn iret<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let at = Gva(ctx.regs.rsp);
+    let c: IretContext = match ctx.guest().read_obj(at) {
+        Ok(c) => c,
+        Err(_) => return Action::Crash("iret with an unreadable iret_context"),
+    };
+    match apply_iret(ctx.regs, &c) {
+        Some(r) => {
+            *ctx.regs = r;
+            ctx.set_events_masked(c.rflags & rflags::IF == 0);
+            Action::Resume
+        }
+        None => Action::Crash("iret to a non-canonical or hypervisor address"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iret_sanitizes() {
+        let regs = EntryFrame {
+            rsp: 0x1000,
+            ..Default::default()
+        };
+        let c = IretContext {
+            rax: 1,
+            r11: 2,
+            rcx: 3,
+            flags: 0,
+            rip: 0xffff_ffff_8000_0100,
+            cs: 0x08 | 0xff << 32,
+            rflags: u64::MAX,
+            rsp: 0x5000,
+            ss: 0,
+        };
+        let r = apply_iret(&regs, &c).unwrap();
+        assert_eq!(
+            (r.rax, r.r11, r.rcx, r.rip, r.rsp),
+            (1, 2, 3, 0xffff_ffff_8000_0100, 0x5000)
+        );
+        assert_eq!(r.cs, 0x19, "ring 0 requested, ring 1 given");
+        assert_eq!(r.rflags & (rflags::IOPL | rflags::NT | rflags::VM), 0);
+        let user = IretContext {
+            cs: 0x33,
+            ss: 0x2b,
+            rflags: rflags::IF | 3 << 12,
+            ..c
+        };
+        let r = apply_iret(&regs, &user).unwrap();
+        assert_eq!((r.cs, r.ss, r.rflags & rflags::IOPL), (0x33, 0x2b, 0));
+        assert_eq!(
+            apply_iret(
+                &regs,
+                &IretContext {
+                    rip: 0x0000_8000_0000_0000,
+                    ..c
+                }
+            ),
+            None
+        );
+        assert_eq!(
+            apply_iret(
+                &regs,
+                &IretContext {
+                    rip: abi::layout::ENTRY_REGION_VA,
+                    ..c
+                }
+            ),
+            None
+        );
+    }
+}

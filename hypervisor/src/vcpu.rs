@@ -1,0 +1,291 @@
+//! The virtual-CPU state a PV guest sets up for itself (trap table, callbacks, kernel stack, segment
+//! bases) and the bounce frame that delivers an exception, event or system call to it (pure, host-tested;
+//! the layout is specified in `abi::traps`).
+
+use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, guest_va_allowed};
+use abi::traps::{RED_ZONE, SAVED_MASK_SHIFT};
+use abi::xen::TrapInfo;
+
+use crate::regs::{EntryFrame, frame_ring, rflags};
+
+/// One virtual trap-table entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrapEntry {
+    /// Handler address (0: none).
+    pub address: u64,
+    /// Who may raise it with `int n` (0..=3).
+    pub dpl: u8,
+    /// Mask events on entry (`TI_IF`).
+    pub mask_events: bool,
+}
+
+/// The guest-registered parts of a vCPU.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuState {
+    /// The virtual IDT.
+    pub traps: [TrapEntry; 256],
+    /// Event upcall handler (0: none).
+    pub event_callback: u64,
+    /// Failsafe callback (registered; this hypervisor never reloads guest segments, so it is never used).
+    pub failsafe_callback: u64,
+    /// SYSCALL-from-user handler (0: none).
+    pub syscall_callback: u64,
+    /// Ring-1 stack for traps from ring 3 (`stack_switch`; TSS.RSP1 while the domain runs). 0: none.
+    pub kernel_sp: u64,
+    /// FS base, GS base (user), and the kernel GS base (`set_segment_base`).
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+    /// The kernel GS base (kept in IA32_KERNEL_GS_BASE; ring 1 cannot SWAPGS, so it is not swapped).
+    pub gs_kernel: u64,
+    /// The segment bases above changed and must be loaded into the CPU before the guest runs.
+    pub segments_dirty: bool,
+    /// DS, ES, FS, GS while the domain is not on the CPU.
+    pub selectors: [u16; 4],
+    /// The trap table or kernel stack changed: reinstall the direct gate and TSS.RSP1 before running.
+    pub gates_dirty: bool,
+}
+
+impl Default for VcpuState {
+    fn default() -> Self {
+        VcpuState {
+            traps: [TrapEntry::default(); 256],
+            event_callback: 0,
+            failsafe_callback: 0,
+            syscall_callback: 0,
+            kernel_sp: 0,
+            fs_base: 0,
+            gs_base: 0,
+            gs_kernel: 0,
+            segments_dirty: false,
+            selectors: [0; 4],
+            gates_dirty: true,
+        }
+    }
+}
+
+impl VcpuState {
+    /// The handler the direct `int 0x80` gate should enter, if the guest registered one with DPL 3.
+    pub fn direct_gate(&self) -> Option<u64> {
+        let t = self.traps[usize::from(abi::traps::DIRECT_SYSCALL_VECTOR)];
+        (t.address != 0 && t.dpl == 3).then_some(t.address)
+    }
+}
+
+/// Why a trap-table entry or callback is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapError {
+    /// The handler address is non-canonical or in the hypervisor's range.
+    BadAddress(u64),
+    /// The code selector is not the guest kernel's.
+    BadSelector(u16),
+}
+
+/// Check a handler address (0 is allowed: "no handler").
+pub fn check_handler(address: u64) -> Result<u64, TrapError> {
+    if address == 0 || guest_va_allowed(address) {
+        Ok(address)
+    } else {
+        Err(TrapError::BadAddress(address))
+    }
+}
+
+/// Decode one `trap_info` into an entry (pure).
+pub fn decode_trap(t: &TrapInfo) -> Result<TrapEntry, TrapError> {
+    // Xen's guests pass their kernel CS; 0 is accepted as "the default".
+    if t.cs != 0 && t.cs & !3 != GUEST_KERNEL_CS & !3 {
+        return Err(TrapError::BadSelector(t.cs));
+    }
+    Ok(TrapEntry {
+        address: check_handler(t.address)?,
+        dpl: t.flags & abi::xen::TI_DPL_MASK,
+        mask_events: t.flags & abi::xen::TI_IF != 0,
+    })
+}
+
+/// A bounce frame: the words pushed, lowest address first, and where they go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bounce {
+    /// The new guest RSP (the frame's lowest address).
+    pub rsp: u64,
+    /// The frame's words, lowest address first.
+    pub words: heapless::Vec<u64, 8>,
+}
+
+/// Why a bounce cannot be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BounceError {
+    /// From ring 3 with no `stack_switch` stack registered.
+    NoKernelStack,
+    /// The target stack is not a usable guest address.
+    BadStack(u64),
+}
+
+/// Build the bounce frame for the interrupted state `regs` (abi::traps layout): pick the stack (ring 1:
+/// below the red zone, 16-byte aligned; ring 3: the registered kernel stack), record the saved event mask
+/// in the CS slot and the virtual interrupt flag in RFLAGS.
+pub fn bounce_frame(
+    regs: &EntryFrame,
+    error_code: Option<u64>,
+    events_masked: bool,
+    kernel_sp: u64,
+) -> Result<Bounce, BounceError> {
+    let top = if frame_ring(regs) == 3 {
+        if kernel_sp == 0 {
+            return Err(BounceError::NoKernelStack);
+        }
+        kernel_sp
+    } else if abi::types::Gva(regs.rsp).is_canonical() {
+        regs.rsp
+            .checked_sub(RED_ZONE)
+            .ok_or(BounceError::BadStack(regs.rsp))?
+    } else {
+        return Err(BounceError::BadStack(regs.rsp));
+    } & !0xf;
+    let mut words: heapless::Vec<u64, 8> = heapless::Vec::new();
+    let virtual_if = if events_masked { 0 } else { rflags::IF };
+    let fl = (regs.rflags & !rflags::IF) | virtual_if;
+    let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);
+    let _ = words.push(regs.rcx);
+    let _ = words.push(regs.r11);
+    if let Some(e) = error_code {
+        let _ = words.push(e);
+    }
+    for w in [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff] {
+        let _ = words.push(w);
+    }
+    let size = words.len() as u64 * 8;
+    let rsp = top
+        .checked_sub(size)
+        .filter(|&s| guest_va_allowed(s) && guest_va_allowed(top - 1));
+    let rsp = rsp.ok_or(BounceError::BadStack(top))?;
+    Ok(Bounce { rsp, words })
+}
+
+/// The registers after a bounce: the handler runs in ring 1 on the bounce frame with the real interrupt
+/// flag on, single-stepping and direction/alignment flags off.
+pub fn enter_handler(regs: &mut EntryFrame, b: &Bounce, handler: u64) {
+    regs.rip = handler;
+    regs.rsp = b.rsp;
+    regs.cs = u64::from(GUEST_KERNEL_CS);
+    regs.ss = u64::from(GUEST_KERNEL_SS);
+    regs.rflags = rflags::IF | rflags::FIXED1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regs(cs: u64, rsp: u64) -> EntryFrame {
+        EntryFrame {
+            cs,
+            ss: if cs & 3 == 3 { 0x2b } else { 0x21 },
+            rsp,
+            rip: 0x1234,
+            rcx: 0xc,
+            r11: 0x11,
+            rflags: rflags::IF | rflags::FIXED1 | rflags::CF,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ring1_frame_respects_red_zone_and_alignment() {
+        let b = bounce_frame(&regs(0x19, 0xffff_ffff_8001_0008), Some(0x7), false, 0).unwrap();
+        // 0x...10008 - 128 = 0x...fff88, aligned down to 0x...fff80; 8 words = 64 bytes.
+        assert_eq!(b.rsp, 0xffff_ffff_8000_ff80 - 64);
+        assert_eq!(
+            b.words.as_slice(),
+            &[
+                0xc,
+                0x11,
+                0x7,
+                0x1234,
+                0x19,
+                0x203,
+                0xffff_ffff_8001_0008,
+                0x21
+            ]
+        );
+    }
+
+    #[test]
+    fn ring3_frame_uses_kernel_stack_and_saves_mask() {
+        let b = bounce_frame(&regs(0x33, 0x7000), None, true, 0xffff_ffff_8002_0000).unwrap();
+        assert_eq!(b.rsp, 0xffff_ffff_8002_0000 - 56);
+        assert_eq!(b.words[3], 0x33 | 1 << 32);
+        assert_eq!(b.words[4] & rflags::IF, 0);
+        assert_eq!(
+            bounce_frame(&regs(0x33, 0x7000), None, false, 0),
+            Err(BounceError::NoKernelStack)
+        );
+    }
+
+    #[test]
+    fn hostile_stacks_are_refused() {
+        for sp in [
+            0,
+            0x40,
+            abi::layout::RESERVED_VA_END + 0x20,
+            0x0000_8000_0000_0040,
+        ] {
+            assert!(
+                bounce_frame(&regs(0x19, sp), None, false, 0).is_err(),
+                "{sp:#x}"
+            );
+        }
+        assert!(
+            bounce_frame(
+                &regs(0x33, 0),
+                None,
+                false,
+                abi::layout::ENTRY_REGION_VA + 0x100
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn trap_entries_are_checked() {
+        let t = |cs, address, flags| TrapInfo {
+            vector: 14,
+            flags,
+            cs,
+            address,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_trap(&t(0x19, 0xffff_ffff_8000_1000, 3 | 4)),
+            Ok(TrapEntry {
+                address: 0xffff_ffff_8000_1000,
+                dpl: 3,
+                mask_events: true
+            })
+        );
+        assert_eq!(decode_trap(&t(0, 0, 0)), Ok(TrapEntry::default()));
+        assert_eq!(
+            decode_trap(&t(0x08, 0x1000, 0)),
+            Err(TrapError::BadSelector(0x08))
+        );
+        for a in [
+            0x0000_8000_0000_0000,
+            abi::layout::ENTRY_REGION_VA,
+            u64::MAX - 0xffff_0000_0000_0000 + 0x1000_0000_0000,
+        ] {
+            assert!(decode_trap(&t(0x19, a, 0)).is_err(), "{a:#x}");
+        }
+    }
+
+    #[test]
+    fn handler_entry_state() {
+        let mut r = regs(0x33, 0x7000);
+        r.rflags |= rflags::TF | rflags::DF;
+        let b = bounce_frame(&r, None, false, 0xffff_ffff_8002_0000).unwrap();
+        enter_handler(&mut r, &b, 0xffff_ffff_8000_2000);
+        assert_eq!(
+            (r.cs, r.ss, r.rip, r.rsp),
+            (0x19, 0x21, 0xffff_ffff_8000_2000, b.rsp)
+        );
+        assert_eq!(r.rflags, rflags::IF | rflags::FIXED1);
+    }
+}
