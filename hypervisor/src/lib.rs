@@ -4,18 +4,25 @@
 pub mod bootinfo;
 pub mod console;
 #[cfg(feature = "baremetal")]
+pub mod debugkeys;
+#[cfg(feature = "baremetal")]
 pub mod deliver;
 pub mod domain;
+pub mod event;
 pub mod hypercall;
 pub mod loader;
 pub mod mm;
 pub mod regs;
+pub mod sched_policy;
+pub mod time;
 pub mod vcpu;
 
 #[cfg(feature = "baremetal")]
 pub mod arch;
 #[cfg(feature = "baremetal")]
 pub mod bench;
+#[cfg(feature = "baremetal")]
+pub mod irq;
 #[cfg(feature = "baremetal")]
 pub mod panic;
 #[cfg(feature = "baremetal")]

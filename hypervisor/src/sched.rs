@@ -1,91 +1,191 @@
-//! The scheduler: choose the vCPU to run next and return to it; power off when none is left.
+//! The scheduler: act on what interrupts recorded, choose the vCPU to run (the weighted-fair policy in
+//! `sched_policy`), arm the one-shot timer, and return to the guest — or idle with HLT, or power off when
+//! no domain is left.
 //!
-//! Round-robin over runnable domains, without preemption yet: a vCPU runs until it traps (yield, shutdown,
-//! crash). Timer-driven preemption, blocking and weights arrive with the timer work.
+//! A hypercall that does not give up the CPU returns straight to its caller (no policy decision); the
+//! decision runs after a yield, block, poll, shutdown or crash, and whenever the timer fired (slice end or
+//! a guest timer), so a vCPU that spins — even with events masked — is preempted at its slice end.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use abi::event_channel::{VIRQ_CONSOLE, VIRQ_TIMER};
 
 use crate::arch::{self, entry, serial};
-use crate::domain::state::exit_status;
+use crate::deliver;
+use crate::domain::state::{DomainTable, exit_status};
+use crate::event::bits::SharedInfoPage;
+use crate::irq;
 use crate::mm::pcid;
 use crate::regs::sanitize;
-use crate::setup::{DOMAINS, HV, integrity_checksum};
+use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
 use crate::trap::crash_domain;
 
-/// Run a vCPU: the current one if `switch` is false and it can run, else the next runnable one.
+/// The TSC deadline the timer is armed for (u64::MAX: disarmed).
+static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8; 4096]> {
+    let d = table.slots.get(dom)?.as_ref().filter(|d| d.runnable())?;
+    // SAFETY: the frame is the domain's shared_info page, identity mapped, and no guest runs now.
+    Some(unsafe {
+        &mut *(crate::arch::paging::IdentityMem::frame_ptr(d.mm.shared_info) as *mut [u8; 4096])
+    })
+}
+
+/// Raise `virq` in `dom` and wake it if that makes an upcall pending.
+fn raise(table: &DomainTable, dom: usize, virq: u32) {
+    let Some(page) = shared_info_page(table, dom) else {
+        return;
+    };
+    let kick = crate::event::raise_virq(
+        &EVENTS.lock(),
+        dom as u16,
+        virq,
+        &mut SharedInfoPage::new(page),
+    );
+    if kick {
+        SCHED.lock().0.wake(dom);
+    }
+}
+
+/// Act on what the interrupt handlers recorded. Returns true if the timer fired.
+fn service_interrupts(table: &DomainTable, now: u64) -> bool {
+    let fired = irq::TIMER_FIRED.swap(false, Ordering::Relaxed);
+    if fired {
+        ARMED.store(u64::MAX, Ordering::Relaxed);
+        let due = SCHED.lock().0.timers_due(now);
+        for d in due.timers {
+            raise(table, d, VIRQ_TIMER);
+        }
+        for d in due.woken {
+            SCHED.lock().1.clear(d as u16);
+        }
+    }
+    if irq::CONSOLE_INPUT.swap(false, Ordering::Relaxed) {
+        raise(table, 0, VIRQ_CONSOLE);
+    }
+    let key = irq::DEBUG_KEY.swap(0, Ordering::Relaxed);
+    if key != 0 {
+        crate::debugkeys::handle(key, table, now);
+    }
+    fired
+}
+
+/// Arm the hardware timer for the policy's next deadline, if it changed.
+fn arm_timer(now: u64) {
+    let time = TIME.get().expect("time initialised");
+    let next = SCHED
+        .lock()
+        .0
+        .next_deadline(now)
+        .map(|ns| time.clock.lock().tsc_at(ns));
+    let want = next.unwrap_or(u64::MAX);
+    if ARMED.swap(want, Ordering::Relaxed) != want {
+        time.timer.arm(next);
+    }
+}
+
+/// Run a vCPU: the current one if `switch` is false and nothing else needs deciding, else the policy's
+/// choice.
 pub fn schedule(switch: bool) -> ! {
+    let time = TIME.get().expect("time initialised");
+    let mut switch = switch;
     loop {
+        let now = time.now_ns();
         let mut table = DOMAINS.lock();
-        let current_ok = table
-            .current
-            .is_some_and(|c| table.slots[c].as_ref().is_some_and(|d| d.runnable()));
-        let next = if !switch && current_ok {
-            table.current
-        } else {
-            table.next_runnable(table.current)
+        let fired = service_interrupts(&table, now);
+        let current = table.current.filter(|&c| {
+            table.slots[c].as_ref().is_some_and(|d| d.runnable())
+                && matches!(
+                    SCHED.lock().0.state(c),
+                    Some(crate::sched_policy::RunState::Runnable)
+                )
+        });
+        let next = match current {
+            Some(c) if !switch && !fired => Some(c),
+            _ => SCHED.lock().0.pick(now),
         };
+        arm_timer(now);
         let Some(i) = next else {
+            if !table.iter().any(|d| d.runnable()) {
+                drop(table);
+                power_off();
+            }
             drop(table);
-            power_off();
+            // Everyone is blocked: sleep until an interrupt (timer or console) changes that.
+            arch::idle_wait();
+            switch = true;
+            continue;
         };
-        let prev_loaded = table.segments_loaded;
-        let dom = table.slots[i]
-            .as_mut()
-            .expect("next_runnable returns existing domains");
-        if !crate::deliver::upcall(dom) {
+        switch = true;
+        if table.slots[i].is_none() {
             continue;
         }
-        match sanitize(&dom.vcpu.regs) {
+        let prev_loaded = table.segments_loaded;
+        let dom = table.slots[i].as_mut().expect("checked above");
+        if !deliver::upcall(dom) {
+            continue;
+        }
+        let frame = match sanitize(&dom.vcpu.regs) {
+            Ok(f) => f,
             Err(e) => {
                 crash_domain(dom, format_args!("cannot resume: {e}"));
                 continue;
             }
-            Ok(frame) => {
-                let switching = table.current != Some(i);
-                if switching {
-                    log::debug!("switching to domain {i}");
-                }
-                table.current = Some(i);
-                // Segment state: save the one in the CPU (if it belongs to another live domain), load ours.
-                if prev_loaded != Some(i) {
-                    if let Some(p) = prev_loaded.and_then(|p| table.slots[p].as_mut()) {
-                        let s = arch::save_segments();
-                        p.vcpu.pv.selectors = s.selectors.0;
-                        [p.vcpu.pv.fs_base, p.vcpu.pv.gs_base, p.vcpu.pv.gs_kernel] = s.bases;
-                    }
-                    table.segments_loaded = Some(i);
-                }
-                let dom = table.slots[i].as_mut().expect("checked above");
-                let pv = &mut dom.vcpu.pv;
-                if prev_loaded != Some(i) {
-                    arch::load_segments(&arch::GuestSegments {
-                        selectors: arch::cpu::DataSelectors(pv.selectors),
-                        bases: [pv.fs_base, pv.gs_base, pv.gs_kernel],
-                    });
-                    pv.segments_dirty = false;
-                } else if pv.segments_dirty {
-                    arch::load_segment_bases([pv.fs_base, pv.gs_base, pv.gs_kernel]);
-                    pv.segments_dirty = false;
-                }
-                if switching || pv.gates_dirty {
-                    arch::set_direct_gate(pv.direct_gate());
-                    arch::set_rsp1(pv.kernel_sp);
-                    pv.gates_dirty = false;
-                }
-                let cr3 = pcid::cr3_value(
-                    dom.mm.base.addr().0,
-                    arch::pcid_enabled(),
-                    pcid::domain_pcid(dom.id),
-                    dom.mm.flush_tlb,
-                );
-                dom.mm.flush_tlb = false;
-                let fx = dom.vcpu.fx.0.as_mut_ptr();
-                arch::set_fxsave_area(fx);
-                drop(table);
-                // SAFETY: cr3 is the domain's validated base (entry region installed); `fx` points into the
-                // domain's slot of the static domain table, which stays put while the domain exists; the
-                // frame was sanitized; no lock is held.
-                unsafe { entry::exit_to_guest(&frame, cr3, fx) }
-            }
+        };
+        let switching = table.current != Some(i);
+        if switching {
+            log::debug!("switching to domain {i}");
         }
+        table.current = Some(i);
+        // Segment state: save the one in the CPU (if it belongs to another live domain), load ours.
+        if prev_loaded != Some(i) {
+            if let Some(p) = prev_loaded.and_then(|p| table.slots[p].as_mut()) {
+                let s = arch::save_segments();
+                p.vcpu.pv.selectors = s.selectors.0;
+                [p.vcpu.pv.fs_base, p.vcpu.pv.gs_base, p.vcpu.pv.gs_kernel] = s.bases;
+            }
+            table.segments_loaded = Some(i);
+        }
+        let dom = table.slots[i].as_mut().expect("checked above");
+        let pv = &mut dom.vcpu.pv;
+        if prev_loaded != Some(i) {
+            arch::load_segments(&arch::GuestSegments {
+                selectors: arch::cpu::DataSelectors(pv.selectors),
+                bases: [pv.fs_base, pv.gs_base, pv.gs_kernel],
+            });
+            pv.segments_dirty = false;
+        } else if pv.segments_dirty {
+            arch::load_segment_bases([pv.fs_base, pv.gs_base, pv.gs_kernel]);
+            pv.segments_dirty = false;
+        }
+        if switching || pv.gates_dirty {
+            arch::set_direct_gate(pv.direct_gate());
+            arch::set_rsp1(pv.kernel_sp);
+            pv.gates_dirty = false;
+        }
+        if switching {
+            // SAFETY: the domain's own shared_info frame, identity mapped; the guest is not running.
+            let page = unsafe {
+                &mut *(crate::arch::paging::IdentityMem::frame_ptr(dom.mm.shared_info)
+                    as *mut [u8; 4096])
+            };
+            let info = time.clock.lock().publish(arch::cpu::rdtsc());
+            crate::time::pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
+        }
+        let cr3 = pcid::cr3_value(
+            dom.mm.base.addr().0,
+            arch::pcid_enabled(),
+            pcid::domain_pcid(dom.id),
+            dom.mm.flush_tlb,
+        );
+        dom.mm.flush_tlb = false;
+        let fx = dom.vcpu.fx.0.as_mut_ptr();
+        arch::set_fxsave_area(fx);
+        drop(table);
+        // SAFETY: cr3 is the domain's validated base (entry region installed); `fx` points into the domain's
+        // slot of the static domain table, which stays put while the domain exists; the frame was
+        // sanitized; no lock is held.
+        unsafe { entry::exit_to_guest(&frame, cr3, fx) }
     }
 }
 

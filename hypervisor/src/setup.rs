@@ -7,14 +7,19 @@
 
 use abi::types::{Maddr, Mfn};
 
+use crate::arch::apic;
 use crate::arch::paging::{self, HvSpace, IdentityMem};
 use crate::arch::{self, serial};
 use crate::bootinfo::multiboot::{self, BootInfo};
 use crate::domain::lifecycle::create_domain;
 use crate::domain::state::{DomainTable, MAX_DOMAINS};
+use crate::event::channel::EventSystem;
+use crate::hypercall::sched_op::PollTable;
 use crate::mm::frame_alloc::FrameAllocator;
 use crate::mm::frame_table::{FrameTable, PageInfo};
 use crate::mm::machine::{M2p, Machine};
+use crate::sched_policy::SchedPolicy;
+use crate::time::pvclock::Clock;
 
 /// RAM the hypervisor manages: the first GiB (frame table and M2P are sized for it; RAM above is unused).
 pub const MANAGED_LIMIT: u64 = 1 << 30;
@@ -31,12 +36,39 @@ const CANARY: u64 = 0x5afe_c0de_1501_a7ed;
 #[unsafe(no_mangle)]
 pub static HV_CANARY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(CANARY);
 
+// The hypervisor's global state, one lock each. Lock order (never take an earlier one while holding a later
+// one): DOMAINS, MACHINE, EVENTS, SCHED. Interrupt handlers take none of them (see `irq`).
+
 /// All domains.
 pub static DOMAINS: spin::Mutex<DomainTable> = spin::Mutex::new(DomainTable::new());
 /// Free frames, frame table and M2P: one lock, one consistent picture.
 pub static MACHINE: spin::Mutex<Option<Machine<'static>>> = spin::Mutex::new(None);
+/// Every domain's event channels.
+pub static EVENTS: spin::Mutex<EventSystem> = spin::Mutex::new(EventSystem::new());
+/// The scheduling policy and the poll sets.
+pub static SCHED: spin::Mutex<(SchedPolicy, PollTable)> =
+    spin::Mutex::new((SchedPolicy::new(), PollTable::new()));
 /// Facts fixed at boot.
 pub static HV: spin::Once<HvInfo> = spin::Once::new();
+/// The time base: TSC frequency and the pvclock scale, and the hardware timer.
+pub static TIME: spin::Once<TimeBase> = spin::Once::new();
+
+/// The time base fixed at boot.
+pub struct TimeBase {
+    /// TSC to system time.
+    pub clock: spin::Mutex<Clock>,
+    /// The one-shot timer.
+    pub timer: apic::Timer,
+    /// Wall-clock time at system time 0 (seconds, nanoseconds).
+    pub wallclock: (u64, u32),
+}
+
+impl TimeBase {
+    /// System time now (ns since boot).
+    pub fn now_ns(&self) -> u64 {
+        self.clock.lock().now_ns(arch::cpu::rdtsc())
+    }
+}
 
 /// Facts fixed at boot.
 pub struct HvInfo {
@@ -115,6 +147,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     let mut dom_mem = DEFAULT_DOM_MEM;
     let mut selftest = None;
     let mut bench_floor = false;
+    let mut weights = [crate::sched_policy::DEFAULT_WEIGHT; MAX_DOMAINS];
     let mut bench_iterations = 1000;
     for word in cmdline.split_whitespace() {
         match word.split_once('=') {
@@ -127,6 +160,19 @@ pub fn start(magic: u32, info: u64) -> ! {
                 _ => log::warn!("dom_mem={v} ignored (1M..{}M)", MAX_DOMAIN_PAGES / 256),
             },
             Some(("bench", "floor")) => bench_floor = true,
+            Some(("dom_weight", v)) => {
+                for item in v.split(',') {
+                    match item
+                        .split_once(':')
+                        .map(|(d, w)| (d.parse::<usize>(), w.parse::<u16>()))
+                    {
+                        Some((Ok(d), Ok(w))) if d < MAX_DOMAINS && w > 0 => weights[d] = w,
+                        _ => log::warn!(
+                            "dom_weight item '{item}' ignored (want domid:weight, weight 1..65535)"
+                        ),
+                    }
+                }
+            }
             Some(("bench_iterations", v)) => match v.parse() {
                 Ok(n) if n > 0 => bench_iterations = n,
                 _ => log::warn!("bench_iterations={v} ignored"),
@@ -156,6 +202,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     };
     let features = arch::init_cpu(&space);
     arch::enable_syscall();
+    init_time();
     log::info!(
         "address spaces: hypervisor root {:#x}, entry region at {:#x} (read-only) shared with guests; SMEP {}, PCID {}",
         space.root.addr().0,
@@ -200,7 +247,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     let mut built = 0;
     for (i, module) in boot.modules.iter().enumerate().take(MAX_DOMAINS) {
         let domid = i as u16;
-        match create_domain(domid, module, dom_mem / 4096, hv) {
+        match create_domain(domid, module, dom_mem / 4096, hv, weights[i]) {
             Ok(()) => built += 1,
             Err(e) => {
                 log::error!("domain {domid}: not created: {e}");
@@ -233,6 +280,35 @@ pub fn start(magic: u32, info: u64) -> ! {
         serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
     }
     crate::sched::schedule(false)
+}
+
+/// Calibrate the TSC, start the APIC timer, read the wall clock, and let serial input interrupt.
+fn init_time() {
+    let timer = apic::init();
+    let clock = Clock::new(timer.tsc_hz, arch::cpu::rdtsc());
+    let cmos = |reg: u8| {
+        arch::cpu::outb(0x70, reg | 0x80);
+        arch::cpu::inb(0x71)
+    };
+    let unix = crate::time::rtc::read_unix_seconds(cmos).unwrap_or_else(|e| {
+        log::warn!("CMOS clock unreadable ({e:?}); wall clock starts at 1970");
+        0
+    });
+    let wallclock = crate::time::pvclock::wallclock_base(unix, clock.now_ns(arch::cpu::rdtsc()));
+    log::info!(
+        "time: TSC {}.{:03} MHz, timer {:?}, wall clock {} s since 1970",
+        timer.tsc_hz / 1_000_000,
+        timer.tsc_hz / 1000 % 1000,
+        timer.mode,
+        unix
+    );
+    TIME.call_once(|| TimeBase {
+        clock: spin::Mutex::new(clock),
+        timer,
+        wallclock,
+    });
+    serial::enable_rx_interrupt();
+    apic::unmask_serial_irq();
 }
 
 fn init_machine(boot: &BootInfo) {

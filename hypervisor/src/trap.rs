@@ -6,10 +6,12 @@ use abi::layout::HYPERCALL_VECTOR;
 use crate::arch::paging::IdentityMem;
 use crate::deliver;
 use crate::domain::lifecycle::stop_domain;
+use crate::domain::state::MAX_DOMAINS;
 use crate::domain::state::{Domain, DomainState};
 use crate::hypercall::{self, Action, HypercallCtx};
 use crate::regs::{EntryFrame, frame_ring};
-use crate::setup::{DOMAINS, HV, MACHINE};
+use crate::setup::{DOMAINS, EVENTS, HV, MACHINE, SCHED, TIME, TimeBase};
+use abi::types::Mfn;
 
 /// How scheduling continues after an entry has been handled.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,7 @@ pub enum Next {
 pub fn guest_trap(frame: EntryFrame) -> ! {
     let next = {
         let mut table = DOMAINS.lock();
+        let peers = table.shared_info_frames();
         let Some(dom) = table.current_mut() else {
             panic!(
                 "entry from a guest with no current domain (vector {})",
@@ -33,13 +36,12 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         };
         dom.vcpu.regs = frame;
         match frame.vector {
-            v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom),
+            v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers),
             v if v < 32 => deliver::exception(dom, &frame),
             abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
-            // A spurious interrupt from the (fully masked) legacy PIC: nothing to do.
-            0x27 | 0x2f => Next::Resume,
+            // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
             v => {
-                log::warn!("domain {}: unexpected interrupt vector {v:#x}", dom.id);
+                crate::irq::interrupt(v);
                 Next::Resume
             }
         }
@@ -47,7 +49,7 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
     crate::sched::schedule(next == Next::Switch)
 }
 
-fn hypercall(dom: &mut Domain) -> Next {
+fn hypercall(dom: &mut Domain, peers: &[Option<Mfn>; MAX_DOMAINS]) -> Next {
     let number = dom.vcpu.regs.rax;
     let args = hypercall::args_of(&dom.vcpu.regs);
     let id = dom.id;
@@ -57,6 +59,12 @@ fn hypercall(dom: &mut Domain) -> Next {
         let mut sink =
             |bytes: &[u8]| console.push(bytes, |line| crate::console::guest_line(id, line));
         let mut machine = MACHINE.lock();
+        let mut events = EVENTS.lock();
+        let mut sched = SCHED.lock();
+        let (policy, polls) = &mut *sched;
+        let mut reader = crate::irq::read_console;
+        let console_in: Option<&mut hypercall::ConsoleReader<'_>> =
+            if id == 0 { Some(&mut reader) } else { None };
         let mut mem = IdentityMem;
         let mut ctx = HypercallCtx {
             domid: id,
@@ -68,6 +76,12 @@ fn hypercall(dom: &mut Domain) -> Next {
             dom: &mut dom.mm,
             regs: &mut dom.vcpu.regs,
             vcpu: &mut dom.vcpu.pv,
+            events: &mut events,
+            sched: policy,
+            polls,
+            shared_info: peers,
+            now_ns: TIME.get().map_or(0, TimeBase::now_ns),
+            console_in,
             hv_l4: &hv.hv_l4,
             maxphyaddr: hv.maxphyaddr,
             budget: hypercall::BUDGET,

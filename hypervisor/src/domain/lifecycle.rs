@@ -71,6 +71,7 @@ pub fn create_domain(
     module: &Module,
     nr_pages: u64,
     hv: &HvInfo,
+    weight: u16,
 ) -> Result<(), BuildFailure> {
     let len = module.end.0.saturating_sub(module.start.0);
     if module.end.0 > MANAGED_LIMIT || len == 0 {
@@ -215,6 +216,20 @@ pub fn create_domain(
         rflags: rflags::IF | rflags::FIXED1,
         ..EntryFrame::default()
     };
+    // The wall clock (the pvclock is published each time the vCPU is switched in).
+    if let Some(t) = crate::setup::TIME.get() {
+        // SAFETY: the shared_info frame was just created for this domain and is identity mapped.
+        let page = unsafe { &mut *(IdentityMem::frame_ptr(shared) as *mut [u8; 4096]) };
+        crate::time::pvclock::write_wallclock(page.as_mut_slice(), t.wallclock.0, t.wallclock.1);
+    }
+    {
+        let (sched, polls) = &mut *crate::setup::SCHED.lock();
+        if let Err(e) = sched.start(usize::from(domid), weight) {
+            log::warn!("domain {domid}: weight {weight} refused ({e:?}); using the default");
+            let _ = sched.start(usize::from(domid), crate::sched_policy::DEFAULT_WEIGHT);
+        }
+        polls.clear(domid);
+    }
     DOMAINS.lock().slots[domid as usize] = Some(Domain {
         id: domid,
         state: DomainState::Runnable,
@@ -244,6 +259,12 @@ pub fn stop_domain(dom: &mut Domain, state: DomainState) {
     dom.console
         .flush(|line| crate::console::guest_line(id, line));
     let hv = crate::setup::HV.get().expect("boot facts recorded");
+    crate::setup::EVENTS.lock().reset_domain(id);
+    {
+        let (sched, polls) = &mut *crate::setup::SCHED.lock();
+        sched.stop(usize::from(id));
+        polls.clear(id);
+    }
     let mut machine = MACHINE.lock();
     let released = release_frames(
         machine.as_mut().expect("machine initialised"),

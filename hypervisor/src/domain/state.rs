@@ -112,6 +112,16 @@ impl DomainTable {
         self.slots[self.current?].as_mut()
     }
 
+    /// Every domain's shared_info frame, indexed by domain id (for event delivery between domains).
+    pub fn shared_info_frames(&self) -> [Option<abi::types::Mfn>; MAX_DOMAINS] {
+        core::array::from_fn(|i| {
+            self.slots[i]
+                .as_ref()
+                .filter(|d| d.runnable())
+                .map(|d| d.mm.shared_info)
+        })
+    }
+
     /// Iterate over existing domains.
     pub fn iter(&self) -> impl Iterator<Item = &Domain> {
         self.slots.iter().flatten()

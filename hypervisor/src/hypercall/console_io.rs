@@ -1,7 +1,8 @@
 //! `console_io` (hypercall 18): a domain writes to the hypervisor console.
 //!
 //! `console_io(cmd, count, buffer)`. The buffer is checked against the caller's own page tables, all of it,
-//! before any byte is printed. Deviation (documented in `abi::console`): a write longer than
+//! before any byte is printed. `CONSOLEIO_read` gives domain 0 the bytes typed on the serial line (up to
+//! 256 per call; other domains get -EPERM). Deviation (documented in `abi::console`): a write longer than
 //! `CONSOLE_IO_MAX` is refused with -EINVAL instead of being processed in preemptible chunks.
 
 use abi::console::{CONSOLE_IO_MAX, CONSOLEIO_READ, CONSOLEIO_WRITE};
@@ -15,6 +16,13 @@ use crate::mm::guest_mem::GuestView;
 /// A decoded `console_io` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsoleRequest {
+    /// Copy up to `len` typed bytes to guest address `buf` (domain 0 only).
+    Read {
+        /// Guest buffer.
+        buf: Gva,
+        /// Room in it.
+        len: u64,
+    },
     /// Print `len` bytes from guest address `buf`.
     Write {
         /// Guest buffer.
@@ -38,8 +46,15 @@ pub fn decode(args: [u64; 5]) -> Result<ConsoleRequest, Errno> {
                 len: count,
             })
         }
-        // Console input arrives with the event-channel work (VIRQ_CONSOLE); until then reading is unsupported.
-        CONSOLEIO_READ => Err(Errno::ENOSYS),
+        CONSOLEIO_READ => {
+            if count > CONSOLE_IO_MAX {
+                return Err(Errno::EINVAL);
+            }
+            Ok(ConsoleRequest::Read {
+                buf: Gva(buf),
+                len: count,
+            })
+        }
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -58,6 +73,21 @@ pub fn console_io<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
                 |chunk| console(chunk),
             )?;
             Ok(0)
+        }
+        ConsoleRequest::Read { buf, len } => {
+            let mut tmp = [0u8; 256];
+            let want = (len as usize).min(tmp.len());
+            if ctx.console_in.is_none() {
+                return Err(Errno::EPERM);
+            }
+            // Check the buffer first so a bad pointer loses no input.
+            ctx.guest().write(buf, &tmp[..want])?;
+            let n = ctx
+                .console_in
+                .as_mut()
+                .map_or(0, |input| input(&mut tmp[..want]));
+            ctx.guest().write(buf, &tmp[..n])?;
+            Ok(n as i64)
         }
     });
     Action::from(result)

@@ -10,11 +10,13 @@
 //! restarts with those arguments after other domains have run (Xen's continuations).
 
 pub mod console_io;
+pub mod event_channel_op;
 pub mod memory_op;
 pub mod mmu_update;
 pub mod mmuext_op;
 pub mod multicall;
 pub mod sched_op;
+pub mod timer;
 pub mod traps;
 pub mod xen_version;
 
@@ -28,10 +30,17 @@ use crate::mm::machine::Machine;
 use crate::mm::phys::FrameMem;
 use crate::mm::ptval::{Mm, Policy, PtMem};
 
+/// Fills a buffer with typed console input; returns the number of bytes.
+pub type ConsoleReader<'a> = dyn FnMut(&mut [u8]) -> usize + 'a;
+
 /// What hypercalls need of machine memory: frame access for guest copies, entry writes for page tables.
 pub trait MachineMem: PtMem + FrameMem {}
 impl<T: PtMem + FrameMem> MachineMem for T {}
+use crate::domain::state::MAX_DOMAINS;
+use crate::event::bits::SharedInfoPage;
+use crate::event::channel::EventSystem;
 use crate::regs::EntryFrame;
+use crate::sched_policy::SchedPolicy;
 use crate::vcpu::VcpuState;
 
 /// Work units one entry into the hypervisor may spend before a long batch is preempted (one unit is one
@@ -75,6 +84,18 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub regs: &'a mut EntryFrame,
     /// The caller's trap table, callbacks, kernel stack and segment bases.
     pub vcpu: &'a mut VcpuState,
+    /// Every domain's event channels.
+    pub events: &'a mut EventSystem,
+    /// The scheduling policy (blocking, timers).
+    pub sched: &'a mut SchedPolicy,
+    /// Which ports each domain is polling (`SCHEDOP_poll`).
+    pub polls: &'a mut sched_op::PollTable,
+    /// Every domain's shared_info frame (indexed by domain id; `None`: no such domain).
+    pub shared_info: &'a [Option<Mfn>; MAX_DOMAINS],
+    /// System time now (ns since boot).
+    pub now_ns: u64,
+    /// Where typed console input comes from (domain 0 only; `None` for the others).
+    pub console_in: Option<&'a mut ConsoleReader<'a>>,
     /// The hypervisor's L4 entries, installed in every validated L4.
     pub hv_l4: &'a [(usize, u64)],
     /// The CPU's physical-address width (address bits above it are reserved in page-table entries).
@@ -103,6 +124,12 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
                 hv_l4: self.hv_l4,
             },
         )
+    }
+
+    /// The event bits of domain `dom`'s shared_info page (`None` for a domain that does not exist).
+    pub fn event_bits(&mut self, dom: u16) -> Option<SharedInfoPage<'_>> {
+        let mfn = (*self.shared_info.get(usize::from(dom))?)?;
+        Some(SharedInfoPage::new(self.mem.frame_mut(mfn)))
     }
 
     /// Set or clear the caller's virtual interrupt flag (`evtchn_upcall_mask` of vCPU 0 in shared_info).
@@ -165,7 +192,10 @@ pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -
         nr::MMU_UPDATE => mmu_update::mmu_update(ctx),
         nr::STACK_SWITCH => traps::stack_switch(ctx),
         nr::SET_CALLBACKS => traps::set_callbacks(ctx),
+        nr::SET_TIMER_OP => timer::set_timer_op(ctx),
         nr::MEMORY_OP => memory_op::memory_op(ctx),
+        nr::VCPU_OP => timer::vcpu_op(ctx),
+        nr::EVENT_CHANNEL_OP => event_channel_op::event_channel_op(ctx),
         nr::MULTICALL => multicall::multicall(ctx),
         nr::UPDATE_VA_MAPPING => mmu_update::update_va_mapping(ctx),
         nr::XEN_VERSION => xen_version::xen_version(ctx),

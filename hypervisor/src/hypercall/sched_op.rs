@@ -1,10 +1,18 @@
-//! `sched_op` (hypercall 29): yield the CPU, or shut the calling domain down.
+//! `sched_op` (hypercall 29): yield, block, poll, or shut the calling domain down.
 //!
-//! Our extension (documented in `abi::sched`): for `SCHEDOP_shutdown` the third argument (RDX) carries the
-//! guest's exit code. Blocking and polling arrive with event channels and timers.
+//! - `SCHEDOP_yield`: let the other runnable domains go first.
+//! - `SCHEDOP_block`: re-enable events and sleep until one is pending — atomically: if an upcall is already
+//!   pending the call returns at once (and the upcall is delivered on the way out).
+//! - `SCHEDOP_poll` (`sched_poll`: ports, count, timeout): sleep until one of the ports is pending or the
+//!   absolute timeout passes; events stay masked. At most [`MAX_POLL_PORTS`] ports.
+//! - `SCHEDOP_shutdown`: stop with a reason; our extension (documented in `abi::sched`): the third
+//!   argument (RDX) carries the guest's exit code (ignored for `SHUTDOWN_suspend`, where Xen puts the
+//!   start_info MFN there).
 
 use abi::errno::Errno;
-use abi::sched::{SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, ShutdownReason};
+use abi::sched::{
+    SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedPoll, ShutdownReason,
+};
 use abi::types::Gva;
 use abi::xen::SchedShutdown;
 
@@ -16,6 +24,10 @@ use super::{Action, HypercallCtx};
 pub enum SchedRequest {
     /// Let other domains run.
     Yield,
+    /// Enable events and sleep until one is pending.
+    Block,
+    /// Sleep until one of the ports in the `sched_poll` at this address is pending.
+    Poll(Gva),
     /// Read a `sched_shutdown` at this address; stop with the given code.
     Shutdown(Gva, u32),
 }
@@ -24,6 +36,8 @@ pub enum SchedRequest {
 pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
     match args[0] {
         SCHEDOP_YIELD => Ok(SchedRequest::Yield),
+        SCHEDOP_BLOCK => Ok(SchedRequest::Block),
+        SCHEDOP_POLL => Ok(SchedRequest::Poll(Gva(args[1]))),
         SCHEDOP_SHUTDOWN => Ok(SchedRequest::Shutdown(Gva(args[1]), args[2] as u32)),
         _ => Err(Errno::ENOSYS),
     }
@@ -32,14 +46,101 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 /// Handle `sched_op`.
 pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let action = decode(ctx.args).and_then(|req| match req {
-        SchedRequest::Yield => Ok(Action::Yield),
+        SchedRequest::Yield => {
+            ctx.sched.yield_now(usize::from(ctx.domid));
+            Ok(Action::Yield)
+        }
+        SchedRequest::Block => {
+            let domid = ctx.domid;
+            let pending = ctx
+                .event_bits(domid)
+                .is_some_and(|mut b| crate::event::bits::block_enable_events(&mut b));
+            if pending {
+                // An event is already pending: return at once; the upcall is delivered on the way out.
+                return Ok(Action::Return(0));
+            }
+            ctx.sched.block(usize::from(domid), None);
+            Ok(Action::Yield)
+        }
+        SchedRequest::Poll(at) => poll(ctx, at),
         SchedRequest::Shutdown(va, code) => {
             let s: SchedShutdown = ctx.guest().read_obj(va)?;
             let reason = ShutdownReason::from_u32(s.reason).ok_or(Errno::EINVAL)?;
+            let code = if reason == ShutdownReason::Suspend {
+                0
+            } else {
+                code
+            };
             Ok(Action::Shutdown { reason, code })
         }
     });
     action.unwrap_or_else(|e| Action::Return(e.as_ret()))
+}
+
+/// Most ports one `SCHEDOP_poll` may wait on.
+pub const MAX_POLL_PORTS: usize = 16;
+
+/// The ports each domain waits on in `SCHEDOP_poll` (empty when it is not polling).
+pub struct PollTable {
+    ports: [heapless::Vec<u32, MAX_POLL_PORTS>; crate::domain::state::MAX_DOMAINS],
+}
+
+impl PollTable {
+    /// Nobody polls.
+    pub const fn new() -> Self {
+        PollTable {
+            ports: [const { heapless::Vec::new() }; crate::domain::state::MAX_DOMAINS],
+        }
+    }
+
+    /// True if domain `dom` is polling `port`.
+    pub fn polls(&self, dom: u16, port: u32) -> bool {
+        self.ports
+            .get(usize::from(dom))
+            .is_some_and(|p| p.contains(&port))
+    }
+
+    /// Domain `dom` stopped polling (woken, or gone).
+    pub fn clear(&mut self, dom: u16) {
+        if let Some(p) = self.ports.get_mut(usize::from(dom)) {
+            p.clear();
+        }
+    }
+}
+
+impl Default for PollTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Action, Errno> {
+    let p: SchedPoll = ctx.guest().read_obj(at)?;
+    let n = p.nr_ports as usize;
+    if n == 0 || n > MAX_POLL_PORTS {
+        return Err(Errno::EINVAL);
+    }
+    let mut ports: heapless::Vec<u32, MAX_POLL_PORTS> = heapless::Vec::new();
+    for i in 0..n as u64 {
+        let at = Gva(p.ports).checked_add(i * 4).ok_or(Errno::EFAULT)?;
+        let port: u32 = ctx.guest().read_obj(at)?;
+        if port as usize >= crate::event::channel::MAX_PORTS {
+            return Err(Errno::EINVAL);
+        }
+        let _ = ports.push(port);
+    }
+    let domid = ctx.domid;
+    let bits = ctx.event_bits(domid).ok_or(Errno::ESRCH)?;
+    if ports
+        .iter()
+        .any(|&port| crate::event::bits::EventBits::is_pending(&bits, port))
+    {
+        return Ok(Action::Return(0));
+    }
+    let timeout = (p.timeout != 0).then_some(p.timeout);
+    ctx.polls.ports[usize::from(domid)] = ports;
+    ctx.sched.block(usize::from(domid), timeout);
+    Ok(Action::Yield)
 }
 
 #[cfg(test)]

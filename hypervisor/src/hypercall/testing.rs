@@ -54,6 +54,16 @@ pub struct World {
     pub regs: crate::regs::EntryFrame,
     /// Domain 1's trap state.
     pub vcpu: crate::vcpu::VcpuState,
+    /// Event channels of all domains.
+    pub events: &'static mut crate::event::channel::EventSystem,
+    /// The scheduling policy.
+    pub sched: &'static mut crate::sched_policy::SchedPolicy,
+    /// Poll sets.
+    pub polls: super::sched_op::PollTable,
+    /// shared_info frames: domain 1's is frame 15, domain 2's frame 19.
+    pub shared_info: [Option<Mfn>; crate::domain::state::MAX_DOMAINS],
+    /// System time.
+    pub now_ns: u64,
 }
 
 impl World {
@@ -101,6 +111,20 @@ impl World {
             out: Vec::new(),
             regs: Default::default(),
             vcpu: Default::default(),
+            events: Box::leak(Box::new(crate::event::channel::EventSystem::new())),
+            sched: Box::leak(Box::new(crate::sched_policy::SchedPolicy::new())),
+            polls: super::sched_op::PollTable::new(),
+            shared_info: [
+                None,
+                Some(Mfn(15)),
+                Some(Mfn(19)),
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+            now_ns: 0,
         }
     }
 
@@ -118,6 +142,12 @@ impl World {
             dom: &mut self.dom,
             regs: &mut self.regs,
             vcpu: &mut self.vcpu,
+            events: self.events,
+            sched: self.sched,
+            polls: &mut self.polls,
+            shared_info: &self.shared_info,
+            now_ns: self.now_ns,
+            console_in: None,
             hv_l4: &[],
             maxphyaddr: MAXPHYADDR,
             budget,

@@ -130,7 +130,52 @@ common_entry:
     call *%rax
     ud2
 
-2:  /* from ring 0: a hypervisor fault */
+2:  /* From ring 0. An interrupt (vector >= 32) can only arrive in the idle loop, the one place the
+       hypervisor runs with IF set: handle it on the current (hypervisor) stack and return. The FPU state is
+       saved around the handler so it cannot disturb the interrupted code. */
+    cmpq $32, (%rsp)
+    jb 3f
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    movabs ${idle_fx}, %rax
+    fxsave64 (%rax)
+    mov %rsp, %rdi
+    movabs ${idle_irq}, %rax
+    call *%rax
+    movabs ${idle_fx}, %rax
+    fxrstor64 (%rax)
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+
+3:  /* from ring 0: a hypervisor fault */
     push %rax
     push %rbx
     push %rcx
@@ -209,6 +254,8 @@ exit_to_guest_stub:
     w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
     w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
     guest_trap = sym guest_trap,
+    idle_irq = sym idle_irq,
+    idle_fx = sym IDLE_FX,
     hv_fatal = sym hv_fatal,
     options(att_syntax)
 );
@@ -231,6 +278,18 @@ extern "C" fn guest_trap(frame: *const EntryFrame) -> ! {
     // address space maps at the same alias address; nothing else writes it until the next exit.
     let frame = unsafe { frame.read() };
     crate::trap::guest_trap(frame)
+}
+
+/// FXSAVE area for interrupts taken in the idle loop.
+#[repr(C, align(16))]
+struct IdleFx([u8; 512]);
+static mut IDLE_FX: IdleFx = IdleFx([0; 512]);
+
+/// Called by `common_entry` for an interrupt that arrived in the idle loop (ring 0, hypervisor stack).
+extern "C" fn idle_irq(frame: *const EntryFrame) {
+    // SAFETY: the stub passes the frame it just built on the hypervisor stack.
+    let vector = unsafe { (*frame).vector };
+    crate::irq::interrupt(vector);
 }
 
 /// Called by `common_entry` for an entry from ring 0: a hypervisor fault. Runs on the fatal stack.

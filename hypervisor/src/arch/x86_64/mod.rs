@@ -1,5 +1,6 @@
 //! x86_64 support: boot, entry/exit, descriptor tables, paging, serial, CPU instructions.
 
+pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod entry;
@@ -274,4 +275,14 @@ pub fn load_segment_bases(bases: [u64; 3]) {
         cpu::wrmsr(msr::GS_BASE, bases[1]);
         cpu::wrmsr(msr::KERNEL_GS_BASE, bases[2]);
     }
+}
+
+/// Wait for an interrupt with interrupts enabled, then disable them again. The only place the hypervisor
+/// runs with IF set; an interrupt here is handled by `entry.rs`'s ring-0 path and returns to this HLT's
+/// successor.
+pub fn idle_wait() {
+    // SAFETY: STI's one-instruction shadow makes `sti; hlt` atomic (no wakeup is lost between them); the
+    // ring-0 interrupt path saves every register and the FPU state and returns here. No `nostack`: the
+    // interrupt frame is pushed on this stack, and the compiler keeps no data below RSP across the asm.
+    unsafe { asm!("sti", "hlt", "cli") };
 }

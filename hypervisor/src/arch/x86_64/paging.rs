@@ -130,7 +130,13 @@ pub fn build(frames: &mut impl FrameSource) -> HvSpace {
         IdentityMem::write_entry(l3, gib, l2.addr().0 | P | W);
         for i in 0..512 {
             let pa = ((gib as u64) << 30) | ((i as u64) << 21);
-            IdentityMem::write_entry(l2, i, pa | P | W | PS);
+            // The 2 MiB page with the IOAPIC and local APIC registers is uncached (PCD | PWT).
+            let uc = if pa == 0xfec0_0000 & !0x1f_ffff {
+                (1 << 4) | (1 << 3)
+            } else {
+                0
+            };
+            IdentityMem::write_entry(l2, i, pa | P | W | PS | uc);
         }
     }
 

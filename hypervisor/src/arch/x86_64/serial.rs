@@ -15,6 +15,17 @@ pub fn init() {
     outb(COM1 + 4, 0x03); // DTR | RTS
 }
 
+/// Turn on COM1's receive-data interrupt (and OUT2, which gates the UART's IRQ line on a PC).
+pub fn enable_rx_interrupt() {
+    outb(COM1 + 1, 0x01);
+    outb(COM1 + 4, 0x0b);
+}
+
+/// Take one received byte, if any.
+pub fn try_read() -> Option<u8> {
+    (inb(COM1 + 5) & 1 != 0).then(|| inb(COM1))
+}
+
 /// Send one byte, waiting for the transmit holding register to drain. `\n` becomes `\r\n`.
 pub fn write_byte(b: u8) {
     if b == b'\n' {

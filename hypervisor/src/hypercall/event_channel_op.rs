@@ -1,0 +1,48 @@
+//! `event_channel_op` (hypercall 32): copy the argument structure in, let `event::op` decode and execute
+//! it, copy the reply out, and apply the effect to the target domain's shared_info bits, waking it if it
+//! now has an upcall pending (or was polling that port).
+
+use abi::errno::Errno;
+use abi::types::Gva;
+
+use super::{Action, HypercallCtx, MachineMem};
+use crate::event::op::{self, Effect};
+
+/// Handle `event_channel_op(cmd, arg)`.
+pub fn event_channel_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [cmd, arg, ..] = ctx.args;
+    Action::from(run(ctx, cmd, Gva(arg)).map(|()| 0))
+}
+
+fn run<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, cmd: u64, arg: Gva) -> Result<(), Errno> {
+    let size = op::arg_size(cmd)?;
+    let mut buf = [0u8; 32];
+    let bytes = buf.get_mut(..size).ok_or(Errno::EINVAL)?;
+    ctx.guest().read(arg, bytes)?;
+    let req = op::decode(cmd, bytes)?;
+    let peers = *ctx.shared_info;
+    let out = op::execute(ctx.events, ctx.domid, &req, |d| {
+        peers.get(usize::from(d)).is_some_and(Option::is_some)
+    })?;
+    if let Some(reply) = out.reply {
+        // As in Xen, a failed copy-back is reported but the operation stands.
+        ctx.guest().write(arg, reply.as_bytes())?;
+    }
+    if let Some(effect) = out.effect {
+        apply(ctx, &effect);
+    }
+    Ok(())
+}
+
+/// Apply an event effect to its domain's shared_info and wake that domain if needed.
+pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) {
+    let dom = effect.dom();
+    let Some(mut bits) = ctx.event_bits(dom) else {
+        return;
+    };
+    let kick = effect.apply(&mut bits);
+    let polled = matches!(effect, Effect::SetPending { port, .. } if ctx.polls.polls(dom, *port));
+    if kick || polled {
+        ctx.sched.wake(usize::from(dom));
+    }
+}

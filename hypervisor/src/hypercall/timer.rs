@@ -1,0 +1,52 @@
+//! Time hypercalls: `set_timer_op` (15) and the timer commands of `vcpu_op` (24). Deadlines are absolute
+//! system time in ns; the scheduling policy keeps them and raises VIRQ_TIMER when they pass.
+
+use abi::errno::Errno;
+use abi::types::Gva;
+use abi::vcpu::*;
+
+use super::{Action, HypercallCtx, MachineMem};
+use crate::time::pvclock::set_timer_op_deadline;
+
+/// `set_timer_op(timeout)`: a one-shot VIRQ_TIMER at `timeout` ns of system time; 0 cancels.
+pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let deadline = set_timer_op_deadline(ctx.args[0], ctx.now_ns);
+    ctx.sched.set_singleshot(usize::from(ctx.domid), deadline);
+    Action::Return(0)
+}
+
+/// `vcpu_op(cmd, vcpu, arg)`: single-shot and periodic timers of vCPU 0.
+pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [cmd, vcpu, arg, ..] = ctx.args;
+    if vcpu != 0 {
+        return Action::Return(Errno::ENOENT.as_ret());
+    }
+    let d = usize::from(ctx.domid);
+    let r = match cmd {
+        VCPUOP_SET_SINGLESHOT_TIMER => ctx
+            .guest()
+            .read_obj::<VcpuSetSingleshotTimer>(Gva(arg))
+            .and_then(|t| {
+                if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < ctx.now_ns {
+                    return Err(Errno::ETIME);
+                }
+                ctx.sched.set_singleshot(d, Some(t.timeout_abs_ns));
+                Ok(0)
+            }),
+        VCPUOP_STOP_SINGLESHOT_TIMER => {
+            ctx.sched.set_singleshot(d, None);
+            Ok(0)
+        }
+        VCPUOP_SET_PERIODIC_TIMER => ctx
+            .guest()
+            .read_obj::<VcpuSetPeriodicTimer>(Gva(arg))
+            .and_then(|t| {
+                ctx.sched
+                    .set_periodic(d, Some(t.period_ns), ctx.now_ns)
+                    .map(|()| 0)
+            }),
+        VCPUOP_STOP_PERIODIC_TIMER => ctx.sched.set_periodic(d, None, ctx.now_ns).map(|()| 0),
+        _ => Err(Errno::ENOSYS),
+    };
+    Action::from(r)
+}

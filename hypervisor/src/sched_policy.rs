@@ -1,0 +1,817 @@
+//! The scheduling policy: weighted fair sharing of one CPU among up to [`NR_VCPUS`] vCPUs (one per domain,
+//! indexed by domain id), CFS-style, plus each vCPU's guest timers. Pure: time is passed in (ns of system
+//! time), decisions are returned; the hypervisor does the switching and programs the one-shot timer.
+//!
+//! **Fair share.** Each vCPU has a weight (1..=65535, default 256) and a *virtual runtime* that advances by
+//! `ran_ns * 256 / weight` while it runs, so a weight-512 vCPU's advances half as fast and it gets twice the
+//! CPU. [`SchedPolicy::pick`] runs the runnable vCPU with the lowest virtual runtime (ties in round-robin
+//! order) for at most one slice ([`DEFAULT_SLICE_NS`], bounded by [`MIN_SLICE_NS`]..=[`MAX_SLICE_NS`]); at
+//! the slice's end it chooses again, so a spinning vCPU (even one with events masked, which never enters the
+//! hypervisor by itself) loses the CPU after one slice whenever another is runnable. A heavier vCPU may be
+//! chosen for several slices in a row: that is its share. A vCPU that wakes gets a virtual runtime of at
+//! least `min_vruntime - one slice`, so a long sleep cannot be banked as credit, and it preempts the running
+//! vCPU at once if its virtual runtime is lower (short wake-to-run latency for event-driven domains).
+//! Blocked and stopped vCPUs cost nothing: no accounting, no ticks; with only one runnable vCPU there is no
+//! slice timer either.
+//!
+//! **Timers.** Each vCPU has a single-shot timer (`set_timer_op`, `VCPUOP_set_singleshot_timer`) and a
+//! periodic one (`VCPUOP_set_periodic_timer`); when one expires the hypervisor raises `VIRQ_TIMER`, whose
+//! kick wakes a blocked vCPU. A blocked vCPU may also have its own `wake_at` (a `SCHEDOP_poll` timeout),
+//! at which the policy wakes it itself.
+//!
+//! **How the hypervisor drives it** (`now` = system time):
+//!
+//! ```text
+//! domain created:          start(d, weight)         domain dead:  stop(d)
+//! SCHEDOP_yield:           yield_now(d)
+//! SCHEDOP_block:           unless an upcall is pending: block(d, None)
+//! SCHEDOP_poll(timeout):   unless a port is pending: block(d, timeout)
+//! set_timer_op(t):         set_singleshot(d, pvclock::set_timer_op_deadline(t, now))
+//! VCPUOP_*_periodic_timer: set_periodic(d, Some(period) / None, now)
+//! an event kicks d:        wake(d)
+//! timer interrupt (and on any entry, cheaply): for d in timers_due(now) { raise VIRQ_TIMER for d }
+//! before every exit to a guest:
+//!     match pick(now) { Some(d) => run d, None => idle (HLT) }
+//!     program the one-shot timer for next_deadline(now) (None: no timer needed)
+//! ```
+//!
+//! `pick` charges the previously running vCPU for the time since it was picked, so no separate accounting
+//! call is needed; [`SchedPolicy::account`] is for charging time the policy did not see.
+
+use abi::errno::Errno;
+
+use crate::domain::state::MAX_DOMAINS;
+
+/// vCPUs the policy schedules: one per domain.
+pub const NR_VCPUS: usize = MAX_DOMAINS;
+/// The weight of a vCPU that was given none; also the weight at which virtual time equals real time.
+pub const DEFAULT_WEIGHT: u16 = 256;
+/// The default time slice: 10 ms.
+pub const DEFAULT_SLICE_NS: u64 = 10_000_000;
+/// The shortest slice [`SchedPolicy::set_slice`] accepts: 100 µs.
+pub const MIN_SLICE_NS: u64 = 100_000;
+/// The longest slice [`SchedPolicy::set_slice`] accepts: 1 s.
+pub const MAX_SLICE_NS: u64 = 1_000_000_000;
+/// The shortest periodic timer period (Xen's: 1 ms).
+pub const MIN_PERIOD_NS: u64 = 1_000_000;
+/// The longest periodic timer period (Xen's `STIME_DELTA_MAX`-like bound).
+pub const MAX_PERIOD_NS: u64 = 1 << 62;
+
+/// A vCPU's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Wants the CPU (the running vCPU is runnable too).
+    Runnable,
+    /// Sleeping until woken by an event ([`SchedPolicy::wake`]) or, if set, at `wake_at` (ns).
+    Blocked {
+        /// Absolute system time at which the policy wakes it (a poll timeout).
+        wake_at: Option<u64>,
+    },
+    /// Not scheduled at all (no domain, shut down, crashed).
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Periodic {
+    next: u64,
+    period: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entity {
+    state: RunState,
+    weight: u16,
+    vruntime: u64,
+    cpu_ns: u64,
+    singleshot: Option<u64>,
+    periodic: Option<Periodic>,
+}
+
+impl Entity {
+    const STOPPED: Entity = Entity {
+        state: RunState::Stopped,
+        weight: DEFAULT_WEIGHT,
+        vruntime: 0,
+        cpu_ns: 0,
+        singleshot: None,
+        periodic: None,
+    };
+
+    fn runnable(&self) -> bool {
+        self.state == RunState::Runnable
+    }
+}
+
+/// The vCPU on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Running {
+    vcpu: usize,
+    /// Charged up to here.
+    since: u64,
+    /// Its slice ends here.
+    slice_end: u64,
+}
+
+/// A set of vCPUs; iterates in ascending order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuSet(u16);
+
+static_assertions::const_assert!(NR_VCPUS <= 16);
+
+impl VcpuSet {
+    /// The empty set.
+    pub const EMPTY: VcpuSet = VcpuSet(0);
+
+    fn insert(&mut self, v: usize) {
+        self.0 |= 1 << v;
+    }
+
+    /// `v` is in the set.
+    pub const fn contains(&self, v: usize) -> bool {
+        v < NR_VCPUS && self.0 & 1 << v != 0
+    }
+
+    /// No vCPU in the set.
+    pub const fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Iterator for VcpuSet {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let v = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(v)
+    }
+}
+
+/// What [`SchedPolicy::timers_due`] found. Iterating yields [`Due::timers`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    /// The vCPUs whose guest timer (single-shot or periodic) expired: raise `VIRQ_TIMER` for each.
+    pub timers: VcpuSet,
+    /// Blocked vCPUs whose own `wake_at` passed; the policy already made them runnable.
+    pub woken: VcpuSet,
+}
+
+impl Iterator for Due {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        self.timers.next()
+    }
+}
+
+/// The policy's state for all vCPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedPolicy {
+    vcpus: [Entity; NR_VCPUS],
+    running: Option<Running>,
+    slice_ns: u64,
+    /// Monotonic floor of the runnable vCPUs' virtual runtimes.
+    min_vruntime: u64,
+    /// The last vCPU picked (round-robin order for ties starts after it).
+    cursor: usize,
+    /// Choose again at the next `pick` even if the running vCPU's slice has not ended.
+    resched: bool,
+    /// This vCPU yielded: the next choice avoids it if anything else is runnable.
+    yielded: Option<usize>,
+}
+
+impl Default for SchedPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SchedPolicy {
+    /// Every vCPU stopped, default slice.
+    pub const fn new() -> SchedPolicy {
+        SchedPolicy {
+            vcpus: [Entity::STOPPED; NR_VCPUS],
+            running: None,
+            slice_ns: DEFAULT_SLICE_NS,
+            min_vruntime: 0,
+            cursor: NR_VCPUS - 1,
+            resched: false,
+            yielded: None,
+        }
+    }
+
+    /// Set the time slice, bounded to [`MIN_SLICE_NS`]..=[`MAX_SLICE_NS`]; returns the slice in effect.
+    pub fn set_slice(&mut self, ns: u64) -> u64 {
+        self.slice_ns = ns.clamp(MIN_SLICE_NS, MAX_SLICE_NS);
+        self.slice_ns
+    }
+
+    /// The time slice.
+    pub const fn slice_ns(&self) -> u64 {
+        self.slice_ns
+    }
+
+    fn get(&self, v: usize) -> Option<&Entity> {
+        self.vcpus.get(v)
+    }
+
+    /// `v`'s state (`None` beyond [`NR_VCPUS`]).
+    pub fn state(&self, v: usize) -> Option<RunState> {
+        self.get(v).map(|e| e.state)
+    }
+
+    /// `v`'s weight.
+    pub fn weight(&self, v: usize) -> Option<u16> {
+        self.get(v).map(|e| e.weight)
+    }
+
+    /// `v`'s virtual runtime.
+    pub fn vruntime(&self, v: usize) -> Option<u64> {
+        self.get(v).map(|e| e.vruntime)
+    }
+
+    /// Real time `v` has been charged for (ns), for statistics and the debug dump.
+    pub fn cpu_ns(&self, v: usize) -> Option<u64> {
+        self.get(v).map(|e| e.cpu_ns)
+    }
+
+    /// `v`'s single-shot timer deadline.
+    pub fn singleshot(&self, v: usize) -> Option<u64> {
+        self.get(v).and_then(|e| e.singleshot)
+    }
+
+    /// The vCPU the last [`pick`](Self::pick) chose, if any.
+    pub fn running(&self) -> Option<usize> {
+        self.running.map(|r| r.vcpu)
+    }
+
+    /// The floor of the runnable vCPUs' virtual runtimes.
+    pub const fn min_vruntime(&self) -> u64 {
+        self.min_vruntime
+    }
+
+    /// Make stopped vCPU `v` runnable with `weight` (its virtual runtime starts at `min_vruntime`, so it
+    /// neither owes nor is owed time). For a vCPU already started this only sets the weight. -EINVAL for a
+    /// vCPU beyond [`NR_VCPUS`] or weight 0.
+    pub fn start(&mut self, v: usize, weight: u16) -> Result<(), Errno> {
+        self.set_weight(v, weight)?;
+        let min = self.min_vruntime;
+        let e = &mut self.vcpus[v];
+        if e.state == RunState::Stopped {
+            *e = Entity {
+                state: RunState::Runnable,
+                vruntime: min,
+                weight,
+                ..Entity::STOPPED
+            };
+            self.resched = true;
+        }
+        Ok(())
+    }
+
+    /// Change `v`'s weight (1..=65535; -EINVAL for 0 or a vCPU beyond [`NR_VCPUS`]).
+    pub fn set_weight(&mut self, v: usize, weight: u16) -> Result<(), Errno> {
+        match self.vcpus.get_mut(v) {
+            Some(e) if weight != 0 => {
+                e.weight = weight;
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `v` stops being scheduled (shut down, crashed); its timers are cancelled. If it is running, the next
+    /// `pick` charges it for its last run and chooses another.
+    pub fn stop(&mut self, v: usize) {
+        if let Some(e) = self.vcpus.get_mut(v) {
+            e.state = RunState::Stopped;
+            e.singleshot = None;
+            e.periodic = None;
+            self.resched = true;
+        }
+    }
+
+    /// Charge `ran_ns` of CPU time to `v`: its virtual runtime advances by `ran_ns * 256 / weight`.
+    pub fn account(&mut self, v: usize, ran_ns: u64) {
+        let Some(e) = self.vcpus.get_mut(v) else {
+            return;
+        };
+        let weight = e.weight.max(1) as u128;
+        let delta = (ran_ns as u128 * DEFAULT_WEIGHT as u128 / weight).min(u64::MAX as u128) as u64;
+        e.vruntime = e.vruntime.saturating_add(delta);
+        e.cpu_ns = e.cpu_ns.saturating_add(ran_ns);
+        self.update_min_vruntime();
+    }
+
+    fn update_min_vruntime(&mut self) {
+        let min = self
+            .vcpus
+            .iter()
+            .filter(|e| e.runnable())
+            .map(|e| e.vruntime)
+            .min();
+        if let Some(m) = min {
+            self.min_vruntime = self.min_vruntime.max(m);
+        }
+    }
+
+    /// Charge the running vCPU up to `now`.
+    fn charge(&mut self, now: u64) {
+        if let Some(r) = self.running.as_mut() {
+            let ran = now.saturating_sub(r.since);
+            r.since = r.since.max(now);
+            let v = r.vcpu;
+            self.account(v, ran);
+        }
+    }
+
+    /// `v` goes to sleep (`SCHEDOP_block`, `SCHEDOP_poll`) until [`wake`](Self::wake) or, if given, until
+    /// `wake_at`. Only a runnable vCPU blocks; returns whether it did.
+    pub fn block(&mut self, v: usize, wake_at: Option<u64>) -> bool {
+        match self.vcpus.get_mut(v) {
+            Some(e) if e.runnable() => {
+                e.state = RunState::Blocked { wake_at };
+                if self.running() == Some(v) {
+                    self.resched = true;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Make blocked `v` runnable (an event kicked it, or its `wake_at` passed). Its virtual runtime is
+    /// raised to at least `min_vruntime - slice`, and the next `pick` chooses again (so it preempts the
+    /// running vCPU if it is owed time). Returns whether it was blocked.
+    pub fn wake(&mut self, v: usize) -> bool {
+        let floor = self.min_vruntime.saturating_sub(self.slice_ns);
+        match self.vcpus.get_mut(v) {
+            Some(e) if matches!(e.state, RunState::Blocked { .. }) => {
+                e.state = RunState::Runnable;
+                e.vruntime = e.vruntime.max(floor);
+                self.resched = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `v` gives up the rest of its slice (`SCHEDOP_yield`): the next `pick` chooses another runnable vCPU
+    /// if there is one, whatever their virtual runtimes.
+    pub fn yield_now(&mut self, v: usize) {
+        if self.running() == Some(v) {
+            self.yielded = Some(v);
+            self.resched = true;
+        }
+    }
+
+    /// Set or cancel (`None`) `v`'s single-shot timer (absolute ns; in the past: it fires at the next
+    /// [`timers_due`](Self::timers_due)).
+    pub fn set_singleshot(&mut self, v: usize, deadline: Option<u64>) {
+        if let Some(e) = self.vcpus.get_mut(v) {
+            e.singleshot = deadline;
+        }
+    }
+
+    /// Start (`Some(period)`, first expiry at `now + period`) or stop (`None`) `v`'s periodic timer.
+    /// -EINVAL for a period outside [`MIN_PERIOD_NS`]..=[`MAX_PERIOD_NS`] or a vCPU beyond [`NR_VCPUS`].
+    pub fn set_periodic(&mut self, v: usize, period: Option<u64>, now: u64) -> Result<(), Errno> {
+        let e = self.vcpus.get_mut(v).ok_or(Errno::EINVAL)?;
+        e.periodic = match period {
+            None => None,
+            Some(p) if (MIN_PERIOD_NS..=MAX_PERIOD_NS).contains(&p) => Some(Periodic {
+                next: now.saturating_add(p),
+                period: p,
+            }),
+            Some(_) => return Err(Errno::EINVAL),
+        };
+        Ok(())
+    }
+
+    /// Expire timers at `now`: single-shot timers that passed are cleared and periodic ones advanced past
+    /// `now` (missed periods coalesce into one expiry); both are reported for `VIRQ_TIMER`. Blocked vCPUs
+    /// whose `wake_at` passed are woken here. Stopped vCPUs have no timers.
+    pub fn timers_due(&mut self, now: u64) -> Due {
+        let mut due = Due::default();
+        for v in 0..NR_VCPUS {
+            let e = &mut self.vcpus[v];
+            if e.state == RunState::Stopped {
+                continue;
+            }
+            if e.singleshot.is_some_and(|t| t <= now) {
+                e.singleshot = None;
+                due.timers.insert(v);
+            }
+            if let Some(p) = e.periodic.as_mut().filter(|p| p.next <= now) {
+                let missed = (now - p.next) / p.period;
+                p.next = p
+                    .next
+                    .saturating_add(p.period.saturating_mul(missed.saturating_add(1)));
+                due.timers.insert(v);
+            }
+            if let RunState::Blocked { wake_at: Some(t) } = e.state
+                && t <= now
+            {
+                self.wake(v);
+                due.woken.insert(v);
+            }
+        }
+        due
+    }
+
+    /// Choose the vCPU to run from `now` on (`None`: idle). The previously picked vCPU is charged for the
+    /// time since it was picked. It keeps the CPU if it is still runnable, its slice has not ended and
+    /// nothing asked for a new choice (a wake, block, yield, start or stop); otherwise the runnable vCPU
+    /// with the lowest virtual runtime is chosen (ties: round-robin after the last one picked), and a
+    /// fresh slice starts unless the same vCPU continues inside its current slice.
+    pub fn pick(&mut self, now: u64) -> Option<usize> {
+        self.charge(now);
+        if let Some(r) = self.running
+            && !self.resched
+            && self.vcpus[r.vcpu].runnable()
+            && now < r.slice_end
+        {
+            return Some(r.vcpu);
+        }
+        let choice = self.choose();
+        let prev = self.running;
+        self.resched = false;
+        self.yielded = None;
+        self.running = choice.map(|v| {
+            let slice_end = match prev {
+                Some(r) if r.vcpu == v && now < r.slice_end => r.slice_end,
+                _ => now.saturating_add(self.slice_ns),
+            };
+            Running {
+                vcpu: v,
+                since: now,
+                slice_end,
+            }
+        });
+        if let Some(v) = choice {
+            self.cursor = v;
+        }
+        choice
+    }
+
+    /// The runnable vCPU with the lowest virtual runtime, avoiding one that yielded if possible.
+    fn choose(&self) -> Option<usize> {
+        let runnable = |v: usize| self.vcpus[v].runnable();
+        let others = (0..NR_VCPUS).any(|v| runnable(v) && Some(v) != self.yielded);
+        let eligible = |v: usize| runnable(v) && (!others || Some(v) != self.yielded);
+        let mut best: Option<usize> = None;
+        // Round-robin order: starting after the last vCPU picked; strict `<` keeps the first of equals.
+        for k in 1..=NR_VCPUS {
+            let v = (self.cursor + k) % NR_VCPUS;
+            if eligible(v) && best.is_none_or(|b| self.vcpus[v].vruntime < self.vcpus[b].vruntime) {
+                best = Some(v);
+            }
+        }
+        best
+    }
+
+    /// When the hypervisor must next get control (absolute ns), for its one-shot timer: the earliest of the
+    /// running vCPU's slice end (only if another vCPU is runnable), every guest timer and every blocked
+    /// vCPU's `wake_at`. `now` if a choice is pending (runnable vCPUs but none picked). `None`: no timer is
+    /// needed (only events can change anything).
+    pub fn next_deadline(&self, now: u64) -> Option<u64> {
+        let mut deadline: Option<u64> = None;
+        let mut consider = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        let any_runnable = self.vcpus.iter().any(Entity::runnable);
+        match self.running {
+            Some(r) if self.vcpus[r.vcpu].runnable() => {
+                let others = (0..NR_VCPUS).any(|v| v != r.vcpu && self.vcpus[v].runnable());
+                if others {
+                    consider(r.slice_end);
+                }
+            }
+            _ if any_runnable => consider(now),
+            _ => {}
+        }
+        for e in self.vcpus.iter().filter(|e| e.state != RunState::Stopped) {
+            if let Some(t) = e.singleshot {
+                consider(t);
+            }
+            if let Some(p) = e.periodic {
+                consider(p.next);
+            }
+            if let RunState::Blocked { wake_at: Some(t) } = e.state {
+                consider(t);
+            }
+        }
+        deadline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const SEC: u64 = 1_000 * MS;
+
+    /// What a simulated guest does when it runs.
+    #[derive(Clone, Copy)]
+    enum Guest {
+        /// Computes forever (events masked or not: it never enters the hypervisor by itself).
+        Spin,
+        /// Runs `.0` ns, then sets its timer `.1` ns ahead and blocks.
+        Sleepy(u64, u64),
+    }
+
+    struct Sim {
+        p: SchedPolicy,
+        guests: Vec<Guest>,
+        now: u64,
+        ran: Vec<u64>,
+        left: Vec<u64>,
+        /// Longest stretch one vCPU held the CPU while another was runnable, and the longest
+        /// wake-to-run latency of a Sleepy guest.
+        longest_hold: u64,
+        longest_latency: u64,
+    }
+
+    impl Sim {
+        fn new(weights: &[u16], guests: &[Guest]) -> Sim {
+            let mut p = SchedPolicy::new();
+            for (v, &w) in weights.iter().enumerate() {
+                p.start(v, w).unwrap();
+            }
+            let left = guests
+                .iter()
+                .map(|g| match g {
+                    Guest::Spin => u64::MAX,
+                    Guest::Sleepy(run, _) => *run,
+                })
+                .collect();
+            Sim {
+                p,
+                guests: guests.to_vec(),
+                now: 0,
+                ran: vec![0; guests.len()],
+                left,
+                longest_hold: 0,
+                longest_latency: 0,
+            }
+        }
+
+        fn others_runnable(&self, v: usize) -> bool {
+            (0..NR_VCPUS).any(|u| u != v && self.p.state(u) == Some(RunState::Runnable))
+        }
+
+        fn run(&mut self, until: u64) {
+            let mut woke_at = vec![None; self.guests.len()];
+            let mut hold: Option<(usize, u64)> = None;
+            while self.now < until {
+                // The timer interrupt: VIRQ_TIMER for every expired guest timer, whose kick wakes it.
+                for v in self.p.timers_due(self.now) {
+                    if self.p.wake(v) {
+                        woke_at[v] = Some(self.now);
+                    }
+                }
+                let Some(v) = self.p.pick(self.now) else {
+                    self.now = self
+                        .p
+                        .next_deadline(self.now)
+                        .expect("idle with nothing to wait for");
+                    hold = None;
+                    continue;
+                };
+                if let Some(t) = woke_at[v].take() {
+                    self.longest_latency = self.longest_latency.max(self.now - t);
+                }
+                let contended = self.others_runnable(v);
+                let deadline = self.p.next_deadline(self.now);
+                if contended {
+                    let d = deadline.expect("contended: a slice timer");
+                    assert!(d <= self.now + self.p.slice_ns(), "run beyond a slice");
+                }
+                let stop = deadline
+                    .unwrap_or(until)
+                    .min(until)
+                    .min(self.now.saturating_add(self.left[v]));
+                let ran = stop - self.now;
+                match hold {
+                    Some((h, start)) if h == v => {
+                        if contended {
+                            self.longest_hold = self.longest_hold.max(stop - start)
+                        }
+                    }
+                    _ => hold = Some((v, self.now)),
+                }
+                self.ran[v] += ran;
+                self.now = stop;
+                if let Guest::Sleepy(run, sleep) = self.guests[v] {
+                    self.left[v] -= ran;
+                    if self.left[v] == 0 {
+                        self.left[v] = run;
+                        self.p.set_singleshot(v, Some(self.now + sleep));
+                        assert!(self.p.block(v, None));
+                        hold = None;
+                    }
+                }
+            }
+        }
+
+        fn share(&self, v: usize) -> f64 {
+            self.ran[v] as f64 / self.ran.iter().sum::<u64>() as f64
+        }
+    }
+
+    fn close(got: f64, want: f64) -> bool {
+        (got - want).abs() <= 0.05 * want
+    }
+
+    #[test]
+    fn shares_follow_weights() {
+        let mut s = Sim::new(&[256, 512, 256], &[Guest::Spin; 3]);
+        s.run(10 * SEC);
+        for (v, want) in [(0, 0.25), (1, 0.5), (2, 0.25)] {
+            assert!(close(s.share(v), want), "vCPU {v}: {}", s.share(v));
+        }
+        // Weight 512 may take two slices in a row.
+        assert!(s.longest_hold <= 2 * s.p.slice_ns());
+    }
+
+    #[test]
+    fn shares_follow_weights_with_a_periodic_sleeper() {
+        // vCPU 2 wants 2 ms in every 10 ms (less than its 25 %): it gets what it asks for, and the two
+        // spinners split the rest 1:2.
+        let sleepy = Guest::Sleepy(2 * MS, 8 * MS);
+        let mut s = Sim::new(&[256, 512, 256], &[Guest::Spin, Guest::Spin, sleepy]);
+        s.run(10 * SEC);
+        let (a, b, c) = (s.share(0), s.share(1), s.share(2));
+        assert!(close(c, 0.2), "the sleeper got {c}");
+        assert!(close(a / (a + b), 1.0 / 3.0), "spinners {a} {b}");
+        assert!(s.longest_latency <= s.p.slice_ns());
+        // Never idle while someone spins.
+        assert_eq!(s.ran.iter().sum::<u64>(), 10 * SEC);
+    }
+
+    #[test]
+    fn a_spinner_cannot_starve_others() {
+        // Equal weights: nobody holds the CPU past one slice (strict rotation), and a woken sleeper
+        // runs at once.
+        let sleepy = Guest::Sleepy(100_000, MS);
+        let mut s = Sim::new(&[256; 3], &[Guest::Spin, Guest::Spin, sleepy]);
+        s.run(2 * SEC);
+        assert!(s.longest_hold <= s.p.slice_ns());
+        assert_eq!(s.longest_latency, 0);
+        assert!(close(s.share(0), s.share(1)));
+        // The sleeper gets all it asks for: 100 us in every 1.1 ms.
+        assert!(close(s.ran[2] as f64, (2 * SEC) as f64 / 11.0));
+        // Even a heavy spinner leaves a weight-1 vCPU its (small) share.
+        let mut s = Sim::new(&[256, 1], &[Guest::Spin; 2]);
+        s.run(100 * SEC);
+        assert!(close(s.share(1), 1.0 / 257.0), "{}", s.share(1));
+    }
+
+    #[test]
+    fn blocked_vcpus_wake_at_their_deadline_and_cost_nothing() {
+        let mut p = SchedPolicy::new();
+        p.start(0, 256).unwrap();
+        p.start(1, 256).unwrap();
+        assert_eq!(p.pick(0), Some(0));
+        assert!(p.block(1, Some(5 * MS)));
+        // Alone: no slice timer, just the wake-up.
+        assert_eq!(p.next_deadline(0), Some(5 * MS));
+        assert_eq!(p.pick(3 * MS), Some(0));
+        assert!(p.timers_due(5 * MS - 1).woken.is_empty());
+        let due = p.timers_due(5 * MS);
+        assert!(due.woken.contains(1) && due.timers.is_empty());
+        assert_eq!(p.state(1), Some(RunState::Runnable));
+        assert_eq!(p.pick(5 * MS), Some(1), "the sleeper is owed time");
+        assert_eq!(p.cpu_ns(0), Some(5 * MS));
+        assert_eq!(p.cpu_ns(1), Some(0), "blocked: charged nothing");
+        // A guest timer with block(None): the timer fires, the hypervisor raises VIRQ_TIMER, the kick wakes.
+        assert!(p.block(1, None));
+        p.set_singleshot(1, Some(9 * MS));
+        assert_eq!(p.pick(6 * MS), Some(0));
+        assert_eq!(p.next_deadline(6 * MS), Some(9 * MS));
+        let due = p.timers_due(9 * MS);
+        assert_eq!(due.collect::<Vec<_>>(), [1]);
+        assert_eq!(p.state(1), Some(RunState::Blocked { wake_at: None }));
+        assert!(p.wake(1));
+        assert!(!p.wake(1), "already awake");
+        assert_eq!(p.singleshot(1), None);
+        // Everyone blocked: idle until the earliest deadline; nothing at all: no timer.
+        assert!(p.block(0, Some(20 * MS)));
+        assert!(p.block(1, Some(15 * MS)));
+        assert_eq!(p.pick(10 * MS), None);
+        assert_eq!(p.next_deadline(10 * MS), Some(15 * MS));
+        p.stop(1);
+        assert!(!p.block(0, None), "already blocked");
+        assert!(p.wake(0));
+        assert!(p.block(0, None));
+        assert_eq!(p.pick(11 * MS), None);
+        assert_eq!(p.next_deadline(11 * MS), None);
+    }
+
+    #[test]
+    fn sleepers_cannot_bank_credit() {
+        let mut p = SchedPolicy::new();
+        p.start(0, 256).unwrap();
+        p.start(1, 256).unwrap();
+        assert!(p.block(1, None));
+        assert_eq!(p.pick(0), Some(0));
+        // vCPU 0 runs alone for 5 s (one pick at a time, no slice timer).
+        assert_eq!(p.pick(5 * SEC), Some(0));
+        assert!(p.wake(1));
+        assert_eq!(p.vruntime(1), Some(5 * SEC - p.slice_ns()));
+        // vCPU 1 gets about one slice of catch-up, not 5 s.
+        let mut t = 5 * SEC;
+        let mut run1 = 0;
+        for _ in 0..4 {
+            let v = p.pick(t).unwrap();
+            let d = p.next_deadline(t).unwrap();
+            if v == 1 {
+                run1 += d - t;
+            }
+            t = d;
+        }
+        assert!(run1 <= 3 * p.slice_ns(), "{run1}");
+    }
+
+    #[test]
+    fn yield_hands_over_the_cpu() {
+        let mut p = SchedPolicy::new();
+        p.start(0, 256).unwrap();
+        p.start(1, 256).unwrap();
+        p.account(1, 50 * MS);
+        assert_eq!(p.pick(0), Some(0));
+        assert_eq!(p.pick(MS), Some(0), "inside its slice");
+        p.yield_now(0);
+        // Yield switches even to a vCPU with more virtual runtime, which gets a slice of its own; at its
+        // end the lowest virtual runtime runs again.
+        assert_eq!(p.pick(MS), Some(1));
+        assert_eq!(p.pick(2 * MS), Some(1));
+        assert_eq!(p.pick(11 * MS), Some(0));
+        p.yield_now(1);
+        assert_eq!(p.pick(12 * MS), Some(0), "only the running vCPU can yield");
+        p.stop(1);
+        p.yield_now(1);
+        assert_eq!(p.pick(13 * MS), Some(0));
+        p.yield_now(0);
+        assert_eq!(
+            p.pick(13 * MS),
+            Some(0),
+            "nothing else runnable: the yielder runs"
+        );
+    }
+
+    #[test]
+    fn periodic_timers() {
+        let mut p = SchedPolicy::new();
+        p.start(3, 256).unwrap();
+        assert_eq!(p.set_periodic(3, Some(MS - 1), 0), Err(Errno::EINVAL));
+        assert_eq!(p.set_periodic(3, Some(u64::MAX), 0), Err(Errno::EINVAL));
+        assert_eq!(p.set_periodic(8, Some(MS), 0), Err(Errno::EINVAL));
+        p.set_periodic(3, Some(MS), 0).unwrap();
+        assert_eq!(p.pick(0), Some(3));
+        assert_eq!(p.next_deadline(0), Some(MS));
+        assert!(p.timers_due(MS - 1).timers.is_empty());
+        assert!(p.timers_due(MS).timers.contains(3));
+        assert_eq!(p.next_deadline(MS), Some(2 * MS));
+        // Missed periods coalesce into one expiry.
+        assert_eq!(p.timers_due(10 * MS + 5).count(), 1);
+        assert_eq!(p.next_deadline(10 * MS + 5), Some(11 * MS));
+        p.set_periodic(3, None, 0).unwrap();
+        assert_eq!(p.next_deadline(11 * MS), None);
+        // A stopped vCPU's timers are gone.
+        p.set_singleshot(3, Some(20 * MS));
+        p.stop(3);
+        assert_eq!(p.next_deadline(0), None);
+        assert!(p.timers_due(u64::MAX).timers.is_empty());
+    }
+
+    #[test]
+    fn hostile_arguments() {
+        let mut p = SchedPolicy::new();
+        for v in [NR_VCPUS, 100, usize::MAX] {
+            assert_eq!(p.start(v, 256), Err(Errno::EINVAL));
+            assert_eq!(p.set_weight(v, 1), Err(Errno::EINVAL));
+            assert!(!p.block(v, Some(1)) && !p.wake(v));
+            p.account(v, u64::MAX);
+            p.stop(v);
+            p.yield_now(v);
+            p.set_singleshot(v, Some(0));
+            assert_eq!(p.state(v), None);
+        }
+        assert_eq!(p.start(0, 0), Err(Errno::EINVAL));
+        p.start(0, 1).unwrap();
+        p.account(0, u64::MAX);
+        p.account(0, u64::MAX);
+        assert_eq!(p.vruntime(0), Some(u64::MAX));
+        assert_eq!(p.pick(u64::MAX), Some(0));
+        assert_eq!(p.pick(0), Some(0), "time going backwards charges nothing");
+        assert_eq!(p.next_deadline(0), None);
+        assert_eq!(p.set_slice(0), MIN_SLICE_NS);
+        assert_eq!(p.set_slice(u64::MAX), MAX_SLICE_NS);
+        let mut s = VcpuSet::EMPTY;
+        s.insert(7);
+        assert!(s.contains(7) && !s.contains(8) && !s.contains(usize::MAX));
+    }
+}
