@@ -234,3 +234,5 @@ mod tests {
 }
 #[cfg(test)]
 mod tests_mm;
+#[cfg(test)]
+mod tests_traps;

@@ -190,6 +190,18 @@ impl Default for World {
     }
 }
 
+/// Test access to a whole frame of the fake machine.
+pub trait FrameForTest {
+    /// Frame `mfn`'s bytes.
+    fn frame_mut_for_test(&mut self, mfn: u64) -> &mut [u8; 4096];
+}
+
+impl FrameForTest for FakeMachine {
+    fn frame_mut_for_test(&mut self, mfn: u64) -> &mut [u8; 4096] {
+        crate::mm::phys::FrameMem::frame_mut(self, Mfn(mfn))
+    }
+}
+
 /// Run one hypercall as domain 1 on `m` (tables rooted at `root`); returns the action and console output.
 pub fn call(m: &mut FakeMachine, root: Mfn, number: u64, args: [u64; 5]) -> (Action, Vec<u8>) {
     let mut w = World::new();
