@@ -202,7 +202,7 @@ mod tests {
             ("null_hypercall", 10, stats)
         );
         assert_eq!(
-            parse_line(&"(d0) BENCH name=x iterations=1 min=1 median=1 p90=1 p99=1 max=1"[..])
+            parse_line("(d0) BENCH name=x iterations=1 min=1 median=1 p90=1 p99=1 max=1")
                 .unwrap()
                 .name,
             "x"
