@@ -90,21 +90,31 @@ pub fn schedule(switch: bool) -> ! {
     let time = TIME.get().expect("time initialised");
     let mut switch = switch;
     loop {
-        let now = time.now_ns();
         let mut table = DOMAINS.lock();
-        let fired = service_interrupts(&table, now);
-        let current = table.current.filter(|&c| {
-            table.slots[c].as_ref().is_some_and(|d| d.runnable())
-                && matches!(
-                    SCHED.lock().0.state(c),
-                    Some(crate::sched_policy::RunState::Runnable)
-                )
-        });
-        let next = match current {
-            Some(c) if !switch && !fired => Some(c),
-            _ => SCHED.lock().0.pick(now),
+        let pending = irq::TIMER_FIRED.load(Ordering::Relaxed)
+            || irq::CONSOLE_INPUT.load(Ordering::Relaxed)
+            || irq::DEBUG_KEY.load(Ordering::Relaxed) != 0;
+        let (current, changed) = {
+            let mut s = SCHED.lock();
+            let cur = table.current.filter(|&c| {
+                table.slots[c].as_ref().is_some_and(|d| d.runnable())
+                    && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
+            });
+            (cur, s.0.take_changed())
         };
-        arm_timer(now);
+        // The fast path: the caller keeps the CPU and nothing happened that needs a decision.
+        let next = if !switch && !pending && !changed && current.is_some() {
+            current
+        } else {
+            let now = time.now_ns();
+            let fired = service_interrupts(&table, now);
+            let next = match current {
+                Some(c) if !switch && !fired => Some(c),
+                _ => SCHED.lock().0.pick(now),
+            };
+            arm_timer(now);
+            next
+        };
         let Some(i) = next else {
             if !table.iter().any(|d| d.runnable()) {
                 drop(table);

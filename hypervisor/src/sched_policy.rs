@@ -181,6 +181,8 @@ pub struct SchedPolicy {
     resched: bool,
     /// This vCPU yielded: the next choice avoids it if anything else is runnable.
     yielded: Option<usize>,
+    /// Something that can move the next deadline or the choice changed since [`SchedPolicy::take_changed`].
+    changed: bool,
 }
 
 impl Default for SchedPolicy {
@@ -200,11 +202,19 @@ impl SchedPolicy {
             cursor: NR_VCPUS - 1,
             resched: false,
             yielded: None,
+            changed: true,
         }
+    }
+
+    /// True (once) if a state change since the last call may have moved the next deadline or the choice:
+    /// the hypervisor then re-arms its timer; otherwise a vCPU that keeps the CPU skips that work.
+    pub fn take_changed(&mut self) -> bool {
+        core::mem::replace(&mut self.changed, false)
     }
 
     /// Set the time slice, bounded to [`MIN_SLICE_NS`]..=[`MAX_SLICE_NS`]; returns the slice in effect.
     pub fn set_slice(&mut self, ns: u64) -> u64 {
+        self.changed = true;
         self.slice_ns = ns.clamp(MIN_SLICE_NS, MAX_SLICE_NS);
         self.slice_ns
     }
@@ -257,6 +267,7 @@ impl SchedPolicy {
     /// neither owes nor is owed time). For a vCPU already started this only sets the weight. -EINVAL for a
     /// vCPU beyond [`NR_VCPUS`] or weight 0.
     pub fn start(&mut self, v: usize, weight: u16) -> Result<(), Errno> {
+        self.changed = true;
         self.set_weight(v, weight)?;
         let min = self.min_vruntime;
         let e = &mut self.vcpus[v];
@@ -274,6 +285,7 @@ impl SchedPolicy {
 
     /// Change `v`'s weight (1..=65535; -EINVAL for 0 or a vCPU beyond [`NR_VCPUS`]).
     pub fn set_weight(&mut self, v: usize, weight: u16) -> Result<(), Errno> {
+        self.changed = true;
         match self.vcpus.get_mut(v) {
             Some(e) if weight != 0 => {
                 e.weight = weight;
@@ -286,6 +298,7 @@ impl SchedPolicy {
     /// `v` stops being scheduled (shut down, crashed); its timers are cancelled. If it is running, the next
     /// `pick` charges it for its last run and chooses another.
     pub fn stop(&mut self, v: usize) {
+        self.changed = true;
         if let Some(e) = self.vcpus.get_mut(v) {
             e.state = RunState::Stopped;
             e.singleshot = None;
@@ -331,6 +344,7 @@ impl SchedPolicy {
     /// `v` goes to sleep (`SCHEDOP_block`, `SCHEDOP_poll`) until [`wake`](Self::wake) or, if given, until
     /// `wake_at`. Only a runnable vCPU blocks; returns whether it did.
     pub fn block(&mut self, v: usize, wake_at: Option<u64>) -> bool {
+        self.changed = true;
         match self.vcpus.get_mut(v) {
             Some(e) if e.runnable() => {
                 e.state = RunState::Blocked { wake_at };
@@ -347,6 +361,7 @@ impl SchedPolicy {
     /// raised to at least `min_vruntime - slice`, and the next `pick` chooses again (so it preempts the
     /// running vCPU if it is owed time). Returns whether it was blocked.
     pub fn wake(&mut self, v: usize) -> bool {
+        self.changed = true;
         let floor = self.min_vruntime.saturating_sub(self.slice_ns);
         match self.vcpus.get_mut(v) {
             Some(e) if matches!(e.state, RunState::Blocked { .. }) => {
@@ -362,6 +377,7 @@ impl SchedPolicy {
     /// `v` gives up the rest of its slice (`SCHEDOP_yield`): the next `pick` chooses another runnable vCPU
     /// if there is one, whatever their virtual runtimes.
     pub fn yield_now(&mut self, v: usize) {
+        self.changed = true;
         if self.running() == Some(v) {
             self.yielded = Some(v);
             self.resched = true;
@@ -371,6 +387,7 @@ impl SchedPolicy {
     /// Set or cancel (`None`) `v`'s single-shot timer (absolute ns; in the past: it fires at the next
     /// [`timers_due`](Self::timers_due)).
     pub fn set_singleshot(&mut self, v: usize, deadline: Option<u64>) {
+        self.changed = true;
         if let Some(e) = self.vcpus.get_mut(v) {
             e.singleshot = deadline;
         }
@@ -379,6 +396,7 @@ impl SchedPolicy {
     /// Start (`Some(period)`, first expiry at `now + period`) or stop (`None`) `v`'s periodic timer.
     /// -EINVAL for a period outside [`MIN_PERIOD_NS`]..=[`MAX_PERIOD_NS`] or a vCPU beyond [`NR_VCPUS`].
     pub fn set_periodic(&mut self, v: usize, period: Option<u64>, now: u64) -> Result<(), Errno> {
+        self.changed = true;
         let e = self.vcpus.get_mut(v).ok_or(Errno::EINVAL)?;
         e.periodic = match period {
             None => None,
@@ -395,6 +413,7 @@ impl SchedPolicy {
     /// `now` (missed periods coalesce into one expiry); both are reported for `VIRQ_TIMER`. Blocked vCPUs
     /// whose `wake_at` passed are woken here. Stopped vCPUs have no timers.
     pub fn timers_due(&mut self, now: u64) -> Due {
+        self.changed = true;
         let mut due = Due::default();
         for v in 0..NR_VCPUS {
             let e = &mut self.vcpus[v];
@@ -428,6 +447,7 @@ impl SchedPolicy {
     /// with the lowest virtual runtime is chosen (ties: round-robin after the last one picked), and a
     /// fresh slice starts unless the same vCPU continues inside its current slice.
     pub fn pick(&mut self, now: u64) -> Option<usize> {
+        self.changed = true;
         self.charge(now);
         if let Some(r) = self.running
             && !self.resched

@@ -50,22 +50,31 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
         if len > max {
             return Err(Errno::EINVAL);
         }
-        let mut page = [0u8; PAGE_SIZE as usize];
+        // A small bounce buffer, refilled as often as a chunk needs: no large stack frame to clear.
+        let mut bounce = [0u8; 256];
         let mem = &*self.mem;
         walk::for_each_chunk(mem, self.root, va, len, self.access(false), max, |ma, n| {
-            mem.read_bytes(ma, &mut page[..n]);
-            f(&page[..n]);
+            let mut done = 0;
+            while done < n {
+                let k = (n - done).min(bounce.len());
+                mem.read_bytes(Maddr(ma.0 + done as u64), &mut bounce[..k]);
+                f(&bounce[..k]);
+                done += k;
+            }
         })
         .map_err(|_| Errno::EFAULT)
     }
 
-    /// Copy `buf.len()` bytes from guest address `va`.
+    /// Copy `buf.len()` bytes from guest address `va` (straight into `buf`, page by page).
     pub fn read(&self, va: Gva, buf: &mut [u8]) -> Result<(), Errno> {
         let mut off = 0;
-        self.read_chunks(va, buf.len() as u64, buf.len() as u64, |chunk| {
-            buf[off..off + chunk.len()].copy_from_slice(chunk);
-            off += chunk.len();
+        let mem = &*self.mem;
+        let len = buf.len() as u64;
+        walk::for_each_chunk(mem, self.root, va, len, self.access(false), len, |ma, n| {
+            mem.read_bytes(ma, &mut buf[off..off + n]);
+            off += n;
         })
+        .map_err(|_| Errno::EFAULT)
     }
 
     /// Copy a plain-data object from guest address `va`.
