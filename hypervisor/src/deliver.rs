@@ -59,6 +59,12 @@ fn bounce_or_crash(
     mask: bool,
     what: &str,
 ) -> Next {
+    log::trace!(
+        "domain {}: {what} at rip={:#x} (ring {}) -> handler {handler:#x}",
+        dom.id,
+        dom.vcpu.regs.rip,
+        frame_ring(&dom.vcpu.regs)
+    );
     match bounce(dom, handler, error, mask) {
         Ok(()) => Next::Resume,
         Err(e) => {
