@@ -12,11 +12,10 @@ pub const MAX_ITERATIONS: usize = 4096;
 
 static SAMPLES: spin::Mutex<[u64; MAX_ITERATIONS]> = spin::Mutex::new([0; MAX_ITERATIONS]);
 
-/// The TSC-read pair with nothing between (the measurement's own cost): the median of `n` tries.
+/// The fenced TSC-read pair with nothing between (the measurement's own cost): the median of `n` tries.
 fn overhead(samples: &mut [u64]) -> u64 {
     for s in samples.iter_mut() {
-        let t0 = cpu::rdtsc();
-        *s = cpu::rdtsc().wrapping_sub(t0);
+        *s = cpu::time_ring0_int_iret(false);
     }
     bench::summarize(samples).map_or(0, |s| s.median)
 }
@@ -28,7 +27,7 @@ pub fn ring0_floor(iterations: usize) -> Stats {
     let samples = &mut guard[..n];
     let base = overhead(samples);
     for s in samples.iter_mut() {
-        *s = cpu::time_ring0_int_iret();
+        *s = cpu::time_ring0_int_iret(true);
     }
     bench::subtract_overhead(samples, base);
     let stats = bench::summarize(samples).unwrap_or_default();

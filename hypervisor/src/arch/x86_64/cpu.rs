@@ -171,29 +171,28 @@ pub mod msr {
     pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
 }
 
-/// One `int` to the ring-0 measurement floor vector (its handler is a bare IRETQ), bracketed by
-/// serialized TSC reads; returns the elapsed ticks.
-pub fn time_ring0_int_iret() -> u64 {
+/// The serialized TSC-read pair around one `int` to the ring-0 measurement floor vector (its handler is a
+/// bare IRETQ), or around nothing when `with_int` is false (the measurement's own overhead, subtracted by
+/// the caller); returns the elapsed ticks.
+pub fn time_ring0_int_iret(with_int: bool) -> u64 {
     let (lo0, hi0, lo1, hi1): (u32, u32, u32, u32);
     // SAFETY: the floor vector's stub only executes IRETQ on the frame the CPU pushed (same privilege, same
     // stack); interrupts are off in ring 0; no memory is touched. The asm may push (no `nostack`), so the
-    // compiler keeps the red zone clear around it.
+    // compiler keeps the red zone clear around it. Both variants execute the same instructions but the int.
     unsafe {
-        asm!(
-            "lfence",
-            "rdtsc",
-            "mov {lo0:e}, eax",
-            "mov {hi0:e}, edx",
-            "int {v}",
-            "rdtscp",
-            "lfence",
-            lo0 = out(reg) lo0,
-            hi0 = out(reg) hi0,
-            v = const super::tables::RING0_FLOOR_VECTOR,
-            out("eax") lo1,
-            out("edx") hi1,
-            out("ecx") _,
-        )
+        if with_int {
+            asm!(
+                "lfence", "rdtsc", "mov {lo0:e}, eax", "mov {hi0:e}, edx", "int {v}", "rdtscp", "lfence",
+                lo0 = out(reg) lo0, hi0 = out(reg) hi0, v = const super::tables::RING0_FLOOR_VECTOR,
+                out("eax") lo1, out("edx") hi1, out("ecx") _,
+            )
+        } else {
+            asm!(
+                "lfence", "rdtsc", "mov {lo0:e}, eax", "mov {hi0:e}, edx", "rdtscp", "lfence",
+                lo0 = out(reg) lo0, hi0 = out(reg) hi0,
+                out("eax") lo1, out("edx") hi1, out("ecx") _,
+            )
+        }
     };
     let t0 = (u64::from(hi0) << 32) | u64::from(lo0);
     let t1 = (u64::from(hi1) << 32) | u64::from(lo1);
