@@ -107,6 +107,8 @@ pub fn schedule(switch: bool) -> ! {
             current
         } else {
             let now = time.now_ns();
+            // Domains may have stopped since the last decision: the peers' shared_info list follows.
+            table.refresh_shared_info();
             let fired = service_interrupts(&table, now);
             let next = match current {
                 Some(c) if !switch && !fired => Some(c),

@@ -27,7 +27,7 @@ pub enum Next {
 pub fn guest_trap(frame: EntryFrame) -> ! {
     let next = {
         let mut table = DOMAINS.lock();
-        let peers = table.shared_info_frames();
+        let peers = table.shared_info;
         let Some(dom) = table.current_mut() else {
             panic!(
                 "entry from a guest with no current domain (vector {})",
@@ -80,7 +80,7 @@ fn hypercall(dom: &mut Domain, peers: &[Option<Mfn>; MAX_DOMAINS]) -> Next {
             sched: policy,
             polls,
             shared_info: peers,
-            now_ns: TIME.get().map_or(0, TimeBase::now_ns),
+            clock: &|| TIME.get().map_or(0, TimeBase::now_ns),
             console_in,
             hv_l4: &hv.hv_l4,
             maxphyaddr: hv.maxphyaddr,

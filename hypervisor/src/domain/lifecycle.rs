@@ -230,7 +230,8 @@ pub fn create_domain(
         }
         polls.clear(domid);
     }
-    DOMAINS.lock().slots[domid as usize] = Some(Domain {
+    let mut table = DOMAINS.lock();
+    table.slots[domid as usize] = Some(Domain {
         id: domid,
         state: DomainState::Runnable,
         vcpu: Vcpu {
@@ -249,6 +250,7 @@ pub fn create_domain(
         privileged: flags & SIF_PRIVILEGED != 0,
         console: crate::console::LineBuffer::new(),
     });
+    table.refresh_shared_info();
     Ok(())
 }
 

@@ -87,6 +87,9 @@ pub struct DomainTable {
     pub current: Option<usize>,
     /// The domain whose segment state (selectors, FS/GS bases) is in the CPU.
     pub segments_loaded: Option<usize>,
+    /// Every live domain's shared_info frame, indexed by domain id (kept up to date by
+    /// [`DomainTable::refresh_shared_info`] when a domain starts or stops).
+    pub shared_info: [Option<abi::types::Mfn>; MAX_DOMAINS],
 }
 
 impl DomainTable {
@@ -96,6 +99,7 @@ impl DomainTable {
             slots: [const { None }; MAX_DOMAINS],
             current: None,
             segments_loaded: None,
+            shared_info: [None; MAX_DOMAINS],
         }
     }
 
@@ -112,14 +116,14 @@ impl DomainTable {
         self.slots[self.current?].as_mut()
     }
 
-    /// Every domain's shared_info frame, indexed by domain id (for event delivery between domains).
-    pub fn shared_info_frames(&self) -> [Option<abi::types::Mfn>; MAX_DOMAINS] {
-        core::array::from_fn(|i| {
+    /// Recompute [`DomainTable::shared_info`] (after a domain started or stopped).
+    pub fn refresh_shared_info(&mut self) {
+        self.shared_info = core::array::from_fn(|i| {
             self.slots[i]
                 .as_ref()
                 .filter(|d| d.runnable())
                 .map(|d| d.mm.shared_info)
-        })
+        });
     }
 
     /// Iterate over existing domains.

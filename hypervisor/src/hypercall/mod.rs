@@ -92,8 +92,8 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub polls: &'a mut sched_op::PollTable,
     /// Every domain's shared_info frame (indexed by domain id; `None`: no such domain).
     pub shared_info: &'a [Option<Mfn>; MAX_DOMAINS],
-    /// System time now (ns since boot).
-    pub now_ns: u64,
+    /// Reads system time (ns since boot); only the time hypercalls call it.
+    pub clock: &'a dyn Fn() -> u64,
     /// Where typed console input comes from (domain 0 only; `None` for the others).
     pub console_in: Option<&'a mut ConsoleReader<'a>>,
     /// The hypervisor's L4 entries, installed in every validated L4.

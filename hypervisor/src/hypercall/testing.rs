@@ -130,6 +130,7 @@ impl World {
 
     /// Run one hypercall with `budget` work units.
     pub fn call_with_budget(&mut self, number: u64, args: [u64; 5], budget: u32) -> Action {
+        let now_ns = self.now_ns;
         let out = &mut self.out;
         let mut sink = |b: &[u8]| out.extend_from_slice(b);
         let mut ctx = HypercallCtx {
@@ -146,7 +147,7 @@ impl World {
             sched: self.sched,
             polls: &mut self.polls,
             shared_info: &self.shared_info,
-            now_ns: self.now_ns,
+            clock: &|| now_ns,
             console_in: None,
             hv_l4: &[],
             maxphyaddr: MAXPHYADDR,

@@ -10,7 +10,7 @@ use crate::time::pvclock::set_timer_op_deadline;
 
 /// `set_timer_op(timeout)`: a one-shot VIRQ_TIMER at `timeout` ns of system time; 0 cancels.
 pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let deadline = set_timer_op_deadline(ctx.args[0], ctx.now_ns);
+    let deadline = set_timer_op_deadline(ctx.args[0], (ctx.clock)());
     ctx.sched.set_singleshot(usize::from(ctx.domid), deadline);
     Action::Return(0)
 }
@@ -22,12 +22,13 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         return Action::Return(Errno::ENOENT.as_ret());
     }
     let d = usize::from(ctx.domid);
+    let now = (ctx.clock)();
     let r = match cmd {
         VCPUOP_SET_SINGLESHOT_TIMER => ctx
             .guest()
             .read_obj::<VcpuSetSingleshotTimer>(Gva(arg))
             .and_then(|t| {
-                if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < ctx.now_ns {
+                if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < now {
                     return Err(Errno::ETIME);
                 }
                 ctx.sched.set_singleshot(d, Some(t.timeout_abs_ns));
@@ -42,10 +43,10 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             .read_obj::<VcpuSetPeriodicTimer>(Gva(arg))
             .and_then(|t| {
                 ctx.sched
-                    .set_periodic(d, Some(t.period_ns), ctx.now_ns)
+                    .set_periodic(d, Some(t.period_ns), now)
                     .map(|()| 0)
             }),
-        VCPUOP_STOP_PERIODIC_TIMER => ctx.sched.set_periodic(d, None, ctx.now_ns).map(|()| 0),
+        VCPUOP_STOP_PERIODIC_TIMER => ctx.sched.set_periodic(d, None, now).map(|()| 0),
         _ => Err(Errno::ENOSYS),
     };
     Action::from(r)
