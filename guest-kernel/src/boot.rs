@@ -77,9 +77,13 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
         Err(_) => println!("mm: memory management unavailable; continuing without it"),
     }
 
+    // Trap table, callbacks, the trap stack and the timer VIRQ; then events on.
+    crate::trap::dispatch::boot();
+
     let code = match cmdline::parse(cmdline) {
         Command::Demo => crate::demo::run(),
         Command::Test(name) => crate::scenarios::run(name, cmdline),
+        Command::Bench(role) => crate::bench::run(role, cmdline),
         Command::Unknown(word) => {
             println!("unknown command '{word}' (try 'demo' or 'test=NAME')");
             2

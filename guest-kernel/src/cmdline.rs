@@ -1,4 +1,5 @@
-//! The guest command line: `demo`, or `test=NAME` with optional `key=value` options (e.g. `addr=0x200000`).
+//! The guest command line: `demo`, `test=NAME`, `bench` or `bench-partner`, with optional `key=value` options
+//! (e.g. `addr=0x200000`, `iterations=1000`).
 
 /// What the command line asks the kernel to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -7,8 +8,19 @@ pub enum Command<'a> {
     Demo,
     /// Run the named scenario test.
     Test(&'a str),
+    /// The benchmark suite (`bench`) or its partner domain (`bench-partner`); see `crate::bench`.
+    Bench(BenchRole),
     /// Something this kernel does not understand.
     Unknown(&'a str),
+}
+
+/// Which side of the benchmark a domain runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchRole {
+    /// `bench`: measure every operation and print one result line each.
+    Measure,
+    /// `bench-partner`: yield back and forth with the measuring domain, a bounded number of times.
+    Partner,
 }
 
 /// Parse a command line into the command and its words.
@@ -19,6 +31,8 @@ pub fn parse(cmdline: &str) -> Command<'_> {
             Some(("test", name)) if !name.is_empty() => cmd = Command::Test(name),
             Some(_) => {}
             None if word == "demo" => cmd = Command::Demo,
+            None if word == "bench" => cmd = Command::Bench(BenchRole::Measure),
+            None if word == "bench-partner" => cmd = Command::Bench(BenchRole::Partner),
             None => return Command::Unknown(word),
         }
     }
@@ -52,6 +66,15 @@ mod tests {
         assert_eq!(parse("  test=x  "), Command::Test("x"));
         assert_eq!(parse("bogus"), Command::Unknown("bogus"));
         assert_eq!(parse("test="), Command::Demo);
+        assert_eq!(
+            parse("bench iterations=20 filter=mmu"),
+            Command::Bench(BenchRole::Measure)
+        );
+        assert_eq!(
+            parse("bench-partner iterations=20"),
+            Command::Bench(BenchRole::Partner)
+        );
+        assert_eq!(parse("benchmark"), Command::Unknown("benchmark"));
         assert_eq!(option("test=hv-read addr=0x10", "addr"), Some("0x10"));
         assert_eq!(option("test=hv-read", "addr"), None);
         assert_eq!(parse_u64("0x200000"), Some(0x20_0000));

@@ -3,9 +3,13 @@
 
 extern crate alloc;
 
+pub mod bench;
 pub mod cmdline;
+pub mod event;
 pub mod mm;
 pub mod platform;
+pub mod time;
+pub mod trap;
 pub mod xtf;
 
 #[cfg(feature = "baremetal")]

@@ -8,8 +8,10 @@
 //! - [`scenario`]: a scenario (domains + hypervisor command line) and its [`Outcome`].
 //! - [`symbolize`]: appending `<function at file:line>` to addresses in hypervisor log lines.
 //! - [`testcmd`]: `cargo xtask test`, the full check suite.
+//! - [`bench`]: `cargo xtask bench`, the latency measurements (passes, table, JSON, SVG).
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod images;
 pub mod qemu;
 pub mod scenario;

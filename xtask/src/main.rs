@@ -38,8 +38,9 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
-    /// Benchmarks (not yet available).
-    Bench,
+    /// Build, then measure hypercall latency under QEMU: an icount pass (instruction counts, deterministic)
+    /// and a wall-clock pass; print a table, optionally write JSON and an SVG chart.
+    Bench(xtask::bench::BenchArgs),
     /// Build, then boot QEMU paused with the gdb stub on tcp::1234 and print the gdb command to attach.
     Gdb(MachineArgs),
 }
@@ -125,13 +126,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => boot(&args, false),
         Cmd::Gdb(args) => boot(&args, true),
         Cmd::Test { quick } => Ok(if testcmd::run(quick) { 0 } else { 1 }),
-        Cmd::Bench => {
-            eprintln!(
-                "xtask bench: the benchmark suite arrives with a later issue; nothing is measured yet, so this \
-                 command fails on purpose."
-            );
-            Ok(2)
-        }
+        Cmd::Bench(args) => xtask::bench::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -263,7 +258,13 @@ mod tests {
             parse(&["test", "--quick"]).command,
             Cmd::Test { quick: true }
         ));
-        assert!(matches!(parse(&["bench"]).command, Cmd::Bench));
+        assert!(matches!(parse(&["bench"]).command, Cmd::Bench(_)));
+        let Cmd::Bench(b) = parse(&["bench", "--mode", "icount", "--iterations", "200"]).command
+        else {
+            panic!("not bench")
+        };
+        assert_eq!((b.mode, b.iterations), (xtask::bench::ModeArg::Icount, 200));
+        assert!(Cli::try_parse_from(["xtask", "bench", "--iterations", "0"]).is_err());
         assert!(matches!(parse(&["gdb"]).command, Cmd::Gdb(_)));
         assert!(Cli::try_parse_from(["xtask", "run", "--domains", "0"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--accel", "hvf"]).is_err());

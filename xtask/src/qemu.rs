@@ -109,7 +109,14 @@ pub struct Machine<'a> {
     pub accel: Accel,
     /// Start paused with the gdb stub on tcp::1234 (`-s -S`).
     pub gdb: bool,
+    /// Count instructions instead of time ([`ICOUNT_ARGS`]): the TSC advances by one per executed
+    /// instruction, deterministically. TCG only.
+    pub icount: bool,
 }
+
+/// What `icount` adds to the command line: one TSC tick per instruction, and no sleeping while the guest
+/// is idle, so a run's counts do not depend on the host.
+pub const ICOUNT_ARGS: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 
 impl Machine<'_> {
     /// QEMU's arguments (without the program name).
@@ -140,6 +147,15 @@ impl Machine<'_> {
         .iter()
         .map(OsString::from)
         .collect();
+        if self.icount {
+            if self.accel != Accel::Tcg {
+                return Err(format!(
+                    "-icount counts instructions under TCG only, not with -accel {}",
+                    self.accel.name()
+                ));
+            }
+            args.extend(ICOUNT_ARGS.map(OsString::from));
+        }
         if self.gdb {
             args.extend(["-s", "-S"].map(OsString::from));
         }
@@ -571,6 +587,7 @@ mod tests {
             memory_mib: 512,
             accel: Accel::Tcg,
             gdb: false,
+            icount: false,
         };
         let args: Vec<String> = machine
             .args()
@@ -586,7 +603,7 @@ mod tests {
         let gdb = Machine {
             gdb: true,
             accel: Accel::Kvm,
-            ..machine
+            ..machine.clone()
         };
         let args: Vec<String> = gdb
             .args()
@@ -597,6 +614,20 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["-s", "-S"]));
         assert!(args.windows(2).any(|w| w == ["-accel", "kvm"]));
         assert!(gdb.display().contains("-initrd '/g demo'"));
+        let icount = Machine {
+            icount: true,
+            ..machine.clone()
+        };
+        let shown = icount.display();
+        assert!(
+            shown.contains("-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -icount shift=0,sleep=off -kernel"),
+            "{shown}"
+        );
+        let kvm = Machine {
+            accel: Accel::Kvm,
+            ..icount
+        };
+        assert!(kvm.args().unwrap_err().contains("TCG only"));
     }
 
     #[test]

@@ -27,13 +27,15 @@ pub struct Scenario {
     pub timeout: Duration,
     /// QEMU accelerator.
     pub accel: Accel,
+    /// Run with QEMU's instruction counting (`-icount shift=0,sleep=off`, TCG only; see [`Machine::icount`]).
+    pub icount: bool,
     /// Domains whose module is another file than the guest kernel (index into `domains` → path): for
     /// feeding the hypervisor bad boot input.
     pub custom_images: std::collections::BTreeMap<usize, std::path::PathBuf>,
 }
 
 impl Scenario {
-    /// The given domains with the defaults: `loglevel=info`, 512 MiB, 60 s timeout, TCG.
+    /// The given domains with the defaults: `loglevel=info`, 512 MiB, 60 s timeout, TCG, no icount.
     pub fn new<S: AsRef<str>>(domains: &[S]) -> Self {
         Scenario {
             domains: domains.iter().map(|d| d.as_ref().to_string()).collect(),
@@ -41,6 +43,7 @@ impl Scenario {
             memory_mib: DEFAULT_MEMORY_MIB,
             timeout: DEFAULT_TIMEOUT,
             accel: Accel::Tcg,
+            icount: false,
             custom_images: std::collections::BTreeMap::new(),
         }
     }
@@ -103,6 +106,7 @@ pub fn run_scenario_with(
         memory_mib: scenario.memory_mib,
         accel: scenario.accel,
         gdb: options.gdb,
+        icount: scenario.icount,
     };
     let args = machine.args()?;
     let timeout = options.enforce_timeout.then_some(scenario.timeout);
@@ -412,6 +416,7 @@ SeaBIOS noise
         assert_eq!(s.memory_mib, 512);
         assert_eq!(s.timeout, Duration::from_secs(60));
         assert_eq!(s.accel, Accel::Tcg);
+        assert!(!s.icount);
         let images = Images {
             hypervisor: "/hv".into(),
             guest: "/g".into(),

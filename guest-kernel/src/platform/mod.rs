@@ -10,6 +10,8 @@
 //! hypervisor's answer (`-ENOSYS`): nothing here pretends to succeed.
 
 #[cfg(feature = "baremetal")]
+pub mod xen_ops;
+#[cfg(feature = "baremetal")]
 pub mod xen_pv;
 
 use abi::errno::Errno;

@@ -86,6 +86,11 @@ impl XenPv {
         self.shared.store(shared, Ordering::Release);
     }
 
+    /// The shared-info page (null before [`XenPv::init`]).
+    pub fn shared_info(&self) -> *mut SharedInfo {
+        self.shared.load(Ordering::Acquire)
+    }
+
     fn upcall_mask(&self) -> Option<&AtomicU8> {
         let p = self.shared.load(Ordering::Acquire);
         // SAFETY: `p` is the shared-info mapping set by `init` (page-aligned, mapped writable for the
@@ -240,9 +245,18 @@ impl Platform for XenPv {
 
     fn irq_restore(&self, enabled: bool) {
         if enabled && let Some(m) = self.upcall_mask() {
-            m.store(0, Ordering::Release);
-            // Pending events are delivered on the next entry to the hypervisor; event delivery itself
-            // arrives with the event-channel work.
+            m.store(0, Ordering::SeqCst);
+            // An event that became pending while events were masked is delivered on the next return from
+            // the hypervisor: make one now (Xen's `xen_force_evtchn_callback`). Events arriving after this
+            // check come with an entry into the hypervisor, which delivers them itself.
+            let p = self.shared.load(Ordering::Acquire);
+            // SAFETY: `p` is the shared-info mapping (non-null: `upcall_mask` returned Some); the pending
+            // flag is a byte the hypervisor sets and this vCPU clears.
+            let pending =
+                unsafe { AtomicU8::from_ptr(&raw mut (*p).vcpu_info[0].evtchn_upcall_pending) };
+            if pending.load(Ordering::SeqCst) != 0 {
+                raw(nr::XEN_VERSION, [abi::version::XENVER_VERSION, 0, 0, 0, 0]);
+            }
         }
     }
 

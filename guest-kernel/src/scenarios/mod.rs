@@ -5,10 +5,14 @@
 //! instructions) cannot report their own success: if they get as far as printing a result, that result is
 //! FAILURE, and the QEMU harness checks the hypervisor's crash report instead.
 
+mod events;
 mod hypercall_abi;
 mod isolation;
 mod memory;
 mod memory_refusals;
+mod time_sched;
+mod trap_hostile;
+mod traps;
 
 use crate::println;
 use crate::xtf::{Outcome, Results};
@@ -110,6 +114,86 @@ const SCENARIOS: &[Scenario] = &[
         name: "reservation",
         about: "16 frames given back and taken again",
         run: memory::reservation,
+    },
+    Scenario {
+        name: "trap-kernel",
+        about: "#DE, #BP, #GP, #PF, #UD in the kernel reach its handlers",
+        run: traps::trap_kernel,
+    },
+    Scenario {
+        name: "trap-user",
+        about: "#DE, #BP, #GP, #PF from ring 3 reach the kernel; SYSCALL and int 0x80",
+        run: traps::trap_user,
+    },
+    Scenario {
+        name: "trap-bad-stack",
+        about: "a page fault on an unusable kernel stack crashes this domain",
+        run: traps::trap_bad_stack,
+    },
+    Scenario {
+        name: "int80-early",
+        about: "user int 0x80 with no gate registered: #GP (mode=no-table: crash)",
+        run: traps::int80_early,
+    },
+    Scenario {
+        name: "hostile-traps",
+        about: "bad trap tables, callbacks, stacks refused; iret frames sanitized",
+        run: trap_hostile::hostile_traps,
+    },
+    Scenario {
+        name: "iret-noncanonical",
+        about: "an iret frame with a non-canonical RIP crashes this domain",
+        run: trap_hostile::iret_noncanonical,
+    },
+    Scenario {
+        name: "evtchn-ping",
+        about: "domain 0 of the ping-pong: 10,000 interdomain round trips",
+        run: events::evtchn_ping,
+    },
+    Scenario {
+        name: "evtchn-pong",
+        about: "domain 1 of the ping-pong (mode=poll: SCHEDOP_poll)",
+        run: events::evtchn_pong,
+    },
+    Scenario {
+        name: "evtchn-mask",
+        about: "masked events are delivered after unmask",
+        run: events::evtchn_mask,
+    },
+    Scenario {
+        name: "evtchn-hostile",
+        about: "domain 1: another domain's ports and bad ports are refused",
+        run: events::evtchn_hostile,
+    },
+    Scenario {
+        name: "evtchn-hostile-peer",
+        about: "domain 0 of evtchn-hostile: private ports stay untouched",
+        run: events::evtchn_hostile_peer,
+    },
+    Scenario {
+        name: "sleep-10ms",
+        about: "a 10 ms sleep measured with the pvclock; vCPU timers",
+        run: time_sched::sleep_10ms,
+    },
+    Scenario {
+        name: "clock-monotonic",
+        about: "10^6 pvclock reads never go backwards",
+        run: time_sched::clock_monotonic,
+    },
+    Scenario {
+        name: "sched-spin",
+        about: "spin with events masked through a 2 s window, counting",
+        run: time_sched::sched_spin,
+    },
+    Scenario {
+        name: "sched-block",
+        about: "sleep 10 ms at a time through a 2 s window, counting",
+        run: time_sched::sched_block,
+    },
+    Scenario {
+        name: "sched-compute",
+        about: "compute through a 2 s window, counting",
+        run: time_sched::sched_compute,
     },
     Scenario {
         name: "selftest-fail",

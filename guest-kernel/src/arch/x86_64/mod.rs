@@ -4,6 +4,10 @@
 pub mod entry;
 pub mod hypercall;
 mod runtime;
+pub mod timing;
+pub mod trap_entry;
+pub mod trap_probes;
+pub mod tsc;
 
 use core::arch::asm;
 

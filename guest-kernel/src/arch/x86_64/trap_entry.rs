@@ -1,0 +1,339 @@
+//! Trap entry and exit: the stubs the trap table and callbacks point at, the common save/restore path
+//! (registers, FPU/SSE state), and the two ways back; plus entering ring 3 and coming back from it.
+//!
+//! # Entry
+//!
+//! Each stub turns what it was entered with into the [`TrapFrame`] layout (`crate::trap::frame`):
+//!
+//! - exception and callback stubs (hypervisor bounce frame `rcx r11 [error] rip cs rflags rsp ss`): pop
+//!   RCX and R11 back into their registers, push a zero error code if the vector has none, push RCX, R11
+//!   and RAX, load the vector into EAX;
+//! - the direct `int 0x80` stub (hardware frame `rip cs rflags rsp ss`): push a zero error code, RCX,
+//!   R11, RAX, load 0x80.
+//!
+//! The common path pushes the vector and the other general registers, executes CLD, saves the FPU/SSE
+//! state with FXSAVE into a 64-byte-aligned 512-byte area below the frame (the interrupted code may be
+//! kernel code in the middle of using XMM registers, and the Rust handlers clobber them), loads the default
+//! MXCSR, and calls `trap_dispatch(&mut TrapFrame) -> ReturnPath` on the same stack.
+//!
+//! # Exit (which path is used when: `crate::trap::frame::plan_return`)
+//!
+//! FXRSTOR, then:
+//! - **IRETQ** (`ReturnPath::Iretq`): pop every register, drop vector and error code, IRETQ. Used when the
+//!   event mask does not have to be cleared on the way out: exceptions (their entries do not mask
+//!   events) and the direct `int 0x80` gate (the point of which is to never enter the hypervisor). From
+//!   ring 1, IRETQ returns to ring 1 or 3 and never changes the real IF.
+//! - **`iret` hypercall** (`ReturnPath::Hypercall`): pop the registers up to RAX, leaving RAX, R11, RCX,
+//!   flags, RIP, CS, RFLAGS, RSP, SS on the stack, which is an `iret_context`, and issue hypercall 23 with
+//!   RSP pointing at it. Used when events were masked on entry (event upcall, SYSCALL bounce) and the
+//!   interrupted context had them enabled: the hypervisor unmasks and resumes in one step and delivers at
+//!   once any event that became pending meanwhile. If the hypercall returns, it was refused: that is
+//!   reported and the domain shuts down.
+//!
+//! # Failsafe
+//!
+//! The failsafe callback's frame is not a bounce frame this kernel can resume; its stub reports the
+//! words it finds and shuts down.
+//!
+//! # Ring 3
+//!
+//! `guest_user_enter(rip, rsp, ctx, arg)` saves the callee-saved registers, MXCSR and the x87 control
+//! word, records RSP in `ctx`, clears every general register but RDI (= `arg`) and IRETQs to ring 3 (user
+//! CS/SS, IF set).
+//! `guest_user_resume(ctx, value)`, called from a trap handler on the `stack_switch` stack, abandons that
+//! stack, restores what `guest_user_enter` saved and returns `value` from it.
+
+use core::arch::global_asm;
+use core::mem::offset_of;
+
+use abi::layout::{GUEST_USER_CS, GUEST_USER_SS};
+
+use crate::trap::frame::{TrapFrame, VECTOR_EVENT, VECTOR_SYSCALL};
+
+/// What `guest_user_enter` saves to come back (`guest_user_resume`).
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct UserReturn {
+    /// The kernel RSP with the callee-saved registers pushed.
+    pub rsp: u64,
+    /// MXCSR.
+    pub mxcsr: u32,
+    /// The x87 control word.
+    pub fcw: u16,
+    pub _pad: u16,
+}
+
+static_assertions::const_assert_eq!(offset_of!(UserReturn, mxcsr), 8);
+static_assertions::const_assert_eq!(offset_of!(UserReturn, fcw), 12);
+
+global_asm!(
+    r#"
+    .section .text.guest_trap_entry, "ax"
+
+    .macro GUEST_BOUNCE_NOERR name, vec
+    .balign 16
+    .global guest_trap_stub_\name
+guest_trap_stub_\name:
+    pop %rcx
+    pop %r11
+    pushq $0
+    push %rcx
+    push %r11
+    push %rax
+    mov $\vec, %eax
+    jmp guest_trap_common
+    .endm
+
+    .macro GUEST_BOUNCE_ERR name, vec
+    .balign 16
+    .global guest_trap_stub_\name
+guest_trap_stub_\name:
+    pop %rcx
+    pop %r11
+    push %rcx
+    push %r11
+    push %rax
+    mov $\vec, %eax
+    jmp guest_trap_common
+    .endm
+
+    GUEST_BOUNCE_NOERR 0, 0
+    GUEST_BOUNCE_NOERR 1, 1
+    GUEST_BOUNCE_NOERR 2, 2
+    GUEST_BOUNCE_NOERR 3, 3
+    GUEST_BOUNCE_NOERR 4, 4
+    GUEST_BOUNCE_NOERR 5, 5
+    GUEST_BOUNCE_NOERR 6, 6
+    GUEST_BOUNCE_NOERR 7, 7
+    GUEST_BOUNCE_ERR   8, 8
+    GUEST_BOUNCE_NOERR 9, 9
+    GUEST_BOUNCE_ERR   10, 10
+    GUEST_BOUNCE_ERR   11, 11
+    GUEST_BOUNCE_ERR   12, 12
+    GUEST_BOUNCE_ERR   13, 13
+    GUEST_BOUNCE_ERR   14, 14
+    GUEST_BOUNCE_NOERR 15, 15
+    GUEST_BOUNCE_NOERR 16, 16
+    GUEST_BOUNCE_ERR   17, 17
+    GUEST_BOUNCE_NOERR 18, 18
+    GUEST_BOUNCE_NOERR 19, 19
+    GUEST_BOUNCE_NOERR 20, 20
+    GUEST_BOUNCE_ERR   21, 21
+    GUEST_BOUNCE_NOERR 22, 22
+    GUEST_BOUNCE_NOERR 23, 23
+    GUEST_BOUNCE_NOERR 24, 24
+    GUEST_BOUNCE_NOERR 25, 25
+    GUEST_BOUNCE_NOERR 26, 26
+    GUEST_BOUNCE_NOERR 27, 27
+    GUEST_BOUNCE_NOERR 28, 28
+    GUEST_BOUNCE_ERR   29, 29
+    GUEST_BOUNCE_ERR   30, 30
+    GUEST_BOUNCE_NOERR 31, 31
+    GUEST_BOUNCE_NOERR event, {event}
+    GUEST_BOUNCE_NOERR syscall, {syscall}
+
+    // The direct int 0x80 gate: a hardware frame, no RCX/R11, no error code.
+    .balign 16
+    .global guest_trap_stub_int80
+guest_trap_stub_int80:
+    pushq $0
+    push %rcx
+    push %r11
+    push %rax
+    mov $0x80, %eax
+    jmp guest_trap_common
+
+    .balign 16
+guest_trap_common:
+    push %rax
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rbx
+    sub $512, %rsp
+    and $-64, %rsp
+    fxsave64 (%rsp)
+    ldmxcsr guest_trap_mxcsr(%rip)
+    mov %rbx, %rdi
+    call {dispatch}
+    fxrstor64 (%rsp)
+    mov %rbx, %rsp
+    test %rax, %rax
+    jnz 2f
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    add $8, %rsp
+    pop %rax
+    pop %r11
+    pop %rcx
+    add $8, %rsp
+    iretq
+2:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    add $8, %rsp
+    // RSP -> iret_context: rax r11 rcx flags rip cs rflags rsp ss.
+    mov ${iret}, %eax
+    int $0x82
+    // Only a refused iret comes back here.
+    mov %rsp, %rsi
+    mov %rax, %rdi
+    and $-16, %rsp
+    call {iret_failed}
+    ud2
+
+    .balign 16
+    .global guest_trap_stub_failsafe
+guest_trap_stub_failsafe:
+    cld
+    mov %rsp, %rdi
+    and $-16, %rsp
+    call {failsafe}
+    ud2
+
+    // u64 guest_user_enter(rip, rsp, ctx, arg): arg is the program's RDI
+    .balign 16
+    .global guest_user_enter
+guest_user_enter:
+    push %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, 0(%rdx)
+    stmxcsr 8(%rdx)
+    fnstcw 12(%rdx)
+    pushq ${user_ss}
+    push %rsi
+    pushq $0x202
+    pushq ${user_cs}
+    push %rdi
+    mov %rcx, %rdi
+    xor %eax, %eax
+    xor %ebx, %ebx
+    xor %ecx, %ecx
+    xor %edx, %edx
+    xor %esi, %esi
+    xor %ebp, %ebp
+    xor %r8d, %r8d
+    xor %r9d, %r9d
+    xor %r10d, %r10d
+    xor %r11d, %r11d
+    xor %r12d, %r12d
+    xor %r13d, %r13d
+    xor %r14d, %r14d
+    xor %r15d, %r15d
+    iretq
+
+    // ! guest_user_resume(ctx, value)
+    .balign 16
+    .global guest_user_resume
+guest_user_resume:
+    mov 0(%rdi), %rsp
+    ldmxcsr 8(%rdi)
+    fldcw 12(%rdi)
+    mov %rsi, %rax
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
+    ret
+
+    .section .rodata.guest_trap_entry, "a"
+    .balign 8
+guest_trap_mxcsr:
+    .long 0x1f80
+    .balign 8
+    .global guest_trap_stub_table
+guest_trap_stub_table:
+    .quad guest_trap_stub_0, guest_trap_stub_1, guest_trap_stub_2, guest_trap_stub_3
+    .quad guest_trap_stub_4, guest_trap_stub_5, guest_trap_stub_6, guest_trap_stub_7
+    .quad guest_trap_stub_8, guest_trap_stub_9, guest_trap_stub_10, guest_trap_stub_11
+    .quad guest_trap_stub_12, guest_trap_stub_13, guest_trap_stub_14, guest_trap_stub_15
+    .quad guest_trap_stub_16, guest_trap_stub_17, guest_trap_stub_18, guest_trap_stub_19
+    .quad guest_trap_stub_20, guest_trap_stub_21, guest_trap_stub_22, guest_trap_stub_23
+    .quad guest_trap_stub_24, guest_trap_stub_25, guest_trap_stub_26, guest_trap_stub_27
+    .quad guest_trap_stub_28, guest_trap_stub_29, guest_trap_stub_30, guest_trap_stub_31
+    .quad guest_trap_stub_int80, guest_trap_stub_event, guest_trap_stub_syscall
+    .quad guest_trap_stub_failsafe
+    .text
+    "#,
+    event = const VECTOR_EVENT,
+    syscall = const VECTOR_SYSCALL,
+    iret = const abi::hypercall::nr::IRET,
+    user_ss = const GUEST_USER_SS,
+    user_cs = const GUEST_USER_CS,
+    dispatch = sym crate::trap::dispatch::trap_dispatch,
+    iret_failed = sym crate::trap::dispatch::trap_iret_failed,
+    failsafe = sym crate::trap::dispatch::trap_failsafe,
+    options(att_syntax)
+);
+
+/// Entry points, in the order of `guest_trap_stub_table`: vectors 0..=31, then the direct gate, the
+/// event callback, the syscall callback and the failsafe callback.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct StubTable {
+    /// Exception vectors 0..=31.
+    pub exceptions: [u64; 32],
+    /// The direct `int 0x80` gate.
+    pub int80: u64,
+    /// The event callback.
+    pub event: u64,
+    /// The syscall callback.
+    pub syscall: u64,
+    /// The failsafe callback.
+    pub failsafe: u64,
+}
+
+unsafe extern "C" {
+    #[link_name = "guest_trap_stub_table"]
+    static STUB_TABLE: StubTable;
+    /// Enter ring 3 at `rip` with stack `rsp` and RDI = `arg` (every other register zero); returns the
+    /// value passed to [`guest_user_resume`].
+    pub fn guest_user_enter(rip: u64, rsp: u64, ctx: *mut UserReturn, arg: u64) -> u64;
+    /// Return from [`guest_user_enter`] with `value`, abandoning the current stack.
+    pub fn guest_user_resume(ctx: *const UserReturn, value: u64) -> !;
+}
+
+/// The entry points of the trap stubs.
+pub fn stubs() -> StubTable {
+    // SAFETY: the table is read-only data defined above with exactly this layout (36 quads).
+    unsafe { STUB_TABLE }
+}
+
+// The frame the stubs build is the one the Rust side describes.
+static_assertions::const_assert_eq!(core::mem::size_of::<TrapFrame>(), 22 * 8);

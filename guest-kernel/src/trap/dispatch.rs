@@ -1,0 +1,337 @@
+//! The Rust side of every trap entry, the default handlers, and what boot installs: the trap table,
+//! the `stack_switch` stack, the event/failsafe/syscall callbacks, the VIRQ_TIMER binding, and finally
+//! events enabled.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use abi::callback::{
+    CALLBACKF_MASK_EVENTS, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_SYSCALL,
+};
+use abi::errno::Errno;
+use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS};
+use abi::sched::ShutdownReason;
+use abi::xen::TrapInfo;
+
+use super::frame::{
+    Disposition, EntryKind, RFLAGS_IF, ReturnPath, TrapCtx, TrapFrame, VECTOR_INT80,
+    VECTOR_SYSCALL, is_trap_class, plan_return, vector_name,
+};
+use super::{HANDLERS, KILLED, sys};
+use crate::arch::x86_64::trap_entry::stubs;
+use crate::boot::platform;
+use crate::platform::xen_pv::XEN_PV;
+use crate::println;
+
+/// Size of the ring-1 stack used for traps from ring 3 (`stack_switch`).
+const TRAP_STACK_SIZE: usize = 32 * 1024;
+
+#[repr(C, align(64))]
+struct TrapStack(UnsafeCell<[u8; TRAP_STACK_SIZE]>);
+
+// SAFETY: the stack is only ever used by the CPU as a stack (one vCPU); Rust never reads or writes it.
+unsafe impl Sync for TrapStack {}
+
+static TRAP_STACK: TrapStack = TrapStack(UnsafeCell::new([0; TRAP_STACK_SIZE]));
+
+/// The top of the ring-1 stack used for traps from ring 3.
+pub fn trap_stack_top() -> u64 {
+    TRAP_STACK.0.get() as u64 + TRAP_STACK_SIZE as u64
+}
+
+/// Entries handled so far.
+static TRAPS: AtomicU64 = AtomicU64::new(0);
+
+/// What boot managed to install.
+#[derive(Clone, Copy, Debug)]
+pub struct TrapStatus {
+    pub table: Result<(), Errno>,
+    pub stack: Result<(), Errno>,
+    pub callbacks: Result<(), Errno>,
+}
+
+static TRAP_TABLE_OK: AtomicBool = AtomicBool::new(false);
+static STACK_OK: AtomicBool = AtomicBool::new(false);
+static CALLBACKS_OK: AtomicBool = AtomicBool::new(false);
+
+/// True if the trap table is installed (exceptions reach this kernel's handlers).
+pub fn traps_ready() -> bool {
+    TRAP_TABLE_OK.load(Ordering::Acquire)
+}
+
+/// True if ring-3 code can trap into this kernel (trap table and `stack_switch` stack installed).
+pub fn user_ready() -> bool {
+    traps_ready() && STACK_OK.load(Ordering::Acquire)
+}
+
+/// True if the event callback is registered.
+pub fn callbacks_ready() -> bool {
+    CALLBACKS_OK.load(Ordering::Acquire)
+}
+
+/// The trap table: every exception vector (DPL 0, except `int3`/`into`, DPL 3, so that user code may
+/// execute them), plus the direct `int 0x80` gate with DPL 3 if `with_int80`, ended by a zero entry.
+/// No entry sets `TI_IF`: exceptions run with the interrupted context's event mask.
+pub fn trap_table(with_int80: bool) -> [TrapInfo; 34] {
+    let s = stubs();
+    let mut t = [TrapInfo::default(); 34];
+    for (v, e) in t.iter_mut().enumerate().take(32) {
+        *e = TrapInfo {
+            vector: v as u8,
+            flags: if v == 3 || v == 4 { 3 } else { 0 },
+            cs: GUEST_KERNEL_CS,
+            _pad0: [0; 4],
+            address: s.exceptions[v],
+        };
+    }
+    if with_int80 {
+        t[32] = TrapInfo {
+            vector: VECTOR_INT80 as u8,
+            flags: 3,
+            cs: GUEST_KERNEL_CS,
+            _pad0: [0; 4],
+            address: s.int80,
+        };
+    }
+    t
+}
+
+/// Install the trap table (see [`trap_table`]).
+pub fn install_table(with_int80: bool) -> Result<(), Errno> {
+    let r = platform().set_trap_table(&trap_table(with_int80));
+    TRAP_TABLE_OK.store(r.is_ok(), Ordering::Release);
+    r
+}
+
+/// Register the event, failsafe and syscall callbacks (`callback_op`, or `set_callbacks` if the former
+/// is not implemented).
+pub fn register_callbacks() -> Result<(), Errno> {
+    let s = stubs();
+    let r = XEN_PV
+        .register_callback(CALLBACKTYPE_EVENT, s.event, 0)
+        .and_then(|()| XEN_PV.register_callback(CALLBACKTYPE_FAILSAFE, s.failsafe, 0))
+        .and_then(|()| {
+            XEN_PV.register_callback(CALLBACKTYPE_SYSCALL, s.syscall, CALLBACKF_MASK_EVENTS)
+        });
+    let r = match r {
+        Err(Errno::ENOSYS) => XEN_PV.set_callbacks(s.event, s.failsafe, s.syscall),
+        other => other,
+    };
+    CALLBACKS_OK.store(r.is_ok(), Ordering::Release);
+    r
+}
+
+/// Install everything traps need: table, ring-1 stack for ring-3 traps, callbacks, the system-call
+/// handlers. Failures (e.g. `-ENOSYS` from a hypervisor without trap support) are reported, not fatal.
+pub fn init() -> TrapStatus {
+    HANDLERS.set(VECTOR_INT80, Some(syscall));
+    HANDLERS.set(VECTOR_SYSCALL, Some(syscall));
+    let table = install_table(true);
+    let stack = platform().stack_switch(GUEST_KERNEL_SS, trap_stack_top());
+    STACK_OK.store(stack.is_ok(), Ordering::Release);
+    let callbacks = register_callbacks();
+    TrapStatus {
+        table,
+        stack,
+        callbacks,
+    }
+}
+
+fn errno_str(r: Result<(), Errno>) -> &'static str {
+    match r {
+        Ok(()) => "ok",
+        Err(e) => e.name(),
+    }
+}
+
+/// Boot: traps, then the clock's timer VIRQ, then events on. Prints one summary line.
+pub fn boot() {
+    let t = init();
+    let timer = if t.callbacks.is_ok() {
+        crate::time::init()
+    } else {
+        Err(Errno::ENOSYS)
+    };
+    if t.callbacks.is_ok() {
+        platform().irq_restore(true);
+    }
+    let clock = if crate::time::available() {
+        "pvclock"
+    } else {
+        "no pvclock"
+    };
+    match timer {
+        Ok(port) => println!(
+            "traps: table {}, stack {}, callbacks {}; VIRQ_TIMER on port {port}, events enabled; {clock}",
+            errno_str(t.table),
+            errno_str(t.stack),
+            errno_str(t.callbacks),
+        ),
+        Err(e) => println!(
+            "traps: table {}, stack {}, callbacks {}; VIRQ_TIMER {}, events {}; {clock}",
+            errno_str(t.table),
+            errno_str(t.stack),
+            errno_str(t.callbacks),
+            e.name(),
+            if t.callbacks.is_ok() {
+                "enabled"
+            } else {
+                "masked"
+            },
+        ),
+    }
+}
+
+/// The boot-time system-call handler (`int 0x80` and SYSCALL from ring 3).
+fn syscall(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
+    if !ctx.from_user {
+        return Disposition::Unhandled;
+    }
+    match f.rax {
+        sys::EXIT => Disposition::ExitUser(f.rdi),
+        sys::PING => {
+            f.rax = f.rdi.wrapping_add(1);
+            Disposition::Resume
+        }
+        _ => {
+            f.rax = Errno::ENOSYS.as_ret() as u64;
+            Disposition::Resume
+        }
+    }
+}
+
+/// Entries handled so far.
+pub fn trap_count() -> u64 {
+    TRAPS.load(Ordering::Relaxed)
+}
+
+/// Called by the common entry path with the frame; returns the [`ReturnPath`] (as u64).
+pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
+    TRAPS.fetch_add(1, Ordering::Relaxed);
+    let ev = XEN_PV.event_state();
+    let masked_now = || ev.is_none_or(|e| e.events_masked());
+    let kind = EntryKind::of(frame.vector);
+    let events_were_masked = if kind.is_bounce() {
+        frame.rflags & RFLAGS_IF == 0
+    } else {
+        masked_now()
+    };
+    frame.clear_saved_mask();
+    let ctx = TrapCtx {
+        vector: frame.vector,
+        from_user: frame.from_user(),
+        cr2: if frame.vector == 14 {
+            XEN_PV.fault_address()
+        } else {
+            0
+        },
+        events_were_masked,
+    };
+    match kind {
+        EntryKind::Event => crate::event::upcall(),
+        _ => handle(frame, &ctx),
+    }
+    let plan = plan_return(events_were_masked, masked_now());
+    if let (Some(m), Some(e)) = (plan.set_mask, ev) {
+        e.upcall_mask.store(u8::from(m), Ordering::SeqCst);
+    }
+    if plan.path == ReturnPath::Hypercall {
+        frame.prepare_iret(plan.resume_masked);
+    }
+    plan.path as u64
+}
+
+fn handle(frame: &mut TrapFrame, ctx: &TrapCtx) {
+    let d = HANDLERS
+        .get(ctx.vector)
+        .map_or(Disposition::Unhandled, |h| h(frame, ctx));
+    match d {
+        Disposition::Resume => {}
+        Disposition::ExitUser(v) => {
+            if ctx.from_user {
+                super::user::exit_to_kernel(v);
+            }
+            println!(
+                "trap: a handler asked to leave user mode from ring {}",
+                frame.cs & 3
+            );
+            unhandled(frame, ctx);
+        }
+        Disposition::Unhandled => unhandled(frame, ctx),
+    }
+}
+
+/// Print what trapped.
+pub fn report(frame: &TrapFrame, ctx: &TrapCtx) {
+    println!(
+        "trap: unhandled {} (vector {:#x}) in ring {} at rip={:#x} error={:#x} cr2={:#x}",
+        vector_name(ctx.vector),
+        ctx.vector,
+        frame.cs & 3,
+        frame.rip,
+        frame.error_code,
+        ctx.cr2,
+    );
+    println!(
+        "trap:   rsp={:#x} rflags={:#x} cs={:#x} ss={:#x}",
+        frame.rsp, frame.rflags, frame.cs, frame.ss
+    );
+    println!(
+        "trap:   rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x}",
+        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi
+    );
+    println!(
+        "trap:   rdi={:#x} rbp={:#x} r8={:#x} r9={:#x} r10={:#x}",
+        frame.rdi, frame.rbp, frame.r8, frame.r9, frame.r10
+    );
+    println!(
+        "trap:   r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
+        frame.r11, frame.r12, frame.r13, frame.r14, frame.r15
+    );
+}
+
+/// The default: report, then kill what faulted (see the module docs of `crate::trap`).
+fn unhandled(frame: &mut TrapFrame, ctx: &TrapCtx) {
+    report(frame, ctx);
+    if ctx.from_user && super::user::active() {
+        println!("trap: killing the user program");
+        super::user::exit_to_kernel(KILLED + ctx.vector);
+    }
+    if ctx.vector >= 32 || is_trap_class(ctx.vector) {
+        println!("trap: nothing to kill but the kernel: shutting down");
+        platform().shutdown(ShutdownReason::Crash, 1);
+    }
+    match XEN_PV.clear_trap_table() {
+        Ok(()) => {
+            TRAP_TABLE_OK.store(false, Ordering::Release);
+            println!(
+                "trap: nothing to kill but the kernel: trap table cleared, re-executing the faulting instruction for the hypervisor"
+            );
+        }
+        Err(e) => {
+            println!("trap: cannot clear the trap table ({e}): shutting down");
+            platform().shutdown(ShutdownReason::Crash, 1);
+        }
+    }
+}
+
+/// The `iret` hypercall refused to return from a trap: nothing sensible can continue.
+pub extern "C" fn trap_iret_failed(err: i64, context: u64) -> ! {
+    println!(
+        "trap: the iret hypercall failed ({err}) on the context at {context:#x}; shutting down"
+    );
+    platform().shutdown(ShutdownReason::Crash, 1)
+}
+
+/// The failsafe callback: report the frame's first words and stop.
+pub extern "C" fn trap_failsafe(rsp: u64) -> ! {
+    let rsp = rsp as *const u64;
+    let mut w = [0u64; 8];
+    for (i, slot) in w.iter_mut().enumerate() {
+        // SAFETY: the hypervisor wrote its failsafe frame at `rsp` on this (mapped) stack; reading eight
+        // words of it stays within what it pushed or the stack above it.
+        *slot = unsafe { rsp.add(i).read_volatile() };
+    }
+    println!("trap: failsafe callback entered, frame at {rsp:p}: {w:#x?}; shutting down");
+    platform().shutdown(ShutdownReason::Crash, 1)
+}
