@@ -25,6 +25,11 @@
 //! with `TI_IF` set. All other registers hold the interrupted values. A frame that cannot be written (bad
 //! guest stack) crashes the domain.
 //!
+//! # The trap table
+//! `set_trap_table` updates the vectors it lists (up to the first entry whose address is 0) and leaves the
+//! others as they were, as Xen does; a null table pointer clears every vector. An `int n` that the real IDT
+//! refuses (#GP) is delivered to vector `n` of the trap table if its DPL allows the calling ring.
+//!
 //! # Returning
 //! - `HYPERVISOR_iret` (hypercall 23): the guest pushes an `iret_context` ([`crate::xen::IretContext`]:
 //!   rax, r11, rcx, flags, rip, cs, rflags, rsp, ss — lowest address first) and calls `iret` with RSP

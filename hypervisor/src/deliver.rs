@@ -76,22 +76,24 @@ fn bounce_or_crash(
 
 /// `int n` from a ring whose real gate refused it (#GP with the IDT bit): if the guest opened vector `n`
 /// to that ring in its trap table, deliver it as the software interrupt it was (Xen does the same).
+///
+/// The vector is taken from the instruction itself (`CD nn`), and the error code must name it: real CPUs
+/// report `n * 8 + 2`, QEMU's TCG reports the IDT byte offset `n * 16 + 2`; both are accepted.
 fn emulated_int(dom: &mut Domain, f: &EntryFrame) -> Option<Next> {
     if f.vector != 13 || f.error_code & 3 != 2 {
         return None;
     }
-    let n = (f.error_code >> 3) as usize;
-    let t = *dom.vcpu.pv.traps.get(n)?;
-    if t.address == 0 || t.dpl < frame_ring(f) {
-        return None;
-    }
-    // Only the two-byte `int imm8` (CD nn) is emulated; anything else stays a #GP.
     let mut insn = [0u8; 2];
     let mut mem = IdentityMem;
     GuestView::new(&mut mem, dom.mm.base, frame_ring(f) == 3)
         .read(Gva(f.rip), &mut insn)
         .ok()?;
-    if insn != [0xcd, n as u8] {
+    let n = u64::from(insn[1]);
+    if insn[0] != 0xcd || (f.error_code >> 3 != n && f.error_code >> 4 != n) {
+        return None;
+    }
+    let t = dom.vcpu.pv.traps[n as usize];
+    if t.address == 0 || t.dpl < frame_ring(f) {
         return None;
     }
     dom.vcpu.regs.rip = f.rip.wrapping_add(2);

@@ -113,12 +113,21 @@ pub struct Bounce {
 }
 
 /// Why a bounce cannot be built.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum BounceError {
     /// From ring 3 with no `stack_switch` stack registered.
     NoKernelStack,
     /// The target stack is not a usable guest address.
     BadStack(u64),
+}
+
+impl core::fmt::Debug for BounceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BounceError::NoKernelStack => f.write_str("no kernel stack registered (stack_switch)"),
+            BounceError::BadStack(sp) => write!(f, "unusable guest stack {sp:#x}"),
+        }
+    }
 }
 
 /// Build the bounce frame for the interrupted state `regs` (abi::traps layout): pick the stack (ring 1:
