@@ -9,7 +9,7 @@
 //! the debug key: Ctrl-] followed by a letter (`h` for the list) makes the hypervisor dump its state;
 //! Ctrl-] twice sends one Ctrl-] to the guest.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::{apic, serial};
 
@@ -20,8 +20,11 @@ pub const DEBUG_PREFIX: u8 = 0x1d;
 pub static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
 /// Console input arrived for domain 0 since the scheduler last looked.
 pub static CONSOLE_INPUT: AtomicBool = AtomicBool::new(false);
-/// A debug key waiting to be acted on (0: none).
-pub static DEBUG_KEY: AtomicU8 = AtomicU8::new(0);
+/// Set when [`DEBUG_KEYS`] is not empty (checked without taking its lock).
+pub static DEBUG_PENDING: AtomicBool = AtomicBool::new(false);
+/// Debug keys waiting to be acted on, in the order they were pressed.
+pub static DEBUG_KEYS: spin::Mutex<heapless::Deque<u8, 8>> =
+    spin::Mutex::new(heapless::Deque::new());
 static PREFIX_SEEN: AtomicBool = AtomicBool::new(false);
 
 /// Bytes typed for domain 0, not yet read.
@@ -51,7 +54,8 @@ pub fn interrupt(vector: u64) {
 fn input_byte(b: u8) {
     if PREFIX_SEEN.swap(false, Ordering::Relaxed) {
         if b != DEBUG_PREFIX {
-            DEBUG_KEY.store(b, Ordering::Relaxed);
+            let _ = DEBUG_KEYS.lock().push_back(b);
+            DEBUG_PENDING.store(true, Ordering::Relaxed);
             return;
         }
     } else if b == DEBUG_PREFIX {

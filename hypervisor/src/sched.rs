@@ -63,8 +63,10 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
     if irq::CONSOLE_INPUT.swap(false, Ordering::Relaxed) {
         raise(table, 0, VIRQ_CONSOLE);
     }
-    let key = irq::DEBUG_KEY.swap(0, Ordering::Relaxed);
-    if key != 0 {
+    irq::DEBUG_PENDING.store(false, Ordering::Relaxed);
+    loop {
+        let key = irq::DEBUG_KEYS.lock().pop_front();
+        let Some(key) = key else { break };
         crate::debugkeys::handle(key, table, now);
     }
     fired
@@ -93,7 +95,7 @@ pub fn schedule(switch: bool) -> ! {
         let mut table = DOMAINS.lock();
         let pending = irq::TIMER_FIRED.load(Ordering::Relaxed)
             || irq::CONSOLE_INPUT.load(Ordering::Relaxed)
-            || irq::DEBUG_KEY.load(Ordering::Relaxed) != 0;
+            || irq::DEBUG_PENDING.load(Ordering::Relaxed);
         let (current, changed) = {
             let mut s = SCHED.lock();
             let cur = table.current.filter(|&c| {

@@ -1,7 +1,8 @@
 //! `cargo xtask bench` as a scenario: the benchmark in icount mode with 20 iterations, booted twice at the
 //! same time. Every operation that exists today must report, with positive and bounded numbers, and the two
 //! runs must agree on every field (under `-icount shift=0,sleep=off` the TSC counts instructions, so the
-//! whole run is deterministic).
+//! whole run is deterministic: timer events, the interdomain ping-pong's domain switches and the ring-3
+//! system calls land at the same instruction counts every time).
 
 use abi::exit::EXIT_OK;
 use tests::{expect, run_scenario};
@@ -42,6 +43,11 @@ fn icount_bench_reports_every_operation_identically_twice() {
         assert_eq!(found, 1, "{name} reported {found} times: {:?}", a.records);
     }
     assert_eq!(a.records.len(), bench::available_operations().count());
+    assert_eq!(
+        a.records.len(),
+        bench::OPERATIONS.len(),
+        "every operation of issue 6 is measured (events, timer, page fault and ring-3 system calls included)"
+    );
     for r in &a.records {
         let s = r.stats;
         assert!(

@@ -367,6 +367,9 @@ pub enum Input {
     Null,
     /// This process's stdin (an interactive terminal).
     Inherit,
+    /// Scripted typing: when a serial line contains the trigger, type the bytes (each pair used once, in
+    /// order). For tests of console input.
+    Expect(&'static [(&'static str, &'static [u8])]),
 }
 
 /// Spawns QEMU with `args`, calls `on_line` for every serial line as it arrives, and waits for it to exit,
@@ -383,6 +386,7 @@ pub fn run(
     cmd.stdin(match input {
         Input::Null => Stdio::null(),
         Input::Inherit => Stdio::inherit(),
+        Input::Expect(_) => Stdio::piped(),
     });
     let start = Instant::now();
     let mut child = cmd
@@ -402,7 +406,21 @@ pub fn run(
     let deadline = timeout.map(|t| start + t);
     let mut output = String::new();
     let mut timed_out = false;
+    let mut stdin = child.stdin.take();
+    let mut script = match input {
+        Input::Expect(s) => s,
+        _ => &[],
+    };
     let mut keep = |line: &str, output: &mut String| {
+        if let Some(((trigger, bytes), rest)) = script.split_first()
+            && line.contains(trigger)
+        {
+            if let Some(w) = stdin.as_mut() {
+                use std::io::Write;
+                let _ = w.write_all(bytes).and_then(|()| w.flush());
+            }
+            script = rest;
+        }
         on_line(line);
         if output.len() + line.len() < MAX_KEPT_OUTPUT {
             output.push_str(line);

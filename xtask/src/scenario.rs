@@ -32,6 +32,8 @@ pub struct Scenario {
     /// Domains whose module is another file than the guest kernel (index into `domains` → path): for
     /// feeding the hypervisor bad boot input.
     pub custom_images: std::collections::BTreeMap<usize, std::path::PathBuf>,
+    /// What QEMU's stdin provides (null unless a test types into the console).
+    pub input: Input,
 }
 
 impl Scenario {
@@ -45,6 +47,7 @@ impl Scenario {
             accel: Accel::Tcg,
             icount: false,
             custom_images: std::collections::BTreeMap::new(),
+            input: Input::Null,
         }
     }
 
@@ -88,7 +91,11 @@ impl Default for RunOptions {
 
 /// Boots a scenario non-interactively (stdin null), killing QEMU at its timeout, and returns the outcome.
 pub fn run_scenario(images: &Images, scenario: &Scenario) -> Result<Outcome, String> {
-    run_scenario_with(images, scenario, RunOptions::default(), &mut |_| {})
+    let options = RunOptions {
+        input: scenario.input,
+        ..RunOptions::default()
+    };
+    run_scenario_with(images, scenario, options, &mut |_| {})
 }
 
 /// Boots a scenario, calling `on_line` for each serial line as it arrives.

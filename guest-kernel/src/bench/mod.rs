@@ -8,7 +8,8 @@
 //! | this file | options, operation names, bounds (pure, host-tested) |
 //! | `runner` | (bare metal) the measuring loop: events masked, serialized TSC reads, overhead subtracted |
 //! | `ops` | (bare metal) every operation and its setup/teardown |
-//! | `partner` | (bare metal) the partner domain's yield loop |
+//! | `traps_events` | (bare metal) the event, timer, page-fault and ring-3 system-call operations |
+//! | `partner` | (bare metal) the partner domain: the ping-pong's echo, then the yield loop |
 //!
 //! Every number is in TSC ticks per operation after subtracting the median cost of an empty
 //! `tsc_start`/`tsc_end` pair (`crate::arch::timing`); under QEMU's `-icount shift=0` a tick is one
@@ -20,6 +21,8 @@ mod ops;
 mod partner;
 #[cfg(feature = "baremetal")]
 mod runner;
+#[cfg(feature = "baremetal")]
+mod traps_events;
 
 /// Iterations per operation unless `iterations=` says otherwise.
 pub const DEFAULT_ITERATIONS: usize = 1000;
@@ -48,7 +51,13 @@ pub const OPERATIONS: &[&str] = &[
     "new_baseptr",
     "multicall8_per_call",
     "address_space_create_destroy",
+    "evtchn_send_self",
+    "evtchn_pingpong_interdomain",
+    "set_timer_op",
     "yield_domain_switch",
+    "pf_bounce",
+    "syscall_int80_direct",
+    "syscall_bounce",
 ];
 
 /// The bench options of a command line.

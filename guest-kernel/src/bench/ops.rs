@@ -19,6 +19,8 @@
 //! | `multicall8_per_call` | one `multicall` of 8 `NULL` entries, divided by 8 |
 //! | `address_space_create_destroy` | `AddressSpace::new` + `destroy` (guest memory manager included) |
 //! | `yield_domain_switch` | `sched_op(SCHEDOP_yield)` while domain 1 runs `bench-partner`: a round trip with two domain switches |
+//!
+//! The event, timer, page-fault and ring-3 system-call operations are in `traps_events`.
 
 use alloc::vec::Vec;
 
@@ -31,6 +33,7 @@ use abi::version::XENVER_VERSION;
 use abi::xen::{DOMID_SELF, MmuUpdate, MmuextOp, MulticallEntry};
 
 use super::runner::{Bench, FAILED_ELSEWHERE};
+use super::traps_events;
 use crate::arch::timing::int_fastpath;
 use crate::boot::platform;
 use crate::mm::address_space::user_leaf_flags;
@@ -56,7 +59,10 @@ const FIXTURE_OPS: [&str; 4] = [
 ];
 
 /// Run every operation in [`super::OPERATIONS`] order.
-pub fn run_all(b: &mut Bench<'_>) {
+pub fn run_all(
+    b: &mut Bench<'_>,
+    offer: Option<Result<abi::event_channel::EvtchnPort, abi::errno::Errno>>,
+) {
     let n = b.opts.iterations;
     b.measure("floor_ring1_int_fastpath", n, 1, || {
         int_fastpath();
@@ -103,9 +109,14 @@ pub fn run_all(b: &mut Bench<'_>) {
             format_args!("the memory manager did not come up at boot"),
         ),
     }
+    traps_events::send_self(b);
+    traps_events::pingpong(b, offer);
+    traps_events::set_timer(b);
     b.measure("yield_domain_switch", n, 1, || {
         raw(nr::SCHED_OP, [SCHEDOP_YIELD, 0, 0, 0, 0])
     });
+    traps_events::page_fault(b);
+    traps_events::syscalls(b);
 }
 
 /// `console_write_16`: 16 bytes per call, no newline; the line is ended before the result is printed.

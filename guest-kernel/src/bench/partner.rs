@@ -1,9 +1,12 @@
-//! `bench-partner`: the second domain of `yield_domain_switch`. It yields a bounded number of times
-//! ([`Options::partner_yields`]: twice the measuring domain's warm-up and measured yields, plus slack), so
-//! each yield of the measuring domain switches to this domain and straight back, then powers off.
-//!
-//! It first runs when the measuring domain yields for the first time (its boot happens during a warm-up
-//! yield); while the measuring domain runs its other operations it never yields, so this domain waits.
+//! `bench-partner`: the second domain of `evtchn_pingpong_interdomain` and `yield_domain_switch`. It
+//! boots during the measuring domain's first yield, finds the port domain 0 offered it (the convention
+//! of `scenarios/events.rs`: the first port of domain 0 that `bind_interdomain` accepts), says hello and
+//! echoes every ping (`bench::traps_events::partner_pingpong`, blocked in `SCHEDOP_poll` between pings).
+//! Then, for `yield_domain_switch`, it yields a bounded number of times ([`Options::partner_yields`]:
+//! twice the measuring domain's warm-up and measured yields, plus slack), so each yield of the measuring
+//! domain switches to this domain and straight back, then powers off. While the measuring domain runs
+//! its other operations it never yields or blocks, so this domain waits (or spends a yield on a
+//! preemption).
 
 use abi::hypercall::nr;
 use abi::sched::SCHEDOP_YIELD;
@@ -13,8 +16,13 @@ use super::runner::errno_name;
 use crate::platform::xen_pv::raw;
 use crate::println;
 
-/// Yield `opts.partner_yields()` times; returns the exit code.
+/// The ping-pong's echo (if selected), then yield `opts.partner_yields()` times; returns the exit code.
 pub fn run(opts: &Options<'_>) -> u32 {
+    let code = if opts.selected(super::traps_events::PINGPONG) {
+        super::traps_events::partner_pingpong(opts)
+    } else {
+        0
+    };
     let n = opts.partner_yields();
     println!("bench-partner: yielding {n} times");
     for i in 0..n {
@@ -25,5 +33,5 @@ pub fn run(opts: &Options<'_>) -> u32 {
         }
     }
     println!("bench-partner: done");
-    0
+    code
 }

@@ -38,7 +38,7 @@ impl<'a> Bench<'a> {
             failed: 0,
         };
         // The empty pair: nothing between the two reads (its op cannot fail).
-        let _ = b.sample(opts.iterations, || 0);
+        let _ = b.sample(opts.iterations, false, || 0);
         b.overhead = bench::summarize(&mut b.samples).map_or(0, |s| s.median);
         b
     }
@@ -48,10 +48,14 @@ impl<'a> Bench<'a> {
         self.opts.selected(name)
     }
 
-    /// Take `n` samples of `op` into the sample buffer, events masked. `op` returns a hypercall-style
-    /// result; the first negative one is returned as the error (the loop still completes).
-    fn sample(&mut self, n: usize, mut op: impl FnMut() -> i64) -> Result<(), i64> {
+    /// Take `n` samples of `op` into the sample buffer, events masked (or enabled, if `events`). `op`
+    /// returns a hypercall-style result; the first negative one is returned as the error (the loop still
+    /// completes).
+    fn sample(&mut self, n: usize, events: bool, mut op: impl FnMut() -> i64) -> Result<(), i64> {
         let enabled = platform().irq_disable();
+        if events {
+            platform().irq_restore(true);
+        }
         let mut first_err = 0;
         for s in &mut self.samples[..n] {
             let t0 = tsc_start();
@@ -61,6 +65,9 @@ impl<'a> Bench<'a> {
             if r < 0 && first_err == 0 {
                 first_err = r;
             }
+        }
+        if events {
+            platform().irq_disable();
         }
         platform().irq_restore(enabled);
         if first_err < 0 {
@@ -79,6 +86,41 @@ impl<'a> Bench<'a> {
         }
     }
 
+    /// [`Bench::collect`] with events enabled during the measured loop (for an operation that needs an
+    /// upcall: `evtchn_send_self`).
+    pub fn collect_events(
+        &mut self,
+        name: &str,
+        n: usize,
+        op: impl FnMut() -> i64,
+    ) -> Option<(u64, Stats)> {
+        self.collect_with(name, n, 1, true, op)
+    }
+
+    /// Measure `name` from samples taken elsewhere (the ring-3 program times itself): `take(buf)` runs
+    /// its own warm-up, fills `buf` with raw ticks per operation and returns the empty-region overhead
+    /// to subtract (from the same context), or why it failed.
+    pub fn measure_external(
+        &mut self,
+        name: &str,
+        n: usize,
+        take: impl FnOnce(&mut [u64]) -> Result<u64, alloc::string::String>,
+    ) {
+        if !self.selected(name) {
+            return;
+        }
+        let n = n.clamp(1, self.samples.len());
+        match take(&mut self.samples[..n]) {
+            Ok(overhead) => {
+                let samples = &mut self.samples[..n];
+                bench::subtract_overhead(samples, overhead);
+                let stats = bench::summarize(samples).unwrap_or_default();
+                self.report(name, n as u64, &stats);
+            }
+            Err(why) => self.fail(name, format_args!("{why}")),
+        }
+    }
+
     /// [`Bench::measure`] without printing the result: returns the iterations and statistics, or `None`
     /// if the operation is not selected or failed (the failure is printed).
     pub fn collect(
@@ -86,6 +128,17 @@ impl<'a> Bench<'a> {
         name: &str,
         n: usize,
         per: u64,
+        op: impl FnMut() -> i64,
+    ) -> Option<(u64, Stats)> {
+        self.collect_with(name, n, per, false, op)
+    }
+
+    fn collect_with(
+        &mut self,
+        name: &str,
+        n: usize,
+        per: u64,
+        events: bool,
         mut op: impl FnMut() -> i64,
     ) -> Option<(u64, Stats)> {
         if !self.selected(name) {
@@ -102,7 +155,7 @@ impl<'a> Bench<'a> {
             }
         }
         let n = n.clamp(1, self.samples.len());
-        if let Err(r) = self.sample(n, &mut op) {
+        if let Err(r) = self.sample(n, events, &mut op) {
             self.fail(name, format_args!("returned {}", errno_name(r)));
             return None;
         }
@@ -145,6 +198,8 @@ pub fn errno_name(r: i64) -> &'static str {
 /// `bench`: measure every selected operation; returns the exit code.
 pub fn run(opts: &Options<'_>) -> u32 {
     let selected = OPERATIONS.iter().filter(|n| opts.selected(n)).count();
+    // The interdomain ping-pong's port is offered before domain 1 boots, so that it finds it at once.
+    let offer = super::traps_events::offer_pingpong(opts);
     // Give the CPU away once before measuring anything: the partner domain (if any) boots the first time
     // this domain yields or is preempted, and its boot must not land inside a measured sample.
     let _ = raw(nr::SCHED_OP, [SCHEDOP_YIELD, 0, 0, 0, 0]);
@@ -160,7 +215,7 @@ pub fn run(opts: &Options<'_>) -> u32 {
             .unwrap_or_default(),
         b.overhead
     );
-    super::ops::run_all(&mut b);
+    super::ops::run_all(&mut b, offer);
     println!("{}done", bench::LINE_PREFIX);
     if b.failed > 0 {
         println!(

@@ -5,6 +5,7 @@
 //! instructions) cannot report their own success: if they get as far as printing a result, that result is
 //! FAILURE, and the QEMU harness checks the hypervisor's crash report instead.
 
+mod console_input;
 mod events;
 mod hypercall_abi;
 mod isolation;
@@ -194,6 +195,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "sched-compute",
         about: "compute through a 2 s window, counting",
         run: time_sched::sched_compute,
+    },
+    Scenario {
+        name: "console-input",
+        about: "domain 0 reads a typed line (VIRQ_CONSOLE + console_io read)",
+        run: console_input::console_input,
     },
     Scenario {
         name: "selftest-fail",

@@ -7,6 +7,8 @@ use core::arch::global_asm;
 
 /// The unmapped user address the ring-3 program reads (the page fault's CR2 must be exactly this).
 pub const USER_FAULT_ADDR: u64 = 0x6666_6008;
+/// The system call (RAX) with which the benchmark loops of the ring-3 program report one sample (RDI).
+pub const USER_SYS_RECORD: u64 = 2;
 
 global_asm!(
     r#"
@@ -224,12 +226,93 @@ guest_user_int80_loop:
     xor %eax, %eax
     int $0x80
     ud2
+    // Timed loops for the benchmark (`bench::ops`): RDI = count. Each iteration times one operation
+    // between the fenced TSC reads of `arch::x86_64::timing` (lfence; rdtsc … rdtscp; lfence) and hands
+    // the ticks to the kernel with `int 0x80` RAX = 2 (`record`, the benchmark's handler), then exit(count).
+    // `empty` times only the `mov $1, %eax` the others also execute: its median is their overhead.
+    .global guest_user_bench_empty
+guest_user_bench_empty:
+    mov %rdi, %rbx
+    mov %rdi, %r12
+4:
+    test %rbx, %rbx
+    jz 9f
+    lfence
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r13
+    mov $1, %eax
+    rdtscp
+    lfence
+    shl $32, %rdx
+    or %rdx, %rax
+    sub %r13, %rax
+    mov %rax, %rdi
+    mov ${record}, %eax
+    int $0x80
+    dec %rbx
+    jmp 4b
+    .global guest_user_bench_int80
+guest_user_bench_int80:
+    mov %rdi, %rbx
+    mov %rdi, %r12
+5:
+    test %rbx, %rbx
+    jz 9f
+    lfence
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r13
+    mov $1, %eax
+    int $0x80
+    rdtscp
+    lfence
+    shl $32, %rdx
+    or %rdx, %rax
+    sub %r13, %rax
+    mov %rax, %rdi
+    mov ${record}, %eax
+    int $0x80
+    dec %rbx
+    jmp 5b
+    .global guest_user_bench_syscall
+guest_user_bench_syscall:
+    mov %rdi, %rbx
+    mov %rdi, %r12
+6:
+    test %rbx, %rbx
+    jz 9f
+    lfence
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r13
+    mov $1, %eax
+    syscall
+    rdtscp
+    lfence
+    shl $32, %rdx
+    or %rdx, %rax
+    sub %r13, %rax
+    mov %rax, %rdi
+    mov ${record}, %eax
+    int $0x80
+    dec %rbx
+    jmp 6b
+9:
+    mov %r12, %rdi
+    xor %eax, %eax
+    int $0x80
+    ud2
     .global guest_user_blob_end
 guest_user_blob_end:
     .text
     "#,
     iret = const abi::hypercall::nr::IRET,
     fault_addr = const USER_FAULT_ADDR,
+    record = const USER_SYS_RECORD,
     options(att_syntax)
 );
 
@@ -282,6 +365,9 @@ unsafe extern "C" {
     static guest_user_int80_next: u8;
     static guest_user_syscall_loop: u8;
     static guest_user_int80_loop: u8;
+    static guest_user_bench_empty: u8;
+    static guest_user_bench_int80: u8;
+    static guest_user_bench_syscall: u8;
 }
 
 /// Offsets, from the start of the ring-3 program, of its entry points and faulting instructions.
@@ -306,6 +392,12 @@ pub struct UserBlob {
     pub syscall_loop: u64,
     /// Entry: `ping` through `int 0x80`, argument-count times, then `exit(count)`.
     pub int80_loop: u64,
+    /// Entries of the benchmark's timed loops (RDI = count; each sample reported with
+    /// [`USER_SYS_RECORD`], then `exit(count)`): nothing but the `mov` the others also do, an `int 0x80`
+    /// ping, a SYSCALL ping.
+    pub bench_empty: u64,
+    pub bench_int80: u64,
+    pub bench_syscall: u64,
 }
 
 /// The ring-3 program and its offsets.
@@ -341,5 +433,8 @@ pub fn user_blob() -> UserBlob {
         ),
         syscall_loop: off(&raw const guest_user_syscall_loop),
         int80_loop: off(&raw const guest_user_int80_loop),
+        bench_empty: off(&raw const guest_user_bench_empty),
+        bench_int80: off(&raw const guest_user_bench_int80),
+        bench_syscall: off(&raw const guest_user_bench_syscall),
     }
 }
