@@ -296,9 +296,14 @@ fn init_time() {
     });
     let wallclock = crate::time::pvclock::wallclock_base(unix, clock.now_ns(arch::cpu::rdtsc()));
     log::info!(
-        "time: TSC {}.{:03} MHz, timer {:?}, wall clock {} s since 1970",
+        "time: TSC {}.{:03} MHz ({}), timer {:?}, wall clock {} s since 1970",
         timer.tsc_hz / 1_000_000,
         timer.tsc_hz / 1000 % 1000,
+        if apic::tsc_hz_from_cpuid().is_some() {
+            "from CPUID"
+        } else {
+            "calibrated against the PIT"
+        },
         timer.mode,
         unix
     );

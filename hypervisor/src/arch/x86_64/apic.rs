@@ -71,6 +71,25 @@ fn pit_wait(pit_ticks: u16, start: impl FnOnce()) {
     }
 }
 
+/// The TSC frequency from CPUID: leaf 0x15 (TSC/crystal ratio × crystal frequency), else leaf 0x16 (base
+/// frequency in MHz). `None` when the CPU states neither (QEMU's TCG states neither).
+pub fn tsc_hz_from_cpuid() -> Option<u64> {
+    let max = cpu::cpuid(0, 0).eax;
+    if max >= 0x15 {
+        let l = cpu::cpuid(0x15, 0);
+        if l.eax != 0 && l.ebx != 0 && l.ecx != 0 {
+            return Some(u64::from(l.ecx) * u64::from(l.ebx) / u64::from(l.eax));
+        }
+    }
+    if max >= 0x16 {
+        let mhz = cpu::cpuid(0x16, 0).eax & 0xffff;
+        if mhz != 0 {
+            return Some(u64::from(mhz) * 1_000_000);
+        }
+    }
+    None
+}
+
 /// Enable the local APIC, calibrate the TSC (and the APIC timer if needed) over 10 ms of PIT time.
 pub fn init() -> Timer {
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; setting the global-enable bit keeps the base.
@@ -87,7 +106,8 @@ pub fn init() -> Timer {
     let tsc = cpu::rdtsc() - t0;
     let apic = u64::from(u32::MAX - read(REG_TIMER_CUR));
     write(REG_TIMER_INIT, 0);
-    let tsc_hz = tsc * 1_193_182 / u64::from(PIT_10MS);
+    // The CPU's own statement of the TSC frequency where it makes one, else the PIT measurement.
+    let tsc_hz = tsc_hz_from_cpuid().unwrap_or(tsc * 1_193_182 / u64::from(PIT_10MS));
     let deadline = cpu::cpuid(1, 0).ecx & (1 << 24) != 0;
     let mode = if deadline {
         write(REG_LVT_TIMER, u32::from(TIMER_VECTOR) | (2 << 17));
