@@ -152,34 +152,37 @@ pub fn report_done<M: MachineMem>(
     }
 }
 
-/// Handle `mmu_update`.
-pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+/// Run a `mmu_update`-style batch: for each `size`-byte element, spend a work unit (or create the
+/// continuation Xen uses: the rest of the batch with `MMU_UPDATE_PREEMPTED` and the running `*pdone`), read
+/// it, and `step` it; the first error stops the batch. `*pdone` is reported on every way out. Shared by
+/// `mmu_update` and `mmuext_op`.
+pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    size: u64,
+    mut step: impl FnMut(&mut HypercallCtx<'_, '_, M>, T) -> Result<(), Errno>,
+) -> Action {
     let call = match decode_batch(ctx.args, ctx.domid) {
         Ok(c) => c,
         Err(e) => return Action::Return(e.as_ret()),
     };
     let mut done = resumed_done(ctx, &call);
     for i in 0..call.count {
-        let Some(at) = call.reqs.checked_add(i * 16) else {
+        let Some(at) = call.reqs.checked_add(i * size) else {
             report_done(ctx, &call, done);
             return Action::Return(Errno::EFAULT.as_ret());
         };
         if !ctx.spend() {
             report_done(ctx, &call, done);
+            let rest = (call.count - i) | MMU_UPDATE_PREEMPTED;
             return Action::Continue([
                 at.0,
-                (call.count - i) | MMU_UPDATE_PREEMPTED,
+                rest,
                 call.done.map_or(0, |p| p.0),
                 call.foreigndom,
                 0,
             ]);
         }
-        let result = ctx
-            .guest()
-            .read_obj::<MmuUpdate>(at)
-            .and_then(decode_request)
-            .and_then(|r| apply(ctx, r));
-        if let Err(e) = result {
+        if let Err(e) = ctx.guest().read_obj::<T>(at).and_then(|x| step(ctx, x)) {
             report_done(ctx, &call, done);
             return Action::Return(e.as_ret());
         }
@@ -187,6 +190,13 @@ pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     }
     report_done(ctx, &call, done);
     Action::Return(0)
+}
+
+/// Handle `mmu_update`.
+pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    run_batch(ctx, 16, |ctx, r: MmuUpdate| {
+        decode_request(r).and_then(|r| apply(ctx, r))
+    })
 }
 
 /// A decoded `update_va_mapping` call.

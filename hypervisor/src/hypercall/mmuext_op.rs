@@ -11,7 +11,7 @@ use abi::types::{Gva, Mfn};
 use abi::xen::MmuextOp;
 
 use super::MachineMem;
-use super::mmu_update::{decode_batch, report_done, resumed_done};
+use super::mmu_update::run_batch;
 use super::{Action, HypercallCtx};
 
 /// A decoded `mmuext_op` entry.
@@ -80,37 +80,7 @@ fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, op: ExtOp) -> Result<
 
 /// Handle `mmuext_op`.
 pub fn mmuext_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let call = match decode_batch(ctx.args, ctx.domid) {
-        Ok(c) => c,
-        Err(e) => return Action::Return(e.as_ret()),
-    };
-    let mut done = resumed_done(ctx, &call);
-    for i in 0..call.count {
-        let Some(at) = call.reqs.checked_add(i * 24) else {
-            report_done(ctx, &call, done);
-            return Action::Return(Errno::EFAULT.as_ret());
-        };
-        if !ctx.spend() {
-            report_done(ctx, &call, done);
-            return Action::Continue([
-                at.0,
-                (call.count - i) | MMU_UPDATE_PREEMPTED,
-                call.done.map_or(0, |p| p.0),
-                call.foreigndom,
-                0,
-            ]);
-        }
-        let result = ctx
-            .guest()
-            .read_obj::<MmuextOp>(at)
-            .and_then(decode_op)
-            .and_then(|op| apply(ctx, op));
-        if let Err(e) = result {
-            report_done(ctx, &call, done);
-            return Action::Return(e.as_ret());
-        }
-        done += 1;
-    }
-    report_done(ctx, &call, done);
-    Action::Return(0)
+    run_batch(ctx, 24, |ctx, op: MmuextOp| {
+        decode_op(op).and_then(|op| apply(ctx, op))
+    })
 }
