@@ -1,6 +1,10 @@
 //! The PV guest kernel library: host-testable logic, plus (with feature `baremetal`) the kernel itself.
 #![cfg_attr(not(test), no_std)]
 
+// The runtime symbols (memcpy and friends) of the bare-metal image.
+#[cfg(feature = "baremetal")]
+extern crate rt;
+
 extern crate alloc;
 
 pub mod bench;

@@ -1,6 +1,10 @@
 //! The hypervisor library: host-testable logic, plus (with feature `baremetal`) the machine-facing parts.
 #![cfg_attr(not(test), no_std)]
 
+// The runtime symbols (memcpy and friends) of the bare-metal image.
+#[cfg(feature = "baremetal")]
+extern crate rt;
+
 pub mod bootinfo;
 pub mod console;
 #[cfg(feature = "baremetal")]

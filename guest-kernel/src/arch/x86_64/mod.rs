@@ -3,7 +3,6 @@
 
 pub mod entry;
 pub mod hypercall;
-mod runtime;
 pub mod timing;
 pub mod trap_entry;
 pub mod trap_probes;

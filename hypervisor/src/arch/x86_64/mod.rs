@@ -6,7 +6,6 @@ pub mod cpu;
 pub mod entry;
 pub mod layout;
 pub mod paging;
-mod runtime;
 pub mod serial;
 pub mod tables;
 
