@@ -76,6 +76,16 @@ const CS_FROM_STUB_RSP: usize = offset_of!(EntryFrame, cs) - offset_of!(EntryFra
 
 global_asm!(
     r#"
+    /* The 15 general-purpose registers in EntryFrame order (R15 ends up at the lowest address). */
+    .macro push_gprs
+    push %rax; push %rbx; push %rcx; push %rdx; push %rsi; push %rdi; push %rbp
+    push %r8; push %r9; push %r10; push %r11; push %r12; push %r13; push %r14; push %r15
+    .endm
+    .macro pop_gprs
+    pop %r15; pop %r14; pop %r13; pop %r12; pop %r11; pop %r10; pop %r9; pop %r8
+    pop %rbp; pop %rdi; pop %rsi; pop %rdx; pop %rcx; pop %rbx; pop %rax
+    .endm
+
     .section .entry.text, "ax"
     .balign 16
     .global entry_stubs
@@ -104,21 +114,7 @@ common_entry:
     cld
     testb $3, {cs_off}(%rsp)
     jz 2f
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    push_gprs
     mov {tables}+{w_cr3}(%rip), %rax
     mov %rax, %cr3
     mov %rsp, %rdi
@@ -135,21 +131,7 @@ common_entry:
        saved around the handler so it cannot disturb the interrupted code. */
     cmpq $32, (%rsp)
     jb 3f
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    push_gprs
     movabs ${idle_fx}, %rax
     fxsave64 (%rax)
     mov %rsp, %rdi
@@ -157,40 +139,12 @@ common_entry:
     call *%rax
     movabs ${idle_fx}, %rax
     fxrstor64 (%rax)
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rbp
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
+    pop_gprs
     add $16, %rsp
     iretq
 
 3:  /* from ring 0: a hypervisor fault */
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    push_gprs
     mov {tables}+{w_cr3}(%rip), %rax
     mov %rax, %cr3
     mov %rsp, %rdi
@@ -221,21 +175,7 @@ exit_to_guest_stub:
     fxrstor64 (%rdx)
     mov %rdi, %rsp
     mov %rsi, %cr3
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rbp
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
+    pop_gprs
     add $16, %rsp
     iretq
     "#,
