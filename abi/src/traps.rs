@@ -68,6 +68,47 @@ pub const fn has_error_code(vector: u64) -> bool {
     matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21 | 29 | 30)
 }
 
+/// The architectural names of exceptions 0..32, by vector.
+pub const EXCEPTION_NAMES: [&str; 32] = [
+    "divide error",
+    "debug",
+    "non-maskable interrupt",
+    "breakpoint",
+    "overflow",
+    "bound range exceeded",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack-segment fault",
+    "general protection fault",
+    "page fault",
+    "reserved (15)",
+    "x87 floating-point error",
+    "alignment check",
+    "machine check",
+    "SIMD floating-point error",
+    "virtualization exception",
+    "control protection",
+    "reserved (22)",
+    "reserved (23)",
+    "reserved (24)",
+    "reserved (25)",
+    "reserved (26)",
+    "reserved (27)",
+    "hypervisor injection",
+    "VMM communication",
+    "security exception",
+    "reserved (31)",
+];
+
+/// The architectural name of exception `vector`, if it is one (0..32).
+pub fn exception_name(vector: u64) -> Option<&'static str> {
+    EXCEPTION_NAMES.get(usize::try_from(vector).ok()?).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +117,7 @@ mod tests {
     fn error_codes() {
         assert!(has_error_code(14) && has_error_code(13) && has_error_code(8));
         assert!(!has_error_code(0) && !has_error_code(3) && !has_error_code(0x80));
+        assert_eq!(exception_name(14), Some("page fault"));
+        assert_eq!(exception_name(32), None);
     }
 }

@@ -199,41 +199,7 @@ mod tests {
 
 /// The architectural name of exception `vector` (0..32), or "interrupt".
 pub fn exception_name(vector: u64) -> &'static str {
-    const NAMES: [&str; 32] = [
-        "divide error",
-        "debug",
-        "non-maskable interrupt",
-        "breakpoint",
-        "overflow",
-        "bound range exceeded",
-        "invalid opcode",
-        "device not available",
-        "double fault",
-        "coprocessor segment overrun",
-        "invalid TSS",
-        "segment not present",
-        "stack-segment fault",
-        "general protection fault",
-        "page fault",
-        "reserved (15)",
-        "x87 floating-point error",
-        "alignment check",
-        "machine check",
-        "SIMD floating-point error",
-        "virtualization exception",
-        "control protection",
-        "reserved (22)",
-        "reserved (23)",
-        "reserved (24)",
-        "reserved (25)",
-        "reserved (26)",
-        "reserved (27)",
-        "hypervisor injection",
-        "VMM communication",
-        "security exception",
-        "reserved (31)",
-    ];
-    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+    abi::traps::exception_name(vector).unwrap_or("interrupt")
 }
 
 /// Describe a page-fault error code, e.g. "write to a not-present page, supervisor".

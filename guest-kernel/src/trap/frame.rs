@@ -215,46 +215,10 @@ impl TrapFrame {
     }
 }
 
-/// Short names of the exceptions, by vector.
-const EXCEPTION_NAMES: [&str; 32] = [
-    "divide error",
-    "debug",
-    "NMI",
-    "breakpoint",
-    "overflow",
-    "bound range",
-    "invalid opcode",
-    "device not available",
-    "double fault",
-    "coprocessor segment overrun",
-    "invalid TSS",
-    "segment not present",
-    "stack fault",
-    "general protection",
-    "page fault",
-    "reserved (15)",
-    "x87 floating point",
-    "alignment check",
-    "machine check",
-    "SIMD floating point",
-    "virtualization",
-    "control protection",
-    "reserved (22)",
-    "reserved (23)",
-    "reserved (24)",
-    "reserved (25)",
-    "reserved (26)",
-    "reserved (27)",
-    "hypervisor injection",
-    "VMM communication",
-    "security",
-    "reserved (31)",
-];
-
 /// A name for a vector or pseudo-vector.
 pub fn vector_name(vector: u64) -> &'static str {
     match vector {
-        v if v < 32 => EXCEPTION_NAMES[v as usize],
+        v if v < 32 => abi::traps::exception_name(v).unwrap_or("exception"),
         VECTOR_INT80 => "int 0x80",
         VECTOR_SYSCALL => "SYSCALL",
         VECTOR_EVENT => "event upcall",
