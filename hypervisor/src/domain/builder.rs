@@ -160,10 +160,9 @@ fn tables_needed(start: u64, pages: u64) -> Option<u64> {
 
 fn compute_layout(elf: &ElfImage, nr_pages: u64, stack_pages: u64) -> Result<Layout, BuildError> {
     let overflow = BuildError::RegionNotAllowed;
-    let virt_base = elf.lowest.page_base().0;
+    let virt_base = Gva(elf.lowest).page_base().0;
     let image_end = elf
         .highest_end
-        .0
         .checked_next_multiple_of(PAGE_SIZE)
         .ok_or(overflow)?;
     let image_pages = (image_end - virt_base) >> PAGE_SHIFT;
@@ -260,7 +259,7 @@ pub fn build(
             .zip(usize::try_from(seg.filesz).ok())
             .and_then(|(o, n)| p.image.get(o..o.checked_add(n)?))
             .ok_or(BuildError::Internal("segment outside the image"))?;
-        let mut va = seg.vaddr.0;
+        let mut va = seg.vaddr;
         let mut rest = data;
         while !rest.is_empty() {
             let off = (va % PAGE_SIZE) as usize;
@@ -344,7 +343,7 @@ pub fn build(
 
     let built = Built {
         l4,
-        entry: elf.entry,
+        entry: Gva(elf.entry),
         stack_top: va_of(l.region_pages),
         start_info: va_of(l.start_info_pfn),
         shared_info_va: va_of(l.shared_info_pfn),
@@ -379,7 +378,7 @@ fn leaf_flags(l: &Layout, elf: &ElfImage, page: u64) -> PteFlags {
         for s in elf
             .segments
             .iter()
-            .filter(|s| s.vaddr.0 < end && s.end().0 > start)
+            .filter(|s| s.vaddr < end && s.end() > start)
         {
             w |= s.writable;
             x |= s.executable;
