@@ -20,6 +20,7 @@
 //! | [`mm`] | `MMU_*`, `MMUEXT_*`, `UVMF_*`, `XENMEM_*`, `VMASST_*` |
 //! | [`callback`] | `CALLBACKOP_*`, `CALLBACKTYPE_*` |
 //! | [`grant_table`] | `GNTTABOP_*`, `grant_entry_v1` |
+//! | [`sysctl`] | `sysctl` envelope, `XEN_SYSCTL_*`, `XEN_DOMINF_*`, the domain list and its per-domain record |
 //! | [`layout`] | our selectors, reserved virtual range, entry region, hypercall vector |
 //! | [`types`] | machine/pseudo-physical/virtual address and frame newtypes |
 //! | [`exit`] | exit statuses reported to QEMU |
@@ -62,6 +63,11 @@
 //!    also keeps for itself and refuses to guests.
 //! h. **Domain id in the start-info page.** A `u32` at [`xen::START_INFO_DOMID_OFFSET`] (just past Xen's
 //!    1168-byte `start_info`) holds the domain's id, since there is no xenstore to ask.
+//! i. **`sysctl`: the domain list only, all or nothing, stopped domains already destroyed.** Of Xen's
+//!    `sysctl` commands only `XEN_SYSCTL_getdomaininfolist` exists (the rest are `-ENOSYS`); a `-EFAULT`
+//!    writes nothing (Xen may have written some records); a domain that stopped has already given its memory
+//!    back, so it is listed as shut down *and* dying, with no pages and no shared-info frame; fields with
+//!    nothing behind them (XSM label, handle, CPU pool, paging counts) are 0 ([`sysctl`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -85,6 +91,7 @@ pub mod hypercall;
 pub mod layout;
 pub mod mm;
 pub mod sched;
+pub mod sysctl;
 pub mod traps;
 pub mod types;
 pub mod vcpu;

@@ -2,6 +2,13 @@
 //!
 //! Guest bytes are collected per domain until a newline so that lines of different domains never mix;
 //! control characters are replaced so a guest cannot move the cursor or clear a user's terminal.
+//!
+//! With `dom0_console=direct` on the hypervisor command line, domain 0's output goes to the serial line as
+//! it comes, without a prefix (as Xen does for its hardware domain: it may be interactive — a shell's
+//! prompt has no newline, and typed characters are echoed one by one). Only printable bytes, TAB, CR, LF
+//! and backspace pass ([`direct_byte`]); a `[hv]` or `(dN)` line starts on a fresh line if domain 0 left
+//! one unfinished. The default keeps domain 0 in lines like every other domain, which the test harness
+//! relies on to attribute output.
 
 /// Longest guest line kept before it is flushed without a newline.
 pub const LINE_MAX: usize = 160;
@@ -53,6 +60,15 @@ impl LineBuffer {
     }
 }
 
+/// What a byte of domain 0's direct output becomes on the serial line: printable ASCII, TAB, CR, LF and
+/// backspace pass; anything else (escape sequences, bells, ...) becomes `?`.
+pub const fn direct_byte(b: u8) -> u8 {
+    match b {
+        b'\t' | b'\r' | b'\n' | 0x08 | 0x20..=0x7e => b,
+        _ => b'?',
+    }
+}
+
 impl Default for LineBuffer {
     fn default() -> Self {
         Self::new()
@@ -65,6 +81,7 @@ pub use self::serial::*;
 #[cfg(feature = "baremetal")]
 mod serial {
     use core::fmt::Write;
+    use core::sync::atomic::{AtomicBool, Ordering};
 
     use crate::arch::serial;
 
@@ -80,9 +97,43 @@ mod serial {
         }
     }
 
+    /// Domain 0 writes directly (`dom0_console=direct`).
+    static DOM0_DIRECT: AtomicBool = AtomicBool::new(false);
+    /// Domain 0's direct output ended without a newline.
+    static MID_LINE: AtomicBool = AtomicBool::new(false);
+
+    /// Send domain 0's output directly to the serial line (`dom0_console=direct`).
+    pub fn set_dom0_direct(on: bool) {
+        DOM0_DIRECT.store(on, Ordering::Relaxed);
+    }
+
+    /// True if domain 0's output goes directly to the serial line.
+    pub fn dom0_direct() -> bool {
+        DOM0_DIRECT.load(Ordering::Relaxed)
+    }
+
+    /// Write domain 0's bytes as they come (filtered by [`super::direct_byte`]).
+    pub fn guest_direct(bytes: &[u8]) {
+        let _g = LOCK.lock();
+        for &b in bytes {
+            serial::write_byte(super::direct_byte(b));
+        }
+        if let Some(&last) = bytes.last() {
+            MID_LINE.store(last != b'\n', Ordering::Relaxed);
+        }
+    }
+
+    /// Start a fresh line if domain 0's direct output left one unfinished (lock held).
+    fn fresh_line() {
+        if MID_LINE.swap(false, Ordering::Relaxed) {
+            serial::write_byte(b'\n');
+        }
+    }
+
     /// Print formatted text on the console (no prefix); used for multi-part lines.
     pub fn print(args: core::fmt::Arguments<'_>) {
         let _g = LOCK.lock();
+        fresh_line();
         let _ = Uart.write_fmt(args);
     }
 
@@ -95,6 +146,7 @@ mod serial {
     /// Print one line of domain `domid`'s output as `(dN) line`.
     pub fn guest_line(domid: u16, line: &[u8]) {
         let _g = LOCK.lock();
+        fresh_line();
         let _ = write!(Uart, "(d{domid}) ");
         line.iter().copied().for_each(serial::write_byte);
         serial::write_byte(b'\n');
@@ -152,6 +204,15 @@ mod tests {
         b.push(b"tail", |l| out.push(l.to_vec()));
         b.flush(|l| out.push(l.to_vec()));
         assert_eq!(out.last().unwrap(), b"tail");
+    }
+
+    #[test]
+    fn direct_output_passes_only_harmless_bytes() {
+        let out: Vec<u8> = b"ok\x08 \x08\r\n\t\x1b[2J\x07\xff"
+            .iter()
+            .map(|&b| direct_byte(b))
+            .collect();
+        assert_eq!(out, b"ok\x08 \x08\r\n\t?[2J??".to_vec());
     }
 
     #[test]

@@ -248,6 +248,17 @@ impl SchedPolicy {
         self.get(v).map(|e| e.cpu_ns)
     }
 
+    /// Real time `v` has held the CPU up to `now` (ns): what it has been charged, plus, if it is the vCPU
+    /// on the CPU, the time since it was last charged (for `sysctl`'s `cpu_time`). Pure: nothing is charged.
+    pub fn cpu_ns_at(&self, v: usize, now: u64) -> Option<u64> {
+        let e = self.get(v)?;
+        let uncharged = self
+            .running
+            .filter(|r| r.vcpu == v)
+            .map_or(0, |r| now.saturating_sub(r.since));
+        Some(e.cpu_ns.saturating_add(uncharged))
+    }
+
     /// `v`'s single-shot timer deadline.
     pub fn singleshot(&self, v: usize) -> Option<u64> {
         self.get(v).and_then(|e| e.singleshot)
@@ -687,6 +698,32 @@ mod tests {
         let mut s = Sim::new(&[256, 1], &[Guest::Spin; 2]);
         s.run(100 * SEC);
         assert!(close(s.share(1), 1.0 / 257.0), "{}", s.share(1));
+    }
+
+    #[test]
+    fn cpu_time_includes_the_running_vcpus_uncharged_time() {
+        let mut p = SchedPolicy::new();
+        p.start(0, 256).unwrap();
+        p.start(1, 512).unwrap();
+        assert_eq!(p.cpu_ns_at(0, 0), Some(0));
+        assert_eq!(p.pick(MS), Some(0));
+        // Running since 1 ms, charged nothing yet: the reading counts the run so far, and charges nothing.
+        assert_eq!(p.cpu_ns_at(0, 4 * MS), Some(3 * MS));
+        assert_eq!(p.cpu_ns(0), Some(0));
+        assert_eq!(p.cpu_ns_at(1, 4 * MS), Some(0), "not on the CPU");
+        // A reading before the last charge point adds nothing (no underflow).
+        assert_eq!(p.cpu_ns_at(0, 0), Some(0));
+        p.yield_now(0);
+        assert_eq!(p.pick(6 * MS), Some(1));
+        assert_eq!(p.cpu_ns_at(0, 9 * MS), Some(5 * MS), "real ns, not virtual");
+        assert_eq!(
+            p.cpu_ns_at(1, 9 * MS),
+            Some(3 * MS),
+            "weight does not scale it"
+        );
+        p.stop(0);
+        assert_eq!(p.cpu_ns_at(0, 20 * MS), Some(5 * MS), "kept after stopping");
+        assert_eq!(p.cpu_ns_at(NR_VCPUS, 0), None);
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub fn start(magic: u32, info: u64) -> ! {
                 _ => log::warn!("dom_mem={v} ignored (1M..{}M)", MAX_DOMAIN_PAGES / 256),
             },
             Some(("bench", "floor")) => bench_floor = true,
+            Some(("dom0_console", "direct")) => crate::console::set_dom0_direct(true),
+            Some(("dom0_console", "lines")) => crate::console::set_dom0_direct(false),
             Some(("dom_weight", v)) => {
                 for item in v.split(',') {
                     match item

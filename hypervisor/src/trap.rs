@@ -7,7 +7,7 @@ use crate::arch::paging::IdentityMem;
 use crate::deliver;
 use crate::domain::lifecycle::stop_domain;
 use crate::domain::state::MAX_DOMAINS;
-use crate::domain::state::{Domain, DomainState};
+use crate::domain::state::{Domain, DomainState, DomainTable};
 use crate::hypercall::{self, Action, HypercallCtx};
 use crate::regs::{EntryFrame, frame_ring};
 use crate::setup::{DOMAINS, EVENTS, HV, MACHINE, SCHED, TIME, TimeBase};
@@ -28,7 +28,7 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
     let next = {
         let mut table = DOMAINS.lock();
         let peers = table.shared_info;
-        let Some(dom) = table.current_mut() else {
+        let Some((dom, others)) = current_and_others(&mut table) else {
             panic!(
                 "entry from a guest with no current domain (vector {})",
                 frame.vector
@@ -36,7 +36,7 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         };
         dom.vcpu.regs = frame;
         match frame.vector {
-            v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers),
+            v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers, &others),
             v if v < 32 => deliver::exception(dom, &frame),
             abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
             // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
@@ -49,15 +49,43 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
     crate::sched::schedule(next == Next::Switch)
 }
 
-fn hypercall(dom: &mut Domain, peers: &[Option<Mfn>; MAX_DOMAINS]) -> Next {
+/// The current domain, and every other domain read-only (indexed by id; `None` for the current one and for
+/// free slots), for the hypercalls that report on domains.
+fn current_and_others(
+    table: &mut DomainTable,
+) -> Option<(&mut Domain, [Option<&Domain>; MAX_DOMAINS])> {
+    let current = table.current?;
+    let mut others = [None; MAX_DOMAINS];
+    let mut me = None;
+    for (i, slot) in table.slots.iter_mut().enumerate() {
+        if i == current {
+            me = slot.as_mut();
+        } else {
+            others[i] = slot.as_ref();
+        }
+    }
+    Some((me?, others))
+}
+
+fn hypercall(
+    dom: &mut Domain,
+    peers: &[Option<Mfn>; MAX_DOMAINS],
+    others: &[Option<&Domain>; MAX_DOMAINS],
+) -> Next {
     let number = dom.vcpu.regs.rax;
     let args = hypercall::args_of(&dom.vcpu.regs);
     let id = dom.id;
     let hv = HV.get().expect("boot facts recorded");
     let action = {
         let console = &mut dom.console;
-        let mut sink =
-            |bytes: &[u8]| console.push(bytes, |line| crate::console::guest_line(id, line));
+        let direct = id == 0 && crate::console::dom0_direct();
+        let mut sink = |bytes: &[u8]| {
+            if direct {
+                crate::console::guest_direct(bytes)
+            } else {
+                console.push(bytes, |line| crate::console::guest_line(id, line))
+            }
+        };
         let mut machine = MACHINE.lock();
         let mut events = EVENTS.lock();
         let mut sched = SCHED.lock();
@@ -80,6 +108,7 @@ fn hypercall(dom: &mut Domain, peers: &[Option<Mfn>; MAX_DOMAINS]) -> Next {
             sched: policy,
             polls,
             shared_info: peers,
+            others,
             clock: &|| TIME.get().map_or(0, TimeBase::now_ns),
             console_in,
             hv_l4: &hv.hv_l4,

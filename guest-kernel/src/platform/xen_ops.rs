@@ -1,5 +1,6 @@
 //! The Xen PV operations behind traps, events and time, as methods of [`XenPv`]: callbacks, event
-//! channels, the shared-info event and time state, `sched_op` poll, `vcpu_op` timers and segment bases.
+//! channels, the shared-info event and time state, `sched_op` poll, `vcpu_op` timers, segment bases, and
+//! the control domain's `sysctl` (the domain list).
 //!
 //! These exist only on a paravirtualized platform (a native backend has an IDT, an interrupt controller
 //! and a timer instead), so they are methods of the PV backend rather than of the
@@ -11,6 +12,7 @@ use abi::errno::Errno;
 use abi::event_channel::{EvtchnPort, EvtchnStatus};
 use abi::hypercall::nr;
 use abi::sched::{SCHEDOP_POLL, SchedPoll};
+use abi::sysctl::{XenDomctlGetdomaininfo, XenSysctl};
 use abi::vcpu::{
     VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
     VCPUOP_STOP_SINGLESHOT_TIMER, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer,
@@ -198,5 +200,26 @@ impl XenPv {
     /// `vcpu_op(VCPUOP_stop_periodic_timer, 0)`.
     pub fn stop_periodic_timer(&self) -> Result<(), Errno> {
         ret(raw(nr::VCPU_OP, [VCPUOP_STOP_PERIODIC_TIMER, 0, 0, 0, 0])).map(|_| ())
+    }
+
+    /// `sysctl(op)`: the hypervisor reads the whole envelope and, on success, writes it back with the
+    /// command's OUT fields filled in. Control domain only (-EPERM otherwise).
+    pub fn sysctl(&self, op: &mut XenSysctl) -> Result<(), Errno> {
+        ret(raw(nr::SYSCTL, [op as *mut XenSysctl as u64, 0, 0, 0, 0])).map(|_| ())
+    }
+
+    /// `XEN_SYSCTL_getdomaininfolist`: the records of the existing domains from id `first` on, in
+    /// ascending id order, as many as fit in `out`; returns how many were written (the rest of `out` is
+    /// left as it was). Control domain only (-EPERM otherwise).
+    pub fn domain_info_list(
+        &self,
+        first: u16,
+        out: &mut [XenDomctlGetdomaininfo],
+    ) -> Result<usize, Errno> {
+        let room = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        let mut op = XenSysctl::getdomaininfolist_request(first, room, out.as_mut_ptr() as u64);
+        self.sysctl(&mut op)?;
+        // The hypervisor never reports more than it was given room for; stay in bounds regardless.
+        Ok((op.getdomaininfolist().num_domains as usize).min(out.len()))
     }
 }

@@ -11,6 +11,7 @@ mod hypercall_abi;
 mod isolation;
 mod memory;
 mod memory_refusals;
+mod sysctl;
 mod time_sched;
 mod trap_hostile;
 mod traps;
@@ -200,6 +201,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "console-input",
         about: "domain 0 reads a typed line (VIRQ_CONSOLE + console_io read)",
         run: console_input::console_input,
+    },
+    Scenario {
+        name: "domains",
+        about: "domain 0 lists the domains (sysctl); the others are refused",
+        run: sysctl::domains,
     },
     Scenario {
         name: "selftest-fail",

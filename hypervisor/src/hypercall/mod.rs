@@ -16,6 +16,7 @@ pub mod mmu_update;
 pub mod mmuext_op;
 pub mod multicall;
 pub mod sched_op;
+pub mod sysctl;
 pub mod timer;
 pub mod traps;
 pub mod xen_version;
@@ -36,7 +37,7 @@ pub type ConsoleReader<'a> = dyn FnMut(&mut [u8]) -> usize + 'a;
 /// What hypercalls need of machine memory: frame access for guest copies, entry writes for page tables.
 pub trait MachineMem: PtMem + FrameMem {}
 impl<T: PtMem + FrameMem> MachineMem for T {}
-use crate::domain::state::MAX_DOMAINS;
+use crate::domain::state::{Domain, MAX_DOMAINS};
 use crate::event::bits::SharedInfoPage;
 use crate::event::channel::EventSystem;
 use crate::regs::EntryFrame;
@@ -92,6 +93,9 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub polls: &'a mut sched_op::PollTable,
     /// Every domain's shared_info frame (indexed by domain id; `None`: no such domain).
     pub shared_info: &'a [Option<Mfn>; MAX_DOMAINS],
+    /// Every *other* domain, read-only, indexed by domain id (`None` for the caller and for free slots), for
+    /// the calls that report on domains (`sysctl`).
+    pub others: &'a [Option<&'a Domain>; MAX_DOMAINS],
     /// Reads system time (ns since boot); only the time hypercalls call it.
     pub clock: &'a dyn Fn() -> u64,
     /// Where typed console input comes from (domain 0 only; `None` for the others).
@@ -205,6 +209,7 @@ pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -
         nr::MMUEXT_OP => mmuext_op::mmuext_op(ctx),
         nr::CALLBACK_OP => traps::callback_op(ctx),
         nr::SCHED_OP => sched_op::sched_op(ctx),
+        nr::SYSCTL => sysctl::sysctl(ctx),
         nr::NULL => Action::Return(0),
         _ => Action::Return(Errno::ENOSYS.as_ret()),
     }

@@ -11,6 +11,7 @@
 use abi::types::{Maddr, Mfn};
 
 use super::{Action, BUDGET, DomainMm, HypercallCtx, dispatch};
+use crate::domain::state::{Domain, DomainState, FxArea, MAX_DOMAINS, Vcpu};
 use crate::mm::frame_alloc::FrameAllocator;
 use crate::mm::frame_table::{FrameTable, PageInfo};
 use crate::mm::machine::{M2p, Machine};
@@ -61,9 +62,30 @@ pub struct World {
     /// Poll sets.
     pub polls: super::sched_op::PollTable,
     /// shared_info frames: domain 1's is frame 15, domain 2's frame 19.
-    pub shared_info: [Option<Mfn>; crate::domain::state::MAX_DOMAINS],
+    pub shared_info: [Option<Mfn>; MAX_DOMAINS],
     /// System time.
     pub now_ns: u64,
+    /// Domain 1 has `SIF_PRIVILEGED` (false unless a test sets it).
+    pub privileged: bool,
+    /// The other domains (indexed by id; slot 1, the caller, stays `None`): domain 2, runnable, owning
+    /// frames 16..=18 with its shared_info page at frame 19.
+    pub others: [Option<Domain>; MAX_DOMAINS],
+}
+
+/// A domain for [`World::others`], with the given state and memory-management facts.
+pub fn other_domain(id: u16, state: DomainState, mm: DomainMm) -> Domain {
+    Domain {
+        id,
+        state,
+        vcpu: Vcpu {
+            regs: Default::default(),
+            fx: FxArea::initial(),
+            pv: Default::default(),
+        },
+        mm,
+        privileged: id == 0,
+        console: crate::console::LineBuffer::new(),
+    }
 }
 
 impl World {
@@ -125,6 +147,20 @@ impl World {
                 None,
             ],
             now_ns: 0,
+            privileged: false,
+            others: core::array::from_fn(|i| {
+                (i == 2).then(|| {
+                    let mm = DomainMm {
+                        base: Mfn(16),
+                        tot_pages: 3,
+                        max_pages: 3,
+                        shared_info: Mfn(19),
+                        flush_tlb: false,
+                        preemptions: 0,
+                    };
+                    other_domain(2, DomainState::Runnable, mm)
+                })
+            }),
         }
     }
 
@@ -133,9 +169,11 @@ impl World {
         let now_ns = self.now_ns;
         let out = &mut self.out;
         let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        let others: [Option<&Domain>; MAX_DOMAINS] =
+            core::array::from_fn(|i| self.others[i].as_ref());
         let mut ctx = HypercallCtx {
             domid: 1,
-            privileged: false,
+            privileged: self.privileged,
             args,
             user: false,
             mem: &mut self.mem,
@@ -147,6 +185,7 @@ impl World {
             sched: self.sched,
             polls: &mut self.polls,
             shared_info: &self.shared_info,
+            others: &others,
             clock: &|| now_ns,
             console_in: None,
             hv_l4: &[],
