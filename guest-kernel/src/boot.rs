@@ -84,6 +84,8 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
         Command::Demo => crate::demo::run(),
         Command::Test(name) => crate::scenarios::run(name, cmdline),
         Command::Bench(role) => crate::bench::run(role, cmdline),
+        Command::Shell => crate::proc::run_init("sh"),
+        Command::PingServer => crate::proc::ping::serve(),
         Command::Unknown(word) => {
             println!("unknown command '{word}' (try 'demo' or 'test=NAME')");
             2

@@ -1,4 +1,4 @@
-//! The guest command line: `demo`, `test=NAME`, `bench` or `bench-partner`, with optional `key=value` options
+//! The guest command line: `demo`, `shell`, `ping-server`, `test=NAME`, `bench` or `bench-partner`, with optional `key=value` options
 //! (e.g. `addr=0x200000`, `iterations=1000`).
 
 /// What the command line asks the kernel to do.
@@ -10,6 +10,10 @@ pub enum Command<'a> {
     Test(&'a str),
     /// The benchmark suite (`bench`) or its partner domain (`bench-partner`); see `crate::bench`.
     Bench(BenchRole),
+    /// `shell`: the small OS — processes, with the shell as process 1 on the console (`crate::proc`).
+    Shell,
+    /// `ping-server`: answer domain 0's `evtchn-ping` until it closes the channel.
+    PingServer,
     /// Something this kernel does not understand.
     Unknown(&'a str),
 }
@@ -33,6 +37,8 @@ pub fn parse(cmdline: &str) -> Command<'_> {
             None if word == "demo" => cmd = Command::Demo,
             None if word == "bench" => cmd = Command::Bench(BenchRole::Measure),
             None if word == "bench-partner" => cmd = Command::Bench(BenchRole::Partner),
+            None if word == "shell" => cmd = Command::Shell,
+            None if word == "ping-server" => cmd = Command::PingServer,
             None => return Command::Unknown(word),
         }
     }
@@ -75,6 +81,8 @@ mod tests {
             Command::Bench(BenchRole::Partner)
         );
         assert_eq!(parse("benchmark"), Command::Unknown("benchmark"));
+        assert_eq!(parse("shell"), Command::Shell);
+        assert_eq!(parse("ping-server loglevel=x"), Command::PingServer);
         assert_eq!(option("test=hv-read addr=0x10", "addr"), Some("0x10"));
         assert_eq!(option("test=hv-read", "addr"), None);
         assert_eq!(parse_u64("0x200000"), Some(0x20_0000));

@@ -12,6 +12,7 @@ pub mod cmdline;
 pub mod event;
 pub mod mm;
 pub mod platform;
+pub mod proc;
 pub mod time;
 pub mod trap;
 pub mod xtf;

@@ -20,7 +20,7 @@ mod ops;
 #[cfg(feature = "baremetal")]
 mod partner;
 #[cfg(feature = "baremetal")]
-mod runner;
+pub mod runner;
 #[cfg(feature = "baremetal")]
 mod traps_events;
 
@@ -67,12 +67,19 @@ pub struct Options<'a> {
     pub iterations: usize,
     /// Only operations whose name contains this.
     pub filter: Option<&'a str>,
+    /// No partner domain runs (the suite started from a process by the `bench` system call): skip the
+    /// operations that need one.
+    pub solo: bool,
 }
+
+/// The operations that need the `bench-partner` domain.
+pub const PARTNER_OPERATIONS: [&str; 2] = ["evtchn_pingpong_interdomain", "yield_domain_switch"];
 
 impl Options<'_> {
     /// True if operation `name` is selected by the filter.
     pub fn selected(&self, name: &str) -> bool {
         self.filter.is_none_or(|f| name.contains(f))
+            && !(self.solo && PARTNER_OPERATIONS.contains(&name))
     }
 
     /// Measured iterations of `console_write_16` (bounded console output).
@@ -98,7 +105,11 @@ pub fn parse_options(cmdline: &str) -> Result<Options<'_>, &'static str> {
         },
     };
     let filter = crate::cmdline::option(cmdline, "filter").filter(|f| !f.is_empty());
-    Ok(Options { iterations, filter })
+    Ok(Options {
+        iterations,
+        filter,
+        solo: false,
+    })
 }
 
 /// Run the benchmark role the command line chose; returns the exit code (0: every selected operation was
@@ -129,7 +140,8 @@ mod tests {
             o,
             Options {
                 iterations: DEFAULT_ITERATIONS,
-                filter: None
+                filter: None,
+                solo: false,
             }
         );
         assert!(o.selected("null_hypercall"));

@@ -124,8 +124,8 @@ pub fn register_callbacks() -> Result<(), Errno> {
 /// Install everything traps need: table, ring-1 stack for ring-3 traps, callbacks, the system-call
 /// handlers. Failures (e.g. `-ENOSYS` from a hypervisor without trap support) are reported, not fatal.
 pub fn init() -> TrapStatus {
-    HANDLERS.set(VECTOR_INT80, Some(syscall));
-    HANDLERS.set(VECTOR_SYSCALL, Some(syscall));
+    HANDLERS.set(VECTOR_INT80, Some(harness_syscall));
+    HANDLERS.set(VECTOR_SYSCALL, Some(harness_syscall));
     let table = install_table(true);
     let stack = platform().stack_switch(GUEST_KERNEL_SS, trap_stack_top());
     STACK_OK.store(stack.is_ok(), Ordering::Release);
@@ -182,8 +182,9 @@ pub fn boot() {
     }
 }
 
-/// The boot-time system-call handler (`int 0x80` and SYSCALL from ring 3).
-fn syscall(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
+/// The boot-time system-call handler (`int 0x80` and SYSCALL from ring 3); also what the ring-3 harness
+/// gets while processes run (`crate::proc` delegates to it).
+pub fn harness_syscall(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
     if !ctx.from_user {
         return Disposition::Unhandled;
     }
@@ -227,9 +228,26 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         },
         events_were_masked,
     };
+    // Process mode: the kernel works with events masked; a trap from a process's user code ends by
+    // looking at timers and input (maybe switching to another process) before it returns.
+    let process = ctx.from_user && crate::proc::active() && !super::user::active();
+    if process && !events_were_masked {
+        platform().irq_disable();
+    }
     match kind {
         EntryKind::Event => crate::event::upcall(),
         _ => handle(frame, &ctx),
+    }
+    if process {
+        crate::proc::return_to_user();
+        // Without a pending event, unmask here and leave by IRETQ (no hypercall on the direct gate's
+        // path); an event raised after this point is delivered as an upcall into the exit path.
+        if !events_were_masked
+            && kind != EntryKind::Event
+            && ev.is_some_and(|e| !e.upcall_is_pending())
+        {
+            platform().irq_restore(true);
+        }
     }
     let plan = plan_return(events_were_masked, masked_now());
     if let (Some(m), Some(e)) = (plan.set_mask, ev) {

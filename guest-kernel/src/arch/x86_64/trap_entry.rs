@@ -42,6 +42,14 @@
 //! CS/SS, IF set).
 //! `guest_user_resume(ctx, value)`, called from a trap handler on the `stack_switch` stack, abandons that
 //! stack, restores what `guest_user_enter` saved and returns `value` from it.
+//!
+//! # Processes
+//!
+//! `guest_switch_context(save, new_rsp)` is the process switch (xv6's `swtch`): callee-saved registers
+//! pushed, RSP saved, the other stack's registers popped. A process's kernel stack holds, while it is
+//! switched out, its trap frame (and FXSAVE area) at the top and the switch frame below; a new process's
+//! stack is built by [`build_first_frame`] so that its first switch-in "returns" into
+//! `guest_process_start`, which leaves through the `iret` hypercall exit above.
 
 use core::arch::global_asm;
 use core::mem::offset_of;
@@ -189,6 +197,8 @@ guest_trap_common:
     add $8, %rsp
     iretq
 2:
+    .global guest_trap_exit_hypercall
+guest_trap_exit_hypercall:
     pop %r15
     pop %r14
     pop %r13
@@ -272,6 +282,38 @@ guest_user_resume:
     pop %rbp
     ret
 
+    // void guest_switch_context(u64 *save_rsp, u64 new_rsp): save the callee-saved registers on this
+    // stack, store RSP in *save_rsp, continue on the stack new_rsp (saved the same way, or built by the
+    // process code with guest_process_start as its return address).
+    .balign 16
+    .global guest_switch_context
+guest_switch_context:
+    push %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, (%rdi)
+    mov %rsi, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
+    ret
+
+    // A new process's first return to ring 3: RSP points at its TrapFrame (built by the kernel with
+    // RFLAGS.IF set and a zero flags word). Fresh FPU/SSE state, then out through the iret hypercall, which
+    // unmasks events as it enters ring 3.
+    .balign 16
+    .global guest_process_start
+guest_process_start:
+    fninit
+    ldmxcsr guest_trap_mxcsr(%rip)
+    jmp guest_trap_exit_hypercall
+
     .section .rodata.guest_trap_entry, "a"
     .balign 8
 guest_trap_mxcsr:
@@ -327,6 +369,38 @@ unsafe extern "C" {
     pub fn guest_user_enter(rip: u64, rsp: u64, ctx: *mut UserReturn, arg: u64) -> u64;
     /// Return from [`guest_user_enter`] with `value`, abandoning the current stack.
     pub fn guest_user_resume(ctx: *const UserReturn, value: u64) -> !;
+    /// Save the callee-saved registers and RSP into `*save_rsp`, continue on `new_rsp` (see the module
+    /// docs); returns when something switches back to the saved RSP.
+    pub fn guest_switch_context(save_rsp: *mut u64, new_rsp: u64);
+    /// First return of a new process (a return address, never called).
+    pub fn guest_process_start();
+}
+
+/// The words `guest_switch_context` pops from a stack it switches to: r15 r14 r13 r12 rbx rbp, then the
+/// return address.
+pub const SWITCH_FRAME_WORDS: usize = 7;
+
+/// Lay out a new process's kernel stack ending at `top`: its first [`TrapFrame`] at the top, below it a
+/// switch frame returning into `guest_process_start`. Returns the RSP to switch to.
+///
+/// # Safety
+/// `[top - FRAME_SIZE - 8 * SWITCH_FRAME_WORDS, top)` must be writable memory owned by the caller, and `top`
+/// 16-byte aligned.
+pub unsafe fn build_first_frame(top: u64, frame: &TrapFrame) -> u64 {
+    let frame_at = top - core::mem::size_of::<TrapFrame>() as u64;
+    let rsp = frame_at - 8 * SWITCH_FRAME_WORDS as u64;
+    // SAFETY: the caller owns the range, which holds the frame and the switch words (aligned to 8).
+    unsafe {
+        (frame_at as *mut TrapFrame).write(*frame);
+        let words = rsp as *mut u64;
+        for i in 0..SWITCH_FRAME_WORDS - 1 {
+            words.add(i).write(0);
+        }
+        words
+            .add(SWITCH_FRAME_WORDS - 1)
+            .write(guest_process_start as *const () as u64);
+    }
+    rsp
 }
 
 /// The entry points of the trap stubs.

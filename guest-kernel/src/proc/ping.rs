@@ -1,0 +1,117 @@
+//! Event-channel ping-pong between domains: the `evtchn_ping` system call in domain 0, and the
+//! `ping-server` command a second domain runs to answer it.
+//!
+//! Rendezvous without a store: at boot, domain 0's process kernel allocates an unbound port for domain 1
+//! ([`offer`]); the server scans domain 0's low ports with `bind_interdomain` until one accepts (the same
+//! convention as `bench-partner`). The server echoes every event, blocked in `SCHEDOP_poll` between them,
+//! and checks every half second that the channel is still bound: when domain 0 closes it (its shell
+//! exited) or dies, the server powers off too.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use abi::errno::Errno;
+use abi::event_channel::{EVTCHNSTAT_INTERDOMAIN, EvtchnPort};
+use abi::xen::DOMID_SELF;
+
+use super::kernel;
+use super::table::Wait;
+use crate::event;
+use crate::platform::xen_pv::XEN_PV;
+use crate::println;
+use crate::time::{self, NS_PER_MS, NS_PER_SEC};
+
+/// Domain 0's port for the server (0: none).
+static PORT: AtomicU32 = AtomicU32::new(0);
+/// A reply arrived.
+static REPLY: AtomicBool = AtomicBool::new(false);
+/// Ports of domain 0 the server tries.
+const SCAN_PORTS: EvtchnPort = 64;
+
+fn on_reply(_: EvtchnPort) {
+    REPLY.store(true, Ordering::Release);
+}
+
+/// True if a reply arrived since the last ping was sent.
+pub fn replied() -> bool {
+    REPLY.load(Ordering::Acquire)
+}
+
+/// Domain 0: offer a port to domain 1 (quietly nothing if there is no domain 1).
+pub fn offer() {
+    if crate::boot::facts().domid != 0 {
+        return;
+    }
+    if let Ok(port) = event::alloc_unbound(1) {
+        event::set_handler(port, Some(on_reply));
+        PORT.store(port, Ordering::Release);
+    }
+}
+
+/// Close the offered port (the server notices and stops).
+pub fn close() {
+    let port = PORT.swap(0, Ordering::AcqRel);
+    if port != 0 {
+        let _ = event::close(port);
+    }
+}
+
+/// `rounds` round trips with the server; returns the total time in ns.
+pub fn ping(rounds: u64) -> Result<u64, Errno> {
+    let port = PORT.load(Ordering::Acquire);
+    if port == 0 {
+        return Err(Errno::ENODEV);
+    }
+    match event::status(DOMID_SELF, port) {
+        Ok(s) if s.status == EVTCHNSTAT_INTERDOMAIN => {}
+        _ => return Err(Errno::ENODEV),
+    }
+    let start = time::now();
+    for _ in 0..rounds {
+        REPLY.store(false, Ordering::Release);
+        event::send(port)?;
+        let deadline = time::now() + NS_PER_SEC;
+        while !replied() {
+            if time::now() >= deadline {
+                return Err(Errno::ETIMEDOUT);
+            }
+            kernel::block_current(Wait::Event(deadline));
+        }
+    }
+    Ok(time::now() - start)
+}
+
+/// `ping-server`: answer domain 0's pings until it closes the channel. Returns the exit code.
+pub fn serve() -> u32 {
+    let mut port = None;
+    let give_up = time::now() + 30 * NS_PER_SEC;
+    while port.is_none() && time::now() < give_up {
+        port = (1..=SCAN_PORTS).find_map(|p| event::bind_interdomain_raw(0, p).ok());
+        if port.is_none() {
+            let _ = time::sleep(10 * NS_PER_MS);
+        }
+    }
+    let Some(port) = port else {
+        println!("ping-server: domain 0 offered no port; stopping");
+        return 0;
+    };
+    event::mask(port);
+    println!("ping-server: answering domain 0 on port {port}");
+    let mut answered = 0u64;
+    loop {
+        if event::take_pending(port) {
+            if event::send(port).is_err() {
+                break;
+            }
+            answered += 1;
+            continue;
+        }
+        match event::status(DOMID_SELF, port) {
+            Ok(s) if s.status == EVTCHNSTAT_INTERDOMAIN => {}
+            _ => break,
+        }
+        let _ = XEN_PV.sched_poll(&[port], time::now() + 500 * NS_PER_MS);
+    }
+    let _ = event::close(port);
+    println!("ping-server: channel closed after {answered} pings; stopping");
+    0
+}
