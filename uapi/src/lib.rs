@@ -326,9 +326,15 @@ mod tests {
     }
 
     #[test]
-    fn mmap_bases_are_distinct_and_user() {
-        assert_ne!(mmap_base(1), mmap_base(2));
-        assert!(mmap_base(0xffff) + MMAP_WINDOW < USER_STACK_TOP - USER_STACK_LIMIT);
-        assert!(USER_STACK_TOP < 0x8000_0000_0000);
+    fn mmap_windows_are_disjoint() {
+        for pid in [1u32, 2, 77, 0xfffe] {
+            assert_eq!(mmap_base(pid + 1) - mmap_base(pid), MMAP_WINDOW);
+        }
     }
 }
+
+// Every pid's mmap window lies below the stack's growth area, in the user half.
+static_assertions::const_assert!(
+    mmap_base(0xffff) + MMAP_WINDOW < USER_STACK_TOP - USER_STACK_LIMIT
+);
+static_assertions::const_assert!(USER_STACK_TOP < 0x8000_0000_0000);

@@ -2,20 +2,30 @@
 //!
 //! The `xtask` binary (`cargo xtask ...`) is a thin CLI over this; the `tests` crate uses it to boot scenarios.
 //!
-//! - [`images`]: the two `cargo build` invocations (hypervisor and guest kernel) and their outputs.
-//! - [`qemu`]: the QEMU command line, installing QEMU, running it with a timeout, mapping its exit status.
+//! - [`images`]: the three `cargo build` invocations (user programs, hypervisor, guest kernel) and their outputs.
+//! - [`qemu`]: the QEMU command line, installing QEMU, mapping its exit status.
+//! - [`runner`]: running QEMU with a timeout, streaming its serial output, typing scripted input.
+//! - [`input`]: what the serial input is ([`qemu::Input`]); scripted steps matched in the output stream.
+//! - [`shell`]: the guest OS's shell as xtask drives it (prompt, default domains, demo script, sessions).
 //! - [`serial`]: parsing the serial output lines (`[hv] ...`, `(dN) ...`).
 //! - [`scenario`]: a scenario (domains + hypervisor command line) and its [`Outcome`].
 //! - [`symbolize`]: appending `<function at file:line>` to addresses in hypervisor log lines.
+//! - [`runcmd`]: `cargo xtask run`'s input mode (terminal, script, none) and its console display.
 //! - [`testcmd`]: `cargo xtask test`, the full check suite.
 //! - [`bench`]: `cargo xtask bench`, the latency measurements (passes, table, JSON, SVG).
+//! - [`selfbin`]: building the `xtask` binary itself, for tests that run it like a user.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod images;
+pub mod input;
 pub mod qemu;
+pub mod runcmd;
+pub mod runner;
 pub mod scenario;
+pub mod selfbin;
 pub mod serial;
+pub mod shell;
 pub mod symbolize;
 pub mod testcmd;
 

@@ -1,12 +1,16 @@
 //! `cargo xtask`: the project's only build/run entry point (`build`, `run`, `test`, `bench`, `gdb`).
 #![forbid(unsafe_code)]
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask::qemu::{self, Accel, DEFAULT_MEMORY_MIB, Exit, Input};
+use xtask::runcmd::{Console, Mode};
 use xtask::scenario::{RunOptions, Scenario, run_scenario_with};
+use xtask::shell;
 use xtask::{Profile, Symbolizer, build_images, ensure_qemu, testcmd, workspace_root};
 
 /// Exit status of xtask's own failures (build error, QEMU missing or failing, machine reset, ...), kept apart
@@ -23,15 +27,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the hypervisor and guest kernel images and print their paths.
+    /// Build the user programs, the hypervisor and the guest kernel (which embeds the programs) and print
+    /// their paths.
     Build {
         /// Build the debug profile instead of release.
         #[arg(long)]
         debug: bool,
     },
-    /// Build, then boot the hypervisor with N domains in QEMU, streaming the serial output. Exits with the
-    /// hypervisor's exit value (0 when every domain powered off cleanly).
-    Run(MachineArgs),
+    /// Build, then boot the guest OS under the hypervisor in QEMU, streaming the serial output. Exits with
+    /// the hypervisor's exit value (0 when every domain powered off with code 0).
+    ///
+    /// Domains: domain 0 runs the shell (guest command line `shell`), domain 1 the ping server that answers
+    /// `evtchn-ping` (`ping-server`); `--domains N` adds the kernel's `demo` as domains 2.. (`--domains 1`:
+    /// the shell alone). Guest words after `--` replace all of that: every domain gets them (one domain
+    /// unless `--domains` says otherwise), e.g. `cargo xtask run -- test=console-hostile`.
+    ///
+    /// Stdin a terminal: interactive. Type commands at the `pvsh$` prompt (`help` lists them); Ctrl-C
+    /// interrupts the running program; quit with `poweroff` in the shell, or Ctrl-A then X (QEMU's escape,
+    /// which Ctrl-A H explains).
+    ///
+    /// Stdin not a terminal (CI, pipes, `</dev/null`): the scripted demo. xtask types each line of the
+    /// script (`xtask/demo.script`, or `--script FILE`: one command per line, `#` comments) at a prompt,
+    /// then Ctrl-D; the shell prints `logout` and exits with its last command's status, domain 0 powers off
+    /// with it, and the run ends by itself. A prompt that does not come within `--timeout` seconds ends it.
+    Run(RunArgs),
     /// Run every check: fmt, clippy (host and bare metal), image build, cargo test (with QEMU scenarios).
     Test {
         /// Skip the QEMU scenarios (`cargo test --workspace --exclude tests`).
@@ -63,9 +82,9 @@ struct MachineArgs {
     /// QEMU accelerator.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
-    /// Number of domains to boot (each runs the guest kernel).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    domains: u32,
+    /// Number of domains to boot [default: 2, the shell and the ping server; with GUEST_ARGS: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    domains: Option<u32>,
     /// Machine memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_parser = clap::value_parser!(u32).range(16..))]
     memory: u32,
@@ -75,10 +94,26 @@ struct MachineArgs {
     /// Extra words for the hypervisor command line (e.g. "dom_mem=32M").
     #[arg(long, value_name = "STR")]
     hv_cmdline: Option<String>,
-    /// Guest command line words for every domain; given, they replace the default `demo`
-    /// (e.g. `cargo xtask run -- test=unknown-hypercall`).
+    /// Guest command line words for every domain; given, they replace the default domains (`shell`,
+    /// `ping-server`), e.g. `cargo xtask run -- test=unknown-hypercall`.
     #[arg(last = true, value_name = "GUEST_ARGS")]
     guest_args: Vec<String>,
+}
+
+/// `cargo xtask run`: the machine plus how to script the shell.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// Type this script's command lines at the shell's prompts (one per line, `#` comments), then Ctrl-D;
+    /// used even when stdin is a terminal [default when stdin is not a terminal: xtask/demo.script].
+    #[arg(long, value_name = "FILE")]
+    script: Option<PathBuf>,
+    /// Scripted runs: seconds to wait for each prompt (and, after the last line, for QEMU to exit) before
+    /// killing QEMU.
+    #[arg(long, value_name = "SECS", default_value_t = shell::DEFAULT_STEP_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
 }
 
 impl MachineArgs {
@@ -86,13 +121,17 @@ impl MachineArgs {
         Profile::from_debug_flag(self.debug)
     }
 
-    fn scenario(&self) -> Scenario {
-        let guest = if self.guest_args.is_empty() {
-            "demo".to_string()
+    /// One command line per domain (see `cargo xtask run --help`).
+    fn domain_cmdlines(&self) -> Vec<String> {
+        if self.guest_args.is_empty() {
+            shell::default_domains(self.domains.unwrap_or(2) as usize)
         } else {
-            self.guest_args.join(" ")
-        };
-        let domains = vec![guest; self.domains as usize];
+            vec![self.guest_args.join(" "); self.domains.unwrap_or(1) as usize]
+        }
+    }
+
+    fn scenario(&self) -> Scenario {
+        let domains = self.domain_cmdlines();
         let mut scenario = Scenario::new(&domains);
         let level = self
             .loglevel
@@ -100,6 +139,11 @@ impl MachineArgs {
             .map(|v| v.get_name().to_string())
             .unwrap_or_default();
         scenario.hv_cmdline = format!("loglevel={level}");
+        if domains.first().is_some_and(|d| shell::runs_shell(d)) {
+            // The shell's prompt and echo must reach the terminal without waiting for a newline.
+            scenario.hv_cmdline.push(' ');
+            scenario.hv_cmdline.push_str(shell::DOM0_CONSOLE_DIRECT);
+        }
         if let Some(extra) = self
             .hv_cmdline
             .as_deref()
@@ -119,12 +163,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Build { debug } => build_images(Profile::from_debug_flag(debug)).map(|images| {
-            println!("hypervisor:   {}", images.hypervisor.display());
-            println!("guest kernel: {}", images.guest.display());
+            println!("user programs: {}", images.programs.display());
+            println!("hypervisor:    {}", images.hypervisor.display());
+            println!("guest kernel:  {}", images.guest.display());
             0
         }),
-        Cmd::Run(args) => boot(&args, false),
-        Cmd::Gdb(args) => boot(&args, true),
+        Cmd::Run(args) => run(&args),
+        Cmd::Gdb(args) => gdb(&args),
         Cmd::Test { quick } => Ok(if testcmd::run(quick) { 0 } else { 1 }),
         Cmd::Bench(args) => xtask::bench::run(&args),
     };
@@ -137,8 +182,41 @@ fn main() -> ExitCode {
     }
 }
 
-/// `run` and `gdb`: build, make sure QEMU exists, boot, stream symbolized output, map the exit status.
-fn boot(args: &MachineArgs, gdb: bool) -> Result<u8, String> {
+/// `run`: pick the input mode (terminal, script, none), tell the user, boot.
+fn run(args: &RunArgs) -> Result<u8, String> {
+    let domains = args.machine.domain_cmdlines();
+    let domain0 = domains.first().map(String::as_str).unwrap_or_default();
+    let mode = Mode::choose(
+        domain0,
+        args.script.as_deref(),
+        std::io::stdin().is_terminal(),
+        &workspace_root(),
+    )?;
+    let step_timeout = Duration::from_secs(args.timeout);
+    let notice = mode.notice(shell::runs_shell(domain0), step_timeout);
+    boot_with_notice(&args.machine, mode.input(step_timeout), false, &notice)
+}
+
+/// `gdb`: boot paused with the gdb stub; the terminal (if stdin is one) drives the serial line.
+fn gdb(args: &MachineArgs) -> Result<u8, String> {
+    let (input, notice) = if std::io::stdin().is_terminal() {
+        (
+            Input::Terminal,
+            "xtask: what you type goes to domain 0's console; quit QEMU with Ctrl-A then X",
+        )
+    } else {
+        (Input::Null, "")
+    };
+    boot_with_notice(args, input, true, notice)
+}
+
+/// Build, make sure QEMU exists, print `notice`, boot, stream the symbolized output, map the exit status.
+fn boot_with_notice(
+    args: &MachineArgs,
+    input: Input,
+    gdb: bool,
+    notice: &str,
+) -> Result<u8, String> {
     let images = build_images(args.profile())?;
     ensure_qemu()?;
     let scenario = args.scenario();
@@ -148,11 +226,7 @@ fn boot(args: &MachineArgs, gdb: bool) -> Result<u8, String> {
             "xtask: note: cannot read the images' debug info; addresses will not be symbolized"
         );
     }
-    let input = if std::io::stdin().is_terminal() {
-        Input::Inherit
-    } else {
-        Input::Null
-    };
+    let terminal = input == Input::Terminal;
     let options = RunOptions {
         input,
         enforce_timeout: false,
@@ -174,19 +248,40 @@ fn boot(args: &MachineArgs, gdb: bool) -> Result<u8, String> {
             qemu::shell_quote(&images.hypervisor.to_string_lossy()),
             images.guest.display()
         );
-        eprintln!("xtask: waiting for QEMU to exit (Ctrl-C to stop it)");
+        if terminal {
+            eprintln!("xtask: waiting for QEMU to exit (Ctrl-A then X stops it)");
+        } else {
+            eprintln!("xtask: waiting for QEMU to exit (Ctrl-C to stop it)");
+        }
     }
-    let mut stdout = std::io::stdout();
-    let outcome = run_scenario_with(&images, &scenario, options, &mut |line| {
-        let _ = writeln!(stdout, "{}", symbolizer.annotate(line));
-        let _ = stdout.flush();
-    })?;
+    if !notice.is_empty() {
+        eprintln!("{notice}");
+    }
+    let mut console = Console::new(std::io::stdout(), Some(&symbolizer));
+    let outcome = run_scenario_with(&images, &scenario, options, &mut console)?;
+    let script = outcome
+        .script
+        .as_deref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
     match outcome.exit {
         Exit::Hypervisor(v) => {
             eprintln!("xtask: {}", outcome.exit);
             Ok(v)
         }
-        other => Err(format!("{other}")),
+        Exit::Reset if terminal => Err(
+            "QEMU quit without the hypervisor reporting an exit status (Ctrl-A X, or a machine reset)"
+                .to_string(),
+        ),
+        Exit::Timeout => Err(format!(
+            "{}{script}",
+            if script.is_empty() {
+                "QEMU timed out and was killed"
+            } else {
+                "a prompt did not come in time; QEMU was killed"
+            }
+        )),
+        other => Err(format!("{other}{script}")),
     }
 }
 
@@ -198,22 +293,38 @@ mod tests {
         Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).expect("parses")
     }
 
-    #[test]
-    fn run_defaults_to_one_demo_domain() {
-        let Cmd::Run(args) = parse(&["run"]).command else {
+    fn run_args(args: &[&str]) -> RunArgs {
+        let Cmd::Run(run) = parse(args).command else {
             panic!("not run")
         };
-        let s = args.scenario();
-        assert_eq!(s.domains, ["demo"]);
-        assert_eq!(s.hv_cmdline, "loglevel=info");
-        assert_eq!(s.memory_mib, 512);
-        assert_eq!(s.accel, Accel::Tcg);
-        assert_eq!(args.profile(), Profile::Release);
+        run
     }
 
     #[test]
-    fn guest_words_replace_demo() {
-        let Cmd::Run(args) = parse(&[
+    fn run_defaults_to_the_shell_and_the_ping_server() {
+        let run = run_args(&["run"]);
+        let s = run.machine.scenario();
+        assert_eq!(s.domains, ["shell", "ping-server"]);
+        assert_eq!(s.hv_cmdline, "loglevel=info dom0_console=direct");
+        assert_eq!(s.memory_mib, 512);
+        assert_eq!(s.accel, Accel::Tcg);
+        assert_eq!(run.machine.profile(), Profile::Release);
+        assert_eq!(run.script, None);
+        assert_eq!(run.timeout, 60);
+    }
+
+    #[test]
+    fn domains_adds_demo_domains_or_boots_the_shell_alone() {
+        let s = run_args(&["run", "--domains", "4"]).machine.scenario();
+        assert_eq!(s.domains, ["shell", "ping-server", "demo", "demo"]);
+        let s = run_args(&["run", "--domains", "1"]).machine.scenario();
+        assert_eq!(s.domains, ["shell"]);
+        assert!(s.hv_cmdline.contains("dom0_console=direct"));
+    }
+
+    #[test]
+    fn guest_words_replace_the_default_domains() {
+        let run = run_args(&[
             "run",
             "--debug",
             "--accel",
@@ -229,12 +340,8 @@ mod tests {
             "--",
             "test=unknown-hypercall",
             "verbose",
-        ])
-        .command
-        else {
-            panic!("not run")
-        };
-        let s = args.scenario();
+        ]);
+        let s = run.machine.scenario();
         assert_eq!(
             s.domains,
             [
@@ -245,7 +352,42 @@ mod tests {
         assert_eq!(s.hv_cmdline, "loglevel=trace dom_mem=32M");
         assert_eq!(s.memory_mib, 256);
         assert_eq!(s.accel, Accel::Kvm);
-        assert_eq!(args.profile(), Profile::Debug);
+        assert_eq!(run.machine.profile(), Profile::Debug);
+        let one = run_args(&["run", "--", "test=console-hostile"])
+            .machine
+            .scenario();
+        assert_eq!(one.domains, ["test=console-hostile"]);
+        assert_eq!(one.hv_cmdline, "loglevel=info");
+    }
+
+    #[test]
+    fn a_shell_given_as_guest_words_gets_the_direct_console_and_hv_words_come_last() {
+        let s = run_args(&["run", "--hv-cmdline", "dom0_console=lines", "--", "shell"])
+            .machine
+            .scenario();
+        assert_eq!(s.domains, ["shell"]);
+        // The user's words come last, so they can override ours.
+        assert_eq!(
+            s.hv_cmdline,
+            "loglevel=info dom0_console=direct dom0_console=lines"
+        );
+    }
+
+    #[test]
+    fn script_and_timeout_options() {
+        let run = run_args(&[
+            "run",
+            "--script",
+            "my.script",
+            "--timeout",
+            "5",
+            "--",
+            "shell",
+        ]);
+        assert_eq!(run.script, Some(PathBuf::from("my.script")));
+        assert_eq!(run.timeout, 5);
+        assert!(Cli::try_parse_from(["xtask", "run", "--timeout", "0"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "gdb", "--script", "x"]).is_err());
     }
 
     #[test]

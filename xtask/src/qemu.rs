@@ -1,14 +1,14 @@
 //! QEMU: the command line that boots the hypervisor with one multiboot module per domain, installing QEMU,
-//! running it with a kill timeout while streaming its serial output, and mapping its exit status back.
+//! and mapping its exit status back. Running it (input, streaming, timeouts) is [`crate::runner`]; its
+//! items are re-exported here.
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+
+pub use crate::input::{Input, Script, Step};
+pub use crate::runner::{Captured, SerialSink, for_each_line, run};
 
 use abi::exit::{
     EXIT_BOOT_ERROR, EXIT_DOMAIN_CRASHED, EXIT_DOMAIN_FAILED, EXIT_HYPERVISOR_PANIC, EXIT_OK,
@@ -23,11 +23,6 @@ pub const QEMU_INSTALL_HINT: &str =
 
 /// Default guest RAM in MiB (`-m`).
 pub const DEFAULT_MEMORY_MIB: u32 = 512;
-
-/// Lines longer than this are cut into pieces (a hostile console must not make us buffer without bound).
-const MAX_LINE: usize = 64 * 1024;
-/// At most this much serial output is kept in memory; the rest is still streamed but not kept.
-const MAX_KEPT_OUTPUT: usize = 64 * 1024 * 1024;
 
 /// QEMU accelerator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -112,7 +107,25 @@ pub struct Machine<'a> {
     /// Count instructions instead of time ([`ICOUNT_ARGS`]): the TSC advances by one per executed
     /// instruction, deterministically. TCG only.
     pub icount: bool,
+    /// The user's terminal drives the serial line ([`SERIAL_INTERACTIVE`]) instead of a plain stdio serial
+    /// port without a monitor ([`SERIAL_PLAIN`]).
+    pub interactive: bool,
 }
+
+/// The serial line of non-interactive runs: QEMU's stdin and stdout, no monitor.
+pub const SERIAL_PLAIN: [&str; 4] = ["-serial", "stdio", "-monitor", "none"];
+
+/// The serial line of interactive runs: one stdio chardev, multiplexed (`mux=on`) between the serial port
+/// and the monitor, with `signal=off` so that Ctrl-C is a byte for the guest rather than a signal for QEMU;
+/// Ctrl-A is the multiplexer's escape (Ctrl-A X quits, Ctrl-A C switches to the monitor and back).
+pub const SERIAL_INTERACTIVE: [&str; 6] = [
+    "-chardev",
+    "stdio,id=console,mux=on,signal=off",
+    "-serial",
+    "chardev:console",
+    "-mon",
+    "chardev=console",
+];
 
 /// What `icount` adds to the command line: one TSC tick per instruction, and no sleeping while the guest
 /// is idle, so a run's counts do not depend on the host.
@@ -136,17 +149,24 @@ impl Machine<'_> {
             "1",
             "-display",
             "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ]
         .iter()
         .map(OsString::from)
         .collect();
+        let serial: &[&str] = if self.interactive {
+            &SERIAL_INTERACTIVE
+        } else {
+            &SERIAL_PLAIN
+        };
+        args.extend(serial.iter().map(OsString::from));
+        args.extend(
+            [
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]
+            .map(OsString::from),
+        );
         if self.icount {
             if self.accel != Accel::Tcg {
                 return Err(format!(
@@ -347,207 +367,6 @@ pub fn ensure_qemu() -> Result<(), String> {
     }
 }
 
-/// What a finished QEMU run produced.
-#[derive(Clone, Debug)]
-pub struct Captured {
-    /// The serial output, one line per `\n`, `\r` removed (capped at 64 MiB).
-    pub output: String,
-    /// QEMU's own stderr (its error messages).
-    pub stderr: String,
-    /// How it ended.
-    pub exit: Exit,
-    /// Wall-clock time from spawn to exit.
-    pub elapsed: Duration,
-}
-
-/// Where QEMU's stdin comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Input {
-    /// `/dev/null` (tests, non-interactive runs).
-    Null,
-    /// This process's stdin (an interactive terminal).
-    Inherit,
-    /// Scripted typing: when a serial line contains the trigger, type the bytes (each pair used once, in
-    /// order). For tests of console input.
-    Expect(&'static [(&'static str, &'static [u8])]),
-}
-
-/// Spawns QEMU with `args`, calls `on_line` for every serial line as it arrives, and waits for it to exit,
-/// killing it after `timeout`. QEMU's stderr is collected and, if `echo_stderr`, also copied to ours.
-pub fn run(
-    args: &[OsString],
-    input: Input,
-    timeout: Option<Duration>,
-    echo_stderr: bool,
-    on_line: &mut dyn FnMut(&str),
-) -> Result<Captured, String> {
-    let mut cmd = Command::new(QEMU);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(match input {
-        Input::Null => Stdio::null(),
-        Input::Inherit => Stdio::inherit(),
-        Input::Expect(_) => Stdio::piped(),
-    });
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        kill(&mut child);
-        return Err("QEMU's output pipes are missing".into());
-    };
-
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = thread::spawn(move || {
-        for_each_line(stdout, |line| tx.send(line).is_ok());
-    });
-    let err_reader = thread::spawn(move || collect_stderr(stderr, echo_stderr));
-
-    let deadline = timeout.map(|t| start + t);
-    let mut output = String::new();
-    let mut timed_out = false;
-    let mut stdin = child.stdin.take();
-    let mut script = match input {
-        Input::Expect(s) => s,
-        _ => &[],
-    };
-    let mut keep = |line: &str, output: &mut String| {
-        if let Some(((trigger, bytes), rest)) = script.split_first()
-            && line.contains(trigger)
-        {
-            if let Some(w) = stdin.as_mut() {
-                use std::io::Write;
-                let _ = w.write_all(bytes).and_then(|()| w.flush());
-            }
-            script = rest;
-        }
-        on_line(line);
-        if output.len() + line.len() < MAX_KEPT_OUTPUT {
-            output.push_str(line);
-            output.push('\n');
-        }
-    };
-    // Stream until QEMU closes its stdout (it exited) or the deadline passes.
-    loop {
-        let wait = match deadline {
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left.min(Duration::from_millis(200)),
-                _ => {
-                    timed_out = true;
-                    break;
-                }
-            },
-            None => Duration::from_millis(200),
-        };
-        match rx.recv_timeout(wait) {
-            Ok(line) => keep(&line, &mut output),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    // Reap QEMU (stdout closed means it is exiting; still honour the deadline).
-    let status = loop {
-        if timed_out {
-            let _ = child.kill();
-            break child.wait().ok();
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => timed_out = true,
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                kill(&mut child);
-                return Err(format!("cannot wait for QEMU: {e}"));
-            }
-        }
-    };
-    let _ = reader.join();
-    for line in rx.try_iter() {
-        keep(&line, &mut output);
-    }
-    let stderr = err_reader.join().unwrap_or_default();
-    let hv_spoke = output.lines().any(|l| l.starts_with("[hv]"));
-    let exit = match (timed_out, status) {
-        (true, _) => Exit::Timeout,
-        (false, Some(status)) => Exit::from_exit_status(status, hv_spoke),
-        (false, None) => Exit::Signal(0),
-    };
-    Ok(Captured {
-        output,
-        stderr,
-        exit,
-        elapsed: start.elapsed(),
-    })
-}
-
-/// Kills a child we started (by its handle) and reaps it; errors mean it already exited.
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Splits a byte stream into lines (lossy UTF-8, `\n` and a trailing `\r` removed), cutting lines longer than
-/// `MAX_LINE`. Stops when `f` returns false, at end of file or on a read error.
-pub fn for_each_line(input: impl Read, mut f: impl FnMut(String) -> bool) {
-    let mut reader = BufReader::new(input);
-    let mut line: Vec<u8> = Vec::new();
-    let emit = |line: &mut Vec<u8>, f: &mut dyn FnMut(String) -> bool| {
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        let text = String::from_utf8_lossy(line).into_owned();
-        line.clear();
-        f(text)
-    };
-    loop {
-        let available = match reader.fill_buf() {
-            Ok([]) => break,
-            Ok(buf) => buf,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        let room = MAX_LINE - line.len();
-        let (take, newline) = match available.iter().take(room).position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len().min(room), false),
-        };
-        line.extend_from_slice(&available[..take]);
-        reader.consume(take);
-        if newline {
-            line.pop();
-        }
-        if (newline || line.len() >= MAX_LINE) && !emit(&mut line, &mut f) {
-            return;
-        }
-    }
-    if !line.is_empty() {
-        emit(&mut line, &mut f);
-    }
-}
-
-fn collect_stderr(mut stderr: impl Read, echo: bool) -> String {
-    let mut collected = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stderr.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if echo {
-                    let mut err = std::io::stderr().lock();
-                    let _ = err.write_all(&buf[..n]);
-                    let _ = err.flush();
-                }
-                if collected.len() < MAX_LINE * 16 {
-                    collected.extend_from_slice(&buf[..n]);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&collected).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +425,7 @@ mod tests {
             accel: Accel::Tcg,
             gdb: false,
             icount: false,
+            interactive: false,
         };
         let args: Vec<String> = machine
             .args()
@@ -646,6 +466,19 @@ mod tests {
             ..icount
         };
         assert!(kvm.args().unwrap_err().contains("TCG only"));
+        let interactive = Machine {
+            interactive: true,
+            ..machine.clone()
+        };
+        let shown = interactive.display();
+        assert!(
+            shown.contains(
+                "-display none -chardev stdio,id=console,mux=on,signal=off -serial chardev:console \
+                 -mon chardev=console -no-reboot -device"
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains("-monitor none") && !shown.contains("-serial stdio"));
     }
 
     #[test]
@@ -703,31 +536,6 @@ mod tests {
             Some(1000)
         );
         assert_eq!(uid_from_proc_status("Name:\tx\n"), None);
-    }
-
-    #[test]
-    fn lines_are_split_lossily_and_capped() {
-        let mut lines = Vec::new();
-        for_each_line(&b"one\r\ntwo\n\xffbad\nlast"[..], |l| {
-            lines.push(l);
-            true
-        });
-        assert_eq!(lines, ["one", "two", "\u{fffd}bad", "last"]);
-
-        let long = vec![b'x'; MAX_LINE * 2 + 10];
-        let mut sizes = Vec::new();
-        for_each_line(&long[..], |l| {
-            sizes.push(l.len());
-            true
-        });
-        assert_eq!(sizes, [MAX_LINE, MAX_LINE, 10]);
-
-        let mut count = 0;
-        for_each_line(&b"a\nb\nc\n"[..], |_| {
-            count += 1;
-            false
-        });
-        assert_eq!(count, 1);
     }
 
     #[test]

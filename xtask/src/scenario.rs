@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::images::Images;
-use crate::qemu::{self, Accel, DEFAULT_MEMORY_MIB, Exit, Input, Machine, Module};
+use crate::qemu::{self, Accel, DEFAULT_MEMORY_MIB, Exit, Input, Machine, Module, SerialSink};
 use crate::serial::{Line, TestResult, parse_crash, parse_line, parse_shutdown, parse_test_result};
 
 /// The hypervisor command line used unless a scenario says otherwise.
@@ -65,9 +65,9 @@ impl Scenario {
 }
 
 /// How to run a scenario beyond what it describes (used by `cargo xtask run` and `gdb`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOptions {
-    /// QEMU's stdin.
+    /// QEMU's stdin ([`Input::Terminal`] also selects the interactive serial line, see [`Machine::interactive`]).
     pub input: Input,
     /// Kill QEMU after the scenario's timeout (`false`: wait as long as it runs).
     pub enforce_timeout: bool,
@@ -92,18 +92,19 @@ impl Default for RunOptions {
 /// Boots a scenario non-interactively (stdin null), killing QEMU at its timeout, and returns the outcome.
 pub fn run_scenario(images: &Images, scenario: &Scenario) -> Result<Outcome, String> {
     let options = RunOptions {
-        input: scenario.input,
+        input: scenario.input.clone(),
         ..RunOptions::default()
     };
-    run_scenario_with(images, scenario, options, &mut |_| {})
+    run_scenario_with(images, scenario, options, &mut |_: &str| {})
 }
 
-/// Boots a scenario, calling `on_line` for each serial line as it arrives.
+/// Boots a scenario, passing the serial output to `sink` as it arrives (a closure `|line: &str| ...` is a
+/// sink that sees complete lines only).
 pub fn run_scenario_with(
     images: &Images,
     scenario: &Scenario,
     options: RunOptions,
-    on_line: &mut dyn FnMut(&str),
+    sink: &mut dyn SerialSink,
 ) -> Result<Outcome, String> {
     let modules = scenario.modules(images);
     let machine = Machine {
@@ -114,16 +115,18 @@ pub fn run_scenario_with(
         accel: scenario.accel,
         gdb: options.gdb,
         icount: scenario.icount,
+        interactive: options.input == Input::Terminal,
     };
     let args = machine.args()?;
     let timeout = options.enforce_timeout.then_some(scenario.timeout);
-    let captured = qemu::run(&args, options.input, timeout, options.echo_stderr, on_line)?;
+    let captured = qemu::run(&args, &options.input, timeout, options.echo_stderr, sink)?;
     Ok(Outcome {
         output: captured.output,
         stderr: captured.stderr,
         exit: captured.exit,
         elapsed: captured.elapsed,
         command: machine.display(),
+        script: captured.script,
     })
 }
 
@@ -149,6 +152,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The QEMU command line, for reproducing by hand.
     pub command: String,
+    /// For scripted input: where the script stood at the end (e.g. the step it was still waiting for).
+    pub script: Option<String>,
 }
 
 impl Outcome {
@@ -160,6 +165,7 @@ impl Outcome {
             exit,
             elapsed: Duration::ZERO,
             command: String::new(),
+            script: None,
         }
     }
 
@@ -290,6 +296,9 @@ impl fmt::Display for Outcome {
         if !self.command.is_empty() {
             writeln!(f, "command: {}", self.command)?;
         }
+        if let Some(script) = &self.script {
+            writeln!(f, "input: {script}")?;
+        }
         writeln!(
             f,
             "----- serial output ({} lines) -----",
@@ -413,6 +422,12 @@ SeaBIOS noise
         assert!(shown.contains("hypervisor exit 0x2"));
         assert!(shown.contains(RUN));
         assert!(shown.contains("qemu: warning"));
+        assert!(!shown.contains("input:"));
+        o.script = Some("the script was waiting for step 2 of 3".into());
+        assert!(
+            o.to_string()
+                .contains("input: the script was waiting for step 2 of 3")
+        );
     }
 
     #[test]
@@ -427,6 +442,7 @@ SeaBIOS noise
         let images = Images {
             hypervisor: "/hv".into(),
             guest: "/g".into(),
+            programs: "/p".into(),
         };
         assert_eq!(
             s.modules(&images)[1],

@@ -484,6 +484,7 @@ mod tests {
         let images = Images {
             hypervisor: exe.clone(),
             guest: "/nonexistent".into(),
+            programs: "/nonexistent".into(),
         };
         let symbolizer = Symbolizer::new(&images, &crate::workspace_root());
         assert!(symbolizer.is_active());

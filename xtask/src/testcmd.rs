@@ -1,6 +1,9 @@
 //! `cargo xtask test`: formatting, clippy (host and bare metal), the image build, then `cargo test --workspace`
 //! (which boots the QEMU scenarios of the `tests` crate unless `--quick`).
 //!
+//! The bare-metal clippy run of the guest kernel comes after the image build: the guest embeds the user
+//! programs of the release build (`GUEST_USER_PROGRAMS`), so they must exist when it is checked.
+//!
 //! Every check step counts as one pass or failure, every test as counted from libtest's `test result:` lines;
 //! the run ends with one line `summary: <P> passed, <F> failed`.
 
@@ -75,12 +78,17 @@ pub fn summary_line(steps: &[Step]) -> String {
     format!("summary: {passed} passed, {failed} failed")
 }
 
+/// The components whose bare-metal clippy run comes before the image build.
+pub const CLIPPY_BEFORE_BUILD: [Component; 2] = [Component::User, Component::Hypervisor];
+/// The components whose bare-metal clippy run needs the image build first (the guest embeds the programs).
+pub const CLIPPY_AFTER_BUILD: [Component; 1] = [Component::GuestKernel];
+
 /// Runs every step, prints each outcome and the summary line; true if nothing failed.
 pub fn run(quick: bool) -> bool {
     let root = workspace_root();
     let mut steps = Vec::new();
 
-    let mut plain = |name: &str, mut cmd: Command| {
+    let plain = |steps: &mut Vec<Step>, name: &str, mut cmd: Command| {
         banner(name, &cmd);
         let ok = cmd
             .current_dir(&root)
@@ -89,9 +97,14 @@ pub fn run(quick: bool) -> bool {
             .is_ok_and(|s| s.success());
         steps.push(Step::check(name, ok, ""));
     };
+    let bare_metal_clippy = |steps: &mut Vec<Step>, component: Component| {
+        let invocation = CargoInvocation::clippy(&root, component);
+        let name = format!("clippy ({}, bare metal)", component.package());
+        plain(steps, &name, invocation.command(&root));
+    };
     let mut fmt = Command::new(cargo());
     fmt.args(["fmt", "--all", "--", "--check"]);
-    plain("cargo fmt --check", fmt);
+    plain(&mut steps, "cargo fmt --check", fmt);
     let mut clippy = Command::new(cargo());
     clippy.args([
         "clippy",
@@ -101,18 +114,17 @@ pub fn run(quick: bool) -> bool {
         "-D",
         "warnings",
     ]);
-    plain("clippy (workspace, host)", clippy);
-    for component in Component::ALL {
-        let invocation = CargoInvocation::clippy(&root, component);
-        let name = format!("clippy ({}, bare metal)", component.package());
-        plain(&name, invocation.command(&root));
+    plain(&mut steps, "clippy (workspace, host)", clippy);
+    for component in CLIPPY_BEFORE_BUILD {
+        bare_metal_clippy(&mut steps, component);
     }
 
     println!("\n==> xtask test: build images (release)");
     let images_ok = match build_images(Profile::Release) {
         Ok(images) => {
             println!(
-                "    {}\n    {}",
+                "    {}\n    {}\n    {}",
+                images.programs.display(),
                 images.hypervisor.display(),
                 images.guest.display()
             );
@@ -129,6 +141,9 @@ pub fn run(quick: bool) -> bool {
             false
         }
     };
+    for component in CLIPPY_AFTER_BUILD {
+        bare_metal_clippy(&mut steps, component);
+    }
 
     let mut test = Command::new(cargo());
     test.args(["test", "--workspace"]);
@@ -246,6 +261,22 @@ mod tests {
         let out = "running 2 tests\ntest a ... ok\ntest result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
                    test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n";
         assert_eq!(sum_test_results(out.lines()), (3, 1));
+    }
+
+    #[test]
+    fn every_component_gets_one_bare_metal_clippy_run() {
+        let mut all: Vec<Component> = CLIPPY_BEFORE_BUILD
+            .iter()
+            .chain(CLIPPY_AFTER_BUILD.iter())
+            .copied()
+            .collect();
+        assert_eq!(all.len(), Component::ALL.len());
+        for c in Component::ALL {
+            assert!(all.contains(&c), "{c:?} has no bare-metal clippy run");
+        }
+        all.dedup();
+        assert_eq!(all.len(), Component::ALL.len());
+        assert_eq!(CLIPPY_AFTER_BUILD, [Component::GuestKernel]);
     }
 
     #[test]
