@@ -37,8 +37,6 @@ use crate::trap::{Disposition, HANDLERS, TrapCtx, TrapFrame, dispatch, sys};
 pub const PINGPONG: &str = "evtchn_pingpong_interdomain";
 /// The partner domain.
 const PARTNER: DomId = 1;
-/// Highest port of domain 0 the partner tries when looking for the offer.
-const SCAN_PORTS: EvtchnPort = 64;
 /// An unmapped kernel address (the traps scenario's #PF probe address).
 const PF_ADDR: u64 = 0x0000_0000_dead_b0ef;
 
@@ -183,7 +181,7 @@ pub fn pingpong(b: &mut Bench<'_>, offer: Option<Result<EvtchnPort, Errno>>) {
 pub fn partner_pingpong(opts: &Options<'_>) -> u32 {
     let mut found = None;
     for _ in 0..100 {
-        found = (1..=SCAN_PORTS).find_map(|p| event::bind_interdomain_raw(0, p).ok());
+        found = event::bind_offered(0);
         if found.is_some() {
             break;
         }

@@ -100,6 +100,17 @@ pub fn bind_interdomain(
     bound(local, handler)
 }
 
+/// Ports of another domain [`bind_offered`] tries.
+pub const OFFER_SCAN_PORTS: EvtchnPort = 64;
+
+/// The rendezvous of the two-domain setups (events scenario, benchmark partner, ping server), which have
+/// no store to publish a port in: bind to the first of `remote`'s ports `1..=OFFER_SCAN_PORTS` that
+/// `bind_interdomain` accepts, i.e. the one `remote` allocated unbound for this domain (no handler, mask
+/// untouched). `None` if there is none (yet).
+pub fn bind_offered(remote: DomId) -> Option<EvtchnPort> {
+    (1..=OFFER_SCAN_PORTS).find_map(|p| bind_interdomain_raw(remote, p).ok())
+}
+
 /// `EVTCHNOP_bind_interdomain` alone (no handler, mask untouched).
 pub fn bind_interdomain_raw(
     remote_dom: DomId,

@@ -13,7 +13,7 @@ use abi::sched::ShutdownReason;
 use abi::types::{PAGE_SIZE, Pfn};
 use uapi::{STATUS_FAULT, STATUS_INTERRUPTED};
 
-use super::table::{INIT_PID, Pid, State, Table, Wait};
+use super::table::{INIT_PID, Pid, Proc, State, Table, Wait};
 use super::tty::{LineDiscipline, Signal};
 use super::vma::{Access, FaultText, Regions, Verdict};
 use crate::arch::x86_64::trap_entry::guest_switch_context;
@@ -82,6 +82,14 @@ pub struct Procs {
     pub read_interrupted: bool,
 }
 
+impl Procs {
+    /// The running process (`None` only before the first one starts).
+    pub fn me(&mut self) -> Option<&mut Proc<Res>> {
+        let cur = self.current;
+        self.table.get_mut(cur)
+    }
+}
+
 /// The process kernel's state (see the module docs for the locking rule).
 pub static PROCS: spin::Mutex<Option<Procs>> = spin::Mutex::new(None);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -113,6 +121,11 @@ pub fn env() -> KernelEnv {
 /// The running process.
 pub fn current() -> Pid {
     with(|p| p.current)
+}
+
+/// Run `f` on the running process.
+pub fn with_current<T>(f: impl FnOnce(&mut Proc<Res>) -> T) -> Option<T> {
+    with(|p| p.me().map(f))
 }
 
 fn on_tick(_: u64) {
@@ -190,12 +203,9 @@ fn enter(next: Pid) -> u64 {
 /// Charge the current process for the time since it got the CPU.
 fn charge_current() {
     let now = crate::time::now();
-    with(|p| {
-        let cur = p.current;
-        if let Some(c) = p.table.get_mut(cur) {
-            c.stats.cpu_ns += now.saturating_sub(c.res.ran_since);
-            c.res.ran_since = now;
-        }
+    with_current(|c| {
+        c.stats.cpu_ns += now.saturating_sub(c.res.ran_since);
+        c.res.ran_since = now;
     });
 }
 
@@ -365,12 +375,19 @@ pub fn kill(pid: Pid, status: u32) {
 
 /// If the current process was killed, end it now.
 pub fn check_killed() {
-    if let Some(status) = with(|p| {
-        let cur = p.current;
-        p.table.get(cur).and_then(|q| q.killed)
-    }) {
+    if let Some(status) = with_current(|q| q.killed).flatten() {
         exit_current(status);
     }
+}
+
+/// Put the current process at the back of the run queue and run the others first.
+pub fn yield_current() {
+    with(|p| {
+        let cur = p.current;
+        p.table.wake(cur);
+    });
+    schedule();
+    check_killed();
 }
 
 /// Block the current process on `w` and run others until it is woken; then end it if it was killed.
@@ -417,22 +434,22 @@ pub fn return_to_user() {
     if CONSOLE_KICK.load(Ordering::Acquire) || POLLED_TICK.load(Ordering::Acquire) != ticks {
         poll();
     }
-    check_killed();
-    let preempt = with(|p| {
-        let cur = p.current;
+    let (killed, preempt) = with(|p| {
         let others = p.table.others_runnable();
-        match p.table.get_mut(cur) {
+        match p.me() {
+            Some(c) if c.killed.is_some() => (c.killed, false),
             Some(c) if others && ticks.wrapping_sub(c.res.slice_tick) >= SLICE_TICKS => {
                 c.stats.preemptions += 1;
-                p.table.wake(cur);
-                true
+                (None, true)
             }
-            _ => false,
+            _ => (None, false),
         }
     });
+    if let Some(status) = killed {
+        exit_current(status);
+    }
     if preempt {
-        schedule();
-        check_killed();
+        yield_current();
     }
 }
 
@@ -453,12 +470,7 @@ fn on_syscall(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
         // The ring-3 harness of the benchmarks (run by the `bench` system call) keeps its own calls.
         return crate::trap::dispatch::harness_syscall(f, ctx);
     }
-    with(|p| {
-        let cur = p.current;
-        if let Some(c) = p.table.get_mut(cur) {
-            c.stats.syscalls += 1;
-        }
-    });
+    with_current(|c| c.stats.syscalls += 1);
     let r = super::decode::decode(f.rax, [f.rdi, f.rsi, f.rdx, f.r10, f.r8])
         .and_then(|req| super::syscall::execute(req, f));
     f.rax = uapi::ret(r);
@@ -472,12 +484,7 @@ fn on_exception(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
     let pid = current();
     if ctx.vector == 14 {
         let access = Access::from_error_code(f.error_code);
-        let verdict = with(|p| {
-            let cur = p.current;
-            p.table
-                .get(cur)
-                .map(|q| q.res.regions.classify(ctx.cr2, access))
-        });
+        let verdict = with_current(|q| q.res.regions.classify(ctx.cr2, access));
         match verdict {
             Some(Verdict::Populate(page, prot)) => match populate(page, prot) {
                 Ok(()) => return Disposition::Resume,
@@ -520,12 +527,7 @@ fn on_exception(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
 pub fn populate(page: u64, prot: crate::mm::Prot) -> Result<(), ()> {
     let env = env();
     with(|p| {
-        let cur = p.current;
-        let s = p
-            .table
-            .get_mut(cur)
-            .and_then(|q| q.res.space.as_mut())
-            .ok_or(())?;
+        let s = p.me().and_then(|q| q.res.space.as_mut()).ok_or(())?;
         s.map_zeroed(&env, page, prot).map_err(|_| ())?;
         s.flush(&env).map_err(|_| ())
     })

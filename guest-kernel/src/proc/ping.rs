@@ -2,7 +2,7 @@
 //! `ping-server` command a second domain runs to answer it.
 //!
 //! Rendezvous without a store: at boot, domain 0's process kernel allocates an unbound port for domain 1
-//! ([`offer`]); the server scans domain 0's low ports with `bind_interdomain` until one accepts (the same
+//! ([`offer`]); the server scans domain 0's low ports until one accepts (`event::bind_offered`, the same
 //! convention as `bench-partner`). The server echoes every event, blocked in `SCHEDOP_poll` between them,
 //! and checks every half second that the channel is still bound: when domain 0 closes it (its shell
 //! exited) or dies, the server powers off too.
@@ -24,8 +24,6 @@ use crate::time::{self, NS_PER_MS, NS_PER_SEC};
 static PORT: AtomicU32 = AtomicU32::new(0);
 /// A reply arrived.
 static REPLY: AtomicBool = AtomicBool::new(false);
-/// Ports of domain 0 the server tries.
-const SCAN_PORTS: EvtchnPort = 64;
 
 fn on_reply(_: EvtchnPort) {
     REPLY.store(true, Ordering::Release);
@@ -85,7 +83,7 @@ pub fn serve() -> u32 {
     let mut port = None;
     let give_up = time::now() + 30 * NS_PER_SEC;
     while port.is_none() && time::now() < give_up {
-        port = (1..=SCAN_PORTS).find_map(|p| event::bind_interdomain_raw(0, p).ok());
+        port = event::bind_offered(0);
         if port.is_none() {
             let _ = time::sleep(10 * NS_PER_MS);
         }

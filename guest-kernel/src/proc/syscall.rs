@@ -24,12 +24,7 @@ pub fn execute(req: Request, f: &TrapFrame) -> Result<u64, Errno> {
         Request::Read(r) => read(r),
         Request::Getpid => Ok(u64::from(kernel::current())),
         Request::Yield => {
-            with(|p| {
-                let cur = p.current;
-                p.table.wake(cur);
-            });
-            kernel::schedule();
-            kernel::check_killed();
+            kernel::yield_current();
             Ok(0)
         }
         Request::Sleep(ns) => {
@@ -51,11 +46,7 @@ pub fn execute(req: Request, f: &TrapFrame) -> Result<u64, Errno> {
         } => wait(pid, status, nohang),
         Request::Mmap { len, prot } => {
             let prot = prot_from_bits(prot)?;
-            with(|p| {
-                let cur = p.current;
-                let q = p.table.get_mut(cur).ok_or(Errno::ESRCH)?;
-                q.res.regions.mmap(len, prot)
-            })
+            kernel::with_current(|q| q.res.regions.mmap(len, prot)).ok_or(Errno::ESRCH)?
         }
         Request::Munmap { addr, len } => munmap(addr, len),
         Request::Ps { buf, max } => ps(buf, max),
@@ -172,8 +163,7 @@ fn wait(want: Option<Pid>, status: Option<UserRange>, nohang: bool) -> Result<u6
 fn munmap(addr: u64, len: u64) -> Result<u64, Errno> {
     let env = kernel::env();
     with(|p| {
-        let cur = p.current;
-        let q = p.table.get_mut(cur).ok_or(Errno::ESRCH)?;
+        let q = p.me().ok_or(Errno::ESRCH)?;
         let removed = q.res.regions.munmap(addr, len)?;
         let space = q.res.space.as_mut().ok_or(Errno::ESRCH)?;
         for (lo, hi) in removed {
@@ -295,10 +285,7 @@ fn bench(iterations: u64, filter: UserRange) -> Result<u64, Errno> {
     };
     // The suite enters ring 3 itself (its harness) and switches address spaces: give it the boot trap
     // stack, then put the process's stack and address space back.
-    let (_, kstack_top) = with(|p| {
-        let cur = p.current;
-        (cur, p.table.get(cur).map_or(0, |q| q.res.kstack.top()))
-    });
+    let kstack_top = kernel::with_current(|q| q.res.kstack.top()).ok_or(Errno::ESRCH)?;
     let gss = abi::layout::GUEST_KERNEL_SS;
     platform().stack_switch(gss, crate::trap::dispatch::trap_stack_top())?;
     // The suite runs as the boot context does, with events enabled (its `evtchn_send_self` counts
@@ -308,15 +295,10 @@ fn bench(iterations: u64, filter: UserRange) -> Result<u64, Errno> {
     platform().irq_disable();
     platform().stack_switch(gss, kstack_top)?;
     let env = kernel::env();
-    with(|p| {
-        let cur = p.current;
-        p.table
-            .get_mut(cur)
-            .and_then(|q| q.res.space.as_mut())
-            .map_or(Err(Errno::ESRCH), |s| {
-                s.switch_to(&env).map_err(|_| Errno::EFAULT)
-            })
-    })?;
+    kernel::with_current(|q| q.res.space.as_mut().map(|s| s.switch_to(&env)))
+        .flatten()
+        .ok_or(Errno::ESRCH)?
+        .map_err(|_| Errno::EFAULT)?;
     platform().irq_disable();
     Ok(u64::from(code))
 }

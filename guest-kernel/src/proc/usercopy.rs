@@ -14,8 +14,7 @@ use crate::mm::{Prot, physmap_va};
 fn page_frame(page: u64, write: bool) -> Result<Pfn, Errno> {
     let env = env();
     with(|p| {
-        let cur = p.current;
-        let q = p.table.get_mut(cur).ok_or(Errno::EFAULT)?;
+        let q = p.me().ok_or(Errno::EFAULT)?;
         let space = q.res.space.as_mut().ok_or(Errno::EFAULT)?;
         if let Some((pfn, prot)) = space.lookup(page) {
             return if write && !prot.contains(Prot::WRITE) {

@@ -30,7 +30,7 @@ use super::memory::{check, expect};
 /// Round trips unless `rounds=` says otherwise.
 const DEFAULT_ROUNDS: u64 = 10_000;
 /// Highest port domain 1 tries when looking for domain 0's offer.
-const SCAN_PORTS: EvtchnPort = 64;
+const SCAN_PORTS: EvtchnPort = event::OFFER_SCAN_PORTS;
 
 static RECEIVED: AtomicU64 = AtomicU64::new(0);
 
