@@ -14,6 +14,22 @@ pub fn parse_u64(s: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
+/// The argument string of a program that takes at most one argument: `Some(None)` if it is empty,
+/// `Some(Some(v))` if it is one word that `parse` accepts, `None` otherwise (show the usage).
+pub fn optional_arg<T>(args: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
+    let mut words = args.split_ascii_whitespace();
+    match (words.next(), words.next()) {
+        (None, _) => Some(None),
+        (Some(w), None) => parse(w).map(Some),
+        _ => None,
+    }
+}
+
+/// The argument string of a program that takes exactly one argument, parsed by `parse`.
+pub fn single_arg<T>(args: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    optional_arg(args, parse).flatten()
+}
+
 /// An exit status: an integer from 0 to 255.
 pub fn parse_status(s: &str) -> Option<u32> {
     parse_u64(s).filter(|&v| v <= 255).map(|v| v as u32)
@@ -109,5 +125,16 @@ mod tests {
         ] {
             assert_eq!(parse_duration_ns(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn argument_strings() {
+        assert_eq!(optional_arg("", parse_u64), Some(None));
+        assert_eq!(optional_arg("  7 ", parse_u64), Some(Some(7)));
+        assert_eq!(optional_arg("x", parse_u64), None);
+        assert_eq!(optional_arg("1 2", parse_u64), None);
+        assert_eq!(single_arg("", parse_u64), None);
+        assert_eq!(single_arg("0x10", parse_u64), Some(16));
+        assert_eq!(single_arg("300", parse_status), None);
     }
 }

@@ -12,14 +12,9 @@ user::main!(main);
 const DEFAULT_ROUNDS: u64 = 100;
 
 fn main(args: &str) -> i32 {
-    let mut words = args.split_ascii_whitespace();
-    let rounds = match (words.next(), words.next()) {
-        (None, _) => DEFAULT_ROUNDS,
-        (Some(n), None) => match num::parse_u64(n) {
-            Some(n) if n > 0 => n,
-            _ => return usage(),
-        },
-        _ => return usage(),
+    let rounds = match num::optional_arg(args, |w| num::parse_u64(w).filter(|&n| n > 0)) {
+        Some(n) => n.unwrap_or(DEFAULT_ROUNDS),
+        None => return usage(),
     };
     match sys::evtchn_ping(rounds) {
         Ok(total_ns) => {

@@ -9,10 +9,9 @@ use user::{eprintln, num};
 user::main!(main);
 
 fn main(args: &str) -> i32 {
-    let mut words = args.split_ascii_whitespace();
-    match (words.next().and_then(num::parse_status), words.next()) {
-        (Some(code), None) => code as i32,
-        _ => {
+    match num::single_arg(args, num::parse_status) {
+        Some(code) => code as i32,
+        None => {
             eprintln!("usage: exitcode N (0..255)");
             2
         }

@@ -8,8 +8,7 @@ use user::{eprintln, num, sys};
 user::main!(main);
 
 fn main(args: &str) -> i32 {
-    let mut words = args.split_ascii_whitespace();
-    let (Some(ns), None) = (words.next().and_then(num::parse_duration_ns), words.next()) else {
+    let Some(ns) = num::single_arg(args, num::parse_duration_ns) else {
         eprintln!("usage: sleep SECONDS");
         return 2;
     };

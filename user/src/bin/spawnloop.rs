@@ -13,8 +13,7 @@ use user::{Errno, eprintln, num, println, sys};
 user::main!(main);
 
 fn main(args: &str) -> i32 {
-    let mut words = args.split_ascii_whitespace();
-    let (Some(n), None) = (words.next().and_then(num::parse_u64), words.next()) else {
+    let Some(n) = num::single_arg(args, num::parse_u64) else {
         eprintln!("usage: spawnloop N");
         return 2;
     };

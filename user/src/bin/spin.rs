@@ -17,14 +17,8 @@ const CHECK_EVERY: u64 = 1 << 16;
 const REPORT_NS: u64 = 1_000_000_000;
 
 fn main(args: &str) -> i32 {
-    let mut words = args.split_ascii_whitespace();
-    let run_ns = match (words.next(), words.next()) {
-        (None, _) => None,
-        (Some(w), None) => match num::parse_duration_ns(w) {
-            Some(ns) => Some(ns),
-            None => return usage(),
-        },
-        _ => return usage(),
+    let Some(run_ns) = num::optional_arg(args, num::parse_duration_ns) else {
+        return usage();
     };
     let pid = sys::getpid();
     let Ok(start) = sys::uptime() else {
