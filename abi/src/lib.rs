@@ -68,6 +68,17 @@
 //!    writes nothing (Xen may have written some records); a domain that stopped has already given its memory
 //!    back, so it is listed as shut down *and* dying, with no pages and no shared-info frame; fields with
 //!    nothing behind them (XSM label, handle, CPU pool, paging counts) are 0 ([`sysctl`]).
+//! j. **No foreign memory.** `mmu_update`/`mmuext_op` with a `foreigndom` other than `DOMID_SELF` or the
+//!    caller's own id return `-EPERM` even for the privileged domain (Xen lets a privileged domain map
+//!    others' frames): there is no toolstack here that needs it yet, and every frame a guest can name must
+//!    stay its own ([`mm`]). Grant tables and `XENMAPSPACE_gmfn_foreign` are likewise not implemented.
+//! k. **Segment bases.** The hypervisor does not swap GS bases between guest kernel and guest user mode
+//!    (a ring-1 kernel cannot execute `SWAPGS`, and the hypervisor does not do it for it on a bounce): the
+//!    GS base set with `SEGBASE_GS_USER` is the one in force in both rings, `SEGBASE_GS_KERNEL` sets the
+//!    inactive `KERNEL_GS_BASE` MSR, and `SEGBASE_GS_USER_SEL` is refused with `-ENOSYS` — ring 1 loads a
+//!    selector itself ([`xen::SEGBASE_GS_USER_SEL`]).
+//! l. **`xen_version`.** `XENVER_compile_info`, `XENVER_changeset`, `XENVER_build_id` and the
+//!    variable-length `*2` forms return `-ENOSYS` ([`version`]).
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -5,7 +5,9 @@
 //!   `RSI` = count, `RDX` = pointer to a `u32` that receives the number applied (or 0), `R10` = foreign
 //!   domain. The low two bits of each request's `ptr` select an `MMU_*` command. In `foreigndom`, bits 15:0
 //!   name the owner of mapped data frames (`DOMID_SELF` for the caller) and bits 31:16, if non-zero, hold
-//!   one plus the owner of the page tables being written.
+//!   one plus the owner of the page tables being written. **Refused:** any `foreigndom` other than
+//!   `DOMID_SELF` or the caller's own id gets `-EPERM`, for every domain including the privileged one
+//!   (deviation j in the crate docs): nothing here maps another domain's memory yet.
 //! - `mmuext_op(ops, count, done_out, foreigndom)`: as above with [`MmuextOp`](crate::xen::MmuextOp)s.
 //! - `update_va_mapping(va, pte, flags)`: `RDI` = virtual address, `RSI` = new L1 entry, `RDX` = `UVMF_*`.
 //! - `memory_op(cmd, arg)`: `RDI` = `XENMEM_*`, `RSI` = guest pointer to the command's structure.

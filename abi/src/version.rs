@@ -4,6 +4,17 @@
 //! `xen_version(cmd, arg)`: `RDI` = `XENVER_*`, `RSI` = guest pointer to the sub-command's buffer (or 0).
 //! [`XENVER_VERSION`] returns [`VERSION`] = `(major << 16) | minor` and [`XENVER_PAGESIZE`] returns the page
 //! size; the other sub-commands fill their buffer and return 0.
+//!
+//! Implemented: [`XENVER_VERSION`], [`XENVER_EXTRAVERSION`], [`XENVER_CAPABILITIES`],
+//! [`XENVER_PLATFORM_PARAMETERS`] (`virt_start` = [`crate::layout::RESERVED_VA_START`], the lowest address of
+//! the range refused to guests), [`XENVER_GET_FEATURES`], [`XENVER_PAGESIZE`], [`XENVER_GUEST_HANDLE`] (all
+//! zeroes: no toolstack assigns handles, as `sysctl` reports) and [`XENVER_COMMANDLINE`] (privileged domains
+//! only, `-EPERM` otherwise).
+//!
+//! Refused with `-ENOSYS`, on purpose: [`XENVER_COMPILE_INFO`], [`XENVER_CHANGESET`] and [`XENVER_BUILD_ID`]
+//! (the hypervisor records no build provenance, and inventing it would be worse than saying so), and the
+//! variable-length forms [`XENVER_EXTRAVERSION2`]..=[`XENVER_COMMANDLINE2`] (every string here fits the
+//! fixed-size buffers, which stay the supported way to read them).
 
 use static_assertions::const_assert;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

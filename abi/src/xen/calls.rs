@@ -162,7 +162,10 @@ pub const SEGBASE_FS: u64 = 0;
 pub const SEGBASE_GS_USER: u64 = 1;
 /// `set_segment_base`: set the kernel GS base.
 pub const SEGBASE_GS_KERNEL: u64 = 2;
-/// `set_segment_base`: load the user GS selector given in `base[15:0]`.
+/// `set_segment_base`: load the user GS selector given in `base[15:0]`. **Refused with `-ENOSYS`**
+/// (deviation k in the crate docs): a ring-1 kernel loads selectors itself (`mov %ax, %gs`; every GDT
+/// descriptor is pre-accessed), and there is no separate kernel GS context for the hypervisor to preserve
+/// around the load.
 pub const SEGBASE_GS_USER_SEL: u64 = 3;
 
 /// Argument of `SCHEDOP_shutdown` and `SCHEDOP_shutdown_code` (`sched_shutdown`), 4 bytes.

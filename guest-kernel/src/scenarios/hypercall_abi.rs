@@ -4,7 +4,11 @@ use abi::console::{CONSOLE_IO_MAX, CONSOLEIO_WRITE};
 use abi::errno::Errno;
 use abi::hypercall::nr;
 use abi::sched::SCHEDOP_SHUTDOWN;
-use abi::version::{XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_VERSION};
+use abi::version::{
+    XENVER_BUILD_ID, XENVER_CHANGESET, XENVER_COMPILE_INFO, XENVER_EXTRAVERSION, XENVER_GET_FEATURES,
+    XENVER_PLATFORM_PARAMETERS, XENVER_VERSION,
+};
+use abi::xen::{DOMID_SELF, SEGBASE_GS_USER_SEL};
 
 use crate::boot::facts;
 use crate::platform::xen_pv::raw;
@@ -37,6 +41,36 @@ pub fn unknown_hypercall(_: &str, r: &mut Results) {
         raw(nr::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
         1,
     );
+    // The documented refusals (abi deviations j, k, l) and the platform parameters.
+    for (what, cmd) in [
+        ("xen_version(compile_info)", XENVER_COMPILE_INFO),
+        ("xen_version(changeset)", XENVER_CHANGESET),
+        ("xen_version(build_id)", XENVER_BUILD_ID),
+    ] {
+        let mut buf = [0u8; 1024];
+        let got = raw(nr::XEN_VERSION, [cmd, buf.as_mut_ptr() as u64, 0, 0, 0]);
+        expect(r, what, got, enosys);
+    }
+    let mut virt_start = 0u64;
+    let got = raw(
+        nr::XEN_VERSION,
+        [XENVER_PLATFORM_PARAMETERS, &raw mut virt_start as u64, 0, 0, 0],
+    );
+    expect(r, "xen_version(platform_parameters)", got, 0);
+    expect(
+        r,
+        "platform_parameters.virt_start",
+        virt_start as i64,
+        abi::layout::RESERVED_VA_START as i64,
+    );
+    expect(
+        r,
+        "set_segment_base(GS_USER_SEL) is refused",
+        raw(nr::SET_SEGMENT_BASE, [SEGBASE_GS_USER_SEL, 0x2b, 0, 0, 0]),
+        enosys,
+    );
+    let foreign = raw(nr::MMU_UPDATE, [0, 0, 0, u64::from(DOMID_SELF) - 1, 0]);
+    expect(r, "mmu_update with a foreign domain", foreign, Errno::EPERM.as_ret());
 }
 
 fn label(n: u64) -> heapless::String<40> {

@@ -173,6 +173,14 @@ fn hostile_arguments() {
         call(&mut w, [REQS, 1, DONE, 0x1_0000, 0]),
         err(Errno::EPERM)
     );
+    // Deviation j: foreign domains are refused to the privileged domain too, for both batch calls.
+    w.privileged = true;
+    assert_eq!(call(&mut w, [REQS, 1, DONE, 2, 0]), err(Errno::EPERM));
+    assert_eq!(
+        w.call(nr::MMUEXT_OP, [REQS, 1, DONE, 2, 0]),
+        err(Errno::EPERM)
+    );
+    w.privileged = false;
     for reqs in [
         0x1000,
         0x0000_8000_0000_0000,

@@ -1,4 +1,5 @@
-//! `xen_version` (hypercall 17): version number, extra version, capabilities, feature bitmap, page size.
+//! `xen_version` (hypercall 17): version number, extra version, capabilities, platform parameters, feature
+//! bitmap, page size, guest handle, command line (the refused sub-commands are listed in [`abi::version`]).
 
 use abi::errno::Errno;
 use abi::types::Gva;
@@ -17,6 +18,10 @@ pub enum VersionRequest {
     ExtraVersion(Gva),
     /// Copy the capabilities string (1024 bytes) to the guest.
     Capabilities(Gva),
+    /// Write a `xen_platform_parameters` (the start of the range reserved for the hypervisor).
+    PlatformParameters(Gva),
+    /// Write the 16-byte domain handle (all zeroes: no toolstack assigns one).
+    GuestHandle(Gva),
     /// Read a `xen_feature_info`, fill in its submap.
     GetFeatures(Gva),
     /// The page size.
@@ -32,6 +37,8 @@ pub fn decode(args: [u64; 5]) -> Result<VersionRequest, Errno> {
         XENVER_VERSION => VersionRequest::Version,
         XENVER_EXTRAVERSION => VersionRequest::ExtraVersion(arg),
         XENVER_CAPABILITIES => VersionRequest::Capabilities(arg),
+        XENVER_PLATFORM_PARAMETERS => VersionRequest::PlatformParameters(arg),
+        XENVER_GUEST_HANDLE => VersionRequest::GuestHandle(arg),
         XENVER_GET_FEATURES => VersionRequest::GetFeatures(arg),
         XENVER_PAGESIZE => VersionRequest::PageSize,
         XENVER_COMMANDLINE => VersionRequest::CommandLine(arg),
@@ -67,6 +74,13 @@ pub fn xen_version<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             .guest()
             .write(va, &padded::<XEN_CAPABILITIES_INFO_LEN>(CAPABILITIES))
             .map(|_| 0),
+        VersionRequest::PlatformParameters(va) => {
+            let params = XenPlatformParameters {
+                virt_start: abi::layout::RESERVED_VA_START,
+            };
+            ctx.guest().write_obj(va, &params).map(|_| 0)
+        }
+        VersionRequest::GuestHandle(va) => ctx.guest().write(va, &[0u8; 16]).map(|_| 0),
         VersionRequest::GetFeatures(va) => {
             let mut fi: XenFeatureInfo = ctx.guest().read_obj(va)?;
             fi.submap = feature_word(fi.submap_idx, ctx.privileged);
@@ -144,6 +158,60 @@ mod tests {
     }
 
     #[test]
+    fn platform_parameters_and_handle() {
+        let (mut m, root) = machine();
+        // Fill the buffer with garbage first, so the test sees what the hypercall wrote.
+        {
+            let mut v = crate::mm::guest_mem::GuestView::new(&mut m, root, false);
+            v.write(abi::types::Gva(RW_PAGE), &[0xa5u8; 24]).unwrap();
+        }
+        let r = call(
+            &mut m,
+            root,
+            XEN_VERSION,
+            [XENVER_PLATFORM_PARAMETERS, RW_PAGE, 0, 0, 0],
+        );
+        assert_eq!(r.0, Action::Return(0));
+        let r = call(
+            &mut m,
+            root,
+            XEN_VERSION,
+            [XENVER_GUEST_HANDLE, RW_PAGE + 8, 0, 0, 0],
+        );
+        assert_eq!(r.0, Action::Return(0));
+        let v = crate::mm::guest_mem::GuestView::new(&mut m, root, false);
+        let mut b = [0u8; 24];
+        v.read(abi::types::Gva(RW_PAGE), &mut b).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(b[..8].try_into().unwrap()),
+            abi::layout::RESERVED_VA_START
+        );
+        assert_eq!(&b[8..], &[0u8; 16]);
+    }
+
+    #[test]
+    fn refused_subcommands_are_enosys() {
+        let (mut m, root) = machine();
+        let enosys = Action::Return(Errno::ENOSYS.as_ret());
+        for cmd in [
+            XENVER_COMPILE_INFO,
+            XENVER_CHANGESET,
+            XENVER_BUILD_ID,
+            XENVER_EXTRAVERSION2,
+            XENVER_CAPABILITIES2,
+            XENVER_CHANGESET2,
+            XENVER_COMMANDLINE2,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                call(&mut m, root, XEN_VERSION, [cmd, RW_PAGE, 0, 0, 0]).0,
+                enosys,
+                "sub-command {cmd}"
+            );
+        }
+    }
+
+    #[test]
     fn hostile_pointers() {
         let (mut m, root) = machine();
         let efault = Action::Return(Errno::EFAULT.as_ret());
@@ -176,6 +244,13 @@ mod tests {
                 efault,
                 "{va:#x}"
             );
+            for cmd in [XENVER_PLATFORM_PARAMETERS, XENVER_GUEST_HANDLE] {
+                assert_eq!(
+                    call(&mut m, root, XEN_VERSION, [cmd, va, 0, 0, 0]).0,
+                    efault,
+                    "{cmd} at {va:#x}"
+                );
+            }
         }
         let enosys = Action::Return(Errno::ENOSYS.as_ret());
         assert_eq!(
