@@ -339,6 +339,100 @@ fn tf_user(r: &mut Results) {
     );
 }
 
+/// A #PF on the `mov %ss` of the MOV SS probes: the GDT's descriptors are not pre-accessed, so the CPU's
+/// write of the Accessed bit faults on the read-only GDT (issue 10 §3). Skip the probe: resume at its end
+/// label with TF cleared.
+static MOVSS_INSN: AtomicU64 = AtomicU64::new(0);
+static MOVSS_GDT_FAULT: AtomicU64 = AtomicU64::new(0);
+
+fn movss_fault(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
+    if f.rip != MOVSS_INSN.load(Ordering::SeqCst) {
+        return Disposition::Unhandled;
+    }
+    MOVSS_GDT_FAULT.store(ctx.cr2, Ordering::SeqCst);
+    f.rflags &= !(1 << 8);
+    f.rip = DB_END.load(Ordering::SeqCst);
+    Disposition::Resume
+}
+
+/// XSA-260 with TF: the single-step trap of a `mov %ss` is held back across the next instruction, here
+/// `int 0x82` (ring 1) or SYSCALL (ring 3), i.e. possibly into the hypervisor's entry. The hypervisor must
+/// survive it (the harness checks for a panic), and the guest must go on single-stepping after the return.
+fn movss(r: &mut Results) {
+    println!("single-step into mov %ss + int 0x82 (ring 1) and mov %ss + SYSCALL (ring 3):");
+    let a = |p: *const u8| p as u64;
+    let (int, step, end) = (
+        a(&raw const hp::guest_hx_movss_hypercall_int),
+        a(&raw const hp::guest_hx_movss_hypercall_step),
+        a(&raw const hp::guest_hx_movss_hypercall_end),
+    );
+    db_arm(false, end);
+    MOVSS_INSN.store(
+        a(&raw const hp::guest_hx_movss_hypercall_movss),
+        Ordering::SeqCst,
+    );
+    MOVSS_GDT_FAULT.store(0, Ordering::SeqCst);
+    let enabled = platform().irq_disable();
+    let g = [
+        HANDLERS.scoped(1, single_step),
+        HANDLERS.scoped(14, movss_fault),
+    ];
+    // SAFETY: the #DB handler keeps TF until the end label; a #PF on the mov %ss resumes there.
+    let ret = unsafe { hp::movss_hypercall() };
+    drop(g);
+    platform().irq_restore(enabled);
+    let log = db_log();
+    let gdt = MOVSS_GDT_FAULT.load(Ordering::SeqCst);
+    if gdt != 0 {
+        println!(
+            "  info mov %ss faulted on the read-only GDT at {gdt:#x} (descriptor not pre-accessed): not tested"
+        );
+    } else {
+        check(
+            r,
+            &alloc::format!(
+                "ring 1: the hypercall returned {ret}; #DB log {log:x?} (the INT at {int:#x}) ends with the steps after the return"
+            ),
+            ret == 0 && log.ends_with(&[step, end]) && DB_RING1_STRAY.load(Ordering::SeqCst) == 0,
+        );
+    }
+    let prog = hp::hostile_user();
+    let mut us = match UserSpace::new(prog.bytes) {
+        Ok(u) => u,
+        Err(e) => {
+            check(r, &alloc::format!("user address space: {e}"), false);
+            return;
+        }
+    };
+    let u = |off: u64| USER_CODE_VA + off;
+    db_arm(true, u(prog.movss_end));
+    MOVSS_INSN.store(u(prog.movss_insn), Ordering::SeqCst);
+    MOVSS_GDT_FAULT.store(0, Ordering::SeqCst);
+    let g = [
+        HANDLERS.scoped(1, single_step),
+        HANDLERS.scoped(14, movss_fault),
+    ];
+    let res = us.run(prog.movss);
+    drop(g);
+    let log = db_log();
+    let gdt = MOVSS_GDT_FAULT.load(Ordering::SeqCst);
+    if gdt != 0 {
+        println!(
+            "  info mov %ss faulted on the read-only GDT at {gdt:#x} (descriptor not pre-accessed): not tested"
+        );
+        return;
+    }
+    check(
+        r,
+        &alloc::format!(
+            "ring 3: exit {res:?} after ping(5); #DB log {log:x?} ends with the steps after the SYSCALL"
+        ),
+        matches!(res, Ok(6))
+            && log.ends_with(&[u(prog.movss_after), u(prog.movss_end)])
+            && DB_RING1_STRAY.load(Ordering::SeqCst) == 0,
+    );
+}
+
 /// The last user page below the canonical hole, and where SYSCALL sits in it (its return address is
 /// then 0x0000_8000_0000_0000).
 const TOP_PAGE: u64 = 0x0000_7fff_ffff_f000;
@@ -396,6 +490,7 @@ pub fn hostile_entry(_: &str, r: &mut Results) {
     syscall_ring1(r);
     tf_hypercall(r);
     tf_user(r);
+    movss(r);
     syscall_noncanonical(r);
     // The kernel still runs in ring 1 with its own selectors and handles traps normally.
     check(

@@ -175,6 +175,34 @@ guest_hx_tf_hypercall_end:
     popfq
     ret
 
+    // u64 guest_hx_movss_hypercall(): single-step into `mov %ss` immediately followed by `int 0x82`: the
+    // single-step trap of the MOV SS is held back for one instruction, so a CPU may deliver it after the
+    // INT's transfer, on the first instruction of the hypervisor's entry stub (XSA-260). Trap RIPs seen by
+    // the guest: _movss (after `mov %ss, %ecx`'s successor), then _step and _end after the return.
+    .global guest_hx_movss_hypercall
+guest_hx_movss_hypercall:
+    pushfq
+    orq $0x100, (%rsp)
+    popfq
+    mov %ss, %ecx
+    mov ${null}, %eax
+    .global guest_hx_movss_hypercall_movss
+guest_hx_movss_hypercall_movss:
+    mov %ecx, %ss
+    .global guest_hx_movss_hypercall_int
+guest_hx_movss_hypercall_int:
+    int $0x82
+    nop
+    .global guest_hx_movss_hypercall_step
+guest_hx_movss_hypercall_step:
+    nop
+    .global guest_hx_movss_hypercall_end
+guest_hx_movss_hypercall_end:
+    pushfq
+    andq $~0x100, (%rsp)
+    popfq
+    ret
+
     // i64 guest_hx_iret(cs, rflags, ss, out[4], rsp): the iret hypercall resuming at the label below with
     // this frame and RSP (0: the current one). Returns 0 with CS, RFLAGS, SS and the RSP found on arrival
     // in out[0..4], or the hypercall's error. Nothing touches the stack before RSP is put back.
@@ -251,6 +279,29 @@ guest_hx_user_end_tf:
     xor %eax, %eax
     int $0x80
     ud2
+    // Entry `movss_syscall`: single-step into `mov %ss` immediately followed by SYSCALL ping(5), then
+    // exit(6) through `int 0x80`.
+    .global guest_hx_user_movss
+guest_hx_user_movss:
+    pushfq
+    orq $0x100, (%rsp)
+    popfq
+    mov %ss, %ecx
+    mov $1, %eax
+    mov $5, %edi
+    .global guest_hx_user_movss_insn
+guest_hx_user_movss_insn:
+    mov %ecx, %ss
+    syscall
+    nop
+    .global guest_hx_user_movss_after
+guest_hx_user_movss_after:
+    mov %rax, %rdi
+    .global guest_hx_user_movss_end
+guest_hx_user_movss_end:
+    xor %eax, %eax
+    int $0x80
+    ud2
     .global guest_hx_user_stop
 guest_hx_user_stop:
     .text
@@ -296,6 +347,15 @@ const N_PROBES: usize = 16;
 unsafe extern "C" {
     static guest_hx_table: [ProbeDesc; N_PROBES];
     fn guest_hx_tf_hypercall() -> u64;
+    fn guest_hx_movss_hypercall() -> u64;
+    pub static guest_hx_movss_hypercall_movss: u8;
+    pub static guest_hx_movss_hypercall_int: u8;
+    pub static guest_hx_movss_hypercall_step: u8;
+    pub static guest_hx_movss_hypercall_end: u8;
+    static guest_hx_user_movss: u8;
+    static guest_hx_user_movss_insn: u8;
+    static guest_hx_user_movss_after: u8;
+    static guest_hx_user_movss_end: u8;
     fn guest_hx_iret(cs: u64, rflags: u64, ss: u64, out: *mut [u64; 4], rsp: u64) -> i64;
     pub static guest_hx_tf_hypercall_int: u8;
     pub static guest_hx_tf_hypercall_step: u8;
@@ -337,6 +397,17 @@ pub unsafe fn tf_hypercall() -> u64 {
     unsafe { guest_hx_tf_hypercall() }
 }
 
+/// Single-step into `mov %ss` followed by the null hypercall; returns its result.
+///
+/// # Safety
+/// As [`tf_hypercall`], with `guest_hx_movss_hypercall_end` as the end label; the `mov %ss` may fault
+/// (a #PF on a GDT whose descriptors are not pre-accessed): a handler must then resume at the end label
+/// with TF cleared.
+pub unsafe fn movss_hypercall() -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { guest_hx_movss_hypercall() }
+}
+
 /// The `iret` hypercall with CS, RFLAGS, SS and RSP (0: keep): `[cs, rflags, ss, rsp]` found on arrival.
 ///
 /// # Safety
@@ -358,6 +429,12 @@ pub struct HostileUser {
     pub int80: u64,
     pub after_int80: u64,
     pub end_tf: u64,
+    /// Entry of the MOV SS + SYSCALL program, its `mov %ss`, the instruction after the SYSCALL's
+    /// successor, and the label where TF is cleared.
+    pub movss: u64,
+    pub movss_insn: u64,
+    pub movss_after: u64,
+    pub movss_end: u64,
 }
 
 /// The ring-3 program of this file.
@@ -373,5 +450,9 @@ pub fn hostile_user() -> HostileUser {
         int80: off(&raw const guest_hx_user_int80),
         after_int80: off(&raw const guest_hx_user_after_int80),
         end_tf: off(&raw const guest_hx_user_end_tf),
+        movss: off(&raw const guest_hx_user_movss),
+        movss_insn: off(&raw const guest_hx_user_movss_insn),
+        movss_after: off(&raw const guest_hx_user_movss_after),
+        movss_end: off(&raw const guest_hx_user_movss_end),
     }
 }
