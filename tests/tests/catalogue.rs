@@ -2,7 +2,7 @@
 //! ring 1, SYSCALL from ring 1 and to the canonical hole, single-stepping across every entry
 //! (`hostile-entry`); segment bases, `iret` flags, multicalls mixing page-table changes with flushes,
 //! event-channel and console bounds (`hostile-calls`); and the two variants that must crash only the
-//! guest that tried (`hostile-entry-crash`). Three to four QEMU boots in all.
+//! guest that tried (`hostile-entry-crash`, twice). Four QEMU boots in all.
 
 use abi::exit::{EXIT_DOMAIN_CRASHED, EXIT_OK};
 use tests::{INTEGRITY_LINE, TestResult, expect, run};
