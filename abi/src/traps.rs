@@ -52,7 +52,11 @@
 //! # SYSCALL
 //! `SYSCALL` from ring 3 enters the hypervisor, which bounces it to the syscall callback with the frame
 //! above (CS/SS = the user selectors, RIP = the user's return address). The guest kernel itself must not
-//! execute SYSCALL (the CPU does not record the ring it came from); it uses `int 0x82`.
+//! execute SYSCALL (the CPU does not record the ring it came from); it uses `int 0x82`. If it does, the
+//! hypervisor cannot tell: the SYSCALL is bounced to the syscall callback exactly as one from ring 3 (user
+//! selectors in the frame, the `stack_switch` stack), and resuming that frame unchanged enters ring 3.
+//! The hypervisor never returns with SYSRET, so a non-canonical return address (SYSCALL in the last
+//! bytes below the canonical hole) reaches the callback as it is; an `iret` to it crashes the domain.
 
 /// Bit position, in the CS slot of a bounce frame, of the saved event mask (Xen's `saved_upcall_mask`).
 pub const SAVED_MASK_SHIFT: u32 = 32;

@@ -7,6 +7,8 @@
 
 mod console_input;
 mod events;
+mod hostile_calls;
+mod hostile_entry;
 mod hypercall_abi;
 mod isolation;
 mod memory;
@@ -206,6 +208,21 @@ const SCENARIOS: &[Scenario] = &[
         name: "domains",
         about: "domain 0 lists the domains (sysctl); the others are refused",
         run: sysctl::domains,
+    },
+    Scenario {
+        name: "hostile-entry",
+        about: "far transfers, lldt/ltr, SYSCALL from ring 1 and to the hole, TF across entries",
+        run: hostile_entry::hostile_entry,
+    },
+    Scenario {
+        name: "hostile-entry-crash",
+        about: "mode=sysret|ltr: a return to the hole, an ltr without handler (crashed)",
+        run: hostile_entry::hostile_entry_crash,
+    },
+    Scenario {
+        name: "hostile-calls",
+        about: "segment bases, iret flags, multicall flushes, event and console bounds",
+        run: hostile_calls::hostile_calls,
     },
     Scenario {
         name: "selftest-fail",

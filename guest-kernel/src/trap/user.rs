@@ -83,6 +83,30 @@ impl UserSpace {
         }
     }
 
+    /// Map one more user page at `va` (read + execute) holding `bytes` at offset `at`: for probes that need
+    /// code at a particular address, e.g. the last page below the non-canonical hole. Run it with
+    /// [`run`](Self::run)`(va + at - USER_CODE_VA)`.
+    pub fn map_code_page(&mut self, va: u64, bytes: &[u8], at: usize) -> Result<(), MmError> {
+        if at + bytes.len() > PAGE_SIZE as usize {
+            return Err(MmError::Internal("the code does not fit the page"));
+        }
+        let space = self
+            .space
+            .as_mut()
+            .ok_or(MmError::Internal("address space gone"))?;
+        let pfn = space.map_zeroed(&self.env, va, Prot::EXEC)?;
+        // SAFETY: `pfn` was just allocated for this mapping; its physmap alias is writable and one page
+        // long, and `at + bytes.len()` fits in it (checked above).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                (physmap_va(pfn) as *mut u8).add(at),
+                bytes.len(),
+            )
+        };
+        space.flush(&self.env)
+    }
+
     /// Run the program from `entry` (an offset into it) in ring 3 until it exits or is killed; returns its
     /// result. The kernel's event mask is the same afterwards.
     pub fn run(&mut self, entry: u64) -> Result<u64, MmError> {

@@ -116,9 +116,14 @@ fn set_callback<M: MachineMem>(
 }
 
 /// `set_segment_base(which, base)`: FS base, user GS base, kernel GS base, or a user GS selector.
+///
+/// A base must be canonical (WRMSR would fault in ring 0) and, like every address a guest names here,
+/// outside the hypervisor's reserved range: -EINVAL otherwise, and nothing changes. Xen checks only
+/// canonicality; a base in the reserved range would give no access (paging still applies) but has no
+/// legitimate use, so it is refused like a handler or stack there.
 pub fn set_segment_base<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [which, base, ..] = ctx.args;
-    if which != SEGBASE_GS_USER_SEL && !Gva(base).is_canonical() {
+    if which != SEGBASE_GS_USER_SEL && !guest_va_allowed(base) {
         return Action::Return(Errno::EINVAL.as_ret());
     }
     match which {
@@ -221,5 +226,54 @@ mod tests {
             ),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod segment_base_tests {
+    use abi::errno::Errno;
+    use abi::hypercall::nr;
+    use abi::layout::{ENTRY_REGION_VA, RESERVED_VA_END, RESERVED_VA_START};
+    use abi::xen::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER};
+
+    use super::super::Action;
+    use super::super::testing::World;
+
+    #[test]
+    fn hypervisor_range_bases_refused_and_nothing_changes() {
+        let mut w = World::new();
+        for which in [SEGBASE_FS, SEGBASE_GS_USER, SEGBASE_GS_KERNEL] {
+            assert_eq!(
+                w.call(nr::SET_SEGMENT_BASE, [which, 0x7000, 0, 0, 0]),
+                Action::Return(0)
+            );
+            w.vcpu.segments_dirty = false;
+            for base in [
+                ENTRY_REGION_VA,
+                RESERVED_VA_START,
+                RESERVED_VA_END - 1,
+                0x0000_8000_0000_0000,
+                0xffff_7fff_ffff_ffff,
+                u64::MAX >> 1,
+            ] {
+                assert_eq!(
+                    w.call(nr::SET_SEGMENT_BASE, [which, base, 0, 0, 0]),
+                    Action::Return(Errno::EINVAL.as_ret()),
+                    "which {which}, base {base:#x}"
+                );
+            }
+            let v = &w.vcpu;
+            let now = [v.fs_base, v.gs_base, v.gs_kernel][which as usize];
+            assert_eq!(now, 0x7000, "which {which}: the old base stays");
+            assert!(!w.vcpu.segments_dirty);
+            // Just above the reserved range, below the hole, and the top of the address space: guest addresses.
+            for base in [RESERVED_VA_END, 0x0000_7fff_ffff_f000, u64::MAX] {
+                assert_eq!(
+                    w.call(nr::SET_SEGMENT_BASE, [which, base, 0, 0, 0]),
+                    Action::Return(0),
+                    "which {which}, base {base:#x}"
+                );
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! unprivileged instructions the kernel uses directly.
 
 pub mod entry;
+pub mod hostile_probes;
 pub mod hypercall;
 pub mod timing;
 pub mod trap_entry;
