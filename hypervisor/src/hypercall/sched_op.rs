@@ -100,6 +100,12 @@ impl PollTable {
             .is_some_and(|p| p.contains(&port))
     }
 
+    /// The ports domain `dom` is polling (empty if none, or no such domain).
+    pub fn ports(&self, dom: u16) -> &heapless::Vec<u32, MAX_POLL_PORTS> {
+        const NONE: &heapless::Vec<u32, MAX_POLL_PORTS> = &heapless::Vec::new();
+        self.ports.get(usize::from(dom)).unwrap_or(NONE)
+    }
+
     /// Domain `dom` stopped polling (woken, or gone).
     pub fn clear(&mut self, dom: u16) {
         if let Some(p) = self.ports.get_mut(usize::from(dom)) {
