@@ -31,19 +31,22 @@ fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8;
     })
 }
 
-/// Raise `virq` in `dom` and wake it if that makes an upcall pending.
+/// Raise `virq` in `dom` and wake it if that makes an upcall pending or it polls the VIRQ's port (the same
+/// rule as a send: `event::mark_pending`).
 fn raise(table: &DomainTable, dom: usize, virq: u32) {
     let Some(page) = shared_info_page(table, dom) else {
         return;
     };
-    let kick = crate::event::raise_virq(
-        &EVENTS.lock(),
-        dom as u16,
-        virq,
-        &mut SharedInfoPage::new(page),
-    );
-    if kick {
-        SCHED.lock().0.wake(dom);
+    let events = EVENTS.lock();
+    let (sched, polls) = &mut *SCHED.lock();
+    let id = dom as u16;
+    let wake =
+        crate::event::raise_virq(&events, id, virq, &mut SharedInfoPage::new(page), |port| {
+            polls.polls(id, port)
+        });
+    if wake {
+        sched.wake(dom);
+        polls.clear(id);
     }
 }
 

@@ -13,6 +13,7 @@ mod hypercall_abi;
 mod isolation;
 mod memory;
 mod memory_refusals;
+mod sharedinfo;
 mod sysctl;
 mod time_sched;
 mod trap_hostile;
@@ -223,6 +224,16 @@ const SCENARIOS: &[Scenario] = &[
         name: "hostile-calls",
         about: "segment bases, iret flags, multicall flushes, event and console bounds",
         run: hostile_calls::hostile_calls,
+    },
+    Scenario {
+        name: "sharedinfo-pin",
+        about: "shared_info remapped read-only still cannot become a page table (-EBUSY)",
+        run: sharedinfo::sharedinfo_pin,
+    },
+    Scenario {
+        name: "poll-masked-virq",
+        about: "SCHEDOP_poll on the masked VIRQ_TIMER port wakes at the timer",
+        run: sharedinfo::poll_masked_virq,
     },
     Scenario {
         name: "selftest-fail",

@@ -1,11 +1,12 @@
 //! Creating a domain from a boot module, and tearing one down (shutdown or crash).
 //!
-//! Creation: a shared_info frame, the start-of-day layout (`builder`), ownership and M2P entries for every
-//! frame, the domain id in start_info (abi deviation h), then *adoption* of the builder's page tables
-//! exactly as a guest's own would be treated: the L4 is installed as the base, which validates the whole
-//! tree (types and reference counts; the hypervisor's L4 slots are filled in), and the isolation audit
-//! checks the result. Teardown reverses it: every pin and the base are dropped, which brings every count
-//! back to zero, then every frame is zeroed and freed.
+//! Creation: a shared_info frame (held writable for the domain's life: `ptval::Mm::hold_hv_writable`), the
+//! start-of-day layout (`builder`), ownership and M2P entries for every frame, the domain id in start_info
+//! (abi deviation h), then *adoption* of the builder's page tables exactly as a guest's own would be
+//! treated: the L4 is installed as the base, which validates the whole tree (types and reference counts;
+//! the hypervisor's L4 slots are filled in), and the isolation audit checks the result. Teardown reverses
+//! it: every pin, the shared_info hold and the base are dropped, which brings every count back to zero,
+//! then every frame is zeroed and freed.
 
 use abi::types::Mfn;
 use abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED, SharedInfo};
@@ -151,6 +152,13 @@ pub fn create_domain(
         log::error!("domain {domid}: frame bookkeeping: {e:?}");
     }
     let undo = |m: &mut Machine<'_>, base| release_frames(m, hv, domid, base);
+    // The hypervisor writes shared_info for the domain's whole life: typed writable for good, so the domain
+    // can never make it a page table (it may still remap it read-only; the pin or link is refused).
+    let mut mem = IdentityMem;
+    if let Err(e) = Mm::new(&mut m.ft, &mut mem, policy(hv)).hold_hv_writable(shared, domid) {
+        undo(m, None);
+        return Err(failure(format_args!("shared_info frame: {e}")));
+    }
     if built.shared_info_va.0 != abi::layout::boot_shared_info_va(built.start_info.0) {
         undo(m, None);
         return Err(failure(format_args!(
@@ -167,7 +175,6 @@ pub fn create_domain(
     };
 
     // Adopt the start-of-day tables as the domain's base: full validation, as for any guest L4.
-    let mut mem = IdentityMem;
     if let Err(e) = Mm::new(&mut m.ft, &mut mem, policy(hv)).set_base(None, built.l4, domid) {
         undo(m, None);
         return Err(failure(format_args!(

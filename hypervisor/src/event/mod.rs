@@ -11,8 +11,10 @@
 //! - **Hypercall** `event_channel_op`: see [`op`]'s module documentation.
 //! - **Raising a VIRQ** (`VIRQ_TIMER` at a guest timer's deadline, `VIRQ_CONSOLE` on serial input,
 //!   `VIRQ_DEBUG` on the debug key): [`raise_virq`] with the domain's shared_info page; kick on true.
-//! - **Kick**: the target vCPU's `evtchn_upcall_pending` went from 0 to 1: wake it if it is blocked (the
-//!   scheduling policy's `wake`). A running or runnable vCPU needs nothing more: on every exit to a guest,
+//! - **One wake rule** for every source ([`mark_pending`], used by a send and by [`raise_virq`]): wake the
+//!   vCPU if its upcall became pending *or* it sleeps in `SCHEDOP_poll` on that port, masked or not.
+//! - **Kick**: the target vCPU's `evtchn_upcall_pending` went from 0 to 1 (or it polls the port): wake it
+//!   if it is blocked (the scheduling policy's `wake`), and end its poll. A running or runnable vCPU needs nothing more: on every exit to a guest,
 //!   if [`bits::upcall_deliverable`] holds, bounce to its event callback (setting `evtchn_upcall_mask`, the
 //!   old value saved in the frame).
 //! - **`SCHEDOP_block`**: [`bits::block_enable_events`]; if it returns true do not block.
@@ -28,14 +30,34 @@ mod tests;
 pub use bits::{EventBits, SharedInfoPage};
 pub use channel::{EventSystem, MAX_PORTS, PortState};
 
+use abi::event_channel::EvtchnPort;
 use abi::xen::DomId;
 
-/// Raise `virq` for domain `dom` if it bound a port to it: mark that port pending in `bits` (which must
-/// be `dom`'s shared_info bits). Returns true if `dom`'s vCPU must be kicked. A VIRQ nobody bound is
-/// dropped, as in Xen.
-pub fn raise_virq(sys: &EventSystem, dom: DomId, virq: u32, bits: &mut impl EventBits) -> bool {
+/// Marks `port` pending in `bits` (the shared_info bits of the domain owning the port) and says whether
+/// that domain's vCPU must be woken: its upcall became pending ([`bits::set_pending`]), or it sleeps in
+/// `SCHEDOP_poll` on `port` (`polled(port)`), which waits for the pending bit whatever the port's mask.
+/// The one rule for every event source: a send ([`op::Effect::SetPending`]) and a VIRQ ([`raise_virq`]).
+pub fn mark_pending(
+    bits: &mut impl EventBits,
+    port: EvtchnPort,
+    polled: impl FnOnce(EvtchnPort) -> bool,
+) -> bool {
+    let kick = bits::set_pending(bits, port);
+    kick | polled(port)
+}
+
+/// Raise `virq` for domain `dom` if it bound a port to it: [`mark_pending`] on that port in `bits` (which
+/// must be `dom`'s shared_info bits; `polled(port)`: `dom` polls `port`). Returns true if `dom`'s vCPU
+/// must be kicked. A VIRQ nobody bound is dropped, as in Xen.
+pub fn raise_virq(
+    sys: &EventSystem,
+    dom: DomId,
+    virq: u32,
+    bits: &mut impl EventBits,
+    polled: impl FnOnce(EvtchnPort) -> bool,
+) -> bool {
     match sys.virq_port(dom, virq) {
-        Some(port) => bits::set_pending(bits, port),
+        Some(port) => mark_pending(bits, port, polled),
         None => false,
     }
 }

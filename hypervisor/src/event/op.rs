@@ -11,7 +11,7 @@
 //! if let Some(reply) = out.reply { write reply.as_bytes() to the guest at `arg` }   // -EFAULT
 //! if let Some(effect) = out.effect {
 //!     let mut bits = SharedInfoPage::new(shared_info page of effect.dom());
-//!     if effect.apply(&mut bits) { kick effect.dom()'s vCPU (wake it if blocked) }
+//!     if effect.apply(&mut bits, |port| effect.dom() polls port) { kick effect.dom()'s vCPU }
 //! }
 //! return 0
 //! ```
@@ -161,10 +161,15 @@ impl Effect {
     }
 
     /// Apply the effect to [`Effect::dom`]'s event bits; true if its vCPU must be kicked (woken if
-    /// blocked; the upcall is delivered on its way back to the guest).
-    pub fn apply(&self, bits: &mut impl EventBits) -> bool {
+    /// blocked; the upcall is delivered on its way back to the guest). `polled(port)`: the domain sleeps in
+    /// `SCHEDOP_poll` on `port` (a send goes through [`super::mark_pending`], as a VIRQ does).
+    pub fn apply(
+        &self,
+        bits: &mut impl EventBits,
+        polled: impl FnOnce(EvtchnPort) -> bool,
+    ) -> bool {
         match *self {
-            Effect::SetPending { port, .. } => bits::set_pending(bits, port),
+            Effect::SetPending { port, .. } => super::mark_pending(bits, port, polled),
             Effect::Unmask { port, .. } => bits::unmask(bits, port),
             Effect::ClearPending { port, .. } => {
                 bits.clear_pending(port);

@@ -47,7 +47,7 @@ impl World {
         }
         if let Some(e) = out.effect {
             let mut b = SharedInfoPage::new(&mut self.pages[e.dom() as usize]);
-            if e.apply(&mut b) {
+            if e.apply(&mut b, |_| false) {
                 self.kicks[e.dom() as usize] += 1;
             }
         }
@@ -323,8 +323,10 @@ fn virqs() {
     );
     // The hypervisor raises it.
     let mut b = SharedInfoPage::new(&mut w.pages[1]);
-    assert!(super::raise_virq(&w.sys, 1, VIRQ_TIMER, &mut b));
-    assert!(!super::raise_virq(&w.sys, 1, VIRQ_CONSOLE, &mut b));
+    assert!(super::raise_virq(&w.sys, 1, VIRQ_TIMER, &mut b, |_| false));
+    assert!(!super::raise_virq(&w.sys, 1, VIRQ_CONSOLE, &mut b, |_| {
+        true
+    }));
     assert_eq!(w.upcall(1), [t]);
     // Rebinding works after close.
     w.close(1, t).unwrap();
@@ -545,15 +547,59 @@ fn random_operation_sequences_keep_the_invariants() {
 fn effect_application_and_kicks() {
     let mut page = Box::new([0u8; 4096]);
     let mut b = SharedInfoPage::new(&mut page);
-    assert!(Effect::SetPending { dom: 1, port: 5 }.apply(&mut b));
-    assert!(!Effect::SetPending { dom: 1, port: 5 }.apply(&mut b));
-    assert!(!Effect::ClearPending { dom: 1, port: 5 }.apply(&mut b));
+    assert!(Effect::SetPending { dom: 1, port: 5 }.apply(&mut b, |_| false));
+    assert!(!Effect::SetPending { dom: 1, port: 5 }.apply(&mut b, |_| false));
+    assert!(!Effect::ClearPending { dom: 1, port: 5 }.apply(&mut b, |_| false));
     assert!(!b.is_pending(5));
     b.test_and_set_pending(6);
-    assert!(!Effect::ClearAllPending { dom: 1 }.apply(&mut b));
+    assert!(!Effect::ClearAllPending { dom: 1 }.apply(&mut b, |_| false));
     assert!(!b.is_pending(6));
     assert!(
         bits::upcall_deliverable(&b),
         "upcall_pending stays for the guest to clear"
     );
+}
+
+/// `SCHEDOP_poll` waits for a port's pending bit whatever its mask: a VIRQ on a masked, polled port wakes
+/// the poller exactly as a send does (one rule, `mark_pending`), while a masked port nobody polls does not.
+#[test]
+fn polled_masked_ports_wake_for_virqs_and_sends() {
+    let mut w = World::new();
+    let t = w.virq(1, VIRQ_TIMER, 0).unwrap();
+    let (_, b) = w.pair(1, 2);
+    guest::set_mask(&mut w.pages[2], b, true);
+    guest::set_mask(&mut w.pages[1], t, true);
+    let polls_t = |p| p == t;
+    // Masked, not polled: pending, no wake.
+    let mut bits = SharedInfoPage::new(&mut w.pages[1]);
+    assert!(!super::raise_virq(&w.sys, 1, VIRQ_TIMER, &mut bits, |_| {
+        false
+    }));
+    assert!(bits.is_pending(t) && !bits.upcall_pending());
+    bits.clear_pending(t);
+    // Masked and polled: wake (the poll's answer), still no upcall.
+    let mut asked = None;
+    let wake = super::raise_virq(&w.sys, 1, VIRQ_TIMER, &mut bits, |p| {
+        asked = Some(p);
+        polls_t(p)
+    });
+    assert!(wake && asked == Some(t));
+    assert!(bits.is_pending(t) && !bits.upcall_pending());
+    // Polling another port does not wake for this one.
+    bits.clear_pending(t);
+    assert!(!super::raise_virq(&w.sys, 1, VIRQ_TIMER, &mut bits, |p| p == t + 1));
+    // The send path: the same rule through Effect::apply.
+    let send = Effect::SetPending { dom: 2, port: b };
+    let mut bits2 = SharedInfoPage::new(&mut w.pages[2]);
+    assert!(!send.apply(&mut bits2, |_| false));
+    bits2.clear_pending(b);
+    assert!(send.apply(&mut bits2, |p| p == b));
+    // Unmasked, not polled: the ordinary kick.
+    SharedInfoPage::new(&mut w.pages[1]).clear_pending(t);
+    guest::set_mask(&mut w.pages[1], t, false);
+    let mut bits = SharedInfoPage::new(&mut w.pages[1]);
+    assert!(super::raise_virq(&w.sys, 1, VIRQ_TIMER, &mut bits, |_| {
+        false
+    }));
+    assert_eq!(w.upcall(1), [t]);
 }

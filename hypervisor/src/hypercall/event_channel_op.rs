@@ -37,12 +37,12 @@ fn run<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, cmd: u64, arg: Gva) -> 
 /// Apply an event effect to its domain's shared_info and wake that domain if needed.
 pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) {
     let dom = effect.dom();
+    let polling = ctx.polls.ports(dom).clone();
     let Some(mut bits) = ctx.event_bits(dom) else {
         return;
     };
-    let kick = effect.apply(&mut bits);
-    let polled = matches!(effect, Effect::SetPending { port, .. } if ctx.polls.polls(dom, *port));
-    if kick || polled {
+    if effect.apply(&mut bits, |port| polling.contains(&port)) {
         ctx.sched.wake(usize::from(dom));
+        ctx.polls.clear(dom);
     }
 }

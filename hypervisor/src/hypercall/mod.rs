@@ -238,6 +238,8 @@ mod tests {
     }
 }
 #[cfg(test)]
+mod tests_hvframes;
+#[cfg(test)]
 mod tests_mm;
 #[cfg(test)]
 mod tests_traps;

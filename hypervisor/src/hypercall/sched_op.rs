@@ -100,6 +100,12 @@ impl PollTable {
             .is_some_and(|p| p.contains(&port))
     }
 
+    /// The ports domain `dom` is polling (empty if none, or no such domain).
+    pub fn ports(&self, dom: u16) -> &heapless::Vec<u32, MAX_POLL_PORTS> {
+        const NONE: &heapless::Vec<u32, MAX_POLL_PORTS> = &heapless::Vec::new();
+        self.ports.get(usize::from(dom)).unwrap_or(NONE)
+    }
+
     /// Domain `dom` stopped polling (woken, or gone).
     pub fn clear(&mut self, dom: u16) {
         if let Some(p) = self.ports.get_mut(usize::from(dom)) {
@@ -195,5 +201,56 @@ mod tests {
             r(&mut m, [42, 0, 0, 0, 0]),
             Action::Return(Errno::ENOSYS.as_ret())
         );
+    }
+
+    /// A vCPU polling a masked port sleeps until an event on that port, which wakes it and ends the poll;
+    /// the event stays pending, with no upcall.
+    #[test]
+    fn poll_on_a_masked_port_wakes_at_the_event() {
+        use crate::event::bits::{EventBits, SharedInfoPage, guest};
+        use crate::sched_policy::RunState;
+        use abi::event_channel::{EVTCHNOP_BIND_IPI, EVTCHNOP_SEND, EvtchnBindIpi, EvtchnSend};
+        use abi::hypercall::nr::EVENT_CHANNEL_OP;
+        use zerocopy::{FromBytes, IntoBytes};
+
+        let mut w = World::new();
+        w.sched.start(1, 256).unwrap();
+        let arg = RW_PAGE + 0x200;
+        let at = |va: u64| (va - RW_PAGE) as usize;
+        let bind = EvtchnBindIpi { vcpu: 0, port: 0 };
+        w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 8].copy_from_slice(bind.as_bytes());
+        let r = w.call(EVENT_CHANNEL_OP, [EVTCHNOP_BIND_IPI, arg, 0, 0, 0]);
+        assert_eq!(r, Action::Return(0));
+        let port = EvtchnBindIpi::read_from_bytes(&w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 8])
+            .unwrap()
+            .port;
+        guest::set_mask(w.mem.frame_mut(Mfn(15)), port, true);
+        // SCHEDOP_poll(port, no timeout): blocks.
+        let (poll, ports) = (RW_PAGE + 0x300, RW_PAGE + 0x340);
+        let p = SchedPoll {
+            ports,
+            nr_ports: 1,
+            _pad0: 0,
+            timeout: 0,
+        };
+        w.mem.frame_mut(Mfn(10))[at(poll)..at(poll) + 24].copy_from_slice(p.as_bytes());
+        w.mem.frame_mut(Mfn(10))[at(ports)..at(ports) + 4].copy_from_slice(&port.to_le_bytes());
+        assert_eq!(
+            w.call(SCHED_OP, [SCHEDOP_POLL, poll, 0, 0, 0]),
+            Action::Yield
+        );
+        assert!(w.polls.polls(1, port));
+        assert_eq!(w.sched.state(1), Some(RunState::Blocked { wake_at: None }));
+        // An event on the masked port wakes it and ends the poll; no upcall.
+        let send = EvtchnSend { port };
+        w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 4].copy_from_slice(send.as_bytes());
+        assert_eq!(
+            w.call(EVENT_CHANNEL_OP, [EVTCHNOP_SEND, arg, 0, 0, 0]),
+            Action::Return(0)
+        );
+        assert_eq!(w.sched.state(1), Some(RunState::Runnable));
+        assert!(w.polls.ports(1).is_empty());
+        let bits = SharedInfoPage::new(w.mem.frame_mut(Mfn(15)));
+        assert!(bits.is_pending(port) && !bits.upcall_pending());
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! frames 1..=4   L4, L3, L2, L1 of domain 1 (validated as its base)
 //! frame 10       mapped writable at RW_PAGE       frame 11  mapped read-only at RO_PAGE
-//! frames 12..=14 domain 1's, unused              frame 15  its shared_info page
+//! frames 12..=14 domain 1's, unused              frame 15  its shared_info page (held writable)
 //! frames 16..=19 domain 2's                      frames 32..64 free
 //! ```
 
@@ -108,16 +108,19 @@ impl World {
         for f in 16..=19 {
             machine.ft.assign(Mfn(f), 2).unwrap();
         }
-        Mm::new(
+        let mut mm = Mm::new(
             &mut machine.ft,
             &mut mem,
             Policy {
                 maxphyaddr: MAXPHYADDR,
                 hv_l4: &[],
             },
-        )
-        .set_base(None, root, 1)
-        .expect("the test tables validate");
+        );
+        mm.set_base(None, root, 1)
+            .expect("the test tables validate");
+        // As `create_domain` does: each shared_info page is held writable for the hypervisor.
+        mm.hold_hv_writable(Mfn(15), 1).expect("hold shared_info");
+        mm.hold_hv_writable(Mfn(19), 2).expect("hold shared_info");
         let dom = DomainMm {
             base: root,
             tot_pages: 14,

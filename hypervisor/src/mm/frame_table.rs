@@ -7,7 +7,9 @@
 //!
 //! Invariants kept by `ptval` (and checked by its property test): `type_count == 0` exactly when
 //! `ty == PageType::None`; [`PageInfo::VALIDATED`] is set exactly on frames typed as a page table;
-//! [`PageInfo::PINNED`] implies a type reference; only frames with an owner have non-zero counts.
+//! [`PageInfo::PINNED`] implies a type reference; [`PageInfo::HV_WRITES`] implies a [`PageType::Writable`]
+//! type reference (so such a frame can never take a page-table type); only frames with an owner have
+//! non-zero counts.
 
 use abi::types::Mfn;
 
@@ -64,7 +66,7 @@ pub struct PageInfo {
     pub owner: u16,
     /// The current type (meaningful while `type_count > 0`; [`PageType::None`] otherwise).
     pub ty: PageType,
-    /// [`PageInfo::VALIDATED`] | [`PageInfo::PINNED`].
+    /// [`PageInfo::VALIDATED`] | [`PageInfo::PINNED`] | [`PageInfo::HV_WRITES`].
     pub flags: u8,
     /// References holding the type: page-table entries that need it, a pin, the address-space base.
     pub type_count: u32,
@@ -79,6 +81,10 @@ impl PageInfo {
     pub const VALIDATED: u8 = 1;
     /// Flag: the guest pinned the frame as a page table (holds one type reference).
     pub const PINNED: u8 = 2;
+    /// Flag: the hypervisor writes this frame on the domain's behalf (its shared_info page); the flag holds
+    /// one [`PageType::Writable`] type reference for the frame's whole life in the domain, so the frame can
+    /// never become a page table (Xen keeps shared_info permanently typed writable for the same reason).
+    pub const HV_WRITES: u8 = 4;
 
     /// An unowned frame with no type and no references.
     pub const EMPTY: PageInfo = PageInfo {
@@ -97,6 +103,11 @@ impl PageInfo {
     /// True if [`PageInfo::PINNED`] is set.
     pub const fn is_pinned(&self) -> bool {
         self.flags & Self::PINNED != 0
+    }
+
+    /// True if [`PageInfo::HV_WRITES`] is set.
+    pub const fn is_hv_written(&self) -> bool {
+        self.flags & Self::HV_WRITES != 0
     }
 }
 
@@ -281,5 +292,6 @@ mod tests {
         assert_eq!(PageType::Writable.level(), None);
         assert_eq!(core::mem::size_of::<PageInfo>(), 12);
         assert!(!PageInfo::EMPTY.is_pinned() && !PageInfo::EMPTY.is_validated());
+        assert!(!PageInfo::EMPTY.is_hv_written());
     }
 }

@@ -23,7 +23,15 @@
 //!   reserved slots (Xen's `init_xen_l4_slots`); they take no references, are ignored on devalidation and
 //!   cannot be changed by [`Mm::mod_entry`];
 //! - a pin holds one type reference (pins do not nest); the address-space base (`NEW_BASEPTR`) holds one
-//!   L4 type reference.
+//!   L4 type reference;
+//! - **frames the hypervisor writes on the domain's behalf** (its shared_info page; any later vcpu_info or
+//!   ring registration) are *held* ([`Mm::hold_hv_writable`]): one `Writable` type reference flagged
+//!   [`PageInfo::HV_WRITES`], which the guest cannot drop (it is not a pin), so while the hypervisor uses
+//!   the frame every page-table type request on it (pin, link into a table, base) is a
+//!   [`MmError::TypeConflict`] (-EBUSY), whether or not the guest still maps it writable. Without this, a
+//!   guest that remapped its shared_info read-only could pin it as an L1 and let the hypervisor's event
+//!   bits forge page-table entries. Registration in the other order fails too: a frame that is a page table
+//!   cannot be held.
 //!
 //! **Bounded work.** A frame is validated only when its type count goes from 0 to 1 and devalidated only
 //! when it goes back to 0, so one operation validates (or devalidates) each frame of the domain at most
@@ -400,6 +408,32 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         Ok(())
     }
 
+    /// Holds `mfn` (owned by `dom`) for the hypervisor's writes: takes a `Writable` type reference and sets
+    /// [`PageInfo::HV_WRITES`]. Fails with a `TypeConflict` if the frame is a page table now, `InUse` if it is
+    /// already held. On error nothing changed. Teardown drops the hold.
+    pub fn hold_hv_writable(&mut self, mfn: Mfn, dom: u16) -> Result<(), MmError> {
+        if self.owned_mut(mfn, dom)?.is_hv_written() {
+            return Err(MmError::InUse(mfn));
+        }
+        self.get_page_type(mfn, PageType::Writable, dom)?;
+        if let Some(p) = self.ft.info_mut(mfn) {
+            p.flags |= PageInfo::HV_WRITES;
+        }
+        Ok(())
+    }
+
+    /// Ends a [`hold_hv_writable`](Self::hold_hv_writable) (the hypervisor no longer writes the frame):
+    /// clears the flag and drops its type reference. `NotPinned` if the frame is not held.
+    pub fn release_hv_writable(&mut self, mfn: Mfn, dom: u16) -> Result<(), MmError> {
+        let p = self.owned_mut(mfn, dom)?;
+        if !p.is_hv_written() {
+            return Err(MmError::NotPinned(mfn));
+        }
+        p.flags &= !PageInfo::HV_WRITES;
+        self.put_page_type(mfn);
+        Ok(())
+    }
+
     /// `MMUEXT_NEW_BASEPTR`: takes an L4 type reference on `new` (validating it if needed), then drops the
     /// one `old` (the domain's current base, if any) held. On error nothing changed and `old` stays the base.
     pub fn set_base(&mut self, old: Option<Mfn>, new: Mfn, dom: u16) -> Result<(), MmError> {
@@ -410,11 +444,11 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         Ok(())
     }
 
-    /// Domain teardown: unpins every pinned frame of `dom` and drops the base's reference (`base`: the
-    /// current base, if any), which returns every count of its frames to 0; then takes all its frames away
+    /// Domain teardown: unpins every pinned frame of `dom`, drops every hypervisor hold and the base's
+    /// reference (`base`: the current base, if any), which returns every count of its frames to 0; then takes all its frames away
     /// ([`FrameTable::release_all`], calling `release` for each). Returns how many frames were released.
     ///
-    /// Every reference to a frame of `dom` comes from a validated table of `dom`, a pin or the base, and
+    /// Every reference to a frame of `dom` comes from a validated table of `dom`, a pin, a hold or the base, and
     /// every validated table is reachable from a pin or the base, so this unwinds everything. A `base` that
     /// is not an L4 of `dom` is ignored, and `release_all` resets whatever is left, so a crashed domain with
     /// inconsistent state is still torn down.
@@ -426,6 +460,13 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
                 && p.type_count > 0
             {
                 p.flags &= !PageInfo::PINNED;
+                self.put_page_type(mfn);
+            }
+            if let Ok(p) = self.owned_mut(mfn, dom)
+                && p.is_hv_written()
+                && p.type_count > 0
+            {
+                p.flags &= !PageInfo::HV_WRITES;
                 self.put_page_type(mfn);
             }
         }

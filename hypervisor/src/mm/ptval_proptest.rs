@@ -4,8 +4,14 @@
 //! with random entries, 1–3 pins, then 6–12 random `mod_entry` / `pin` / `unpin` / `set_base` operations
 //! by either domain, and a teardown of both. After every step the invariants are checked from scratch,
 //! independently of `ptval`'s own bookkeeping: every count is recounted from the entries in memory of the
-//! frames flagged VALIDATED, the pins and the bases the harness recorded. A failed operation must change
-//! nothing (frame table snapshot, no memory write). Default 100 000 cases; `MM_PROPTEST_CASES=n` overrides.
+//! frames flagged VALIDATED, the pins, the hypervisor holds and the bases the harness recorded. A failed
+//! operation must change nothing (frame table snapshot, no memory write). Default 100 000 cases;
+//! `MM_PROPTEST_CASES=n` overrides.
+//!
+//! Most cases give each domain a *held* frame (`Mm::hold_hv_writable`: its shared_info page, which the
+//! hypervisor writes). After every step the harness writes forged present, writable entries into it, as the
+//! event code would write pending bits; the frame must stay typed `Writable` and never be validated, pinned
+//! or a base, and every attempt to make it a table must be a type conflict.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -210,11 +216,20 @@ fn decode_init(w: u64) -> (usize, usize, Hex) {
     )
 }
 
-/// What the harness knows independently of the frame table: owners, pins (with their level), each base.
+/// What the harness knows independently of the frame table: owners, pins (with their level), each base,
+/// the frames held for the hypervisor.
 struct Harness {
     owner: [u16; NF],
     pinned: [Option<u32>; NF],
     base: [Option<Mfn>; 3],
+    held: [bool; NF],
+}
+
+/// The frames held for the hypervisor in a case, from one word: domain 1's among 0..8 (or none), domain
+/// 2's among 16..19 (or none).
+fn decode_held(w: u64) -> [Option<usize>; 2] {
+    let (a, b) = ((w % 10) as usize, ((w >> 8) % 4) as usize);
+    [(a < 8).then_some(a), (b < 3).then_some(16 + b)]
 }
 
 fn policy() -> Policy<'static> {
@@ -261,7 +276,14 @@ fn check(ft: &FrameTable<'_>, mem: &Mem, h: &Harness) -> Result<(), TestCaseErro
             p
         );
         prop_assert_eq!(p.is_pinned(), h.pinned[t].is_some(), "frame {}: {:?}", t, p);
-        prop_assert_eq!(p.flags & !(PageInfo::VALIDATED | PageInfo::PINNED), 0);
+        prop_assert_eq!(p.is_hv_written(), h.held[t], "frame {}: {:?}", t, p);
+        if h.held[t] {
+            // (5) a frame the hypervisor writes is never a page table.
+            prop_assert_eq!(p.ty, PageType::Writable, "held frame {}: {:?}", t, p);
+            prop_assert!(!p.is_validated() && !p.is_pinned(), "held frame {}", t);
+        }
+        let flags = PageInfo::VALIDATED | PageInfo::PINNED | PageInfo::HV_WRITES;
+        prop_assert_eq!(p.flags & !flags, 0);
         let Some(level) = p.ty.level() else { continue };
         for &i in &IDX {
             let e = Pte(mem.frames[t][i]);
@@ -323,6 +345,11 @@ fn check(ft: &FrameTable<'_>, mem: &Mem, h: &Harness) -> Result<(), TestCaseErro
         tc[f] += 1;
         demand(&mut need, f, PageType::L4)?;
     }
+    for f in (0..NF).filter(|&f| h.held[f]) {
+        refs[f] += 1;
+        tc[f] += 1;
+        demand(&mut need, f, PageType::Writable)?;
+    }
     // (1) the counts are exactly the references.
     for (f, p) in infos.iter().enumerate() {
         prop_assert_eq!(p.refs, refs[f], "refs of frame {}: {:?}", f, p);
@@ -363,6 +390,8 @@ struct Stats {
     depth: [Cell<u64>; 4],
     max_refs: Cell<u32>,
     max_tables: Cell<usize>,
+    /// Pins, bases and table links aimed at a held frame (all refused).
+    held_refused: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -572,7 +601,34 @@ fn record_success(
     Ok(())
 }
 
-fn run_case(init: &[(usize, usize, Hex)], ops: &[Op], stats: &Stats) -> Result<(), TestCaseError> {
+/// Whether `op` asks for a page-table type on a held frame of the caller: a pin (of a level 1..=4) or a
+/// base — `Some(true)`: nothing else can be wrong with it, so it must be a type conflict — or a present entry
+/// of an L2..L4 naming it (`Some(false)`: it may also fail for other reasons).
+fn targets_held(op: Op, ft: &FrameTable<'_>, h: &Harness) -> Option<bool> {
+    let held =
+        |f: u64, dom: u16| (f as usize) < NF && h.held[f as usize] && h.owner[f as usize] == dom;
+    let hit = match op {
+        Op::Pin { mfn, level, dom } => held(mfn, dom) && (1..=4).contains(&level),
+        Op::Base { mfn, dom } => held(mfn, dom),
+        Op::Mod {
+            table, val, dom, ..
+        } => {
+            let level = ft.info(Mfn(table)).and_then(|p| p.ty.level());
+            let e = Pte(val.0);
+            let hit = matches!(level, Some(2..=4)) && e.is_present() && held(e.mfn().0, dom);
+            return hit.then_some(false);
+        }
+        Op::Unpin { .. } => false,
+    };
+    hit.then_some(true)
+}
+
+fn run_case(
+    init: &[(usize, usize, Hex)],
+    ops: &[Op],
+    held: [Option<usize>; 2],
+    stats: &Stats,
+) -> Result<(), TestCaseError> {
     let mut backing = vec![PageInfo::EMPTY; NF];
     let mut ft = FrameTable::new(&mut backing);
     for f in 0..NF {
@@ -591,9 +647,18 @@ fn run_case(init: &[(usize, usize, Hex)], ops: &[Op], stats: &Stats) -> Result<(
         owner: core::array::from_fn(owner_of),
         pinned: [None; NF],
         base: [None; 3],
+        held: [false; NF],
     };
-    for &op in ops {
+    for f in held.into_iter().flatten() {
+        Mm::new(&mut ft, &mut mem, policy())
+            .hold_hv_writable(Mfn(f as u64), owner_of(f))
+            .map_err(|e| TestCaseError::fail(format!("hold of frame {f}: {e:?}")))?;
+        h.held[f] = true;
+    }
+    check(&ft, &mem, &h)?;
+    for (step, &op) in ops.iter().enumerate() {
         let op = resolve(op, &ft);
+        let at_held = targets_held(op, &ft, &h);
         let (before, writes) = (infos(&ft), mem.writes);
         let old = match op {
             Op::Mod { table, index, .. } if (table as usize) < NF && index < ENTRIES => {
@@ -609,6 +674,11 @@ fn run_case(init: &[(usize, usize, Hex)], ops: &[Op], stats: &Stats) -> Result<(
         };
         match apply(&mut Mm::new(&mut ft, &mut mem, policy()), &h, op) {
             Err(e) => {
+                if let Some(strict) = at_held {
+                    bump(&stats.held_refused);
+                    let conflict = matches!(e, MmError::TypeConflict { have, .. } if have == PageType::Writable);
+                    prop_assert!(!strict || conflict, "{:?} at a held frame: {:?}", op, e);
+                }
                 bump(&stats.refused[kind]);
                 bump(&stats.errors[error_index(e)]);
                 // (4) a failed operation changed nothing.
@@ -628,6 +698,7 @@ fn run_case(init: &[(usize, usize, Hex)], ops: &[Op], stats: &Stats) -> Result<(
                 check_refusal(op, e, &before, &h)?;
             }
             Ok(flush) => {
+                prop_assert!(at_held.is_none(), "{:?} made a held frame a page table", op);
                 bump(&stats.ok[kind]);
                 record_success(op, flush, old, &mem, &mut h)?;
             }
@@ -645,6 +716,17 @@ fn run_case(init: &[(usize, usize, Hex)], ops: &[Op], stats: &Stats) -> Result<(
             bump(&stats.depth[depth as usize - 1]);
         }
         stats.max_tables.set(stats.max_tables.get().max(tables));
+        check(&ft, &mem, &h)?;
+        // The hypervisor writes its "event bits" into the held frames: forged present, writable entries
+        // (to a frame of the domain, a foreign one, a hypervisor one). Were a held frame a table, the next
+        // recount would find references nobody took.
+        for f in (0..NF).filter(|&f| h.held[f]) {
+            let target = [0u64, 5, 16, 20][step % 4];
+            mem.write_u64(
+                Maddr((f * 4096 + IDX[step % 4] * 8) as u64),
+                (target << 12) | P | RW,
+            );
+        }
         check(&ft, &mem, &h)?;
     }
     // Nothing outside IDX was ever written, so the recounts above saw every entry.
@@ -670,6 +752,7 @@ fn run_case(init: &[(usize, usize, Hex)], ops: &[Op], stats: &Stats) -> Result<(
         for f in 0..NF {
             if owner_of(f) == d {
                 h.pinned[f] = None;
+                h.held[f] = false;
                 h.owner[f] = NO_OWNER;
             }
         }
@@ -699,15 +782,17 @@ fn random_operation_sequences() {
         // A few pins first (the guest recipe: build, pin, then update), then the random operations.
         prop::collection::vec(any::<u64>().prop_map(|w| decode_op((w & !0xf) | 7)), 1..=3),
         prop::collection::vec(any::<u64>().prop_map(decode_op), 6..=12),
+        any::<u64>().prop_map(decode_held),
     );
-    let result = runner.run(&strategy, |(init, pins, ops)| {
-        run_case(&init, &[pins, ops].concat(), &stats)
+    let result = runner.run(&strategy, |(init, pins, ops, held)| {
+        run_case(&init, &[pins, ops].concat(), held, &stats)
     });
     let n = |c: &[Cell<u64>]| c.iter().map(Cell::get).collect::<Vec<_>>();
     eprintln!(
         "ptval property test: {cases} cases in {:.1?}; ok [mod pin unpin base] {:?}, refused {:?}, \
          refusals by MmError variant {:?}, max refs {}, max validated tables {}, \
-         steps by longest validated chain [1 2 3 4 levels] {:?}",
+         steps by longest validated chain [1 2 3 4 levels] {:?}, table requests at held frames \
+         (all refused) {}",
         start.elapsed(),
         n(&stats.ok),
         n(&stats.refused),
@@ -715,6 +800,7 @@ fn random_operation_sequences() {
         stats.max_refs.get(),
         stats.max_tables.get(),
         n(&stats.depth),
+        stats.held_refused.get(),
     );
     if let Err(e) = result {
         panic!("{e}");

@@ -393,3 +393,85 @@ fn errno_and_display() {
     let text = format!("{}", busy[0]);
     assert_eq!(text, "frame Mfn(0x7) is typed L1, wanted Writable");
 }
+
+/// The shared_info attack: a held frame (the hypervisor writes it) never takes a table type, whether or not
+/// the guest maps it writable, and the guest cannot drop the hold.
+#[test]
+fn hv_held_frame_never_becomes_a_table() {
+    let mut w = World::new();
+    // L4 0 → L3 1 → L2 2 → L1 3, pinned; frame 5 is the "shared_info" page, mapped writable by L1 3.
+    for t in 0..3 {
+        w.poke(t, 0, pte(t + 1, P | RW));
+    }
+    w.poke(3, 0, pte(5, P | RW));
+    w.pin_ok(0, 4);
+    w.mm().hold_hv_writable(Mfn(5), D1).unwrap();
+    assert_eq!(w.counts(5), (T::Writable, 2, 2));
+    assert!(w.info(5).is_hv_written() && !w.info(5).is_pinned());
+    // Remap it read-only (the first step of the attack): the hold keeps the type.
+    assert!(w.set_ok(3, 0, pte(5, P)));
+    assert_eq!(w.counts(5), (T::Writable, 1, 2));
+    let busy = |want| conflict(5, T::Writable, want);
+    for l in 1..=4 {
+        w.pin_err(busy(PageType::table(l)), 5, l);
+    }
+    w.base_err(busy(T::L4), 5);
+    // Linked as a lower-level table anywhere in the hierarchy.
+    w.set_err(busy(T::L1), 2, 1, pte(5, P));
+    w.set_err(busy(T::L2), 1, 1, pte(5, P | RW));
+    w.set_err(busy(T::L3), 0, 1, pte(5, P));
+    // Fully unmapped: still held, still refused.
+    assert!(w.set_ok(3, 0, 0));
+    assert_eq!(w.counts(5), (T::Writable, 1, 1));
+    w.pin_err(busy(T::L1), 5, 1);
+    // The guest cannot undo the hold: unpin, free, a second hold.
+    w.refused(NotPinned(Mfn(5)), |m| m.unpin(Mfn(5), D1));
+    w.refused(InUse(Mfn(5)), |m| m.free_frame(Mfn(5), D1));
+    w.refused(InUse(Mfn(5)), |m| m.hold_hv_writable(Mfn(5), D1));
+    // Another domain can neither hold nor release it.
+    w.refused(NotOwned(Mfn(5)), |m| m.hold_hv_writable(Mfn(5), D2));
+    w.refused(NotOwned(Mfn(5)), |m| m.release_hv_writable(Mfn(5), D2));
+    // Writable and read-only mappings keep working.
+    w.set_ok(3, 2, pte(5, P | RW));
+    w.set_ok(3, 3, pte(5, P));
+    assert_eq!(w.counts(5), (T::Writable, 2, 3));
+    // Once the hypervisor lets go (and the mappings are gone) it is an ordinary frame again.
+    w.set_ok(3, 2, 0);
+    w.set_ok(3, 3, 0);
+    w.mm().release_hv_writable(Mfn(5), D1).unwrap();
+    w.refused(NotPinned(Mfn(5)), |m| m.release_hv_writable(Mfn(5), D1));
+    assert_eq!(w.counts(5), (T::None, 0, 0));
+    assert_eq!(w.info(5).flags, 0);
+    w.pin_ok(5, 1);
+}
+
+/// The other order: a frame that is a page table cannot be held (a registration on it is refused).
+#[test]
+fn hold_of_a_table_is_refused() {
+    let mut w = World::new();
+    w.pin_ok(6, 1);
+    w.refused(conflict(6, T::L1, T::Writable), |m| {
+        m.hold_hv_writable(Mfn(6), D1)
+    });
+    w.refused(NotOwned(Mfn(HV)), |m| m.hold_hv_writable(Mfn(HV), D1));
+    w.refused(NotOwned(Mfn(NF)), |m| m.hold_hv_writable(Mfn(NF), D1));
+    // Unpinned, it can be.
+    w.mm().unpin(Mfn(6), D1).unwrap();
+    w.mm().hold_hv_writable(Mfn(6), D1).unwrap();
+    assert_eq!(w.counts(6), (T::Writable, 1, 1));
+}
+
+/// Teardown drops the hold with every other reference: all counts back to zero, nothing left typed.
+#[test]
+fn teardown_drops_the_hold() {
+    let mut w = World::new();
+    w.poke(3, 0, pte(5, P | RW));
+    w.pin_ok(3, 1);
+    w.mm().hold_hv_writable(Mfn(5), D1).unwrap();
+    w.mm().hold_hv_writable(Mfn(17), D2).unwrap();
+    assert_eq!(w.mm().teardown(D1, None, |_| {}), 16);
+    assert!((0..16).all(|m| w.info(m) == PageInfo::EMPTY));
+    assert_eq!(w.counts(17), (T::Writable, 1, 1), "other domain untouched");
+    assert_eq!(w.mm().teardown(D2, None, |_| {}), 4);
+    assert!((0..NF).all(|m| w.info(m) == PageInfo::EMPTY));
+}
