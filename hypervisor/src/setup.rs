@@ -216,6 +216,16 @@ pub fn start(magic: u32, info: u64) -> ! {
             "absent (every CR3 switch flushes the TLB)"
         },
     );
+    match arch::fidelity::run() {
+        arch::fidelity::Fidelity::Passed => log::info!(
+            "cpu fidelity: passed (ring-1 code with a null SS still faults on a privileged instruction)"
+        ),
+        f => log::warn!(
+            "{}: ring-1 code that loads a null SS runs at CPL 0 (cpu-fidelity: {}), so a guest can take over the machine; see docs/ARCHITECTURE.md, \"Threat model\"",
+            abi::exit::CPU_FIDELITY_WARNING,
+            f.audit_word()
+        ),
+    }
     let hv = HV.call_once(|| HvInfo {
         cmdline: heapless::String::try_from(cmdline).unwrap_or_default(),
         integrity: integrity_checksum(),

@@ -49,6 +49,28 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
     crate::sched::schedule(next == Next::Switch)
 }
 
+/// Entry point from `arch::entry` for an entry with a guest CS but no stack switch: the current domain ran
+/// at CPL 0 (a CPU model that lets ring-1 code into ring 0, see `arch::x86_64::fidelity`). Its registers
+/// are on its own stack and are not used; it is crashed.
+pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
+    {
+        let mut table = DOMAINS.lock();
+        let Some((dom, _)) = current_and_others(&mut table) else {
+            panic!(
+                "entry without a stack switch and no current domain (vector {vector}, rip {rip:#x})"
+            );
+        };
+        crash_domain(
+            dom,
+            format_args!(
+                "entered the hypervisor at CPL 0 (null SS, emulator defect): vector {vector} at rip={rip:#x} \
+                 without a stack switch; registers unknown"
+            ),
+        );
+    }
+    crate::sched::schedule(true)
+}
+
 /// The current domain, and every other domain read-only (indexed by id; `None` for the current one and for
 /// free slots), for the hypercalls that report on domains.
 fn current_and_others(

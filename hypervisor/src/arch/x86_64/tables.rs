@@ -109,6 +109,11 @@ pub struct EntryWords {
     /// MXCSR value installed for hypervisor code (all SSE exceptions masked).
     pub mxcsr: u32,
     _pad: u32,
+    /// RSP at `common_entry` after an entry from a guest through TSS.RSP0 (or SYSCALL): the entry stack's
+    /// top minus the frame the CPU and the stub pushed. Any other RSP with a guest CS is untrusted.
+    pub rsp0_entry: u64,
+    /// The same for each IST stack (IST1..IST4).
+    pub ist_entry: [u64; 4],
 }
 
 /// Everything in `.entry.data`. Page aligned; the IDT fills the first page exactly.
@@ -160,6 +165,8 @@ pub static ENTRY_TABLES: EntryCell = EntryCell(UnsafeCell::new(EntryTables {
         fxsave_area: 0,
         mxcsr: 0x1f80,
         _pad: 0,
+        rsp0_entry: 0,
+        ist_entry: [0; 4],
     },
 }));
 
