@@ -6,6 +6,7 @@
 //! FAILURE, and the QEMU harness checks the hypervisor's crash report instead.
 
 mod console_input;
+mod entry_isolation;
 mod events;
 mod hypercall_abi;
 mod isolation;
@@ -206,6 +207,26 @@ const SCENARIOS: &[Scenario] = &[
         name: "domains",
         about: "domain 0 lists the domains (sysctl); the others are refused",
         run: sysctl::domains,
+    },
+    Scenario {
+        name: "ist-victim",
+        about: "IST leak pair, domain 1: single-steps (#DB) with secrets in 11 registers",
+        run: entry_isolation::ist_victim,
+    },
+    Scenario {
+        name: "ist-attacker",
+        about: "IST leak pair, domain 0: scans every readable entry-region page for the secrets",
+        run: entry_isolation::ist_attacker,
+    },
+    Scenario {
+        name: "null-ss",
+        about: "null SS in ring 1, then via=int82|syscall|fault|priv: crashed at CPL 0 (TCG) or held",
+        run: entry_isolation::null_ss,
+    },
+    Scenario {
+        name: "selectors",
+        about: "every documented selector into DS/ES/FS/GS/SS in ring 1 and ring 3: no fault",
+        run: entry_isolation::selectors,
     },
     Scenario {
         name: "selftest-fail",
