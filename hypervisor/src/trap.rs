@@ -29,10 +29,8 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         let mut table = DOMAINS.lock();
         let peers = table.shared_info;
         let Some((dom, others)) = current_and_others(&mut table) else {
-            panic!(
-                "entry from a guest with no current domain (vector {})",
-                frame.vector
-            );
+            drop(table);
+            no_current_domain(frame.vector)
         };
         dom.vcpu.regs = frame;
         match frame.vector {
@@ -49,13 +47,22 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
     crate::sched::schedule(next == Next::Switch)
 }
 
+/// A trusted guest entry with no domain on the CPU: the boot-time fidelity probe's #GP, or a bug.
+fn no_current_domain(vector: u64) -> ! {
+    if crate::arch::fidelity::probing() {
+        crate::arch::fidelity::probe_trapped(vector);
+    }
+    panic!("entry from a guest with no current domain (vector {vector})");
+}
+
 /// Entry point from `arch::entry` for an entry with a guest CS but no stack switch: the current domain ran
 /// at CPL 0 (a CPU model that lets ring-1 code into ring 0, see `arch::x86_64::fidelity`). Its registers
 /// are on its own stack and are not used; it is crashed.
 pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
     {
         let mut table = DOMAINS.lock();
-        let Some((dom, _)) = current_and_others(&mut table) else {
+        let current = table.current;
+        let Some(dom) = current.and_then(|i| table.slots[i].as_mut()) else {
             panic!(
                 "entry without a stack switch and no current domain (vector {vector}, rip {rip:#x})"
             );

@@ -38,8 +38,11 @@ fn null_ss(via: &str, expect_crash: bool) {
     if cpu_is_faithful(&outcome) || !expect_crash {
         e.result(0, TestResult::Success).exit(EXIT_OK);
     } else {
-        e.crashed(0, "entered the hypervisor at CPL 0 (null SS, emulator defect)")
-            .exit(EXIT_DOMAIN_CRASHED);
+        e.crashed(
+            0,
+            "entered the hypervisor at CPL 0 (null SS, emulator defect)",
+        )
+        .exit(EXIT_DOMAIN_CRASHED);
     }
 }
 

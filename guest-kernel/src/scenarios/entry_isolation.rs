@@ -49,7 +49,9 @@ pub fn ist_victim(cmdline: &str, r: &mut Results) {
     let n = rounds(cmdline, 150);
     let secrets: [u64; 11] = core::array::from_fn(|i| SECRET_BASE + i as u64);
     let _g = HANDLERS.scoped(1, count_db);
-    println!("victim: {n} rounds of 9+ #DB with secrets {SECRET_BASE:#x}+0..10 in RBX RBP RDX R8-R15");
+    println!(
+        "victim: {n} rounds of 9+ #DB with secrets {SECRET_BASE:#x}+0..10 in RBX RBP RDX R8-R15"
+    );
     for _ in 0..n {
         // SAFETY: the routine saves and restores the callee-saved registers it loads; the #DB handler above
         // resumes each trap; the yield is an ordinary hypercall.
@@ -142,7 +144,10 @@ pub fn ist_attacker(cmdline: &str, r: &mut Results) {
     scan(&pages, |v| v == ATTACKER_MARK, &mut own);
     check(
         r,
-        &alloc::format!("the scan finds this domain's own frame ({} marker words)", own.len()),
+        &alloc::format!(
+            "the scan finds this domain's own frame ({} marker words)",
+            own.len()
+        ),
         !own.is_empty(),
     );
     let mut found = alloc::vec::Vec::new();
@@ -233,7 +238,11 @@ pub fn null_ss(cmdline: &str, r: &mut Results) {
             "int 0x82 from a null SS is an ordinary hypercall (xen_version)",
             (v as i64) > 0,
         ),
-        _ => check(r, &alloc::format!("{via}: delivered to this kernel once"), traps == 1),
+        _ => check(
+            r,
+            &alloc::format!("{via}: delivered to this kernel once"),
+            traps == 1,
+        ),
     };
 }
 
@@ -244,7 +253,11 @@ pub fn selectors(_: &str, r: &mut Results) {
     let _g = HANDLERS.scoped(14, |_, _| Disposition::Unhandled);
     // SAFETY: the routine restores DS, ES and SS and leaves FS and GS null; no handler resumes into it.
     let loads = unsafe { iso::guest_load_selectors_ring1() };
-    check(r, &alloc::format!("ring 1: {loads} selector loads, no fault"), loads == 17);
+    check(
+        r,
+        &alloc::format!("ring 1: {loads} selector loads, no fault"),
+        loads == 17,
+    );
     static MARK: u64 = 0x5e1e_c7ed;
     let fs = XEN_PV.set_segment_base(SEGBASE_FS, &raw const MARK as u64);
     // SAFETY: the FS base is this kernel's own static just set through the hypercall.

@@ -60,9 +60,12 @@
 //! no memory but the CPU-pushed frame and never change CR3, so a guest learns nothing from them.
 //!
 //! # Entry from ring 0
-//! Only a hypervisor bug (or NMI/#MC) gets here. `common_entry` saves the registers, loads the hypervisor
-//! CR3 (the fault may have hit the exit path after the switch to the guest's CR3), moves to a private fatal
-//! stack and calls [`hv_fatal`], which reports and stops the machine.
+//! Only a hypervisor bug (or NMI/#MC) gets here, apart from interrupts in the idle loop (handled on the
+//! hypervisor stack and returned from). `common_entry` saves the registers, loads the hypervisor CR3 (the
+//! fault may have hit the exit path after the switch to the guest's CR3), moves to a private fatal stack
+//! and calls [`hv_fatal`], which reports and stops the machine. Such an entry through an IST vector leaves
+//! the hypervisor's registers on a guest-visible IST stack unscrubbed; that is harmless only because no
+//! guest runs after it.
 //!
 //! # Exit
 //! [`exit_to_guest`] is given a sanitized frame already written to the top of the entry stack, the guest's
@@ -351,9 +354,6 @@ extern "C" fn guest_trap(frame: *const EntryFrame) -> ! {
     // address in the hypervisor's address space) or copied from an IST stack to the private stack;
     // nothing else writes it until the next exit.
     let frame = unsafe { frame.read() };
-    if super::fidelity::probing() {
-        super::fidelity::probe_trapped(frame.vector);
-    }
     crate::trap::guest_trap(frame)
 }
 
