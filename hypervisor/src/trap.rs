@@ -35,6 +35,19 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         dom.vcpu.regs = frame;
         match frame.vector {
             v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers, &others),
+            8 => {
+                // A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it cannot make
+                // an exception's delivery fault; a guest at CPL 0 whose own stack is unusable can.
+                crash_domain(
+                    dom,
+                    format_args!(
+                        "double fault at rip={:#x}: entered the hypervisor at CPL 0 (null SS, emulator \
+                         defect) with an unusable stack",
+                        frame.rip
+                    ),
+                );
+                Next::Switch
+            }
             v if v < 32 => deliver::exception(dom, &frame),
             abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
             // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
@@ -66,6 +79,12 @@ pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
             panic!(
                 "entry without a stack switch and no current domain (vector {vector}, rip {rip:#x})"
             );
+        };
+        // The saved registers are from its previous entry: show only what is known.
+        dom.vcpu.regs = EntryFrame {
+            vector,
+            rip,
+            ..EntryFrame::default()
         };
         crash_domain(
             dom,

@@ -62,6 +62,21 @@ fn null_ss_then_privileged_instruction_crashes_only_that_domain() {
 }
 
 #[test]
+fn null_ss_then_a_fault_on_an_unusable_stack_crashes_only_that_domain() {
+    let outcome = run(&["test=null-ss via=badstack", "demo"]);
+    let reason = if cpu_is_faithful(&outcome) {
+        "fault while delivering"
+    } else {
+        "entered the hypervisor at CPL 0 (null SS, emulator defect) with an unusable stack"
+    };
+    expect(&outcome)
+        .crashed(0, reason)
+        .poweroff(1)
+        .exit(EXIT_DOMAIN_CRASHED)
+        .hypervisor_alive_at_end();
+}
+
+#[test]
 fn null_ss_then_syscall_is_an_ordinary_system_call() {
     null_ss("syscall", false);
 }

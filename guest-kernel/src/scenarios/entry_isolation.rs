@@ -198,9 +198,11 @@ fn null_ss_syscall(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
 }
 
 /// Load a null SS in ring 1 (QEMU TCG then runs the code at CPL 0), then `via` = int82 | syscall | fault |
-/// priv. Under that defect the hypervisor must crash this domain ("entered the hypervisor at CPL 0") for
-/// int82, fault and priv; a SYSCALL carries no trace of the caller's CPL and arrives as an ordinary system
-/// call. On a faithful CPU every variant stays in ring 1 and the scenario reports SUCCESS.
+/// priv | badstack. Under that defect the hypervisor must crash this domain ("entered the hypervisor at
+/// CPL 0") for int82, fault, priv and badstack (RSP = 8, then a fault: #DF); a SYSCALL carries no trace of
+/// the caller's CPL and arrives as an ordinary system call. On a faithful CPU every variant stays in ring
+/// 1 and the scenario reports SUCCESS, except badstack, which the hypervisor cannot deliver (the domain is
+/// crashed: "fault while delivering").
 pub fn null_ss(cmdline: &str, r: &mut Results) {
     let via = option(cmdline, "via").unwrap_or("int82");
     let (code, vector) = match via {
@@ -208,8 +210,9 @@ pub fn null_ss(cmdline: &str, r: &mut Results) {
         "syscall" => (1, Some(crate::trap::frame::VECTOR_SYSCALL)),
         "fault" => (2, Some(6)),
         "priv" => (3, Some(13)),
+        "badstack" => (4, Some(6)),
         _ => {
-            println!("via={via}: expected int82, syscall, fault or priv");
+            println!("via={via}: expected int82, syscall, fault, priv or badstack");
             r.report(Outcome::Error);
             return;
         }

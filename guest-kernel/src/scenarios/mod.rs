@@ -220,7 +220,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "null-ss",
-        about: "null SS in ring 1, then via=int82|syscall|fault|priv: crashed at CPL 0 (TCG) or held",
+        about: "null SS, then via=int82|syscall|fault|priv|badstack: crashed at CPL 0 (TCG) or held",
         run: entry_isolation::null_ss,
     },
     Scenario {

@@ -89,6 +89,7 @@ guest_marked_yield:
 
     // u64 guest_null_ss(via): load the null selector 1 (RPL 1) into SS, then
     //   via 0: int $0x82 (xen_version 0)   via 1: syscall   via 2: ud2   via 3: mov %cr0, %rax; int $0x82
+    //   via 4: RSP = 8 (unmapped), then ud2
     // A faithful CPU runs all of it in ring 1: the hypercall returns, the SYSCALL and the faults are
     // delivered to this kernel's handlers (which resume at guest_null_ss_done). Restores SS and returns.
     .global guest_null_ss
@@ -103,6 +104,8 @@ guest_null_ss:
     je 2f
     cmp $3, %rbx
     je 3f
+    cmp $4, %rbx
+    je 4f
     xor %eax, %eax
     mov $17, %eax
     xor %edi, %edi
@@ -124,6 +127,16 @@ guest_null_ss_priv:
     xor %edi, %edi
     xor %esi, %esi
     int $0x82
+    jmp 9f
+4:  /* An unusable stack, then a fault: at CPL 0 its delivery faults twice (#DF on an IST stack). */
+    push %rbp
+    mov %rsp, %rbp
+    mov $8, %esp
+    .global guest_null_ss_badstack
+guest_null_ss_badstack:
+    ud2
+    mov %rbp, %rsp
+    pop %rbp
     .global guest_null_ss_done
 guest_null_ss_done:
 9:  mov ${kernel_ss}, %ecx
@@ -207,6 +220,7 @@ unsafe extern "C" {
     pub static guest_null_ss_after_syscall: u8;
     pub static guest_null_ss_ud: u8;
     pub static guest_null_ss_priv: u8;
+    pub static guest_null_ss_badstack: u8;
     pub static guest_null_ss_done: u8;
     static guest_selectors_user_start: u8;
     static guest_selectors_user_end: u8;

@@ -271,6 +271,23 @@ fidelity_probe_enter:
     pushq $2
     pushq ${kernel_cs}
     push %rdi
+    /* Nothing of the hypervisor's registers goes along (a faithful CPU's #GP pushes them on the entry
+       stack, which the first exit to a guest overwrites anyway). */
+    xor %eax, %eax
+    xor %ebx, %ebx
+    xor %ecx, %ecx
+    xor %edx, %edx
+    xor %esi, %esi
+    xor %edi, %edi
+    xor %ebp, %ebp
+    xor %r8d, %r8d
+    xor %r9d, %r9d
+    xor %r10d, %r10d
+    xor %r11d, %r11d
+    xor %r12d, %r12d
+    xor %r13d, %r13d
+    xor %r14d, %r14d
+    xor %r15d, %r15d
     iretq
 
     .global fidelity_probe_resume
