@@ -35,20 +35,7 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         dom.vcpu.regs = frame;
         match frame.vector {
             v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers, &others),
-            8 => {
-                // A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it cannot make
-                // an exception's delivery fault; a guest at CPL 0 whose own stack is unusable can.
-                crash_domain(
-                    dom,
-                    format_args!(
-                        "double fault at rip={:#x}: entered the hypervisor at CPL 0 (null SS, emulator \
-                         defect) with an unusable stack",
-                        frame.rip
-                    ),
-                );
-                Next::Switch
-            }
-            v if v < 32 => deliver::exception(dom, &frame),
+            v if v < 32 => exception(dom, &frame),
             abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
             // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
             v => {
@@ -58,6 +45,23 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         }
     };
     crate::sched::schedule(next == Next::Switch)
+}
+
+/// An exception from a guest. A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it
+/// cannot make an exception's delivery fault; a double fault means it ran at CPL 0 with an unusable stack.
+fn exception(dom: &mut Domain, frame: &EntryFrame) -> Next {
+    if frame.vector != 8 {
+        return deliver::exception(dom, frame);
+    }
+    crash_domain(
+        dom,
+        format_args!(
+            "double fault at rip={:#x}: entered the hypervisor at CPL 0 (null SS, emulator defect) with \
+             an unusable stack",
+            frame.rip
+        ),
+    );
+    Next::Switch
 }
 
 /// A trusted guest entry with no domain on the CPU: the boot-time fidelity probe's #GP, or a bug.
