@@ -18,3 +18,9 @@ pub const EXIT_DOMAIN_CRASHED: u8 = 2;
 pub const EXIT_BOOT_ERROR: u8 = 3;
 /// The hypervisor itself panicked or took an unexpected fault. Distinctive on purpose.
 pub const EXIT_HYPERVISOR_PANIC: u8 = 0x3d;
+
+/// The start of the hypervisor's warning line when its boot-time CPU fidelity probe finds that ring-1 code
+/// with a null SS runs at CPL 0 (QEMU TCG's defect): on that CPU model guests are not isolated from the
+/// hypervisor. `cargo xtask run` repeats the line at the end of a run.
+pub const CPU_FIDELITY_WARNING: &str =
+    "CPU FIDELITY: guests are NOT isolated from the hypervisor on this CPU model";

@@ -13,6 +13,7 @@ pub mod debugkeys;
 pub mod deliver;
 pub mod domain;
 pub mod event;
+pub mod gdt;
 pub mod hypercall;
 pub mod loader;
 pub mod mm;

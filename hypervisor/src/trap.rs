@@ -29,15 +29,13 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         let mut table = DOMAINS.lock();
         let peers = table.shared_info;
         let Some((dom, others)) = current_and_others(&mut table) else {
-            panic!(
-                "entry from a guest with no current domain (vector {})",
-                frame.vector
-            );
+            drop(table);
+            no_current_domain(frame.vector)
         };
         dom.vcpu.regs = frame;
         match frame.vector {
             v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers, &others),
-            v if v < 32 => deliver::exception(dom, &frame),
+            v if v < 32 => exception(dom, &frame),
             abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
             // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
             v => {
@@ -47,6 +45,60 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
         }
     };
     crate::sched::schedule(next == Next::Switch)
+}
+
+/// An exception from a guest. A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it
+/// cannot make an exception's delivery fault; a double fault means it ran at CPL 0 with an unusable stack.
+fn exception(dom: &mut Domain, frame: &EntryFrame) -> Next {
+    if frame.vector != 8 {
+        return deliver::exception(dom, frame);
+    }
+    crash_domain(
+        dom,
+        format_args!(
+            "double fault at rip={:#x}: entered the hypervisor at CPL 0 (null SS, emulator defect) with \
+             an unusable stack",
+            frame.rip
+        ),
+    );
+    Next::Switch
+}
+
+/// A trusted guest entry with no domain on the CPU: the boot-time fidelity probe's #GP, or a bug.
+fn no_current_domain(vector: u64) -> ! {
+    if crate::arch::fidelity::probing() {
+        crate::arch::fidelity::probe_trapped(vector);
+    }
+    panic!("entry from a guest with no current domain (vector {vector})");
+}
+
+/// Entry point from `arch::entry` for an entry with a guest CS but no stack switch: the current domain ran
+/// at CPL 0 (a CPU model that lets ring-1 code into ring 0, see `arch::x86_64::fidelity`). Its registers
+/// are on its own stack and are not used; it is crashed.
+pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
+    {
+        let mut table = DOMAINS.lock();
+        let current = table.current;
+        let Some(dom) = current.and_then(|i| table.slots[i].as_mut()) else {
+            panic!(
+                "entry without a stack switch and no current domain (vector {vector}, rip {rip:#x})"
+            );
+        };
+        // The saved registers are from its previous entry: show only what is known.
+        dom.vcpu.regs = EntryFrame {
+            vector,
+            rip,
+            ..EntryFrame::default()
+        };
+        crash_domain(
+            dom,
+            format_args!(
+                "entered the hypervisor at CPL 0 (null SS, emulator defect): vector {vector} at rip={rip:#x} \
+                 without a stack switch; registers unknown"
+            ),
+        );
+    }
+    crate::sched::schedule(true)
 }
 
 /// The current domain, and every other domain read-only (indexed by id; `None` for the current one and for

@@ -6,6 +6,7 @@
 //! FAILURE, and the QEMU harness checks the hypervisor's crash report instead.
 
 mod console_input;
+mod entry_isolation;
 mod events;
 mod hostile_calls;
 mod hostile_entry;
@@ -234,6 +235,26 @@ const SCENARIOS: &[Scenario] = &[
         name: "poll-masked-virq",
         about: "SCHEDOP_poll on the masked VIRQ_TIMER port wakes at the timer",
         run: sharedinfo::poll_masked_virq,
+    },
+    Scenario {
+        name: "ist-victim",
+        about: "IST leak pair, domain 1: single-steps (#DB) with secrets in 11 registers",
+        run: entry_isolation::ist_victim,
+    },
+    Scenario {
+        name: "ist-attacker",
+        about: "IST leak pair, domain 0: scans every readable entry-region page for the secrets",
+        run: entry_isolation::ist_attacker,
+    },
+    Scenario {
+        name: "null-ss",
+        about: "null SS, then via=int82|syscall|fault|priv|badstack: crashed at CPL 0 (TCG) or held",
+        run: entry_isolation::null_ss,
+    },
+    Scenario {
+        name: "selectors",
+        about: "every documented selector into DS/ES/FS/GS/SS in ring 1 and ring 3: no fault",
+        run: entry_isolation::selectors,
     },
     Scenario {
         name: "selftest-fail",

@@ -192,12 +192,13 @@ pub fn create_domain(
     };
     match audit::audit(&IdentityMem, built.l4, domid, |f| m.ft.owner(f), &hvm) {
         Ok(r) => log::info!(
-            "isolation audit: domain {domid}: {} own pages ({} page tables, read-only), {} entry-region pages (read-only), {} entry-stack pages, {} M2P pages (read-only), 0 violations",
+            "isolation audit: domain {domid}: {} own pages ({} page tables, read-only), {} entry-region pages (read-only), {} entry-stack pages, {} M2P pages (read-only), cpu-fidelity: {}, 0 violations",
             r.guest_pages,
             r.page_table_pages,
             r.entry_pages,
             r.stack_pages,
-            r.m2p_pages
+            r.m2p_pages,
+            crate::arch::fidelity::status().audit_word()
         ),
         Err(v) => {
             undo(m, Some(built.l4));

@@ -15,8 +15,28 @@
 //! the vector number; `common_entry` pushes the 15 general-purpose registers, loads the hypervisor's CR3,
 //! moves to the hypervisor's private stack, saves the guest's FPU/SSE state with FXSAVE (before any Rust
 //! code can touch an XMM register), installs a clean MXCSR and calls [`guest_trap`] with a pointer to the
-//! frame. The frame holds only the guest's own registers, so leaving it on the guest-visible entry stack
-//! leaks nothing.
+//! frame.
+//!
+//! # What stays behind on the guest-visible stacks
+//! The entry and IST stacks are mapped (read-write) in *every* domain's address space, so whatever an
+//! entry leaves on them, the next domain can read. The entry-stack (RSP0) frame is left where it is: it
+//! holds only the entering domain's own registers, and [`exit_to_guest`] overwrites exactly those
+//! [`FRAME_SIZE`] bytes with the next guest's own frame before any guest runs again (nothing else ever
+//! writes that stack: Rust code runs on the private stack, and the SYSCALL path's RSP slot is the frame's
+//! RSP field). An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
+//! `common_entry` copies it to the private stack and zeroes the IST copy (`rep movsq`, `rep stosq`)
+//! before any Rust code runs. An IST entry from ring 0 (the hypervisor's own registers) only happens on
+//! the fatal path, which stops the machine before any guest runs again.
+//!
+//! # Entries that cannot be trusted
+//! "From a guest" is decided by CS's RPL, and then checked: the frame must be exactly where the CPU puts
+//! it on a privilege change, at the top of the entry stack or of an IST stack (`EntryWords::rsp0_entry`,
+//! `ist_entry`). A guest CS with any other RSP means the CPU delivered the entry *without* a stack switch,
+//! i.e. the guest was running at CPL 0 (QEMU TCG's null-SS defect, see docs/ARCHITECTURE.md, "Threat
+//! model"), and the frame is on the guest's own stack in guest memory. Nothing of it is used but the
+//! vector and RIP (read once, before the CR3 switch): the path moves to the private stack and calls
+//! [`untrusted_entry`], which crashes the current domain (or ends the boot-time CPU fidelity probe,
+//! [`super::fidelity`]).
 //!
 //! ```text
 //!   entry stack (grows down)                 EntryFrame field   offset
@@ -40,9 +60,12 @@
 //! no memory but the CPU-pushed frame and never change CR3, so a guest learns nothing from them.
 //!
 //! # Entry from ring 0
-//! Only a hypervisor bug (or NMI/#MC) gets here. `common_entry` saves the registers, loads the hypervisor
-//! CR3 (the fault may have hit the exit path after the switch to the guest's CR3), moves to a private fatal
-//! stack and calls [`hv_fatal`], which reports and stops the machine.
+//! Only a hypervisor bug (or NMI/#MC) gets here, apart from interrupts in the idle loop (handled on the
+//! hypervisor stack and returned from). `common_entry` saves the registers, loads the hypervisor CR3 (the
+//! fault may have hit the exit path after the switch to the guest's CR3), moves to a private fatal stack
+//! and calls [`hv_fatal`], which reports and stops the machine. Such an entry through an IST vector leaves
+//! the hypervisor's registers on a guest-visible IST stack unscrubbed; that is harmless only because no
+//! guest runs after it.
 //!
 //! # Exit
 //! [`exit_to_guest`] is given a sanitized frame already written to the top of the entry stack, the guest's
@@ -73,6 +96,11 @@ pub const STUB_SIZE: usize = 16;
 
 /// Offset of the CS slot relative to RSP when `common_entry` starts (vector and error code are below it).
 const CS_FROM_STUB_RSP: usize = offset_of!(EntryFrame, cs) - offset_of!(EntryFrame, vector);
+
+/// How far below a stack's top RSP is when `common_entry` starts after an entry with a stack switch: the
+/// CPU's five words, the error code and the vector.
+pub const STUB_ENTRY_DEPTH: u64 = (FRAME_SIZE - offset_of!(EntryFrame, vector)) as u64;
+const_assert_eq!(STUB_ENTRY_DEPTH, 56);
 
 global_asm!(
     r#"
@@ -114,11 +142,56 @@ common_entry:
     cld
     testb $3, {cs_off}(%rsp)
     jz 2f
+    cmp {tables}+{w_rsp0}(%rip), %rsp
+    jne 5f
     push_gprs
     mov {tables}+{w_cr3}(%rip), %rax
     mov %rax, %cr3
     mov %rsp, %rdi
     mov {tables}+{w_stack}(%rip), %rsp
+    mov {tables}+{w_fpu}(%rip), %rax
+    fxsave64 (%rax)
+    ldmxcsr {tables}+{w_mxcsr}(%rip)
+    movabs ${guest_trap}, %rax
+    call *%rax
+    ud2
+
+5:  /* A guest CS but not the entry stack: an IST stack, or no stack switch at all. */
+    cmp {tables}+{w_ist}(%rip), %rsp
+    je 6f
+    cmp {tables}+{w_ist}+8(%rip), %rsp
+    je 6f
+    cmp {tables}+{w_ist}+16(%rip), %rsp
+    je 6f
+    cmp {tables}+{w_ist}+24(%rip), %rsp
+    je 6f
+    /* Untrusted: the guest ran at CPL 0 and the CPU pushed the frame on the guest's stack. Take the
+       vector and RIP (just written there by the CPU and the stub, so mapped), then leave that stack. */
+    mov (%rsp), %rdi
+    mov {rip_off}(%rsp), %rsi
+    mov {tables}+{w_cr3}(%rip), %rax
+    mov %rax, %cr3
+    mov {tables}+{w_stack}(%rip), %rsp
+    ldmxcsr {tables}+{w_mxcsr}(%rip)
+    movabs ${untrusted_entry}, %rax
+    call *%rax
+    ud2
+
+6:  /* An IST stack, readable by every domain: copy the frame to the private stack, zero the IST copy. */
+    push_gprs
+    mov {tables}+{w_cr3}(%rip), %rax
+    mov %rax, %cr3
+    mov %rsp, %rsi
+    mov {tables}+{w_stack}(%rip), %rsp
+    sub ${frame_size}, %rsp
+    mov %rsp, %rdi
+    mov ${frame_words}, %ecx
+    rep movsq
+    lea -{frame_size}(%rsi), %rdi
+    xor %eax, %eax
+    mov ${frame_words}, %ecx
+    rep stosq
+    mov %rsp, %rdi
     mov {tables}+{w_fpu}(%rip), %rax
     fxsave64 (%rax)
     ldmxcsr {tables}+{w_mxcsr}(%rip)
@@ -178,8 +251,81 @@ exit_to_guest_stub:
     pop_gprs
     add $16, %rsp
     iretq
+
+    /* The boot-time CPU fidelity probe (see fidelity.rs); ordinary hypervisor text, not the entry region.
+       fidelity_probe_enter(rip: rdi, rsp: rsi, ctx: rdx): save the callee-saved registers and RSP in *ctx,
+       then IRETQ to ring 1 (guest kernel CS/SS, IF clear). fidelity_probe_resume(ctx: rdi, value: rsi):
+       restore them and SS, and return `value` from fidelity_probe_enter. */
+    .section .text.fidelity, "ax"
+    .global fidelity_probe_enter
+fidelity_probe_enter:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, (%rdx)
+    pushq ${kernel_ss}
+    push %rsi
+    pushq $2
+    pushq ${kernel_cs}
+    push %rdi
+    /* Nothing of the hypervisor's registers goes along (a faithful CPU's #GP pushes them on the entry
+       stack, which the first exit to a guest overwrites anyway). */
+    xor %eax, %eax
+    xor %ebx, %ebx
+    xor %ecx, %ecx
+    xor %edx, %edx
+    xor %esi, %esi
+    xor %edi, %edi
+    xor %ebp, %ebp
+    xor %r8d, %r8d
+    xor %r9d, %r9d
+    xor %r10d, %r10d
+    xor %r11d, %r11d
+    xor %r12d, %r12d
+    xor %r13d, %r13d
+    xor %r14d, %r14d
+    xor %r15d, %r15d
+    iretq
+
+    .global fidelity_probe_resume
+fidelity_probe_resume:
+    mov ${hv_ds}, %eax
+    mov %eax, %ss
+    mov (%rdi), %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    mov %rsi, %rax
+    ret
+
+    /* The ring-1 side: load a null SS (legal at CPL 1 in 64-bit mode), then read CR0. A faithful CPU
+       raises #GP there (CPL 1); if the read succeeds the CPU ran it at CPL 0, and `int 0x82` (no stack
+       switch at CPL 0) reaches the untrusted-entry path. */
+    .global fidelity_probe_ring1
+fidelity_probe_ring1:
+    mov $1, %ecx
+    mov %ecx, %ss
+    mov %cr0, %rax
+    int ${hypercall_vec}
+    ud2
     "#,
     stub_size = const STUB_SIZE,
+    kernel_ss = const abi::layout::GUEST_KERNEL_SS,
+    kernel_cs = const abi::layout::GUEST_KERNEL_CS,
+    hv_ds = const super::tables::HV_DS,
+    hypercall_vec = const abi::layout::HYPERCALL_VECTOR,
+    w_rsp0 = const offset_of!(EntryTables, words) + offset_of!(EntryWords, rsp0_entry),
+    w_ist = const offset_of!(EntryTables, words) + offset_of!(EntryWords, ist_entry),
+    rip_off = const offset_of!(EntryFrame, rip) - offset_of!(EntryFrame, vector),
+    frame_size = const FRAME_SIZE,
+    frame_words = const FRAME_SIZE / 8,
+    untrusted_entry = sym untrusted_entry,
     fast1 = const abi::layout::FASTPATH_VECTOR,
     rsp_slot = const super::layout::entry_stack_top() - 16 - abi::layout::ENTRY_REGION_VA,
     user_ss = const abi::layout::GUEST_USER_SS,
@@ -209,15 +355,32 @@ unsafe extern "C" {
     static exit_to_guest_stub: u8;
     /// The SYSCALL entry (image address; LSTAR holds its alias).
     pub static syscall_entry: u8;
+    /// Enter the fidelity probe's ring-1 code at `rip` with stack `rsp`; returns what
+    /// `fidelity_probe_resume` is given.
+    pub fn fidelity_probe_enter(rip: u64, rsp: u64, ctx: *mut u64) -> u64;
+    /// Return from `fidelity_probe_enter` with `value` (abandons the current stack).
+    pub fn fidelity_probe_resume(ctx: *const u64, value: u64) -> !;
+    /// The probe's ring-1 code.
+    pub static fidelity_probe_ring1: u8;
 }
 
 /// Called by `common_entry` on the hypervisor stack, in the hypervisor's address space, with the guest's
 /// FPU state already saved.
 extern "C" fn guest_trap(frame: *const EntryFrame) -> ! {
-    // SAFETY: `common_entry` passes the frame it just built on the entry/IST stack, which the hypervisor's
-    // address space maps at the same alias address; nothing else writes it until the next exit.
+    // SAFETY: `common_entry` passes the frame it just built on the entry stack (mapped at the same alias
+    // address in the hypervisor's address space) or copied from an IST stack to the private stack;
+    // nothing else writes it until the next exit.
     let frame = unsafe { frame.read() };
     crate::trap::guest_trap(frame)
+}
+
+/// Called by `common_entry` (private stack, hypervisor address space, guest FPU state not saved) for an
+/// entry with a guest CS but no stack switch: the guest ran at CPL 0. Only the vector and RIP are known.
+extern "C" fn untrusted_entry(vector: u64, rip: u64) -> ! {
+    if super::fidelity::probing() {
+        super::fidelity::probe_ran_at_cpl0();
+    }
+    crate::trap::untrusted_entry(vector, rip)
 }
 
 /// FXSAVE area for interrupts taken in the idle loop.

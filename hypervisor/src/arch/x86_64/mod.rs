@@ -4,6 +4,7 @@ pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod entry;
+pub mod fidelity;
 pub mod layout;
 pub mod paging;
 pub mod serial;
@@ -77,6 +78,10 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
         *slot = stack_top(k + 1);
     }
     tables.tss.ist = ist;
+    tables.words.rsp0_entry = layout::entry_stack_top() - entry::STUB_ENTRY_DEPTH;
+    for (k, w) in tables.words.ist_entry.iter_mut().enumerate() {
+        *w = stack_top(k + 1) - entry::STUB_ENTRY_DEPTH;
+    }
     tables.words.hv_cr3 = space.root.addr().0;
     tables.words.hv_stack_top = &raw const boot::hv_stack_top as u64;
     tables.words.fatal_stack_top =

@@ -4,23 +4,13 @@
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 
-use abi::layout::{
-    FASTPATH_VECTOR, GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS,
-    HYPERCALL_VECTOR,
-};
+use abi::layout::{FASTPATH_VECTOR, GUEST_KERNEL_CS, HYPERCALL_VECTOR};
 
 /// The ring-0 measurement floor: `int` to this vector from the hypervisor returns at once.
 pub const RING0_FLOOR_VECTOR: u8 = 0x84;
 use static_assertions::const_assert_eq;
 
-/// Hypervisor code segment selector.
-pub const HV_CS: u16 = 0x08;
-/// Hypervisor data segment selector.
-pub const HV_DS: u16 = 0x10;
-/// TSS selector (a 16-byte system descriptor in GDT slots 8 and 9).
-pub const TSS_SEL: u16 = 0x40;
-/// Number of GDT slots.
-pub const GDT_LEN: usize = 16;
+pub use crate::gdt::{GDT_LEN, HV_CS, HV_DS, TSS_SEL, gdt_entries};
 
 /// IST slot numbers (1-based, as in the gate descriptor) for the vectors that must never run on a stack
 /// the interrupted context chose.
@@ -50,7 +40,7 @@ pub struct Tss {
     /// a guest (CPL > IOPL = 0) faults.
     pub iomap_base: u16,
 }
-const_assert_eq!(size_of::<Tss>(), 104);
+const_assert_eq!(size_of::<Tss>(), crate::gdt::TSS_SIZE);
 
 /// A 64-bit interrupt-gate descriptor.
 #[repr(C)]
@@ -119,6 +109,11 @@ pub struct EntryWords {
     /// MXCSR value installed for hypervisor code (all SSE exceptions masked).
     pub mxcsr: u32,
     _pad: u32,
+    /// RSP at `common_entry` after an entry from a guest through TSS.RSP0 (or SYSCALL): the entry stack's
+    /// top minus the frame the CPU and the stub pushed. Any other RSP with a guest CS is untrusted.
+    pub rsp0_entry: u64,
+    /// The same for each IST stack (IST1..IST4).
+    pub ist_entry: [u64; 4],
 }
 
 /// Everything in `.entry.data`. Page aligned; the IDT fills the first page exactly.
@@ -170,36 +165,10 @@ pub static ENTRY_TABLES: EntryCell = EntryCell(UnsafeCell::new(EntryTables {
         fxsave_area: 0,
         mxcsr: 0x1f80,
         _pad: 0,
+        rsp0_entry: 0,
+        ist_entry: [0; 4],
     },
 }));
-
-/// A code or data segment descriptor with base 0 and limit 4 GiB (ignored in long mode).
-const fn segment(dpl: u64, code: bool) -> u64 {
-    let access = 0x80 | (dpl << 5) | 0x10 | if code { 0x0a } else { 0x02 };
-    // Flags: G, and L for code (64-bit) or D/B for data.
-    let flags: u64 = if code { 0xa } else { 0xc };
-    0xffff | (access << 40) | (0xf << 48) | (flags << 52)
-}
-
-/// The GDT contents: ring-0, ring-1 and ring-3 segments; the selectors are pinned in `abi::layout`.
-pub fn gdt_entries(tss_base: u64) -> [u64; GDT_LEN] {
-    let mut g = [0u64; GDT_LEN];
-    g[(HV_CS >> 3) as usize] = segment(0, true);
-    g[(HV_DS >> 3) as usize] = segment(0, false);
-    g[(GUEST_KERNEL_CS >> 3) as usize] = segment(1, true);
-    g[(GUEST_KERNEL_SS >> 3) as usize] = segment(1, false);
-    g[(GUEST_USER_SS >> 3) as usize] = segment(3, false);
-    g[(GUEST_USER_CS >> 3) as usize] = segment(3, true);
-    let limit = (size_of::<Tss>() - 1) as u64;
-    let slot = (TSS_SEL >> 3) as usize;
-    g[slot] = (limit & 0xffff)
-        | ((tss_base & 0xff_ffff) << 16)
-        | (0x89 << 40)
-        | (((limit >> 16) & 0xf) << 48)
-        | (((tss_base >> 24) & 0xff) << 56);
-    g[slot + 1] = tss_base >> 32;
-    g
-}
 
 /// The gate for `vector`: DPL 1 for the hypercall gate (a ring-1 guest kernel may call it, ring-3 user code
 /// may not), DPL 3 for `int3`/`into` (as Xen), DPL 0 elsewhere (software `int n` from a guest faults).
