@@ -180,7 +180,7 @@ pub fn start(magic: u32, info: u64) -> ! {
                 _ => log::warn!("bench_iterations={v} ignored"),
             },
             // Test hooks for the failure reporting itself (set by the operator, never reachable by a guest).
-            Some(("hv_selftest", v @ ("panic" | "fault"))) => selftest = Some(v),
+            Some(("hv_selftest", v @ ("panic" | "fault" | "ring0-db"))) => selftest = Some(v),
             _ => log::warn!("unknown option '{word}'"),
         }
     }
@@ -246,6 +246,15 @@ pub fn start(magic: u32, info: u64) -> ! {
     }
     match selftest {
         Some("panic") => panic!("hv_selftest=panic: a deliberate hypervisor panic"),
+        Some("ring0-db") => {
+            if arch::ring0_debug_selftest() {
+                log::info!(
+                    "hv_selftest=ring0-db: a #DB in ring 0 was dropped, its IST frame zeroed"
+                );
+            } else {
+                log::error!("hv_selftest=ring0-db: the #DB IST frame was left behind");
+            }
+        }
         Some(_) => {
             log::warn!("hv_selftest=fault: touching an unmapped address in ring 0");
             // SAFETY: deliberately faults (the address is not mapped in the hypervisor's address space); the

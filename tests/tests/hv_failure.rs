@@ -1,5 +1,6 @@
 //! The failure-report path of the hypervisor itself (`hv_selftest=panic|fault` on its command line): the run
 //! ends with `EXIT_HYPERVISOR_PANIC`, a `[hv] PANIC` report and a backtrace that symbolizes to source lines.
+//! `hv_selftest=ring0-db` checks the one ring-0 exception that is *not* fatal (a held-back guest #DB).
 
 use abi::exit::EXIT_HYPERVISOR_PANIC;
 use tests::{Outcome, Scenario, expect, images, run_scenario};
@@ -52,4 +53,16 @@ fn hypervisor_fault_is_reported_as_a_panic() {
         .outcome();
     assert!(outcome.hypervisor_panicked(), "{outcome}");
     backtrace_points_into(outcome, "hypervisor/src/");
+}
+
+/// XSA-260: a #DB the CPU delivers in ring 0 (a guest's single-step held back across `mov %ss` lands on the
+/// first instruction of an entry stub) is dropped, and the guest-visible IST stack keeps nothing of it.
+#[test]
+fn ring0_debug_trap_is_dropped_and_scrubbed() {
+    let outcome = run_selftest("ring0-db");
+    expect(&outcome)
+        .exit(abi::exit::EXIT_OK)
+        .contains("hv_selftest=ring0-db: a #DB in ring 0 was dropped, its IST frame zeroed")
+        .poweroff(0)
+        .no_panic();
 }

@@ -5,8 +5,8 @@ use abi::errno::Errno;
 use abi::hypercall::nr;
 use abi::sched::SCHEDOP_SHUTDOWN;
 use abi::version::{
-    XENVER_BUILD_ID, XENVER_CHANGESET, XENVER_COMPILE_INFO, XENVER_EXTRAVERSION, XENVER_GET_FEATURES,
-    XENVER_PLATFORM_PARAMETERS, XENVER_VERSION,
+    XENVER_BUILD_ID, XENVER_CHANGESET, XENVER_COMPILE_INFO, XENVER_EXTRAVERSION,
+    XENVER_GET_FEATURES, XENVER_PLATFORM_PARAMETERS, XENVER_VERSION,
 };
 use abi::xen::{DOMID_SELF, SEGBASE_GS_USER_SEL};
 
@@ -54,7 +54,13 @@ pub fn unknown_hypercall(_: &str, r: &mut Results) {
     let mut virt_start = 0u64;
     let got = raw(
         nr::XEN_VERSION,
-        [XENVER_PLATFORM_PARAMETERS, &raw mut virt_start as u64, 0, 0, 0],
+        [
+            XENVER_PLATFORM_PARAMETERS,
+            &raw mut virt_start as u64,
+            0,
+            0,
+            0,
+        ],
     );
     expect(r, "xen_version(platform_parameters)", got, 0);
     expect(
@@ -70,7 +76,12 @@ pub fn unknown_hypercall(_: &str, r: &mut Results) {
         enosys,
     );
     let foreign = raw(nr::MMU_UPDATE, [0, 0, 0, u64::from(DOMID_SELF) - 1, 0]);
-    expect(r, "mmu_update with a foreign domain", foreign, Errno::EPERM.as_ret());
+    expect(
+        r,
+        "mmu_update with a foreign domain",
+        foreign,
+        Errno::EPERM.as_ret(),
+    );
 }
 
 fn label(n: u64) -> heapless::String<40> {

@@ -25,8 +25,10 @@
 //! writes that stack: Rust code runs on the private stack, and the SYSCALL path's RSP slot is the frame's
 //! RSP field). An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
 //! `common_entry` copies it to the private stack and zeroes the IST copy (`rep movsq`, `rep stosq`)
-//! before any Rust code runs. An IST entry from ring 0 (the hypervisor's own registers) only happens on
-//! the fatal path, which stops the machine before any guest runs again.
+//! before any Rust code runs. A #DB from ring 0 (a guest's single-step or breakpoint that the CPU held
+//! back across `mov %ss` and delivered on the first instruction of an entry stub, XSA-260) is dropped and
+//! the stub resumed through the same copy-and-zero. Any other IST entry from ring 0 (the hypervisor's own
+//! registers) only happens on the fatal path, which stops the machine before any guest runs again.
 //!
 //! # Entries that cannot be trusted
 //! "From a guest" is decided by CS's RPL, and then checked: the frame must be exactly where the CPU puts
@@ -109,6 +111,24 @@ global_asm!(
     push %rax; push %rbx; push %rcx; push %rdx; push %rsi; push %rdi; push %rbp
     push %r8; push %r9; push %r10; push %r11; push %r12; push %r13; push %r14; push %r15
     .endm
+    /* On an IST stack (readable by every domain): save the registers, switch to the hypervisor's address
+       space, copy the whole frame to the top of the private stack whose top is in the entry word at offset
+       `top` (RSP then points at the copy) and zero the IST copy. */
+    .macro ist_frame_to_private top
+    push_gprs
+    mov {tables}+{w_cr3}(%rip), %rax
+    mov %rax, %cr3
+    mov %rsp, %rsi
+    mov {tables}+\top(%rip), %rsp
+    sub ${frame_size}, %rsp
+    mov %rsp, %rdi
+    mov ${frame_words}, %ecx
+    rep movsq
+    lea -{frame_size}(%rsi), %rdi
+    xor %eax, %eax
+    mov ${frame_words}, %ecx
+    rep stosq
+    .endm
     .macro pop_gprs
     pop %r15; pop %r14; pop %r13; pop %r12; pop %r11; pop %r10; pop %r9; pop %r8
     pop %rbp; pop %rdi; pop %rsi; pop %rdx; pop %rcx; pop %rbx; pop %rax
@@ -178,19 +198,7 @@ common_entry:
     ud2
 
 6:  /* An IST stack, readable by every domain: copy the frame to the private stack, zero the IST copy. */
-    push_gprs
-    mov {tables}+{w_cr3}(%rip), %rax
-    mov %rax, %cr3
-    mov %rsp, %rsi
-    mov {tables}+{w_stack}(%rip), %rsp
-    sub ${frame_size}, %rsp
-    mov %rsp, %rdi
-    mov ${frame_words}, %ecx
-    rep movsq
-    lea -{frame_size}(%rsi), %rdi
-    xor %eax, %eax
-    mov ${frame_words}, %ecx
-    rep stosq
+    ist_frame_to_private {w_stack}
     mov %rsp, %rdi
     mov {tables}+{w_fpu}(%rip), %rax
     fxsave64 (%rax)
@@ -202,6 +210,8 @@ common_entry:
 2:  /* From ring 0. An interrupt (vector >= 32) can only arrive in the idle loop, the one place the
        hypervisor runs with IF set: handle it on the current (hypervisor) stack and return. The FPU state is
        saved around the handler so it cannot disturb the interrupted code. */
+    cmpq $1, (%rsp)
+    je 7f
     cmpq $32, (%rsp)
     jb 3f
     push_gprs
@@ -212,6 +222,19 @@ common_entry:
     call *%rax
     movabs ${idle_fx}, %rax
     fxrstor64 (%rax)
+    pop_gprs
+    add $16, %rsp
+    iretq
+
+7:  /* #DB in ring 0 (IST). The hypervisor never sets TF or debug registers, so this is a guest's trap
+       that the CPU held back across `mov %ss`/`pop %ss` and delivered on the first instruction of an entry
+       stub or of syscall_entry (XSA-260 / CVE-2018-8897), still in the guest's address space. Drop it and
+       resume the stub: but the frame on the guest-visible IST stack holds the guest's RFLAGS and (after
+       SYSCALL) its RSP, so return through a copy on the fatal stack (private, and idle unless the machine
+       is dying; the hypervisor stack may be live if the hypervisor itself was interrupted), in the
+       hypervisor's address space, after zeroing the IST copy. The stub runs on unchanged in either
+       address space. */
+    ist_frame_to_private {w_fatal}
     pop_gprs
     add $16, %rsp
     iretq

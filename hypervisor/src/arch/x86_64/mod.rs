@@ -290,3 +290,20 @@ pub fn idle_wait() {
     // interrupt frame is pushed on this stack, and the compiler keeps no data below RSP across the asm.
     unsafe { asm!("sti", "hlt", "cli") };
 }
+
+/// Raise a #DB in ring 0 (`int $1`), as a guest's held-back single-step would arrive on the first
+/// instruction of an entry stub (XSA-260), and report whether the entry path dropped it *and* left the #DB
+/// IST stack's frame area zeroed. For the `hv_selftest=ring0-db` test hook.
+pub fn ring0_debug_selftest() -> bool {
+    // SAFETY: vector 1's gate is the #DB stub on its IST stack; from ring 0 `common_entry` copies the frame
+    // to the private stack, zeroes the IST copy and returns here with every register restored (no
+    // `nostack`: IRETQ pops exactly what the CPU pushed, on the IST stack, not on this one).
+    unsafe { asm!("int 1") };
+    let top = layout::stack_top(usize::from(tables::ist::DB));
+    let words = entry::FRAME_SIZE / 8;
+    (1..=words as u64).all(|i| {
+        // SAFETY: the IST stacks are mapped read-write in the hypervisor's address space (the alias is in
+        // every address space); these are the frame's words just below the stack's top.
+        unsafe { core::ptr::read_volatile((top - i * 8) as *const u64) == 0 }
+    })
+}
