@@ -1,18 +1,14 @@
 //! From the first instruction to the command line: read start_info, set up the platform, print the
 //! banner, run what the command line asks, shut down.
 
-use abi::xen::{START_INFO_DOMID_OFFSET, SharedInfo, StartInfo};
+use abi::xen::StartInfo;
 
 use crate::cmdline::{self, Command};
-use crate::platform::xen_pv::{XEN_PV, XenPv};
-use crate::platform::{Backend, Halt, ops};
+use crate::platform::{Halt, ops};
 use crate::println;
 
-/// The PV backend itself, with Xen's own structures: for the PV scenarios and the hypercall benchmarks,
-/// which test the hypervisor. The kernel goes through [`crate::platform::ops`].
-pub fn platform() -> &'static XenPv {
-    &XEN_PV
-}
+/// The PV backend itself, for the PV scenarios and hypercall benchmarks (the kernel uses `ops()`).
+pub use crate::platform::xen_pv::platform;
 
 /// What the kernel learned from start_info at boot.
 #[derive(Clone, Copy)]
@@ -37,10 +33,7 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
     // mapped (writable, but only this kernel writes it) for the domain's lifetime.
     let si: &'static StartInfo = unsafe { &*(start_info as *const StartInfo) };
     // This entry point is the PV one (the domain builder's): the PV backend serves this boot.
-    crate::platform::select(Backend::XenPv);
-    XEN_PV.init(abi::layout::boot_shared_info_va(start_info) as *mut SharedInfo);
-    // SAFETY: the domain id word lies inside the start_info page (abi deviation h).
-    let domid = unsafe { ((start_info as usize + START_INFO_DOMID_OFFSET) as *const u32).read() };
+    let domid = crate::platform::xen_pv::enter(start_info);
     FACTS.call_once(|| BootFacts {
         start_info: si,
         domid,

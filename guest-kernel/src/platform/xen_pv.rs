@@ -91,6 +91,23 @@ pub fn trap_table(with_int80: bool) -> [TrapInfo; 34] {
     trap_table_of(&crate::trap::dispatch::gates(with_int80))
 }
 
+/// The PV entry's platform work (the domain builder entered the kernel with start_info at `start_info`):
+/// select this backend, record where shared_info is mapped; returns the domain id.
+pub fn enter(start_info: u64) -> u32 {
+    super::select(super::Backend::XenPv);
+    XEN_PV.init(abi::layout::boot_shared_info_va(start_info) as *mut SharedInfo);
+    // SAFETY: the domain id word lies inside the start_info page (abi deviation h), which the builder
+    // mapped for the domain's lifetime.
+    unsafe { ((start_info as usize + abi::xen::START_INFO_DOMID_OFFSET) as *const u32).read() }
+}
+
+/// The PV backend itself, with Xen's own structures: for the PV scenarios and the hypercall benchmarks,
+/// which test the hypervisor (re-exported as `crate::boot::platform`). The kernel uses
+/// [`ops`](super::ops).
+pub fn platform() -> &'static XenPv {
+    &XEN_PV
+}
+
 /// The PV backend.
 pub struct XenPv {
     shared: AtomicPtr<SharedInfo>,
