@@ -221,4 +221,28 @@ mod tests {
         assert_eq!(mem.len(), 4, "entries 0..4 applied, 5..8 not");
         assert_eq!(mem[&0x2018], 103);
     }
+
+    #[test]
+    fn batches_go_through_a_dyn_platform_and_take_raw_writes() {
+        // The kernel hands `ops()` (a `&dyn Platform`) to the batch; the scenarios queue raw requests.
+        let m = Model::default();
+        let hv: &dyn Mmu = &m;
+        let mut b = Batch::new();
+        b.set_entry(hv, Mfn(3), 1, Pte(5)).unwrap();
+        b.queue(hv, PtWrite::from_raw(0x3010, 6)).unwrap();
+        b.set_m2p(hv, Mfn(9), Pfn(2)).unwrap();
+        assert_eq!(b.lookup(Maddr(0x3008)), Some(5));
+        assert_eq!(
+            b.lookup(Maddr(0x3010)),
+            Some(6),
+            "a raw entry write is an entry write"
+        );
+        assert_eq!(
+            b.lookup(Maddr(0x9000)),
+            None,
+            "a frame-owner record is not an entry"
+        );
+        assert_eq!(b.flush(hv), Ok(3));
+        assert_eq!(m.calls.borrow()[0].len(), 3);
+    }
 }

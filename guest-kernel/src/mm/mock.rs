@@ -381,3 +381,50 @@ impl MmEnv for MockHv {
         self.alloc.borrow_mut().free(pfn).expect("mock free");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::Batch;
+
+    /// The model through the platform's `Mmu` trait object, as the kernel holds its platform.
+    #[test]
+    fn the_model_is_a_platform_mmu() {
+        let hv = MockHv::new(64);
+        let mmu: &dyn Mmu = &hv;
+        let p = hv.alloc_page().unwrap();
+        hv.zero_frame(p);
+        let m = hv.pfn_to_mfn(p);
+
+        // A writable frame is not a table: pinning it is refused until its physmap mapping is read-only.
+        assert_eq!(mmu.pin_table(Level::L1, m), Err(Errno::EBUSY));
+        assert!(!hv.is_pinned(m));
+        let ro = PtWrite::entry(hv.physmap_entry(p), Pte::new(m, leaf_flags(true)));
+        assert_eq!(mmu.write_ptes(&[ro]), (1, Ok(())));
+        assert_eq!(mmu.pin_table(Level::L1, m), Ok(()));
+        assert!(hv.is_pinned(m));
+        assert_eq!(
+            mmu.pin_table(Level::L1, m),
+            Err(Errno::EINVAL),
+            "pinned twice"
+        );
+        assert_eq!(mmu.unpin_table(m), Ok(()));
+        assert_eq!(mmu.unpin_table(m), Err(Errno::EINVAL), "unpinned twice");
+
+        // Writes stop at the first refusal; a frame-owner record is not something the model does.
+        let bad = [ro, PtWrite::frame_owner(m, p), ro];
+        assert_eq!(mmu.write_ptes(&bad), (1, Err(Errno::ENOSYS)));
+
+        let flushes = hv.tlb_flushes();
+        assert_eq!(mmu.flush_tlb(Flush::All), Ok(()));
+        assert_eq!(hv.tlb_flushes(), flushes + 1);
+
+        // Give the frame back as it came.
+        let mut b = Batch::new();
+        b.set_at(mmu, hv.physmap_entry(p), Pte::new(m, leaf_flags(false)))
+            .unwrap();
+        b.flush(mmu).unwrap();
+        hv.free_page(p);
+        hv.check_no_types_left();
+    }
+}
