@@ -2,17 +2,16 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`scan`] | Xen's 2-level event bitmaps and the upcall scan loop (pure; used by the PV backend) |
 //! | [`handlers`] | per-port handlers and counters (pure) |
 //! | `channel` | (bare metal) the upcall, bind/send/close/mask/unmask over the platform seam |
 //!
 //! The interrupt entry (`trap::dispatch`, vector `VECTOR_EVENT`) calls [`upcall`](channel::upcall), which
-//! asks the platform for every pending, unmasked source (on PV: clear `upcall_pending`, take the selector,
-//! clear each pending unmasked port's bit) and runs its handler with interrupts masked; the trap exit then
-//! unmasks (on PV through the `iret` hypercall), so an event raised meanwhile is delivered at once.
+//! asks the platform for every pending, unmasked source (on PV, `platform::xen_event_scan`: clear
+//! `upcall_pending`, take the selector, clear each pending unmasked port's bit) and runs its handler with
+//! interrupts masked; the trap exit then unmasks (on PV through the `iret` hypercall), so an event raised
+//! meanwhile is delivered at once.
 
 pub mod handlers;
-pub mod scan;
 
 #[cfg(feature = "baremetal")]
 mod channel;

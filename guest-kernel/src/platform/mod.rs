@@ -20,12 +20,14 @@
 //! The PV scenarios and the hypercall benchmarks test the hypervisor itself: they call the PV backend
 //! directly (`crate::boot::platform()` is that backend), with Xen's own structures.
 
+pub mod xen_event_scan;
 #[cfg(feature = "baremetal")]
 pub mod xen_events;
 #[cfg(feature = "baremetal")]
 pub mod xen_ops;
 #[cfg(feature = "baremetal")]
 pub mod xen_pv;
+pub mod xen_pvclock;
 #[cfg(feature = "baremetal")]
 mod xen_seam;
 
@@ -198,6 +200,17 @@ pub struct EntryPoints {
     pub syscall: u64,
 }
 
+/// One raw reading of the platform's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockReading {
+    /// System time in ns since the platform started.
+    pub ns: u64,
+    /// Which set of scaling parameters it used (PV: the pvclock record's version).
+    pub version: u32,
+    /// Retries caused by concurrent updates of the parameters.
+    pub retries: u32,
+}
+
 /// What the platform underneath says about itself (for the `ring` program); `None` natively.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HypervisorInfo {
@@ -291,7 +304,7 @@ pub trait Platform: Mmu + Sync {
     /// One raw reading of system time (ns since the platform started; not clamped to be monotonic), or
     /// `None` without a clock. `version` and `retries` say which scaling parameters it used and how often
     /// it was retried while they changed (a clock whose parameters never change reports 0 for both).
-    fn clock_read(&self) -> Option<crate::time::pvclock::Reading>;
+    fn clock_read(&self) -> Option<ClockReading>;
     /// The wall clock at system time 0, `(seconds, nanoseconds)` since 1970, if the platform keeps one.
     fn wallclock_base(&self) -> Option<(u64, u32)>;
     /// Arm the one-shot timer for system time `deadline_ns` (0 cancels).

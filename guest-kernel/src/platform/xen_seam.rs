@@ -18,13 +18,13 @@ use abi::version::{XENVER_CAPABILITIES, XENVER_GET_FEATURES, XENVER_VERSION};
 use abi::xen::{DOMID_SELF, SEGBASE_FS, SEGBASE_GS_USER, VcpuTimeInfo};
 
 use super::xen_pv::{MappingFlush, XenPv, as_mmu_updates, raw, trap_table_of};
+use super::xen_pvclock::{self as pvclock, PvclockSource, Reading};
 use super::{
     EntryPoints, Flush, Halt, HypervisorInfo, Irq, IrqSource, IrqState, Mmu, Platform, PtWrite,
     TrapGates,
 };
 use crate::arch::x86_64::tsc::rdtsc_ordered;
 use crate::mm::pte::{Level, Pte};
-use crate::time::pvclock::{self, PvclockSource, Reading};
 
 /// vCPU 0's pvclock record in shared_info.
 struct SharedClock(*const VcpuTimeInfo);

@@ -4,7 +4,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use abi::errno::Errno;
 
-use super::pvclock::{Monotonic, Reading};
+use super::{Monotonic, Reading};
 use crate::platform::{Irq, IrqSource, ops};
 
 static MONOTONIC: Monotonic = Monotonic::new();
