@@ -1,18 +1,14 @@
 //! From the first instruction to the command line: read start_info, set up the platform, print the
 //! banner, run what the command line asks, shut down.
 
-use abi::sched::ShutdownReason;
-use abi::xen::{START_INFO_DOMID_OFFSET, SharedInfo, StartInfo};
+use abi::xen::StartInfo;
 
 use crate::cmdline::{self, Command};
-use crate::platform::Platform;
-use crate::platform::xen_pv::XEN_PV;
+use crate::platform::{Halt, ops};
 use crate::println;
 
-/// The platform this kernel runs on.
-pub fn platform() -> &'static dyn Platform {
-    &XEN_PV
-}
+/// The PV backend itself, for the PV scenarios and hypercall benchmarks (the kernel uses `ops()`).
+pub use crate::platform::xen_pv::platform;
 
 /// What the kernel learned from start_info at boot.
 #[derive(Clone, Copy)]
@@ -36,9 +32,8 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
     // SAFETY: the hypervisor passes the virtual address of this domain's start_info page in RSI; it stays
     // mapped (writable, but only this kernel writes it) for the domain's lifetime.
     let si: &'static StartInfo = unsafe { &*(start_info as *const StartInfo) };
-    XEN_PV.init(abi::layout::boot_shared_info_va(start_info) as *mut SharedInfo);
-    // SAFETY: the domain id word lies inside the start_info page (abi deviation h).
-    let domid = unsafe { ((start_info as usize + START_INFO_DOMID_OFFSET) as *const u32).read() };
+    // This entry point is the PV one (the domain builder's): the PV backend serves this boot.
+    let domid = crate::platform::xen_pv::enter(start_info);
     FACTS.call_once(|| BootFacts {
         start_info: si,
         domid,
@@ -49,11 +44,11 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
     if !si.has_valid_magic() {
         println!("start_info has a bad magic; continuing anyway");
     }
-    let ring = platform().kernel_ring();
+    let ring = ops().kernel_ring();
     println!(
         "guest kernel running in ring {ring} (CS={:#x}) on {}; domain {domid}, {} MiB ({} pages), command line '{cmdline}'",
         crate::arch::read_cs(),
-        platform().name(),
+        ops().name(),
         si.nr_pages / 256,
         si.nr_pages,
     );
@@ -91,7 +86,7 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
             2
         }
     };
-    platform().shutdown(ShutdownReason::Poweroff, code)
+    ops().shutdown(Halt::Poweroff, code)
 }
 
 #[panic_handler]
@@ -105,5 +100,5 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         ),
         None => println!("guest kernel panic: {}", info.message()),
     }
-    platform().shutdown(ShutdownReason::Crash, 1)
+    ops().shutdown(Halt::Crash, 1)
 }

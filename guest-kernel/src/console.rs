@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::boot::platform;
+use crate::platform::ops;
 
 /// A fixed buffer that flushes to the platform console when full.
 pub struct LineWriter {
@@ -21,7 +21,7 @@ impl LineWriter {
     /// Send what is buffered.
     pub fn flush(&mut self) {
         if !self.buf.is_empty() {
-            let _ = platform().console_write(&self.buf);
+            let _ = ops().console_write(&self.buf);
             self.buf.clear();
         }
     }

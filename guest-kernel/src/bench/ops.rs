@@ -37,11 +37,11 @@ use super::traps_events;
 use crate::arch::timing::int_fastpath;
 use crate::boot::platform;
 use crate::mm::address_space::user_leaf_flags;
-use crate::mm::batch::normal_update;
 use crate::mm::kernel::{self, KernelEnv};
 use crate::mm::physmap::leaf_flags;
 use crate::mm::pte::{Level, Pte, entry_maddr};
 use crate::mm::{AddressSpace, MmEnv, MmError, Prot, physmap_va};
+use crate::platform::xen_pv::normal_update;
 use crate::platform::xen_pv::raw;
 
 /// Entries per `mmu_update` batch.

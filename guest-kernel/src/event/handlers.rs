@@ -3,10 +3,10 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use abi::event_channel::EvtchnPort;
+use crate::platform::Irq;
 
 /// A handler for one port; runs in the upcall, with events masked.
-pub type PortHandler = fn(EvtchnPort);
+pub type PortHandler = fn(Irq);
 
 /// Ports a domain may have (the hypervisor's per-domain limit).
 pub const MAX_PORTS: usize = 1024;
@@ -34,7 +34,7 @@ impl PortHandlers {
     }
 
     /// Install or remove the handler of `port`; returns false for a port beyond the table.
-    pub fn set(&self, port: EvtchnPort, handler: Option<PortHandler>) -> bool {
+    pub fn set(&self, port: Irq, handler: Option<PortHandler>) -> bool {
         match self.slots.get(port as usize) {
             Some(slot) => {
                 slot.store(
@@ -48,7 +48,7 @@ impl PortHandlers {
     }
 
     /// The handler of `port`.
-    pub fn get(&self, port: EvtchnPort) -> Option<PortHandler> {
+    pub fn get(&self, port: Irq) -> Option<PortHandler> {
         let p = self.slots.get(port as usize)?.load(Ordering::Acquire);
         if p.is_null() {
             return None;
@@ -58,7 +58,7 @@ impl PortHandlers {
     }
 
     /// Run the handler of `port` (counting the event either way).
-    pub fn dispatch(&self, port: EvtchnPort) {
+    pub fn dispatch(&self, port: Irq) {
         match self.get(port) {
             Some(h) => {
                 self.handled.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +92,7 @@ mod tests {
 
     static LAST: AtomicU32 = AtomicU32::new(0);
 
-    fn record(port: EvtchnPort) {
+    fn record(port: Irq) {
         LAST.store(port, Ordering::SeqCst);
     }
 

@@ -17,6 +17,7 @@ use super::fault::{MmError, report};
 use super::physmap::leaf_flags;
 use super::pte::{Level, Pte, PteFlags, index};
 use super::{KERNEL_SLOTS, MmEnv, USER_END};
+use crate::platform::Flush;
 
 bitflags::bitflags! {
     /// Access rights of a user mapping (reads are always allowed).
@@ -94,7 +95,7 @@ impl AddressSpace {
             env.free_page(l4);
             return Err(e);
         }
-        if let Err(errno) = env.pin(Level::L4, l4_mfn) {
+        if let Err(errno) = env.pin_table(Level::L4, l4_mfn) {
             let e = report(MmError::Hypercall {
                 op: "pin L4",
                 arg: l4_mfn.0,
@@ -275,7 +276,7 @@ impl AddressSpace {
     pub fn flush(&mut self, env: &impl MmEnv) -> Result<(), MmError> {
         self.batch.flush(env)?;
         if self.stale_tlb && env.current_base() == self.l4_mfn {
-            env.flush_tlb().map_err(|errno| {
+            env.flush_tlb(Flush::All).map_err(|errno| {
                 report(MmError::Hypercall {
                     op: "TLB flush",
                     arg: 0,
@@ -296,7 +297,7 @@ impl AddressSpace {
     pub fn switch_to(&mut self, env: &impl MmEnv) -> Result<(), MmError> {
         self.flush(env)?;
         self.stale_tlb = false;
-        env.new_baseptr(self.l4_mfn).map_err(|errno| {
+        env.switch_address_space(self.l4_mfn).map_err(|errno| {
             report(MmError::Hypercall {
                 op: "NEW_BASEPTR",
                 arg: self.l4_mfn.0,
@@ -313,7 +314,7 @@ impl AddressSpace {
         let mut first_err = self.batch.flush(env).err();
         if env.current_base() == self.l4_mfn {
             let (_, kernel) = env.kernel_base();
-            if let Err(errno) = env.new_baseptr(kernel) {
+            if let Err(errno) = env.switch_address_space(kernel) {
                 keep(
                     &mut first_err,
                     report(MmError::Hypercall {
@@ -324,7 +325,7 @@ impl AddressSpace {
                 );
             }
         }
-        if let Err(errno) = env.unpin(self.l4_mfn) {
+        if let Err(errno) = env.unpin_table(self.l4_mfn) {
             let e = report(MmError::Hypercall {
                 op: "unpin L4",
                 arg: self.l4_mfn.0,
@@ -355,7 +356,7 @@ impl AddressSpace {
         for (pfn, _) in self.pages.values() {
             env.free_page(*pfn);
         }
-        if let Err(errno) = env.flush_tlb() {
+        if let Err(errno) = env.flush_tlb(Flush::All) {
             keep(
                 &mut first_err,
                 report(MmError::Hypercall {

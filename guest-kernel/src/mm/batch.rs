@@ -1,31 +1,23 @@
-//! Batched page-table updates: queue `mmu_update` requests, send them in one hypercall when the queue is
-//! full or when the caller flushes (before the TLB or another hypercall depends on them), and report the
-//! exact entry the hypervisor refused.
+//! Batched page-table writes: queue [`PtWrite`]s, hand them to the platform ([`Mmu::write_ptes`]: one
+//! hypercall on PV, a run of stores natively) when the queue is full or when the caller flushes (before the
+//! TLB or another operation depends on them), and report the exact write the platform refused.
 //!
-//! The hypervisor applies a batch in order and stops at the first bad entry: entries before it are
-//! applied, it and everything after are not. A failed flush therefore drops the rest of the queue and
-//! returns [`MmError::Batch`] naming the entry (its index in the hypercall, its `ptr` and `val`, the errno).
+//! The platform applies a batch in order and stops at the first bad write: writes before it are applied,
+//! it and everything after are not. A failed flush therefore drops the rest of the queue and returns
+//! [`MmError::Batch`] naming the write (its index in the batch, its target and value, the errno).
 
-use abi::errno::Errno;
-use abi::mm::{MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE};
 use abi::types::{Maddr, Mfn, Pfn};
-use abi::xen::MmuUpdate;
 
 use super::fault::{MmError, report};
 use super::pte::{Pte, entry_maddr};
+use crate::platform::{Mmu, PtTarget, PtWrite};
 
-/// Something that applies `mmu_update` batches (the platform, or a model of the hypervisor in tests).
-pub trait PtUpdate {
-    /// Apply `reqs` in order with one hypercall; returns how many were applied and the hypercall's result.
-    fn mmu_update(&self, reqs: &[MmuUpdate]) -> (usize, Result<(), Errno>);
-}
-
-/// Requests sent per hypercall at most (1 KiB of requests on the stack).
+/// Writes handed to the platform at once at most (1 KiB of writes on the stack).
 pub const BATCH_CAPACITY: usize = 64;
 
 /// A queue of page-table updates.
 pub struct Batch {
-    reqs: [MmuUpdate; BATCH_CAPACITY],
+    reqs: [PtWrite; BATCH_CAPACITY],
     len: usize,
     hypercalls: usize,
     applied: usize,
@@ -35,19 +27,23 @@ impl Batch {
     /// An empty queue.
     pub const fn new() -> Batch {
         Batch {
-            reqs: [MmuUpdate { ptr: 0, val: 0 }; BATCH_CAPACITY],
+            reqs: [PtWrite::from_raw(0, 0); BATCH_CAPACITY],
             len: 0,
             hypercalls: 0,
             applied: 0,
         }
     }
 
-    /// Queue a raw request, flushing first if the queue is full.
-    pub fn queue(&mut self, hv: &(impl PtUpdate + ?Sized), req: MmuUpdate) -> Result<(), MmError> {
+    /// Queue a write, flushing first if the queue is full.
+    pub fn queue(
+        &mut self,
+        hv: &(impl Mmu + ?Sized),
+        req: impl Into<PtWrite>,
+    ) -> Result<(), MmError> {
         if self.len == BATCH_CAPACITY {
             self.flush(hv)?;
         }
-        self.reqs[self.len] = req;
+        self.reqs[self.len] = req.into();
         self.len += 1;
         Ok(())
     }
@@ -55,7 +51,7 @@ impl Batch {
     /// Queue a checked write of entry `idx` of the table in frame `table`.
     pub fn set_entry(
         &mut self,
-        hv: &(impl PtUpdate + ?Sized),
+        hv: &(impl Mmu + ?Sized),
         table: Mfn,
         idx: usize,
         pte: Pte,
@@ -64,33 +60,17 @@ impl Batch {
     }
 
     /// Queue a checked write of the entry at machine address `at`.
-    pub fn set_at(
-        &mut self,
-        hv: &(impl PtUpdate + ?Sized),
-        at: Maddr,
-        pte: Pte,
-    ) -> Result<(), MmError> {
-        self.queue(hv, normal_update(at, pte))
+    pub fn set_at(&mut self, hv: &(impl Mmu + ?Sized), at: Maddr, pte: Pte) -> Result<(), MmError> {
+        self.queue(hv, PtWrite::entry(at, pte))
     }
 
-    /// Queue an M2P update: machine frame `mfn` now backs guest frame `pfn`.
-    pub fn set_m2p(
-        &mut self,
-        hv: &(impl PtUpdate + ?Sized),
-        mfn: Mfn,
-        pfn: Pfn,
-    ) -> Result<(), MmError> {
-        self.queue(
-            hv,
-            MmuUpdate {
-                ptr: (mfn.0 << abi::types::PAGE_SHIFT) | MMU_MACHPHYS_UPDATE,
-                val: pfn.0,
-            },
-        )
+    /// Queue a frame-owner record (PV: an M2P update): machine frame `mfn` now backs guest frame `pfn`.
+    pub fn set_m2p(&mut self, hv: &(impl Mmu + ?Sized), mfn: Mfn, pfn: Pfn) -> Result<(), MmError> {
+        self.queue(hv, PtWrite::frame_owner(mfn, pfn))
     }
 
-    /// The requests not sent yet.
-    pub fn pending(&self) -> &[MmuUpdate] {
+    /// The writes not sent yet.
+    pub fn pending(&self) -> &[PtWrite] {
         &self.reqs[..self.len]
     }
 
@@ -104,30 +84,30 @@ impl Batch {
         self.pending()
             .iter()
             .rev()
-            .find(|r| r.ptr == at.0 | MMU_NORMAL_PT_UPDATE)
-            .map(|r| r.val)
+            .find(|r| r.target() == PtTarget::Entry(at))
+            .map(|r| r.value())
     }
 
-    /// `(hypercalls made, requests applied)` so far.
+    /// `(batches handed to the platform, writes applied)` so far.
     pub fn stats(&self) -> (usize, usize) {
         (self.hypercalls, self.applied)
     }
 
     /// Send everything queued; returns how many were applied. On a refusal the rest of the queue is
     /// dropped and the refused entry is reported.
-    pub fn flush(&mut self, hv: &(impl PtUpdate + ?Sized)) -> Result<usize, MmError> {
+    pub fn flush(&mut self, hv: &(impl Mmu + ?Sized)) -> Result<usize, MmError> {
         let len = self.len;
         if len == 0 {
             return Ok(0);
         }
         self.len = 0;
         self.hypercalls += 1;
-        let (done, r) = hv.mmu_update(&self.reqs[..len]);
+        let (done, r) = hv.write_ptes(&self.reqs[..len]);
         self.applied += done.min(len);
         match r {
             Ok(()) if done == len => Ok(len),
             Ok(()) => Err(report(MmError::Internal(
-                "mmu_update succeeded but applied fewer entries than sent",
+                "the platform accepted a batch but applied fewer writes than sent",
             ))),
             Err(errno) => Err(report(MmError::Batch {
                 index: done,
@@ -145,37 +125,44 @@ impl Default for Batch {
     }
 }
 
-/// A `MMU_NORMAL_PT_UPDATE` request writing `pte` at machine address `at`.
-pub const fn normal_update(at: Maddr, pte: Pte) -> MmuUpdate {
-    MmuUpdate {
-        ptr: at.0 | MMU_NORMAL_PT_UPDATE,
-        val: pte.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mm::pte::Level;
+    use crate::platform::Flush;
+    use abi::errno::Errno;
     use core::cell::RefCell;
 
     /// Applies requests to a map and refuses any value with bit 62 set, like the hypervisor stops at a
     /// bad entry.
     #[derive(Default)]
     struct Model {
-        calls: RefCell<Vec<Vec<MmuUpdate>>>,
+        calls: RefCell<Vec<Vec<PtWrite>>>,
         mem: RefCell<std::collections::BTreeMap<u64, u64>>,
     }
 
-    impl PtUpdate for Model {
-        fn mmu_update(&self, reqs: &[MmuUpdate]) -> (usize, Result<(), Errno>) {
+    impl Mmu for Model {
+        fn write_ptes(&self, reqs: &[PtWrite]) -> (usize, Result<(), Errno>) {
             self.calls.borrow_mut().push(reqs.to_vec());
             for (i, r) in reqs.iter().enumerate() {
-                if r.val & (1 << 62) != 0 {
+                if r.value() & (1 << 62) != 0 {
                     return (i, Err(Errno::EINVAL));
                 }
-                self.mem.borrow_mut().insert(r.ptr, r.val);
+                self.mem.borrow_mut().insert(r.raw().0, r.value());
             }
             (reqs.len(), Ok(()))
+        }
+        fn pin_table(&self, _: Level, _: Mfn) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn unpin_table(&self, _: Mfn) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn switch_address_space(&self, _: Mfn) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn flush_tlb(&self, _: Flush) -> Result<(), Errno> {
+            Ok(())
         }
     }
 
@@ -207,8 +194,8 @@ mod tests {
         b.set_at(&m, Maddr(0x1008), Pte(2)).unwrap();
         b.set_m2p(&m, Mfn(0x1), Pfn(9)).unwrap();
         assert_eq!(b.lookup(Maddr(0x1008)), Some(2));
-        assert_eq!(b.pending()[2].ptr, 0x1001);
-        assert_eq!(b.pending()[2].val, 9);
+        assert_eq!(b.pending()[2].raw(), (0x1001, 9));
+        assert_eq!(b.pending()[2].target(), PtTarget::FrameOwner(Mfn(1)));
     }
 
     #[test]
@@ -225,10 +212,7 @@ mod tests {
             MmError::Batch {
                 index: 4,
                 len: 8,
-                entry: MmuUpdate {
-                    ptr: 0x2020,
-                    val: 1 << 62
-                },
+                entry: PtWrite::entry(Maddr(0x2020), Pte(1 << 62)),
                 errno: Errno::EINVAL
             }
         );
@@ -236,5 +220,29 @@ mod tests {
         let mem = m.mem.borrow();
         assert_eq!(mem.len(), 4, "entries 0..4 applied, 5..8 not");
         assert_eq!(mem[&0x2018], 103);
+    }
+
+    #[test]
+    fn batches_go_through_a_dyn_platform_and_take_raw_writes() {
+        // The kernel hands `ops()` (a `&dyn Platform`) to the batch; the scenarios queue raw requests.
+        let m = Model::default();
+        let hv: &dyn Mmu = &m;
+        let mut b = Batch::new();
+        b.set_entry(hv, Mfn(3), 1, Pte(5)).unwrap();
+        b.queue(hv, PtWrite::from_raw(0x3010, 6)).unwrap();
+        b.set_m2p(hv, Mfn(9), Pfn(2)).unwrap();
+        assert_eq!(b.lookup(Maddr(0x3008)), Some(5));
+        assert_eq!(
+            b.lookup(Maddr(0x3010)),
+            Some(6),
+            "a raw entry write is an entry write"
+        );
+        assert_eq!(
+            b.lookup(Maddr(0x9000)),
+            None,
+            "a frame-owner record is not an entry"
+        );
+        assert_eq!(b.flush(hv), Ok(3));
+        assert_eq!(m.calls.borrow()[0].len(), 3);
     }
 }

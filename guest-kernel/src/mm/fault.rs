@@ -5,9 +5,9 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use abi::errno::Errno;
-use abi::xen::MmuUpdate;
 
 use super::{PHYSMAP_BASE, PHYSMAP_END, USER_END, pte::is_canonical};
+use crate::platform::PtWrite;
 
 /// Why a memory-management operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,12 +18,12 @@ pub enum MmError {
         arg: u64,
         errno: Errno,
     },
-    /// Entry `index` of an `mmu_update` batch of `len` was refused; entries before it were applied and
+    /// Write `index` of a page-table batch of `len` was refused; writes before it were applied and
     /// none after it.
     Batch {
         index: usize,
         len: usize,
-        entry: MmuUpdate,
+        entry: PtWrite,
         errno: Errno,
     },
     /// No free page.
@@ -68,9 +68,9 @@ impl core::fmt::Display for MmError {
                 errno,
             } => write!(
                 f,
-                "mmu_update entry {index} of {len} (ptr {:#x}, val {:#x}) failed: {} ({}); {index} applied",
-                entry.ptr,
-                entry.val,
+                "page-table write: entry {index} of {len} (target {:#x}, val {:#x}) failed: {} ({}); {index} applied",
+                entry.raw().0,
+                entry.value(),
                 errno.as_ret(),
                 errno.name()
             ),
@@ -312,10 +312,7 @@ mod tests {
         let e = report(MmError::Batch {
             index: 4,
             len: 8,
-            entry: MmuUpdate {
-                ptr: 0x1000,
-                val: 0x200001,
-            },
+            entry: PtWrite::from_raw(0x1000, 0x200001),
             errno: Errno::EPERM,
         });
         assert!(reported() > before);

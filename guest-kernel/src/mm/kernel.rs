@@ -1,5 +1,5 @@
 //! The kernel's memory manager on the real platform: boot (bootstrap walk, slack, physmap, heap), the
-//! kernel's [`MmEnv`] ([`KernelEnv`]: platform hypercalls, physmap access, P2M, page allocator) and
+//! kernel's [`MmEnv`] ([`KernelEnv`]: the platform's page-table operations, physmap access, P2M, page allocator) and
 //! reservation changes (giving frames back to the hypervisor and taking new ones).
 //!
 //! # Boot
@@ -28,16 +28,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use abi::errno::Errno;
 use abi::types::{Gva, Maddr, Mfn, PAGE_SHIFT, PAGE_SIZE, Pfn};
-use abi::xen::{MmuUpdate, StartInfo};
+use abi::xen::StartInfo;
 
-use super::batch::{Batch, PtUpdate};
+use super::batch::Batch;
 use super::fault::{MmError, report};
 use super::frame_alloc::FrameAllocator;
 use super::physmap::{self, KERNEL_TABLE_FLAGS, PhysmapLayout, leaf_flags};
 use super::pte::{ADDR_MASK, ENTRIES, INVALID_MFN, Level, Pte, PteFlags, index};
 use super::{KERNEL_VIRT_BASE, M2P_DEFAULT_VA, MAX_PFNS, MmEnv, PHYSMAP_SLOT, physmap_va};
-use crate::boot::platform;
-use crate::platform::{Flush, MappingFlush};
+use crate::platform::{Flush, Mmu, PtWrite, ops};
 
 /// Heap size in pages (512 KiB), taken from the allocator at boot.
 pub const HEAP_PAGES: usize = 128;
@@ -47,7 +46,7 @@ const SLACK_MAX: usize = 128;
 static ALLOC: spin::Mutex<FrameAllocator<[u64; MAX_PFNS / 64]>> =
     spin::Mutex::new(FrameAllocator::new([0; MAX_PFNS / 64]));
 
-/// The L4 the vCPU runs on (recorded by [`KernelEnv::new_baseptr`]).
+/// The L4 the vCPU runs on (recorded by [`KernelEnv`]'s `switch_address_space`).
 static CURRENT_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// What boot established; fixed afterwards.
@@ -101,15 +100,6 @@ fn p2m_read(p2m: u64, pfn: usize) -> u64 {
 
 fn hypercall_err(op: &'static str, arg: u64, errno: Errno) -> MmError {
     report(MmError::Hypercall { op, arg, errno })
-}
-
-/// The platform as a batch target.
-struct Hv;
-
-impl PtUpdate for Hv {
-    fn mmu_update(&self, reqs: &[MmuUpdate]) -> (usize, Result<(), Errno>) {
-        platform().update_page_tables(reqs)
-    }
 }
 
 /// The start-of-day region as the builder laid it out.
@@ -214,7 +204,7 @@ pub fn init(si: &StartInfo, stack_top: u64) -> Result<Summary, MmError> {
     }
 
     // 3. Pin the kernel's L4 (the first hypercall: without memory management nothing has changed).
-    let pinned_here = match platform().pin_table(Level::L4, kernel_l4_mfn) {
+    let pinned_here = match ops().pin_table(Level::L4, kernel_l4_mfn) {
         Ok(()) => true,
         Err(Errno::EINVAL) => false,
         Err(e) => return Err(hypercall_err("pin boot L4", kernel_l4_mfn.0, e)),
@@ -240,9 +230,9 @@ pub fn init(si: &StartInfo, stack_top: u64) -> Result<Summary, MmError> {
         } else {
             windowed = true;
             let pte = Pte::new(Mfn(b.mfn(pfn)), leaf_flags(false));
-            platform()
-                .update_va_mapping(Gva(scratch), pte.0, MappingFlush::Page)
-                .map_err(|e| hypercall_err("update_va_mapping (scratch window)", scratch, e))?;
+            ops()
+                .remap_page(Gva(scratch), pte)
+                .map_err(|e| hypercall_err("remap_page (scratch window)", scratch, e))?;
             scratch
         };
         // SAFETY: `va` maps `pfn`'s frame writable (its slack mapping, or the scratch window just remapped
@@ -266,16 +256,16 @@ pub fn init(si: &StartInfo, stack_top: u64) -> Result<Summary, MmError> {
     //    table is left, then link the L3: the hypervisor validates the whole physmap at that entry.
     let mut batch = Batch::new();
     for &(l1, idx) in &slack {
-        batch.set_entry(&Hv, l1, idx, Pte::EMPTY)?;
+        batch.set_entry(ops(), l1, idx, Pte::EMPTY)?;
     }
     batch.set_entry(
-        &Hv,
+        ops(),
         kernel_l4_mfn,
         PHYSMAP_SLOT,
         Pte::new(mfn_of(t0), KERNEL_TABLE_FLAGS),
     )?;
-    batch.flush(&Hv)?;
-    platform()
+    batch.flush(ops())?;
+    ops()
         .flush_tlb(Flush::All)
         .map_err(|e| hypercall_err("TLB flush", 0, e))?;
     let si_pfn = pfn_of(si as *const StartInfo as u64);
@@ -288,11 +278,11 @@ pub fn init(si: &StartInfo, stack_top: u64) -> Result<Summary, MmError> {
     }
 
     // 6. M2P and heap.
-    let m2p = match platform().machphys_mapping() {
-        Ok(m) => (m.v_start, m.max_mfn.saturating_add(1)),
+    let m2p = match ops().frame_table() {
+        Ok(m) => m,
         Err(e) => {
             report(MmError::Hypercall {
-                op: "XENMEM_machphys_mapping",
+                op: "frame table (XENMEM_machphys_mapping)",
                 arg: 0,
                 errno: e,
             });
@@ -388,37 +378,39 @@ impl KernelEnv {
     }
 }
 
-impl PtUpdate for KernelEnv {
-    fn mmu_update(&self, reqs: &[MmuUpdate]) -> (usize, Result<(), Errno>) {
-        platform().update_page_tables(reqs)
+/// The platform's page-table operations, recording the current root on a switch.
+impl Mmu for KernelEnv {
+    #[inline]
+    fn write_ptes(&self, writes: &[PtWrite]) -> (usize, Result<(), Errno>) {
+        ops().write_ptes(writes)
+    }
+
+    fn pin_table(&self, level: Level, mfn: Mfn) -> Result<(), Errno> {
+        ops().pin_table(level, mfn)
+    }
+
+    fn unpin_table(&self, mfn: Mfn) -> Result<(), Errno> {
+        ops().unpin_table(mfn)
+    }
+
+    fn switch_address_space(&self, root: Mfn) -> Result<(), Errno> {
+        ops().switch_address_space(root)?;
+        CURRENT_BASE.store(root.0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn flush_tlb(&self, what: Flush) -> Result<(), Errno> {
+        ops().flush_tlb(what)
     }
 }
 
 impl MmEnv for KernelEnv {
-    fn pin(&self, level: Level, mfn: Mfn) -> Result<(), Errno> {
-        platform().pin_table(level, mfn)
-    }
-
-    fn unpin(&self, mfn: Mfn) -> Result<(), Errno> {
-        platform().unpin_table(mfn)
-    }
-
-    fn new_baseptr(&self, mfn: Mfn) -> Result<(), Errno> {
-        platform().switch_address_space(mfn.0)?;
-        CURRENT_BASE.store(mfn.0, Ordering::Relaxed);
-        Ok(())
-    }
-
     fn current_base(&self) -> Mfn {
         Mfn(CURRENT_BASE.load(Ordering::Relaxed))
     }
 
     fn kernel_base(&self) -> (Pfn, Mfn) {
         (self.state.kernel_l4, self.state.kernel_l4_mfn)
-    }
-
-    fn flush_tlb(&self) -> Result<(), Errno> {
-        platform().flush_tlb(Flush::All)
     }
 
     fn pfn_to_mfn(&self, pfn: Pfn) -> Mfn {
@@ -474,9 +466,9 @@ pub fn release(env: &KernelEnv, pfns: &[Pfn], mfns: &mut [u64]) -> Result<usize,
         batch.set_at(env, env.physmap_entry(pfn), Pte::EMPTY)?;
     }
     batch.flush(env)?;
-    env.flush_tlb()
+    env.flush_tlb(Flush::All)
         .map_err(|e| hypercall_err("TLB flush", 0, e))?;
-    let released = match platform().decrease_reservation(&mfns[..n]) {
+    let released = match ops().release_frames(&mfns[..n]) {
         Ok(r) => r.min(n),
         Err(e) => {
             report(MmError::Hypercall {
@@ -504,8 +496,8 @@ pub fn release(env: &KernelEnv, pfns: &[Pfn], mfns: &mut [u64]) -> Result<usize,
 /// Returns how many pfns were populated (the first ones).
 pub fn populate(env: &KernelEnv, pfns: &[Pfn], mfns: &mut [u64]) -> Result<usize, MmError> {
     let n = pfns.len().min(mfns.len());
-    let got = platform()
-        .increase_reservation(&mut mfns[..n])
+    let got = ops()
+        .claim_frames(&mut mfns[..n])
         .map_err(|e| hypercall_err("XENMEM_increase_reservation", n as u64, e))?
         .min(n);
     let mut batch = Batch::new();

@@ -9,12 +9,12 @@ use core::cell::{Cell, RefCell};
 
 use abi::errno::Errno;
 use abi::types::{Maddr, Mfn, Pfn};
-use abi::xen::MmuUpdate;
 
+use super::MmEnv;
 use super::frame_alloc::FrameAllocator;
 use super::physmap::leaf_flags;
 use super::pte::{ENTRIES, Level, Pte, PteFlags};
-use super::{MmEnv, PtUpdate};
+use crate::platform::{Flush, Mmu, PtTarget, PtWrite};
 
 pub const MFN_OFFSET: u64 = 0x1000;
 /// Machine address of the (model's) physmap L1 entries: entry of pfn `p` at `PHYSMAP_L1 + 8 p`.
@@ -258,21 +258,22 @@ impl MockHv {
         };
     }
 
-    fn update(&self, r: &MmuUpdate) -> Result<(), Errno> {
-        if r.ptr & 3 != 0 {
-            return Err(Errno::ENOSYS);
-        }
-        let new = Pte(r.val);
-        if (PHYSMAP_L1..PHYSMAP_L1 + 8 * self.physmap.borrow().len() as u64).contains(&r.ptr) {
-            let p = ((r.ptr - PHYSMAP_L1) / 8) as usize;
+    fn update(&self, r: &PtWrite) -> Result<(), Errno> {
+        let at = match r.target() {
+            PtTarget::Entry(at) => at.0,
+            PtTarget::FrameOwner(_) | PtTarget::Other(_) => return Err(Errno::ENOSYS),
+        };
+        let new = Pte(r.value());
+        if (PHYSMAP_L1..PHYSMAP_L1 + 8 * self.physmap.borrow().len() as u64).contains(&at) {
+            let p = ((at - PHYSMAP_L1) / 8) as usize;
             self.get_target(Level::L1, new)?;
             let old = Pte(self.physmap.borrow()[p]);
             self.put_target(Level::L1, old);
             self.physmap.borrow_mut()[p] = new.0;
             return Ok(());
         }
-        let p = self.pfn(Mfn(r.ptr >> 12));
-        let idx = ((r.ptr & 0xfff) / 8) as usize;
+        let p = self.pfn(Mfn(at >> 12));
+        let idx = ((at & 0xfff) / 8) as usize;
         let f = self.info.borrow()[p];
         let Ty::Table(level) = f.ty else {
             return Err(Errno::EINVAL);
@@ -294,8 +295,9 @@ impl MockHv {
     }
 }
 
-impl PtUpdate for MockHv {
-    fn mmu_update(&self, reqs: &[MmuUpdate]) -> (usize, Result<(), Errno>) {
+/// The platform's page-table operations, as the hypervisor's validation model does them.
+impl Mmu for MockHv {
+    fn write_ptes(&self, reqs: &[PtWrite]) -> (usize, Result<(), Errno>) {
         for (i, r) in reqs.iter().enumerate() {
             if let Err(e) = self.update(r) {
                 return (i, Err(e));
@@ -303,10 +305,8 @@ impl PtUpdate for MockHv {
         }
         (reqs.len(), Ok(()))
     }
-}
 
-impl MmEnv for MockHv {
-    fn pin(&self, level: Level, m: Mfn) -> Result<(), Errno> {
+    fn pin_table(&self, level: Level, m: Mfn) -> Result<(), Errno> {
         if self.refuse_pins.get() {
             return Err(Errno::EPERM);
         }
@@ -319,7 +319,7 @@ impl MmEnv for MockHv {
         Ok(())
     }
 
-    fn unpin(&self, m: Mfn) -> Result<(), Errno> {
+    fn unpin_table(&self, m: Mfn) -> Result<(), Errno> {
         let p = self.pfn(m);
         if !self.info.borrow()[p].pinned {
             return Err(Errno::EINVAL);
@@ -329,24 +329,26 @@ impl MmEnv for MockHv {
         Ok(())
     }
 
-    fn new_baseptr(&self, m: Mfn) -> Result<(), Errno> {
+    fn switch_address_space(&self, m: Mfn) -> Result<(), Errno> {
         self.get_table(self.pfn(m), Level::L4)?;
         self.put_table(self.pfn(self.base.get()));
         self.base.set(m);
         Ok(())
     }
 
+    fn flush_tlb(&self, _what: Flush) -> Result<(), Errno> {
+        self.tlb_flushes.set(self.tlb_flushes.get() + 1);
+        Ok(())
+    }
+}
+
+impl MmEnv for MockHv {
     fn current_base(&self) -> Mfn {
         self.base.get()
     }
 
     fn kernel_base(&self) -> (Pfn, Mfn) {
         (Pfn(KERNEL_L4 as u64), mfn(KERNEL_L4))
-    }
-
-    fn flush_tlb(&self) -> Result<(), Errno> {
-        self.tlb_flushes.set(self.tlb_flushes.get() + 1);
-        Ok(())
     }
 
     fn pfn_to_mfn(&self, pfn: Pfn) -> Mfn {
@@ -377,5 +379,52 @@ impl MmEnv for MockHv {
 
     fn free_page(&self, pfn: Pfn) {
         self.alloc.borrow_mut().free(pfn).expect("mock free");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::Batch;
+
+    /// The model through the platform's `Mmu` trait object, as the kernel holds its platform.
+    #[test]
+    fn the_model_is_a_platform_mmu() {
+        let hv = MockHv::new(64);
+        let mmu: &dyn Mmu = &hv;
+        let p = hv.alloc_page().unwrap();
+        hv.zero_frame(p);
+        let m = hv.pfn_to_mfn(p);
+
+        // A writable frame is not a table: pinning it is refused until its physmap mapping is read-only.
+        assert_eq!(mmu.pin_table(Level::L1, m), Err(Errno::EBUSY));
+        assert!(!hv.is_pinned(m));
+        let ro = PtWrite::entry(hv.physmap_entry(p), Pte::new(m, leaf_flags(true)));
+        assert_eq!(mmu.write_ptes(&[ro]), (1, Ok(())));
+        assert_eq!(mmu.pin_table(Level::L1, m), Ok(()));
+        assert!(hv.is_pinned(m));
+        assert_eq!(
+            mmu.pin_table(Level::L1, m),
+            Err(Errno::EINVAL),
+            "pinned twice"
+        );
+        assert_eq!(mmu.unpin_table(m), Ok(()));
+        assert_eq!(mmu.unpin_table(m), Err(Errno::EINVAL), "unpinned twice");
+
+        // Writes stop at the first refusal; a frame-owner record is not something the model does.
+        let bad = [ro, PtWrite::frame_owner(m, p), ro];
+        assert_eq!(mmu.write_ptes(&bad), (1, Err(Errno::ENOSYS)));
+
+        let flushes = hv.tlb_flushes();
+        assert_eq!(mmu.flush_tlb(Flush::All), Ok(()));
+        assert_eq!(hv.tlb_flushes(), flushes + 1);
+
+        // Give the frame back as it came.
+        let mut b = Batch::new();
+        b.set_at(mmu, hv.physmap_entry(p), Pte::new(m, leaf_flags(false)))
+            .unwrap();
+        b.flush(mmu).unwrap();
+        hv.free_page(p);
+        hv.check_no_types_left();
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`pte`] | entry flags, composition, walk arithmetic |
 //! | [`frame_alloc`] | the page allocator over the domain's pfns (a bitmap) |
-//! | [`batch`] | queued `mmu_update` requests, flushed at a threshold or on demand, exact failing entry |
+//! | [`batch`] | queued page-table writes, handed to the platform at a threshold or on demand, exact failing write |
 //! | [`physmap`] | the physmap: every guest pfn at [`PHYSMAP_BASE`] + pfn × 4 KiB; layout and entry composition |
 //! | [`address_space`] | `AddressSpace`: a fresh L4 sharing the kernel half, map/unmap/protect, switch, destroy |
 //! | [`fault`] | [`MmError`], [`fault::report`], the pure page-fault classifier |
@@ -50,11 +50,12 @@ pub mod kernel;
 #[cfg(test)]
 mod mock;
 
-use abi::errno::Errno;
 use abi::types::{Maddr, Mfn, Pfn};
 
+use crate::platform::Mmu;
+
 pub use address_space::{AddressSpace, Prot};
-pub use batch::{Batch, PtUpdate};
+pub use batch::Batch;
 pub use fault::{MmError, report};
 pub use pte::{Level, Pte, PteFlags};
 
@@ -81,23 +82,16 @@ pub const fn physmap_va(pfn: Pfn) -> u64 {
     PHYSMAP_BASE + (pfn.0 << abi::types::PAGE_SHIFT)
 }
 
-/// What the memory-management code above the allocator needs from the kernel: the page-table hypercalls,
-/// access to frames (through the physmap), the P2M and the page allocator. The kernel implements it with
-/// the platform and its physmap (`kernel::KernelEnv`); host tests implement it with a model of the
-/// hypervisor's validation rules.
-pub trait MmEnv: PtUpdate {
-    /// Validate `mfn` as a table of `level` and pin it.
-    fn pin(&self, level: Level, mfn: Mfn) -> Result<(), Errno>;
-    /// Drop the pin on table `mfn`.
-    fn unpin(&self, mfn: Mfn) -> Result<(), Errno>;
-    /// Make the L4 `mfn` the current address space.
-    fn new_baseptr(&self, mfn: Mfn) -> Result<(), Errno>;
-    /// The L4 the vCPU runs on now.
+/// What the memory-management code above the allocator needs: the platform's page-table operations
+/// ([`Mmu`], the memory part of the one platform interface) plus the kernel's own bookkeeping — access to
+/// frames (through the physmap), the P2M, the current and kernel roots, and the page allocator. The
+/// kernel implements it with the platform and its physmap (`kernel::KernelEnv`); host tests implement it
+/// with a model of the hypervisor's validation rules (`mock::MockHv`).
+pub trait MmEnv: Mmu {
+    /// The L4 the CPU runs on now (recorded by the kernel's [`Mmu::switch_address_space`]).
     fn current_base(&self) -> Mfn;
     /// The kernel's own L4 (the boot one): its frame, and where it is readable.
     fn kernel_base(&self) -> (Pfn, Mfn);
-    /// Flush this vCPU's TLB.
-    fn flush_tlb(&self) -> Result<(), Errno>;
 
     /// The machine frame behind guest frame `pfn` (the P2M).
     fn pfn_to_mfn(&self, pfn: Pfn) -> Mfn;

@@ -20,8 +20,8 @@ use abi::vcpu::{
 use abi::xen::{SharedInfo, VcpuTimeInfo};
 use zerocopy::{FromBytes, IntoBytes};
 
+use super::xen_event_scan::{EventState, WORDS};
 use super::xen_pv::{XenPv, raw};
-use crate::event::scan::{EventState, WORDS};
 
 fn ret(r: i64) -> Result<i64, Errno> {
     if r < 0 {

@@ -1,4 +1,4 @@
-//! The process kernel on the Xen PV platform: the process table and its lock, switching, the idle loop,
+//! The process kernel: the process table and its lock, switching, the idle loop,
 //! blocking and waking, process exit and kill, and the trap hooks that make it all happen.
 //!
 //! Locking: [`PROCS`] is taken only by kernel code running with events masked, never across a switch;
@@ -7,9 +7,6 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use abi::event_channel::VIRQ_CONSOLE;
-use abi::layout::GUEST_KERNEL_SS;
-use abi::sched::ShutdownReason;
 use abi::types::{PAGE_SIZE, Pfn};
 use uapi::{STATUS_FAULT, STATUS_INTERRUPTED};
 
@@ -17,9 +14,10 @@ use super::table::{INIT_PID, Pid, Proc, State, Table, Wait};
 use super::tty::{LineDiscipline, Signal};
 use super::vma::{Access, FaultText, Regions, Verdict};
 use crate::arch::x86_64::trap_entry::guest_switch_context;
-use crate::boot::{facts, platform};
+use crate::boot::facts;
 use crate::mm::kernel::KernelEnv;
 use crate::mm::{AddressSpace, MmEnv, physmap_va};
+use crate::platform::{Halt, IrqSource, ops};
 use crate::println;
 use crate::trap::{Disposition, HANDLERS, TrapCtx, TrapFrame};
 
@@ -97,7 +95,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static TICKS: AtomicU64 = AtomicU64::new(0);
 /// The tick count at the last wake-up scan.
 static POLLED_TICK: AtomicU64 = AtomicU64::new(0);
-/// Console input is waiting (VIRQ_CONSOLE).
+/// Console input is waiting (the console's interrupt source; PV: VIRQ_CONSOLE).
 static CONSOLE_KICK: AtomicBool = AtomicBool::new(false);
 /// Where the boot stack's RSP goes when the first process starts (never resumed).
 static BOOT_RSP: AtomicU64 = AtomicU64::new(0);
@@ -145,7 +143,7 @@ pub fn run_init(program: &str) -> ! {
         println!("kernel: no periodic timer ({e}); no preemption");
     }
     if facts().domid == 0
-        && let Err(e) = crate::event::bind_virq(VIRQ_CONSOLE, Some(on_console))
+        && let Err(e) = crate::event::bind(IrqSource::Console, Some(on_console))
     {
         println!("kernel: no console input ({e})");
     }
@@ -157,7 +155,7 @@ pub fn run_init(program: &str) -> ! {
         foreground: None,
         read_interrupted: false,
     });
-    platform().irq_disable();
+    ops().irq_disable();
     match super::loader::spawn(0, program, b"") {
         Ok(pid) => println!(
             "kernel: {} programs embedded; starting {program} as pid {pid}",
@@ -165,7 +163,7 @@ pub fn run_init(program: &str) -> ! {
         ),
         Err(e) => {
             println!("kernel: cannot start {program}: {e}");
-            platform().shutdown(ShutdownReason::Crash, 1)
+            ops().shutdown(Halt::Crash, 1)
         }
     }
     ACTIVE.store(true, Ordering::Release);
@@ -174,7 +172,7 @@ pub fn run_init(program: &str) -> ! {
     // SAFETY: `new_rsp` is the first process's prepared kernel stack (its address space and stack are
     // installed by `enter`); the boot stack is abandoned and never switched back to.
     unsafe { guest_switch_context(BOOT_RSP.as_ptr(), new_rsp) };
-    platform().shutdown(ShutdownReason::Crash, 1)
+    ops().shutdown(Halt::Crash, 1)
 }
 
 /// Make `next` the current process: its kernel stack for traps, its address space, its accounting.
@@ -186,15 +184,15 @@ fn enter(next: Pid) -> u64 {
         let n = p.table.get_mut(next).expect("picked process exists");
         n.res.ran_since = crate::time::now();
         n.res.slice_tick = TICKS.load(Ordering::Acquire);
-        if let Err(e) = platform().stack_switch(GUEST_KERNEL_SS, n.res.kstack.top()) {
+        if let Err(e) = ops().set_kernel_stack(n.res.kstack.top()) {
             println!("kernel: stack_switch refused ({e}); stopping");
-            platform().shutdown(ShutdownReason::Crash, 1);
+            ops().shutdown(Halt::Crash, 1);
         }
         if let Some(s) = n.res.space.as_mut()
             && let Err(e) = s.switch_to(&env)
         {
             println!("kernel: cannot switch to pid {next}'s address space: {e}");
-            platform().shutdown(ShutdownReason::Crash, 1);
+            ops().shutdown(Halt::Crash, 1);
         }
         n.res.ctx_rsp
     })
@@ -255,10 +253,10 @@ fn idle() {
             .min()
     });
     if let Some(d) = deadline {
-        let _ = platform().set_timer(d);
+        let _ = ops().set_timer(d);
     }
-    let _ = platform().block();
-    platform().irq_disable();
+    let _ = ops().block();
+    ops().irq_disable();
 }
 
 /// Take console input, then wake every blocked process whose wait is over.
@@ -297,7 +295,7 @@ fn poll() {
 fn read_console() {
     let mut buf = [0u8; 64];
     loop {
-        let n = platform().console_read(&mut buf).unwrap_or(0);
+        let n = ops().console_read(&mut buf).unwrap_or(0);
         if n == 0 {
             break;
         }
@@ -313,7 +311,7 @@ fn read_console() {
                 }
             }
         });
-        let _ = platform().console_write(&echo);
+        let _ = ops().console_write(&echo);
         for _ in 0..interrupts {
             interrupt();
         }
@@ -420,11 +418,11 @@ pub fn exit_current(status: u32) -> ! {
     if pid == INIT_PID {
         super::ping::close();
         println!("kernel: pid 1 exited with status {status}; powering off");
-        platform().shutdown(ShutdownReason::Poweroff, status);
+        ops().shutdown(Halt::Poweroff, status);
     }
     schedule();
     println!("kernel: a zombie was scheduled");
-    platform().shutdown(ShutdownReason::Crash, 1)
+    ops().shutdown(Halt::Crash, 1)
 }
 
 /// Called at the end of every trap from a process's user code (events masked): look at input and

@@ -10,13 +10,11 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use abi::errno::Errno;
-use abi::event_channel::{EVTCHNSTAT_INTERDOMAIN, EvtchnPort};
-use abi::xen::DOMID_SELF;
 
 use super::kernel;
 use super::table::Wait;
 use crate::event;
-use crate::platform::xen_pv::XEN_PV;
+use crate::platform::{Irq, IrqState, ops};
 use crate::println;
 use crate::time::{self, NS_PER_MS, NS_PER_SEC};
 
@@ -25,7 +23,7 @@ static PORT: AtomicU32 = AtomicU32::new(0);
 /// A reply arrived.
 static REPLY: AtomicBool = AtomicBool::new(false);
 
-fn on_reply(_: EvtchnPort) {
+fn on_reply(_: Irq) {
     REPLY.store(true, Ordering::Release);
 }
 
@@ -59,9 +57,8 @@ pub fn ping(rounds: u64) -> Result<u64, Errno> {
     if port == 0 {
         return Err(Errno::ENODEV);
     }
-    match event::status(DOMID_SELF, port) {
-        Ok(s) if s.status == EVTCHNSTAT_INTERDOMAIN => {}
-        _ => return Err(Errno::ENODEV),
+    if ops().irq_state(port) != Ok(IrqState::Peer) {
+        return Err(Errno::ENODEV);
     }
     let start = time::now();
     for _ in 0..rounds {
@@ -103,11 +100,10 @@ pub fn serve() -> u32 {
             answered += 1;
             continue;
         }
-        match event::status(DOMID_SELF, port) {
-            Ok(s) if s.status == EVTCHNSTAT_INTERDOMAIN => {}
-            _ => break,
+        if ops().irq_state(port) != Ok(IrqState::Peer) {
+            break;
         }
-        let _ = XEN_PV.sched_poll(&[port], time::now() + 500 * NS_PER_MS);
+        let _ = ops().poll(&[port], time::now() + 500 * NS_PER_MS);
     }
     let _ = event::close(port);
     println!("ping-server: channel closed after {answered} pings; stopping");

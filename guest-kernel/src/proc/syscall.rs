@@ -2,9 +2,6 @@
 //! calling process's kernel stack with events masked; blocking calls use `kernel::block_current`.
 
 use abi::errno::Errno;
-use abi::hypercall::nr as hc;
-use abi::sched::ShutdownReason;
-use abi::version::{XENVER_CAPABILITIES, XENVER_GET_FEATURES, XENVER_VERSION};
 use zerocopy::IntoBytes;
 
 use super::decode::{Request, UserRange};
@@ -12,8 +9,8 @@ use super::kernel::{self, with};
 use super::table::{Pid, Wait};
 use super::usercopy::{check, copy_in, copy_out};
 use super::vma::prot_from_bits;
-use crate::boot::{facts, platform};
-use crate::platform::xen_pv::{XEN_PV, raw};
+use crate::boot::facts;
+use crate::platform::{Halt, ops};
 use crate::trap::TrapFrame;
 
 /// Carry out `req` for the current process; the result goes to its RAX.
@@ -59,7 +56,7 @@ pub fn execute(req: Request, f: &TrapFrame) -> Result<u64, Errno> {
                 "kernel: poweroff requested by pid {} (code {code})",
                 kernel::current()
             );
-            platform().shutdown(ShutdownReason::Poweroff, code)
+            ops().shutdown(Halt::Poweroff, code)
         }
         Request::Ringinfo(buf) => ringinfo(buf, f),
         Request::Bench { iterations, filter } => bench(iterations, filter),
@@ -80,7 +77,7 @@ fn write(r: UserRange) -> Result<u64, Errno> {
             },
             &mut buf[..n as usize],
         )?;
-        platform().console_write(&buf[..n as usize])?;
+        ops().console_write(&buf[..n as usize])?;
         off += n;
     }
     Ok(r.len)
@@ -213,8 +210,8 @@ fn meminfo(buf: UserRange) -> Result<u64, Errno> {
     let info = uapi::MemInfo {
         total_pages: env.total() as u64,
         free_pages: env.free_count() as u64,
-        reservation: platform().current_reservation().unwrap_or(0),
-        max_reservation: platform().maximum_reservation().unwrap_or(0),
+        reservation: ops().memory_pages().unwrap_or(0),
+        max_reservation: ops().memory_limit().unwrap_or(0),
         processes: with(|p| p.table.len()) as u64,
         heap_used: used as u64,
         heap_size: (used + free) as u64,
@@ -225,50 +222,24 @@ fn meminfo(buf: UserRange) -> Result<u64, Errno> {
 
 fn domains(buf: UserRange, max: u64) -> Result<u64, Errno> {
     check(buf, true)?;
-    let mut raw_infos =
-        [<abi::sysctl::XenDomctlGetdomaininfo as zerocopy::FromZeros>::new_zeroed(); 16];
-    let want = (max as usize).min(raw_infos.len());
-    let n = XEN_PV.domain_info_list(0, &mut raw_infos[..want])?;
-    let mut out: heapless::Vec<uapi::DomInfo, 16> = heapless::Vec::new();
-    for d in &raw_infos[..n] {
-        let _ = out.push(uapi::DomInfo {
-            domid: u32::from(d.domain),
-            flags: d.flags,
-            tot_pages: d.tot_pages,
-            max_pages: d.max_pages,
-            cpu_time_ns: d.cpu_time,
-            nr_vcpus: d.nr_online_vcpus,
-            weight: 0,
-        });
-    }
-    copy_out(buf.addr, out.as_bytes())?;
+    let mut out = [<uapi::DomInfo as zerocopy::FromZeros>::new_zeroed(); 16];
+    let want = (max as usize).min(out.len());
+    let n = ops().machines(0, &mut out[..want])?;
+    copy_out(buf.addr, out[..n].as_bytes())?;
     Ok(n as u64)
 }
 
 fn ringinfo(buf: UserRange, f: &TrapFrame) -> Result<u64, Errno> {
-    let version = raw(hc::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]);
-    let mut features = [0u32; 2];
-    let fr = raw(
-        hc::XEN_VERSION,
-        [XENVER_GET_FEATURES, features.as_mut_ptr() as u64, 0, 0, 0],
-    );
-    let mut caps = [0u8; 1024];
-    let cr = raw(
-        hc::XEN_VERSION,
-        [XENVER_CAPABILITIES, caps.as_mut_ptr() as u64, 0, 0, 0],
-    );
-    let mut info = uapi::RingInfo {
+    let hv = ops().hypervisor_info().unwrap_or_default();
+    let info = uapi::RingInfo {
         user_cs: f.cs & 0xffff,
         kernel_cs: u64::from(crate::arch::read_cs()),
-        hv_version: version.max(0) as u32,
-        hv_features: if fr >= 0 { features[1] } else { 0 },
+        hv_version: hv.version,
+        hv_features: hv.features,
         domid: facts().domid,
+        hv_caps: hv.caps,
         ..Default::default()
     };
-    if cr >= 0 {
-        let len = caps.iter().position(|&b| b == 0).unwrap_or(0).min(31);
-        info.hv_caps[..len].copy_from_slice(&caps[..len]);
-    }
     copy_out(buf.addr, info.as_bytes())?;
     Ok(0)
 }
@@ -286,19 +257,18 @@ fn bench(iterations: u64, filter: UserRange) -> Result<u64, Errno> {
     // The suite enters ring 3 itself (its harness) and switches address spaces: give it the boot trap
     // stack, then put the process's stack and address space back.
     let kstack_top = kernel::with_current(|q| q.res.kstack.top()).ok_or(Errno::ESRCH)?;
-    let gss = abi::layout::GUEST_KERNEL_SS;
-    platform().stack_switch(gss, crate::trap::dispatch::trap_stack_top())?;
+    ops().set_kernel_stack(crate::trap::dispatch::trap_stack_top())?;
     // The suite runs as the boot context does, with events enabled (its `evtchn_send_self` counts
     // upcalls); event handlers only set flags while it runs, no process is switched in.
-    platform().irq_restore(true);
+    ops().irq_restore(true);
     let code = crate::bench::runner::run(&opts);
-    platform().irq_disable();
-    platform().stack_switch(gss, kstack_top)?;
+    ops().irq_disable();
+    ops().set_kernel_stack(kstack_top)?;
     let env = kernel::env();
     kernel::with_current(|q| q.res.space.as_mut().map(|s| s.switch_to(&env)))
         .flatten()
         .ok_or(Errno::ESRCH)?
         .map_err(|_| Errno::EFAULT)?;
-    platform().irq_disable();
+    ops().irq_disable();
     Ok(u64::from(code))
 }

@@ -7,12 +7,12 @@ use abi::types::{Gva, Maddr, Mfn, PAGE_SIZE, Pfn};
 use abi::xen::{MmuUpdate, MulticallEntry};
 
 use crate::boot::platform;
-use crate::mm::batch::normal_update;
 use crate::mm::kernel::{self, KernelEnv};
 use crate::mm::physmap::leaf_flags;
 use crate::mm::pte::{INVALID_MFN, Level, Pte, PteFlags, entry_maddr};
 use crate::mm::{AddressSpace, MmEnv, MmError, Prot, physmap_va};
-use crate::platform::{MappingFlush, multicall};
+use crate::platform::xen_pv::normal_update;
+use crate::platform::xen_pv::{MappingFlush, multicall};
 use crate::println;
 use crate::xtf::{Outcome, Results};
 

@@ -8,11 +8,11 @@ use abi::xen::MmuUpdate;
 
 use super::memory::{HV_MFN, Probe, check, expect, foreign_frame, mm_env, mmu1, must};
 use crate::boot::platform;
-use crate::mm::batch::normal_update;
 use crate::mm::kernel::KernelEnv;
 use crate::mm::physmap::leaf_flags;
 use crate::mm::pte::{Level, Pte, PteFlags, entry_maddr};
 use crate::mm::{AddressSpace, Batch, MmEnv, MmError, Prot};
+use crate::platform::xen_pv::normal_update;
 use crate::println;
 use crate::xtf::{Outcome, Results};
 

@@ -14,10 +14,11 @@ use crate::arch::x86_64::trap_entry::stubs;
 use crate::arch::x86_64::trap_probes as probes;
 use crate::boot::platform;
 use crate::cmdline::{option, parse_u64};
+use crate::platform::xen_pv::trap_table;
 use crate::platform::xen_pv::{XEN_PV, raw};
 use crate::println;
 use crate::trap::dispatch::{
-    install_table, register_callbacks, trap_stack_top, trap_table, traps_ready, user_ready,
+    install_table, register_callbacks, trap_stack_top, traps_ready, user_ready,
 };
 use crate::trap::frame::{RFLAGS_IF, RFLAGS_IOPL, RFLAGS_NT};
 use crate::trap::user::UserSpace;

@@ -1,17 +1,11 @@
-//! The Rust side of every trap entry, the default handlers, and what boot installs: the trap table,
-//! the `stack_switch` stack, the event/failsafe/syscall callbacks, the VIRQ_TIMER binding, and finally
-//! events enabled.
+//! The Rust side of every trap entry, the default handlers, and what boot installs through the platform
+//! seam: the trap gates, the kernel stack for traps from user mode, the interrupt/failsafe/SYSCALL entry
+//! points, the timer's interrupt source, and finally interrupts enabled.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use abi::callback::{
-    CALLBACKF_MASK_EVENTS, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_SYSCALL,
-};
 use abi::errno::Errno;
-use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS};
-use abi::sched::ShutdownReason;
-use abi::xen::TrapInfo;
 
 use super::frame::{
     Disposition, EntryKind, RFLAGS_IF, ReturnPath, TrapCtx, TrapFrame, VECTOR_INT80,
@@ -19,8 +13,7 @@ use super::frame::{
 };
 use super::{HANDLERS, KILLED, sys};
 use crate::arch::x86_64::trap_entry::stubs;
-use crate::boot::platform;
-use crate::platform::xen_pv::XEN_PV;
+use crate::platform::{EntryPoints, Gate, Halt, TrapGates, ops};
 use crate::println;
 
 /// Size of the ring-1 stack used for traps from ring 3 (`stack_switch`).
@@ -69,54 +62,40 @@ pub fn callbacks_ready() -> bool {
     CALLBACKS_OK.load(Ordering::Acquire)
 }
 
-/// The trap table: every exception vector (DPL 0, except `int3`/`into`, DPL 3, so that user code may
-/// execute them), plus the direct `int 0x80` gate with DPL 3 if `with_int80`, ended by a zero entry.
-/// No entry sets `TI_IF`: exceptions run with the interrupted context's event mask.
-pub fn trap_table(with_int80: bool) -> [TrapInfo; 34] {
+/// The kernel's trap gates: every exception vector (user code may raise only `int3` and `into` itself),
+/// plus the direct `int 0x80` gate, user-invocable, if `with_int80`. No gate masks interrupts: exceptions
+/// run with the interrupted context's interrupt flag.
+pub fn gates(with_int80: bool) -> TrapGates {
     let s = stubs();
-    let mut t = [TrapInfo::default(); 34];
-    for (v, e) in t.iter_mut().enumerate().take(32) {
-        *e = TrapInfo {
-            vector: v as u8,
-            flags: if v == 3 || v == 4 { 3 } else { 0 },
-            cs: GUEST_KERNEL_CS,
-            _pad0: [0; 4],
-            address: s.exceptions[v],
+    let mut g = TrapGates::default();
+    for (v, gate) in g.exceptions.iter_mut().enumerate() {
+        *gate = Gate {
+            handler: s.exceptions[v],
+            user: v == 3 || v == 4,
         };
     }
-    if with_int80 {
-        t[32] = TrapInfo {
-            vector: VECTOR_INT80 as u8,
-            flags: 3,
-            cs: GUEST_KERNEL_CS,
-            _pad0: [0; 4],
-            address: s.int80,
-        };
-    }
-    t
+    g.int80 = with_int80.then_some(Gate {
+        handler: s.int80,
+        user: true,
+    });
+    g
 }
 
-/// Install the trap table (see [`trap_table`]).
+/// Install the trap gates (see [`gates`]).
 pub fn install_table(with_int80: bool) -> Result<(), Errno> {
-    let r = platform().set_trap_table(&trap_table(with_int80));
+    let r = ops().set_trap_gates(&gates(with_int80));
     TRAP_TABLE_OK.store(r.is_ok(), Ordering::Release);
     r
 }
 
-/// Register the event, failsafe and syscall callbacks (`callback_op`, or `set_callbacks` if the former
-/// is not implemented).
+/// Register the interrupt (event), failsafe and SYSCALL entry points.
 pub fn register_callbacks() -> Result<(), Errno> {
     let s = stubs();
-    let r = XEN_PV
-        .register_callback(CALLBACKTYPE_EVENT, s.event, 0)
-        .and_then(|()| XEN_PV.register_callback(CALLBACKTYPE_FAILSAFE, s.failsafe, 0))
-        .and_then(|()| {
-            XEN_PV.register_callback(CALLBACKTYPE_SYSCALL, s.syscall, CALLBACKF_MASK_EVENTS)
-        });
-    let r = match r {
-        Err(Errno::ENOSYS) => XEN_PV.set_callbacks(s.event, s.failsafe, s.syscall),
-        other => other,
-    };
+    let r = ops().set_entry_points(&EntryPoints {
+        interrupt: s.event,
+        failsafe: s.failsafe,
+        syscall: s.syscall,
+    });
     CALLBACKS_OK.store(r.is_ok(), Ordering::Release);
     r
 }
@@ -127,7 +106,7 @@ pub fn init() -> TrapStatus {
     HANDLERS.set(VECTOR_INT80, Some(harness_syscall));
     HANDLERS.set(VECTOR_SYSCALL, Some(harness_syscall));
     let table = install_table(true);
-    let stack = platform().stack_switch(GUEST_KERNEL_SS, trap_stack_top());
+    let stack = ops().set_kernel_stack(trap_stack_top());
     STACK_OK.store(stack.is_ok(), Ordering::Release);
     let callbacks = register_callbacks();
     TrapStatus {
@@ -153,7 +132,7 @@ pub fn boot() {
         Err(Errno::ENOSYS)
     };
     if t.callbacks.is_ok() {
-        platform().irq_restore(true);
+        ops().irq_restore(true);
     }
     let clock = if crate::time::available() {
         "pvclock"
@@ -209,8 +188,8 @@ pub fn trap_count() -> u64 {
 /// Called by the common entry path with the frame; returns the [`ReturnPath`] (as u64).
 pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    let ev = XEN_PV.event_state();
-    let masked_now = || ev.is_none_or(|e| e.events_masked());
+    let p = ops();
+    let masked_now = || !p.irqs_enabled();
     let kind = EntryKind::of(frame.vector);
     let events_were_masked = if kind.is_bounce() {
         frame.rflags & RFLAGS_IF == 0
@@ -222,7 +201,7 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         vector: frame.vector,
         from_user: frame.from_user(),
         cr2: if frame.vector == 14 {
-            XEN_PV.fault_address()
+            p.fault_address()
         } else {
             0
         },
@@ -232,7 +211,7 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
     // looking at timers and input (maybe switching to another process) before it returns.
     let process = ctx.from_user && crate::proc::active() && !super::user::active();
     if process && !events_were_masked {
-        platform().irq_disable();
+        p.irq_disable();
     }
     match kind {
         EntryKind::Event => crate::event::upcall(),
@@ -242,16 +221,13 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         crate::proc::return_to_user();
         // Without a pending event, unmask here and leave by IRETQ (no hypercall on the direct gate's
         // path); an event raised after this point is delivered as an upcall into the exit path.
-        if !events_were_masked
-            && kind != EntryKind::Event
-            && ev.is_some_and(|e| !e.upcall_is_pending())
-        {
-            platform().irq_restore(true);
+        if !events_were_masked && kind != EntryKind::Event && !p.irq_pending() {
+            p.irq_restore(true);
         }
     }
     let plan = plan_return(events_were_masked, masked_now());
-    if let (Some(m), Some(e)) = (plan.set_mask, ev) {
-        e.upcall_mask.store(u8::from(m), Ordering::SeqCst);
+    if let Some(m) = plan.set_mask {
+        p.irq_set_flag(!m);
     }
     if plan.path == ReturnPath::Hypercall {
         frame.prepare_iret(plan.resume_masked);
@@ -317,9 +293,9 @@ fn unhandled(frame: &mut TrapFrame, ctx: &TrapCtx) {
     }
     if ctx.vector >= 32 || is_trap_class(ctx.vector) {
         println!("trap: nothing to kill but the kernel: shutting down");
-        platform().shutdown(ShutdownReason::Crash, 1);
+        ops().shutdown(Halt::Crash, 1);
     }
-    match XEN_PV.clear_trap_table() {
+    match ops().clear_trap_gates() {
         Ok(()) => {
             TRAP_TABLE_OK.store(false, Ordering::Release);
             println!(
@@ -328,7 +304,7 @@ fn unhandled(frame: &mut TrapFrame, ctx: &TrapCtx) {
         }
         Err(e) => {
             println!("trap: cannot clear the trap table ({e}): shutting down");
-            platform().shutdown(ShutdownReason::Crash, 1);
+            ops().shutdown(Halt::Crash, 1);
         }
     }
 }
@@ -338,7 +314,7 @@ pub extern "C" fn trap_iret_failed(err: i64, context: u64) -> ! {
     println!(
         "trap: the iret hypercall failed ({err}) on the context at {context:#x}; shutting down"
     );
-    platform().shutdown(ShutdownReason::Crash, 1)
+    ops().shutdown(Halt::Crash, 1)
 }
 
 /// The failsafe callback: report the frame's first words and stop.
@@ -351,5 +327,5 @@ pub extern "C" fn trap_failsafe(rsp: u64) -> ! {
         *slot = unsafe { rsp.add(i).read_volatile() };
     }
     println!("trap: failsafe callback entered, frame at {rsp:p}: {w:#x?}; shutting down");
-    platform().shutdown(ShutdownReason::Crash, 1)
+    ops().shutdown(Halt::Crash, 1)
 }

@@ -12,10 +12,9 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use abi::types::PAGE_SIZE;
 
 use crate::arch::x86_64::trap_entry::{UserReturn, guest_user_enter, guest_user_resume};
-use crate::boot::platform;
 use crate::mm::kernel::{KernelEnv, ready_env};
 use crate::mm::{AddressSpace, MmEnv, MmError, Prot, physmap_va};
-use crate::platform::xen_pv::XEN_PV;
+use crate::platform::{Mmu, ops};
 
 /// Where the program is mapped.
 pub const USER_CODE_VA: u64 = 0x40_0000;
@@ -120,7 +119,7 @@ impl UserSpace {
             .as_mut()
             .ok_or(MmError::Internal("address space gone"))?;
         space.switch_to(&self.env)?;
-        let enabled = XEN_PV.event_state().is_some_and(|e| !e.events_masked());
+        let enabled = ops().irqs_enabled();
         let mut ctx = UserReturn::default();
         ACTIVE.store(&raw mut ctx, Ordering::Release);
         // SAFETY: the entry point is inside the mapped program page, the stack page is mapped writable
@@ -129,11 +128,11 @@ impl UserSpace {
             unsafe { guest_user_enter(USER_CODE_VA + entry, USER_STACK_TOP, &raw mut ctx, arg) };
         ACTIVE.store(core::ptr::null_mut(), Ordering::Release);
         // Back from a trap handler that may have left events masked (SYSCALL bounce): restore.
-        platform().irq_disable();
-        platform().irq_restore(enabled);
+        ops().irq_disable();
+        ops().irq_restore(enabled);
         let (_, kernel) = self.env.kernel_base();
         self.env
-            .new_baseptr(kernel)
+            .switch_address_space(kernel)
             .map_err(|errno| MmError::Hypercall {
                 op: "NEW_BASEPTR (back to the kernel)",
                 arg: kernel.0,

@@ -1,5 +1,5 @@
-//! Reading Xen's pvclock (`vcpu_time_info`) consistently, and keeping the result monotonic. Pure:
-//! host-tested with a simulated hypervisor that updates the record between and during reads.
+//! Reading Xen's pvclock (`vcpu_time_info`) consistently: the PV backend's clock. Pure: host-tested with a
+//! simulated hypervisor that updates the record between and during reads.
 //!
 //! The hypervisor updates the record under a sequence lock: it makes `version` odd, writes the fields,
 //! then makes `version` even again. A reader reads `version`, the fields and the TSC, then `version` again,
@@ -7,11 +7,11 @@
 //! `system_time + scale(tsc - tsc_timestamp)` ([`abi::xen::VcpuTimeInfo::system_time_at`]).
 //!
 //! Successive records are computed independently, so rounding (or a re-calibration) can make the value
-//! computed just after an update a few nanoseconds smaller than one computed just before it. The clock
-//! given to the kernel is therefore passed through [`Monotonic`], which never returns less than it
-//! returned before (Linux's `pvclock_clocksource_read` does the same).
+//! computed just after an update a few nanoseconds smaller than one computed just before it. The kernel
+//! therefore passes the clock through `time::Monotonic`, which never returns less than it returned before
+//! (Linux's `pvclock_clocksource_read` does the same).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use abi::xen::VcpuTimeInfo;
 
@@ -25,16 +25,8 @@ pub trait PvclockSource {
     fn tsc(&self) -> u64;
 }
 
-/// One consistent reading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reading {
-    /// System time in ns since the hypervisor booted.
-    pub ns: u64,
-    /// The record's version it came from.
-    pub version: u32,
-    /// Retries caused by concurrent updates.
-    pub retries: u32,
-}
+/// One consistent reading (`version`: the record's version it came from).
+pub use super::ClockReading as Reading;
 
 /// Read the clock once, retrying while the record is being updated. `None` if it never became stable
 /// within a large number of attempts (a hypervisor leaving `version` odd).
@@ -63,40 +55,10 @@ pub fn present(t: &VcpuTimeInfo) -> bool {
     t.version != 0 && t.tsc_to_system_mul != 0
 }
 
-/// A monotonic view of a clock: never returns less than it returned before.
-pub struct Monotonic {
-    last: AtomicU64,
-}
-
-impl Monotonic {
-    /// Nothing observed yet.
-    pub const fn new() -> Monotonic {
-        Monotonic {
-            last: AtomicU64::new(0),
-        }
-    }
-
-    /// Record `t` and return the larger of `t` and everything returned before.
-    pub fn observe(&self, t: u64) -> u64 {
-        let prev = self.last.fetch_max(t, Ordering::AcqRel);
-        prev.max(t)
-    }
-
-    /// The largest value seen.
-    pub fn last(&self) -> u64 {
-        self.last.load(Ordering::Acquire)
-    }
-}
-
-impl Default for Monotonic {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Monotonic;
     use std::cell::Cell;
 
     /// A simulated vCPU clock: 1 TSC tick = 1 ns (mul 2^31, shift 1); `update_every` reads trigger an
