@@ -23,12 +23,10 @@ use abi::xen::{DOMID_SELF, MmuUpdate, MmuextOp, SEGBASE_FS, SEGBASE_GS_KERNEL, S
 use crate::arch::x86_64::hostile_probes::{self as hp, Probe};
 use crate::boot::platform;
 use crate::mm::MmEnv;
-use crate::mm::batch::normal_update;
 use crate::mm::kernel::KernelEnv;
 use crate::mm::physmap_va;
 use crate::mm::pte::{Pte, PteFlags};
-use crate::platform::multicall;
-use crate::platform::xen_pv::{XEN_PV, raw};
+use crate::platform::xen_pv::{XEN_PV, multicall, normal_update, raw};
 use crate::println;
 use crate::trap::dispatch::traps_ready;
 use crate::trap::frame::{RFLAGS_IF, RFLAGS_IOPL, RFLAGS_NT};
