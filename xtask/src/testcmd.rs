@@ -152,9 +152,11 @@ pub fn run(quick: bool) -> bool {
     if let Some(request) = crate::qemu_choice::explicit_request() {
         test.env(crate::qemu_choice::QEMU_ENV, request.to_value());
     }
-    match crate::qemu_choice::chosen() {
-        Ok(qemu) => println!("\n{}", qemu.describe()),
-        Err(e) => println!("\nxtask: QEMU: {e}"),
+    if !quick && images_ok {
+        match crate::qemu_choice::chosen() {
+            Ok(qemu) => println!("\n{}", qemu.describe()),
+            Err(e) => println!("\nxtask: QEMU: {e}"),
+        }
     }
     let mut note = String::new();
     if quick {
