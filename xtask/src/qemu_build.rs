@@ -1,7 +1,7 @@
 //! `cargo xtask qemu`: builds `qemu-system-x86_64` from the distribution's QEMU source package (Debian's,
 //! fetched with `apt-get source`) with the repository's patch `xtask/qemu/null-ss-cpl.patch` (a null SS
 //! loaded in 64-bit mode keeps DPL = CPL, so TCG's CPL stays right), into a cache outside the work tree:
-//! `<cache>/qemu-<source version>-<patch hash>/bin/qemu-system-x86_64`. Installs what is missing with
+//! `<cache>/qemu-<source version>-<recipe hash>/bin/qemu-system-x86_64`. Installs what is missing with
 //! apt-get (a `deb-src` entry for the configured Debian mirror, the build dependencies); a second run finds
 //! the cached binary. Only the x86_64-softmmu target, TCG and KVM, no tools, no docs, no UI.
 
@@ -47,8 +47,9 @@ pub const BUILD_DEPS: [&str; 15] = [
 
 /// QEMU's `configure` options: one target, TCG (and KVM), every optional feature off, the distribution's
 /// firmware directories (the same as Debian's package uses), since the source package carries no blobs.
-pub const CONFIGURE_ARGS: [&str; 12] = [
+pub const CONFIGURE_ARGS: [&str; 13] = [
     "--target-list=x86_64-softmmu",
+    "--with-pkgversion=ring1pv-null-ss-cpl",
     "--without-default-features",
     "--disable-docs",
     "--disable-tools",
@@ -79,7 +80,7 @@ pub struct QemuArgs {
     pub keep_build: bool,
 }
 
-/// 64-bit FNV-1a of `bytes`, as 16 hex digits: names the patch in the cache directory.
+/// 64-bit FNV-1a of `bytes`, as 16 hex digits: names the recipe in the cache directory.
 pub fn fnv1a_hex(bytes: &[u8]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -89,9 +90,9 @@ pub fn fnv1a_hex(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
-/// The patch's hash.
+/// The recipe's hash: the patch and the configure options (either changed means another build).
 pub fn patch_hash() -> String {
-    fnv1a_hex(PATCH.as_bytes())
+    fnv1a_hex(format!("{PATCH}\n{}", CONFIGURE_ARGS.join("\n")).as_bytes())
 }
 
 /// The cache root: `$XDG_CACHE_HOME/ring1pv`, else `$HOME/.cache/ring1pv`, else `/tmp/ring1pv-cache`.
@@ -111,7 +112,7 @@ pub fn without_epoch(version: &str) -> &str {
     version.split_once(':').map_or(version, |(_, rest)| rest)
 }
 
-/// The cache directory name for a source version: `qemu-<version without epoch>-<patch hash>`.
+/// The cache directory name for a source version: `qemu-<version without epoch>-<recipe hash>`.
 pub fn dir_name(source_version: &str, hash: &str) -> String {
     format!("qemu-{}-{hash}", without_epoch(source_version))
 }
@@ -132,7 +133,7 @@ pub fn installed_source_version() -> Option<String> {
     (out.status.success() && !version.is_empty()).then_some(version)
 }
 
-/// The fixed QEMU if it has been built with the current patch: the one for the installed distribution
+/// The fixed QEMU if it has been built with the current patch and options: the one for the installed distribution
 /// version if there is one, else any (newest name first).
 pub fn cached_binary() -> Option<PathBuf> {
     let suffix = format!("-{}", patch_hash());
@@ -503,7 +504,7 @@ pub fn build(args: &QemuArgs) -> Result<PathBuf, String> {
     fs::rename(&tmp, &binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     let took = started.elapsed();
     let info = format!(
-        "source package: {SOURCE_PACKAGE} {version}\npatch: xtask/qemu/null-ss-cpl.patch (fnv1a {})\n\
+        "source package: {SOURCE_PACKAGE} {version}\npatch: xtask/qemu/null-ss-cpl.patch (recipe fnv1a {})\n\
          configure: {}\nbuilt with: ninja {jobs} under nice -n 19\nbuild time: {} ({} s)\n{first}\n",
         patch_hash(),
         CONFIGURE_ARGS.join(" "),
