@@ -2,6 +2,9 @@
 //! makes sure QEMU is installed, boots scenarios with a 60 s kill timeout, and offers assertions that print the
 //! whole serial output when they fail.
 //!
+//! The QEMU is the patched one built by `cargo xtask qemu` when it is in the cache, else the distribution's;
+//! `RING1PV_QEMU=system|fixed|auto|<path>` chooses (`cargo xtask test --qemu X` sets it).
+//!
 //! ```no_run
 //! use tests::{expect, run};
 //! let outcome = run(&["test=unknown-hypercall"]);
@@ -24,7 +27,7 @@ pub const INTEGRITY_LINE: &str = "[hv] INFO  integrity: hypervisor text and roda
 pub fn images() -> &'static Images {
     static IMAGES: OnceLock<Result<Images, String>> = OnceLock::new();
     let result = IMAGES.get_or_init(|| {
-        xtask::ensure_qemu()?;
+        eprintln!("{}", xtask::ensure_qemu()?.describe());
         xtask::build_images_quiet(xtask::Profile::Release)
     });
     match result {

@@ -15,7 +15,7 @@ use abi::bench::{Stats, parse_line};
 use clap::{Args, ValueEnum};
 
 use crate::images::{Profile, build_images};
-use crate::qemu::{Accel, Exit, ICOUNT_ARGS, QEMU, ensure_qemu};
+use crate::qemu::{Accel, Exit, ICOUNT_ARGS, ensure_qemu};
 use crate::scenario::{RunOptions, Scenario, run_scenario_with};
 
 /// One measuring pass.
@@ -556,7 +556,7 @@ fn run_pass(images: &crate::Images, args: &BenchArgs, mode: Mode) -> Result<(Pas
 
 fn metadata(args: &BenchArgs, accelerators: Vec<(Mode, Accel)>) -> Metadata {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let version = std::process::Command::new(QEMU)
+    let version = std::process::Command::new(crate::qemu_choice::program_for_display())
         .arg("--version")
         .output()
         .ok()
@@ -580,7 +580,7 @@ fn metadata(args: &BenchArgs, accelerators: Vec<(Mode, Accel)>) -> Metadata {
 /// exit status: 0 if every pass completed and every selected operation was measured, 1 otherwise.
 pub fn run(args: &BenchArgs) -> Result<u8, String> {
     let images = build_images(Profile::Release)?;
-    ensure_qemu()?;
+    eprintln!("{}", ensure_qemu()?.describe());
     let mut records = Vec::new();
     let mut accelerators = Vec::new();
     let mut ok = true;

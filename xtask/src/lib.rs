@@ -4,6 +4,8 @@
 //!
 //! - [`images`]: the three `cargo build` invocations (user programs, hypervisor, guest kernel) and their outputs.
 //! - [`qemu`]: the QEMU command line, installing QEMU, mapping its exit status.
+//! - [`qemu_choice`]: which QEMU binary boots (the fixed one when built, `--qemu`, `RING1PV_QEMU`).
+//! - [`qemu_build`]: `cargo xtask qemu`, building the patched QEMU into a cache outside the work tree.
 //! - [`runner`]: running QEMU with a timeout, streaming its serial output, typing scripted input.
 //! - [`input`]: what the serial input is ([`qemu::Input`]); scripted steps matched in the output stream.
 //! - [`shell`]: the guest OS's shell as xtask drives it (prompt, default domains, demo script, sessions).
@@ -20,6 +22,8 @@ pub mod bench;
 pub mod images;
 pub mod input;
 pub mod qemu;
+pub mod qemu_build;
+pub mod qemu_choice;
 pub mod runcmd;
 pub mod runner;
 pub mod scenario;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask::qemu::{self, Accel, DEFAULT_MEMORY_MIB, Exit, Input};
-use xtask::runcmd::{Console, Mode};
+use xtask::runcmd::{self, Console, Mode};
 use xtask::scenario::{RunOptions, Scenario, run_scenario_with};
-use xtask::shell;
 use xtask::{Profile, Symbolizer, build_images, ensure_qemu, testcmd, workspace_root};
+use xtask::{qemu_choice, shell};
 
 /// Exit status of xtask's own failures (build error, QEMU missing or failing, machine reset, ...), kept apart
 /// from the hypervisor's exit values (0..=3, 0x3d) that `run` passes through.
@@ -23,6 +23,11 @@ const XTASK_FAILURE: u8 = 125;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// The QEMU that boots the machine (run, gdb, test, bench): a path, `system` (the distribution's on
+    /// PATH), `fixed` (built by `cargo xtask qemu`) or `auto` (the fixed one if built, else the system one)
+    /// [default: $RING1PV_QEMU, else auto].
+    #[arg(long, global = true, value_name = "PATH|system|fixed|auto")]
+    qemu: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +67,10 @@ enum Cmd {
     Bench(xtask::bench::BenchArgs),
     /// Build, then boot QEMU paused with the gdb stub on tcp::1234 and print the gdb command to attach.
     Gdb(MachineArgs),
+    /// Build qemu-system-x86_64 from the distribution's QEMU source package with xtask/qemu/null-ss-cpl.patch
+    /// (a null SS keeps CPL under TCG) into ~/.cache/ring1pv; installs what it needs with apt-get (root).
+    /// Once built, run, test and bench use it (see --qemu).
+    Qemu(xtask::qemu_build::QemuArgs),
 }
 
 /// Hypervisor log levels (`loglevel=` on its command line).
@@ -161,6 +170,9 @@ impl MachineArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(request) = &cli.qemu {
+        qemu_choice::set_request(qemu_choice::Request::parse(request));
+    }
     let result = match cli.command {
         Cmd::Build { debug } => build_images(Profile::from_debug_flag(debug)).map(|images| {
             println!("user programs: {}", images.programs.display());
@@ -172,6 +184,7 @@ fn main() -> ExitCode {
         Cmd::Gdb(args) => gdb(&args),
         Cmd::Test { quick } => Ok(if testcmd::run(quick) { 0 } else { 1 }),
         Cmd::Bench(args) => xtask::bench::run(&args),
+        Cmd::Qemu(args) => xtask::qemu_build::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -218,7 +231,8 @@ fn boot_with_notice(
     notice: &str,
 ) -> Result<u8, String> {
     let images = build_images(args.profile())?;
-    ensure_qemu()?;
+    let qemu = ensure_qemu()?;
+    eprintln!("{}", qemu.describe());
     let scenario = args.scenario();
     let symbolizer = Symbolizer::new(&images, &workspace_root());
     if !symbolizer.is_active() {
@@ -259,6 +273,14 @@ fn boot_with_notice(
     }
     let mut console = Console::new(std::io::stdout(), Some(&symbolizer));
     let outcome = run_scenario_with(&images, &scenario, options, &mut console)?;
+    for line in runcmd::fidelity_warnings(&outcome.output) {
+        eprintln!("xtask: repeated from the hypervisor: {line}");
+        if !qemu.is_fixed() {
+            eprintln!(
+                "xtask: `cargo xtask qemu` builds a QEMU without this defect; run, test and bench then use it"
+            );
+        }
+    }
     let script = outcome
         .script
         .as_deref()

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 pub use crate::input::{Input, Script, Step};
-pub use crate::runner::{Captured, SerialSink, for_each_line, run};
+pub use crate::qemu_choice::Qemu;
+pub use crate::runner::{Captured, SerialSink, for_each_line, run, run_with};
 
 use abi::exit::{
     EXIT_BOOT_ERROR, EXIT_DOMAIN_CRASHED, EXIT_DOMAIN_FAILED, EXIT_HYPERVISOR_PANIC, EXIT_OK,
@@ -190,15 +191,21 @@ impl Machine<'_> {
         Ok(args)
     }
 
-    /// A copy-pasteable rendering of the command, for messages.
+    /// A copy-pasteable rendering of the command with the chosen QEMU, for messages.
     pub fn display(&self) -> String {
+        self.display_with(&crate::qemu_choice::program_for_display())
+    }
+
+    /// A copy-pasteable rendering of the command with `program` as QEMU.
+    pub fn display_with(&self, program: &Path) -> String {
+        let program = shell_quote(&program.to_string_lossy());
         match self.args() {
             Ok(args) => {
                 let quoted: Vec<String> = args
                     .iter()
                     .map(|a| shell_quote(&a.to_string_lossy()))
                     .collect();
-                format!("{QEMU} {}", quoted.join(" "))
+                format!("{program} {}", quoted.join(" "))
             }
             Err(e) => format!("<invalid QEMU command line: {e}>"),
         }
@@ -332,9 +339,24 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Makes sure the chosen QEMU ([`crate::qemu_choice::chosen`]) can run and returns it: the distribution's
+/// is installed when missing ([`ensure_system_qemu`]), any other must be an executable file.
+pub fn ensure_qemu() -> Result<&'static Qemu, String> {
+    let qemu = crate::qemu_choice::chosen()?;
+    if qemu.kind == crate::qemu_choice::Kind::System {
+        ensure_system_qemu()?;
+    } else if !crate::qemu_choice::is_executable(&qemu.program) {
+        return Err(format!(
+            "the chosen QEMU {} is not an executable file",
+            qemu.program.display()
+        ));
+    }
+    Ok(qemu)
+}
+
 /// Makes sure `qemu-system-x86_64` is on `PATH`: installs it with apt-get when we are root and apt-get exists,
 /// otherwise fails with the command the user should run.
-pub fn ensure_qemu() -> Result<(), String> {
+pub fn ensure_system_qemu() -> Result<(), String> {
     if find_in_path(QEMU).is_some() {
         return Ok(());
     }

@@ -97,6 +97,21 @@ impl Mode {
     }
 }
 
+/// The word that marks the hypervisor's boot-time CPU fidelity probe lines.
+pub const FIDELITY_MARKER: &str = "cpu-fidelity";
+
+/// The hypervisor's WARN lines about CPU fidelity in `output` (`[hv] WARN ... cpu-fidelity ...`), which `run`
+/// repeats after QEMU exits so that they are the last thing the user sees.
+pub fn fidelity_warnings(output: &str) -> Vec<&str> {
+    output
+        .lines()
+        .filter(|l| {
+            matches!(crate::serial::parse_line(l), crate::serial::Line::Hypervisor { tag: "WARN", message }
+                if message.contains(FIDELITY_MARKER))
+        })
+        .collect()
+}
+
 /// Shows the serial output: complete lines with hypervisor report addresses symbolized, and an unfinished
 /// line (a prompt, an echo) as soon as it stops growing, continued in place when more of it comes.
 pub struct Console<'a, W: Write> {
@@ -240,6 +255,19 @@ mod tests {
             out,
             "[hv] INFO  booting\npvsh$ hello\nHello from ring 3!\npvsh$ \n"
         );
+    }
+
+    #[test]
+    fn fidelity_warnings_are_the_hypervisor_warn_lines_of_the_probe() {
+        let output = "[hv] INFO  cpu-fidelity: passed\n\
+                      [hv] WARN  cpu-fidelity: a null SS ran a privileged instruction at CPL 0\n\
+                      (d0) [hv] WARN  cpu-fidelity: forged by a guest\n\
+                      [hv] WARN  something else\n";
+        assert_eq!(
+            fidelity_warnings(output),
+            ["[hv] WARN  cpu-fidelity: a null SS ran a privileged instruction at CPL 0"]
+        );
+        assert!(fidelity_warnings("[hv] INFO  cpu-fidelity: passed\n").is_empty());
     }
 
     #[test]

@@ -4,13 +4,14 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::input::{Input, Typist};
-use crate::qemu::{Exit, QEMU};
+use crate::qemu::Exit;
 
 /// Lines longer than this are cut into pieces (a hostile console must not make us buffer without bound).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -129,9 +130,7 @@ pub fn for_each_line(mut input: impl Read, mut f: impl FnMut(String) -> bool) {
     }
 }
 
-/// Spawns QEMU with `args`, streams its serial output to `sink`, types `input`'s script, and waits for it to
-/// exit, killing it after `timeout` (or at the script's step timeout). QEMU's stderr is collected and, if
-/// `echo_stderr`, also copied to ours.
+/// [`run_with`] the chosen QEMU ([`crate::qemu_choice::chosen`]).
 pub fn run(
     args: &[OsString],
     input: &Input,
@@ -139,7 +138,22 @@ pub fn run(
     echo_stderr: bool,
     sink: &mut dyn SerialSink,
 ) -> Result<Captured, String> {
-    let mut cmd = Command::new(QEMU);
+    let qemu = crate::qemu_choice::chosen()?;
+    run_with(&qemu.program, args, input, timeout, echo_stderr, sink)
+}
+
+/// Spawns the QEMU `program` with `args`, streams its serial output to `sink`, types `input`'s script, and
+/// waits for it to exit, killing it after `timeout` (or at the script's step timeout). QEMU's stderr is
+/// collected and, if `echo_stderr`, also copied to ours.
+pub fn run_with(
+    program: &Path,
+    args: &[OsString],
+    input: &Input,
+    timeout: Option<Duration>,
+    echo_stderr: bool,
+    sink: &mut dyn SerialSink,
+) -> Result<Captured, String> {
+    let mut cmd = Command::new(program);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(match input {
         Input::Null => Stdio::null(),
@@ -149,7 +163,7 @@ pub fn run(
     let start = Instant::now();
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill(&mut child);
         return Err("QEMU's output pipes are missing".into());

@@ -34,6 +34,8 @@ pub struct Scenario {
     pub custom_images: std::collections::BTreeMap<usize, std::path::PathBuf>,
     /// What QEMU's stdin provides (null unless a test types into the console).
     pub input: Input,
+    /// This QEMU binary instead of the process-wide choice ([`crate::qemu_choice::chosen`]).
+    pub qemu: Option<std::path::PathBuf>,
 }
 
 impl Scenario {
@@ -48,6 +50,7 @@ impl Scenario {
             icount: false,
             custom_images: std::collections::BTreeMap::new(),
             input: Input::Null,
+            qemu: None,
         }
     }
 
@@ -119,13 +122,24 @@ pub fn run_scenario_with(
     };
     let args = machine.args()?;
     let timeout = options.enforce_timeout.then_some(scenario.timeout);
-    let captured = qemu::run(&args, &options.input, timeout, options.echo_stderr, sink)?;
+    let program = match &scenario.qemu {
+        Some(program) => program.clone(),
+        None => crate::qemu_choice::chosen()?.program.clone(),
+    };
+    let captured = qemu::run_with(
+        &program,
+        &args,
+        &options.input,
+        timeout,
+        options.echo_stderr,
+        sink,
+    )?;
     Ok(Outcome {
         output: captured.output,
         stderr: captured.stderr,
         exit: captured.exit,
         elapsed: captured.elapsed,
-        command: machine.display(),
+        command: machine.display_with(&program),
         script: captured.script,
     })
 }

@@ -147,6 +147,17 @@ pub fn run(quick: bool) -> bool {
 
     let mut test = Command::new(cargo());
     test.args(["test", "--workspace"]);
+    // The QEMU scenarios boot the QEMU chosen here (`--qemu`, else $RING1PV_QEMU, else the fixed one when
+    // `cargo xtask qemu` has built it); this never builds QEMU.
+    if let Some(request) = crate::qemu_choice::explicit_request() {
+        test.env(crate::qemu_choice::QEMU_ENV, request.to_value());
+    }
+    if !quick && images_ok {
+        match crate::qemu_choice::chosen() {
+            Ok(qemu) => println!("\n{}", qemu.describe()),
+            Err(e) => println!("\nxtask: QEMU: {e}"),
+        }
+    }
     let mut note = String::new();
     if quick {
         test.args(["--exclude", "tests"]);
