@@ -23,4 +23,18 @@ pub const EXIT_HYPERVISOR_PANIC: u8 = 0x3d;
 /// with a null SS runs at CPL 0 (QEMU TCG's defect): on that CPU model guests are not isolated from the
 /// hypervisor. `cargo xtask run` repeats the line at the end of a run.
 pub const CPU_FIDELITY_WARNING: &str =
-    "CPU FIDELITY: guests are NOT isolated from the hypervisor on this CPU model";
+    "cpu-fidelity: guests are NOT isolated from the hypervisor on this CPU model";
+
+/// The word every line of the CPU fidelity probe carries (the WARN line above, the INFO line when the probe
+/// passes, and the status in the isolation-audit line), for tools that look for them.
+pub const CPU_FIDELITY_MARKER: &str = "cpu-fidelity";
+
+#[cfg(test)]
+mod fidelity_tests {
+    use super::*;
+
+    #[test]
+    fn the_warning_carries_the_marker_tools_look_for() {
+        assert!(CPU_FIDELITY_WARNING.starts_with(CPU_FIDELITY_MARKER));
+    }
+}

@@ -219,7 +219,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     let warning = abi::exit::CPU_FIDELITY_WARNING;
     match arch::fidelity::run() {
         arch::fidelity::Fidelity::Passed => log::info!(
-            "cpu fidelity: passed (ring-1 code with a null SS still faults on a privileged instruction)"
+            "cpu-fidelity: passed (ring-1 code with a null SS still faults on a privileged instruction)"
         ),
         arch::fidelity::Fidelity::NullSsGivesCpl0 => log::warn!(
             "{warning}: ring-1 code that loads a null SS runs at CPL 0 here, so a guest can take over the machine (see docs/ARCHITECTURE.md, \"Threat model\")"

@@ -8,7 +8,7 @@ use tests::{Scenario, TestResult, expect, run_scenario};
 use xtask::qemu_build;
 
 /// The word on the hypervisor's probe lines (WARN when the CPU lets a null SS reach CPL 0, INFO when not).
-const PROBE_MARKER: &str = "cpu-fidelity";
+const PROBE_MARKER: &str = abi::exit::CPU_FIDELITY_MARKER;
 /// What the INFO probe line says on a faithful CPU.
 const PROBE_PASSED: &str = "passed";
 /// The hostile guest: `mov $1,%ecx; mov %ecx,%ss` in ring 1, then a privileged instruction; it reports

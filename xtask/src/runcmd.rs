@@ -98,7 +98,7 @@ impl Mode {
 }
 
 /// The word that marks the hypervisor's boot-time CPU fidelity probe lines.
-pub const FIDELITY_MARKER: &str = "cpu-fidelity";
+pub const FIDELITY_MARKER: &str = abi::exit::CPU_FIDELITY_MARKER;
 
 /// The hypervisor's WARN lines about CPU fidelity in `output` (`[hv] WARN ... cpu-fidelity ...`), which `run`
 /// repeats after QEMU exits so that they are the last thing the user sees.
