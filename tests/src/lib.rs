@@ -50,6 +50,22 @@ pub fn run_scenario(scenario: &Scenario) -> Outcome {
     }
 }
 
+/// Boots `cmdline` as domain 0 next to a `demo` domain 1 and checks the standard containment outcome:
+/// domain 0 crashed with `reason`, domain 1 powered off normally, no hypervisor panic, the hypervisor's text
+/// and rodata intact, and the hypervisor alive at the end.
+#[track_caller]
+pub fn crashes_next_to_demo(cmdline: &str, reason: &str) -> Outcome {
+    let outcome = run(&[cmdline, "demo"]);
+    expect(&outcome)
+        .crashed(0, reason)
+        .poweroff(1)
+        .exit(abi::exit::EXIT_DOMAIN_CRASHED)
+        .no_panic()
+        .contains(INTEGRITY_LINE)
+        .hypervisor_alive_at_end();
+    outcome
+}
+
 /// Starts a chain of assertions on an outcome.
 pub fn expect(outcome: &Outcome) -> Expect<'_> {
     Expect { outcome }

@@ -4,8 +4,8 @@
 //! event-channel and console bounds (`hostile-calls`); and the two variants that must crash only the
 //! guest that tried (`hostile-entry-crash`, twice). Four QEMU boots in all.
 
-use abi::exit::{EXIT_DOMAIN_CRASHED, EXIT_OK};
-use tests::{INTEGRITY_LINE, TestResult, expect, run};
+use abi::exit::EXIT_OK;
+use tests::{INTEGRITY_LINE, TestResult, crashes_next_to_demo, expect, run};
 
 /// Boots `test=NAME` alone: SUCCESS, a clean power-off, the integrity line, no panic.
 #[track_caller]
@@ -19,19 +19,6 @@ fn succeeds_alone(name: &str) -> tests::Outcome {
         .contains(INTEGRITY_LINE)
         .hypervisor_alive_at_end();
     outcome
-}
-
-/// Boots `cmdline` as domain 0 next to `demo`: domain 0 crashed with `reason`, domain 1 finishes.
-#[track_caller]
-fn crashes_next_to_demo(cmdline: &str, reason: &str) {
-    let outcome = run(&[cmdline, "demo"]);
-    expect(&outcome)
-        .crashed(0, reason)
-        .poweroff(1)
-        .exit(EXIT_DOMAIN_CRASHED)
-        .no_panic()
-        .contains(INTEGRITY_LINE)
-        .hypervisor_alive_at_end();
 }
 
 #[test]

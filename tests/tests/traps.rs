@@ -4,7 +4,7 @@
 //! or sanitized; the hypervisor never panics.
 
 use abi::exit::{EXIT_DOMAIN_CRASHED, EXIT_OK};
-use tests::{INTEGRITY_LINE, TestResult, expect, run};
+use tests::{TestResult, crashes_next_to_demo, expect, run};
 
 /// Boots `test=NAME` alone and expects SUCCESS and a clean power-off.
 #[track_caller]
@@ -14,19 +14,6 @@ fn succeeds_alone(name: &str) {
         .result(0, TestResult::Success)
         .poweroff(0)
         .exit(EXIT_OK)
-        .hypervisor_alive_at_end();
-}
-
-/// Boots `cmdline` as domain 0 next to `demo`; domain 0 must be crashed with `reason`, domain 1 unaffected.
-#[track_caller]
-fn crashes_next_to_demo(cmdline: &str, reason: &str) {
-    let outcome = run(&[cmdline, "demo"]);
-    expect(&outcome)
-        .crashed(0, reason)
-        .poweroff(1)
-        .exit(EXIT_DOMAIN_CRASHED)
-        .no_panic()
-        .contains(INTEGRITY_LINE)
         .hypervisor_alive_at_end();
 }
 
