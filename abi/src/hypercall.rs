@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn numbers_are_xens() {
-        let expected: [(u64, u64); 44] = [
+        let expected: [(u64, u64); 45] = [
             (nr::SET_TRAP_TABLE, 0),
             (nr::MMU_UPDATE, 1),
             (nr::SET_GDT, 2),
