@@ -26,6 +26,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub use abi::bench;
 pub use abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -83,10 +84,33 @@ pub mod nr {
     /// domain (set up by the kernel at boot); returns the total time in ns. `-ENODEV` without a server,
     /// `-ETIMEDOUT` if a reply does not come within a second.
     pub const EVTCHN_PING: u64 = 17;
+    /// `hvcounters(buf) -> 0`: one [`super::HvCounters`]: how often the hypervisor was entered on this
+    /// domain's behalf so far (its `counters` hypercall). Without a hypervisor (or one that does not
+    /// count) `virtualised` is 0 and every count 0.
+    pub const HVCOUNTERS: u64 = 18;
+    /// `notify(pid) -> 0`: post a wake-up to `pid`, which must be the caller's parent or child (`-EPERM`
+    /// otherwise, `-ESRCH` if it does not exist or has ended). Wake-ups do not queue: several before an
+    /// `await_notify` count as one.
+    pub const NOTIFY: u64 = 19;
+    /// `await_notify() -> 0`: block until a wake-up was posted to the caller (return at once if one is
+    /// pending), and consume it. The kernel's smallest blocking primitive (a binary semaphore per process).
+    pub const AWAIT_NOTIFY: u64 = 20;
+    /// `fault_handler(entry) -> 0`: from now on a page fault that would kill the caller (a protection
+    /// violation or an unmapped address) runs `entry` instead, in ring 3 on the faulting stack (below a
+    /// 128-byte red zone, 16-byte aligned, with a zero return address pushed), with RDI = fault address,
+    /// RSI = page-fault error code, RDX = faulting RIP; `entry` must end with [`FAULT_RETURN`]. A fault
+    /// while the handler runs kills the process. `entry` 0 removes the handler; otherwise it must be a user
+    /// address (`-EFAULT`). FPU/SSE state is not saved around the handler.
+    pub const FAULT_HANDLER: u64 = 21;
+    /// `fault_return(resume) -> !`: leave the fault handler: every register as it was at the fault (the
+    /// kernel's own copy; nothing is read from user memory), resuming at the faulting instruction
+    /// (`resume` 0) or at `resume`. `-EINVAL` if no handler is running, `-EFAULT` for a `resume` outside
+    /// user space.
+    pub const FAULT_RETURN: u64 = 22;
 }
 
 /// Highest system-call number.
-pub const NR_MAX: u64 = nr::EVTCHN_PING;
+pub const NR_MAX: u64 = nr::FAULT_RETURN;
 
 /// `spawn` flag: the child is the console's foreground program (Ctrl-C ends it) while it lives.
 pub const SPAWN_FOREGROUND: u64 = 1;
@@ -97,6 +121,8 @@ pub const PROT_WRITE: u64 = 2;
 /// `mmap` protection: executable.
 pub const PROT_EXEC: u64 = 4;
 
+/// Most processes alive at once (zombies included); `spawn` beyond it fails with `-EAGAIN`.
+pub const MAX_PROCS: usize = 64;
 /// Most bytes of a `spawn` argument string.
 pub const MAX_ARGS: usize = 256;
 /// Most bytes of a program name.
@@ -141,6 +167,8 @@ pub mod state {
     pub const EVENT: u32 = 5;
     /// Ended, not reaped yet.
     pub const ZOMBIE: u32 = 6;
+    /// In `await_notify`.
+    pub const NOTIFY: u32 = 7;
 
     /// A short name for a state.
     pub const fn name(s: u32) -> &'static str {
@@ -152,6 +180,7 @@ pub mod state {
             READING => "reading",
             EVENT => "event",
             ZOMBIE => "zombie",
+            NOTIFY => "notify",
             _ => "?",
         }
     }
@@ -264,6 +293,40 @@ pub struct RingInfo {
     pub _pad: u32,
 }
 
+/// Hypervisor entries on this domain's behalf, as `hvcounters` reports them (monotonic; subtract two
+/// readings).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct HvCounters {
+    /// 1 if the kernel runs on a hypervisor that counts; 0 natively (every count is then 0).
+    pub virtualised: u32,
+    pub _pad: u32,
+    /// Hypercalls the kernel made.
+    pub hypercalls: u64,
+    /// Exceptions the hypervisor bounced to the kernel (page faults from user code, ...).
+    pub exceptions: u64,
+    /// `syscall` instructions bounced to the kernel.
+    pub syscalls: u64,
+    /// Event upcalls (timer, console, event channels).
+    pub upcalls: u64,
+}
+
+impl HvCounters {
+    /// What happened between `earlier` and `self` (wrapping).
+    pub fn since(&self, earlier: &HvCounters) -> HvCounters {
+        HvCounters {
+            virtualised: self.virtualised,
+            _pad: 0,
+            hypercalls: self.hypercalls.wrapping_sub(earlier.hypercalls),
+            exceptions: self.exceptions.wrapping_sub(earlier.exceptions),
+            syscalls: self.syscalls.wrapping_sub(earlier.syscalls),
+            upcalls: self.upcalls.wrapping_sub(earlier.upcalls),
+        }
+    }
+}
+
 /// `XENFEAT_supervisor_mode_kernel`: set if guest kernels run in ring 0 (never, under this hypervisor).
 pub const XENFEAT_SUPERVISOR_MODE_KERNEL: u32 = 3;
 
@@ -271,6 +334,7 @@ static_assertions::const_assert_eq!(core::mem::size_of::<ProcInfo>(), 72);
 static_assertions::const_assert_eq!(core::mem::size_of::<MemInfo>(), 56);
 static_assertions::const_assert_eq!(core::mem::size_of::<DomInfo>(), 40);
 static_assertions::const_assert_eq!(core::mem::size_of::<RingInfo>(), 64);
+static_assertions::const_assert_eq!(core::mem::size_of::<HvCounters>(), 40);
 
 /// A NUL-padded name field as a string (up to the first NUL; `"?"` if not UTF-8).
 pub fn name_str(name: &[u8]) -> &str {

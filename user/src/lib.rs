@@ -1,6 +1,6 @@
 //! The user-side runtime of the guest OS's ring-3 programs, and the logic they share.
 //!
-//! Host-testable, pure modules: [`shell`] (command-line parsing for `sh`), [`num`] (argument parsing),
+//! Host-testable, pure modules: [`shell`] (command-line parsing for `sh`), [`num`] (argument parsing), [`osbench`] (the workload list and result lines),
 //! [`display`] (tables and human-readable numbers) and [`io`] (the fixed buffers behind `print!`).
 //!
 //! With feature `baremetal` (the programs themselves): the entry point and system-call instructions
@@ -15,6 +15,7 @@ extern crate rt;
 pub mod display;
 pub mod io;
 pub mod num;
+pub mod osbench;
 pub mod shell;
 
 #[cfg(feature = "baremetal")]

@@ -78,6 +78,11 @@ pub enum Request {
         filter: UserRange,
     },
     EvtchnPing(u64),
+    Hvcounters(UserRange),
+    Notify(u32),
+    AwaitNotify,
+    FaultHandler(u64),
+    FaultReturn(u64),
 }
 
 /// Decode system call `nr` with arguments RDI, RSI, RDX, R10, R8.
@@ -171,6 +176,13 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<Request, Errno> {
             }
             Request::EvtchnPing(a0)
         }
+        nr::HVCOUNTERS => {
+            Request::Hvcounters(user_range(a0, size_of::<uapi::HvCounters>() as u64)?)
+        }
+        nr::NOTIFY => Request::Notify(u32::try_from(a0).map_err(|_| Errno::ESRCH)?),
+        nr::AWAIT_NOTIFY => Request::AwaitNotify,
+        nr::FAULT_HANDLER => Request::FaultHandler(a0),
+        nr::FAULT_RETURN => Request::FaultReturn(a0),
         _ => return Err(Errno::ENOSYS),
     })
 }
@@ -200,6 +212,7 @@ mod tests {
                 (nr::DOMAINS, [bad, 4, 0, 0, 0]),
                 (nr::RINGINFO, [bad, 0, 0, 0, 0]),
                 (nr::BENCH, [10, bad, 8, 0, 0]),
+                (nr::HVCOUNTERS, [bad, 0, 0, 0, 0]),
             ] {
                 assert_eq!(decode(n, args), Err(Errno::EFAULT), "nr {n} {args:x?}");
             }
@@ -257,6 +270,19 @@ mod tests {
             Err(Errno::EINVAL)
         );
         assert_eq!(decode(nr::EVTCHN_PING, [0, 0, 0, 0, 0]), Err(Errno::EINVAL));
+        assert_eq!(decode(nr::NOTIFY, [1 << 32, 0, 0, 0, 0]), Err(Errno::ESRCH));
+        assert_eq!(
+            decode(nr::NOTIFY, [u64::MAX, 0, 0, 0, 0]),
+            Err(Errno::ESRCH)
+        );
+        assert_eq!(decode(nr::NOTIFY, [7, 0, 0, 0, 0]), Ok(Request::Notify(7)));
+        assert_eq!(decode(nr::AWAIT_NOTIFY, [9; 5]), Ok(Request::AwaitNotify));
+        // The handler and resume addresses are checked when used (`faulthandler`), not here.
+        assert_eq!(
+            decode(nr::FAULT_RETURN, [u64::MAX, 0, 0, 0, 0]),
+            Ok(Request::FaultReturn(u64::MAX))
+        );
+        assert_eq!(decode(nr::NR_MAX + 1, [0; 5]), Err(Errno::ENOSYS));
         // An empty range needs no valid pointer.
         assert_eq!(
             decode(nr::WRITE, [1, 0, 0, 0, 0]),
