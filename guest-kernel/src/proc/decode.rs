@@ -282,7 +282,7 @@ mod tests {
             decode(nr::FAULT_RETURN, [u64::MAX, 0, 0, 0, 0]),
             Ok(Request::FaultReturn(u64::MAX))
         );
-        assert_eq!(decode(nr::NR_MAX + 1, [0; 5]), Err(Errno::ENOSYS));
+        assert_eq!(decode(uapi::NR_MAX + 1, [0; 5]), Err(Errno::ENOSYS));
         // An empty range needs no valid pointer.
         assert_eq!(
             decode(nr::WRITE, [1, 0, 0, 0, 0]),
