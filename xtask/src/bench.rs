@@ -450,7 +450,12 @@ pub struct Panel {
 
 /// The project's one SVG writer: horizontal bars on a log scale, one row per name, panels side by side
 /// (used by `cargo xtask bench` and `cargo xtask compare`).
-pub fn render_bars(path: &Path, title: &str, names: &[&str], panels: &[Panel]) -> Result<(), String> {
+pub fn render_bars(
+    path: &Path,
+    title: &str,
+    names: &[&str],
+    panels: &[Panel],
+) -> Result<(), String> {
     use plotters::prelude::*;
     if names.is_empty() || panels.is_empty() {
         return Err("no results to draw".into());
