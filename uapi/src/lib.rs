@@ -76,11 +76,12 @@ pub mod nr {
     pub const POWEROFF: u64 = 14;
     /// `ringinfo(buf) -> 0`: one [`super::RingInfo`].
     pub const RINGINFO: u64 = 15;
-    /// `bench(iterations, filter, filter_len) -> 0`: run the kernel's hypercall benchmark suite (the
-    /// operations that need no partner domain) and print its table; `-EINVAL` for 0 or too many
-    /// iterations.
+    /// `bench(iterations, filter, filter_len, flags) -> 0`: run the kernel's hypercall benchmark suite
+    /// (the operations of [`super::BENCH_OPERATIONS`] whose name contains `filter`, except those that need a
+    /// partner domain) and print one `BENCH` line per operation; with [`super::BENCH_QUIET`] in `flags`
+    /// without its header and `BENCH done` line. `-EINVAL` for 0 or too many iterations or unknown flags.
     pub const BENCH: u64 = 16;
-    /// `evtchn_ping(rounds) -> ns`: `rounds` event-channel round trips with the ping server in the other
+    /// `evtchn_ping(rounds) -> ns`: `rounds` (1..=[`super::EVTCHN_PING_MAX`]) event-channel round trips with the ping server in the other
     /// domain (set up by the kernel at boot); returns the total time in ns. `-ENODEV` without a server,
     /// `-ETIMEDOUT` if a reply does not come within a second.
     pub const EVTCHN_PING: u64 = 17;
@@ -123,6 +124,39 @@ pub const PROT_EXEC: u64 = 4;
 
 /// Most processes alive at once (zombies included); `spawn` beyond it fails with `-EAGAIN`.
 pub const MAX_PROCS: usize = 64;
+/// `bench` flag: print only the result lines (no header, no `BENCH done`).
+pub const BENCH_QUIET: u64 = 1;
+/// Most `evtchn_ping` rounds in one call (about a second or two under QEMU's emulation).
+pub const EVTCHN_PING_MAX: u64 = 10_000;
+
+/// The operations of the kernel's benchmark suite (the `bench` system call and `cargo xtask bench`), in
+/// the order it runs them. No name is part of another, so a name used as the filter selects exactly it.
+pub const BENCH_OPERATIONS: &[&str] = &[
+    "floor_ring1_int_fastpath",
+    "null_hypercall",
+    "xen_version",
+    "console_write_16",
+    "mmu_update_single",
+    "mmu_update_batch64_per_pte",
+    "update_va_mapping_invlpg",
+    "tlb_flush_local",
+    "new_baseptr",
+    "multicall8_per_call",
+    "address_space_create_destroy",
+    "evtchn_send_self",
+    "evtchn_pingpong_interdomain",
+    "set_timer_op",
+    "yield_domain_switch",
+    "pf_bounce",
+    "syscall_int80_direct",
+    "syscall_bounce",
+];
+
+/// The benchmark operations that need the `bench-partner` domain (booted by `cargo xtask bench`, absent
+/// when the suite runs from the shell).
+pub const BENCH_PARTNER_OPERATIONS: [&str; 2] =
+    ["evtchn_pingpong_interdomain", "yield_domain_switch"];
+
 /// Most bytes of a `spawn` argument string.
 pub const MAX_ARGS: usize = 256;
 /// Most bytes of a program name.
@@ -387,6 +421,18 @@ mod tests {
         assert_eq!(decode(ret(Ok(7))), Ok(7));
         assert_eq!(decode(ret(Err(Errno::EFAULT))), Err(Errno::EFAULT));
         assert_eq!(decode(u64::MAX - 5000), Ok(u64::MAX - 5000));
+    }
+
+    #[test]
+    fn bench_names_select_exactly_themselves() {
+        for (i, a) in BENCH_OPERATIONS.iter().enumerate() {
+            for (j, b) in BENCH_OPERATIONS.iter().enumerate() {
+                assert!(i == j || !b.contains(a), "{a} is part of {b}");
+            }
+        }
+        for p in BENCH_PARTNER_OPERATIONS {
+            assert!(BENCH_OPERATIONS.contains(&p));
+        }
     }
 
     #[test]

@@ -12,8 +12,10 @@
 #[cfg(feature = "baremetal")]
 extern crate rt;
 
+pub mod benchcmd;
 pub mod display;
 pub mod io;
+pub mod jobs;
 pub mod num;
 pub mod osbench;
 pub mod shell;

@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn result_line_parses_as_a_bench_line() {
-        let mut s = StrBuf::<256>::new();
+        let mut s = StrBuf::<320>::new();
         let stats = Stats {
             min: 1,
             median: 2,
@@ -221,8 +221,8 @@ mod tests {
         write_result(&mut s, "prot_fault", 7, &stats, 7, &hv).unwrap();
         assert_eq!(
             s.as_str(),
-            "BENCH name=prot_fault iterations=7 min=1 median=2 p90=3 p99=4 max=5 hv=1 ops=7 \
-             hypercalls=10 exceptions=20 syscalls=30 upcalls=2"
+            "BENCH name=prot_fault iterations=7 min=1 median=2 p90=3 p99=4 max=5 unit=ticks/op hv=1 \
+             ops=7 hypercalls=10 exceptions=20 syscalls=30 upcalls=2"
         );
         let l = uapi::bench::parse_line(s.as_str()).unwrap();
         assert_eq!((l.name, l.iterations, l.stats), ("prot_fault", 7, stats));

@@ -222,12 +222,12 @@ pub fn ringinfo() -> Result<RingInfo, Errno> {
 }
 
 /// Run the kernel's hypercall benchmarks with `iterations` rounds each; `filter` (empty: all) selects
-/// operations as the kernel's benchmark table defines.
-pub fn bench(iterations: u64, filter: &str) -> Result<u64, Errno> {
+/// operations whose name contains it; `flags`: `uapi::BENCH_QUIET` or 0.
+pub fn bench(iterations: u64, filter: &str, flags: u64) -> Result<u64, Errno> {
     let f = filter.as_bytes();
     checked(
         nr::BENCH,
-        [iterations, f.as_ptr() as u64, f.len() as u64, 0, 0],
+        [iterations, f.as_ptr() as u64, f.len() as u64, flags, 0],
     )
 }
 

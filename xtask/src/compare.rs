@@ -288,14 +288,19 @@ pub fn format_table(results: &[Measured]) -> String {
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
         "\nicount: executed instructions per operation (median, -icount shift=0,sleep=off); wall: TSC ticks \
-         (TCG: host ticks spent emulating); x{}: median / {}'s median ({} pass); hcall/op, bounce/op: \
-         hypercalls, and exceptions plus system calls the hypervisor bounced to the kernel, per operation.",
-        base.unwrap_or("?"),
-        base.unwrap_or("?"),
-        rp.name()
+         (TCG: host ticks spent emulating)"
+    );
+    if modes.len() > 1 {
+        let b = base.unwrap_or("?");
+        let _ = write!(out, "; x{b}: median / {b}'s median ({} pass)", rp.name());
+    }
+    let _ = writeln!(
+        out,
+        "; hcall/op, bounce/op: hypercalls, and exceptions plus system calls the hypervisor bounced to the \
+         kernel, per operation (icount pass)."
     );
     out
 }

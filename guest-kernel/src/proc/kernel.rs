@@ -406,6 +406,8 @@ pub fn exit_current(status: u32) -> ! {
         let cur = p.current;
         if p.foreground == Some(cur) {
             p.foreground = None;
+            // A Ctrl-D typed for the program it did not read must not end the shell's input.
+            p.tty.drop_end_of_input();
         }
         let space = p.table.get_mut(cur).and_then(|q| q.res.space.take());
         p.table.exit(cur, status);

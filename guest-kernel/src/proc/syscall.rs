@@ -59,7 +59,11 @@ pub fn execute(req: Request, f: &mut TrapFrame) -> Result<u64, Errno> {
             ops().shutdown(Halt::Poweroff, code)
         }
         Request::Ringinfo(buf) => ringinfo(buf, f),
-        Request::Bench { iterations, filter } => bench(iterations, filter),
+        Request::Bench {
+            iterations,
+            filter,
+            quiet,
+        } => bench(iterations, filter, quiet),
         Request::EvtchnPing(rounds) => super::ping::ping(rounds),
         Request::Hvcounters(buf) => {
             let c = ops().entry_counters().unwrap_or_default();
@@ -272,7 +276,7 @@ fn ringinfo(buf: UserRange, f: &TrapFrame) -> Result<u64, Errno> {
     Ok(0)
 }
 
-fn bench(iterations: u64, filter: UserRange) -> Result<u64, Errno> {
+fn bench(iterations: u64, filter: UserRange, quiet: bool) -> Result<u64, Errno> {
     let mut fbuf = [0u8; super::decode::FILTER_MAX as usize];
     let fbuf = &mut fbuf[..filter.len as usize];
     copy_in(filter, fbuf)?;
@@ -281,6 +285,7 @@ fn bench(iterations: u64, filter: UserRange) -> Result<u64, Errno> {
         iterations: iterations as usize,
         filter: (!filter.is_empty()).then_some(filter),
         solo: true,
+        quiet,
     };
     // The suite enters ring 3 itself (its harness) and switches address spaces: give it the boot trap
     // stack, then put the process's stack and address space back.
