@@ -215,8 +215,17 @@ impl<R> Table<R> {
     pub fn exit(&mut self, pid: Pid, status: u32) -> Pid {
         self.runq.retain(|&q| q != pid);
         let new_parent = if pid == INIT_PID { 0 } else { INIT_PID };
+        let mut waiting: Vec<Pid> = Vec::new();
         for c in self.procs.iter_mut().filter(|c| c.ppid == pid) {
             c.ppid = new_parent;
+            // A parent's end is a wake-up for a child waiting on it (it would wait forever otherwise).
+            if c.state == State::Blocked(Wait::Notify) {
+                c.notified = true;
+                waiting.push(c.pid);
+            }
+        }
+        for c in waiting {
+            self.wake(c);
         }
         match self.get_mut(pid) {
             Some(p) => {
@@ -340,6 +349,14 @@ mod tests {
         for bad in [0, 999, u32::MAX] {
             assert_eq!(t.notify(a, bad), Err(Errno::ESRCH));
         }
+        // A child waiting for its parent is woken when the parent ends.
+        let c = t.insert(a, "osbench", ()).unwrap();
+        t.block(c, Wait::Notify);
+        t.exit(a, 130);
+        assert_eq!(t.get(c).unwrap().state, State::Runnable);
+        assert!(t.take_notification(c));
+        assert_eq!(t.notify(c, a), Err(Errno::ESRCH), "the old parent is gone");
+        t.check().unwrap();
         t.exit(b, 0);
         assert_eq!(t.notify(a, b), Err(Errno::ESRCH));
         assert!(!t.take_notification(12345));
