@@ -114,6 +114,9 @@ fn osbench_refuses_bad_arguments_and_badptr_covers_hvcounters() {
             "osbench 2 nosuchworkload",
             "osbench 2 compute",
             "badptr",
+            "osbench --hostile",
+            "osbench --fault-in-handler",
+            "echo status $?",
         ]),
     );
     has(&o, "the iteration limit", |l| {
@@ -129,7 +132,16 @@ fn osbench_refuses_bad_arguments_and_badptr_covers_hvcounters() {
     has(&o, "badptr's verdict", |l| {
         l.ends_with(" bad-pointer calls, every one -EFAULT")
     });
-    ends_cleanly(&o);
+    has(&o, "the hostile calls refused", |l| {
+        l.starts_with("osbench: hostile: ") && l.ends_with(" bad calls refused")
+    });
+    let killed = has(&o, "the process killed for a fault in its handler", |l| {
+        l.contains("(osbench) killed: page fault")
+    });
+    assert!(killed > has(&o, "the fault", |l| l.contains("a handler that faults")));
+    has(&o, "status 139", |l| l.trim() == "status 139");
+    assert!(!o.output.contains("FAILED"), "{o}");
+    expect(&o).exit(EXIT_OK).hypervisor_alive_at_end();
 }
 
 #[test]

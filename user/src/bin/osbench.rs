@@ -6,6 +6,9 @@
 //!
 //! Internal roles (the same image spawned by itself): `osbench --exit` exits at once (the process
 //! creation workload); `osbench --pong PARENT N` answers N+1 wake-ups (the context-switch workload).
+//! Checks the tests run: `osbench --hostile` passes bad arguments to the calls osbench relies on and
+//! expects each refused; `osbench --fault-in-handler` registers a handler at an unmapped address, so the
+//! handler itself faults and the process must be killed.
 #![no_std]
 #![no_main]
 
@@ -35,6 +38,12 @@ fn main(args: &str) -> i32 {
     }
     if let Some(rest) = args.trim().strip_prefix("--pong") {
         return pong(rest);
+    }
+    if args.trim() == "--hostile" {
+        return hostile();
+    }
+    if args.trim() == "--fault-in-handler" {
+        return fault_in_handler();
     }
     let opts = match parse_args(args) {
         Ok(o) => o,
@@ -255,4 +264,119 @@ fn compute(rounds: u64) -> u64 {
         x = x.wrapping_add(i);
     }
     x
+}
+
+/// Bad arguments to `notify`, `fault_handler`, `fault_return` and `hvcounters`: each must be refused with
+/// the documented errno, and nothing must have changed.
+fn hostile() -> i32 {
+    let raw = |n: u64, a: [u64; 5], path: Path| {
+        // SAFETY: every pointer passed below is one the kernel must refuse without touching memory.
+        uapi::decode(unsafe { sys::call_on(path, n, a) })
+    };
+    let me = u64::from(sys::getpid());
+    let cases: [(&str, u64, [u64; 5], Errno); 12] = [
+        ("notify pid 0", nr::NOTIFY, [0, 0, 0, 0, 0], Errno::ESRCH),
+        (
+            "notify a huge pid",
+            nr::NOTIFY,
+            [1 << 40, 0, 0, 0, 0],
+            Errno::ESRCH,
+        ),
+        (
+            "notify u64::MAX",
+            nr::NOTIFY,
+            [u64::MAX, 0, 0, 0, 0],
+            Errno::ESRCH,
+        ),
+        (
+            "notify a free pid",
+            nr::NOTIFY,
+            [60_000, 0, 0, 0, 0],
+            Errno::ESRCH,
+        ),
+        ("notify itself", nr::NOTIFY, [me, 0, 0, 0, 0], Errno::EPERM),
+        (
+            "fault_handler in the kernel",
+            nr::FAULT_HANDLER,
+            [0xffff_ffff_8000_0000, 0, 0, 0, 0],
+            Errno::EFAULT,
+        ),
+        (
+            "fault_handler non-canonical",
+            nr::FAULT_HANDLER,
+            [0x8000_0000_0000_0000, 0, 0, 0, 0],
+            Errno::EFAULT,
+        ),
+        (
+            "fault_handler in page 0",
+            nr::FAULT_HANDLER,
+            [0x10, 0, 0, 0, 0],
+            Errno::EFAULT,
+        ),
+        (
+            "fault_return without a fault",
+            nr::FAULT_RETURN,
+            [0, 0, 0, 0, 0],
+            Errno::EINVAL,
+        ),
+        (
+            "fault_return to the kernel",
+            nr::FAULT_RETURN,
+            [0xffff_ffff_8000_0000, 0, 0, 0, 0],
+            Errno::EINVAL,
+        ),
+        (
+            "hvcounters at null",
+            nr::HVCOUNTERS,
+            [0, 0, 0, 0, 0],
+            Errno::EFAULT,
+        ),
+        (
+            "hvcounters in the kernel",
+            nr::HVCOUNTERS,
+            [0xffff_ffff_8000_0000, 0, 0, 0, 0],
+            Errno::EFAULT,
+        ),
+    ];
+    let mut failed = 0;
+    for path in Path::BOTH {
+        for (what, n, a, want) in cases {
+            let got = raw(n, a, path);
+            if got != Err(want) {
+                println!(
+                    "osbench: hostile: {what} ({}): got {got:?}, expected {want:?}",
+                    path.name()
+                );
+                failed += 1;
+            }
+        }
+    }
+    // A good call still works after the refused ones.
+    if sys::hvcounters().is_err() {
+        println!("osbench: hostile: hvcounters with a good buffer failed");
+        failed += 1;
+    }
+    if failed > 0 {
+        println!("osbench: hostile: FAILED {failed}");
+        return 1;
+    }
+    println!("osbench: hostile: {} bad calls refused", 2 * cases.len());
+    0
+}
+
+/// Register a handler at an unmapped (but user) address and fault: the handler's own fetch faults, and
+/// a fault while the handler runs must kill the process (status 139), not loop.
+fn fault_in_handler() -> i32 {
+    let Ok(page) = sys::mmap(0, PAGE, 0) else {
+        return 1;
+    };
+    // SAFETY: `page + PAGE * 16` is a user address with nothing mapped; the kernel only records it.
+    if unsafe { sys::set_fault_handler(page + PAGE * 16) }.is_err() {
+        return 1;
+    }
+    println!("osbench: faulting with a handler that faults");
+    // SAFETY: the store faults (read-only page); the handler faults too; the kernel ends the process.
+    unsafe { store_probe(page) };
+    println!("osbench: FAILED still running after a fault in the handler");
+    1
 }
