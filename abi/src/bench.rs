@@ -3,7 +3,7 @@
 //! lines; keeping format and statistics here means one definition for all three programs.
 //!
 //! A result line looks like
-//! `BENCH name=null_hypercall iterations=1000 min=41 median=41 p90=41 p99=41 max=77`
+//! `BENCH name=null_hypercall iterations=1000 min=41 median=41 p90=41 p99=41 max=77 unit=ticks/op`
 //! where every number is in TSC ticks per operation after subtracting the measurement's own overhead (under
 //! QEMU's `-icount shift=0`, one tick is one executed instruction).
 

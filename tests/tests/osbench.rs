@@ -224,3 +224,24 @@ fn errors_explain_themselves() {
     });
     has(&o, "echo", |l| l.ends_with("ok") && !l.contains("echo"));
 }
+
+#[test]
+fn bench_stops_between_operations_on_ctrl_c() {
+    // The whole suite at 2000 iterations takes many seconds under TCG; Ctrl-C after the second line must
+    // end it at the next operation boundary, not after the last operation.
+    let session = Session::new()
+        .command("bench 2000")
+        .when("BENCH name=null_hypercall", &[CTRL_C])
+        .command("echo after")
+        .logout();
+    let o = boot(&[SHELL], session);
+    has(&o, "bench ended by Ctrl-C", |l| l.trim() == "[exit 130]");
+    assert!(
+        !o.output.contains("BENCH name=syscall_bounce"),
+        "the suite stopped early\n{o}"
+    );
+    has(&o, "the shell after bench", |l| {
+        l.ends_with("after") && !l.contains("echo")
+    });
+    ends_cleanly(&o);
+}
