@@ -247,8 +247,8 @@ pub fn format_table(results: &[Measured]) -> String {
             width += 8;
         }
         if counted(results, m) {
-            sub += &format!(" {:>8} {:>8}", "hcall/op", "bounce/op");
-            width += 18;
+            sub += &format!(" {:>9} {:>9}", "hcall/op", "bounce/op");
+            width += 20;
         }
         header += &" ".repeat(width.saturating_sub(12));
     }
@@ -283,7 +283,7 @@ pub fn format_table(results: &[Measured]) -> String {
                         format!("{:.2}", c.bounces_per_op()),
                     )
                 });
-                line += &format!(" {h:>8} {b:>8}");
+                line += &format!(" {h:>9} {b:>9}");
             }
         }
         let _ = writeln!(out, "{}", line.trim_end());

@@ -106,7 +106,7 @@ fn table_with_one_mode_has_no_ratio_but_counts() {
         .find(|l| l.starts_with("null_syscall_syscall"))
         .unwrap();
     assert!(sys.contains(" 1000 ") && sys.contains(" 7777 "), "{sys}");
-    assert!(sys.ends_with("0.00     1.00"), "{sys}");
+    assert!(sys.ends_with("      0.00      1.00"), "{sys}");
     let w = lines.iter().find(|l| l.starts_with("write_1k")).unwrap();
     assert!(w.contains("4.00"), "{w}");
 }
