@@ -95,7 +95,8 @@ pub mod nr {
     pub const NOTIFY: u64 = 19;
     /// `await_notify() -> 0`: block until a wake-up was posted to the caller (return at once if one is
     /// pending), and consume it. The kernel's smallest blocking primitive (a binary semaphore per process).
-    /// The end of the caller's parent is a wake-up too (its `notify` to the old parent then fails).
+    /// The end of the caller's parent or of one of its children is a wake-up too (a `notify` to the
+    /// ended process then fails), so a partner's death never leaves the other waiting forever.
     pub const AWAIT_NOTIFY: u64 = 20;
     /// `fault_handler(entry) -> 0`: from now on a page fault that would kill the caller (a protection
     /// violation or an unmapped address) runs `entry` instead, in ring 3 on the faulting stack (below a

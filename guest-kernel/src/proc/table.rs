@@ -224,6 +224,14 @@ impl<R> Table<R> {
                 waiting.push(c.pid);
             }
         }
+        // So is a child's end for a parent waiting on it (its next `notify` to the child then fails).
+        if let Some(parent) = self.get(pid).map(|p| p.ppid)
+            && let Some(q) = self.get_mut(parent)
+            && q.state == State::Blocked(Wait::Notify)
+        {
+            q.notified = true;
+            waiting.push(parent);
+        }
         for c in waiting {
             self.wake(c);
         }
@@ -356,6 +364,14 @@ mod tests {
         assert_eq!(t.get(c).unwrap().state, State::Runnable);
         assert!(t.take_notification(c));
         assert_eq!(t.notify(c, a), Err(Errno::ESRCH), "the old parent is gone");
+        t.check().unwrap();
+        // A parent waiting on a child is woken when the child ends.
+        let d = t.insert(b, "osbench", ()).unwrap();
+        t.block(b, Wait::Notify);
+        t.exit(d, 1);
+        assert_eq!(t.get(b).unwrap().state, State::Runnable);
+        assert!(t.take_notification(b));
+        assert_eq!(t.notify(b, d), Err(Errno::ESRCH), "the child is a zombie");
         t.check().unwrap();
         t.exit(b, 0);
         assert_eq!(t.notify(a, b), Err(Errno::ESRCH));
