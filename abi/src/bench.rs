@@ -3,7 +3,7 @@
 //! lines; keeping format and statistics here means one definition for all three programs.
 //!
 //! A result line looks like
-//! `BENCH name=null_hypercall iterations=1000 min=41 median=41 p90=41 p99=41 max=77`
+//! `BENCH name=null_hypercall iterations=1000 min=41 median=41 p90=41 p99=41 max=77 unit=ticks/op`
 //! where every number is in TSC ticks per operation after subtracting the measurement's own overhead (under
 //! QEMU's `-icount shift=0`, one tick is one executed instruction).
 
@@ -59,6 +59,10 @@ pub fn per_operation(samples: &mut [u64], per: u64) {
     }
 }
 
+/// The unit every result line states (`unit=`): TSC ticks per operation, which under QEMU's
+/// `-icount shift=0` are executed instructions.
+pub const UNIT: &str = "ticks/op";
+
 /// The marker that starts a result line.
 pub const LINE_PREFIX: &str = "BENCH ";
 
@@ -71,7 +75,7 @@ pub fn write_line(
 ) -> core::fmt::Result {
     write!(
         w,
-        "{LINE_PREFIX}name={name} iterations={iterations} min={} median={} p90={} p99={} max={}",
+        "{LINE_PREFIX}name={name} iterations={iterations} min={} median={} p90={} p99={} max={} unit={UNIT}",
         s.min, s.median, s.p90, s.p99, s.max
     )
 }
@@ -196,6 +200,7 @@ mod tests {
         let mut s = S([0; 128], 0);
         write_line(&mut s, "null_hypercall", 10, &stats).unwrap();
         let text = core::str::from_utf8(&s.0[..s.1]).unwrap();
+        assert!(text.ends_with(" unit=ticks/op"), "{text}");
         let l = parse_line(text).unwrap();
         assert_eq!(
             (l.name, l.iterations, l.stats),

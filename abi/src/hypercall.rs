@@ -138,8 +138,15 @@ pub mod nr {
     pub const IOMMU_OP: u64 = 43;
     /// First number of Xen's architecture-specific range (`__HYPERVISOR_arch_0`).
     pub const ARCH_0: u64 = 48;
+    /// Xen's `__HYPERVISOR_arch_6`, unused by Xen on x86.
+    pub const ARCH_6: u64 = 54;
     /// Last number of Xen's architecture-specific range (`__HYPERVISOR_arch_7`), unused by Xen on x86.
     pub const ARCH_7: u64 = 55;
+    /// **Our extension.** `counters(cmd, buf)`: read the calling domain's entry counters (how many
+    /// hypercalls it made, exceptions, system calls and upcalls the hypervisor bounced to it) into a
+    /// [`crate::counters::DomainCounters`] at `buf`. See [`crate::counters`]. It occupies Xen's unused
+    /// `__HYPERVISOR_arch_6`; under Xen it returns `-ENOSYS`.
+    pub const COUNTERS: u64 = ARCH_6;
     /// **Our extension.** Does nothing and returns 0; it exists to measure the bare cost of a hypercall
     /// round trip (gate entry, dispatch, return). Takes no arguments and ignores any it is given. It occupies
     /// Xen's unused `__HYPERVISOR_arch_7`, so no Xen hypercall is shadowed; under Xen it returns `-ENOSYS`.
@@ -193,6 +200,7 @@ pub fn name(nr: u64) -> Option<&'static str> {
         nr::DM_OP => "dm_op",
         nr::HYPFS_OP => "hypfs_op",
         nr::IOMMU_OP => "iommu_op",
+        nr::COUNTERS => "counters",
         nr::NULL => "null",
         _ => return None,
     })
@@ -204,7 +212,7 @@ mod tests {
 
     #[test]
     fn numbers_are_xens() {
-        let expected: [(u64, u64); 44] = [
+        let expected: [(u64, u64); 45] = [
             (nr::SET_TRAP_TABLE, 0),
             (nr::MMU_UPDATE, 1),
             (nr::SET_GDT, 2),
@@ -248,6 +256,7 @@ mod tests {
             (nr::DM_OP, 41),
             (nr::HYPFS_OP, 42),
             (nr::IOMMU_OP, 43),
+            (nr::COUNTERS, 54),
             (nr::NULL, 55),
         ];
         for (got, want) in expected {

@@ -24,6 +24,7 @@
 //! | [`layout`] | our selectors, reserved virtual range, entry region, hypercall vector |
 //! | [`types`] | machine/pseudo-physical/virtual address and frame newtypes |
 //! | [`exit`] | exit statuses reported to QEMU |
+//! | [`counters`] | the per-domain entry counters (our `counters` hypercall) |
 //!
 //! Naming: Xen's names, upper-cased for Rust constants (Xen's `SCHEDOP_yield` is [`sched::SCHEDOP_YIELD`])
 //! and camel-cased for structures (`start_info` is [`xen::StartInfo`]). Types: a constant that travels in a
@@ -79,6 +80,10 @@
 //!    selector itself ([`xen::SEGBASE_GS_USER_SEL`]).
 //! l. **`xen_version`.** `XENVER_compile_info`, `XENVER_changeset`, `XENVER_build_id` and the
 //!    variable-length `*2` forms return `-ENOSYS` ([`version`]).
+//! m. **`counters` hypercall.** [`hypercall::nr::COUNTERS`] = 54 (Xen's unused `__HYPERVISOR_arch_6`)
+//!    copies the caller's own entry counters ([`counters::DomainCounters`]: hypercalls made, exceptions,
+//!    system calls and event upcalls bounced to it) to a guest buffer, so a benchmark can say where the
+//!    hypervisor's share of a workload went. Read-only, own domain only; Xen has no equivalent.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -94,6 +99,7 @@ macro_rules! layout {
 pub mod bench;
 pub mod callback;
 pub mod console;
+pub mod counters;
 pub mod errno;
 pub mod event_channel;
 pub mod exit;

@@ -97,6 +97,7 @@ fn emulated_int(dom: &mut Domain, f: &EntryFrame) -> Option<Next> {
         return None;
     }
     dom.vcpu.regs.rip = f.rip.wrapping_add(2);
+    count(&mut dom.vcpu.pv.counters.exceptions);
     Some(bounce_or_crash(
         dom,
         t.address,
@@ -151,6 +152,7 @@ pub fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
         shared_info(dom)[ARCH_CR2..ARCH_CR2 + 8].copy_from_slice(&cr2.to_le_bytes());
     }
     let error = has_error_code(v).then_some(f.error_code);
+    count(&mut dom.vcpu.pv.counters.exceptions);
     bounce_or_crash(dom, t.address, error, t.mask_events, exception_name(v))
 }
 
@@ -159,6 +161,7 @@ pub fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
 pub fn syscall(dom: &mut Domain) -> Next {
     let cb = dom.vcpu.pv.syscall_callback;
     if cb != 0 {
+        count(&mut dom.vcpu.pv.counters.syscalls);
         return bounce_or_crash(dom, cb, None, true, "a system call");
     }
     let ud = dom.vcpu.pv.traps[6];
@@ -181,7 +184,13 @@ pub fn upcall(dom: &mut Domain) -> bool {
         return true;
     }
     let cb = dom.vcpu.pv.event_callback;
+    count(&mut dom.vcpu.pv.counters.upcalls);
     bounce_or_crash(dom, cb, None, true, "an event upcall") == Next::Resume
+}
+
+/// One more entry of a kind (the `counters` hypercall reads them).
+fn count(c: &mut u64) {
+    *c = c.wrapping_add(1);
 }
 
 /// The shared_info frame of a domain (for the event and time code).

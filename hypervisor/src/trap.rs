@@ -126,6 +126,7 @@ fn hypercall(
 ) -> Next {
     let number = dom.vcpu.regs.rax;
     let args = hypercall::args_of(&dom.vcpu.regs);
+    dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
     let id = dom.id;
     let hv = HV.get().expect("boot facts recorded");
     let action = {

@@ -44,6 +44,8 @@ pub struct VcpuState {
     pub selectors: [u16; 4],
     /// The trap table or kernel stack changed: reinstall the direct gate and TSS.RSP1 before running.
     pub gates_dirty: bool,
+    /// Entries on the domain's behalf, by kind (read with the `counters` hypercall).
+    pub counters: abi::counters::DomainCounters,
 }
 
 impl Default for VcpuState {
@@ -60,6 +62,7 @@ impl Default for VcpuState {
             segments_dirty: false,
             selectors: [0; 4],
             gates_dirty: true,
+            counters: abi::counters::DomainCounters::default(),
         }
     }
 }

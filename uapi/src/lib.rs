@@ -26,6 +26,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub use abi::bench;
 pub use abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -75,18 +76,44 @@ pub mod nr {
     pub const POWEROFF: u64 = 14;
     /// `ringinfo(buf) -> 0`: one [`super::RingInfo`].
     pub const RINGINFO: u64 = 15;
-    /// `bench(iterations, filter, filter_len) -> 0`: run the kernel's hypercall benchmark suite (the
-    /// operations that need no partner domain) and print its table; `-EINVAL` for 0 or too many
-    /// iterations.
+    /// `bench(iterations, filter, filter_len, flags) -> 0`: run the kernel's hypercall benchmark suite
+    /// (the operations of [`super::BENCH_OPERATIONS`] whose name contains `filter`, except those that need a
+    /// partner domain) and print one `BENCH` line per operation; with [`super::BENCH_QUIET`] in `flags`
+    /// without its header and `BENCH done` line. `-EINVAL` for 0 or too many iterations or unknown flags.
     pub const BENCH: u64 = 16;
-    /// `evtchn_ping(rounds) -> ns`: `rounds` event-channel round trips with the ping server in the other
+    /// `evtchn_ping(rounds) -> ns`: `rounds` (1..=[`super::EVTCHN_PING_MAX`]) event-channel round trips with the ping server in the other
     /// domain (set up by the kernel at boot); returns the total time in ns. `-ENODEV` without a server,
     /// `-ETIMEDOUT` if a reply does not come within a second.
     pub const EVTCHN_PING: u64 = 17;
+    /// `hvcounters(buf) -> 0`: one [`super::HvCounters`]: how often the hypervisor was entered on this
+    /// domain's behalf so far (its `counters` hypercall). Without a hypervisor (or one that does not
+    /// count) `virtualised` is 0 and every count 0.
+    pub const HVCOUNTERS: u64 = 18;
+    /// `notify(pid) -> 0`: post a wake-up to `pid`, which must be the caller's parent or child (`-EPERM`
+    /// otherwise, `-ESRCH` if it does not exist or has ended). Wake-ups do not queue: several before an
+    /// `await_notify` count as one.
+    pub const NOTIFY: u64 = 19;
+    /// `await_notify() -> 0`: block until a wake-up was posted to the caller (return at once if one is
+    /// pending), and consume it. The kernel's smallest blocking primitive (a binary semaphore per process).
+    /// The end of the caller's parent or of one of its children is a wake-up too (a `notify` to the
+    /// ended process then fails), so a partner's death never leaves the other waiting forever.
+    pub const AWAIT_NOTIFY: u64 = 20;
+    /// `fault_handler(entry) -> 0`: from now on a page fault that would kill the caller (a protection
+    /// violation or an unmapped address) runs `entry` instead, in ring 3 on the faulting stack (below a
+    /// 128-byte red zone, 16-byte aligned, with a zero return address pushed), with RDI = fault address,
+    /// RSI = page-fault error code, RDX = faulting RIP; `entry` must end with [`FAULT_RETURN`]. A fault
+    /// while the handler runs kills the process. `entry` 0 removes the handler; otherwise it must be a user
+    /// address (`-EFAULT`). FPU/SSE state is not saved around the handler.
+    pub const FAULT_HANDLER: u64 = 21;
+    /// `fault_return(resume) -> !`: leave the fault handler: every register as it was at the fault (the
+    /// kernel's own copy; nothing is read from user memory), resuming at the faulting instruction
+    /// (`resume` 0) or at `resume`. `-EINVAL` if no handler is running, `-EFAULT` for a `resume` outside
+    /// user space.
+    pub const FAULT_RETURN: u64 = 22;
 }
 
 /// Highest system-call number.
-pub const NR_MAX: u64 = nr::EVTCHN_PING;
+pub const NR_MAX: u64 = nr::FAULT_RETURN;
 
 /// `spawn` flag: the child is the console's foreground program (Ctrl-C ends it) while it lives.
 pub const SPAWN_FOREGROUND: u64 = 1;
@@ -96,6 +123,41 @@ pub const WNOHANG: u64 = 1;
 pub const PROT_WRITE: u64 = 2;
 /// `mmap` protection: executable.
 pub const PROT_EXEC: u64 = 4;
+
+/// Most processes alive at once (zombies included); `spawn` beyond it fails with `-EAGAIN`.
+pub const MAX_PROCS: usize = 64;
+/// `bench` flag: print only the result lines (no header, no `BENCH done`).
+pub const BENCH_QUIET: u64 = 1;
+/// Most `evtchn_ping` rounds in one call (about a second or two under QEMU's emulation).
+pub const EVTCHN_PING_MAX: u64 = 10_000;
+
+/// The operations of the kernel's benchmark suite (the `bench` system call and `cargo xtask bench`), in
+/// the order it runs them. No name is part of another, so a name used as the filter selects exactly it.
+pub const BENCH_OPERATIONS: &[&str] = &[
+    "floor_ring1_int_fastpath",
+    "null_hypercall",
+    "xen_version",
+    "console_write_16",
+    "mmu_update_single",
+    "mmu_update_batch64_per_pte",
+    "update_va_mapping_invlpg",
+    "tlb_flush_local",
+    "new_baseptr",
+    "multicall8_per_call",
+    "address_space_create_destroy",
+    "evtchn_send_self",
+    "evtchn_pingpong_interdomain",
+    "set_timer_op",
+    "yield_domain_switch",
+    "pf_bounce",
+    "syscall_int80_direct",
+    "syscall_bounce",
+];
+
+/// The benchmark operations that need the `bench-partner` domain (booted by `cargo xtask bench`, absent
+/// when the suite runs from the shell).
+pub const BENCH_PARTNER_OPERATIONS: [&str; 2] =
+    ["evtchn_pingpong_interdomain", "yield_domain_switch"];
 
 /// Most bytes of a `spawn` argument string.
 pub const MAX_ARGS: usize = 256;
@@ -141,6 +203,8 @@ pub mod state {
     pub const EVENT: u32 = 5;
     /// Ended, not reaped yet.
     pub const ZOMBIE: u32 = 6;
+    /// In `await_notify`.
+    pub const NOTIFY: u32 = 7;
 
     /// A short name for a state.
     pub const fn name(s: u32) -> &'static str {
@@ -152,6 +216,7 @@ pub mod state {
             READING => "reading",
             EVENT => "event",
             ZOMBIE => "zombie",
+            NOTIFY => "notify",
             _ => "?",
         }
     }
@@ -264,6 +329,40 @@ pub struct RingInfo {
     pub _pad: u32,
 }
 
+/// Hypervisor entries on this domain's behalf, as `hvcounters` reports them (monotonic; subtract two
+/// readings).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct HvCounters {
+    /// 1 if the kernel runs on a hypervisor that counts; 0 natively (every count is then 0).
+    pub virtualised: u32,
+    pub _pad: u32,
+    /// Hypercalls the kernel made.
+    pub hypercalls: u64,
+    /// Exceptions the hypervisor bounced to the kernel (page faults from user code, ...).
+    pub exceptions: u64,
+    /// `syscall` instructions bounced to the kernel.
+    pub syscalls: u64,
+    /// Event upcalls (timer, console, event channels).
+    pub upcalls: u64,
+}
+
+impl HvCounters {
+    /// What happened between `earlier` and `self` (wrapping).
+    pub fn since(&self, earlier: &HvCounters) -> HvCounters {
+        HvCounters {
+            virtualised: self.virtualised,
+            _pad: 0,
+            hypercalls: self.hypercalls.wrapping_sub(earlier.hypercalls),
+            exceptions: self.exceptions.wrapping_sub(earlier.exceptions),
+            syscalls: self.syscalls.wrapping_sub(earlier.syscalls),
+            upcalls: self.upcalls.wrapping_sub(earlier.upcalls),
+        }
+    }
+}
+
 /// `XENFEAT_supervisor_mode_kernel`: set if guest kernels run in ring 0 (never, under this hypervisor).
 pub const XENFEAT_SUPERVISOR_MODE_KERNEL: u32 = 3;
 
@@ -271,6 +370,7 @@ static_assertions::const_assert_eq!(core::mem::size_of::<ProcInfo>(), 72);
 static_assertions::const_assert_eq!(core::mem::size_of::<MemInfo>(), 56);
 static_assertions::const_assert_eq!(core::mem::size_of::<DomInfo>(), 40);
 static_assertions::const_assert_eq!(core::mem::size_of::<RingInfo>(), 64);
+static_assertions::const_assert_eq!(core::mem::size_of::<HvCounters>(), 40);
 
 /// A NUL-padded name field as a string (up to the first NUL; `"?"` if not UTF-8).
 pub fn name_str(name: &[u8]) -> &str {
@@ -323,6 +423,18 @@ mod tests {
         assert_eq!(decode(ret(Ok(7))), Ok(7));
         assert_eq!(decode(ret(Err(Errno::EFAULT))), Err(Errno::EFAULT));
         assert_eq!(decode(u64::MAX - 5000), Ok(u64::MAX - 5000));
+    }
+
+    #[test]
+    fn bench_names_select_exactly_themselves() {
+        for (i, a) in BENCH_OPERATIONS.iter().enumerate() {
+            for (j, b) in BENCH_OPERATIONS.iter().enumerate() {
+                assert!(i == j || !b.contains(a), "{a} is part of {b}");
+            }
+        }
+        for p in BENCH_PARTNER_OPERATIONS {
+            assert!(BENCH_OPERATIONS.contains(&p));
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The user-side runtime of the guest OS's ring-3 programs, and the logic they share.
 //!
-//! Host-testable, pure modules: [`shell`] (command-line parsing for `sh`), [`num`] (argument parsing),
+//! Host-testable, pure modules: [`shell`] (command-line parsing for `sh`), [`num`] (argument parsing), [`osbench`] (the workload list and result lines),
 //! [`display`] (tables and human-readable numbers) and [`io`] (the fixed buffers behind `print!`).
 //!
 //! With feature `baremetal` (the programs themselves): the entry point and system-call instructions
@@ -12,9 +12,12 @@
 #[cfg(feature = "baremetal")]
 extern crate rt;
 
+pub mod benchcmd;
 pub mod display;
 pub mod io;
+pub mod jobs;
 pub mod num;
+pub mod osbench;
 pub mod shell;
 
 #[cfg(feature = "baremetal")]

@@ -118,6 +118,11 @@ pub const PROGRAMS: &[Entry] = &[
         "",
         "demand-zero mmap, splitting munmap, stack growth",
     ),
+    entry(
+        "osbench",
+        "[ITER] [FILTER..]",
+        "lmbench-style OS workloads (docs/COMPARISON.md)",
+    ),
     entry("sh", "", "a nested shell (exit returns to this one)"),
 ];
 

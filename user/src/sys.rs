@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use uapi::{DomInfo, Errno, MemInfo, ProcInfo, RingInfo, nr};
+use uapi::{DomInfo, Errno, HvCounters, MemInfo, ProcInfo, RingInfo, nr};
 
 use crate::arch::x86_64::syscall::{raw_int80, raw_syscall};
 
@@ -222,12 +222,12 @@ pub fn ringinfo() -> Result<RingInfo, Errno> {
 }
 
 /// Run the kernel's hypercall benchmarks with `iterations` rounds each; `filter` (empty: all) selects
-/// operations as the kernel's benchmark table defines.
-pub fn bench(iterations: u64, filter: &str) -> Result<u64, Errno> {
+/// operations whose name contains it; `flags`: `uapi::BENCH_QUIET` or 0.
+pub fn bench(iterations: u64, filter: &str, flags: u64) -> Result<u64, Errno> {
     let f = filter.as_bytes();
     checked(
         nr::BENCH,
-        [iterations, f.as_ptr() as u64, f.len() as u64, 0, 0],
+        [iterations, f.as_ptr() as u64, f.len() as u64, flags, 0],
     )
 }
 
@@ -244,4 +244,32 @@ pub fn mmap_rw(len: usize) -> Result<&'static mut [u8], Errno> {
     // initialised) that overlaps nothing else in the address space; nobody else refers to it, and the
     // slice is the only way to reach it (removing it takes the unsafe `munmap`).
     Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) })
+}
+
+/// How often the hypervisor was entered on this domain's behalf so far (all zero natively).
+pub fn hvcounters() -> Result<HvCounters, Errno> {
+    let mut c = HvCounters::default();
+    checked(nr::HVCOUNTERS, [&raw mut c as u64, 0, 0, 0, 0])?;
+    Ok(c)
+}
+
+/// Post a wake-up to `pid` (the caller's parent or child).
+pub fn notify(pid: u32) -> Result<u64, Errno> {
+    checked(nr::NOTIFY, [u64::from(pid), 0, 0, 0, 0])
+}
+
+/// Block until a wake-up was posted to this process, and consume it.
+pub fn await_notify() -> Result<u64, Errno> {
+    checked(nr::AWAIT_NOTIFY, [0; 5])
+}
+
+/// Run `entry` on a page fault that would kill this process (0: no handler); see
+/// `uapi::nr::FAULT_HANDLER` for how it is entered and that it must end with `fault_return`.
+///
+/// # Safety
+/// `entry` must be code that follows that protocol (it runs on the faulting stack, with the faulting
+/// context's registers otherwise intact) and never returns.
+pub unsafe fn set_fault_handler(entry: u64) -> Result<u64, Errno> {
+    // SAFETY: no memory is passed; the caller vouches for the code at `entry`.
+    unsafe { call(nr::FAULT_HANDLER, [entry, 0, 0, 0, 0]) }
 }

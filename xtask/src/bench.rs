@@ -403,44 +403,82 @@ pub fn to_json(records: &[Record], meta: &Metadata) -> serde_json::Value {
 
 /// Draw the medians as horizontal bars (log scale), one panel per mode, to an SVG file.
 pub fn render_svg(records: &[Record], path: &Path) -> Result<(), String> {
-    use plotters::prelude::*;
     let names = ordered_names(records);
-    if names.is_empty() {
-        return Err("no results to draw".into());
-    }
-    let modes: Vec<Mode> = [Mode::Icount, Mode::Wall]
+    let panels: Vec<Panel> = [Mode::Icount, Mode::Wall]
         .into_iter()
         .filter(|m| records.iter().any(|r| r.mode == *m))
+        .map(|mode| {
+            let (caption, unit, color) = match mode {
+                Mode::Icount => (
+                    "icount (-icount shift=0)",
+                    "executed instructions",
+                    (0x33, 0x66, 0xcc),
+                ),
+                Mode::Wall => ("wall", "TSC ticks", (0xcc, 0x55, 0x22)),
+            };
+            Panel {
+                caption: caption.to_string(),
+                unit: unit.to_string(),
+                color,
+                values: names
+                    .iter()
+                    .map(|n| find(records, n, mode).map(|r| r.stats.median))
+                    .collect(),
+            }
+        })
         .collect();
+    render_bars(
+        path,
+        "ring1pv: median cost per operation (log scale)",
+        &names,
+        &panels,
+    )
+}
+
+/// One panel of a bar chart: a value (or none) per row name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Panel {
+    /// Title above the panel.
+    pub caption: String,
+    /// What the x axis counts.
+    pub unit: String,
+    /// Bar colour (RGB).
+    pub color: (u8, u8, u8),
+    /// One value per row (same order as the names).
+    pub values: Vec<Option<u64>>,
+}
+
+/// The project's one SVG writer: horizontal bars on a log scale, one row per name, panels side by side
+/// (used by `cargo xtask bench` and `cargo xtask compare`).
+pub fn render_bars(
+    path: &Path,
+    title: &str,
+    names: &[&str],
+    panels: &[Panel],
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    if names.is_empty() || panels.is_empty() {
+        return Err("no results to draw".into());
+    }
     let height = 110 + 26 * names.len() as u32;
     let err = |e: DrawingAreaErrorKind<std::io::Error>| format!("{}: {e}", path.display());
-    let root = SVGBackend::new(path, (560 * modes.len() as u32 + 200, height)).into_drawing_area();
+    let root = SVGBackend::new(path, (560 * panels.len() as u32 + 200, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let root = root
-        .titled(
-            "ring1pv: median cost per operation (log scale)",
-            ("sans-serif", 20),
-        )
-        .map_err(err)?;
-    let panels = root.split_evenly((1, modes.len()));
+    let root = root.titled(title, ("sans-serif", 20)).map_err(err)?;
+    let areas = root.split_evenly((1, panels.len()));
     let n = names.len();
-    for (panel, mode) in panels.iter().zip(&modes) {
-        let bars: Vec<(usize, u64)> = names
+    for (area, panel) in areas.iter().zip(panels) {
+        let bars: Vec<(usize, u64)> = panel
+            .values
             .iter()
             .enumerate()
-            .filter_map(|(i, name)| find(records, name, *mode).map(|r| (n - 1 - i, r.stats.median)))
+            .filter_map(|(i, v)| v.map(|v| (n - 1 - i, v)))
             .collect();
         let top = bars.iter().map(|b| b.1).max().unwrap_or(1).max(1) as f64 * 4.0;
-        let (caption, unit, color) = match mode {
-            Mode::Icount => (
-                "icount (-icount shift=0)",
-                "executed instructions",
-                RGBColor(0x33, 0x66, 0xcc),
-            ),
-            Mode::Wall => ("wall", "TSC ticks", RGBColor(0xcc, 0x55, 0x22)),
-        };
-        let mut chart = ChartBuilder::on(panel)
-            .caption(caption, ("sans-serif", 16))
+        let (r, g, b) = panel.color;
+        let color = RGBColor(r, g, b);
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.caption, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(210)
@@ -456,7 +494,7 @@ pub fn render_svg(records: &[Record], path: &Path) -> Result<(), String> {
                 _ => String::new(),
             })
             .x_label_formatter(&|v| compact(*v))
-            .x_desc(unit)
+            .x_desc(&panel.unit)
             .draw()
             .map_err(err)?;
         chart
@@ -556,24 +594,33 @@ fn run_pass(images: &crate::Images, args: &BenchArgs, mode: Mode) -> Result<(Pas
 
 fn metadata(args: &BenchArgs, accelerators: Vec<(Mode, Accel)>) -> Metadata {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let version = std::process::Command::new(crate::qemu_choice::program_for_display())
+    Metadata {
+        cpu_model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".into()),
+        cores: cpu_count(&cpuinfo).max(1),
+        qemu_version: chosen_qemu_version(),
+        accelerators,
+        date: now_utc(),
+        iterations: args.iterations,
+        filter: args.filter.clone(),
+    }
+}
+
+/// The version of the QEMU that boots the machine (`unknown` if it cannot say).
+pub fn chosen_qemu_version() -> String {
+    std::process::Command::new(crate::qemu_choice::program_for_display())
         .arg("--version")
         .output()
         .ok()
         .and_then(|o| qemu_version(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or_else(|| "unknown".into());
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Now, as [`utc_timestamp`].
+pub fn now_utc() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    Metadata {
-        cpu_model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".into()),
-        cores: cpu_count(&cpuinfo).max(1),
-        qemu_version: version,
-        accelerators,
-        date: utc_timestamp(secs),
-        iterations: args.iterations,
-        filter: args.filter.clone(),
-    }
+    utc_timestamp(secs)
 }
 
 /// `cargo xtask bench`: build, run the passes, print the table, write the files asked for. Returns the

@@ -15,10 +15,12 @@
 //! - [`runcmd`]: `cargo xtask run`'s input mode (terminal, script, none) and its console display.
 //! - [`testcmd`]: `cargo xtask test`, the full check suite.
 //! - [`bench`]: `cargo xtask bench`, the latency measurements (passes, table, JSON, SVG).
+//! - [`compare`]: `cargo xtask compare`, osbench in each mode side by side (table, JSON, SVG).
 //! - [`selfbin`]: building the `xtask` binary itself, for tests that run it like a user.
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod compare;
 pub mod images;
 pub mod input;
 pub mod qemu;

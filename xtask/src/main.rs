@@ -65,6 +65,11 @@ enum Cmd {
     /// Build, then measure hypercall latency under QEMU: an icount pass (instruction counts, deterministic)
     /// and a wall-clock pass; print a table, optionally write JSON and an SVG chart.
     Bench(xtask::bench::BenchArgs),
+    /// Build, then boot the guest kernel in each mode (pv: under the hypervisor; native: on the bare
+    /// machine), run `osbench` at its shell, and print one lmbench-style table of the modes side by side
+    /// (icount and wall medians, ratio to native, hypercalls and bounces per operation); optionally JSON
+    /// and an SVG chart. See docs/COMPARISON.md.
+    Compare(xtask::compare::CompareArgs),
     /// Build, then boot QEMU paused with the gdb stub on tcp::1234 and print the gdb command to attach.
     Gdb(MachineArgs),
     /// Build qemu-system-x86_64 from the distribution's QEMU source package with xtask/qemu/null-ss-cpl.patch
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
         Cmd::Gdb(args) => gdb(&args),
         Cmd::Test { quick } => Ok(if testcmd::run(quick) { 0 } else { 1 }),
         Cmd::Bench(args) => xtask::bench::run(&args),
+        Cmd::Compare(args) => xtask::compare::run(&args),
         Cmd::Qemu(args) => xtask::qemu_build::run(&args),
     };
     match result {

@@ -204,19 +204,23 @@ pub fn run(opts: &Options<'_>) -> u32 {
     // this domain yields or is preempted, and its boot must not land inside a measured sample.
     let _ = raw(nr::SCHED_OP, [SCHEDOP_YIELD, 0, 0, 0, 0]);
     let mut b = Bench::new(opts);
-    println!(
-        "bench: {} iterations per operation ({} for console_write_16), {selected} of {} operations selected{}; \
+    if !opts.quiet {
+        println!(
+            "bench: {} iterations per operation ({} for console_write_16), {selected} of {} operations selected{}; \
          empty TSC pair {} ticks (median, subtracted)",
-        opts.iterations,
-        opts.console_iterations(),
-        OPERATIONS.len(),
-        opts.filter
-            .map(|f| alloc::format!(" by filter '{f}'"))
-            .unwrap_or_default(),
-        b.overhead
-    );
+            opts.iterations,
+            opts.console_iterations(),
+            OPERATIONS.len(),
+            opts.filter
+                .map(|f| alloc::format!(" by filter '{f}'"))
+                .unwrap_or_default(),
+            b.overhead
+        );
+    }
     super::ops::run_all(&mut b, offer);
-    println!("{}done", bench::LINE_PREFIX);
+    if !opts.quiet {
+        println!("{}done", bench::LINE_PREFIX);
+    }
     if b.failed > 0 {
         println!(
             "bench: {} operation(s) failed, {} measured",

@@ -239,6 +239,11 @@ pub trait Platform: Mmu + Sync {
     fn kernel_ring(&self) -> u8;
     /// What the hypervisor underneath says about itself, if there is one.
     fn hypervisor_info(&self) -> Option<HypervisorInfo>;
+    /// How often the hypervisor underneath was entered on this machine's behalf, by kind; `None` without
+    /// one (natively) or if it does not count. The default is `None`.
+    fn entry_counters(&self) -> Option<uapi::HvCounters> {
+        None
+    }
     /// The virtual machines beside this one, from id `first` on, as many as fit in `out`; returns how many
     /// were written (`-ENOSYS` without a hypervisor, `-EPERM` unless this is the control machine).
     fn machines(&self, first: u16, out: &mut [uapi::DomInfo]) -> Result<usize, Errno>;

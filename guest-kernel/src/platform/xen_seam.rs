@@ -98,6 +98,22 @@ impl Platform for XenPv {
         Some(info)
     }
 
+    fn entry_counters(&self) -> Option<uapi::HvCounters> {
+        let mut c = abi::counters::DomainCounters::default();
+        let r = raw(
+            nr::COUNTERS,
+            [abi::counters::COUNTERSOP_READ, &raw mut c as u64, 0, 0, 0],
+        );
+        (r == 0).then_some(uapi::HvCounters {
+            virtualised: 1,
+            _pad: 0,
+            hypercalls: c.hypercalls,
+            exceptions: c.exceptions,
+            syscalls: c.syscalls,
+            upcalls: c.upcalls,
+        })
+    }
+
     fn machines(&self, first: u16, out: &mut [uapi::DomInfo]) -> Result<usize, Errno> {
         let mut raw_infos =
             [<abi::sysctl::XenDomctlGetdomaininfo as zerocopy::FromZeros>::new_zeroed(); 16];

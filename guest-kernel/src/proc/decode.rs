@@ -32,7 +32,7 @@ fn array_range(addr: u64, count: u64, size: usize) -> Result<UserRange, Errno> {
 /// Most bytes of a `bench` filter.
 pub const FILTER_MAX: u64 = 64;
 /// Most `evtchn_ping` rounds.
-pub const PING_MAX: u64 = 100_000;
+pub const PING_MAX: u64 = uapi::EVTCHN_PING_MAX;
 
 /// A decoded system call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +76,14 @@ pub enum Request {
     Bench {
         iterations: u64,
         filter: UserRange,
+        quiet: bool,
     },
     EvtchnPing(u64),
+    Hvcounters(UserRange),
+    Notify(u32),
+    AwaitNotify,
+    FaultHandler(u64),
+    FaultReturn(u64),
 }
 
 /// Decode system call `nr` with arguments RDI, RSI, RDX, R10, R8.
@@ -157,12 +163,17 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<Request, Errno> {
         nr::RINGINFO => Request::Ringinfo(user_range(a0, size_of::<uapi::RingInfo>() as u64)?),
         nr::BENCH => {
             let filter = user_range(a1, a2)?;
-            if filter.len > FILTER_MAX || a0 == 0 || a0 > crate::bench::MAX_ITERATIONS as u64 {
+            if filter.len > FILTER_MAX
+                || a0 == 0
+                || a0 > crate::bench::MAX_ITERATIONS as u64
+                || a3 & !uapi::BENCH_QUIET != 0
+            {
                 return Err(Errno::EINVAL);
             }
             Request::Bench {
                 iterations: a0,
                 filter,
+                quiet: a3 & uapi::BENCH_QUIET != 0,
             }
         }
         nr::EVTCHN_PING => {
@@ -171,6 +182,13 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<Request, Errno> {
             }
             Request::EvtchnPing(a0)
         }
+        nr::HVCOUNTERS => {
+            Request::Hvcounters(user_range(a0, size_of::<uapi::HvCounters>() as u64)?)
+        }
+        nr::NOTIFY => Request::Notify(u32::try_from(a0).map_err(|_| Errno::ESRCH)?),
+        nr::AWAIT_NOTIFY => Request::AwaitNotify,
+        nr::FAULT_HANDLER => Request::FaultHandler(a0),
+        nr::FAULT_RETURN => Request::FaultReturn(a0),
         _ => return Err(Errno::ENOSYS),
     })
 }
@@ -200,6 +218,7 @@ mod tests {
                 (nr::DOMAINS, [bad, 4, 0, 0, 0]),
                 (nr::RINGINFO, [bad, 0, 0, 0, 0]),
                 (nr::BENCH, [10, bad, 8, 0, 0]),
+                (nr::HVCOUNTERS, [bad, 0, 0, 0, 0]),
             ] {
                 assert_eq!(decode(n, args), Err(Errno::EFAULT), "nr {n} {args:x?}");
             }
@@ -257,6 +276,39 @@ mod tests {
             Err(Errno::EINVAL)
         );
         assert_eq!(decode(nr::EVTCHN_PING, [0, 0, 0, 0, 0]), Err(Errno::EINVAL));
+        assert_eq!(
+            decode(nr::EVTCHN_PING, [uapi::EVTCHN_PING_MAX + 1, 0, 0, 0, 0]),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            decode(nr::BENCH, [10, 0x1000, 4, 2, 0]),
+            Err(Errno::EINVAL),
+            "unknown bench flag"
+        );
+        assert_eq!(
+            decode(nr::BENCH, [10, 0x1000, 4, 1, 0]),
+            Ok(Request::Bench {
+                iterations: 10,
+                filter: UserRange {
+                    addr: 0x1000,
+                    len: 4
+                },
+                quiet: true
+            })
+        );
+        assert_eq!(decode(nr::NOTIFY, [1 << 32, 0, 0, 0, 0]), Err(Errno::ESRCH));
+        assert_eq!(
+            decode(nr::NOTIFY, [u64::MAX, 0, 0, 0, 0]),
+            Err(Errno::ESRCH)
+        );
+        assert_eq!(decode(nr::NOTIFY, [7, 0, 0, 0, 0]), Ok(Request::Notify(7)));
+        assert_eq!(decode(nr::AWAIT_NOTIFY, [9; 5]), Ok(Request::AwaitNotify));
+        // The handler and resume addresses are checked when used (`faulthandler`), not here.
+        assert_eq!(
+            decode(nr::FAULT_RETURN, [u64::MAX, 0, 0, 0, 0]),
+            Ok(Request::FaultReturn(u64::MAX))
+        );
+        assert_eq!(decode(uapi::NR_MAX + 1, [0; 5]), Err(Errno::ENOSYS));
         // An empty range needs no valid pointer.
         assert_eq!(
             decode(nr::WRITE, [1, 0, 0, 0, 0]),

@@ -280,6 +280,7 @@ fn poll() {
                     }
                     Wait::Console => p.tty.has_input() || p.read_interrupted,
                     Wait::Event(d) => reply || now >= d,
+                    Wait::Notify => q.notified,
                 };
             if over {
                 let _ = ready.push(q.pid);
@@ -405,6 +406,8 @@ pub fn exit_current(status: u32) -> ! {
         let cur = p.current;
         if p.foreground == Some(cur) {
             p.foreground = None;
+            // A Ctrl-D typed for the program it did not read must not end the shell's input.
+            p.tty.drop_end_of_input();
         }
         let space = p.table.get_mut(cur).and_then(|q| q.res.space.take());
         p.table.exit(cur, status);
@@ -496,6 +499,9 @@ fn on_exception(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
                 }
             },
             Some(Verdict::Kill(reason)) => {
+                if run_fault_handler(f, ctx.cr2) {
+                    return Disposition::Resume;
+                }
                 let text = FaultText {
                     addr: ctx.cr2,
                     access,
@@ -519,6 +525,21 @@ fn on_exception(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
         );
     }
     exit_current(STATUS_FAULT)
+}
+
+/// The current process registered a page-fault handler: enter it (see `faulthandler`). False if there is
+/// none, it is already running, or its stack cannot take the return address (the caller then kills).
+fn run_fault_handler(f: &mut TrapFrame, addr: u64) -> bool {
+    let error = f.error_code;
+    let Some(d) = with_current(|q| q.fault.deliver(f, addr, error)).flatten() else {
+        return false;
+    };
+    if super::usercopy::copy_out(d.return_slot, &0u64.to_le_bytes()).is_ok() {
+        return true;
+    }
+    // Put the faulting context back for the kill message.
+    with_current(|q| q.fault.finish(f, 0));
+    false
 }
 
 /// Map a zeroed page at `page` in the current process.

@@ -7,6 +7,7 @@
 //! | [`table`] | pids, parents, states, run queue, exit and reaping (pure) |
 //! | [`vma`] | image, stack and `mmap` regions; what a page fault means (pure) |
 //! | [`decode`] | system-call registers → typed request (pure) |
+//! | [`faulthandler`] | a process's own page-fault handler: entry, saved registers, return (pure) |
 //! | [`tty`] | the console line discipline (pure) |
 //! | [`programs`] | the embedded ELF programs |
 //! | `kernel` | (bare metal) the scheduler, process creation and exit, the trap hooks |
@@ -35,6 +36,7 @@
 //! When the first process (the shell) ends, the domain powers off with its status.
 
 pub mod decode;
+pub mod faulthandler;
 pub mod programs;
 pub mod table;
 pub mod tty;

@@ -14,7 +14,7 @@ use crate::platform::{Halt, ops};
 use crate::trap::TrapFrame;
 
 /// Carry out `req` for the current process; the result goes to its RAX.
-pub fn execute(req: Request, f: &TrapFrame) -> Result<u64, Errno> {
+pub fn execute(req: Request, f: &mut TrapFrame) -> Result<u64, Errno> {
     match req {
         Request::Exit(code) => kernel::exit_current(code),
         Request::Write(r) => write(r),
@@ -59,8 +59,40 @@ pub fn execute(req: Request, f: &TrapFrame) -> Result<u64, Errno> {
             ops().shutdown(Halt::Poweroff, code)
         }
         Request::Ringinfo(buf) => ringinfo(buf, f),
-        Request::Bench { iterations, filter } => bench(iterations, filter),
+        Request::Bench {
+            iterations,
+            filter,
+            quiet,
+        } => bench(iterations, filter, quiet),
         Request::EvtchnPing(rounds) => super::ping::ping(rounds),
+        Request::Hvcounters(buf) => {
+            let c = ops().entry_counters().unwrap_or_default();
+            copy_out(buf.addr, c.as_bytes())?;
+            Ok(0)
+        }
+        Request::Notify(pid) => with(|p| {
+            let cur = p.current;
+            p.table.notify(cur, pid)
+        })
+        .map(|()| 0),
+        Request::AwaitNotify => {
+            while !with(|p| {
+                let cur = p.current;
+                p.table.take_notification(cur)
+            }) {
+                kernel::block_current(Wait::Notify);
+            }
+            Ok(0)
+        }
+        Request::FaultHandler(entry) => {
+            kernel::with_current(|q| q.fault.register(entry)).ok_or(Errno::ESRCH)??;
+            Ok(0)
+        }
+        Request::FaultReturn(resume) => {
+            kernel::with_current(|q| q.fault.finish(f, resume)).ok_or(Errno::ESRCH)??;
+            // RAX is the faulting context's again: the caller must not overwrite it.
+            Ok(f.rax)
+        }
     }
 }
 
@@ -244,7 +276,7 @@ fn ringinfo(buf: UserRange, f: &TrapFrame) -> Result<u64, Errno> {
     Ok(0)
 }
 
-fn bench(iterations: u64, filter: UserRange) -> Result<u64, Errno> {
+fn bench(iterations: u64, filter: UserRange, quiet: bool) -> Result<u64, Errno> {
     let mut fbuf = [0u8; super::decode::FILTER_MAX as usize];
     let fbuf = &mut fbuf[..filter.len as usize];
     copy_in(filter, fbuf)?;
@@ -253,6 +285,7 @@ fn bench(iterations: u64, filter: UserRange) -> Result<u64, Errno> {
         iterations: iterations as usize,
         filter: (!filter.is_empty()).then_some(filter),
         solo: true,
+        quiet,
     };
     // The suite enters ring 3 itself (its harness) and switches address spaces: give it the boot trap
     // stack, then put the process's stack and address space back.

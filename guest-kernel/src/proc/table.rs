@@ -14,7 +14,7 @@ use abi::errno::Errno;
 pub type Pid = u32;
 
 /// Most processes alive at once (zombies included).
-pub const MAX_PROCS: usize = 64;
+pub const MAX_PROCS: usize = uapi::MAX_PROCS;
 /// The first process (the shell); orphans are given to it.
 pub const INIT_PID: Pid = 1;
 /// Pids are reused after this.
@@ -31,6 +31,8 @@ pub enum Wait {
     Console,
     /// The event-channel reply, or the deadline.
     Event(u64),
+    /// A wake-up from `notify` (see [`Table::notify`]).
+    Notify,
 }
 
 /// A process's state.
@@ -53,6 +55,7 @@ impl State {
             State::Blocked(Wait::Child(_)) => uapi::state::WAITING,
             State::Blocked(Wait::Console) => uapi::state::READING,
             State::Blocked(Wait::Event(_)) => uapi::state::EVENT,
+            State::Blocked(Wait::Notify) => uapi::state::NOTIFY,
             State::Zombie(_) => uapi::state::ZOMBIE,
         }
     }
@@ -78,6 +81,10 @@ pub struct Proc<R> {
     /// Set when someone (Ctrl-C, a fault) ended it while it was not running: it exits with this status
     /// as soon as it runs.
     pub killed: Option<u32>,
+    /// A `notify` wake-up is pending (consumed by `await_notify`).
+    pub notified: bool,
+    /// Its ring-3 page-fault handler.
+    pub fault: super::faulthandler::FaultHandler,
     pub stats: Stats,
     pub res: R,
 }
@@ -138,6 +145,8 @@ impl<R> Table<R> {
             name: uapi::name_field(name),
             state: State::Runnable,
             killed: None,
+            notified: false,
+            fault: super::faulthandler::FaultHandler::new(),
             stats: Stats::default(),
             res,
         });
@@ -206,8 +215,25 @@ impl<R> Table<R> {
     pub fn exit(&mut self, pid: Pid, status: u32) -> Pid {
         self.runq.retain(|&q| q != pid);
         let new_parent = if pid == INIT_PID { 0 } else { INIT_PID };
+        let mut waiting: Vec<Pid> = Vec::new();
         for c in self.procs.iter_mut().filter(|c| c.ppid == pid) {
             c.ppid = new_parent;
+            // A parent's end is a wake-up for a child waiting on it (it would wait forever otherwise).
+            if c.state == State::Blocked(Wait::Notify) {
+                c.notified = true;
+                waiting.push(c.pid);
+            }
+        }
+        // So is a child's end for a parent waiting on it (its next `notify` to the child then fails).
+        if let Some(parent) = self.get(pid).map(|p| p.ppid)
+            && let Some(q) = self.get_mut(parent)
+            && q.state == State::Blocked(Wait::Notify)
+        {
+            q.notified = true;
+            waiting.push(parent);
+        }
+        for c in waiting {
+            self.wake(c);
         }
         match self.get_mut(pid) {
             Some(p) => {
@@ -247,6 +273,30 @@ impl<R> Table<R> {
         }
     }
 
+    /// `from` posts a wake-up to `to`: allowed only between parent and child (`-EPERM`), to a live
+    /// process (`-ESRCH`). Wakes `to` if it waits in `await_notify`.
+    pub fn notify(&mut self, from: Pid, to: Pid) -> Result<(), Errno> {
+        let from_parent = self.get(from).map_or(0, |p| p.ppid);
+        let target = self.get_mut(to).ok_or(Errno::ESRCH)?;
+        if matches!(target.state, State::Zombie(_)) {
+            return Err(Errno::ESRCH);
+        }
+        if target.ppid != from && from_parent != to {
+            return Err(Errno::EPERM);
+        }
+        target.notified = true;
+        if target.state == State::Blocked(Wait::Notify) {
+            self.wake(to);
+        }
+        Ok(())
+    }
+
+    /// Consume `pid`'s pending wake-up: true if there was one.
+    pub fn take_notification(&mut self, pid: Pid) -> bool {
+        self.get_mut(pid)
+            .is_some_and(|p| core::mem::take(&mut p.notified))
+    }
+
     /// Check the invariants (tests).
     pub fn check(&self) -> Result<(), &'static str> {
         let running = self
@@ -276,6 +326,58 @@ impl<R> Table<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notify_ping_pong_and_refusals() {
+        let mut t: Table<()> = Table::new();
+        let init = t.insert(0, "sh", ()).unwrap();
+        assert_eq!(t.pick(), Some(init));
+        let a = t.insert(init, "osbench", ()).unwrap();
+        let b = t.insert(a, "osbench", ()).unwrap();
+        let stranger = t.insert(init, "spin", ()).unwrap();
+        // b waits; a (its parent) wakes it; the wake-up is consumed once.
+        t.block(b, Wait::Notify);
+        assert_eq!(t.get(b).unwrap().state.code(), uapi::state::NOTIFY);
+        t.notify(a, b).unwrap();
+        assert_eq!(t.get(b).unwrap().state, State::Runnable);
+        assert!(t.take_notification(b));
+        assert!(!t.take_notification(b));
+        // Child to parent works; wake-ups do not queue.
+        t.notify(b, a).unwrap();
+        t.notify(b, a).unwrap();
+        assert!(t.take_notification(a));
+        assert!(!t.take_notification(a));
+        t.check().unwrap();
+        // Not related: refused, nothing posted; grandparent too.
+        assert_eq!(t.notify(stranger, b), Err(Errno::EPERM));
+        assert_eq!(t.notify(b, stranger), Err(Errno::EPERM));
+        assert_eq!(t.notify(init, b), Err(Errno::EPERM));
+        assert!(!t.take_notification(b));
+        // Hostile ids: nobody, self-less pid 0, huge pids, a zombie.
+        for bad in [0, 999, u32::MAX] {
+            assert_eq!(t.notify(a, bad), Err(Errno::ESRCH));
+        }
+        // A child waiting for its parent is woken when the parent ends.
+        let c = t.insert(a, "osbench", ()).unwrap();
+        t.block(c, Wait::Notify);
+        t.exit(a, 130);
+        assert_eq!(t.get(c).unwrap().state, State::Runnable);
+        assert!(t.take_notification(c));
+        assert_eq!(t.notify(c, a), Err(Errno::ESRCH), "the old parent is gone");
+        t.check().unwrap();
+        // A parent waiting on a child is woken when the child ends.
+        let d = t.insert(b, "osbench", ()).unwrap();
+        t.block(b, Wait::Notify);
+        t.exit(d, 1);
+        assert_eq!(t.get(b).unwrap().state, State::Runnable);
+        assert!(t.take_notification(b));
+        assert_eq!(t.notify(b, d), Err(Errno::ESRCH), "the child is a zombie");
+        t.check().unwrap();
+        t.exit(b, 0);
+        assert_eq!(t.notify(a, b), Err(Errno::ESRCH));
+        assert!(!t.take_notification(12345));
+        t.check().unwrap();
+    }
 
     #[test]
     fn spawn_run_exit_reap() {

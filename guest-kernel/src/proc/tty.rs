@@ -170,6 +170,15 @@ impl LineDiscipline {
         }
     }
 
+    /// Forget every queued end of input (Ctrl-D typed while a program that never read it ran), keeping
+    /// the lines typed ahead; returns how many were dropped. The kernel calls it when the foreground
+    /// program ends, so that a Ctrl-D meant for it does not log the shell out afterwards.
+    pub fn drop_end_of_input(&mut self) -> usize {
+        let before = self.queue.len();
+        self.queue.retain(|c| *c != Chunk::Eof);
+        before - self.queue.len()
+    }
+
     /// The line being edited (for tests and debugging).
     pub fn editing(&self) -> &[u8] {
         &self.edit
@@ -236,6 +245,19 @@ mod tests {
         // Ctrl-D only ends input on an empty line.
         let (_, sig) = typed(&mut t, b"x\x04\x7f\x04");
         assert_eq!(sig, [Signal::Ready]);
+        assert_eq!(read_all(&mut t), b"<EOF>");
+    }
+
+    #[test]
+    fn ctrl_d_for_a_program_that_ended_is_dropped() {
+        let mut t = LineDiscipline::new();
+        // Typed while a program ran: a line ahead, Ctrl-D, another line, Ctrl-D.
+        typed(&mut t, b"ps\r\x04hello\r\x04");
+        assert_eq!(t.drop_end_of_input(), 2);
+        assert_eq!(read_all(&mut t), b"ps\nhello\n");
+        assert_eq!(t.drop_end_of_input(), 0);
+        // A Ctrl-D typed afterwards, at the shell's prompt, still ends its input.
+        typed(&mut t, b"\x04");
         assert_eq!(read_all(&mut t), b"<EOF>");
     }
 

@@ -10,6 +10,7 @@
 //! restarts with those arguments after other domains have run (Xen's continuations).
 
 pub mod console_io;
+pub mod counters;
 pub mod event_channel_op;
 pub mod memory_op;
 pub mod mmu_update;
@@ -211,6 +212,7 @@ pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -
         nr::SCHED_OP => sched_op::sched_op(ctx),
         nr::SYSCTL => sysctl::sysctl(ctx),
         nr::NULL => Action::Return(0),
+        nr::COUNTERS => counters::counters(ctx),
         _ => Action::Return(Errno::ENOSYS.as_ret()),
     }
 }

@@ -122,6 +122,14 @@ const CALLS: &[Call] = &[
         has_len: false,
     },
     Call {
+        name: "hvcounters",
+        nr: nr::HVCOUNTERS,
+        args: |p, _, _| [p, 0, 0, 0, 0],
+        size: size_of::<uapi::HvCounters>() as u64,
+        writes: true,
+        has_len: false,
+    },
+    Call {
         name: "bench-filter",
         nr: nr::BENCH,
         args: |p, l, _| [1, p, l, 0, 0],

@@ -16,6 +16,13 @@ fn main(args: &str) -> i32 {
         Some(n) => n.unwrap_or(DEFAULT_ROUNDS),
         None => return usage(),
     };
+    if rounds > uapi::EVTCHN_PING_MAX {
+        eprintln!(
+            "evtchn-ping: at most {} round trips per run (asked for {rounds})",
+            uapi::EVTCHN_PING_MAX
+        );
+        return 2;
+    }
     match sys::evtchn_ping(rounds) {
         Ok(total_ns) => {
             println!(
@@ -32,6 +39,9 @@ fn main(args: &str) -> i32 {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: evtchn-ping [ROUNDS]");
+    eprintln!(
+        "usage: evtchn-ping [ROUNDS] (1..={}, default {DEFAULT_ROUNDS})",
+        uapi::EVTCHN_PING_MAX
+    );
     2
 }

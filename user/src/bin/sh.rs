@@ -8,6 +8,7 @@
 use core::fmt::Write;
 
 use user::io::{Buffered, StrBuf};
+use user::jobs::{Jobs, SpawnError};
 use user::shell::{self, Command, Input, Words};
 use user::{Errno, display, print, println, sys};
 
@@ -24,8 +25,9 @@ fn main(_args: &str) -> i32 {
     };
     let mut status: u32 = 0;
     let mut expanded = StrBuf::<{ shell::EXPANDED_MAX }>::new();
+    let mut jobs = Jobs::new();
     loop {
-        reap_background();
+        reap_background(&mut jobs);
         print!("{}", shell::PROMPT);
         let line = match shell::read_line(buf, |b| sys::read(0, b)) {
             Input::Line(line) => line,
@@ -70,7 +72,7 @@ fn main(_args: &str) -> i32 {
                 name,
                 args,
                 background,
-            }) => spawn(name, args, background),
+            }) => spawn(name, args, background, &mut jobs),
             Ok(builtin) => run_builtin(builtin),
             Err(e) => {
                 println!("{e}");
@@ -145,7 +147,7 @@ fn domains(out: &mut impl core::fmt::Write) -> u32 {
 }
 
 /// Start program `name`; in the foreground wait for it and return its status.
-fn spawn(name: &str, args: &str, background: bool) -> u32 {
+fn spawn(name: &str, args: &str, background: bool, jobs: &mut Jobs) -> u32 {
     let flags = if background {
         0
     } else {
@@ -158,11 +160,12 @@ fn spawn(name: &str, args: &str, background: bool) -> u32 {
             return shell::STATUS_NOT_FOUND;
         }
         Err(e) => {
-            println!("pvsh: {name}: cannot run: {e}");
+            println!("pvsh: {name}: cannot run: {}", SpawnError(e));
             return shell::STATUS_CANNOT_RUN;
         }
     };
     if background {
+        jobs.started(pid);
         println!("[{pid}] started");
         return 0;
     }
@@ -177,12 +180,15 @@ fn spawn(name: &str, args: &str, background: bool) -> u32 {
     }
 }
 
-/// Reap every background child that has ended, reporting each.
-fn reap_background() {
+/// Reap every child that has ended: report the shell's own background jobs; children it adopted (the
+/// orphans of a program ended by Ctrl-C) are reaped silently.
+fn reap_background(jobs: &mut Jobs) {
     while let Ok((pid, status)) = sys::wait(sys::ANY_CHILD, uapi::WNOHANG) {
         if pid == 0 {
             break;
         }
-        println!("[{pid}] done, status {status}");
+        if jobs.ended(pid) {
+            println!("[{pid}] done, status {status}");
+        }
     }
 }

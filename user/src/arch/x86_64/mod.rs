@@ -4,4 +4,5 @@
 
 pub mod cpu;
 pub mod entry;
+pub mod probe;
 pub mod syscall;

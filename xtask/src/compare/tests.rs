@@ -1,0 +1,203 @@
+//! Host tests of `cargo xtask compare`'s pure parts: line parsing, collection, the table, JSON, panels.
+
+use super::*;
+
+const PV_ICOUNT: &str = "\
+pvsh$ osbench 5
+osbench: 5 iterations; ticks per operation (TSC; instructions under icount), timer overhead 40 subtracted; hypervisor counts beside each line
+BENCH name=null_syscall_int80 iterations=5 min=200 median=210 p90=220 p99=230 max=240 hv=1 ops=5 hypercalls=0 exceptions=0 syscalls=0 upcalls=0
+BENCH name=null_syscall_syscall iterations=5 min=900 median=1000 p90=1100 p99=1200 max=1300 hv=1 ops=5 hypercalls=0 exceptions=0 syscalls=5 upcalls=1
+        \rBENCH name=write_1k iterations=5 min=9 median=10 p90=11 p99=12 max=13 hv=1 ops=5 hypercalls=20 exceptions=0 syscalls=0 upcalls=0
+osbench: done
+pvsh$ poweroff
+";
+
+fn measured(mode: &str, pass: Pass, text: &str) -> Measured {
+    Measured {
+        mode: mode.into(),
+        pass,
+        run: collect(text),
+    }
+}
+
+#[test]
+fn rows_parse_with_and_without_counts() {
+    let r = parse_row(
+        "BENCH name=prot_fault iterations=7 min=1 median=2 p90=3 p99=4 max=5 hv=1 ops=7 hypercalls=3 \
+         exceptions=14 syscalls=0 upcalls=1",
+    )
+    .unwrap();
+    assert_eq!(r.workload, "prot_fault");
+    assert_eq!(r.stats.median, 2);
+    let hv = r.hv.unwrap();
+    assert_eq!((hv.ops, hv.exceptions, hv.upcalls), (7, 14, 1));
+    assert!((hv.bounces_per_op() - 2.0).abs() < 1e-9);
+    // Natively: hv=0, no counts.
+    let n = parse_row(
+        "(d0) BENCH name=x iterations=1 min=1 median=1 p90=1 p99=1 max=1 hv=0 ops=1 hypercalls=0 \
+         exceptions=0 syscalls=0 upcalls=0",
+    );
+    assert_eq!(n.unwrap().hv, None);
+    // A bench line without the counts (the kernel's own suite) is a row without counts.
+    assert_eq!(
+        parse_row("BENCH name=x iterations=1 min=1 median=1 p90=1 p99=1 max=1")
+            .unwrap()
+            .hv,
+        None
+    );
+    // hv=1 with a count missing or malformed: refused rather than half-read.
+    assert!(
+        parse_row("BENCH name=x iterations=1 min=1 median=1 p90=1 p99=1 max=1 hv=1 ops=1")
+            .is_none()
+    );
+    assert!(
+        parse_row(
+            "BENCH name=x iterations=1 min=1 median=1 p90=1 p99=1 max=1 hv=1 ops=1 hypercalls=z \
+             exceptions=0 syscalls=0 upcalls=0"
+        )
+        .is_none()
+    );
+    assert!(parse_row("osbench: done").is_none());
+    // Zero operations do not divide by zero.
+    assert_eq!(HvCounts::default().hypercalls_per_op(), 0.0);
+}
+
+#[test]
+fn collection_finds_rows_done_and_errors() {
+    let run = collect(PV_ICOUNT);
+    assert!(run.done);
+    assert!(run.errors.is_empty());
+    let names: Vec<&str> = run.rows.iter().map(|r| r.workload.as_str()).collect();
+    assert_eq!(
+        names,
+        ["null_syscall_int80", "null_syscall_syscall", "write_1k"]
+    );
+    let bad = collect(
+        "osbench: spawn_image failed: ENOMEM\nosbench: iterations must be 1..=1000\nusage: osbench [..]\n",
+    );
+    assert!(!bad.done);
+    assert_eq!(bad.errors.len(), 3);
+    assert_eq!(collect(""), Run::default());
+}
+
+#[test]
+fn table_with_one_mode_has_no_ratio_but_counts() {
+    let results = [
+        measured("pv", Pass::Icount, PV_ICOUNT),
+        measured(
+            "pv",
+            Pass::Wall,
+            &PV_ICOUNT.replace("median=1000", "median=7777"),
+        ),
+    ];
+    assert_eq!(baseline(&results), Some("pv"));
+    let t = format_table(&results);
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(
+        lines[0].starts_with("workload") && lines[0].contains("pv"),
+        "{t}"
+    );
+    assert!(
+        lines[1].contains("hcall/op") && !lines[1].contains("xpv"),
+        "{t}"
+    );
+    let sys = lines
+        .iter()
+        .find(|l| l.starts_with("null_syscall_syscall"))
+        .unwrap();
+    assert!(sys.contains(" 1000 ") && sys.contains(" 7777 "), "{sys}");
+    assert!(sys.ends_with("      0.00      1.00"), "{sys}");
+    let w = lines.iter().find(|l| l.starts_with("write_1k")).unwrap();
+    assert!(w.contains("4.00"), "{w}");
+}
+
+#[test]
+fn ratios_are_to_native_whatever_the_column_order() {
+    let native = PV_ICOUNT
+        .replace(" hv=1", " hv=0")
+        .replace("median=210", "median=100")
+        .replace("median=1000", "median=500");
+    let results = [
+        measured("pv", Pass::Icount, PV_ICOUNT),
+        measured("native", Pass::Icount, &native),
+        measured(
+            "emulate",
+            Pass::Icount,
+            "BENCH name=null_syscall_int80 iterations=5 min=1 median=1000 p90=1 p99=1 max=1\n",
+        ),
+    ];
+    assert_eq!(modes(&results), ["pv", "native", "emulate"]);
+    assert_eq!(baseline(&results), Some("native"));
+    let t = format_table(&results);
+    let int80 = t
+        .lines()
+        .find(|l| l.starts_with("null_syscall_int80"))
+        .unwrap();
+    // pv 210 / native 100, then native (no ratio, no counts), then emulate 1000 / 100.
+    assert!(int80.contains("2.10"), "{int80}");
+    assert!(int80.contains("10.00"), "{int80}");
+    let sys = t
+        .lines()
+        .find(|l| l.starts_with("null_syscall_syscall"))
+        .unwrap();
+    assert!(sys.contains("2.00"), "{sys}");
+    // emulate has no row for it: dashes, not a crash.
+    assert!(sys.trim_end().ends_with('-'), "{sys}");
+    assert!(t.lines().nth(1).unwrap().contains("xnative"), "{t}");
+}
+
+#[test]
+fn json_has_metadata_and_every_cell() {
+    let results = [measured("pv", Pass::Icount, PV_ICOUNT)];
+    let meta = Metadata {
+        commit: "abc123".into(),
+        qemu_version: "7.2.22".into(),
+        date: "2026-12-02T00:00:00Z".into(),
+        iterations: 5,
+        cpu_model: "cpu".into(),
+        filter: vec![],
+    };
+    let j = to_json(&results, &meta);
+    assert_eq!(j["metadata"]["commit"], "abc123");
+    assert_eq!(j["metadata"]["qemu_version"], "7.2.22");
+    assert_eq!(j["metadata"]["iterations"], 5);
+    assert_eq!(j["metadata"]["baseline"], "pv");
+    assert_eq!(j["metadata"]["modes"][0], "pv");
+    let r = j["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[1]["workload"], "null_syscall_syscall");
+    assert_eq!(r[1]["pass"], "icount");
+    assert_eq!(r[1]["median"], 1000);
+    assert_eq!(r[1]["hv"]["syscalls"], 5);
+}
+
+#[test]
+fn panels_one_per_mode_and_pass() {
+    let results = [
+        measured("native", Pass::Icount, PV_ICOUNT),
+        measured("pv", Pass::Icount, PV_ICOUNT),
+        measured("pv", Pass::Wall, PV_ICOUNT),
+    ];
+    let p = panels(&results);
+    let captions: Vec<&str> = p.iter().map(|p| p.caption.as_str()).collect();
+    assert_eq!(captions, ["native: icount", "pv: icount", "pv: wall"]);
+    assert_eq!(p[1].values, [Some(210), Some(1000), Some(10)]);
+    let svg = std::env::temp_dir().join(format!("xtask-compare-{}.svg", std::process::id()));
+    crate::bench::render_bars(&svg, "t", &workloads(&results), &p).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("null_syscall_int80"));
+    std::fs::remove_file(&svg).unwrap();
+}
+
+#[test]
+fn commands_modes_and_timeouts() {
+    assert_eq!(commands(10, &[]), ["osbench 10", "poweroff"]);
+    assert_eq!(
+        commands(3, &["null".into(), "fault".into()]),
+        ["osbench 3 null fault", "poweroff"]
+    );
+    assert!(parse_mode("pv").is_ok() && parse_mode("native").is_ok());
+    assert!(parse_mode("hvm").unwrap_err().contains("known: native, pv"));
+    assert!(parse_filter("null").is_ok() && parse_filter("Null").is_err());
+    assert!(timeout(1000) > timeout(1));
+}
