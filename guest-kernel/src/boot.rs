@@ -1,5 +1,5 @@
-//! From the first instruction to the command line: read start_info, set up the platform, print the
-//! banner, run what the command line asks, shut down.
+//! From the first instruction to the command line: read start_info (PV) or the multiboot information
+//! (native), select the platform backend, print the banner, run what the command line asks, shut down.
 
 use abi::xen::StartInfo;
 
@@ -87,6 +87,87 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
         }
     };
     ops().shutdown(Halt::Poweroff, code)
+}
+
+/// Longest native command line kept (the rest is cut).
+const NATIVE_CMDLINE_MAX: usize = 1024;
+
+/// The native command line, copied out of the loader's memory at boot.
+static NATIVE_CMDLINE: spin::Once<heapless::Vec<u8, NATIVE_CMDLINE_MAX>> = spin::Once::new();
+
+/// Called by `_start64` (the native 64-bit entry, see `arch::x86_64::entry`) with the multiboot magic, the
+/// physical address of the multiboot information and the top of the native boot stack.
+pub extern "C" fn native_main(magic: u32, info_phys: u64, _stack_top: u64) -> ! {
+    use crate::arch::x86_64::entry::MULTIBOOT_MAGIC;
+    use crate::platform::native::{backend::NATIVE, multiboot};
+
+    // This entry point is the native one: the native backend serves this boot.
+    crate::platform::select(crate::platform::Backend::Native);
+    let words = if magic == MULTIBOOT_MAGIC {
+        read_phys_words::<{ multiboot::WORDS }>(info_phys)
+    } else {
+        None
+    };
+    let info = multiboot::Info::parse(words.unwrap_or([0; multiboot::WORDS]));
+    NATIVE.enter(info);
+    let cmd = NATIVE_CMDLINE.call_once(|| {
+        let mut v = heapless::Vec::new();
+        if let Some(pa) = info.cmdline {
+            let mut at = u64::from(pa);
+            while let Some([w]) = read_phys_words::<1>(at & !3) {
+                let b = w.to_le_bytes()[(at & 3) as usize];
+                if b == 0 || v.push(b).is_err() {
+                    break;
+                }
+                at += 1;
+            }
+        }
+        v
+    });
+    // A multiboot command line starts with the image's own name (QEMU and GRUB put it there): drop it.
+    let cmdline = core::str::from_utf8(cmd).unwrap_or("<invalid utf-8>");
+    let cmdline = cmdline
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .map_or("", |(_image, rest)| rest.trim_start());
+    if magic != MULTIBOOT_MAGIC {
+        println!(
+            "native entry without the multiboot magic ({magic:#x}); continuing without boot information"
+        );
+    }
+    let pages = ops().memory_pages().unwrap_or(0);
+    println!(
+        "guest kernel running in ring {} (CS={:#x}) on {}; {} MiB ({} pages), command line '{cmdline}'",
+        ops().kernel_ring(),
+        crate::arch::read_cs(),
+        ops().name(),
+        pages / 256,
+        pages,
+    );
+    println!(
+        "native backend: no trap table, timer or memory manager yet; stopping before the command line"
+    );
+    ops().shutdown(Halt::Poweroff, NATIVE_UNSUPPORTED)
+}
+
+/// The poweroff code of a native boot that stopped before running its command line.
+pub const NATIVE_UNSUPPORTED: u32 = 3;
+
+/// `N` little-endian words at physical address `pa` (4-byte aligned, below the 1 GiB the native boot
+/// tables map at the physmap), or `None` outside it.
+fn read_phys_words<const N: usize>(pa: u64) -> Option<[u32; N]> {
+    if !pa.is_multiple_of(4) || pa.checked_add(4 * N as u64)? > 1 << 30 {
+        return None;
+    }
+    let mut out = [0u32; N];
+    for (i, w) in out.iter_mut().enumerate() {
+        let a = pa + 4 * i as u64;
+        let va = crate::mm::physmap_va(abi::types::Pfn(a >> 12)) + (a & 0xfff);
+        // SAFETY: natively the boot tables map physical 0..1 GiB at the physmap (checked above), readable;
+        // the loader's information and command line are ordinary RAM there.
+        *w = unsafe { (va as *const u32).read_volatile() };
+    }
+    Some(out)
 }
 
 #[panic_handler]
