@@ -317,6 +317,13 @@ impl Platform for Native {
     }
 
     fn shutdown(&self, how: Halt, code: u32) -> ! {
+        // The line xtask reads as this machine's shutdown (`xtask::mode::NATIVE_SHUTDOWN_PREFIX`), in the
+        // words of the hypervisor's own shutdown line.
+        let reason = match how {
+            Halt::Poweroff => "poweroff",
+            Halt::Crash => "crash",
+        };
+        crate::println!("native: shut down: {reason} code {code}");
         cpu::outl(abi::exit::DEBUG_EXIT_PORT, u32::from(exit_value(how, code)));
         // Without the debug-exit device (a real PC), stop here.
         loop {
