@@ -6,8 +6,10 @@
 //! COM1 for the console and QEMU's `isa-debug-exit` to power off with a code.
 //!
 //! The pure parts are host-tested here: the UART's programming and line handling ([`uart`]), the multiboot
-//! information ([`multiboot`]) and the exit value ([`exit_value`]); the backend itself ([`backend`], bare
-//! metal only) issues the instructions.
+//! information ([`multiboot`]), the exit value ([`exit_value`]), and, for the parts of the backend still
+//! to be wired (see below), the descriptor tables and STAR ([`desc`]) and the PIC/PIT programming and TSC
+//! calibration arithmetic ([`pic_pit`]); the backend itself ([`backend`], bare metal only) issues the
+//! instructions.
 //!
 //! State of this backend (honestly): console output and input (polled), page-table writes, address-space
 //! switches and TLB flushes, the fault address, user segment bases and shutdown are native instructions;
@@ -16,7 +18,9 @@
 
 #[cfg(feature = "baremetal")]
 pub mod backend;
+pub mod desc;
 pub mod multiboot;
+pub mod pic_pit;
 pub mod uart;
 
 use super::Halt;
