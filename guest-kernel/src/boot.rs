@@ -21,9 +21,14 @@ pub struct BootFacts {
 
 static FACTS: spin::Once<BootFacts> = spin::Once::new();
 
-/// The boot facts (valid after `kernel_main` started).
+/// The boot facts (PV only: valid after `kernel_main` started).
 pub fn facts() -> BootFacts {
     *FACTS.get().expect("boot facts read before boot")
+}
+
+/// This machine's domain id: the PV domain's, 0 natively (the only machine there is).
+pub fn domid() -> u32 {
+    FACTS.get().map_or(0, |f| f.domid)
 }
 
 /// Called by `_start` with the address of start_info and the initial stack pointer (the top of the
@@ -75,7 +80,19 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
     // Trap table, callbacks, the trap stack and the timer VIRQ; then events on.
     crate::trap::dispatch::boot();
 
-    let code = match cmdline::parse(cmdline) {
+    let code = run_command(cmdline);
+    ops().shutdown(Halt::Poweroff, code)
+}
+
+/// Run what the command line asks (both entries); returns the poweroff code.
+fn run_command(cmdline: &str) -> u32 {
+    let native = crate::platform::backend() == crate::platform::Backend::Native;
+    match cmdline::parse(cmdline) {
+        // The scenarios, the hypercall benchmarks, the demo and the ping server exercise the hypervisor.
+        Command::Demo | Command::Test(_) | Command::Bench(_) | Command::PingServer if native => {
+            println!("'{cmdline}' exercises the hypervisor: not available natively (try 'shell')");
+            2
+        }
         Command::Demo => crate::demo::run(),
         Command::Test(name) => crate::scenarios::run(name, cmdline),
         Command::Bench(role) => crate::bench::run(role, cmdline),
@@ -85,8 +102,7 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
             println!("unknown command '{word}' (try 'demo' or 'test=NAME')");
             2
         }
-    };
-    ops().shutdown(Halt::Poweroff, code)
+    }
 }
 
 /// Longest native command line kept (the rest is cut).
@@ -145,13 +161,39 @@ pub extern "C" fn native_main(magic: u32, info_phys: u64, _stack_top: u64) -> ! 
         pages,
     );
     println!(
-        "native backend: no trap table, timer or memory manager yet; stopping before the command line"
+        "native: TSC {}.{:03} MHz (calibrated against the PIT), wall clock {}",
+        NATIVE.tsc_hz() / 1_000_000,
+        NATIVE.tsc_hz() / 1000 % 1000,
+        match ops().wallclock_base() {
+            Some((s, _)) => s,
+            None => 0,
+        },
     );
-    ops().shutdown(Halt::Poweroff, NATIVE_UNSUPPORTED)
-}
 
-/// The poweroff code of a native boot that stopped before running its command line.
-pub const NATIVE_UNSUPPORTED: u32 = 3;
+    unsafe extern "C" {
+        /// The end of the image's .bss (linker script).
+        static __kernel_end: u8;
+    }
+    let image_end =
+        (&raw const __kernel_end) as u64 - crate::arch::x86_64::entry::NATIVE_PHYS_OFFSET;
+    let first_free = image_end.div_ceil(abi::types::PAGE_SIZE) as usize;
+    let kernel_l4 =
+        abi::types::Pfn(crate::arch::x86_64::native::read_cr3() >> abi::types::PAGE_SHIFT);
+    match crate::mm::kernel::init_native(pages as usize, first_free, kernel_l4) {
+        Ok(s) => println!(
+            "mm: physmap of {} pages at {:#x} ({} tables), identity P2M, heap {} KiB, {} pages free",
+            s.physmap_pages,
+            crate::mm::PHYSMAP_BASE,
+            s.physmap_tables,
+            s.heap_bytes / 1024,
+            s.free_pages,
+        ),
+        Err(_) => println!("mm: memory management unavailable; continuing without it"),
+    }
+    crate::trap::dispatch::boot();
+    let code = run_command(cmdline);
+    ops().shutdown(Halt::Poweroff, code)
+}
 
 /// `N` little-endian words at physical address `pa` (4-byte aligned, below the 1 GiB the native boot
 /// tables map at the physmap), or `None` outside it.

@@ -9,7 +9,7 @@ use super::kernel::{self, with};
 use super::table::{Pid, Wait};
 use super::usercopy::{check, copy_in, copy_out};
 use super::vma::prot_from_bits;
-use crate::boot::facts;
+use crate::boot::domid;
 use crate::platform::{Halt, ops};
 use crate::trap::TrapFrame;
 
@@ -84,7 +84,7 @@ fn write(r: UserRange) -> Result<u64, Errno> {
 }
 
 fn read(r: UserRange) -> Result<u64, Errno> {
-    if facts().domid != 0 {
+    if domid() != 0 {
         return Err(Errno::ENODEV);
     }
     check(r, true)?;
@@ -236,7 +236,7 @@ fn ringinfo(buf: UserRange, f: &TrapFrame) -> Result<u64, Errno> {
         kernel_cs: u64::from(crate::arch::read_cs()),
         hv_version: hv.version,
         hv_features: hv.features,
-        domid: facts().domid,
+        domid: domid(),
         hv_caps: hv.caps,
         ..Default::default()
     };

@@ -134,10 +134,12 @@ pub fn boot() {
     if t.callbacks.is_ok() {
         ops().irq_restore(true);
     }
-    let clock = if crate::time::available() {
-        "pvclock"
-    } else {
-        "no pvclock"
+    let native = crate::platform::backend() == crate::platform::Backend::Native;
+    let clock = match (crate::time::available(), native) {
+        (true, false) => "pvclock",
+        (false, false) => "no pvclock",
+        (true, true) => "TSC clock",
+        (false, true) => "no clock",
     };
     match timer {
         Ok(port) => println!(

@@ -20,9 +20,11 @@
 //! The loader enters `_start32` in 32-bit protected mode, paging off, CPL 0, with EAX = 0x2BADB002 and EBX =
 //! the physical address of the multiboot information. `_start32` runs at its physical address, so every
 //! address it uses is `symbol − NATIVE_PHYS_OFFSET`. It builds the initial page tables (in .bss, which the
-//! loader zeroed): one PDPT + PD of 2 MiB pages mapping physical 0..1 GiB both at 0 (identity, for the
-//! switch and for reading the multiboot information) and at the physmap (PML4 slot 273, what
-//! `mm::physmap_va` computes), and one PDPT + PD mapping the kernel image at its link address (PML4 slot
+//! loader zeroed): one PDPT + PD of 2 MiB pages mapping physical 0..1 GiB writable at 0 (identity, for the
+//! switch), at the physmap (PML4 slot 273, what `mm::physmap_va` computes, until the memory manager
+//! replaces it with its own 4 KiB physmap) and at the native direct map (slot 272,
+//! `platform::native::DIRECT_MAP_BASE`, which the native backend keeps for writing page tables), and one
+//! PDPT + PD mapping the kernel image at its link address (PML4 slot
 //! 511, PDPT slot 510 → physical [`NATIVE_LOAD_PHYS`] + 0..1 GiB). It enables PAE, OSFXSR/OSXMMEXCPT,
 //! EFER.LME (and NXE when the CPU has NX), paging with CR0.WP, loads a two-entry boot GDT, far-jumps to
 //! 64-bit code and jumps from the identity mapping to `_start64` at its link address.
@@ -34,9 +36,12 @@
 //!   selectors, which 64-bit mode allows at CPL 0); IF = 0; RFLAGS.DF unspecified (cleared here);
 //! - CR0: PE, PG, WP, NE, MP set, EM clear; CR4: PAE, OSFXSR, OSXMMEXCPT; EFER: LME (and NXE if the CPU
 //!   has NX);
-//! - CR3: tables mapping the kernel image at its link address (virtual = physical + NATIVE_PHYS_OFFSET)
-//!   and physical 0..1 GiB at the physmap (`0xffff_8880_0000_0000 + physical`); the identity mapping of
-//!   low memory may or may not be present and is not used after this point;
+//! - CR3: the physical address of an L4 (in memory the kernel does not manage: below the image end or
+//!   outside RAM it is told of) mapping the kernel image at its link address (virtual = physical +
+//!   NATIVE_PHYS_OFFSET) and physical 0..1 GiB writable both at the physmap (`0xffff_8880_0000_0000 +
+//!   physical`) and at the direct map (`0xffff_8800_0000_0000 + physical`), with the L4 itself reachable
+//!   through them; slot 0 (the identity mapping of low memory) may be present and is cleared by the
+//!   kernel;
 //! - RDI = 0x2BADB002 (the multiboot magic), RSI = the physical address (below 1 GiB) of a multiboot v1
 //!   information structure (flags, mem_lower/mem_upper, cmdline);
 //! - RSP: anything (`_start64` loads its own boot stack); GDTR/IDTR: anything (the native backend
@@ -95,10 +100,11 @@ _start32:
     mov %eax, %edi
     mov %ebx, %esi
 
-    /* PML4[0] and PML4[physmap] -> pdpt_lo -> pd_lo (identity 0..1 GiB); PML4[511] -> pdpt_hi[510] -> pd_hi. */
+    /* PML4[0], PML4[physmap] and PML4[direct map] -> pdpt_lo -> pd_lo (identity 0..1 GiB); PML4[511] -> pdpt_hi[510] -> pd_hi. */
     mov $(native_boot_pdpt_lo - {off} + 3), %eax
     mov %eax, (native_boot_pml4 - {off})
     mov %eax, (native_boot_pml4 - {off} + {physmap_slot} * 8)
+    mov %eax, (native_boot_pml4 - {off} + {direct_slot} * 8)
     mov $(native_boot_pdpt_hi - {off} + 3), %eax
     mov %eax, (native_boot_pml4 - {off} + 511 * 8)
     mov $(native_boot_pd_lo - {off} + 3), %eax
@@ -201,6 +207,7 @@ native_boot_stack_top:
     off = const NATIVE_PHYS_OFFSET,
     load = const NATIVE_LOAD_PHYS,
     physmap_slot = const PHYSMAP_SLOT,
+    direct_slot = const crate::platform::native::DIRECT_MAP_SLOT,
     stack = const NATIVE_BOOT_STACK,
     options(att_syntax)
 );

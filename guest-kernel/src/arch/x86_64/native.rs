@@ -138,3 +138,69 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     };
     (u64::from(hi) << 32) | u64::from(lo)
 }
+
+/// The operand of LGDT/LIDT.
+#[repr(C, packed)]
+pub struct TableRegister {
+    /// Size in bytes − 1.
+    pub limit: u16,
+    /// Linear address of the table.
+    pub base: u64,
+}
+
+/// Load the GDT, reload CS with `code` (a far return) and SS/DS/ES with `data`, FS/GS with null.
+///
+/// # Safety
+/// `gdt` must describe a GDT that stays in place for good, with a 64-bit ring-0 code segment at `code`
+/// and a writable data segment at `data`.
+pub unsafe fn load_gdt(gdt: &TableRegister, code: u16, data: u16) {
+    // SAFETY: the caller guarantees the table and selectors; the far return lands on the next
+    // instruction with the new CS, and the data selectors are valid in it.
+    unsafe {
+        asm!(
+            "lgdt [{gdt}]",
+            "push {code}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "mov ss, {data:x}",
+            "mov ds, {data:x}",
+            "mov es, {data:x}",
+            "xor {tmp:e}, {tmp:e}",
+            "mov fs, {tmp:x}",
+            "mov gs, {tmp:x}",
+            gdt = in(reg) gdt,
+            code = in(reg) u64::from(code),
+            data = in(reg) u64::from(data),
+            tmp = out(reg) _,
+        )
+    };
+}
+
+/// Load the task register.
+///
+/// # Safety
+/// `sel` must select an available TSS descriptor of the loaded GDT whose TSS stays in place.
+pub unsafe fn ltr(sel: u16) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { asm!("ltr {0:x}", in(reg) sel, options(nostack, preserves_flags)) };
+}
+
+/// Load the IDT.
+///
+/// # Safety
+/// `idt` must describe an IDT that stays in place for good and whose present gates point at entry code.
+pub unsafe fn lidt(idt: &TableRegister) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { asm!("lidt [{0}]", in(reg) idt, options(nostack, preserves_flags)) };
+}
+
+/// Raise the software-interrupt vector the native backend uses for interrupts this CPU sends itself
+/// (`crate::platform::native::SELF_VECTOR`); its gate leads into the common interrupt path.
+#[inline(always)]
+pub fn raise_self_interrupt() {
+    // SAFETY: the backend installs the gate (DPL 0) before it ever raises the vector; the handler
+    // returns here.
+    unsafe { asm!("int 0x30") };
+}

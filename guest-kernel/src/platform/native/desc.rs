@@ -72,12 +72,6 @@ pub const fn idt_gate(handler: u64, dpl: u8, interrupt: bool) -> [u64; 2] {
     [low, handler >> 32]
 }
 
-/// True if SYSRET may return to `rip`: SYSRET with a non-canonical RCX raises #GP in ring 0 (with the
-/// user's RSP already loaded), so the exit path checks this and returns with IRETQ otherwise.
-pub const fn sysret_safe(rip: u64) -> bool {
-    rip < 0x0000_8000_0000_0000
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,16 +138,5 @@ mod tests {
         let [irq, _] = idt_gate(h, 0, true);
         assert_eq!((irq >> 40) & 0xf, 0xe, "interrupt gate masks IF");
         assert_eq!((irq >> 45) & 3, 0);
-    }
-
-    #[test]
-    fn sysret_only_to_canonical_user_addresses() {
-        assert!(sysret_safe(0x40_0000));
-        assert!(sysret_safe(0x7fff_ffff_f000));
-        assert!(
-            !sysret_safe(0x8000_0000_0000),
-            "non-canonical: SYSRET would #GP in ring 0"
-        );
-        assert!(!sysret_safe(0xffff_8000_0000_0000), "kernel half");
     }
 }

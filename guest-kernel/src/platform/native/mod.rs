@@ -19,11 +19,35 @@
 #[cfg(feature = "baremetal")]
 pub mod backend;
 pub mod desc;
+#[cfg(feature = "baremetal")]
+mod devices;
 pub mod multiboot;
 pub mod pic_pit;
+pub mod rtc;
+#[cfg(feature = "baremetal")]
+mod tables;
 pub mod uart;
 
 use super::Halt;
+
+/// The L4 slot of the native direct map: physical 0..1 GiB, writable, 2 MiB pages, set up by the 32-bit
+/// entry and never changed. The backend writes page-table entries through it (the memory manager's
+/// physmap maps page-table frames read-only, as PV requires); it is in the kernel half every address
+/// space shares (`mm::KERNEL_SLOTS`), unused by the memory manager.
+pub const DIRECT_MAP_SLOT: usize = 272;
+/// The direct map's first byte (physical address 0).
+pub const DIRECT_MAP_BASE: u64 = crate::mm::pte::l4_slot_va(DIRECT_MAP_SLOT);
+/// How much physical memory the direct map covers.
+pub const DIRECT_MAP_SIZE: u64 = 1 << 30;
+
+/// Where physical address `pa` is readable and writable natively, if the direct map covers it.
+pub const fn direct_va(pa: u64) -> Option<u64> {
+    if pa < DIRECT_MAP_SIZE {
+        Some(DIRECT_MAP_BASE + pa)
+    } else {
+        None
+    }
+}
 
 /// The `isa-debug-exit` value for a shutdown: the same values the hypervisor reports for a one-domain run
 /// (`abi::exit`), so that tests and tools read a native run's exit like a PV one: poweroff with code 0 is
@@ -38,6 +62,15 @@ pub const fn exit_value(how: Halt, code: u32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_map_sits_in_a_shared_kernel_slot_below_the_physmap() {
+        assert!(crate::mm::KERNEL_SLOTS.contains(&DIRECT_MAP_SLOT));
+        assert_ne!(DIRECT_MAP_SLOT, crate::mm::PHYSMAP_SLOT);
+        assert_eq!(DIRECT_MAP_BASE, 0xffff_8800_0000_0000);
+        assert_eq!(direct_va(0x1234), Some(0xffff_8800_0000_1234));
+        assert_eq!(direct_va(DIRECT_MAP_SIZE), None);
+    }
 
     #[test]
     fn exit_values_match_a_one_domain_pv_run() {

@@ -27,8 +27,8 @@ pub mod reg {
 pub const LCR_DLAB: u8 = 0x80;
 /// LCR: 8 data bits, no parity, one stop bit.
 pub const LCR_8N1: u8 = 0x03;
-/// FCR: FIFOs on, both cleared, interrupt at 14 bytes.
-pub const FCR_ENABLE_CLEAR_14: u8 = 0xc7;
+/// FCR: FIFOs on, both cleared, receive interrupt at every byte (typing is interactive).
+pub const FCR_ENABLE_CLEAR_1: u8 = 0x07;
 /// MCR: DTR | RTS.
 pub const MCR_DTR_RTS: u8 = 0x03;
 /// MCR: OUT2, which on a PC gates the UART's interrupt onto IRQ 4.
@@ -57,7 +57,7 @@ pub const fn init_sequence(base: u16, divisor: u16) -> [(u16, u8); 7] {
         (base + reg::DATA, divisor as u8),
         (base + reg::IER, (divisor >> 8) as u8),
         (base + reg::LCR, LCR_8N1),
-        (base + reg::FCR, FCR_ENABLE_CLEAR_14),
+        (base + reg::FCR, FCR_ENABLE_CLEAR_1),
         (base + reg::MCR, MCR_DTR_RTS),
     ]
 }
@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(seq[2], (0x3f8, 0x02), "divisor low byte");
         assert_eq!(seq[3], (0x3f9, 0x01), "divisor high byte");
         assert_eq!(seq[4], (0x3fb, 0x03), "8N1 clears DLAB");
-        assert_eq!(seq[5], (0x3fa, 0xc7));
+        assert_eq!(seq[5], (0x3fa, 0x07), "FIFOs on, interrupt per byte");
         assert_eq!(seq[6], (0x3fc, 0x03));
         assert_eq!(rx_interrupt_sequence(COM1), [(0x3f9, 1), (0x3fc, 0x0b)]);
     }
