@@ -312,6 +312,11 @@ fn boot_with_notice(
         .map(|s| format!(" ({s})"))
         .unwrap_or_default();
     match outcome.exit {
+        Exit::Hypervisor(v) if scenario.mode == xtask::Mode::Native => {
+            // Natively the kernel itself wrote the value, mapped like a one-domain PV run's.
+            eprintln!("xtask: kernel exit {v:#x} ({})", qemu::exit_name(v));
+            Ok(v)
+        }
         Exit::Hypervisor(v) => {
             eprintln!("xtask: {}", outcome.exit);
             Ok(v)
