@@ -48,6 +48,7 @@ in_both_modes!(
     bad_pointers_get_efault,
     mmap_munmap_and_stack_growth,
     ring_shows_the_kernel_cpl_of_the_mode,
+    user_cannot_raise_interrupt_vectors_and_popf_cannot_mask,
 );
 
 /// Each prompt must come within this long of the previous typed line (a hung shell fails fast).
@@ -222,6 +223,30 @@ fn bad_pointers_get_efault(mode: Mode) {
 fn mmap_munmap_and_stack_growth(mode: Mode) {
     let o = shell(mode, &["mmaptest"]);
     find(&o, 0, "`mmaptest: ok`", |l| l.starts_with("mmaptest: ok"));
+    ends_cleanly(&o);
+}
+
+/// Hostile ring-3 code against the gates: `int 0x20` (natively the PIT's vector, an interrupt gate of DPL
+/// 0) is a #GP that ends only the program; POPF cannot clear IF from ring 3 and does not fault either.
+fn user_cannot_raise_interrupt_vectors_and_popf_cannot_mask(mode: Mode) {
+    let o = shell(mode, &["fault irq", "fault popf", "hello"]);
+    let raised = find(&o, 0, "the int 0x20 attempt", |l| {
+        l.contains("fault: raising the interrupt vector 0x20")
+    });
+    let killed = find(&o, raised, "the #GP kill", |l| {
+        l.contains("killed: general protection fault")
+    });
+    find(&o, killed, "its status", |l| l.trim() == "[exit 139]");
+    let popf = find(&o, killed, "popf's report", |l| {
+        l.starts_with("fault: popf with IF clear in ring 3")
+    });
+    assert!(
+        dom0(&o)[popf].contains("IF 1 before, 1 after, no fault"),
+        "POPF left IF set without faulting\n{o}"
+    );
+    find(&o, popf, "hello afterwards", |l| {
+        l.starts_with("Hello from ring 3! I am pid ")
+    });
     ends_cleanly(&o);
 }
 
