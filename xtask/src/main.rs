@@ -282,11 +282,18 @@ fn boot_with_notice(
     }
     if gdb {
         eprintln!("xtask: QEMU starts paused with the gdb stub on tcp::1234; attach with:\n");
-        eprintln!(
-            "    gdb {} -ex 'target remote :1234' -ex 'add-symbol-file {}'\n",
-            qemu::shell_quote(&images.hypervisor.to_string_lossy()),
-            images.guest.display()
-        );
+        if scenario.mode == xtask::Mode::Native {
+            eprintln!(
+                "    gdb {} -ex 'target remote :1234'\n",
+                qemu::shell_quote(&images.guest.to_string_lossy())
+            );
+        } else {
+            eprintln!(
+                "    gdb {} -ex 'target remote :1234' -ex 'add-symbol-file {}'\n",
+                qemu::shell_quote(&images.hypervisor.to_string_lossy()),
+                images.guest.display()
+            );
+        }
         if terminal {
             eprintln!("xtask: waiting for QEMU to exit (Ctrl-A then X stops it)");
         } else {

@@ -490,6 +490,25 @@ SeaBIOS noise
     }
 
     #[test]
+    fn native_outcomes_read_plain_lines_as_the_machine_console() {
+        let text = "guest kernel running in ring 0 (CS=0x8) on native\nTest result: SUCCESS\n(d1) not us\nnative: shut down: poweroff code 4\n";
+        let mut o = Outcome::from_output(text, Exit::Hypervisor(1));
+        o.mode = Mode::Native;
+        assert_eq!(o.results(), [(0, TestResult::Success)]);
+        assert_eq!(
+            o.domain_output(0)[0],
+            "guest kernel running in ring 0 (CS=0x8) on native"
+        );
+        assert_eq!(o.domain_output(1), ["not us"]);
+        assert_eq!(o.shutdowns(), [(0, "poweroff".to_string(), 4)]);
+        assert!(o.hypervisor_lines().is_empty());
+        // The same text read as a PV run has no domain-0 lines and no shutdown.
+        o.mode = Mode::Pv;
+        assert!(o.results().is_empty());
+        assert!(o.shutdowns().is_empty());
+    }
+
+    #[test]
     fn scenario_defaults() {
         let s = Scenario::new(&["test=hv-read", "demo"]);
         assert_eq!(s.domains, ["test=hv-read", "demo"]);
