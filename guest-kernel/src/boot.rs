@@ -190,6 +190,18 @@ pub extern "C" fn native_main(magic: u32, info_phys: u64, _stack_top: u64) -> ! 
         ),
         Err(_) => println!("mm: memory management unavailable; continuing without it"),
     }
+    use crate::mm::MmEnv;
+    let image = crate::mm::kernel::env()
+        .and_then(|env| env.alloc_page())
+        .ok_or(abi::errno::Errno::ENOMEM)
+        .and_then(|l1| NATIVE.protect_image(l1.0 << abi::types::PAGE_SHIFT));
+    match image {
+        Ok(size) => println!(
+            "native: kernel image ({} KiB) mapped with 4 KiB pages: text read-only, rodata and data no-execute",
+            size / 1024
+        ),
+        Err(e) => println!("native: kernel image left on its boot mapping ({e})"),
+    }
     crate::trap::dispatch::boot();
     let code = run_command(cmdline);
     ops().shutdown(Halt::Poweroff, code)

@@ -102,6 +102,7 @@ fn native_boot_reads_multiboot_and_exits_through_isa_debug_exit() {
     expect(&o)
         .contains("(calibrated against the PIT)")
         .contains("identity P2M")
+        .contains("mapped with 4 KiB pages: text read-only, rodata and data no-execute")
         .contains("traps: table ok, stack ok, callbacks ok");
     // The XTF scenarios test the hypervisor: natively the kernel says so and powers off with code 2,
     // which it maps to the value a PV domain's non-zero poweroff gives.

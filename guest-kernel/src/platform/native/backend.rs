@@ -122,6 +122,63 @@ impl Native {
         }
     }
 
+    /// Map the kernel image with 4 KiB pages and its segments' permissions (the boot tables map it with
+    /// one writable, executable 2 MiB page) using the free frame `l1` for the page table, and unmap the
+    /// rest of the boot mapping's GiB. Returns the image size.
+    pub fn protect_image(&self, l1: u64) -> Result<u64, Errno> {
+        unsafe extern "C" {
+            static __kernel_start: u8;
+            static __text_end: u8;
+            static __rodata_end: u8;
+            static __kernel_end: u8;
+        }
+        let start = (&raw const __kernel_start) as u64;
+        let text_end = (&raw const __text_end) as u64 - start;
+        let rodata_end = (&raw const __rodata_end) as u64 - start;
+        let size = (&raw const __kernel_end) as u64 - start;
+        const TWO_MIB: u64 = 2 << 20;
+        let Some(l1_va) = direct_va(l1) else {
+            return Err(Errno::EINVAL);
+        };
+        if size > TWO_MIB || !l1.is_multiple_of(4096) {
+            return Err(Errno::E2BIG);
+        }
+        let pd_entry = Self::pd_entry(start).ok_or(Errno::EINVAL)?;
+        // SAFETY: EFER exists in long mode; reading it has no effect.
+        let nx = unsafe { cpu::rdmsr(MSR_EFER) } & (1 << 11) != 0;
+        let phys = start - crate::arch::x86_64::entry::NATIVE_PHYS_OFFSET;
+        for i in 0..512u64 {
+            let e = (phys + i * 4096) | super::image_page_flags(i * 4096, text_end, rodata_end, nx);
+            // SAFETY: `l1` is a free frame the caller took for this table, below 1 GiB (direct map,
+            // writable); nothing else references it until it is linked below.
+            unsafe { (l1_va as *mut u64).add(i as usize).write_volatile(e) };
+        }
+        let mut writes = [PtWrite::default(); 512];
+        writes[0] = PtWrite::entry(Maddr(pd_entry), Pte(l1 | 3));
+        for (i, w) in writes.iter_mut().enumerate().skip(1) {
+            *w = PtWrite::entry(Maddr(pd_entry + 8 * i as u64), Pte::EMPTY);
+        }
+        self.write_ptes(&writes).1?;
+        self.flush_tlb(Flush::All)?;
+        Ok(size)
+    }
+
+    /// The machine address of the L2 entry (a 2 MiB page, first of its table) that maps `va`.
+    fn pd_entry(va: u64) -> Option<u64> {
+        let mut table = cpu::read_cr3() & ADDR_MASK;
+        for level in [Level::L4, Level::L3] {
+            let at = table + (index(va, level) as u64) * 8;
+            // SAFETY: a page table of the current address space below 1 GiB, read through the direct map.
+            let e = Pte(unsafe { (direct_va(at)? as *const u64).read_volatile() });
+            if !e.is_present() || e.flags().contains(PteFlags::HUGE) {
+                return None;
+            }
+            table = e.0 & ADDR_MASK;
+        }
+        let at = table + (index(va, Level::L2) as u64) * 8;
+        (index(va, Level::L2) == 0).then_some(at)
+    }
+
     /// The TSC frequency measured at boot, in Hz.
     pub fn tsc_hz(&self) -> u64 {
         self.tsc_hz.load(Ordering::Relaxed)

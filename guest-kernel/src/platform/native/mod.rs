@@ -40,6 +40,24 @@ pub const DIRECT_MAP_BASE: u64 = crate::mm::pte::l4_slot_va(DIRECT_MAP_SLOT);
 /// How much physical memory the direct map covers.
 pub const DIRECT_MAP_SIZE: u64 = 1 << 30;
 
+/// Page-table entry flags (present, writable, no-execute bits) of the native image mapping's 4 KiB page at
+/// byte `offset` from the image start: text read-only and executable, rodata read-only, the rest (data,
+/// .bss, the boot stack and tables, the slack up to 2 MiB) writable; no-execute outside the text when the
+/// CPU has it (`nx`).
+pub const fn image_page_flags(offset: u64, text_end: u64, rodata_end: u64, nx: bool) -> u64 {
+    const PRESENT: u64 = 1;
+    const WRITABLE: u64 = 1 << 1;
+    const NO_EXECUTE: u64 = 1 << 63;
+    let nx_bit = if nx { NO_EXECUTE } else { 0 };
+    if offset < text_end {
+        PRESENT
+    } else if offset < rodata_end {
+        PRESENT | nx_bit
+    } else {
+        PRESENT | WRITABLE | nx_bit
+    }
+}
+
 /// Where physical address `pa` is readable and writable natively, if the direct map covers it.
 pub const fn direct_va(pa: u64) -> Option<u64> {
     if pa < DIRECT_MAP_SIZE {
@@ -70,6 +88,33 @@ mod tests {
         assert_eq!(DIRECT_MAP_BASE, 0xffff_8800_0000_0000);
         assert_eq!(direct_va(0x1234), Some(0xffff_8800_0000_1234));
         assert_eq!(direct_va(DIRECT_MAP_SIZE), None);
+    }
+
+    #[test]
+    fn image_pages_get_their_segment_permissions() {
+        let (text, ro) = (0x6b000, 0xdb000);
+        assert_eq!(
+            image_page_flags(0, text, ro, true),
+            1,
+            "text: read-only, executable"
+        );
+        assert_eq!(image_page_flags(text - 0x1000, text, ro, true), 1);
+        assert_eq!(
+            image_page_flags(text, text, ro, true),
+            1 | 1 << 63,
+            "rodata"
+        );
+        assert_eq!(image_page_flags(ro, text, ro, true), 3 | 1 << 63, "data");
+        assert_eq!(
+            image_page_flags(0x1f_f000, text, ro, true),
+            3 | 1 << 63,
+            "slack"
+        );
+        assert_eq!(
+            image_page_flags(ro, text, ro, false),
+            3,
+            "no NX bit without NX"
+        );
     }
 
     #[test]
