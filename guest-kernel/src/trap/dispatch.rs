@@ -143,10 +143,15 @@ pub fn boot() {
     };
     match timer {
         Ok(port) => println!(
-            "traps: table {}, stack {}, callbacks {}; VIRQ_TIMER on port {port}, events enabled; {clock}",
+            "traps: table {}, stack {}, callbacks {}; {} {port}, events enabled; {clock}",
             errno_str(t.table),
             errno_str(t.stack),
             errno_str(t.callbacks),
+            if native {
+                "timer on irq"
+            } else {
+                "VIRQ_TIMER on port"
+            },
         ),
         Err(e) => println!(
             "traps: table {}, stack {}, callbacks {}; VIRQ_TIMER {}, events {}; {clock}",

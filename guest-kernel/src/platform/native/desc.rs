@@ -59,12 +59,18 @@ pub const fn star() -> u64 {
     ((sysret_base as u64) << 48) | ((KERNEL_CS as u64) << 32)
 }
 
+/// The interrupt-stack-table slot the double fault uses (a known-good stack: a #DF usually means the
+/// kernel stack is gone).
+pub const DOUBLE_FAULT_IST: u8 = 1;
+
 /// One 16-byte IDT gate: an interrupt gate (IF cleared on entry) or a trap gate (IF kept), the handler in
-/// the kernel's code segment, callable with `int` from privilege `dpl`, on the current stack (IST 0).
-pub const fn idt_gate(handler: u64, dpl: u8, interrupt: bool) -> [u64; 2] {
+/// the kernel's code segment, callable with `int` from privilege `dpl`, on the current stack (`ist` 0)
+/// or on the TSS's interrupt stack `ist` (1..=7).
+pub const fn idt_gate(handler: u64, dpl: u8, interrupt: bool, ist: u8) -> [u64; 2] {
     let kind: u64 = if interrupt { 0xe } else { 0xf };
     let low = (handler & 0xffff)
         | ((KERNEL_CS as u64) << 16)
+        | ((ist as u64 & 7) << 32)
         | (kind << 40)
         | ((dpl as u64 & 3) << 45)
         | (1 << 47)
@@ -126,7 +132,7 @@ mod tests {
     #[test]
     fn gates_encode_handler_selector_type_and_dpl() {
         let h = 0xffff_ffff_8000_1234u64;
-        let [lo, hi] = idt_gate(h, 3, false);
+        let [lo, hi] = idt_gate(h, 3, false, 0);
         assert_eq!(lo & 0xffff, 0x1234);
         assert_eq!((lo >> 16) & 0xffff, u64::from(KERNEL_CS));
         assert_eq!((lo >> 32) & 0x7, 0, "IST 0");
@@ -135,7 +141,9 @@ mod tests {
         assert_eq!(lo >> 47 & 1, 1, "present");
         assert_eq!((lo >> 48) & 0xffff, 0x8000);
         assert_eq!(hi, 0xffff_ffff);
-        let [irq, _] = idt_gate(h, 0, true);
+        let [df, _] = idt_gate(h, 0, false, DOUBLE_FAULT_IST);
+        assert_eq!((df >> 32) & 0x7, 1, "the double fault's own stack");
+        let [irq, _] = idt_gate(h, 0, true, 0);
         assert_eq!((irq >> 40) & 0xf, 0xe, "interrupt gate masks IF");
         assert_eq!((irq >> 45) & 3, 0);
     }
