@@ -2,19 +2,16 @@
 //! the kernel was entered through the multiboot entry (`arch::x86_64::entry`, `_start32` → `_start64` →
 //! `boot::native_main`).
 //!
-//! Devices are legacy port I/O only (the set a trap-and-emulate monitor will emulate): the 16550 UART on
-//! COM1 for the console and QEMU's `isa-debug-exit` to power off with a code.
+//! Devices are legacy port I/O only — the set a trap-and-emulate monitor will emulate: the 8259 PIC pair
+//! (interrupt sources), the 8254 PIT (timer, and the reference the TSC is calibrated against), the 16550
+//! UART on COM1 (console output, input on IRQ 4), the CMOS RTC (wall clock) and QEMU's `isa-debug-exit`
+//! (power off with a code). No LAPIC, IOAPIC or MMIO.
 //!
-//! The pure parts are host-tested here: the UART's programming and line handling ([`uart`]), the multiboot
-//! information ([`multiboot`]), the exit value ([`exit_value`]), and, for the parts of the backend still
-//! to be wired (see below), the descriptor tables and STAR ([`desc`]) and the PIC/PIT programming and TSC
-//! calibration arithmetic ([`pic_pit`]); the backend itself ([`backend`], bare metal only) issues the
-//! instructions.
-//!
-//! State of this backend (honestly): console output and input (polled), page-table writes, address-space
-//! switches and TLB flushes, the fault address, user segment bases and shutdown are native instructions;
-//! the GDT/TSS/IDT, the PIC/PIT/RTC, the TSC clock and the SYSCALL MSRs are not written yet, so every
-//! operation that needs them answers `-ENOSYS` and `boot::native_main` stops after the banner.
+//! Files: [`backend`] (the `Platform` implementation, bare metal), `tables` (GDT, TSS, IDT), `devices`
+//! (PIC, PIT, RTC port I/O); and the pure, host-tested parts: [`desc`] (descriptors, gates, STAR),
+//! [`pic_pit`] (PIC remapping, masks and EOI, PIT counts, TSC calibration arithmetic), [`rtc`] (CMOS
+//! registers to Unix time), [`uart`] (programming and output line handling), [`multiboot`] (the loader's
+//! information), [`exit_value`] and [`image_page_flags`].
 
 #[cfg(feature = "baremetal")]
 pub mod backend;
