@@ -62,6 +62,18 @@ pub const fn star() -> u64 {
 /// The interrupt-stack-table slot the double fault uses (a known-good stack: a #DF usually means the
 /// kernel stack is gone).
 pub const DOUBLE_FAULT_IST: u8 = 1;
+/// The IST slot of the NMI: an NMI can arrive in the first instructions of the SYSCALL entry, while RSP is
+/// still the user's (any value); a known-good stack keeps it from writing where user code pointed.
+pub const NMI_IST: u8 = 2;
+
+/// The IST slot of `vector`'s gate (0: the current stack).
+pub const fn ist_of(vector: u8) -> u8 {
+    match vector {
+        2 => NMI_IST,
+        8 => DOUBLE_FAULT_IST,
+        _ => 0,
+    }
+}
 
 /// One 16-byte IDT gate: an interrupt gate (IF cleared on entry) or a trap gate (IF kept), the handler in
 /// the kernel's code segment, callable with `int` from privilege `dpl`, on the current stack (`ist` 0)
@@ -143,6 +155,10 @@ mod tests {
         assert_eq!(hi, 0xffff_ffff);
         let [df, _] = idt_gate(h, 0, false, DOUBLE_FAULT_IST);
         assert_eq!((df >> 32) & 0x7, 1, "the double fault's own stack");
+        assert_eq!(
+            (ist_of(8), ist_of(2), ist_of(14), ist_of(0x80)),
+            (1, 2, 0, 0)
+        );
         let [irq, _] = idt_gate(h, 0, true, 0);
         assert_eq!((irq >> 40) & 0xf, 0xe, "interrupt gate masks IF");
         assert_eq!((irq >> 45) & 3, 0);

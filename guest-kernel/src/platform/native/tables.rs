@@ -23,10 +23,11 @@ static GDT: CpuTable<[u64; desc::GDT_SLOTS]> = CpuTable(UnsafeCell::new([0; desc
 static TSS: CpuTable<[u32; TSS_WORDS]> = CpuTable(UnsafeCell::new([0; TSS_WORDS]));
 static IDT: CpuTable<[[u64; 2]; 256]> = CpuTable(UnsafeCell::new([[0; 2]; 256]));
 
-/// Size of the double fault's stack.
-const DF_STACK_SIZE: usize = 16 * 1024;
-/// The double fault's stack (TSS IST slot `desc::DOUBLE_FAULT_IST`), used by the CPU only.
-static DF_STACK: CpuTable<[u8; DF_STACK_SIZE]> = CpuTable(UnsafeCell::new([0; DF_STACK_SIZE]));
+/// Size of each interrupt-stack-table stack.
+const IST_STACK_SIZE: usize = 16 * 1024;
+/// The double fault's and the NMI's stacks (TSS IST slots 1 and 2, `desc::ist_of`), used by the CPU only.
+static IST_STACKS: CpuTable<[[u8; IST_STACK_SIZE]; 2]> =
+    CpuTable(UnsafeCell::new([[0; IST_STACK_SIZE]; 2]));
 
 /// Build and load the GDT (reloading the segment registers) and the TSS, and load the (empty) IDT.
 pub fn install() {
@@ -36,10 +37,15 @@ pub fn install() {
     unsafe {
         (*tss)[TSS_WORDS - 1] = (TSS_WORDS as u32 * 4) << 16;
         // IST n is at byte 36 + 8 (n − 1): words 9 + 2 (n − 1) and the next.
-        let df_top = DF_STACK.0.get() as u64 + DF_STACK_SIZE as u64;
-        let w = 9 + 2 * (desc::DOUBLE_FAULT_IST as usize - 1);
-        (*tss)[w] = df_top as u32;
-        (*tss)[w + 1] = (df_top >> 32) as u32;
+        for (slot, n) in [desc::DOUBLE_FAULT_IST, desc::NMI_IST]
+            .into_iter()
+            .enumerate()
+        {
+            let top = IST_STACKS.0.get() as u64 + ((slot + 1) * IST_STACK_SIZE) as u64;
+            let w = 9 + 2 * (n as usize - 1);
+            (*tss)[w] = top as u32;
+            (*tss)[w + 1] = (top >> 32) as u32;
+        }
         *GDT.0.get() = desc::gdt(tss as u64, TSS_LIMIT);
     }
     let gdtr = TableRegister {
@@ -59,13 +65,9 @@ pub fn install() {
     }
 }
 
-/// Install (or replace) the gate of `vector` (the double fault's on its own stack).
+/// Install (or replace) the gate of `vector` (the double fault's and the NMI's on their own stacks).
 pub fn set_gate(vector: u8, handler: u64, dpl: u8, interrupt: bool) {
-    let ist = if vector == 8 {
-        desc::DOUBLE_FAULT_IST
-    } else {
-        0
-    };
+    let ist = desc::ist_of(vector);
     let was = cpu::rflags() & (1 << 9) != 0;
     cpu::cli();
     // SAFETY: interrupts are masked; the IDT is a static the CPU reads, written whole-gate at a time.
