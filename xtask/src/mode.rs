@@ -121,6 +121,35 @@ pub fn run(images: &Images, mode: Mode, cmdline: &str) -> Result<Outcome, String
     run_scenario(images, &scenario(mode, cmdline))
 }
 
+/// The scenario that boots the shell alone in `mode` and types `commands` at its prompts, then Ctrl-D
+/// (each prompt must come within `step_timeout`): the shell logs out with its last status, which becomes
+/// the poweroff code. Under PV domain 0's console is direct, as in `cargo xtask run`, so prompts are
+/// seen before a newline.
+pub fn shell_scenario<S: AsRef<str>>(
+    mode: Mode,
+    commands: &[S],
+    step_timeout: std::time::Duration,
+) -> Scenario {
+    let mut s = scenario(mode, crate::shell::SHELL);
+    s.hv_cmdline = format!(
+        "{} {}",
+        crate::scenario::DEFAULT_HV_CMDLINE,
+        crate::shell::DOM0_CONSOLE_DIRECT
+    );
+    s.input = crate::shell::Session::of_commands(commands).into_input(Some(step_timeout));
+    s
+}
+
+/// Boots the shell alone in `mode`, types `commands` (see [`shell_scenario`]) and returns the outcome.
+pub fn run_shell<S: AsRef<str>>(
+    images: &Images,
+    mode: Mode,
+    commands: &[S],
+    step_timeout: std::time::Duration,
+) -> Result<Outcome, String> {
+    run_scenario(images, &shell_scenario(mode, commands, step_timeout))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +201,12 @@ mod tests {
         assert_eq!(s.mode, Mode::Native);
         assert_eq!(s.domains, ["shell"]);
         assert_eq!(scenario(Mode::Pv, "demo").mode, Mode::Pv);
+        let sh = shell_scenario(Mode::Native, &["hello"], std::time::Duration::from_secs(5));
+        assert_eq!(
+            (sh.mode, sh.domains.as_slice()),
+            (Mode::Native, ["shell".to_string()].as_slice())
+        );
+        assert!(sh.hv_cmdline.contains("dom0_console=direct"));
+        assert_ne!(sh.input, crate::qemu::Input::Null, "the commands are typed");
     }
 }
