@@ -6,6 +6,9 @@
 //!
 //! Domain 0 runs with `dom0_console=direct` (its output reaches the serial line as it comes, no `(d0)`
 //! prefix), which is what lets the prompt be seen before a newline; domain 1's lines keep their prefix.
+//!
+//! The single-machine scenarios run in both modes (`in_both_modes!`: one body, a `native` and a `pv`
+//! test): the same kernel image as a PV domain and natively in ring 0, with the same expected output.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -13,24 +16,57 @@ use std::time::{Duration, Instant};
 
 use abi::exit::EXIT_OK;
 use tests::{Outcome, Scenario, expect, run_scenario};
+use xtask::Mode;
 use xtask::scenario::DEFAULT_HV_CMDLINE;
 use xtask::serial::{Line, parse_line};
 use xtask::shell::{CTRL_C, DOM0_CONSOLE_DIRECT, PING_SERVER, SHELL, Session};
 
+/// For each named body `fn name(mode: Mode)`, a module `name` with the tests `native` and `pv` running it.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn native() {
+                    super::$name(xtask::Mode::Native)
+                }
+                #[test]
+                fn pv() {
+                    super::$name(xtask::Mode::Pv)
+                }
+            }
+        )*
+    };
+}
+
+in_both_modes!(
+    spawn_wait_and_exit_statuses,
+    a_hundred_processes_leak_no_frame,
+    faults_end_the_program_not_the_shell,
+    ctrl_c_interrupts_the_foreground_program,
+    both_system_call_paths_agree,
+    bad_pointers_get_efault,
+    mmap_munmap_and_stack_growth,
+    ring_shows_the_kernel_cpl_of_the_mode,
+    user_cannot_raise_interrupt_vectors_and_popf_cannot_mask,
+);
+
 /// Each prompt must come within this long of the previous typed line (a hung shell fails fast).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Boots `domains` (domain 0 the shell) and types `session` at the shell.
-fn boot(domains: &[&str], session: Session) -> Outcome {
+/// Boots `domains` (domain 0 the shell; natively the shell alone) in `mode` and types `session` at the
+/// shell.
+fn boot(mode: Mode, domains: &[&str], session: Session) -> Outcome {
     let mut s = Scenario::new(domains);
     s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
     s.input = session.into_input(Some(STEP_TIMEOUT));
+    s.mode = mode;
     run_scenario(&s)
 }
 
-/// Boots the shell alone and runs `commands`, then Ctrl-D.
-fn shell(commands: &[&str]) -> Outcome {
-    boot(&[SHELL], Session::of_commands(commands))
+/// Boots the shell alone in `mode` and runs `commands`, then Ctrl-D.
+fn shell(mode: Mode, commands: &[&str]) -> Outcome {
+    boot(mode, &[SHELL], Session::of_commands(commands))
 }
 
 /// Domain 0's console lines: direct output (no prefix) and any `(d0) ` lines, prefix removed; neither the
@@ -62,20 +98,20 @@ fn number_after(text: &str, prefix: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The shell logged out, domain 0 powered off with code 0, and so did the whole machine.
+/// The shell logged out, domain 0 (natively: the machine) powered off with code 0, and so did the whole
+/// machine (under the hypervisor, which stayed alive to the end).
 #[track_caller]
 fn ends_cleanly(o: &Outcome) {
     find(o, 0, "`logout`", |l| l.contains("logout"));
-    expect(o)
-        .poweroff(0)
-        .exit(EXIT_OK)
-        .hypervisor_alive_at_end();
+    let e = expect(o).poweroff(0).exit(EXIT_OK);
+    if o.mode == Mode::Pv {
+        e.hypervisor_alive_at_end();
+    }
     assert!(o.crashed_domains().is_empty(), "no domain crashed\n{o}");
 }
 
-#[test]
-fn spawn_wait_and_exit_statuses() {
-    let o = shell(&["hello", "exitcode 7", "echo $?", "nosuch", "hello"]);
+fn spawn_wait_and_exit_statuses(mode: Mode) {
+    let o = shell(mode, &["hello", "exitcode 7", "echo $?", "nosuch", "hello"]);
     let hello = find(&o, 0, "hello's greeting", |l| {
         l.starts_with("Hello from ring 3! I am pid ") && l.ends_with('.')
     });
@@ -95,9 +131,8 @@ fn spawn_wait_and_exit_statuses() {
     ends_cleanly(&o);
 }
 
-#[test]
-fn a_hundred_processes_leak_no_frame() {
-    let o = shell(&["mem", "spawnloop 100", "mem"]);
+fn a_hundred_processes_leak_no_frame(mode: Mode) {
+    let o = shell(mode, &["mem", "spawnloop 100", "mem"]);
     let free: Vec<u64> = dom0(&o)
         .iter()
         .filter(|l| l.trim_start().starts_with("free pages: "))
@@ -120,9 +155,8 @@ fn a_hundred_processes_leak_no_frame() {
     ends_cleanly(&o);
 }
 
-#[test]
-fn faults_end_the_program_not_the_shell() {
-    let o = shell(&["fault kernel", "fault other", "hello", "ps"]);
+fn faults_end_the_program_not_the_shell(mode: Mode) {
+    let o = shell(mode, &["fault kernel", "fault other", "hello", "ps"]);
     let lines = dom0(&o);
     let killed = lines
         .iter()
@@ -151,14 +185,13 @@ fn faults_end_the_program_not_the_shell() {
     ends_cleanly(&o);
 }
 
-#[test]
-fn ctrl_c_interrupts_the_foreground_program() {
+fn ctrl_c_interrupts_the_foreground_program(mode: Mode) {
     let session = Session::new()
         .command("spin")
         .when("spin: pid", &[CTRL_C])
         .command("hello")
         .logout();
-    let o = boot(&[SHELL], session);
+    let o = boot(mode, &[SHELL], session);
     let spin = find(&o, 0, "spin's first report", |l| l.contains("spin: pid"));
     let status = find(&o, spin, "`[exit 130]`", |l| l.trim() == "[exit 130]");
     find(&o, status, "hello's greeting after Ctrl-C", |l| {
@@ -167,9 +200,8 @@ fn ctrl_c_interrupts_the_foreground_program() {
     ends_cleanly(&o);
 }
 
-#[test]
-fn both_system_call_paths_agree() {
-    let o = shell(&["syscheck"]);
+fn both_system_call_paths_agree(mode: Mode) {
+    let o = shell(mode, &["syscheck"]);
     let at = find(&o, 0, "syscheck's verdict", |l| {
         l.starts_with("syscheck: ") && l.ends_with(" calls, int 0x80 and syscall agree")
     });
@@ -178,9 +210,8 @@ fn both_system_call_paths_agree() {
     ends_cleanly(&o);
 }
 
-#[test]
-fn bad_pointers_get_efault() {
-    let o = shell(&["badptr"]);
+fn bad_pointers_get_efault(mode: Mode) {
+    let o = shell(mode, &["badptr"]);
     let at = find(&o, 0, "badptr's verdict", |l| {
         l.starts_with("badptr: ") && l.ends_with(" bad-pointer calls, every one -EFAULT")
     });
@@ -189,16 +220,59 @@ fn bad_pointers_get_efault() {
     ends_cleanly(&o);
 }
 
-#[test]
-fn mmap_munmap_and_stack_growth() {
-    let o = shell(&["mmaptest"]);
+fn mmap_munmap_and_stack_growth(mode: Mode) {
+    let o = shell(mode, &["mmaptest"]);
     find(&o, 0, "`mmaptest: ok`", |l| l.starts_with("mmaptest: ok"));
+    ends_cleanly(&o);
+}
+
+/// Hostile ring-3 code against the gates: `int 0x20` (natively the PIT's vector, an interrupt gate of DPL
+/// 0) is a #GP that ends only the program; POPF cannot clear IF from ring 3 and does not fault either.
+fn user_cannot_raise_interrupt_vectors_and_popf_cannot_mask(mode: Mode) {
+    let o = shell(mode, &["fault irq", "fault popf", "hello"]);
+    let raised = find(&o, 0, "the int 0x20 attempt", |l| {
+        l.contains("fault: raising the interrupt vector 0x20")
+    });
+    let killed = find(&o, raised, "the #GP kill", |l| {
+        l.contains("killed: general protection fault")
+    });
+    find(&o, killed, "its status", |l| l.trim() == "[exit 139]");
+    let popf = find(&o, killed, "popf's report", |l| {
+        l.starts_with("fault: popf with IF clear in ring 3")
+    });
+    assert!(
+        dom0(&o)[popf].contains("IF 1 before, 1 after, no fault"),
+        "POPF left IF set without faulting\n{o}"
+    );
+    find(&o, popf, "hello afterwards", |l| {
+        l.starts_with("Hello from ring 3! I am pid ")
+    });
+    ends_cleanly(&o);
+}
+
+fn ring_shows_the_kernel_cpl_of_the_mode(mode: Mode) {
+    let o = shell(mode, &["ring"]);
+    let user = find(&o, 0, "the user program's CPL", |l| {
+        l.starts_with("user program: CS=0x33 -> CPL 3")
+    });
+    let kernel_cpl = format!("-> CPL {} (RingInfo.kernel_cs)", mode.kernel_ring());
+    find(&o, user, "the kernel's CPL for this mode", |l| {
+        l.starts_with("guest kernel: CS=") && l.ends_with(&kernel_cpl)
+    });
+    let hypervisor = match mode {
+        Mode::Native => "hypervisor: none",
+        Mode::Pv => "hypervisor: ",
+    };
+    find(&o, user, "what ring says of the hypervisor", |l| {
+        l.starts_with(hypervisor) && (mode == Mode::Pv) != l.starts_with("hypervisor: none")
+    });
     ends_cleanly(&o);
 }
 
 #[test]
 fn domains_and_event_channel_round_trips() {
     let o = boot(
+        Mode::Pv,
         &[SHELL, PING_SERVER],
         Session::of_commands(&["domains", "evtchn-ping 50"]),
     );

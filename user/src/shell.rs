@@ -90,7 +90,7 @@ pub const PROGRAMS: &[Entry] = &[
     entry(
         "fault",
         "[KIND]",
-        "misbehave (kernel null other exec gp stack); get killed",
+        "misbehave (kernel null other exec gp irq stack popf)",
     ),
     entry(
         "bench",

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod compare;
 pub mod images;
 pub mod input;
+pub mod mode;
 pub mod qemu;
 pub mod qemu_build;
 pub mod qemu_choice;
@@ -38,6 +39,7 @@ pub mod testcmd;
 use std::path::PathBuf;
 
 pub use images::{Images, Profile, build_images, build_images_quiet};
+pub use mode::Mode;
 pub use qemu::{Accel, Exit, ensure_qemu};
 pub use scenario::{Outcome, Scenario, Verdict, run_scenario};
 pub use serial::TestResult;

@@ -112,6 +112,10 @@ struct MachineArgs {
     /// `ping-server`), e.g. `cargo xtask run -- test=unknown-hypercall`.
     #[arg(last = true, value_name = "GUEST_ARGS")]
     guest_args: Vec<String>,
+    /// Where the guest kernel runs: `pv` (a domain under the hypervisor) or `native` (QEMU boots the same
+    /// guest-kernel image alone, in ring 0; one machine, command line GUEST_ARGS or `shell`).
+    #[arg(long, default_value_t = xtask::Mode::Pv)]
+    mode: xtask::Mode,
 }
 
 /// `cargo xtask run`: the machine plus how to script the shell.
@@ -137,6 +141,14 @@ impl MachineArgs {
 
     /// One command line per domain (see `cargo xtask run --help`).
     fn domain_cmdlines(&self) -> Vec<String> {
+        if self.mode == xtask::Mode::Native {
+            // The kernel alone on the machine: one command line.
+            return vec![if self.guest_args.is_empty() {
+                shell::SHELL.to_string()
+            } else {
+                self.guest_args.join(" ")
+            }];
+        }
         if self.guest_args.is_empty() {
             shell::default_domains(self.domains.unwrap_or(2) as usize)
         } else {
@@ -169,6 +181,7 @@ impl MachineArgs {
         }
         scenario.memory_mib = self.memory;
         scenario.accel = self.accel;
+        scenario.mode = self.mode;
         scenario
     }
 }
@@ -236,6 +249,9 @@ fn boot_with_notice(
     gdb: bool,
     notice: &str,
 ) -> Result<u8, String> {
+    if args.mode == xtask::Mode::Native && args.domains.is_some_and(|d| d > 1) {
+        return Err("--mode native boots the kernel alone: --domains must be 1".into());
+    }
     let images = build_images(args.profile())?;
     let qemu = ensure_qemu()?;
     eprintln!("{}", qemu.describe());
@@ -253,21 +269,37 @@ fn boot_with_notice(
         gdb,
         echo_stderr: true,
     };
-    eprintln!(
-        "xtask: booting {} domain(s) [{}] with hypervisor command line \"{}\" ({} MiB, {})",
-        scenario.domains.len(),
-        scenario.domains.join(" | "),
-        scenario.hv_cmdline,
-        scenario.memory_mib,
-        scenario.accel.name()
-    );
+    if scenario.mode == xtask::Mode::Native {
+        eprintln!(
+            "xtask: booting the guest kernel natively (ring 0, no hypervisor) with command line \"{}\" ({} MiB, {})",
+            scenario.domains.join(" "),
+            scenario.memory_mib,
+            scenario.accel.name()
+        );
+    } else {
+        eprintln!(
+            "xtask: booting {} domain(s) [{}] with hypervisor command line \"{}\" ({} MiB, {})",
+            scenario.domains.len(),
+            scenario.domains.join(" | "),
+            scenario.hv_cmdline,
+            scenario.memory_mib,
+            scenario.accel.name()
+        );
+    }
     if gdb {
         eprintln!("xtask: QEMU starts paused with the gdb stub on tcp::1234; attach with:\n");
-        eprintln!(
-            "    gdb {} -ex 'target remote :1234' -ex 'add-symbol-file {}'\n",
-            qemu::shell_quote(&images.hypervisor.to_string_lossy()),
-            images.guest.display()
-        );
+        if scenario.mode == xtask::Mode::Native {
+            eprintln!(
+                "    gdb {} -ex 'target remote :1234'\n",
+                qemu::shell_quote(&images.guest.to_string_lossy())
+            );
+        } else {
+            eprintln!(
+                "    gdb {} -ex 'target remote :1234' -ex 'add-symbol-file {}'\n",
+                qemu::shell_quote(&images.hypervisor.to_string_lossy()),
+                images.guest.display()
+            );
+        }
         if terminal {
             eprintln!("xtask: waiting for QEMU to exit (Ctrl-A then X stops it)");
         } else {
@@ -293,6 +325,11 @@ fn boot_with_notice(
         .map(|s| format!(" ({s})"))
         .unwrap_or_default();
     match outcome.exit {
+        Exit::Hypervisor(v) if scenario.mode == xtask::Mode::Native => {
+            // Natively the kernel itself wrote the value, mapped like a one-domain PV run's.
+            eprintln!("xtask: kernel exit {v:#x} ({})", qemu::exit_name(v));
+            Ok(v)
+        }
         Exit::Hypervisor(v) => {
             eprintln!("xtask: {}", outcome.exit);
             Ok(v)

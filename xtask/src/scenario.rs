@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::images::Images;
+use crate::mode::{Mode, native_exit, parse_native_shutdown};
 use crate::qemu::{self, Accel, DEFAULT_MEMORY_MIB, Exit, Input, Machine, Module, SerialSink};
 use crate::serial::{Line, TestResult, parse_crash, parse_line, parse_shutdown, parse_test_result};
 
@@ -36,6 +37,9 @@ pub struct Scenario {
     pub input: Input,
     /// This QEMU binary instead of the process-wide choice ([`crate::qemu_choice::chosen`]).
     pub qemu: Option<std::path::PathBuf>,
+    /// Under the hypervisor (PV, the default) or the kernel alone on the machine (native: exactly one
+    /// domain, whose command line becomes the kernel's; `hv_cmdline` is not used).
+    pub mode: Mode,
 }
 
 impl Scenario {
@@ -51,6 +55,7 @@ impl Scenario {
             custom_images: std::collections::BTreeMap::new(),
             input: Input::Null,
             qemu: None,
+            mode: Mode::Pv,
         }
     }
 
@@ -109,10 +114,27 @@ pub fn run_scenario_with(
     options: RunOptions,
     sink: &mut dyn SerialSink,
 ) -> Result<Outcome, String> {
-    let modules = scenario.modules(images);
+    let native = scenario.mode == Mode::Native;
+    let modules = if native {
+        if scenario.domains.len() != 1 || !scenario.custom_images.is_empty() {
+            return Err(format!(
+                "a native run boots the kernel alone: one command line, the built image (got {:?})",
+                scenario.domains
+            ));
+        }
+        Vec::new()
+    } else {
+        scenario.modules(images)
+    };
+    // Natively QEMU loads the guest kernel itself (its multiboot entry) with the domain's command line.
+    let (kernel, kernel_cmdline) = if native {
+        (&images.guest, scenario.domains[0].as_str())
+    } else {
+        (&images.hypervisor, scenario.hv_cmdline.as_str())
+    };
     let machine = Machine {
-        hypervisor: &images.hypervisor,
-        hv_cmdline: &scenario.hv_cmdline,
+        hypervisor: kernel,
+        hv_cmdline: kernel_cmdline,
         modules: &modules,
         memory_mib: scenario.memory_mib,
         accel: scenario.accel,
@@ -134,13 +156,19 @@ pub fn run_scenario_with(
         options.echo_stderr,
         sink,
     )?;
+    let exit = if native {
+        native_exit(captured.exit, &captured.output)
+    } else {
+        captured.exit
+    };
     Ok(Outcome {
         output: captured.output,
         stderr: captured.stderr,
-        exit: captured.exit,
+        exit,
         elapsed: captured.elapsed,
         command: machine.display_with(&program),
         script: captured.script,
+        mode: scenario.mode,
     })
 }
 
@@ -168,6 +196,10 @@ pub struct Outcome {
     pub command: String,
     /// For scripted input: where the script stood at the end (e.g. the step it was still waiting for).
     pub script: Option<String>,
+    /// How the kernel ran. Natively every line that is neither `[hv]` nor `(dN)` is domain 0's console
+    /// (there is nothing else on the line), and the kernel's own shutdown line stands for the
+    /// hypervisor's.
+    pub mode: Mode,
 }
 
 impl Outcome {
@@ -180,12 +212,17 @@ impl Outcome {
             elapsed: Duration::ZERO,
             command: String::new(),
             script: None,
+            mode: Mode::Pv,
         }
     }
 
-    /// The serial lines, classified.
+    /// The serial lines, classified (natively, unprefixed lines as domain 0's).
     pub fn lines(&self) -> impl Iterator<Item = Line<'_>> {
-        self.output.lines().map(parse_line)
+        let native = self.mode == Mode::Native;
+        self.output.lines().map(move |l| match parse_line(l) {
+            Line::Other(text) if native => Line::Guest { domid: 0, text },
+            line => line,
+        })
     }
 
     /// The hypervisor's exit value, if it reported one.
@@ -225,6 +262,14 @@ impl Outcome {
 
     /// Every `[hv] INFO  domain N shut down: reason code C` line as `(domid, reason, code)`.
     pub fn shutdowns(&self) -> Vec<(u32, String, u32)> {
+        if self.mode == Mode::Native {
+            return self
+                .output
+                .lines()
+                .filter_map(parse_native_shutdown)
+                .map(|(reason, code)| (0, reason, code))
+                .collect();
+        }
         self.lines()
             .filter_map(|line| match line {
                 Line::Hypervisor { tag, message } => parse_shutdown(tag, message),
@@ -442,6 +487,25 @@ SeaBIOS noise
             o.to_string()
                 .contains("input: the script was waiting for step 2 of 3")
         );
+    }
+
+    #[test]
+    fn native_outcomes_read_plain_lines_as_the_machine_console() {
+        let text = "guest kernel running in ring 0 (CS=0x8) on native\nTest result: SUCCESS\n(d1) not us\nnative: shut down: poweroff code 4\n";
+        let mut o = Outcome::from_output(text, Exit::Hypervisor(1));
+        o.mode = Mode::Native;
+        assert_eq!(o.results(), [(0, TestResult::Success)]);
+        assert_eq!(
+            o.domain_output(0)[0],
+            "guest kernel running in ring 0 (CS=0x8) on native"
+        );
+        assert_eq!(o.domain_output(1), ["not us"]);
+        assert_eq!(o.shutdowns(), [(0, "poweroff".to_string(), 4)]);
+        assert!(o.hypervisor_lines().is_empty());
+        // The same text read as a PV run has no domain-0 lines and no shutdown.
+        o.mode = Mode::Pv;
+        assert!(o.results().is_empty());
+        assert!(o.shutdowns().is_empty());
     }
 
     #[test]

@@ -23,6 +23,14 @@
 //!
 //! If a hypercall of steps 2–5 fails (a hypervisor without memory management answers `-ENOSYS`), the error
 //! is reported and the kernel carries on without a memory manager: [`env`] returns `None`.
+//!
+//! # Native boot
+//!
+//! Natively ([`init_native`]) guest and machine frames are the same (an identity P2M and M2P), RAM is what
+//! the multiboot information says, and the 32-bit entry's boot tables map the first GiB at the physmap with
+//! 2 MiB pages. The memory manager builds its own 4 KiB physmap exactly as above (tables filled through the
+//! boot physmap, which is writable), links it at slot 273 in place of the boot one, and drops the identity
+//! mapping of low memory (slot 0).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,6 +78,8 @@ pub struct MmState {
     pub slack_pages: usize,
     /// Where the M2P is mapped and how many entries it has (0: unknown).
     pub m2p: (u64, u64),
+    /// Guest frames are machine frames (native): the P2M and M2P are the identity, `p2m` is unused.
+    pub identity: bool,
     /// The heap: first pfn and page count.
     pub heap: (Pfn, usize),
 }
@@ -306,6 +316,7 @@ pub fn init(si: &StartInfo, stack_top: u64) -> Result<Summary, MmError> {
         first_free: Pfn(first_free as u64),
         slack_pages: slack.len(),
         m2p,
+        identity: false,
         heap: (heap, HEAP_PAGES),
     });
     Ok(Summary {
@@ -315,6 +326,91 @@ pub fn init(si: &StartInfo, stack_top: u64) -> Result<Summary, MmError> {
         free_pages: ALLOC.lock().free_count(),
         heap_bytes: HEAP_PAGES * PAGE_SIZE as usize,
         kernel_l4_pinned_here: pinned_here,
+    })
+}
+
+/// Set up memory management natively (see the module documentation): RAM is pfns `0..nr_pages`, pfns
+/// from `first_free` on are free (below it: low memory, the kernel image with its boot tables and stack),
+/// `kernel_l4` is the boot L4 the CPU runs on.
+pub fn init_native(nr_pages: usize, first_free: usize, kernel_l4: Pfn) -> Result<Summary, MmError> {
+    let managed = nr_pages.min(MAX_PFNS);
+    if first_free >= managed {
+        return Err(report(MmError::Internal(
+            "no memory above the kernel image",
+        )));
+    }
+    {
+        let mut a = ALLOC.lock();
+        a.reset(managed);
+        a.add_free(first_free, managed);
+    }
+    let kernel_l4_mfn = Mfn(kernel_l4.0);
+    CURRENT_BASE.store(kernel_l4_mfn.0, Ordering::Relaxed);
+
+    let layout = PhysmapLayout::new(managed);
+    let first_table = ALLOC
+        .lock()
+        .alloc_contiguous(layout.tables())
+        .ok_or_else(|| report(MmError::OutOfMemory))?;
+    let t0 = first_table.0 as usize;
+    let tables = t0..t0 + layout.tables();
+    let writable = |pfn: usize| -> &'static mut [u64; ENTRIES] {
+        // SAFETY: the boot physmap maps the first GiB writable (2 MiB pages) and `pfn` (< managed <= 1 GiB
+        // of pfns) is a free frame just taken for a table, referenced by nothing else until it is linked.
+        unsafe { &mut *(physmap_va(Pfn(pfn as u64)) as *mut [u64; ENTRIES]) }
+    };
+    physmap::compose_l3(Mfn(t0 as u64 + 1), writable(t0));
+    physmap::compose_l2(&layout, |j| Mfn((t0 + 2 + j) as u64), writable(t0 + 1));
+    for j in 0..layout.l1s {
+        physmap::compose_l1(
+            &layout,
+            j,
+            |p| Some(Mfn(p.0)),
+            |p| tables.contains(&(p.0 as usize)),
+            writable(t0 + 2 + j),
+        );
+    }
+    // One batch: the new physmap in place of the boot one, and no more identity mapping of low memory.
+    let mut batch = Batch::new();
+    batch.set_entry(
+        ops(),
+        kernel_l4_mfn,
+        PHYSMAP_SLOT,
+        Pte::new(Mfn(t0 as u64), KERNEL_TABLE_FLAGS),
+    )?;
+    batch.set_entry(ops(), kernel_l4_mfn, 0, Pte::EMPTY)?;
+    batch.flush(ops())?;
+    ops()
+        .flush_tlb(Flush::All)
+        .map_err(|e| hypercall_err("TLB flush", 0, e))?;
+
+    let heap = ALLOC
+        .lock()
+        .alloc_contiguous(HEAP_PAGES)
+        .ok_or_else(|| report(MmError::OutOfMemory))?;
+    // SAFETY: the heap's pages are free frames, just taken from the allocator for good, mapped writable in
+    // the physmap and used by nothing else.
+    unsafe { super::heap::init(physmap_va(heap) as *mut u8, HEAP_PAGES * PAGE_SIZE as usize) };
+    STATE.call_once(|| MmState {
+        nr_pages: managed,
+        managed,
+        p2m: 0,
+        kernel_l4,
+        kernel_l4_mfn,
+        physmap_tables: (first_table, layout.tables()),
+        first_free: Pfn(first_free as u64),
+        slack_pages: 0,
+        m2p: (0, managed as u64),
+        identity: true,
+        heap: (heap, HEAP_PAGES),
+    });
+    Ok(Summary {
+        physmap_pages: layout.pages,
+        physmap_tables: layout.tables(),
+        slack_pages: 0,
+        free_pages: ALLOC.lock().free_count(),
+        heap_bytes: HEAP_PAGES * PAGE_SIZE as usize,
+        kernel_l4_pinned_here: false,
     })
 }
 
@@ -339,9 +435,12 @@ impl KernelEnv {
         ALLOC.lock().alloc_contiguous(n)
     }
 
-    /// Set the P2M entry of `pfn`.
+    /// Set the P2M entry of `pfn` (natively the P2M is the identity and nothing changes it).
     pub fn set_p2m(&self, pfn: Pfn, mfn: u64) {
         assert!((pfn.0 as usize) < self.state.nr_pages, "pfn beyond the P2M");
+        if self.state.identity {
+            return;
+        }
         // SAFETY: the P2M list is this kernel's, mapped writable, one u64 per pfn below nr_pages.
         unsafe {
             (self.state.p2m as *mut u64)
@@ -356,6 +455,9 @@ impl KernelEnv {
         if mfn.0 >= len {
             return None;
         }
+        if self.state.identity {
+            return Some(mfn.0);
+        }
         // SAFETY: XENMEM_machphys_mapping said the M2P is mapped (read-only) with `len` entries at `va`.
         Some(unsafe { (va as *const u64).add(mfn.0 as usize).read_volatile() })
     }
@@ -368,8 +470,16 @@ impl KernelEnv {
     /// The pfn of one of this domain's frames, through the M2P, checked against the P2M.
     pub fn mfn_to_pfn(&self, mfn: Mfn) -> Option<Pfn> {
         let pfn = self.m2p(mfn)?;
-        (pfn < self.state.nr_pages as u64 && p2m_read(self.state.p2m, pfn as usize) == mfn.0)
-            .then_some(Pfn(pfn))
+        (pfn < self.state.nr_pages as u64 && self.p2m(pfn as usize) == mfn.0).then_some(Pfn(pfn))
+    }
+
+    /// The P2M entry of `pfn` (below `nr_pages`).
+    fn p2m(&self, pfn: usize) -> u64 {
+        if self.state.identity {
+            pfn as u64
+        } else {
+            p2m_read(self.state.p2m, pfn)
+        }
     }
 
     /// A pointer to the first byte of `pfn` in the physmap.
@@ -415,7 +525,7 @@ impl MmEnv for KernelEnv {
 
     fn pfn_to_mfn(&self, pfn: Pfn) -> Mfn {
         assert!((pfn.0 as usize) < self.state.nr_pages, "pfn beyond the P2M");
-        Mfn(p2m_read(self.state.p2m, pfn.0 as usize))
+        Mfn(self.p2m(pfn.0 as usize))
     }
 
     fn physmap_entry(&self, pfn: Pfn) -> Maddr {

@@ -20,6 +20,7 @@
 //! The PV scenarios and the hypercall benchmarks test the hypervisor itself: they call the PV backend
 //! directly (`crate::boot::platform()` is that backend), with Xen's own structures.
 
+pub mod native;
 pub mod xen_event_scan;
 #[cfg(feature = "baremetal")]
 pub mod xen_events;
@@ -357,6 +358,8 @@ pub trait Platform: Mmu + Sync {
 pub enum Backend {
     /// A Xen-style PV domain (entered by the domain builder with start_info in RSI).
     XenPv = 0,
+    /// The bare machine, ring 0 (entered through the multiboot entry, `_start32`/`_start64`).
+    Native = 1,
 }
 
 #[cfg(feature = "baremetal")]
@@ -373,9 +376,8 @@ pub fn select(b: Backend) {
 #[cfg(feature = "baremetal")]
 pub fn backend() -> Backend {
     match BACKEND.load(core::sync::atomic::Ordering::Relaxed) {
-        // Only `select` stores, and only variants: with one variant, every value is it (a second backend
-        // adds its arm here and in `ops`).
-        0 => Backend::XenPv,
+        // Only `select` stores, and only variants.
+        1 => Backend::Native,
         _ => Backend::XenPv,
     }
 }
@@ -386,6 +388,7 @@ pub fn backend() -> Backend {
 pub fn ops() -> &'static dyn Platform {
     match backend() {
         Backend::XenPv => &xen_pv::XEN_PV,
+        Backend::Native => &native::backend::NATIVE,
     }
 }
 

@@ -14,7 +14,7 @@ use super::table::{INIT_PID, Pid, Proc, State, Table, Wait};
 use super::tty::{LineDiscipline, Signal};
 use super::vma::{Access, FaultText, Regions, Verdict};
 use crate::arch::x86_64::trap_entry::guest_switch_context;
-use crate::boot::facts;
+use crate::boot::domid;
 use crate::mm::kernel::KernelEnv;
 use crate::mm::{AddressSpace, MmEnv, physmap_va};
 use crate::platform::{Halt, IrqSource, ops};
@@ -142,7 +142,7 @@ pub fn run_init(program: &str) -> ! {
     if let Err(e) = crate::time::start_periodic(TICK_NS) {
         println!("kernel: no periodic timer ({e}); no preemption");
     }
-    if facts().domid == 0
+    if domid() == 0
         && let Err(e) = crate::event::bind(IrqSource::Console, Some(on_console))
     {
         println!("kernel: no console input ({e})");

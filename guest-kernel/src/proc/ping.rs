@@ -34,7 +34,7 @@ pub fn replied() -> bool {
 
 /// Domain 0: offer a port to domain 1 (quietly nothing if there is no domain 1).
 pub fn offer() {
-    if crate::boot::facts().domid != 0 {
+    if crate::boot::domid() != 0 {
         return;
     }
     if let Ok(port) = event::alloc_unbound(1) {

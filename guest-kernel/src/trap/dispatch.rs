@@ -134,17 +134,24 @@ pub fn boot() {
     if t.callbacks.is_ok() {
         ops().irq_restore(true);
     }
-    let clock = if crate::time::available() {
-        "pvclock"
-    } else {
-        "no pvclock"
+    let native = crate::platform::backend() == crate::platform::Backend::Native;
+    let clock = match (crate::time::available(), native) {
+        (true, false) => "pvclock",
+        (false, false) => "no pvclock",
+        (true, true) => "TSC clock",
+        (false, true) => "no clock",
     };
     match timer {
         Ok(port) => println!(
-            "traps: table {}, stack {}, callbacks {}; VIRQ_TIMER on port {port}, events enabled; {clock}",
+            "traps: table {}, stack {}, callbacks {}; {} {port}, events enabled; {clock}",
             errno_str(t.table),
             errno_str(t.stack),
             errno_str(t.callbacks),
+            if native {
+                "timer on irq"
+            } else {
+                "VIRQ_TIMER on port"
+            },
         ),
         Err(e) => println!(
             "traps: table {}, stack {}, callbacks {}; VIRQ_TIMER {}, events {}; {clock}",

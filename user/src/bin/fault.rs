@@ -1,8 +1,10 @@
-//! `fault [kernel|null|other|exec|gp|stack]`: misbehaves on purpose so the guest kernel must end it (with
-//! status 139) and carry on: a write to the guest kernel's text (the default), to address 0, to another
-//! process's mapping (pid 1's first anonymous region, not mapped here), a jump into a writable,
-//! non-executable page, a privileged instruction, or recursion past the stack limit. If it survives it
-//! says so and exits 1.
+//! `fault [kernel|null|other|exec|gp|irq|stack|popf]`: misbehaves on purpose so the guest kernel must end
+//! it (with status 139) and carry on: a write to the guest kernel's text (the default), to address 0, to
+//! another process's mapping (pid 1's first anonymous region, not mapped here), a jump into a writable,
+//! non-executable page, a privileged instruction, `int 0x20` (an interrupt vector whose gate user code may
+//! not use), or recursion past the stack limit. If it survives it says so and exits 1. `popf` is the
+//! exception: POPF with IF clear does not fault in ring 3, it is silently ignored (the instruction that
+//! defeats pure trap-and-emulate); it reports what happened and exits 0.
 #![no_std]
 #![no_main]
 
@@ -48,6 +50,20 @@ fn main(args: &str) -> i32 {
             println!("fault: cli did not fault; executing hlt");
             cpu::hlt();
         }
+        "irq" => {
+            println!("fault: raising the interrupt vector 0x20 with int in ring 3");
+            cpu::int_0x20();
+        }
+        "popf" => {
+            let (before, after) = cpu::popf_clear_if();
+            println!(
+                "fault: popf with IF clear in ring 3: IF {} before, {} after, no fault (popf is \
+                 sensitive but not privileged)",
+                u8::from(before),
+                u8::from(after)
+            );
+            return 0;
+        }
         "stack" => {
             let limit = uapi::USER_STACK_TOP - uapi::USER_STACK_LIMIT;
             println!("fault: writing to {limit:#x} and below (recursing past the stack limit)");
@@ -55,7 +71,7 @@ fn main(args: &str) -> i32 {
             black_box(recurse(0, levels));
         }
         _ => {
-            eprintln!("usage: fault [kernel|null|other|exec|gp|stack]");
+            eprintln!("usage: fault [kernel|null|other|exec|gp|irq|stack|popf]");
             return 2;
         }
     }

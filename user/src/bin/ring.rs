@@ -1,6 +1,6 @@
 //! `ring`: shows the privilege rings at work: this program's CS (read with `mov %cs`), the guest kernel's
-//! CS and the hypervisor's version and features (from `ringinfo`), and the user CS the kernel saw in the
-//! system call's frame.
+//! CS and the hypervisor's version and features (from `ringinfo`; none when the kernel was booted
+//! natively), and the user CS the kernel saw in the system call's frame.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -28,7 +28,10 @@ fn main(_args: &str) -> i32 {
     let caps = uapi::name_str(&info.hv_caps);
     let (major, minor) = (info.hv_version >> 16, info.hv_version & 0xffff);
     let smk = info.hv_features & (1 << uapi::XENFEAT_SUPERVISOR_MODE_KERNEL) != 0;
-    if smk {
+    if info.hv_version == 0 && caps.is_empty() {
+        // The kernel reports no hypervisor: it was booted natively (`cargo xtask run --mode native`).
+        println!("hypervisor: none; the guest kernel runs in ring 0 on the bare machine");
+    } else if smk {
         println!(
             "hypervisor: {caps} version {major}.{minor}; XENFEAT_supervisor_mode_kernel set: the guest \
              kernel runs in ring 0 beside the hypervisor"

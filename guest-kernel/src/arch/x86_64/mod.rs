@@ -5,6 +5,7 @@ pub mod entry;
 pub mod hostile_probes;
 pub mod hypercall;
 pub mod isolation_probes;
+pub mod native;
 pub mod timing;
 pub mod trap_entry;
 pub mod trap_probes;

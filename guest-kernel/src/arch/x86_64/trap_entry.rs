@@ -30,6 +30,17 @@
 //!   once any event that became pending meanwhile. If the hypercall returns, it was refused: that is
 //!   reported and the domain shuts down.
 //!
+//! # Native entries (ring 0, `platform::native`)
+//!
+//! Natively the CPU pushes hardware frames (`[error] rip cs rflags rsp ss`, no RCX/R11), so the native
+//! exception stubs are the direct gate's shape: a zero error code if the vector has none, then RCX, R11,
+//! RAX and the vector. The PIC-line stubs (interrupt gates) also set their line's bit in
+//! [`NATIVE_IRQ_PENDING`] and enter as the interrupt pseudo-vector; the self-interrupt stub only enters.
+//! The SYSCALL stub switches to the kernel stack ([`NATIVE_KERNEL_RSP`]) and builds the frame a ring-3
+//! interrupt would have. The exit is shared: where PV needs the `iret` hypercall (to unmask events and
+//! resume in one step), natively ([`NATIVE_EXIT`]) IRETQ restores the real IF from the frame, which is the
+//! same thing.
+//!
 //! # Failsafe
 //!
 //! The failsafe callback's frame is not a bounce frame this kernel can resume; its stub reports the
@@ -53,6 +64,7 @@
 
 use core::arch::global_asm;
 use core::mem::offset_of;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use abi::layout::{GUEST_USER_CS, GUEST_USER_SS};
 
@@ -178,6 +190,7 @@ guest_trap_common:
     mov %rbx, %rsp
     test %rax, %rax
     jnz 2f
+guest_trap_exit_iretq:
     pop %r15
     pop %r14
     pop %r13
@@ -199,6 +212,10 @@ guest_trap_common:
 2:
     .global guest_trap_exit_hypercall
 guest_trap_exit_hypercall:
+    // Natively IRETQ restores the real interrupt flag from the frame, which is what the hypercall does
+    // for the virtual one: the same exit serves.
+    cmpb $0, {native}(%rip)
+    jne guest_trap_exit_iretq
     pop %r15
     pop %r14
     pop %r13
@@ -314,7 +331,143 @@ guest_process_start:
     ldmxcsr guest_trap_mxcsr(%rip)
     jmp guest_trap_exit_hypercall
 
+    // ---- Native (ring 0) entries: hardware frames `[error] rip cs rflags rsp ss`. ----
+    .macro NATIVE_NOERR vec
+    .balign 16
+guest_native_stub_\vec:
+    pushq $0
+    push %rcx
+    push %r11
+    push %rax
+    mov $\vec, %eax
+    jmp guest_trap_common
+    .endm
+
+    .macro NATIVE_ERR vec
+    .balign 16
+guest_native_stub_\vec:
+    push %rcx
+    push %r11
+    push %rax
+    mov $\vec, %eax
+    jmp guest_trap_common
+    .endm
+
+    NATIVE_NOERR 0
+    NATIVE_NOERR 1
+    NATIVE_NOERR 2
+    NATIVE_NOERR 3
+    NATIVE_NOERR 4
+    NATIVE_NOERR 5
+    NATIVE_NOERR 6
+    NATIVE_NOERR 7
+    NATIVE_ERR   8
+    NATIVE_NOERR 9
+    NATIVE_ERR   10
+    NATIVE_ERR   11
+    NATIVE_ERR   12
+    NATIVE_ERR   13
+    NATIVE_ERR   14
+    NATIVE_NOERR 15
+    NATIVE_NOERR 16
+    NATIVE_ERR   17
+    NATIVE_NOERR 18
+    NATIVE_NOERR 19
+    NATIVE_NOERR 20
+    NATIVE_ERR   21
+    NATIVE_NOERR 22
+    NATIVE_NOERR 23
+    NATIVE_NOERR 24
+    NATIVE_NOERR 25
+    NATIVE_NOERR 26
+    NATIVE_NOERR 27
+    NATIVE_NOERR 28
+    NATIVE_ERR   29
+    NATIVE_ERR   30
+    NATIVE_NOERR 31
+
+    // PIC line n (vector 0x20 + n, an interrupt gate: IF is clear): mark line n pending, then the common
+    // path as the interrupt entry.
+    .macro NATIVE_IRQ line
+    .balign 16
+guest_native_irq_\line:
+    pushq $0
+    push %rcx
+    push %r11
+    push %rax
+    mov $\line, %eax
+    lock btsl %eax, {irq_pending}(%rip)
+    mov ${event}, %eax
+    jmp guest_trap_common
+    .endm
+
+    NATIVE_IRQ 0
+    NATIVE_IRQ 1
+    NATIVE_IRQ 2
+    NATIVE_IRQ 3
+    NATIVE_IRQ 4
+    NATIVE_IRQ 5
+    NATIVE_IRQ 6
+    NATIVE_IRQ 7
+    NATIVE_IRQ 8
+    NATIVE_IRQ 9
+    NATIVE_IRQ 10
+    NATIVE_IRQ 11
+    NATIVE_IRQ 12
+    NATIVE_IRQ 13
+    NATIVE_IRQ 14
+    NATIVE_IRQ 15
+
+    // The self-interrupt vector (an interrupt gate): what is pending was marked by the sender.
+    .balign 16
+guest_native_self:
+    pushq $0
+    push %rcx
+    push %r11
+    push %rax
+    mov ${event}, %eax
+    jmp guest_trap_common
+
+    // SYSCALL from ring 3 (FMASK cleared IF, DF, TF, AC): RCX = user RIP, R11 = user RFLAGS, RSP still the
+    // user's. One CPU and interrupts masked, so one scratch word holds the user RSP while the kernel stack
+    // (TSS.rsp0's twin) is loaded; then the frame a ring-3 interrupt would have pushed, and the common
+    // path. It returns with IRETQ (never SYSRET: no non-canonical RCX can reach a ring-0 #GP).
+    .balign 16
+guest_native_syscall:
+    mov %rsp, {user_rsp}(%rip)
+    mov {kernel_rsp}(%rip), %rsp
+    pushq ${user_ss}
+    pushq {user_rsp}(%rip)
+    push %r11
+    pushq ${user_cs}
+    push %rcx
+    pushq $0
+    push %rcx
+    push %r11
+    push %rax
+    mov ${syscall}, %eax
+    jmp guest_trap_common
+
     .section .rodata.guest_trap_entry, "a"
+    .balign 8
+    .global guest_native_stub_table
+guest_native_stub_table:
+    .quad guest_native_stub_0, guest_native_stub_1, guest_native_stub_2, guest_native_stub_3
+    .quad guest_native_stub_4, guest_native_stub_5, guest_native_stub_6, guest_native_stub_7
+    .quad guest_native_stub_8, guest_native_stub_9, guest_native_stub_10, guest_native_stub_11
+    .quad guest_native_stub_12, guest_native_stub_13, guest_native_stub_14, guest_native_stub_15
+    .quad guest_native_stub_16, guest_native_stub_17, guest_native_stub_18, guest_native_stub_19
+    .quad guest_native_stub_20, guest_native_stub_21, guest_native_stub_22, guest_native_stub_23
+    .quad guest_native_stub_24, guest_native_stub_25, guest_native_stub_26, guest_native_stub_27
+    .quad guest_native_stub_28, guest_native_stub_29, guest_native_stub_30, guest_native_stub_31
+    .quad guest_trap_stub_int80, guest_native_self, guest_native_syscall
+    .quad guest_trap_stub_failsafe
+    .global guest_native_irq_table
+guest_native_irq_table:
+    .quad guest_native_irq_0, guest_native_irq_1, guest_native_irq_2, guest_native_irq_3
+    .quad guest_native_irq_4, guest_native_irq_5, guest_native_irq_6, guest_native_irq_7
+    .quad guest_native_irq_8, guest_native_irq_9, guest_native_irq_10, guest_native_irq_11
+    .quad guest_native_irq_12, guest_native_irq_13, guest_native_irq_14, guest_native_irq_15
     .balign 8
 guest_trap_mxcsr:
     .long 0x1f80
@@ -341,6 +494,10 @@ guest_trap_stub_table:
     dispatch = sym crate::trap::dispatch::trap_dispatch,
     iret_failed = sym crate::trap::dispatch::trap_iret_failed,
     failsafe = sym crate::trap::dispatch::trap_failsafe,
+    native = sym NATIVE_EXIT,
+    irq_pending = sym NATIVE_IRQ_PENDING,
+    user_rsp = sym NATIVE_USER_RSP,
+    kernel_rsp = sym NATIVE_KERNEL_RSP,
     options(att_syntax)
 );
 
@@ -361,9 +518,23 @@ pub struct StubTable {
     pub failsafe: u64,
 }
 
+/// Set (once, at boot) by the native backend: the `iret`-hypercall exit becomes IRETQ.
+pub static NATIVE_EXIT: AtomicBool = AtomicBool::new(false);
+/// PIC lines whose interrupt arrived and is not dispatched yet (bit n: line n), set by the native IRQ
+/// stubs; plus, from bit 16, the native backend's self-sent sources.
+pub static NATIVE_IRQ_PENDING: AtomicU32 = AtomicU32::new(0);
+/// The user RSP while the native SYSCALL stub switches stacks (one CPU, interrupts masked).
+pub static NATIVE_USER_RSP: AtomicU64 = AtomicU64::new(0);
+/// The kernel stack the native SYSCALL stub switches to (the same as TSS.rsp0).
+pub static NATIVE_KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
+
 unsafe extern "C" {
     #[link_name = "guest_trap_stub_table"]
     static STUB_TABLE: StubTable;
+    #[link_name = "guest_native_stub_table"]
+    static NATIVE_STUB_TABLE: StubTable;
+    #[link_name = "guest_native_irq_table"]
+    static NATIVE_IRQ_TABLE: [u64; 16];
     /// Enter ring 3 at `rip` with stack `rsp` and RDI = `arg` (every other register zero); returns the
     /// value passed to [`guest_user_resume`].
     pub fn guest_user_enter(rip: u64, rsp: u64, ctx: *mut UserReturn, arg: u64) -> u64;
@@ -403,10 +574,22 @@ pub unsafe fn build_first_frame(top: u64, frame: &TrapFrame) -> u64 {
     rsp
 }
 
-/// The entry points of the trap stubs.
+/// The entry points of the trap stubs of the backend in use (PV: bounce-frame stubs and callbacks;
+/// native: hardware-frame stubs, the self-interrupt entry as the interrupt entry, the SYSCALL entry).
 pub fn stubs() -> StubTable {
-    // SAFETY: the table is read-only data defined above with exactly this layout (36 quads).
-    unsafe { STUB_TABLE }
+    if crate::platform::backend() == crate::platform::Backend::Native {
+        // SAFETY: the table is read-only data defined above with exactly this layout (36 quads).
+        unsafe { NATIVE_STUB_TABLE }
+    } else {
+        // SAFETY: as above.
+        unsafe { STUB_TABLE }
+    }
+}
+
+/// The native entries of PIC lines 0..16 (vectors 0x20..0x30).
+pub fn native_irq_stubs() -> [u64; 16] {
+    // SAFETY: read-only data defined above: 16 quads.
+    unsafe { NATIVE_IRQ_TABLE }
 }
 
 // The frame the stubs build is the one the Rust side describes.

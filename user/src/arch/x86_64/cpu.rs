@@ -46,3 +46,37 @@ pub fn hlt() {
     // SAFETY: HLT outside ring 0 always faults; the kernel ends the process.
     unsafe { asm!("hlt", options(nomem, nostack)) };
 }
+
+/// Raise vector 0x20 with `int` (natively the PIT's interrupt vector; under the hypervisor one of its
+/// PIC vectors): its gate is not user-invocable, so from ring 3 this raises #GP.
+pub fn int_0x20() {
+    // SAFETY: the gate's DPL is 0: the instruction faults before any handler runs; the kernel ends the
+    // process.
+    unsafe { asm!("int 0x20", options(nomem, nostack)) };
+}
+
+/// Load RFLAGS with IF cleared through POPFQ, then read RFLAGS back: `(IF before, IF after)`. From ring 3
+/// (IOPL 0) POPF does not fault and silently leaves IF unchanged — the classic sensitive but unprivileged
+/// instruction.
+pub fn popf_clear_if() -> (bool, bool) {
+    let (before, after): (u64, u64);
+    // SAFETY: only RFLAGS changes, through the stack (balanced pushes and pops); in ring 3 POPFQ cannot
+    // change IF or IOPL, and the other flags it loads are the ones just read.
+    unsafe {
+        asm!(
+            "pushfq",
+            "pop {before}",
+            "mov {tmp}, {before}",
+            "and {tmp}, {mask}",
+            "push {tmp}",
+            "popfq",
+            "pushfq",
+            "pop {after}",
+            before = out(reg) before,
+            after = out(reg) after,
+            tmp = out(reg) _,
+            mask = in(reg) !(1u64 << 9),
+        )
+    };
+    (before & (1 << 9) != 0, after & (1 << 9) != 0)
+}
