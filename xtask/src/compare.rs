@@ -19,11 +19,9 @@ use clap::Args;
 use crate::bench::{Mode as Pass, ModeArg, Panel};
 use crate::images::{Images, Profile, build_images};
 use crate::qemu::{Accel, Exit, ICOUNT_ARGS, ensure_qemu};
-use crate::scenario::{DEFAULT_HV_CMDLINE, Outcome, RunOptions, Scenario, run_scenario_with};
+use crate::scenario::{DEFAULT_HV_CMDLINE, Outcome, RunOptions, run_scenario_with};
 use crate::shell::{DOM0_CONSOLE_DIRECT, SHELL, Session};
 
-/// The modes this tool knows, in column order (a mode not built into this tree says so when booted).
-pub const KNOWN_MODES: [&str; 2] = ["native", "pv"];
 /// The baseline of the ratio column when it is measured.
 pub const BASELINE: &str = "native";
 /// The line osbench ends with.
@@ -52,15 +50,9 @@ pub struct CompareArgs {
     pub svg: Option<PathBuf>,
 }
 
+/// A mode name `crate::mode::Mode` knows (the column keeps the name).
 fn parse_mode(s: &str) -> Result<String, String> {
-    if KNOWN_MODES.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "unknown mode `{s}`; known: {}",
-            KNOWN_MODES.join(", ")
-        ))
-    }
+    s.parse::<crate::mode::Mode>().map(|m| m.name().to_string())
 }
 
 fn parse_filter(s: &str) -> Result<String, String> {
@@ -422,36 +414,29 @@ pub fn boot_mode(
     icount: bool,
     timeout: Duration,
 ) -> Result<Outcome, String> {
-    match mode {
-        "pv" => {
-            let mut s = Scenario::new(&[SHELL]);
-            s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
-            s.icount = icount;
-            s.accel = Accel::Tcg;
-            s.timeout = timeout;
-            let session = commands.iter().fold(Session::new(), |s, c| s.command(c));
-            let options = RunOptions {
-                input: session.into_input(Some(timeout)),
-                ..RunOptions::default()
-            };
-            let mut progress = |line: &str| {
-                if let Some(r) = parse_row(line.strip_prefix("(d0) ").unwrap_or(line)) {
-                    eprintln!(
-                        "xtask: compare: [pv {}] {:<22} median {}",
-                        if icount { "icount" } else { "wall" },
-                        r.workload,
-                        r.stats.median
-                    );
-                }
-            };
-            run_scenario_with(images, &s, options, &mut progress)
+    let mode: crate::mode::Mode = mode.parse()?;
+    // The shell alone, in `mode` (under PV domain 0's console is direct, as in `cargo xtask run`).
+    let mut s = crate::mode::scenario(mode, SHELL);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.icount = icount;
+    s.accel = Accel::Tcg;
+    s.timeout = timeout;
+    let session = commands.iter().fold(Session::new(), |s, c| s.command(c));
+    let options = RunOptions {
+        input: session.into_input(Some(timeout)),
+        ..RunOptions::default()
+    };
+    let mut progress = |line: &str| {
+        if let Some(r) = parse_row(line.strip_prefix("(d0) ").unwrap_or(line)) {
+            eprintln!(
+                "xtask: compare: [{mode} {}] {:<22} median {}",
+                if icount { "icount" } else { "wall" },
+                r.workload,
+                r.stats.median
+            );
         }
-        "native" => Err("mode native is not available in this build".into()),
-        other => Err(format!(
-            "unknown mode `{other}`; known: {}",
-            KNOWN_MODES.join(", ")
-        )),
-    }
+    };
+    run_scenario_with(images, &s, options, &mut progress)
 }
 
 fn git_commit() -> String {
