@@ -1,4 +1,4 @@
-//! `osbench` (issue 11) under PV: every workload prints a sane `BENCH` line with the hypervisor's counts
+//! `osbench` (issue 11) under PV (and natively, once): every workload prints a sane `BENCH` line with the hypervisor's counts
 //! beside it, and the mechanisms it leans on — `notify`/`await_notify`, the ring-3 fault handler, the
 //! `hvcounters` call — answer hostile arguments with errors, never with a crash. Also the shell's rough
 //! edges the same issue lists (Ctrl-D during a program, orphans reported as jobs, errors in words, `bench`).
@@ -244,4 +244,28 @@ fn bench_stops_between_operations_on_ctrl_c() {
         l.ends_with("after") && !l.contains("echo")
     });
     ends_cleanly(&o);
+}
+
+/// The same osbench binary natively (ring 0, no hypervisor): every workload runs, and the entry counters
+/// say there is nothing to count.
+#[test]
+fn osbench_smoke_natively() {
+    let s = xtask::mode::shell_scenario(
+        xtask::Mode::Native,
+        &["osbench 4", "echo after $?"],
+        STEP_TIMEOUT,
+    );
+    let o = run_scenario(&s);
+    let rows: Vec<Row> = dom0(&o).iter().filter_map(|l| parse_row(l)).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    assert_eq!(names, WORKLOADS, "every workload once, in order\n{o}");
+    for r in &rows {
+        assert_eq!(r.iterations, 4, "{r:?}");
+        assert!(r.stats.median > 0, "an operation costs something: {r:?}\n{o}");
+        assert!(r.hv.is_none(), "no hypervisor counts natively: {r:?}\n{o}");
+    }
+    has(&o, "`osbench: done`", |l| l.trim() == "osbench: done");
+    has(&o, "osbench's status 0", |l| l.trim() == "after 0");
+    assert!(!o.output.contains("killed"), "{o}");
+    expect(&o).exit(EXIT_OK);
 }
