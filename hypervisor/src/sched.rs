@@ -16,7 +16,7 @@ use crate::domain::state::{DomainTable, exit_status};
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
-use crate::regs::sanitize;
+use crate::regs::sanitize_in_place;
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
 use crate::trap::crash_domain;
 
@@ -142,13 +142,11 @@ pub fn schedule(switch: bool) -> ! {
         if !deliver::upcall(dom) {
             continue;
         }
-        let frame = match sanitize(&dom.vcpu.regs) {
-            Ok(f) => f,
-            Err(e) => {
-                crash_domain(dom, format_args!("cannot resume: {e}"));
-                continue;
-            }
-        };
+        // The saved frame is sanitized where it is (no copy); the guest never sees it unsanitized.
+        if let Err(e) = sanitize_in_place(&mut dom.vcpu.regs) {
+            crash_domain(dom, format_args!("cannot resume: {e}"));
+            continue;
+        }
         let switching = table.current != Some(i);
         if switching {
             log::debug!("switching to domain {i}");
@@ -198,11 +196,13 @@ pub fn schedule(switch: bool) -> ! {
         dom.mm.flush_tlb = false;
         let fx = dom.vcpu.fx.0.as_mut_ptr();
         arch::set_fxsave_area(fx);
+        debug_assert!(crate::regs::is_sanitized(&dom.vcpu.regs));
+        entry::stage_frame(&dom.vcpu.regs);
         drop(table);
         // SAFETY: cr3 is the domain's validated base (entry region installed); `fx` points into the domain's
-        // slot of the static domain table, which stays put while the domain exists; the frame was
+        // slot of the static domain table, which stays put while the domain exists; the staged frame was
         // sanitized; no lock is held.
-        unsafe { entry::exit_to_guest(&frame, cr3, fx) }
+        unsafe { entry::exit_to_guest(cr3, fx) }
     }
 }
 

@@ -138,7 +138,7 @@ fn facts<M: MachineMem>(ctx: &HypercallCtx<'_, '_, M>, id: usize, now: u64) -> O
             cpu_ns,
         });
     }
-    let d = (*ctx.others.get(id)?)?;
+    let d = ctx.others.get(id)?;
     Some(DomainFacts {
         id: d.id,
         state: d.state,

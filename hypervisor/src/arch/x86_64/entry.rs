@@ -392,8 +392,9 @@ unsafe extern "C" {
 extern "C" fn guest_trap(frame: *const EntryFrame) -> ! {
     // SAFETY: `common_entry` passes the frame it just built on the entry stack (mapped at the same alias
     // address in the hypervisor's address space) or copied from an IST stack to the private stack;
-    // nothing else writes it until the next exit.
-    let frame = unsafe { frame.read() };
+    // nothing else writes it until the next exit, and `trap::guest_trap` copies it into the vCPU's saved
+    // registers before anything could.
+    let frame = unsafe { &*frame };
     crate::trap::guest_trap(frame)
 }
 
@@ -425,21 +426,27 @@ extern "C" fn hv_fatal(frame: *const EntryFrame) -> ! {
     crate::panic::hypervisor_fault(&frame)
 }
 
-/// Return to a guest: write `frame` to the top of the entry stack, then restore FPU state, switch to
-/// `guest_cr3` and IRETQ. The caller must have sanitized the frame ([`super::sanitize`]) and made sure no
-/// lock is held (this function does not return).
+/// Write `frame` to the top of the entry stack, where [`exit_to_guest`] pops it. The caller must have
+/// sanitized it ([`crate::regs::sanitize_in_place`]).
+pub fn stage_frame(frame: &EntryFrame) {
+    let slot = super::layout::entry_stack_top() - FRAME_SIZE as u64;
+    // SAFETY: `slot` is the top of the current CPU's entry stack, mapped writable in this address space;
+    // no Rust code runs on that stack.
+    unsafe { (slot as *mut EntryFrame).write(*frame) };
+}
+
+/// Return to a guest: restore FPU state, switch to `guest_cr3` and IRETQ through the frame
+/// [`stage_frame`] wrote. The caller must have staged a sanitized frame and made sure no lock is held (this
+/// function does not return).
 ///
 /// # Safety
 /// `guest_cr3` must be the root of a validated guest address space that maps the entry region and entry
 /// stack like every other; `fxsave` must point to a 16-byte aligned, valid FXSAVE image.
-pub unsafe fn exit_to_guest(frame: &EntryFrame, guest_cr3: u64, fxsave: *const u8) -> ! {
+pub unsafe fn exit_to_guest(guest_cr3: u64, fxsave: *const u8) -> ! {
     let slot = super::layout::entry_stack_top() - FRAME_SIZE as u64;
     let stub = super::layout::alias_of(core::ptr::addr_of!(exit_to_guest_stub) as u64);
-    // SAFETY: `slot` is the top of the current CPU's entry stack, mapped writable in this address space;
-    // no Rust code runs on that stack.
-    unsafe { (slot as *mut EntryFrame).write(*frame) };
     // SAFETY: the stub is the exit sequence above, reached through its alias so it stays mapped after the
-    // CR3 switch; the caller guarantees the arguments.
+    // CR3 switch; the caller guarantees the arguments and staged the frame at `slot`.
     unsafe {
         core::arch::asm!(
             "jmp {stub}",
