@@ -256,6 +256,74 @@ mod tests {
     }
 
     #[test]
+    fn cached_reads_match_plain_reads_and_walk_once_per_page() {
+        let (mut m, root) = machine();
+        for (i, b) in m.frame_mut(Mfn(10)).iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        m.frame_mut(Mfn(11))[..8].copy_from_slice(&[0xee; 8]);
+        let v = GuestView::new(&mut m, root, false);
+        let mut cur = PageCursor::default();
+        // Consecutive 16-byte elements of one page: identical to plain reads, the page is remembered.
+        for k in 0..255u64 {
+            let va = Gva(0x40_0000 + k * 16);
+            let a: [u8; 16] = v.read_obj_cached(&mut cur, va).unwrap();
+            let b: [u8; 16] = v.read_obj(va).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(cur.key.map(|k| k.2), Some(0x40_0000));
+        }
+        // An element straddling into the next page is read correctly and not remembered.
+        let x: [u8; 16] = v.read_obj_cached(&mut cur, Gva(0x40_0ff8)).unwrap();
+        assert_eq!(&x[8..], &[0xee; 8]);
+        assert_eq!(cur.key, None);
+        // A failing read (unmapped page) fails, and the cursor keeps the page it had.
+        let _: [u8; 16] = v.read_obj_cached(&mut cur, Gva(0x40_0000)).unwrap();
+        assert_eq!(
+            v.read_obj_cached::<[u8; 16]>(&mut cur, Gva(0x40_2000)),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(cur.key.map(|k| k.2), Some(0x40_0000));
+        // Non-canonical and reserved addresses fail on the cached path too.
+        assert_eq!(
+            v.read_obj_cached::<u64>(&mut cur, Gva(0x8000_0000_0000)),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            v.read_obj_cached::<u64>(&mut cur, Gva(abi::layout::ENTRY_REGION_VA)),
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn cursor_is_keyed_by_root_and_access() {
+        let (mut m, root) = machine();
+        m.frame_mut(Mfn(10))[0] = 7;
+        let mut cur = PageCursor::default();
+        {
+            let v = GuestView::new(&mut m, root, false);
+            assert_eq!(v.read_obj_cached::<u8>(&mut cur, Gva(0x40_0000)), Ok(7));
+        }
+        // The same address under a ring-3 view: the user bit is missing, so the walk (not the cursor)
+        // answers.
+        {
+            let v = GuestView::new(&mut m, root, true);
+            assert_eq!(
+                v.read_obj_cached::<u8>(&mut cur, Gva(0x40_0000)),
+                Err(Errno::EFAULT)
+            );
+        }
+        // Another root (an empty L4) does not see the first root's page.
+        let v = GuestView::new(&mut m, Mfn(20), false);
+        let mut cur2 = cur;
+        cur2.key = Some((root, false, 0x40_0000));
+        cur2.frame = Mfn(10).addr();
+        assert_eq!(
+            v.read_obj_cached::<u8>(&mut cur2, Gva(0x40_0000)),
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
     fn user_access_needs_user_bit() {
         let (mut m, root) = machine();
         let v = GuestView::new(&mut m, root, true);
