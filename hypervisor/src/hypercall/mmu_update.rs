@@ -197,6 +197,7 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
 }
 
 /// Handle `mmu_update`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     run_batch(ctx, 16, |ctx, r: MmuUpdate| {
         decode_request(r).and_then(|r| apply(ctx, r))
@@ -246,6 +247,7 @@ pub fn l1_for<M: MachineMem>(mem: &M, root: Mfn, va: Gva) -> Option<Mfn> {
 }
 
 /// Handle `update_va_mapping`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode_uvm(ctx.args).and_then(|u| {
         let l1 = l1_for(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;

@@ -20,6 +20,7 @@ const ENTRY_SIZE: u64 = 64;
 const RESULT_OFFSET: u64 = core::mem::offset_of!(MulticallEntry, result) as u64;
 
 /// Handle `multicall`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [entries, count, ..] = ctx.args;
     if count > u64::from(u32::MAX) {

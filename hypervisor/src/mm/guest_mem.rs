@@ -173,6 +173,7 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
     }
 
     /// [`GuestView::read_cached`] for a plain-data object.
+    #[inline(always)]
     pub fn read_obj_cached<T: FromBytes + IntoBytes>(
         &self,
         cursor: &mut PageCursor,
