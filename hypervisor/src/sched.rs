@@ -16,7 +16,7 @@ use crate::domain::state::{DomainTable, exit_status};
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
-use crate::regs::sanitize_in_place;
+use crate::regs::{EntryFrame, sanitize_in_place};
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
 use crate::trap::crash_domain;
 
@@ -89,11 +89,27 @@ fn arm_timer(now: u64) {
     }
 }
 
+/// Give the current domain's live frame (an entry handled in place) back to its saved registers.
+fn save_live(table: &mut DomainTable, live: &mut Option<&mut EntryFrame>) {
+    if let Some(f) = live.take()
+        && let Some(d) = table.current.and_then(|c| table.slots[c].as_mut())
+    {
+        entry::copy_frame(&mut d.vcpu.regs, f);
+    }
+}
+
 /// Run a vCPU: the current one if `switch` is false and nothing else needs deciding, else the policy's
 /// choice.
-pub fn schedule(switch: bool) -> ! {
+///
+/// `live` is the current vCPU's frame when an entry was handled in place (a hypercall whose caller keeps
+/// the CPU, see [`crate::trap::guest_trap`]): normally the entry-stack slot the exit pops, and newer than
+/// the vCPU's saved registers. If the current vCPU simply resumes, that frame is sanitized where it is
+/// and returned from without a copy; on every other way (a decision, an upcall to deliver, a crash) it is
+/// first copied into the saved registers, so no other code ever sees stale ones.
+pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     let time = TIME.get().expect("time initialised");
     let mut switch = switch;
+    let mut live = live;
     loop {
         let mut table = DOMAINS.lock();
         let pending = irq::TIMER_FIRED.load(Ordering::Relaxed)
@@ -108,7 +124,11 @@ pub fn schedule(switch: bool) -> ! {
             (cur, s.0.take_changed())
         };
         // The fast path: the caller keeps the CPU and nothing happened that needs a decision.
-        let next = if !switch && !pending && !changed && current.is_some() {
+        let fast = !switch && !pending && !changed && current.is_some();
+        if !fast {
+            save_live(&mut table, &mut live);
+        }
+        let next = if fast {
             current
         } else {
             let now = time.now_ns();
@@ -138,12 +158,24 @@ pub fn schedule(switch: bool) -> ! {
             continue;
         }
         let prev_loaded = table.segments_loaded;
+        // Only the fast path keeps a live frame, and it resumes the vCPU that entered.
+        debug_assert!(live.is_none() || table.current == Some(i));
+        if live.is_some() && deliver::upcall_due(table.slots[i].as_ref().expect("checked above")) {
+            save_live(&mut table, &mut live);
+        }
         let dom = table.slots[i].as_mut().expect("checked above");
         if !deliver::upcall(dom) {
             continue;
         }
-        // The saved frame is sanitized where it is (no copy); the guest never sees it unsanitized.
-        if let Err(e) = sanitize_in_place(&mut dom.vcpu.regs) {
+        // The frame is sanitized where it is (no copy): the live frame in the entry-stack slot, or the
+        // saved registers, which are then staged there. The guest never sees it unsanitized.
+        let sanitized = match live.as_deref_mut() {
+            Some(f) => sanitize_in_place(f),
+            None => sanitize_in_place(&mut dom.vcpu.regs),
+        };
+        if let Err(e) = sanitized {
+            save_live(&mut table, &mut live);
+            let dom = table.slots[i].as_mut().expect("checked above");
             crash_domain(dom, format_args!("cannot resume: {e}"));
             continue;
         }
@@ -196,8 +228,19 @@ pub fn schedule(switch: bool) -> ! {
         dom.mm.flush_tlb = false;
         let fx = dom.vcpu.fx.0.as_mut_ptr();
         arch::set_fxsave_area(fx);
-        debug_assert!(crate::regs::is_sanitized(&dom.vcpu.regs));
-        entry::stage_frame(&dom.vcpu.regs);
+        match live.as_deref() {
+            // A live frame is normally the slot itself: nothing to copy.
+            Some(f) => {
+                debug_assert!(crate::regs::is_sanitized(f));
+                if !entry::is_exit_slot(f) {
+                    entry::stage_frame(f);
+                }
+            }
+            None => {
+                debug_assert!(crate::regs::is_sanitized(&dom.vcpu.regs));
+                entry::stage_frame(&dom.vcpu.regs);
+            }
+        }
         drop(table);
         // SAFETY: cr3 is the domain's validated base (entry region installed); `fx` points into the domain's
         // slot of the static domain table, which stays put while the domain exists; the staged frame was
