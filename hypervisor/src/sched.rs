@@ -249,6 +249,61 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     }
 }
 
+/// The same-vCPU return through a live frame, taken by `trap::guest_trap` while it still holds the
+/// domain table, when there is nothing at all to do on the way: no interrupt recorded, no scheduling
+/// change, the vCPU still runnable with its segments in the CPU, no upcall due, no segment base or gate to
+/// reload, a frame that sanitizes. Then it does exactly what [`schedule`]'s loop would do for it
+/// (sanitize the frame in place, CR3 with any pending flush, the FXSAVE area) and nothing else. Otherwise
+/// it returns, having unlocked the table and changed nothing, and the caller goes through [`schedule`].
+pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
+    if irq::TIMER_FIRED.load(Ordering::Relaxed)
+        || irq::CONSOLE_INPUT.load(Ordering::Relaxed)
+        || irq::DEBUG_PENDING.load(Ordering::Relaxed)
+    {
+        return;
+    }
+    let Some(c) = table.current else {
+        return;
+    };
+    if table.segments_loaded != Some(c) {
+        return;
+    }
+    {
+        let s = SCHED.lock();
+        if s.0.changed() || !matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable)) {
+            return;
+        }
+    }
+    let Some(dom) = table.slots[c].as_mut() else {
+        return;
+    };
+    let pv = &dom.vcpu.pv;
+    if !dom.runnable() || pv.segments_dirty || pv.gates_dirty || deliver::upcall_due(dom) {
+        return;
+    }
+    // On an error the frame is unchanged and the general path crashes the domain.
+    if sanitize_in_place(frame).is_err() {
+        return;
+    }
+    let cr3 = pcid::cr3_value(
+        dom.mm.base.addr().0,
+        arch::pcid_enabled(),
+        pcid::domain_pcid(dom.id),
+        dom.mm.flush_tlb,
+    );
+    dom.mm.flush_tlb = false;
+    let fx = dom.vcpu.fx.0.as_mut_ptr();
+    arch::set_fxsave_area(fx);
+    debug_assert!(crate::regs::is_sanitized(frame));
+    if !entry::is_exit_slot(frame) {
+        entry::stage_frame(frame);
+    }
+    drop(table);
+    // SAFETY: as in `schedule`: the current domain's validated base, its FXSAVE area in the static
+    // domain table, a sanitized frame in the slot, no lock held.
+    unsafe { entry::exit_to_guest(cr3, fx) }
+}
+
 /// No runnable domain is left: report, check the hypervisor's integrity and stop the machine.
 fn power_off() -> ! {
     let mut status = exit_status(DOMAINS.lock().iter());

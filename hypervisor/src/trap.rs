@@ -46,7 +46,12 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
         };
         if frame.vector == u64::from(HYPERCALL_VECTOR) {
             let next = hypercall(dom, frame, shared_info, others);
-            (next, next == Next::Resume)
+            if next == Next::Resume {
+                // Straight back to the caller if nothing needs deciding (does not return then).
+                crate::sched::resume_live(table, frame);
+                crate::sched::schedule(false, Some(frame));
+            }
+            (next, false)
         } else {
             crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
             let next = match frame.vector {
