@@ -175,6 +175,7 @@ pub fn syscall(dom: &mut Domain) -> Next {
 
 /// An event upcall is pending, events are not masked and a callback is registered: [`upcall`] will
 /// bounce the vCPU (and so needs its saved registers).
+#[inline(always)]
 pub fn upcall_due(dom: &Domain) -> bool {
     let si = shared_info(dom);
     si[UPCALL_PENDING] != 0 && si[UPCALL_MASK] == 0 && dom.vcpu.pv.event_callback != 0

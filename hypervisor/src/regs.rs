@@ -115,6 +115,7 @@ pub fn sanitize(f: &EntryFrame) -> Result<EntryFrame, SanitizeError> {
 /// [`sanitize`] without a copy: rewrite `f` itself (on an error `f` is unchanged). Only the five slots
 /// IRETQ consumes besides the general registers (RIP is checked, CS, SS, RFLAGS rewritten) and the vector
 /// and error code change.
+#[inline(always)]
 pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
     let top = f.rip >> 47;
     if top != 0 && top != 0x1_ffff {
