@@ -176,11 +176,18 @@ pub fn syscall(dom: &mut Domain) -> Next {
     Next::Switch
 }
 
+/// An event upcall is pending, events are not masked and a callback is registered: [`upcall`] will
+/// bounce the vCPU (and so needs its saved registers).
+#[inline(always)]
+pub fn upcall_due(dom: &Domain) -> bool {
+    let si = shared_info(dom);
+    si[UPCALL_PENDING] != 0 && si[UPCALL_MASK] == 0 && dom.vcpu.pv.event_callback != 0
+}
+
 /// On the way back to a guest: deliver the event upcall if one is pending and events are not masked.
 /// Returns false if the domain had to be crashed.
 pub fn upcall(dom: &mut Domain) -> bool {
-    let si = shared_info(dom);
-    if si[UPCALL_PENDING] == 0 || si[UPCALL_MASK] != 0 || dom.vcpu.pv.event_callback == 0 {
+    if !upcall_due(dom) {
         return true;
     }
     let cb = dom.vcpu.pv.event_callback;

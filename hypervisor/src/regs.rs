@@ -107,6 +107,16 @@ pub fn frame_ring(f: &EntryFrame) -> u8 {
 /// checked. The vector and error-code slots are cleared so nothing from another entry lingers on the
 /// shared entry stack.
 pub fn sanitize(f: &EntryFrame) -> Result<EntryFrame, SanitizeError> {
+    let mut out = *f;
+    sanitize_in_place(&mut out)?;
+    Ok(out)
+}
+
+/// [`sanitize`] without a copy: rewrite `f` itself (on an error `f` is unchanged). Only the five slots
+/// IRETQ consumes besides the general registers (RIP is checked, CS, SS, RFLAGS rewritten) and the vector
+/// and error code change.
+#[inline(always)]
+pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
     let top = f.rip >> 47;
     if top != 0 && top != 0x1_ffff {
         return Err(SanitizeError::NonCanonicalRip(f.rip));
@@ -114,18 +124,22 @@ pub fn sanitize(f: &EntryFrame) -> Result<EntryFrame, SanitizeError> {
     if !guest_va_allowed(f.rip) {
         return Err(SanitizeError::ReservedRip(f.rip));
     }
-    let mut out = *f;
     let (cs, ss) = if frame_ring(f) == 3 {
         (GUEST_USER_CS, GUEST_USER_SS)
     } else {
         (GUEST_KERNEL_CS, GUEST_KERNEL_SS)
     };
-    out.cs = u64::from(cs);
-    out.ss = u64::from(ss);
-    out.rflags = (f.rflags & rflags::GUEST_CONTROLLED) | rflags::IF | rflags::FIXED1;
-    out.vector = 0;
-    out.error_code = 0;
-    Ok(out)
+    f.cs = u64::from(cs);
+    f.ss = u64::from(ss);
+    f.rflags = (f.rflags & rflags::GUEST_CONTROLLED) | rflags::IF | rflags::FIXED1;
+    f.vector = 0;
+    f.error_code = 0;
+    Ok(())
+}
+
+/// True if `f` is already what [`sanitize`] makes of it (for debug assertions on the exit path).
+pub fn is_sanitized(f: &EntryFrame) -> bool {
+    sanitize(f).is_ok_and(|s| s == *f)
 }
 
 #[cfg(test)]
@@ -184,6 +198,34 @@ mod tests {
             sanitize(&frame(0x19, abi::layout::ENTRY_REGION_VA, 0)),
             Err(SanitizeError::ReservedRip(abi::layout::ENTRY_REGION_VA))
         );
+    }
+
+    #[test]
+    fn in_place_matches_copy_and_is_idempotent() {
+        let cases = [
+            frame(0x08, 0xffff_ffff_8000_0000, u64::MAX),
+            frame(0x33, 0x40_0000, rflags::NT | rflags::IOPL | rflags::CF),
+            frame(0xfffb, 0x1000, 0),
+            frame(0x19, 0x0000_8000_0000_0000, 0),
+            frame(0x19, abi::layout::ENTRY_REGION_VA, 0),
+        ];
+        for f in cases {
+            let mut g = f;
+            match sanitize(&f) {
+                Ok(s) => {
+                    assert_eq!(sanitize_in_place(&mut g), Ok(()));
+                    assert_eq!(g, s);
+                    assert!(is_sanitized(&g));
+                    assert_eq!(sanitize(&g), Ok(g), "sanitizing twice changes nothing");
+                }
+                Err(e) => {
+                    assert_eq!(sanitize_in_place(&mut g), Err(e));
+                    assert_eq!(g, f, "a refused frame is left alone");
+                    assert!(!is_sanitized(&g));
+                }
+            }
+        }
+        assert!(!is_sanitized(&frame(0x19, 0x1000, rflags::IOPL)));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::domain::state::{DomainTable, exit_status};
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
-use crate::regs::sanitize;
+use crate::regs::{EntryFrame, sanitize_in_place};
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
 use crate::trap::crash_domain;
 
@@ -89,11 +89,27 @@ fn arm_timer(now: u64) {
     }
 }
 
+/// Give the current domain's live frame (an entry handled in place) back to its saved registers.
+fn save_live(table: &mut DomainTable, live: &mut Option<&mut EntryFrame>) {
+    if let Some(f) = live.take()
+        && let Some(d) = table.current.and_then(|c| table.slots[c].as_mut())
+    {
+        entry::copy_frame(&mut d.vcpu.regs, f);
+    }
+}
+
 /// Run a vCPU: the current one if `switch` is false and nothing else needs deciding, else the policy's
 /// choice.
-pub fn schedule(switch: bool) -> ! {
+///
+/// `live` is the current vCPU's frame when an entry was handled in place (a hypercall whose caller keeps
+/// the CPU, see [`crate::trap::guest_trap`]): normally the entry-stack slot the exit pops, and newer than
+/// the vCPU's saved registers. If the current vCPU simply resumes, that frame is sanitized where it is
+/// and returned from without a copy; on every other way (a decision, an upcall to deliver, a crash) it is
+/// first copied into the saved registers, so no other code ever sees stale ones.
+pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     let time = TIME.get().expect("time initialised");
     let mut switch = switch;
+    let mut live = live;
     loop {
         let mut table = DOMAINS.lock();
         let pending = irq::TIMER_FIRED.load(Ordering::Relaxed)
@@ -108,7 +124,11 @@ pub fn schedule(switch: bool) -> ! {
             (cur, s.0.take_changed())
         };
         // The fast path: the caller keeps the CPU and nothing happened that needs a decision.
-        let next = if !switch && !pending && !changed && current.is_some() {
+        let fast = !switch && !pending && !changed && current.is_some();
+        if !fast {
+            save_live(&mut table, &mut live);
+        }
+        let next = if fast {
             current
         } else {
             let now = time.now_ns();
@@ -138,17 +158,27 @@ pub fn schedule(switch: bool) -> ! {
             continue;
         }
         let prev_loaded = table.segments_loaded;
+        // Only the fast path keeps a live frame, and it resumes the vCPU that entered.
+        debug_assert!(live.is_none() || table.current == Some(i));
+        if live.is_some() && deliver::upcall_due(table.slots[i].as_ref().expect("checked above")) {
+            save_live(&mut table, &mut live);
+        }
         let dom = table.slots[i].as_mut().expect("checked above");
         if !deliver::upcall(dom) {
             continue;
         }
-        let frame = match sanitize(&dom.vcpu.regs) {
-            Ok(f) => f,
-            Err(e) => {
-                crash_domain(dom, format_args!("cannot resume: {e}"));
-                continue;
-            }
+        // The frame is sanitized where it is (no copy): the live frame in the entry-stack slot, or the
+        // saved registers, which are then staged there. The guest never sees it unsanitized.
+        let sanitized = match live.as_deref_mut() {
+            Some(f) => sanitize_in_place(f),
+            None => sanitize_in_place(&mut dom.vcpu.regs),
         };
+        if let Err(e) = sanitized {
+            save_live(&mut table, &mut live);
+            let dom = table.slots[i].as_mut().expect("checked above");
+            crash_domain(dom, format_args!("cannot resume: {e}"));
+            continue;
+        }
         let switching = table.current != Some(i);
         if switching {
             log::debug!("switching to domain {i}");
@@ -198,12 +228,80 @@ pub fn schedule(switch: bool) -> ! {
         dom.mm.flush_tlb = false;
         let fx = dom.vcpu.fx.0.as_mut_ptr();
         arch::set_fxsave_area(fx);
+        match live.as_deref() {
+            // A live frame is normally the slot itself: nothing to copy.
+            Some(f) => {
+                debug_assert!(crate::regs::is_sanitized(f));
+                if !entry::is_exit_slot(f) {
+                    entry::stage_frame(f);
+                }
+            }
+            None => {
+                debug_assert!(crate::regs::is_sanitized(&dom.vcpu.regs));
+                entry::stage_frame(&dom.vcpu.regs);
+            }
+        }
         drop(table);
         // SAFETY: cr3 is the domain's validated base (entry region installed); `fx` points into the domain's
-        // slot of the static domain table, which stays put while the domain exists; the frame was
+        // slot of the static domain table, which stays put while the domain exists; the staged frame was
         // sanitized; no lock is held.
-        unsafe { entry::exit_to_guest(&frame, cr3, fx) }
+        unsafe { entry::exit_to_guest(cr3, fx) }
     }
+}
+
+/// The same-vCPU return through a live frame, taken by `trap::guest_trap` while it still holds the
+/// domain table, when there is nothing at all to do on the way: no interrupt recorded, no scheduling
+/// change, the vCPU still runnable with its segments in the CPU, no upcall due, no segment base or gate to
+/// reload, a frame that sanitizes. Then it does exactly what [`schedule`]'s loop would do for it
+/// (sanitize the frame in place, CR3 with any pending flush, the FXSAVE area) and nothing else. Otherwise
+/// it returns, having unlocked the table and changed nothing, and the caller goes through [`schedule`].
+pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
+    if irq::TIMER_FIRED.load(Ordering::Relaxed)
+        || irq::CONSOLE_INPUT.load(Ordering::Relaxed)
+        || irq::DEBUG_PENDING.load(Ordering::Relaxed)
+    {
+        return;
+    }
+    let Some(c) = table.current else {
+        return;
+    };
+    if table.segments_loaded != Some(c) {
+        return;
+    }
+    {
+        let s = SCHED.lock();
+        if s.0.changed() || !matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable)) {
+            return;
+        }
+    }
+    let Some(dom) = table.slots[c].as_mut() else {
+        return;
+    };
+    let pv = &dom.vcpu.pv;
+    if !dom.runnable() || pv.segments_dirty || pv.gates_dirty || deliver::upcall_due(dom) {
+        return;
+    }
+    // On an error the frame is unchanged and the general path crashes the domain.
+    if sanitize_in_place(frame).is_err() {
+        return;
+    }
+    let cr3 = pcid::cr3_value(
+        dom.mm.base.addr().0,
+        arch::pcid_enabled(),
+        pcid::domain_pcid(dom.id),
+        dom.mm.flush_tlb,
+    );
+    dom.mm.flush_tlb = false;
+    let fx = dom.vcpu.fx.0.as_mut_ptr();
+    arch::set_fxsave_area(fx);
+    debug_assert!(crate::regs::is_sanitized(frame));
+    if !entry::is_exit_slot(frame) {
+        entry::stage_frame(frame);
+    }
+    drop(table);
+    // SAFETY: as in `schedule`: the current domain's validated base, its FXSAVE area in the static
+    // domain table, a sanitized frame in the slot, no lock held.
+    unsafe { entry::exit_to_guest(cr3, fx) }
 }
 
 /// No runnable domain is left: report, check the hypervisor's integrity and stop the machine.

@@ -212,6 +212,11 @@ impl SchedPolicy {
         core::mem::replace(&mut self.changed, false)
     }
 
+    /// Whether [`SchedPolicy::take_changed`] would return true (without consuming it).
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
     /// Set the time slice, bounded to [`MIN_SLICE_NS`]..=[`MAX_SLICE_NS`]; returns the slice in effect.
     pub fn set_slice(&mut self, ns: u64) -> u64 {
         self.changed = true;

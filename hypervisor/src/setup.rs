@@ -302,7 +302,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     if built == 0 {
         serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
     }
-    crate::sched::schedule(false)
+    crate::sched::schedule(false, None)
 }
 
 /// Calibrate the TSC, start the APIC timer, read the wall clock, and let serial input interrupt.

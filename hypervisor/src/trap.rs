@@ -8,7 +8,7 @@ use crate::deliver;
 use crate::domain::lifecycle::stop_domain;
 use crate::domain::state::MAX_DOMAINS;
 use crate::domain::state::{Domain, DomainState, DomainTable};
-use crate::hypercall::{self, Action, HypercallCtx};
+use crate::hypercall::{self, Action, HypercallCtx, Peers};
 use crate::regs::{EntryFrame, frame_ring};
 use crate::setup::{DOMAINS, EVENTS, HV, MACHINE, SCHED, TIME, TimeBase};
 use abi::types::Mfn;
@@ -23,28 +23,50 @@ pub enum Next {
 }
 
 /// Entry point from `arch::entry` for every entry from ring 1 or 3 (hypervisor stack, own address space,
-/// guest FPU state already saved).
-pub fn guest_trap(frame: EntryFrame) -> ! {
-    let next = {
+/// guest FPU state already saved). `frame` is where the entry code left it: the entry-stack slot that the
+/// exit pops (every vector without an IST stack, the hypercall vector among them), or a copy on the
+/// private stack (IST vectors).
+///
+/// A hypercall is handled on the frame in place: if the caller keeps the CPU, the frame goes back to it
+/// from the same slot (sanitized there, see [`crate::sched::schedule`]) without being copied into the vCPU
+/// and out again; otherwise it is copied into the vCPU's saved registers before anything else can look at
+/// them. Every other entry is copied into the vCPU at once.
+pub fn guest_trap(frame: &mut EntryFrame) -> ! {
+    let (next, live) = {
         let mut table = DOMAINS.lock();
-        let peers = table.shared_info;
-        let Some((dom, others)) = current_and_others(&mut table) else {
+        let DomainTable {
+            slots,
+            current,
+            shared_info,
+            ..
+        } = &mut *table;
+        let Some((Some(dom), others)) = current.and_then(|c| Peers::split(slots, c)) else {
             drop(table);
             no_current_domain(frame.vector)
         };
-        dom.vcpu.regs = frame;
-        match frame.vector {
-            v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers, &others),
-            v if v < 32 => exception(dom, &frame),
-            abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
-            // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
-            v => {
-                crate::irq::interrupt(v);
-                Next::Resume
+        if frame.vector == u64::from(HYPERCALL_VECTOR) {
+            let next = hypercall(dom, frame, shared_info, others);
+            if next == Next::Resume {
+                // Straight back to the caller if nothing needs deciding (does not return then).
+                crate::sched::resume_live(table, frame);
+                crate::sched::schedule(false, Some(frame));
             }
+            (next, false)
+        } else {
+            crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
+            let next = match frame.vector {
+                v if v < 32 => exception(dom, frame),
+                abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
+                // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
+                v => {
+                    crate::irq::interrupt(v);
+                    Next::Resume
+                }
+            };
+            (next, false)
         }
     };
-    crate::sched::schedule(next == Next::Switch)
+    crate::sched::schedule(next == Next::Switch, live.then_some(frame))
 }
 
 /// An exception from a guest. A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it
@@ -98,34 +120,20 @@ pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
             ),
         );
     }
-    crate::sched::schedule(true)
+    crate::sched::schedule(true, None)
 }
 
-/// The current domain, and every other domain read-only (indexed by id; `None` for the current one and for
-/// free slots), for the hypercalls that report on domains.
-fn current_and_others(
-    table: &mut DomainTable,
-) -> Option<(&mut Domain, [Option<&Domain>; MAX_DOMAINS])> {
-    let current = table.current?;
-    let mut others = [None; MAX_DOMAINS];
-    let mut me = None;
-    for (i, slot) in table.slots.iter_mut().enumerate() {
-        if i == current {
-            me = slot.as_mut();
-        } else {
-            others[i] = slot.as_ref();
-        }
-    }
-    Some((me?, others))
-}
-
+/// Handle the hypercall in `regs` (the caller's live frame) for `dom`. On [`Next::Resume`] the result is
+/// in `regs` only; on [`Next::Switch`] `regs` has also been copied into the vCPU's saved registers.
 fn hypercall(
     dom: &mut Domain,
+    regs: &mut EntryFrame,
     peers: &[Option<Mfn>; MAX_DOMAINS],
-    others: &[Option<&Domain>; MAX_DOMAINS],
+    others: Peers<'_>,
 ) -> Next {
-    let number = dom.vcpu.regs.rax;
-    let args = hypercall::args_of(&dom.vcpu.regs);
+    // Every hypercall passes here exactly once (a multicall's entries are dispatched inside it).
+    let number = regs.rax;
+    let args = hypercall::args_of(regs);
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
     let id = dom.id;
     let hv = HV.get().expect("boot facts recorded");
@@ -151,11 +159,11 @@ fn hypercall(
             domid: id,
             privileged: dom.privileged,
             args,
-            user: frame_ring(&dom.vcpu.regs) == 3,
+            user: frame_ring(regs) == 3,
             mem: &mut mem,
             machine: machine.as_mut().expect("machine initialised"),
             dom: &mut dom.mm,
-            regs: &mut dom.vcpu.regs,
+            regs: &mut *regs,
             vcpu: &mut dom.vcpu.pv,
             events: &mut events,
             sched: policy,
@@ -174,35 +182,34 @@ fn hypercall(
     };
     log::trace!("domain {id}: hypercall {number} {args:x?} -> {action:?}");
     match action {
+        // The caller keeps the CPU: the result goes into the live frame only.
         Action::Return(v) => {
-            dom.vcpu.regs.rax = v as u64;
-            Next::Resume
+            regs.rax = v as u64;
+            return Next::Resume;
         }
-        Action::Yield => {
-            dom.vcpu.regs.rax = 0;
-            Next::Switch
-        }
+        Action::Resume => return Next::Resume,
+        Action::Yield => regs.rax = 0,
         Action::Continue(new_args) => {
             // Re-execute `int 0x82` (two bytes) with the progress folded into the arguments, after letting
             // the other domains run.
-            let r = &mut dom.vcpu.regs;
-            r.rax = number;
-            hypercall::set_args(r, new_args);
-            r.rip = r.rip.wrapping_sub(2);
+            regs.rax = number;
+            hypercall::set_args(regs, new_args);
+            regs.rip = regs.rip.wrapping_sub(2);
             dom.mm.preemptions += 1;
-            Next::Switch
         }
-        Action::Resume => Next::Resume,
-        Action::Crash(why) => {
-            crash_domain(dom, format_args!("{why}"));
-            Next::Switch
-        }
+        Action::Crash(_) | Action::Shutdown { .. } => {}
+    }
+    // The caller gives up the CPU (or stops): its registers become its saved state.
+    crate::arch::entry::copy_frame(&mut dom.vcpu.regs, regs);
+    match action {
+        Action::Crash(why) => crash_domain(dom, format_args!("{why}")),
         Action::Shutdown { reason, code } => {
             stop_domain(dom, DomainState::Shutdown { reason, code });
             log::info!("domain {id} shut down: {} code {code}", reason.name());
-            Next::Switch
         }
+        _ => {}
     }
+    Next::Switch
 }
 
 /// The one way the hypervisor stops a misbehaving domain: report why and where, then tear it down. The

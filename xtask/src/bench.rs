@@ -81,6 +81,16 @@ pub struct BenchArgs {
     /// Accelerator of the wall pass (the icount pass always uses TCG).
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     pub accel: Accel,
+    /// Check the icount medians against the ceilings in xtask/bench-budgets.toml (icount pass only, with
+    /// the file's iterations); exit 1 naming every breach.
+    #[arg(long, conflicts_with_all = ["write_budgets", "filter"])]
+    pub check_budgets: bool,
+    /// Rewrite xtask/bench-budgets.toml from this run's icount medians (plus headroom).
+    #[arg(long, conflicts_with = "filter")]
+    pub write_budgets: bool,
+    /// Rewrite the generated sections of docs/PERFORMANCE.md (results, before/after) from this run.
+    #[arg(long, conflicts_with = "filter")]
+    pub write_docs: bool,
 }
 
 fn parse_filter(s: &str) -> Result<String, String> {
@@ -132,6 +142,8 @@ pub const OPERATIONS: [Operation; 19] = [
 
 /// The baseline the table's ratio column divides by.
 pub const FLOOR: &str = "floor_ring1_int_fastpath";
+/// The hypervisor's floor: `int` + `iretq` in ring 0, exactly 2 instructions under icount.
+pub const FLOOR_RING0: &str = "floor_ring0_int_iret";
 
 /// The names of the operations measured today.
 pub fn available_operations() -> impl Iterator<Item = &'static str> {
@@ -623,9 +635,46 @@ pub fn now_utc() -> String {
     utc_timestamp(secs)
 }
 
+/// The `cargo xtask test` step: the icount pass with the budget file's iterations, checked against its
+/// ceilings. True if every operation is within its ceiling.
+pub fn check_budgets_step() -> bool {
+    let args = BenchArgs {
+        mode: ModeArg::Icount,
+        iterations: 1,
+        json: None,
+        svg: None,
+        filter: None,
+        accel: Accel::Tcg,
+        check_budgets: true,
+        write_budgets: false,
+        write_docs: false,
+    };
+    match run(&args) {
+        Ok(code) => code == 0,
+        Err(e) => {
+            eprintln!("xtask: bench: {e}");
+            false
+        }
+    }
+}
+
 /// `cargo xtask bench`: build, run the passes, print the table, write the files asked for. Returns the
 /// exit status: 0 if every pass completed and every selected operation was measured, 1 otherwise.
 pub fn run(args: &BenchArgs) -> Result<u8, String> {
+    let root = crate::workspace_root();
+    let mut args = args.clone();
+    let budgets = if args.check_budgets {
+        let path = root.join(budget::FILE);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let b = budget::parse(&text)?;
+        args.mode = ModeArg::Icount;
+        args.iterations = b.iterations;
+        Some(b)
+    } else {
+        None
+    };
+    let args = &args;
     let images = build_images(Profile::Release)?;
     eprintln!("{}", ensure_qemu()?.describe());
     let mut records = Vec::new();
@@ -640,7 +689,7 @@ pub fn run(args: &BenchArgs) -> Result<u8, String> {
     println!();
     print!("{}", format_table(&records));
     if let Some(path) = &args.json {
-        let doc = to_json(&records, &metadata(args, accelerators));
+        let doc = to_json(&records, &metadata(args, accelerators.clone()));
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("xtask: bench: wrote {}", path.display());
@@ -649,8 +698,77 @@ pub fn run(args: &BenchArgs) -> Result<u8, String> {
         render_svg(&records, path)?;
         eprintln!("xtask: bench: wrote {}", path.display());
     }
-    Ok(if ok { 0 } else { 1 })
+    if !ok {
+        return Ok(1);
+    }
+    if args.write_budgets {
+        let path = root.join(budget::FILE);
+        let scale = budget::check(
+            &budget::Budgets {
+                iterations: args.iterations,
+                ceilings: Vec::new(),
+            },
+            &records,
+        );
+        if !scale.is_empty() || !args.mode.passes().contains(&Mode::Icount) {
+            return Err(format!(
+                "--write-budgets needs a correct icount pass: {scale:?}"
+            ));
+        }
+        std::fs::write(&path, budget::render(&records, args.iterations))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("xtask: bench: wrote {}", path.display());
+    }
+    if args.write_docs {
+        write_docs(&records, &metadata(args, accelerators))?;
+    }
+    if let Some(b) = budgets {
+        let breaches = budget::check(&b, &records);
+        for line in &breaches {
+            eprintln!("xtask: bench: budget exceeded: {line}");
+        }
+        if !breaches.is_empty() {
+            return Ok(1);
+        }
+        eprintln!(
+            "xtask: bench: all {} operations within their icount ceilings ({})",
+            b.ceilings.len(),
+            budget::FILE
+        );
+    }
+    Ok(0)
 }
+
+fn write_docs(records: &[Record], meta: &Metadata) -> Result<(), String> {
+    let root = crate::workspace_root();
+    let read =
+        |rel: &str| std::fs::read_to_string(root.join(rel)).map_err(|e| format!("{rel}: {e}"));
+    let baseline: serde_json::Value = serde_json::from_str(&read(perfdoc::BASELINE)?)
+        .map_err(|e| format!("{}: {e}", perfdoc::BASELINE))?;
+    let qemu = crate::qemu_choice::program_for_display()
+        .display()
+        .to_string();
+    let mut doc = read(perfdoc::DOC)?;
+    doc = perfdoc::replace_section(
+        &doc,
+        "results",
+        &perfdoc::results_section(records, meta, &qemu),
+    )?;
+    doc = perfdoc::replace_section(
+        &doc,
+        "before-after",
+        &perfdoc::before_after_section(&baseline, records),
+    )?;
+    std::fs::write(root.join(perfdoc::DOC), doc).map_err(|e| format!("{}: {e}", perfdoc::DOC))?;
+    eprintln!(
+        "xtask: bench: rewrote the generated sections of {}",
+        perfdoc::DOC
+    );
+    Ok(())
+}
+
+pub mod budget;
+pub mod perfdoc;
 
 #[cfg(test)]
 mod tests;

@@ -144,6 +144,16 @@ pub fn run(quick: bool) -> bool {
     for component in CLIPPY_AFTER_BUILD {
         bare_metal_clippy(&mut steps, component);
     }
+    // The icount ceilings (xtask/bench-budgets.toml): one deterministic benchmark pass, a few seconds.
+    if !quick && images_ok {
+        println!("\n==> xtask test: icount budgets (cargo xtask bench --check-budgets)");
+        let ok = crate::bench::check_budgets_step();
+        steps.push(Step::check(
+            "icount budgets",
+            ok,
+            if ok { "" } else { "see the budget lines above" },
+        ));
+    }
 
     let mut test = Command::new(cargo());
     test.args(["test", "--workspace"]);

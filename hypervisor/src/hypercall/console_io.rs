@@ -60,6 +60,7 @@ pub fn decode(args: [u64; 5]) -> Result<ConsoleRequest, Errno> {
 }
 
 /// Handle `console_io`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn console_io<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode(ctx.args).and_then(|req| match req {
         ConsoleRequest::Write { buf, len } => {

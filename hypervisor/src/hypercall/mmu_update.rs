@@ -23,6 +23,7 @@ use abi::xen::{DOMID_SELF, MmuUpdate};
 
 use super::MachineMem;
 use super::{Action, HypercallCtx};
+use crate::mm::guest_mem::PageCursor;
 use crate::mm::pte::{Pte, PteFlags};
 
 /// A decoded `mmu_update` call.
@@ -166,6 +167,8 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
         Err(e) => return Action::Return(e.as_ret()),
     };
     let mut done = resumed_done(ctx, &call);
+    // One walk per page of the request array, not per request (see `PageCursor` for why that is sound).
+    let mut cursor = PageCursor::default();
     for i in 0..call.count {
         let Some(at) = call.reqs.checked_add(i * size) else {
             report_done(ctx, &call, done);
@@ -182,7 +185,8 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
                 0,
             ]);
         }
-        if let Err(e) = ctx.guest().read_obj::<T>(at).and_then(|x| step(ctx, x)) {
+        let req = ctx.guest().read_obj_cached::<T>(&mut cursor, at);
+        if let Err(e) = req.and_then(|x| step(ctx, x)) {
             report_done(ctx, &call, done);
             return Action::Return(e.as_ret());
         }
@@ -193,6 +197,7 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
 }
 
 /// Handle `mmu_update`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     run_batch(ctx, 16, |ctx, r: MmuUpdate| {
         decode_request(r).and_then(|r| apply(ctx, r))
@@ -242,6 +247,7 @@ pub fn l1_for<M: MachineMem>(mem: &M, root: Mfn, va: Gva) -> Option<Mfn> {
 }
 
 /// Handle `update_va_mapping`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode_uvm(ctx.args).and_then(|u| {
         let l1 = l1_for(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;

@@ -79,6 +79,7 @@ fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, op: ExtOp) -> Result<
 }
 
 /// Handle `mmuext_op`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn mmuext_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     run_batch(ctx, 24, |ctx, op: MmuextOp| {
         decode_op(op).and_then(|op| apply(ctx, op))

@@ -94,9 +94,9 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub polls: &'a mut sched_op::PollTable,
     /// Every domain's shared_info frame (indexed by domain id; `None`: no such domain).
     pub shared_info: &'a [Option<Mfn>; MAX_DOMAINS],
-    /// Every *other* domain, read-only, indexed by domain id (`None` for the caller and for free slots), for
-    /// the calls that report on domains (`sysctl`).
-    pub others: &'a [Option<&'a Domain>; MAX_DOMAINS],
+    /// Every *other* domain, read-only, by domain id (`None` for the caller and for free slots), for the
+    /// calls that report on domains (`sysctl`).
+    pub others: Peers<'a>,
     /// Reads system time (ns since boot); only the time hypercalls call it.
     pub clock: &'a dyn Fn() -> u64,
     /// Where typed console input comes from (domain 0 only; `None` for the others).
@@ -149,6 +149,37 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
         }
         self.budget -= 1;
         true
+    }
+}
+
+/// The other domains' slots, read-only: the domain table split around the caller's slot (no per-entry copy).
+#[derive(Clone, Copy, Default)]
+pub struct Peers<'a> {
+    /// Slots `0..caller`.
+    pub before: &'a [Option<Domain>],
+    /// Slots `caller + 1..`.
+    pub after: &'a [Option<Domain>],
+}
+
+impl<'a> Peers<'a> {
+    /// Split `slots` into the caller's slot (`current`) and the others.
+    pub fn split(
+        slots: &'a mut [Option<Domain>],
+        current: usize,
+    ) -> Option<(&'a mut Option<Domain>, Peers<'a>)> {
+        let (before, rest) = slots.split_at_mut(current);
+        let (me, after) = rest.split_first_mut()?;
+        Some((me, Peers { before, after }))
+    }
+
+    /// Domain `id` if it exists and is not the caller.
+    pub fn get(&self, id: usize) -> Option<&'a Domain> {
+        let b = self.before.len();
+        match id.checked_sub(b) {
+            None => self.before[id].as_ref(),
+            Some(0) => None,
+            Some(k) => self.after.get(k - 1)?.as_ref(),
+        }
     }
 }
 

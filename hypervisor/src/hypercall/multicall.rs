@@ -16,8 +16,11 @@ use super::{Action, HypercallCtx, dispatch};
 
 /// Size of one `multicall_entry`.
 const ENTRY_SIZE: u64 = 64;
+/// Offset of its `result` field.
+const RESULT_OFFSET: u64 = core::mem::offset_of!(MulticallEntry, result) as u64;
 
 /// Handle `multicall`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [entries, count, ..] = ctx.args;
     if count > u64::from(u32::MAX) {
@@ -43,6 +46,8 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             ctx.args = saved;
             a
         };
+        // Only what changed goes back: the result, or (for a preempted call) the arguments too.
+        let mut whole = false;
         let stop = match action {
             Action::Return(v) => {
                 e.result = v as u64;
@@ -51,6 +56,7 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             Action::Continue(args) => {
                 // Resume this entry where it stopped: its arguments now carry its progress.
                 e.args[..5].copy_from_slice(&args);
+                whole = true;
                 Some(Action::Continue([at.0, count - i, 0, 0, 0]))
             }
             Action::Yield => {
@@ -60,7 +66,13 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             // A call that changes the caller's flow (a shutdown, an `iret`, a crash) ends the batch.
             Action::Shutdown { .. } | Action::Resume | Action::Crash(_) => Some(action),
         };
-        if let Err(err) = ctx.guest().write_obj(at, &e) {
+        let written = if whole {
+            ctx.guest().write_obj(at, &e)
+        } else {
+            let result_at = Gva(at.0 + RESULT_OFFSET);
+            ctx.guest().write_obj(result_at, &e.result)
+        };
+        if let Err(err) = written {
             return Action::Return(err.as_ret());
         }
         if let Some(a) = stop {

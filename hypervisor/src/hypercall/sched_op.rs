@@ -44,6 +44,7 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 }
 
 /// Handle `sched_op`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let action = decode(ctx.args).and_then(|req| match req {
         SchedRequest::Yield => {

@@ -138,7 +138,7 @@ fn facts<M: MachineMem>(ctx: &HypercallCtx<'_, '_, M>, id: usize, now: u64) -> O
             cpu_ns,
         });
     }
-    let d = (*ctx.others.get(id)?)?;
+    let d = ctx.others.get(id)?;
     Some(DomainFacts {
         id: d.id,
         state: d.state,
@@ -175,6 +175,7 @@ fn collect<M: MachineMem>(
 }
 
 /// Handle `sysctl(op)`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn sysctl<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let at = Gva(ctx.args[0]);
     Action::from(run(ctx, at).map(|()| 0))

@@ -640,3 +640,34 @@ fn preempted_reservations_continue() {
     assert_eq!(n, 2);
     assert_eq!(w2.dom.tot_pages, w.dom.tot_pages);
 }
+
+#[test]
+fn a_batch_that_unmaps_its_own_requests_reads_only_the_callers_frame() {
+    // Request 0 removes the only mapping of the page that holds the requests (and `done`). The requests
+    // are fetched through a per-page cursor, so 1 and 2 still come from that page's frame (10): the
+    // caller's own frame, which cannot change hands inside mmu_update. Nothing else is read or written,
+    // `done` (now unmapped) is not reported, and the frame's counts stay exact.
+    let mut w = World::new();
+    let before = *w.machine.ft.info(Mfn(10)).unwrap();
+    let reqs = [
+        (pte(L1, 0), 0),
+        (pte(L1, 2), 0xc000 | P | W),
+        (pte(L1, 3), 0xd000 | P),
+    ];
+    assert_eq!(mmu_update(&mut w, &reqs), Action::Return(0));
+    assert_eq!(w.entry(L1, 0), 0);
+    assert_eq!(w.entry(L1, 2), 0xc000 | P | W);
+    assert_eq!(w.entry(L1, 3), 0xd000 | P);
+    let after = *w.machine.ft.info(Mfn(10)).unwrap();
+    assert_eq!(after.owner, before.owner);
+    assert_eq!(
+        (after.refs, after.type_count),
+        (before.refs - 1, before.type_count - 1)
+    );
+    assert_eq!(done(&w), 0, "done lives in the unmapped page: not written");
+    // A later call reads through a fresh walk: the page is gone, so it faults.
+    assert_eq!(
+        w.call(nr::MMU_UPDATE, [REQS, 1, 0, u64::from(DOMID_SELF), 0]),
+        err(Errno::EFAULT)
+    );
+}

@@ -16,6 +16,7 @@ pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action 
 }
 
 /// `vcpu_op(cmd, vcpu, arg)`: single-shot and periodic timers of vCPU 0.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [cmd, vcpu, arg, ..] = ctx.args;
     if vcpu != 0 {

@@ -22,6 +22,7 @@ const MAX_TRAP_ENTRIES: u64 = 257;
 
 /// `set_trap_table(table)`: entries until one with address 0; a null pointer clears the table. The whole
 /// table is read and checked before anything changes.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn set_trap_table<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let table = ctx.args[0];
     if table == 0 {
@@ -52,6 +53,7 @@ pub fn set_trap_table<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Actio
 }
 
 /// `stack_switch(ss, rsp)`: the ring-1 stack for traps from ring 3.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn stack_switch<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [ss, rsp, ..] = ctx.args;
     if ss & !3 != u64::from(GUEST_KERNEL_SS & !3) || rsp == 0 || !guest_va_allowed(rsp) {
@@ -63,6 +65,7 @@ pub fn stack_switch<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action 
 }
 
 /// `set_callbacks(event, failsafe, syscall)`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn set_callbacks<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [event, failsafe, syscall, ..] = ctx.args;
     match (
@@ -81,6 +84,7 @@ pub fn set_callbacks<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action
 }
 
 /// `callback_op(cmd, arg)`: register or unregister one callback.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn callback_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [cmd, arg, ..] = ctx.args;
     let r = match cmd {
@@ -121,6 +125,7 @@ fn set_callback<M: MachineMem>(
 /// outside the hypervisor's reserved range: -EINVAL otherwise, and nothing changes. Xen checks only
 /// canonicality; a base in the reserved range would give no access (paging still applies) but has no
 /// legitimate use, so it is refused like a handler or stack there.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn set_segment_base<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [which, base, ..] = ctx.args;
     if which != SEGBASE_GS_USER_SEL && !guest_va_allowed(base) {
@@ -154,6 +159,7 @@ pub fn apply_iret(regs: &EntryFrame, c: &IretContext) -> Option<EntryFrame> {
 }
 
 /// `iret`: return from a bounce through the `iret_context` at the guest's RSP, restoring the event mask.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn iret<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let at = Gva(ctx.regs.rsp);
     let c: IretContext = match ctx.guest().read_obj(at) {

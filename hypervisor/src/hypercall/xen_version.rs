@@ -62,6 +62,7 @@ fn padded<const N: usize>(s: &str) -> [u8; N] {
 }
 
 /// Handle `xen_version`.
+#[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn xen_version<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode(ctx.args).and_then(|req| match req {
         VersionRequest::Version => Ok(i64::from(VERSION)),

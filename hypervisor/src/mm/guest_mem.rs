@@ -14,6 +14,20 @@ use super::walk::{self, Access};
 /// Longest buffer a hypervisor copy *to* a guest handles at once.
 pub const MAX_COPY_TO_GUEST: u64 = 4 * PAGE_SIZE;
 
+/// The last page a [`GuestView::read_cached`] translated: (root, user access, page address) and its frame.
+///
+/// A cursor lives for one hypercall's request loop (`mmu_update`, `mmuext_op`). Within it, a request may
+/// change the very tables that map the request array; later requests on the same page are then still read
+/// from the frame the array was mapped to when its page was translated. That frame cannot change hands
+/// meanwhile: those hypercalls never free or transfer a frame (only `memory_op` does, and it never runs
+/// inside such a loop), so the hypervisor only ever reads memory the guest itself could read when the
+/// batch started. A new page-table root (`MMUEXT_NEW_BASEPTR`) is a different key and walks again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageCursor {
+    key: Option<(Mfn, bool, u64)>,
+    frame: Maddr,
+}
+
 /// A view of one domain's virtual memory, through its current page-table root.
 pub struct GuestView<'m, M: FrameMem> {
     mem: &'m mut M,
@@ -87,8 +101,10 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
     /// Copy `data` to guest address `va` (at most [`MAX_COPY_TO_GUEST`] bytes); the mapping must be
     /// writable for the guest.
     pub fn write(&mut self, va: Gva, data: &[u8]) -> Result<(), Errno> {
-        let mut chunks: heapless::Vec<(Maddr, usize), 8> = heapless::Vec::new();
-        let mut overflow = false;
+        // At most MAX_COPY_TO_GUEST / PAGE_SIZE + 1 pieces (an unaligned start adds one).
+        const MAX_PIECES: usize = (MAX_COPY_TO_GUEST / PAGE_SIZE) as usize + 1;
+        let mut pieces = [(Maddr(0), 0usize); MAX_PIECES];
+        let mut n_pieces = 0;
         walk::for_each_chunk(
             &*self.mem,
             self.root,
@@ -97,7 +113,11 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
             self.access(true),
             MAX_COPY_TO_GUEST,
             |ma, n| {
-                overflow |= chunks.push((ma, n)).is_err();
+                // The length limit above bounds the number of pieces.
+                if let Some(p) = pieces.get_mut(n_pieces) {
+                    *p = (ma, n);
+                }
+                n_pieces += 1;
             },
         )
         .map_err(|e| {
@@ -107,16 +127,61 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
                 Errno::EFAULT
             }
         })?;
-        if overflow {
-            return Err(Errno::EINVAL);
-        }
         let mut off = 0;
-        for (ma, n) in chunks {
+        for &(ma, n) in &pieces[..n_pieces.min(MAX_PIECES)] {
             let start = ma.page_offset() as usize;
             self.mem.frame_mut(ma.mfn())[start..start + n].copy_from_slice(&data[off..off + n]);
             off += n;
         }
         Ok(())
+    }
+
+    /// Copy element `buf` from `va` like [`GuestView::read`], through `cursor`: an element that lies in the
+    /// page the cursor last translated (for this view's root and access) is read without walking again.
+    /// For request arrays read one element after the other (one walk per page, not per element).
+    pub fn read_cached(
+        &self,
+        cursor: &mut PageCursor,
+        va: Gva,
+        buf: &mut [u8],
+    ) -> Result<(), Errno> {
+        let off = va.page_offset();
+        let len = buf.len() as u64;
+        let page = va.0 - off;
+        if cursor.key == Some((self.root, self.access_user, page)) && off + len <= PAGE_SIZE {
+            self.mem.read_bytes(Maddr(cursor.frame.0 + off), buf);
+            return Ok(());
+        }
+        let mut first = None;
+        let mut pieces = 0;
+        let mut done = 0;
+        let mem = &*self.mem;
+        walk::for_each_chunk(mem, self.root, va, len, self.access(false), len, |ma, n| {
+            mem.read_bytes(ma, &mut buf[done..done + n]);
+            done += n;
+            first.get_or_insert(ma);
+            pieces += 1;
+        })
+        .map_err(|_| Errno::EFAULT)?;
+        // Remember the page only if the element lay in one page (then `first` is its translation).
+        cursor.key = None;
+        if let (1, Some(ma)) = (pieces, first) {
+            cursor.key = Some((self.root, self.access_user, page));
+            cursor.frame = Maddr(ma.0 - off);
+        }
+        Ok(())
+    }
+
+    /// [`GuestView::read_cached`] for a plain-data object.
+    #[inline(always)]
+    pub fn read_obj_cached<T: FromBytes + IntoBytes>(
+        &self,
+        cursor: &mut PageCursor,
+        va: Gva,
+    ) -> Result<T, Errno> {
+        let mut v = T::new_zeroed();
+        self.read_cached(cursor, va, v.as_mut_bytes())?;
+        Ok(v)
     }
 
     /// Copy a plain-data object to guest address `va`.
@@ -188,6 +253,74 @@ mod tests {
         assert_eq!(
             v.write(Gva(0x40_0000), &[0u8; 5 * 4096]),
             Err(Errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn cached_reads_match_plain_reads_and_walk_once_per_page() {
+        let (mut m, root) = machine();
+        for (i, b) in m.frame_mut(Mfn(10)).iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        m.frame_mut(Mfn(11))[..8].copy_from_slice(&[0xee; 8]);
+        let v = GuestView::new(&mut m, root, false);
+        let mut cur = PageCursor::default();
+        // Consecutive 16-byte elements of one page: identical to plain reads, the page is remembered.
+        for k in 0..255u64 {
+            let va = Gva(0x40_0000 + k * 16);
+            let a: [u8; 16] = v.read_obj_cached(&mut cur, va).unwrap();
+            let b: [u8; 16] = v.read_obj(va).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(cur.key.map(|k| k.2), Some(0x40_0000));
+        }
+        // An element straddling into the next page is read correctly and not remembered.
+        let x: [u8; 16] = v.read_obj_cached(&mut cur, Gva(0x40_0ff8)).unwrap();
+        assert_eq!(&x[8..], &[0xee; 8]);
+        assert_eq!(cur.key, None);
+        // A failing read (unmapped page) fails, and the cursor keeps the page it had.
+        let _: [u8; 16] = v.read_obj_cached(&mut cur, Gva(0x40_0000)).unwrap();
+        assert_eq!(
+            v.read_obj_cached::<[u8; 16]>(&mut cur, Gva(0x40_2000)),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(cur.key.map(|k| k.2), Some(0x40_0000));
+        // Non-canonical and reserved addresses fail on the cached path too.
+        assert_eq!(
+            v.read_obj_cached::<u64>(&mut cur, Gva(0x8000_0000_0000)),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            v.read_obj_cached::<u64>(&mut cur, Gva(abi::layout::ENTRY_REGION_VA)),
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn cursor_is_keyed_by_root_and_access() {
+        let (mut m, root) = machine();
+        m.frame_mut(Mfn(10))[0] = 7;
+        let mut cur = PageCursor::default();
+        {
+            let v = GuestView::new(&mut m, root, false);
+            assert_eq!(v.read_obj_cached::<u8>(&mut cur, Gva(0x40_0000)), Ok(7));
+        }
+        // The same address under a ring-3 view: the user bit is missing, so the walk (not the cursor)
+        // answers.
+        {
+            let v = GuestView::new(&mut m, root, true);
+            assert_eq!(
+                v.read_obj_cached::<u8>(&mut cur, Gva(0x40_0000)),
+                Err(Errno::EFAULT)
+            );
+        }
+        // Another root (an empty L4) does not see the first root's page.
+        let v = GuestView::new(&mut m, Mfn(20), false);
+        let mut cur2 = cur;
+        cur2.key = Some((root, false, 0x40_0000));
+        cur2.frame = Mfn(10).addr();
+        assert_eq!(
+            v.read_obj_cached::<u8>(&mut cur2, Gva(0x40_0000)),
+            Err(Errno::EFAULT)
         );
     }
 

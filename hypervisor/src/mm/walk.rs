@@ -104,27 +104,15 @@ pub fn translate(
     Ok(Maddr(table.addr().0 | va.page_offset()))
 }
 
-/// Checks a whole guest buffer `[va, va+len)` and calls `f(maddr, chunk_len)` for each physically contiguous
-/// piece (one per page) in order. Every page is validated before `f` is called even once, so a failure has no
-/// side effects.
-///
-/// The tables are walked twice (validate, then deliver). The caller must keep the domain's page tables from
-/// changing in between (PV guests can only change them through the hypervisor); if they did change anyway,
-/// the second walk's error is returned after some chunks were delivered.
-pub fn for_each_chunk(
-    mem: &impl PhysRead,
-    l4: Mfn,
-    va: Gva,
-    len: u64,
-    access: Access,
-    max_len: u64,
-    mut f: impl FnMut(Maddr, usize),
-) -> Result<(), WalkError> {
+/// Pages whose translations [`for_each_chunk`] keeps between validating and delivering (a range of at most
+/// this many pages is walked once per page; a longer one twice).
+pub const KEPT_PAGES: usize = 4;
+
+/// The range checks every buffer gets before any walk: length limit, wrap-around, canonical ends in one
+/// half, outside the hypervisor's reserved slots. Returns the last byte's address.
+fn check_range(va: Gva, len: u64, max_len: u64) -> Result<Gva, WalkError> {
     if len > max_len {
         return Err(WalkError::TooLong);
-    }
-    if len == 0 {
-        return Ok(());
     }
     let last = va.checked_add(len - 1).ok_or(WalkError::Overflow)?;
     check_va(va)?;
@@ -136,22 +124,69 @@ pub fn for_each_chunk(
     if va.0 < RESERVED_VA_END && last.0 >= RESERVED_VA_START {
         return Err(WalkError::Reserved);
     }
-    // Pass 1: validate every page. Pass 2: deliver.
-    for deliver in [false, true] {
-        let mut cur = va;
-        let mut left = len;
-        while left > 0 {
-            let chunk = (PAGE_SIZE - cur.page_offset()).min(left);
-            let ma = translate(mem, l4, cur, access)?;
-            if deliver {
-                // chunk <= PAGE_SIZE, so it fits in usize.
-                f(ma, chunk as usize);
-            }
-            left -= chunk;
-            if left > 0 {
-                // Cannot overflow: cur + left - 1 <= last.
-                cur = Gva(cur.0 + chunk);
-            }
+    Ok(last)
+}
+
+/// Checks a whole guest buffer `[va, va+len)` and calls `f(maddr, chunk_len)` for each physically contiguous
+/// piece (one per page) in order. Every page is validated before `f` is called even once, so a failure has no
+/// side effects.
+///
+/// Each page is walked once when the range spans at most [`KEPT_PAGES`] pages (the translations are kept
+/// from the validating pass); a longer range is walked twice (validate, then deliver). The caller must keep
+/// the domain's page tables from changing in between (PV guests can only change them through the
+/// hypervisor); if they did change anyway, the second walk's error is returned after some chunks were
+/// delivered.
+pub fn for_each_chunk(
+    mem: &impl PhysRead,
+    l4: Mfn,
+    va: Gva,
+    len: u64,
+    access: Access,
+    max_len: u64,
+    mut f: impl FnMut(Maddr, usize),
+) -> Result<(), WalkError> {
+    if len == 0 {
+        return if len > max_len {
+            Err(WalkError::TooLong)
+        } else {
+            Ok(())
+        };
+    }
+    let last = check_range(va, len, max_len)?;
+    let pages = ((last.0 >> 12) - (va.0 >> 12) + 1) as usize;
+    if pages == 1 {
+        // The common small access: one walk, one chunk (len <= PAGE_SIZE, so it fits in usize).
+        let ma = translate(mem, l4, va, access)?;
+        f(ma, len as usize);
+        return Ok(());
+    }
+    // Pass 1: validate every page, keeping the first translations. Pass 2: deliver.
+    let mut kept = [Maddr(0); KEPT_PAGES];
+    let mut cur = va;
+    for i in 0..pages {
+        let ma = translate(mem, l4, cur, access)?;
+        if let Some(slot) = kept.get_mut(i) {
+            *slot = ma;
+        }
+        if i + 1 < pages {
+            // Cannot overflow: the next page start is <= last.
+            cur = Gva((cur.0 & !(PAGE_SIZE - 1)) + PAGE_SIZE);
+        }
+    }
+    let mut cur = va;
+    let mut left = len;
+    for i in 0..pages {
+        let chunk = (PAGE_SIZE - cur.page_offset()).min(left);
+        let ma = match kept.get(i) {
+            Some(&ma) => ma,
+            None => translate(mem, l4, cur, access)?,
+        };
+        // chunk <= PAGE_SIZE, so it fits in usize.
+        f(ma, chunk as usize);
+        left -= chunk;
+        if left > 0 {
+            // Cannot overflow: cur + left - 1 <= last.
+            cur = Gva(cur.0 + chunk);
         }
     }
     Ok(())

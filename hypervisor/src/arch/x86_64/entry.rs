@@ -389,11 +389,12 @@ unsafe extern "C" {
 
 /// Called by `common_entry` on the hypervisor stack, in the hypervisor's address space, with the guest's
 /// FPU state already saved.
-extern "C" fn guest_trap(frame: *const EntryFrame) -> ! {
+extern "C" fn guest_trap(frame: *mut EntryFrame) -> ! {
     // SAFETY: `common_entry` passes the frame it just built on the entry stack (mapped at the same alias
-    // address in the hypervisor's address space) or copied from an IST stack to the private stack;
-    // nothing else writes it until the next exit.
-    let frame = unsafe { frame.read() };
+    // address in the hypervisor's address space) or copied from an IST stack to the private stack; no
+    // Rust code runs on the entry stack and nothing else writes either place until the next exit, so this
+    // is the only reference to it.
+    let frame = unsafe { &mut *frame };
     crate::trap::guest_trap(frame)
 }
 
@@ -425,21 +426,51 @@ extern "C" fn hv_fatal(frame: *const EntryFrame) -> ! {
     crate::panic::hypervisor_fault(&frame)
 }
 
-/// Return to a guest: write `frame` to the top of the entry stack, then restore FPU state, switch to
-/// `guest_cr3` and IRETQ. The caller must have sanitized the frame ([`super::sanitize`]) and made sure no
-/// lock is held (this function does not return).
+/// Copy a whole frame with one `rep movsq` (22 iterations), inline: a plain assignment becomes a call to
+/// `memcpy`, which costs a few instructions more around the same copy.
+#[inline(always)]
+pub fn copy_frame(dst: &mut EntryFrame, src: &EntryFrame) {
+    // SAFETY: `src` and `dst` are distinct, valid frames of FRAME_SIZE bytes; DF is clear (the Rust ABI
+    // guarantees it, and `common_entry` starts with `cld`); the asm touches only those bytes and the three
+    // registers it declares.
+    unsafe {
+        core::arch::asm!(
+            "rep movsq",
+            inout("rcx") FRAME_SIZE / 8 => _,
+            inout("rdi") core::ptr::from_mut(dst) => _,
+            inout("rsi") core::ptr::from_ref(src) => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// True if `frame` is the entry-stack slot that [`exit_to_guest`] pops (where every entry but an IST
+/// vector's leaves it).
+pub fn is_exit_slot(frame: &EntryFrame) -> bool {
+    core::ptr::from_ref(frame) as u64 == super::layout::entry_stack_top() - FRAME_SIZE as u64
+}
+
+/// Write `frame` to the top of the entry stack, where [`exit_to_guest`] pops it. The caller must have
+/// sanitized it ([`crate::regs::sanitize_in_place`]).
+pub fn stage_frame(frame: &EntryFrame) {
+    let slot = super::layout::entry_stack_top() - FRAME_SIZE as u64;
+    // SAFETY: `slot` is the top of the current CPU's entry stack, mapped writable in this address space;
+    // no Rust code runs on that stack, so nothing else refers to it now.
+    copy_frame(unsafe { &mut *(slot as *mut EntryFrame) }, frame);
+}
+
+/// Return to a guest: restore FPU state, switch to `guest_cr3` and IRETQ through the frame in the slot
+/// ([`stage_frame`], or the live frame of an entry handled in place). The caller must have sanitized it and made sure no lock is held (this
+/// function does not return).
 ///
 /// # Safety
 /// `guest_cr3` must be the root of a validated guest address space that maps the entry region and entry
 /// stack like every other; `fxsave` must point to a 16-byte aligned, valid FXSAVE image.
-pub unsafe fn exit_to_guest(frame: &EntryFrame, guest_cr3: u64, fxsave: *const u8) -> ! {
+pub unsafe fn exit_to_guest(guest_cr3: u64, fxsave: *const u8) -> ! {
     let slot = super::layout::entry_stack_top() - FRAME_SIZE as u64;
     let stub = super::layout::alias_of(core::ptr::addr_of!(exit_to_guest_stub) as u64);
-    // SAFETY: `slot` is the top of the current CPU's entry stack, mapped writable in this address space;
-    // no Rust code runs on that stack.
-    unsafe { (slot as *mut EntryFrame).write(*frame) };
     // SAFETY: the stub is the exit sequence above, reached through its alias so it stays mapped after the
-    // CR3 switch; the caller guarantees the arguments.
+    // CR3 switch; the caller guarantees the arguments and staged the frame at `slot`.
     unsafe {
         core::arch::asm!(
             "jmp {stub}",

@@ -76,6 +76,7 @@ impl PhysRead for IdentityMem {
         unsafe { (addr.0 as *const u64).read_unaligned() }
     }
 
+    #[inline]
     fn read_bytes(&self, addr: Maddr, buf: &mut [u8]) {
         let end = addr.0.saturating_add(buf.len() as u64);
         if end > IDENTITY_LIMIT {
