@@ -261,7 +261,10 @@ fn osbench_smoke_natively() {
     assert_eq!(names, WORKLOADS, "every workload once, in order\n{o}");
     for r in &rows {
         assert_eq!(r.iterations, 4, "{r:?}");
-        assert!(r.stats.median > 0, "an operation costs something: {r:?}\n{o}");
+        assert!(
+            r.stats.median > 0,
+            "an operation costs something: {r:?}\n{o}"
+        );
         assert!(r.hv.is_none(), "no hypervisor counts natively: {r:?}\n{o}");
     }
     has(&o, "`osbench: done`", |l| l.trim() == "osbench: done");

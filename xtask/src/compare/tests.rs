@@ -197,7 +197,11 @@ fn commands_modes_and_timeouts() {
         ["osbench 3 null fault", "poweroff"]
     );
     assert!(parse_mode("pv").is_ok() && parse_mode("native").is_ok());
-    assert!(parse_mode("hvm").unwrap_err().contains("expected native or pv"));
+    assert!(
+        parse_mode("hvm")
+            .unwrap_err()
+            .contains("expected native or pv")
+    );
     assert!(parse_filter("null").is_ok() && parse_filter("Null").is_err());
     assert!(timeout(1000) > timeout(1));
 }

@@ -1,5 +1,5 @@
 //! Timing primitives for the benchmark (`crate::bench`): serialized TSC reads and the ring-1 fast-path
-//! `int` (the transition floor).
+//! `int` (the transition floor, timed inside one asm block: [`floor_ticks`]).
 //!
 //! A measured region is `tsc_start()` … operation … `tsc_end()`:
 //!
@@ -72,4 +72,37 @@ pub fn int_fastpath() {
             options(nostack)
         )
     };
+}
+
+/// Ticks of one measured region holding `int 0x83` (`with_int`) or nothing, read with the same fenced
+/// sequence as [`tsc_start`]/[`tsc_end`] but inside ONE asm block: no compiler-generated instruction (a
+/// call of the measured closure, a spill) can land inside the region, whatever the inliner decides for the
+/// surrounding code. The floor is then exactly the INT's round trip (2 instructions under icount: INT and
+/// the hypervisor stub's IRETQ) in every build.
+#[inline(always)]
+pub fn floor_ticks(with_int: bool) -> u64 {
+    let t: u64;
+    // SAFETY: LFENCE, RDTSC(P), SHL, OR, MOV and SUB are unprivileged and touch no memory; `int 0x83` is
+    // the DPL-1 gate whose hypervisor stub returns at once with IRETQ (see `int_fastpath`). Written: RAX,
+    // RDX, RCX (TSC_AUX), R8 and the flags.
+    unsafe {
+        if with_int {
+            asm!(
+                "lfence", "rdtsc", "shl rdx, 32", "or rax, rdx", "mov r8, rax",
+                "int {v}",
+                "rdtscp", "lfence", "shl rdx, 32", "or rax, rdx", "sub rax, r8",
+                v = const abi::layout::FASTPATH_VECTOR,
+                out("rax") t, out("rdx") _, out("rcx") _, out("r8") _,
+                options(nomem, nostack)
+            )
+        } else {
+            asm!(
+                "lfence", "rdtsc", "shl rdx, 32", "or rax, rdx", "mov r8, rax",
+                "rdtscp", "lfence", "shl rdx, 32", "or rax, rdx", "sub rax, r8",
+                out("rax") t, out("rdx") _, out("rcx") _, out("r8") _,
+                options(nomem, nostack)
+            )
+        }
+    };
+    t
 }
