@@ -13,10 +13,12 @@
 //! - [`runcmd`]: `cargo xtask run`'s input mode (terminal, script, none) and its console display.
 //! - [`testcmd`]: `cargo xtask test`, the full check suite.
 //! - [`bench`]: `cargo xtask bench`, the latency measurements (passes, table, JSON, SVG).
+//! - [`fuzz`]: `cargo xtask fuzz`, the hypercall fuzzer's runs, one boot per seed, and their checks.
 //! - [`selfbin`]: building the `xtask` binary itself, for tests that run it like a user.
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod fuzz;
 pub mod images;
 pub mod input;
 pub mod qemu;

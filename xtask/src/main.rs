@@ -1,4 +1,4 @@
-//! `cargo xtask`: the project's only build/run entry point (`build`, `run`, `test`, `bench`, `gdb`).
+//! `cargo xtask`: the project's only build/run entry point (`build`, `run`, `test`, `bench`, `fuzz`, `gdb`).
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
@@ -60,6 +60,10 @@ enum Cmd {
     /// Build, then measure hypercall latency under QEMU: an icount pass (instruction counts, deterministic)
     /// and a wall-clock pass; print a table, optionally write JSON and an SVG chart.
     Bench(xtask::bench::BenchArgs),
+    /// Build, then run the hypercall fuzzer (`test=fuzz`) next to a neighbour domain, one boot per seed,
+    /// until the call count or time budget is spent; report calls per family, crashed fuzzer domains, and
+    /// any hypervisor fault (panic, hang, integrity, teardown recount/audit). Exits 1 on a fault.
+    Fuzz(xtask::fuzz::FuzzArgs),
     /// Build, then boot QEMU paused with the gdb stub on tcp::1234 and print the gdb command to attach.
     Gdb(MachineArgs),
 }
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
         Cmd::Gdb(args) => gdb(&args),
         Cmd::Test { quick } => Ok(if testcmd::run(quick) { 0 } else { 1 }),
         Cmd::Bench(args) => xtask::bench::run(&args),
+        Cmd::Fuzz(args) => xtask::fuzz::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -7,6 +7,9 @@
 
 mod console_input;
 mod events;
+mod fuzz;
+mod fuzz_calls;
+mod fuzz_seq;
 mod hypercall_abi;
 mod isolation;
 mod memory;
@@ -206,6 +209,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "domains",
         about: "domain 0 lists the domains (sysctl); the others are refused",
         run: sysctl::domains,
+    },
+    Scenario {
+        name: "fuzz",
+        about: "hypercall fuzzer: seed=S count=N [wild=per-million] (see scenarios/fuzz.rs)",
+        run: fuzz::fuzz,
     },
     Scenario {
         name: "selftest-fail",

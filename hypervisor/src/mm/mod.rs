@@ -8,6 +8,7 @@ pub mod machine;
 pub mod pcid;
 pub mod phys;
 pub mod pte;
+pub mod recount;
 pub mod ptval;
 #[cfg(test)]
 mod ptval_proptest;
