@@ -161,7 +161,7 @@ pub fn run(args: &FuzzArgs) -> Result<u8, String> {
     let target = args
         .count
         .unwrap_or(if budget.is_some() { u64::MAX } else { 100_000 });
-    let (mut total, mut runs, mut crashed, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    let (mut total, mut attempted, mut runs, mut crashed, mut bad) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut families: BTreeMap<String, u64> = BTreeMap::new();
     let mut anomalies: BTreeMap<String, u64> = BTreeMap::new();
     let mut seed = args.seed;
@@ -172,14 +172,16 @@ pub fn run(args: &FuzzArgs) -> Result<u8, String> {
         args.wild,
         args.neighbour
     );
-    while total < target && budget.is_none_or(|b| start.elapsed() < b) {
-        let count = args.per_run.min(target - total);
+    while attempted < target && budget.is_none_or(|b| start.elapsed() < b) {
+        let count = args.per_run.min(target - attempted);
         let s = scenario(args, seed, count);
         let t0 = Instant::now();
         let o = run_scenario(&images, &s)?;
         let rep = analyze(&o, 2);
         runs += 1;
         total += rep.calls;
+        // A run that made no progress still uses up its share (so a broken build cannot loop forever).
+        attempted += count;
         for (k, v) in &rep.families {
             *families.entry(k.clone()).or_default() += v;
         }

@@ -62,6 +62,9 @@ pub(super) struct Fuzzer {
     pub end_lo: u64,
     /// A multicall's entries are being generated.
     pub nested: bool,
+    /// Print every call before making it (`trace=K`: from step K on, for finding the call that hangs or
+    /// crashes).
+    pub trace: bool,
     pub hole_pfn: Pfn,
     pub hole_mfn: Mfn,
     pub scratch: Vec<Pfn>,
@@ -98,7 +101,13 @@ pub(super) struct Fuzzer {
 impl Fuzzer {
     /// Issue hypercall `nr` and count its result.
     pub fn call(&mut self, nr: u64, args: [u64; 5]) -> i64 {
+        if self.trace {
+            println!("fuzz: call {nr} {args:x?}");
+        }
         let r = raw(nr, args);
+        if self.trace {
+            println!("fuzz:   = {r}");
+        }
         self.stats.record(nr, r);
         r
     }
@@ -491,6 +500,7 @@ fn setup(env: KernelEnv, seed: u64, wild: u64, r: &mut Results) -> Option<Fuzzer
         bump_max: ARENA_PAGES * PAGE_SIZE,
         end_lo: 0,
         nested: false,
+        trace: false,
         hole_pfn,
         scratch,
         own_pfns,
@@ -585,12 +595,13 @@ pub fn fuzz(cmdline: &str, r: &mut Results) {
     let count = num("count", 10_000);
     let wild = num("wild", 0);
     println!(
-        "fuzz: seed {seed} count {count} wild {wild} per million (reproduce with: test=fuzz seed={seed} count={count} wild={wild})"
+        "fuzz: seed {seed} count {count} wild {wild} per million (reproduce with: test=fuzz seed={seed} count={count} wild={wild}; add trace=K to print every call from step K on)"
     );
     let Some(env) = mm_env(r) else { return };
     let Some(mut f) = setup(env, seed, wild, r) else {
         return;
     };
+    let trace_from = option(cmdline, "trace").and_then(parse_u64);
     println!(
         "fuzz: arena {:#x} ({} pages), hole {:#x}, {} scratch frames, {} real page tables, protected ports {:?}, shared_info mfn {:#x}, start_info mfn {:#x}",
         f.t.buf.0,
@@ -605,6 +616,10 @@ pub fn fuzz(cmdline: &str, r: &mut Results) {
     let t0 = crate::time::now();
     for i in 0..count {
         f.clear_arena();
+        f.trace = trace_from.is_some_and(|t| i >= t);
+        if f.trace {
+            println!("fuzz: step {i}");
+        }
         if i % SEQ_EVERY == SEQ_EVERY - 1 {
             f.sequence(i / SEQ_EVERY);
         } else if i % REFRESH_EVERY == REFRESH_EVERY - 1 {

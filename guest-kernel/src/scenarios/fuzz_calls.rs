@@ -112,15 +112,18 @@ impl Fuzzer {
             nr::IRET => self.iret(),
             nr::MULTICALL => self.multicall(),
             _ => {
+                // Events masked: around calls that may replace the event callback, and around sched_op
+                // so that the timer armed for a block cannot fire before the block (which unmasks and
+                // sleeps atomically, returning at once if the event came first).
                 let masked = matches!(
                     nr,
-                    nr::SET_TRAP_TABLE | nr::SET_CALLBACKS | nr::CALLBACK_OP
+                    nr::SET_TRAP_TABLE | nr::SET_CALLBACKS | nr::CALLBACK_OP | nr::SCHED_OP
                 );
+                let args = self.args_for(nr);
+                let enabled = masked && platform().irq_disable();
                 if nr == nr::SCHED_OP {
                     self.arm_timer();
                 }
-                let args = self.args_for(nr);
-                let enabled = masked && platform().irq_disable();
                 let r = self.call(nr, args);
                 self.after(nr, args, r);
                 if masked {
@@ -255,12 +258,10 @@ impl Fuzzer {
             nr::CONSOLE_IO => {
                 let cmd = r.pick(&[abi::console::CONSOLEIO_WRITE, abi::console::CONSOLEIO_READ, 2, u64::MAX]);
                 if self.rng.chance(1, 2) {
-                    // A short printable line (sometimes unterminated).
+                    // A short printable line (terminated: the fuzzer's own lines must stay whole).
                     let len = self.rng.below(24) as usize;
                     let mut s: Vec<u8> = (0..len).map(|_| b'a' + self.rng.below(26) as u8).collect();
-                    if self.rng.chance(1, 2) {
-                        s.push(b'\n');
-                    }
+                    s.push(b'\n');
                     let p = self.put_bytes(&s, false);
                     [cmd, s.len() as u64, p, 0, 0]
                 } else {
@@ -606,6 +607,12 @@ impl Fuzzer {
             18 => self.rng.pick(&[SCHEDOP_SHUTDOWN_CODE, SCHEDOP_WATCHDOG, SCHEDOP_PIN_OVERRIDE]),
             _ => 8 + dist::int(&mut self.rng) % 1024,
         };
+        // Inside a multicall an earlier entry may cancel the timer armed for a block: no block there.
+        let cmd = if self.nested && cmd == SCHEDOP_BLOCK {
+            SCHEDOP_YIELD
+        } else {
+            cmd
+        };
         let arg = match cmd {
             SCHEDOP_POLL => {
                 let n = self.rng.below(18) as usize;
@@ -666,7 +673,6 @@ impl Fuzzer {
 
     /// `multicall` of random entries from [`NESTED`]; their results are counted under their families.
     fn multicall(&mut self) {
-        self.arm_timer();
         let n = dist::count(&mut self.rng);
         let written = n.min(8) as usize;
         let mut entries = Vec::with_capacity(written);
@@ -695,6 +701,7 @@ impl Fuzzer {
             self.hostile_addr()
         };
         let enabled = platform().irq_disable();
+        self.arm_timer();
         let r = self.call(nr::MULTICALL, [arg, n, 0, 0, 0]);
         self.restore();
         platform().irq_restore(enabled);
