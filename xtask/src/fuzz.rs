@@ -216,6 +216,8 @@ pub fn run(args: &FuzzArgs) -> Result<u8, String> {
                 args.wild,
                 args.neighbour
             );
+        }
+        if status != "ok" {
             let log = std::env::temp_dir().join(format!("ring1pv-fuzz-seed{seed}.log"));
             if std::fs::write(&log, o.to_string()).is_ok() {
                 println!("fuzz:   whole run: {}", log.display());

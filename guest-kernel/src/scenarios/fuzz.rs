@@ -207,6 +207,20 @@ impl Fuzzer {
         0x0000_8000_0000_0000
     }
 
+    /// An address nothing can be read from (for structures whose random contents could stop this domain:
+    /// a shutdown reason, multicall entries).
+    pub fn unreadable_addr(&mut self) -> u64 {
+        use dist::AddrKind::*;
+        for _ in 0..8 {
+            let (k, a) = dist::addr_with_kind(&mut self.rng, &self.t);
+            // Not the hole: an earlier entry of the same multicall may have mapped it.
+            if matches!(k, Null | NonCanonical | UserHalf) {
+                return a;
+            }
+        }
+        0x0000_8000_0000_0000
+    }
+
     /// An mfn from the distribution, with the domain's real tables, shared_info and start_info replaced by a
     /// scratch frame unless `wild` (for operations that would change or unmap them).
     pub fn safe_mfn(&mut self) -> u64 {

@@ -316,7 +316,7 @@ impl Fuzzer {
             nr::NULL => [any(self), any(self), any(self), any(self), any(self)],
             nr::MULTICALL => {
                 // A nested multicall: refused or harmless, its entries hostile.
-                [self.hostile_addr(), dist::count(&mut self.rng), 0, 0, 0]
+                [self.unreadable_addr(), dist::count(&mut self.rng), 0, 0, 0]
             }
             nr::IRET => [0; 5],
             // Unimplemented numbers whose Xen meaning could hurt this kernel if a future hypervisor
@@ -642,7 +642,7 @@ impl Fuzzer {
             SCHEDOP_SHUTDOWN => {
                 // Only requests that must be refused: an unreadable structure or an unknown reason.
                 if self.rng.chance(1, 2) {
-                    self.hostile_addr()
+                    self.unreadable_addr()
                 } else {
                     let reason = SHUTDOWN_MAX + 1 + self.rng.below(1 << 31) as u32;
                     self.put(&reason)
@@ -698,7 +698,7 @@ impl Fuzzer {
         let arg = if self.rng.chance(15, 16) {
             p
         } else {
-            self.hostile_addr()
+            self.unreadable_addr()
         };
         let enabled = platform().irq_disable();
         self.arm_timer();
