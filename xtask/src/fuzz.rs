@@ -109,13 +109,15 @@ pub fn analyze(o: &Outcome, domains: usize) -> RunReport {
     }
     let reached_power_off = o.contains_line("all domains finished");
     if reached_power_off && !o.contains_line("integrity: hypervisor text and rodata unchanged") {
-        r.faults.push("integrity: hypervisor text, rodata or canary CHANGED".into());
+        r.faults
+            .push("integrity: hypervisor text, rodata or canary CHANGED".into());
     }
     for d in 0..domains {
         let ok = format!("teardown check: domain {d}: frame-table recount matches");
         if o.contains_line(&format!("teardown check: domain {d}: ")) && !o.contains_line(&ok) {
-            r.faults
-                .push(format!("domain {d}: teardown check failed (recount or audit)"));
+            r.faults.push(format!(
+                "domain {d}: teardown check failed (recount or audit)"
+            ));
         } else if reached_power_off && !o.contains_line(&ok) {
             r.faults.push(format!("domain {d}: no teardown check line"));
         }
@@ -307,6 +309,9 @@ mod tests {
             neighbour: "test=ticker".into(),
         };
         let s = scenario(&a, 9, 5);
-        assert_eq!(s.domains, ["test=fuzz seed=9 count=5 wild=3", "test=ticker"]);
+        assert_eq!(
+            s.domains,
+            ["test=fuzz seed=9 count=5 wild=3", "test=ticker"]
+        );
     }
 }

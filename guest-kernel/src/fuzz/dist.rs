@@ -107,11 +107,7 @@ pub fn int(r: &mut Rng) -> u64 {
 
 /// A small count: mostly 0..=8, sometimes an edge value.
 pub fn count(r: &mut Rng) -> u64 {
-    if r.chance(7, 8) {
-        r.below(9)
-    } else {
-        int(r)
-    }
+    if r.chance(7, 8) { r.below(9) } else { int(r) }
 }
 
 /// The kinds of address [`addr`] yields.
@@ -183,7 +179,8 @@ pub fn addr_with_kind(r: &mut Rng, t: &Targets) -> (AddrKind, u64) {
         AddrKind::Low => r.below(1 << 21) & !7,
         AddrKind::NonCanonical => non_canonical(r),
         AddrKind::Reserved => {
-            RESERVED_VA_START + (r.below(RESERVED_VA_END - RESERVED_VA_START) & !r.pick(&[0, 7, 0xfff]))
+            RESERVED_VA_START
+                + (r.below(RESERVED_VA_END - RESERVED_VA_START) & !r.pick(&[0, 7, 0xfff]))
         }
         AddrKind::EntryRegion => ENTRY_REGION_VA + (r.below(0x10_0000) & !7),
         AddrKind::EntryStacks => ENTRY_STACKS_VA + (r.below(0x4_0000) & !7),
@@ -244,11 +241,7 @@ const MFN_KINDS: [MfnKind; 9] = [
 const MFN_WEIGHTS: [u32; 9] = [50, 8, 8, 4, 4, 10, 4, 4, 4];
 
 fn pick_or(r: &mut Rng, v: &[u64], default: u64) -> u64 {
-    if v.is_empty() {
-        default
-    } else {
-        r.pick(v)
-    }
+    if v.is_empty() { default } else { r.pick(v) }
 }
 
 /// A biased machine frame number and its kind.
@@ -462,7 +455,10 @@ mod tests {
         assert!(ports.contains(&1) && ports.contains(&4096) && ports.contains(&u32::MAX));
         let doms: Vec<u16> = (0..5000).map(|_| domid(&mut r)).collect();
         assert!(doms.contains(&abi::xen::DOMID_SELF) && doms.contains(&0) && doms.contains(&1));
-        assert!(doms.iter().any(|&d| d > 0x7ff0 && d != abi::xen::DOMID_SELF));
+        assert!(
+            doms.iter()
+                .any(|&d| d > 0x7ff0 && d != abi::xen::DOMID_SELF)
+        );
         let counts: Vec<u64> = (0..5000).map(|_| count(&mut r)).collect();
         assert!(counts.iter().filter(|&&c| c <= 8).count() > 4000);
         assert!(counts.iter().any(|&c| c > 1 << 30));

@@ -285,7 +285,13 @@ impl Fuzzer {
                 .collect();
             let _ = self.keep(
                 nr::MMU_UPDATE,
-                [reqs.as_ptr() as u64, reqs.len() as u64, 0, u64::from(DOMID_SELF), 0],
+                [
+                    reqs.as_ptr() as u64,
+                    reqs.len() as u64,
+                    0,
+                    u64::from(DOMID_SELF),
+                    0,
+                ],
             );
         }
         if self.dirty_pin {
@@ -370,7 +376,13 @@ impl Fuzzer {
                 let c = abi::event_channel::EvtchnClose { port };
                 let _ = self.keep(
                     nr::EVENT_CHANNEL_OP,
-                    [abi::event_channel::EVTCHNOP_CLOSE, &raw const c as u64, 0, 0, 0],
+                    [
+                        abi::event_channel::EVTCHNOP_CLOSE,
+                        &raw const c as u64,
+                        0,
+                        0,
+                        0,
+                    ],
                 );
             }
         }
@@ -409,7 +421,9 @@ impl Fuzzer {
             _ => {
                 let pfn = self.rng.below(self.env.state().nr_pages as u64);
                 let pte = dist::pte(&mut self.rng, &self.t, 40);
-                println!("fuzz: wild: update_va_mapping of pfn {pfn:#x}'s physmap page to {pte:#x}");
+                println!(
+                    "fuzz: wild: update_va_mapping of pfn {pfn:#x}'s physmap page to {pte:#x}"
+                );
                 let _ = self.call(
                     nr::UPDATE_VA_MAPPING,
                     [physmap_va(Pfn(pfn)), pte, abi::mm::UVMF_INVLPG, 0, 0],

@@ -49,9 +49,12 @@ const FAMILIES: [(u64, u32); 21] = [
 
 /// Numbers without a handler here (Xen's other hypercalls, unassigned slots, beyond the table).
 const UNKNOWN: [u64; 34] = [
-    2, 5, 6, 7, 8, 9, 10, 11, 16, 19, 20, 21, 22, 27, 28, 31, 33, 34, 36, 37, 38, 39, 40, 41, 42, 43,
-    44, 47, 48, 54, 56, 63, 64, 0x82,
+    2, 5, 6, 7, 8, 9, 10, 11, 16, 19, 20, 21, 22, 27, 28, 31, 33, 34, 36, 37, 38, 39, 40, 41, 42,
+    43, 44, 47, 48, 54, 56, 63, 64, 0x82,
 ];
+
+/// The `result` a multicall entry starts with: no hypercall returns it.
+const NOT_RUN: u64 = 0x5eed_0000_dead_beef;
 
 /// Families a multicall may contain.
 const NESTED: [u64; 13] = [
@@ -237,7 +240,12 @@ impl Fuzzer {
             nr::MEMORY_OP => self.memory_op(),
             nr::UPDATE_VA_MAPPING => {
                 let va = if self.rng.chance(2, 3) {
-                    self.t.hole + if self.rng.chance(7, 8) { 0 } else { self.rng.below(4096) }
+                    self.t.hole
+                        + if self.rng.chance(7, 8) {
+                            0
+                        } else {
+                            self.rng.below(4096)
+                        }
                 } else {
                     self.hostile_addr()
                 };
@@ -252,15 +260,25 @@ impl Fuzzer {
                 [va, pte, flags, 0, 0]
             }
             nr::XEN_VERSION => {
-                let cmd = if r.chance(7, 8) { r.below(16) } else { dist::int(r) };
+                let cmd = if r.chance(7, 8) {
+                    r.below(16)
+                } else {
+                    dist::int(r)
+                };
                 [cmd, dist::addr(&mut self.rng, &self.t), 0, 0, 0]
             }
             nr::CONSOLE_IO => {
-                let cmd = r.pick(&[abi::console::CONSOLEIO_WRITE, abi::console::CONSOLEIO_READ, 2, u64::MAX]);
+                let cmd = r.pick(&[
+                    abi::console::CONSOLEIO_WRITE,
+                    abi::console::CONSOLEIO_READ,
+                    2,
+                    u64::MAX,
+                ]);
                 if self.rng.chance(1, 2) {
                     // A short printable line (terminated: the fuzzer's own lines must stay whole).
                     let len = self.rng.below(24) as usize;
-                    let mut s: Vec<u8> = (0..len).map(|_| b'a' + self.rng.below(26) as u8).collect();
+                    let mut s: Vec<u8> =
+                        (0..len).map(|_| b'a' + self.rng.below(26) as u8).collect();
                     s.push(b'\n');
                     let p = self.put_bytes(&s, false);
                     [cmd, s.len() as u64, p, 0, 0]
@@ -270,7 +288,11 @@ impl Fuzzer {
             }
             nr::VCPU_OP => self.vcpu_op(),
             nr::SET_SEGMENT_BASE => {
-                let which = if r.chance(7, 8) { r.below(5) } else { dist::int(r) };
+                let which = if r.chance(7, 8) {
+                    r.below(5)
+                } else {
+                    dist::int(r)
+                };
                 [which, any(self), 0, 0, 0]
             }
             nr::MMUEXT_OP => self.mmuext_op(),
@@ -278,7 +300,11 @@ impl Fuzzer {
             nr::SCHED_OP => self.sched_op(),
             nr::CALLBACK_OP => {
                 self.dirty_traps = true;
-                let cmd = if r.chance(7, 8) { r.below(2) } else { dist::int(r) };
+                let cmd = if r.chance(7, 8) {
+                    r.below(2)
+                } else {
+                    dist::int(r)
+                };
                 let reg = CallbackRegister {
                     r#type: if self.rng.chance(7, 8) {
                         self.rng.below(8) as u16
@@ -604,7 +630,11 @@ impl Fuzzer {
             11..=15 => SCHEDOP_POLL,
             16 => SCHEDOP_SHUTDOWN,
             17 => SCHEDOP_REMOTE_SHUTDOWN,
-            18 => self.rng.pick(&[SCHEDOP_SHUTDOWN_CODE, SCHEDOP_WATCHDOG, SCHEDOP_PIN_OVERRIDE]),
+            18 => self.rng.pick(&[
+                SCHEDOP_SHUTDOWN_CODE,
+                SCHEDOP_WATCHDOG,
+                SCHEDOP_PIN_OVERRIDE,
+            ]),
             _ => 8 + dist::int(&mut self.rng) % 1024,
         };
         // Inside a multicall an earlier entry may cancel the timer armed for a block: no block there.
@@ -650,7 +680,11 @@ impl Fuzzer {
             }
             SCHEDOP_REMOTE_SHUTDOWN => {
                 let d = dist::domid(&mut self.rng);
-                let d = if matches!(d, 0 | 1 | DOMID_SELF) { 7 } else { d };
+                let d = if matches!(d, 0 | 1 | DOMID_SELF) {
+                    7
+                } else {
+                    d
+                };
                 let req = SchedRemoteShutdown {
                     domain_id: d,
                     _pad0: 0,
@@ -686,13 +720,15 @@ impl Fuzzer {
             let a = self.args_for(op);
             entries.push(MulticallEntry {
                 op,
-                result: dist::int(&mut self.rng),
+                result: NOT_RUN,
                 args: [a[0], a[1], a[2], a[3], a[4], dist::int(&mut self.rng)],
             });
         }
         self.nested = false;
-        // Zeros from a nested entry (set_trap_table(0)) would clear the trap table: restore it after.
+        // Zeros from a nested entry (set_trap_table(0)) would clear the trap table, a nested vcpu_op may
+        // start a fast periodic timer: restore both after.
         self.dirty_traps = true;
+        self.dirty_periodic = true;
         let at_end = n > written as u64;
         let p = self.put_bytes(entries.as_bytes(), at_end);
         let arg = if self.rng.chance(15, 16) {
@@ -710,7 +746,10 @@ impl Fuzzer {
                 let at = p + (i * core::mem::size_of::<MulticallEntry>()) as u64 + 8;
                 // SAFETY: the entries were written at `p` in the arena, which is mapped and ours.
                 let result = unsafe { (at as *const u64).read_unaligned() };
-                self.stats.record(e.op, result as i64);
+                // Entries after one that yielded were not run.
+                if result != NOT_RUN {
+                    self.stats.record(e.op, result as i64);
+                }
             }
         }
     }

@@ -88,7 +88,6 @@ impl Fuzzer {
         }
     }
 
-
     /// Structured sequence number `k` (they take turns).
     pub fn sequence(&mut self, k: u64) {
         match k % 6 {
@@ -152,7 +151,9 @@ impl Fuzzer {
                 let r = self.pin(mfn, level);
                 if r == 0 {
                     if never_a_table {
-                        self.anomaly(format_args!("{name} ({mfn:#x}) pinned as an L{level} table"));
+                        self.anomaly(format_args!(
+                            "{name} ({mfn:#x}) pinned as an L{level} table"
+                        ));
                     }
                     let _ = self.unpin(mfn);
                 }
@@ -203,7 +204,10 @@ impl Fuzzer {
         if accepted("writable mapping of A once unpinned", r) {
             for level in 1..=4 {
                 let r = self.pin(a, level);
-                self.refused(&alloc::format!("pinning a frame mapped writable as L{level}"), r);
+                self.refused(
+                    &alloc::format!("pinning a frame mapped writable as L{level}"),
+                    r,
+                );
                 if r == 0 {
                     let _ = self.unpin(a);
                 }
@@ -213,7 +217,10 @@ impl Fuzzer {
         // An all-zero frame is a valid table of levels 1..3, one level at a time. (Not L4 here: validating
         // an L4 writes the hypervisor's slots into it, after which A is no valid table of any level.)
         for level in 1..=3 {
-            if accepted(&alloc::format!("pin empty A as L{level}"), self.pin(a, level)) {
+            if accepted(
+                &alloc::format!("pin empty A as L{level}"),
+                self.pin(a, level),
+            ) {
                 let _ = self.unpin(a);
             }
         }

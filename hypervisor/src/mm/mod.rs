@@ -8,8 +8,8 @@ pub mod machine;
 pub mod pcid;
 pub mod phys;
 pub mod pte;
-pub mod recount;
 pub mod ptval;
 #[cfg(test)]
 mod ptval_proptest;
+pub mod recount;
 pub mod walk;

@@ -52,7 +52,11 @@ pub enum Mismatch {
     /// More frames than the scratch space holds (nothing was checked).
     TooManyFrames(u64),
     /// A validated entry names a frame the domain does not own.
-    ForeignTarget { table: Mfn, index: usize, target: Mfn },
+    ForeignTarget {
+        table: Mfn,
+        index: usize,
+        target: Mfn,
+    },
     /// The frame's counts differ from the recount: `(refs, type_count)` stored and recounted.
     Counts {
         mfn: Mfn,
