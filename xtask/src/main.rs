@@ -415,5 +415,15 @@ mod tests {
         assert!(matches!(parse(&["gdb"]).command, Cmd::Gdb(_)));
         assert!(Cli::try_parse_from(["xtask", "run", "--domains", "0"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--accel", "hvf"]).is_err());
+        let Cmd::Fuzz(f) = parse(&["fuzz", "--seconds", "60", "--seed", "9", "--debug"]).command
+        else {
+            panic!("not fuzz")
+        };
+        assert_eq!(
+            (f.seconds, f.count, f.seed, f.debug),
+            (Some(60), None, 9, true)
+        );
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--seconds", "1", "--count", "2"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--per-run", "0"]).is_err());
     }
 }

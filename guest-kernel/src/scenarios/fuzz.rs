@@ -236,6 +236,23 @@ impl Fuzzer {
         m
     }
 
+    /// An entry for the hole when something may write through the hole before [`Fuzzer::restore`] unmaps
+    /// it again (a later multicall entry, a `done` counter): its frame is a scratch or arena frame, or one
+    /// the hypervisor must refuse; never a kernel frame, shared_info or start_info.
+    pub fn hole_pte(&mut self) -> u64 {
+        let v = dist::pte(&mut self.rng, &self.t, 40);
+        let m = (v >> 12) & 0xff_ffff_ffff;
+        let harmless = self.t.scratch.contains(&m)
+            || self.t.buf_mfns.contains(&m)
+            || self.t.foreign.contains(&m)
+            || m >= self.t.max_mfn;
+        if harmless {
+            v
+        } else {
+            (v & !0x000f_ffff_ffff_f000) | (self.rng.pick(&self.t.scratch) << 12)
+        }
+    }
+
     /// A port the fuzzer may close or rebind: never one the kernel was booted with.
     pub fn free_port(&mut self) -> u32 {
         let p = dist::port(&mut self.rng, &self.t);

@@ -140,29 +140,19 @@ impl Fuzzer {
     /// Bookkeeping after a call: learn bound ports, note what needs restoring.
     fn after(&mut self, nr: u64, args: [u64; 5], r: i64) {
         match nr {
-            nr::EVENT_CHANNEL_OP if r == 0 && (args[1] >> 47 == 0x1_ffff) => {
-                if matches!(
-                    args[0],
-                    EVTCHNOP_ALLOC_UNBOUND
-                        | EVTCHNOP_BIND_VIRQ
-                        | EVTCHNOP_BIND_IPI
-                        | EVTCHNOP_BIND_INTERDOMAIN
-                ) && (self.t.buf.0..self.t.hole).contains(&args[1])
-                {
-                    // Every bind reply ends with the new port in its last 4 bytes of at most 12.
-                    let off = match args[0] {
-                        EVTCHNOP_ALLOC_UNBOUND => 4,
-                        EVTCHNOP_BIND_INTERDOMAIN => 8,
-                        EVTCHNOP_BIND_VIRQ => 8,
-                        _ => 4,
-                    };
-                    let at = args[1] + off;
-                    if at + 4 <= self.t.hole {
-                        // SAFETY: inside the arena (checked above), which is mapped and ours.
-                        let port = unsafe { (at as *const u32).read_unaligned() };
-                        if port < 4096 {
-                            self.max_port = self.max_port.max(port);
-                        }
+            nr::EVENT_CHANNEL_OP if r == 0 && (self.t.buf.0..self.t.hole).contains(&args[1]) => {
+                // Where each bind's reply carries the new port.
+                let off = match args[0] {
+                    EVTCHNOP_ALLOC_UNBOUND | EVTCHNOP_BIND_IPI => 4,
+                    EVTCHNOP_BIND_INTERDOMAIN | EVTCHNOP_BIND_VIRQ => 8,
+                    _ => return,
+                };
+                let at = args[1] + off;
+                if at + 4 <= self.t.hole {
+                    // SAFETY: inside the arena (checked above), which is mapped and ours.
+                    let port = unsafe { (at as *const u32).read_unaligned() };
+                    if port < 4096 {
+                        self.max_port = self.max_port.max(port);
                     }
                 }
             }
@@ -250,7 +240,12 @@ impl Fuzzer {
                     self.hostile_addr()
                 };
                 self.dirty_hole = true;
-                let pte = dist::pte(&mut self.rng, &self.t, 40);
+                // Inside a multicall a later entry may write through the hole.
+                let pte = if self.nested && va & !0xfff == self.t.hole {
+                    self.hole_pte()
+                } else {
+                    dist::pte(&mut self.rng, &self.t, 40)
+                };
                 let flags = match self.rng.below(4) {
                     0 => self.rng.below(8),
                     1 => UVMF_INVLPG,
@@ -394,16 +389,20 @@ impl Fuzzer {
             self.dirty_hole = true;
         }
         let ptr = (ptr & !3) | (cmd & 3) | if self.rng.chance(1, 32) { 4 } else { 0 };
-        let val = if cmd & 3 == MMU_MACHPHYS_UPDATE {
-            dist::int(&mut self.rng)
-        } else {
-            dist::pte(&mut self.rng, &self.t, 40)
-        };
-        // A request aimed at the hole's L1 must name the hole's own slot: the others map kernel pages.
-        let ptr = if ptr & !0xfff == self.hole_entry() & !0xfff {
+        // A request aimed at the hole's L1 must name the hole's own slot (the others map kernel pages), and
+        // map nothing the `done` counter could then be written into.
+        let at_hole = ptr & !0xfff == self.hole_entry() & !0xfff;
+        let ptr = if at_hole {
             (self.hole_entry() & !3) | (ptr & 3)
         } else {
             ptr
+        };
+        let val = if cmd & 3 == MMU_MACHPHYS_UPDATE {
+            dist::int(&mut self.rng)
+        } else if at_hole {
+            self.hole_pte()
+        } else {
+            dist::pte(&mut self.rng, &self.t, 40)
         };
         MmuUpdate { ptr, val }
     }
