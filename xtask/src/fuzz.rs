@@ -233,7 +233,7 @@ pub fn run(args: &FuzzArgs) -> Result<u8, String> {
         println!("fuzz:   {name:<26} {n}");
     }
     for (a, n) in &anomalies {
-        println!("fuzz: anomaly ({n} runs): {a}");
+        println!("fuzz: anomaly ({n} times): {a}");
     }
     println!(
         "fuzz: {total} calls in {runs} runs ({secs:.0} s, {:.0} calls/s), seeds {}..{}, {crashed} fuzzer domains crashed, {bad} runs with hypervisor faults",
