@@ -97,7 +97,23 @@ impl Fuzzer {
     /// Arm the one-shot timer shortly (so a block returns).
     fn arm_timer(&mut self) {
         let d = self.now() + 20_000 + self.rng.below(400_000);
-        let _ = self.keep(nr::SET_TIMER_OP, [d, 0, 0, 0, 0]);
+        let r = self.keep(nr::SET_TIMER_OP, [d, 0, 0, 0, 0]);
+        if self.trace {
+            let si = crate::platform::xen_pv::XEN_PV.shared_info();
+            // SAFETY: the shared_info mapping (set at boot, mapped for the domain's lifetime); reads only.
+            let (pend, mask, up, upm) = unsafe {
+                (
+                    core::ptr::read_volatile(&raw const (*si).evtchn_pending[0]),
+                    core::ptr::read_volatile(&raw const (*si).evtchn_mask[0]),
+                    core::ptr::read_volatile(&raw const (*si).vcpu_info[0].evtchn_upcall_pending),
+                    core::ptr::read_volatile(&raw const (*si).vcpu_info[0].evtchn_upcall_mask),
+                )
+            };
+            crate::println!(
+                "fuzz:   timer {d} (now {}) = {r}; pending[0] {pend:#x} mask[0] {mask:#x} upcall pending {up} masked {upm}",
+                self.now()
+            );
+        }
     }
 
     /// One random call.
