@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod bench;
 pub mod cmdline;
 pub mod event;
+pub mod fuzz;
 pub mod mm;
 pub mod platform;
 pub mod proc;

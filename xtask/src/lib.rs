@@ -16,11 +16,13 @@
 //! - [`testcmd`]: `cargo xtask test`, the full check suite.
 //! - [`bench`]: `cargo xtask bench`, the latency measurements (passes, table, JSON, SVG).
 //! - [`compare`]: `cargo xtask compare`, osbench in each mode side by side (table, JSON, SVG).
+//! - [`fuzz`]: `cargo xtask fuzz`, the hypercall fuzzer's runs, one boot per seed, and their checks.
 //! - [`selfbin`]: building the `xtask` binary itself, for tests that run it like a user.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod compare;
+pub mod fuzz;
 pub mod images;
 pub mod input;
 pub mod mode;

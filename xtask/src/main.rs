@@ -1,4 +1,4 @@
-//! `cargo xtask`: the project's only build/run entry point (`build`, `run`, `test`, `bench`, `gdb`).
+//! `cargo xtask`: the project's only build/run entry point (`build`, `run`, `test`, `bench`, `fuzz`, `gdb`).
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
@@ -70,6 +70,10 @@ enum Cmd {
     /// (icount and wall medians, ratio to native, hypercalls and bounces per operation); optionally JSON
     /// and an SVG chart. See docs/COMPARISON.md.
     Compare(xtask::compare::CompareArgs),
+    /// Build, then run the hypercall fuzzer (`test=fuzz`) next to a neighbour domain, one boot per seed,
+    /// until the call count or time budget is spent; report calls per family, crashed fuzzer domains, and
+    /// any hypervisor fault (panic, hang, integrity, teardown recount/audit). Exits 1 on a fault.
+    Fuzz(xtask::fuzz::FuzzArgs),
     /// Build, then boot QEMU paused with the gdb stub on tcp::1234 and print the gdb command to attach.
     Gdb(MachineArgs),
     /// Build qemu-system-x86_64 from the distribution's QEMU source package with xtask/qemu/null-ss-cpl.patch
@@ -204,6 +208,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => xtask::bench::run(&args),
         Cmd::Compare(args) => xtask::compare::run(&args),
         Cmd::Qemu(args) => xtask::qemu_build::run(&args),
+        Cmd::Fuzz(args) => xtask::fuzz::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -475,5 +480,15 @@ mod tests {
         assert!(matches!(parse(&["gdb"]).command, Cmd::Gdb(_)));
         assert!(Cli::try_parse_from(["xtask", "run", "--domains", "0"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--accel", "hvf"]).is_err());
+        let Cmd::Fuzz(f) = parse(&["fuzz", "--seconds", "60", "--seed", "9", "--debug"]).command
+        else {
+            panic!("not fuzz")
+        };
+        assert_eq!(
+            (f.seconds, f.count, f.seed, f.debug),
+            (Some(60), None, 9, true)
+        );
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--seconds", "1", "--count", "2"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--per-run", "0"]).is_err());
     }
 }

@@ -8,6 +8,9 @@
 mod console_input;
 mod entry_isolation;
 mod events;
+mod fuzz;
+mod fuzz_calls;
+mod fuzz_seq;
 mod hostile_calls;
 mod hostile_entry;
 mod hypercall_abi;
@@ -255,6 +258,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "selectors",
         about: "every documented selector into DS/ES/FS/GS/SS in ring 1 and ring 3: no fault",
         run: entry_isolation::selectors,
+    },
+    Scenario {
+        name: "fuzz",
+        about: "hypercall fuzzer: seed=S count=N [wild=per-million] (see scenarios/fuzz.rs)",
+        run: fuzz::fuzz,
     },
     Scenario {
         name: "selftest-fail",

@@ -276,6 +276,12 @@ pub fn stop_domain(dom: &mut Domain, state: DomainState) {
         polls.clear(id);
     }
     let mut machine = MACHINE.lock();
+    super::teardown_check::check(
+        machine.as_ref().expect("machine initialised"),
+        hv,
+        id,
+        dom.mm.base,
+    );
     let released = release_frames(
         machine.as_mut().expect("machine initialised"),
         hv,

@@ -4,3 +4,5 @@ pub mod builder;
 #[cfg(feature = "baremetal")]
 pub mod lifecycle;
 pub mod state;
+#[cfg(feature = "baremetal")]
+pub mod teardown_check;

@@ -11,4 +11,5 @@ pub mod pte;
 pub mod ptval;
 #[cfg(test)]
 mod ptval_proptest;
+pub mod recount;
 pub mod walk;
