@@ -10,7 +10,8 @@
 //! - each present, counted entry of a validated table of level L holds one general reference on its
 //!   target, and a type reference too unless it is a read-only L1 entry;
 //! - the target of an L2..L4 entry has type L-1, of a writable L1 entry type `Writable`;
-//! - a pin and the base each hold one general and one type reference;
+//! - a pin and the base each hold one general and one type reference, and so does the hypervisor's hold on
+//!   a frame it writes ([`PageInfo::HV_WRITES`], type `Writable`: shared_info);
 //! - a frame has a type exactly while its type count is non-zero, and is `VALIDATED` exactly while it has a
 //!   page-table type; targets belong to the same domain.
 
@@ -154,6 +155,9 @@ pub fn recount(
             report.pins += 1;
             take(&mut s, k, Some(info.ty))?;
         }
+        if info.is_hv_written() {
+            take(&mut s, k, Some(PageType::Writable))?;
+        }
         let (Some(level), true) = (info.ty.level(), info.is_validated()) else {
             continue;
         };
@@ -295,6 +299,29 @@ mod tests {
         assert!(matches!(
             recount(&ft, &mem, D, None, s.get()),
             Err(Mismatch::Counts { mfn: Mfn(0), .. })
+        ));
+    }
+
+    #[test]
+    fn the_hypervisors_hold_on_shared_info_is_counted() {
+        let (mut ft, mut mem) = world();
+        {
+            let policy = Policy {
+                maxphyaddr: 36,
+                hv_l4: &[],
+            };
+            Mm::new(&mut ft, &mut mem, policy)
+                .hold_hv_writable(Mfn(7), D)
+                .unwrap();
+        }
+        let mut s = Scratch::new(32);
+        let r = recount(&ft, &mem, D, Some(Mfn(0)), s.get()).unwrap();
+        assert_eq!(r.refs, 2 + 1 + 1 + 1 + 1 + 2 + 1 + 1);
+        // A hold the frame table lost is a mismatch.
+        ft.info_mut(Mfn(7)).unwrap().flags &= !PageInfo::HV_WRITES;
+        assert!(matches!(
+            recount(&ft, &mem, D, Some(Mfn(0)), s.get()),
+            Err(Mismatch::Counts { mfn: Mfn(7), .. })
         ));
     }
 
