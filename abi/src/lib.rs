@@ -66,7 +66,8 @@
 //! i. **`sysctl`: the domain list only, all or nothing, stopped domains already destroyed.** Of Xen's
 //!    `sysctl` commands only `XEN_SYSCTL_getdomaininfolist` exists (the rest are `-ENOSYS`); a `-EFAULT`
 //!    writes nothing (Xen may have written some records); a domain that stopped has already given its memory
-//!    back, so it is listed as shut down *and* dying, with no pages and no shared-info frame; fields with
+//!    back (and is reaped soon after, deviation m), so until then it is listed as shut down *and* dying,
+//!    with no pages and no shared-info frame; fields with
 //!    nothing behind them (XSM label, handle, CPU pool, paging counts) are 0 ([`sysctl`]).
 //! j. **No foreign memory.** `mmu_update`/`mmuext_op` with a `foreigndom` other than `DOMID_SELF` or the
 //!    caller's own id return `-EPERM` even for the privileged domain (Xen lets a privileged domain map
@@ -79,6 +80,10 @@
 //!    selector itself ([`xen::SEGBASE_GS_USER_SEL`]).
 //! l. **`xen_version`.** `XENVER_compile_info`, `XENVER_changeset`, `XENVER_build_id` and the
 //!    variable-length `*2` forms return `-ENOSYS` ([`version`]).
+//! m. **`domctl`: the hypervisor builds the domains it creates.** `XEN_DOMCTL_createdomain` names an
+//!    available kernel image (a boot module kept by the hypervisor), a memory size and a command line, and
+//!    the hypervisor builds and starts the domain; destroy finishes at once; one vCPU; ids below
+//!    [`domctl::MAX_DOMAINS`]; stopped domains are reaped; log-dirty control is `-ENOSYS` ([`domctl`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -94,6 +99,7 @@ macro_rules! layout {
 pub mod bench;
 pub mod callback;
 pub mod console;
+pub mod domctl;
 pub mod errno;
 pub mod event_channel;
 pub mod exit;

@@ -12,7 +12,7 @@ use abi::event_channel::{VIRQ_CONSOLE, VIRQ_TIMER};
 
 use crate::arch::{self, entry, serial};
 use crate::deliver;
-use crate::domain::state::{DomainTable, exit_status};
+use crate::domain::state::DomainTable;
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
@@ -112,7 +112,9 @@ pub fn schedule(switch: bool) -> ! {
             current
         } else {
             let now = time.now_ns();
-            // Domains may have stopped since the last decision: the peers' shared_info list follows.
+            // Domains may have stopped since the last decision: reap them (they leave the domain list), and
+            // the peers' shared_info list follows.
+            table.reap();
             table.refresh_shared_info();
             let fired = service_interrupts(&table, now);
             let next = match current {
@@ -123,7 +125,15 @@ pub fn schedule(switch: bool) -> ! {
             next
         };
         let Some(i) = next else {
-            if !table.iter().any(|d| d.runnable()) {
+            // Nothing left that could ever run: no live domain, or only paused ones (a paused domain needs
+            // another domain to unpause it).
+            let live = {
+                let s = SCHED.lock();
+                table
+                    .iter()
+                    .any(|d| d.runnable() && !s.0.paused(usize::from(d.id)))
+            };
+            if !live {
                 drop(table);
                 power_off();
             }
@@ -208,7 +218,7 @@ pub fn schedule(switch: bool) -> ! {
 
 /// No runnable domain is left: report, check the hypervisor's integrity and stop the machine.
 fn power_off() -> ! {
-    let mut status = exit_status(DOMAINS.lock().iter());
+    let mut status = DOMAINS.lock().status();
     if HV
         .get()
         .is_some_and(|h| h.boot_errors.load(core::sync::atomic::Ordering::Relaxed))

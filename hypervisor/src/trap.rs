@@ -20,6 +20,8 @@ pub enum Next {
     Resume,
     /// Let another vCPU run first.
     Switch,
+    /// Perform this checked `domctl` once the domain table is released, then resume the caller.
+    Domctl(hypercall::domctl::DomctlOp),
 }
 
 /// Entry point from `arch::entry` for every entry from ring 1 or 3 (hypervisor stack, own address space,
@@ -44,6 +46,9 @@ pub fn guest_trap(frame: EntryFrame) -> ! {
             }
         }
     };
+    if let Next::Domctl(op) = next {
+        crate::domain::control::perform(op);
+    }
     crate::sched::schedule(next == Next::Switch)
 }
 
@@ -192,6 +197,7 @@ fn hypercall(
             Next::Switch
         }
         Action::Resume => Next::Resume,
+        Action::Domctl(op) => Next::Domctl(op),
         Action::Crash(why) => {
             crash_domain(dom, format_args!("{why}"));
             Next::Switch

@@ -29,6 +29,8 @@
 pub use abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+pub mod domctl;
+
 /// System-call numbers (RAX).
 pub mod nr {
     /// `exit(code) -> !`: end the calling process with status `code & 0xff`.

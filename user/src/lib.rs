@@ -16,6 +16,7 @@ pub mod display;
 pub mod io;
 pub mod num;
 pub mod shell;
+pub mod xl;
 
 #[cfg(feature = "baremetal")]
 pub mod arch;

@@ -36,6 +36,9 @@ pub struct Scenario {
     pub input: Input,
     /// This QEMU binary instead of the process-wide choice ([`crate::qemu_choice::chosen`]).
     pub qemu: Option<std::path::PathBuf>,
+    /// Names under which the guest kernel is also passed as an *available image* (a module with command
+    /// line `image=NAME`, after the domains' modules): the hypervisor keeps it for `xl create`.
+    pub images: Vec<String>,
 }
 
 impl Scenario {
@@ -51,19 +54,21 @@ impl Scenario {
             custom_images: std::collections::BTreeMap::new(),
             input: Input::Null,
             qemu: None,
+            images: Vec::new(),
         }
     }
 
-    /// The multiboot modules: the guest image once per domain.
+    /// The multiboot modules: the guest image once per domain, then once per available image.
     pub fn modules(&self, images: &Images) -> Vec<Module> {
-        self.domains
-            .iter()
-            .enumerate()
-            .map(|(i, cmdline)| Module {
-                image: self.custom_images.get(&i).unwrap_or(&images.guest).clone(),
-                cmdline: cmdline.clone(),
-            })
-            .collect()
+        let domains = self.domains.iter().enumerate().map(|(i, cmdline)| Module {
+            image: self.custom_images.get(&i).unwrap_or(&images.guest).clone(),
+            cmdline: cmdline.clone(),
+        });
+        let kept = self.images.iter().map(|name| Module {
+            image: images.guest.clone(),
+            cmdline: format!("image={name}"),
+        });
+        domains.chain(kept).collect()
     }
 }
 

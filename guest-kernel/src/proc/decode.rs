@@ -78,6 +78,8 @@ pub enum Request {
         filter: UserRange,
     },
     EvtchnPing(u64),
+    /// `uapi::domctl` (domain 0's toolstack).
+    Toolstack(super::toolstack::ToolRequest),
 }
 
 /// Decode system call `nr` with arguments RDI, RSI, RDX, R10, R8.
@@ -170,6 +172,9 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<Request, Errno> {
                 return Err(Errno::EINVAL);
             }
             Request::EvtchnPing(a0)
+        }
+        n if super::toolstack::is_toolstack(n) => {
+            Request::Toolstack(super::toolstack::decode(n, a)?)
         }
         _ => return Err(Errno::ENOSYS),
     })

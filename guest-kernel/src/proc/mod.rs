@@ -37,6 +37,7 @@
 pub mod decode;
 pub mod programs;
 pub mod table;
+pub mod toolstack;
 pub mod tty;
 pub mod vma;
 

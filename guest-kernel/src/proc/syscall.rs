@@ -61,6 +61,7 @@ pub fn execute(req: Request, f: &TrapFrame) -> Result<u64, Errno> {
         Request::Ringinfo(buf) => ringinfo(buf, f),
         Request::Bench { iterations, filter } => bench(iterations, filter),
         Request::EvtchnPing(rounds) => super::ping::ping(rounds),
+        Request::Toolstack(t) => super::toolstack::execute(t),
     }
 }
 

@@ -2,5 +2,8 @@
 
 pub mod builder;
 #[cfg(feature = "baremetal")]
+pub mod control;
+pub mod images;
+#[cfg(feature = "baremetal")]
 pub mod lifecycle;
 pub mod state;

@@ -7,8 +7,8 @@ use crate::hypercall::DomainMm;
 use crate::regs::EntryFrame;
 use crate::vcpu::VcpuState;
 
-/// Most domains the hypervisor runs at once.
-pub const MAX_DOMAINS: usize = 8;
+/// Most domains the hypervisor runs at once: the one limit every layer shares ([`abi::domctl::MAX_DOMAINS`]).
+pub const MAX_DOMAINS: usize = abi::domctl::MAX_DOMAINS;
 
 /// Life cycle of a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +90,8 @@ pub struct DomainTable {
     /// Every live domain's shared_info frame, indexed by domain id (kept up to date by
     /// [`DomainTable::refresh_shared_info`] when a domain starts or stops).
     pub shared_info: [Option<abi::types::Mfn>; MAX_DOMAINS],
+    /// The most severe [`exit_status`] of the domains already reaped.
+    pub reaped_status: u8,
 }
 
 impl DomainTable {
@@ -100,7 +102,44 @@ impl DomainTable {
             current: None,
             segments_loaded: None,
             shared_info: [None; MAX_DOMAINS],
+            reaped_status: abi::exit::EXIT_OK,
         }
+    }
+
+    /// Remove every stopped domain (shut down or crashed: its memory is already released) from the table,
+    /// folding its result into [`DomainTable::reaped_status`], so it leaves the domain list and its id can
+    /// be used again. Returns how many were reaped.
+    pub fn reap(&mut self) -> usize {
+        let mut n = 0;
+        for i in 0..MAX_DOMAINS {
+            let Some(d) = self.slots[i].as_ref().filter(|d| !d.runnable()) else {
+                continue;
+            };
+            self.reaped_status = self.reaped_status.max(exit_status(core::iter::once(d)));
+            self.slots[i] = None;
+            self.shared_info[i] = None;
+            if self.current == Some(i) {
+                self.current = None;
+            }
+            if self.segments_loaded == Some(i) {
+                self.segments_loaded = None;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// The lowest free domain id, if any.
+    pub fn free_id(&self) -> Option<u16> {
+        self.slots
+            .iter()
+            .position(Option::is_none)
+            .map(|i| i as u16)
+    }
+
+    /// The overall result so far: the live domains' and the reaped ones' ([`exit_status`]).
+    pub fn status(&self) -> u8 {
+        exit_status(self.iter()).max(self.reaped_status)
     }
 
     /// The next runnable domain after `after` in round-robin order (possibly `after` itself, last).
@@ -194,6 +233,34 @@ mod tests {
         assert_eq!(t.next_runnable(Some(2)), Some(0));
         t.slots[0].as_mut().unwrap().state = DomainState::Crashed;
         assert_eq!(t.next_runnable(Some(2)), Some(2));
+    }
+
+    #[test]
+    fn stopped_domains_are_reaped_and_their_ids_reused() {
+        let mut t = DomainTable::new();
+        let off = |code| DomainState::Shutdown {
+            reason: ShutdownReason::Poweroff,
+            code,
+        };
+        t.slots[0] = Some(dom(0, DomainState::Runnable));
+        t.slots[1] = Some(dom(1, off(0)));
+        t.slots[2] = Some(dom(2, DomainState::Crashed));
+        t.slots[3] = Some(dom(3, DomainState::Runnable));
+        t.current = Some(2);
+        t.segments_loaded = Some(1);
+        assert_eq!(t.free_id(), Some(4));
+        assert_eq!(t.reap(), 2);
+        assert_eq!(t.iter().map(|d| d.id).collect::<Vec<_>>(), [0, 3]);
+        assert_eq!((t.current, t.segments_loaded), (None, None));
+        assert_eq!(t.free_id(), Some(1));
+        assert_eq!(t.reaped_status, abi::exit::EXIT_DOMAIN_CRASHED);
+        assert_eq!(t.reap(), 0, "nothing left to reap");
+        // A reaped crash keeps the overall status.
+        assert_eq!(t.status(), abi::exit::EXIT_DOMAIN_CRASHED);
+        for i in 0..MAX_DOMAINS {
+            t.slots[i] = Some(dom(i as u16, DomainState::Runnable));
+        }
+        assert_eq!(t.free_id(), None, "the table is full at MAX_DOMAINS");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! restarts with those arguments after other domains have run (Xen's continuations).
 
 pub mod console_io;
+pub mod domctl;
 pub mod event_channel_op;
 pub mod memory_op;
 pub mod mmu_update;
@@ -19,6 +20,7 @@ pub mod sched_op;
 pub mod sysctl;
 pub mod timer;
 pub mod traps;
+pub mod vcpu_context;
 pub mod xen_version;
 
 use abi::errno::Errno;
@@ -171,6 +173,9 @@ pub enum Action {
     Resume,
     /// The caller broke the rules in a way that cannot be answered with an error: crash the domain.
     Crash(&'static str),
+    /// A checked `domctl` that changes another domain's slot: the trap code performs it once the domain
+    /// table is free, and puts its result in RAX.
+    Domctl(domctl::DomctlOp),
 }
 
 impl From<Result<i64, Errno>> for Action {
@@ -210,6 +215,7 @@ pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -
         nr::CALLBACK_OP => traps::callback_op(ctx),
         nr::SCHED_OP => sched_op::sched_op(ctx),
         nr::SYSCTL => sysctl::sysctl(ctx),
+        nr::DOMCTL => domctl::domctl(ctx),
         nr::NULL => Action::Return(0),
         _ => Action::Return(Errno::ENOSYS.as_ret()),
     }

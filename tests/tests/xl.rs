@@ -1,0 +1,150 @@
+//! The toolstack (issue 15): `xl` in domain 0's shell creates a domain at run time from the kept image
+//! `guest`, lists it, pauses it (a ticking domain makes no progress while paused and continues where it
+//! stopped), unpauses and destroys it; a domain that finishes is reaped (it leaves the list); errors are
+//! reported. `domctl` itself: every other domain is refused (-EPERM), domain 0's garbage is refused, and the
+//! domain limit (`abi::domctl::MAX_DOMAINS`) is reached exactly and reported with -ENOSPC.
+
+use std::time::Duration;
+
+use abi::exit::EXIT_OK;
+use tests::{Outcome, Scenario, TestResult, expect, run_scenario};
+use xtask::scenario::DEFAULT_HV_CMDLINE;
+use xtask::shell::{DOM0_CONSOLE_DIRECT, SHELL, Session, XL_IMAGE};
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shell alone, with the guest kernel kept as image `guest`, typing `commands`.
+fn shell_with_image(commands: &[&str]) -> Outcome {
+    let mut s = Scenario::new(&[SHELL]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.images = vec![XL_IMAGE.to_string()];
+    s.input = Session::of_commands(commands).into_input(Some(STEP_TIMEOUT));
+    run_scenario(&s)
+}
+
+/// The index of the first output line at or after `from` that contains `needle`.
+#[track_caller]
+fn line_at(o: &Outcome, from: usize, needle: &str) -> usize {
+    match o.output.lines().skip(from).position(|l| l.contains(needle)) {
+        Some(i) => from + i,
+        None => panic!("expected a line with {needle:?} after line {from}\n{o}"),
+    }
+}
+
+/// The tick numbers domain 1 printed between output lines `from` and `to`.
+fn ticks(o: &Outcome, from: usize, to: usize) -> Vec<u64> {
+    o.output
+        .lines()
+        .skip(from)
+        .take(to.saturating_sub(from))
+        .filter_map(|l| l.strip_prefix("(d1) tick "))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn xl_creates_lists_pauses_unpauses_destroys_and_finished_domains_are_reaped() {
+    let o = shell_with_image(&[
+        "xl list",
+        "xl create -m 2 guest test=tick-forever",
+        "sleep 0.5",
+        "xl list",
+        "xl pause 1",
+        "xl list",
+        "sleep 1",
+        "xl unpause 1",
+        "sleep 0.5",
+        "xl destroy 1",
+        "xl list",
+        "xl create -m 2 guest demo",
+        "sleep 4",
+        "xl list",
+        "xl destroy 0",
+        "xl pause 9",
+        "xl create nope",
+        "xl save 1",
+        "echo done",
+    ]);
+    expect(&o)
+        .contains(
+            "xl: created domain 1 from image 'guest' (2 MiB), command line 'test=tick-forever'",
+        )
+        .contains("[hv] INFO  domain 1 created by the control domain from image 'guest'")
+        .line("domain 1 listed with 2 MiB, pv", |l| {
+            l.starts_with("   1 ") && l.contains(" 2048 ") && l.ends_with("pv")
+        })
+        .line("domain 1 listed as paused", |l| {
+            l.starts_with("   1 paused ")
+        })
+        .contains("[hv] INFO  domain 1 destroyed by the control domain")
+        .contains("(d1) domain 1: demo finished, powering off")
+        .contains("xl: invalid request")
+        .contains("xl: no such domain (ESRCH)")
+        .contains("xl: no such image")
+        .contains("xl: unknown subcommand")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+    // Paused: no tick from the moment `xl pause` returned until `xl unpause` was typed (a second and more);
+    // afterwards the ticks continue with the next number.
+    let paused = line_at(&o, 0, "xl: domain 1 paused");
+    let unpause = line_at(&o, paused, "xl unpause 1");
+    let destroyed = line_at(&o, unpause, "xl: domain 1 destroyed");
+    let before = ticks(&o, 0, paused);
+    let during = ticks(&o, paused, unpause);
+    let after = ticks(&o, unpause, destroyed);
+    assert!(before.len() >= 2, "the ticker ran before the pause\n{o}");
+    assert_eq!(during, Vec::<u64>::new(), "ticks while paused\n{o}");
+    assert!(!after.is_empty(), "the ticker resumed\n{o}");
+    assert_eq!(
+        after[0],
+        before[before.len() - 1] + 1,
+        "it continues where it stopped\n{o}"
+    );
+    // Destroyed, then the demo domain finished on its own: both are gone from the list.
+    let last_list = o
+        .output
+        .lines()
+        .rfind(|l| l.ends_with("domain(s)"))
+        .unwrap_or_default();
+    assert_eq!(last_list, "1 domain(s)", "finished domains are reaped\n{o}");
+    let demo_done = line_at(&o, destroyed, "domain 1 shut down: poweroff code 0");
+    line_at(&o, demo_done, "1 domain(s)");
+}
+
+#[test]
+fn domctl_refuses_every_other_domain_and_domain_0s_garbage() {
+    let mut s = Scenario::new(&["test=domctl-hostile", "test=domctl-hostile"]);
+    s.images = vec![XL_IMAGE.to_string()];
+    let o = run_scenario(&s);
+    expect(&o)
+        .result(0, TestResult::Success)
+        .result(1, TestResult::Success)
+        .contains("(d1)   ok   unprivileged cmd 2 on domain 0: Some(EPERM)")
+        .contains("(d0)   ok   createdomain from an unknown image: Some(ENOENT)")
+        .contains("(d0)   ok   domain 0 still listed and running: None")
+        .poweroff(0)
+        .poweroff(1)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+}
+
+#[test]
+fn the_domain_limit_is_reached_exactly_and_refused_with_enospc() {
+    let mut s = Scenario::new(&["test=domctl-limit"]);
+    s.images = vec![XL_IMAGE.to_string()];
+    s.timeout = Duration::from_secs(120);
+    let o = run_scenario(&s);
+    let limit = abi::domctl::MAX_DOMAINS;
+    expect(&o)
+        .result(0, TestResult::Success)
+        .contains(&format!(
+            "(d0)   created {} domains, then ENOSPC",
+            limit - 1
+        ))
+        .contains(&format!("(d0)   {limit} domains listed"))
+        .contains(&format!("(d0)   destroyed {}", limit - 1))
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+}

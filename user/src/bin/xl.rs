@@ -1,0 +1,99 @@
+//! `xl`: domain 0's toolstack — list, create, destroy, pause and unpause domains (see `user::xl`).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use user::xl::{self, Xl};
+use user::{eprintln, println, sys};
+
+user::main!(main);
+
+fn main(args: &str) -> i32 {
+    let cmd = match xl::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xl: {e}");
+            eprintln!("{}", xl::USAGE);
+            return 2;
+        }
+    };
+    let result = match cmd {
+        Xl::Help => {
+            println!("{}", xl::USAGE);
+            Ok(())
+        }
+        Xl::List => list(),
+        Xl::Create {
+            image,
+            mem_kb,
+            paused,
+            cmdline,
+        } => create(image, mem_kb, paused, cmdline),
+        Xl::Destroy(d) => control(uapi::domctl::op::DESTROY, d, 0, "destroyed"),
+        Xl::Pause(d) => control(uapi::domctl::op::PAUSE, d, 0, "paused"),
+        Xl::Unpause(d) => control(uapi::domctl::op::UNPAUSE, d, 0, "unpaused"),
+        Xl::MemMax(d, kb) => control(uapi::domctl::op::MAX_MEM, d, kb, "memory ceiling set"),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("xl: {} ({e})", xl::error_text(e));
+            1
+        }
+    }
+}
+
+fn list() -> Result<(), uapi::Errno> {
+    let mut buf = [uapi::DomInfo::default(); 16];
+    let mut first = 0u16;
+    println!(
+        "{:>4} {:<9} {:>8} {:>8} {:>5} {:>12} {}",
+        "ID", "STATE", "MEM(KiB)", "MAX(KiB)", "VCPUS", "TIME(s)", "MODE"
+    );
+    let mut total = 0;
+    loop {
+        let n = sys::dom_list(first, &mut buf)?;
+        for d in &buf[..n] {
+            println!(
+                "{:>4} {:<9} {:>8} {:>8} {:>5} {:>12} {}",
+                d.domid,
+                xl::state(d.flags),
+                d.tot_pages * 4,
+                d.max_pages * 4,
+                d.nr_vcpus,
+                user::display::Secs(d.cpu_time_ns),
+                "pv"
+            );
+        }
+        total += n;
+        if n < buf.len() {
+            break;
+        }
+        first = (buf[n - 1].domid + 1) as u16;
+    }
+    println!("{total} domain(s)");
+    Ok(())
+}
+
+fn create(image: &str, mem_kb: u64, paused: bool, cmdline: &str) -> Result<(), uapi::Errno> {
+    let flags = if paused {
+        uapi::domctl::CREATE_PAUSED
+    } else {
+        0
+    };
+    let req =
+        uapi::domctl::DomCreate::new(image, mem_kb, cmdline, flags).ok_or(uapi::Errno::EINVAL)?;
+    let id = sys::dom_create(&req)?;
+    println!(
+        "xl: created domain {id} from image '{image}' ({} MiB{}), command line '{cmdline}'",
+        mem_kb / 1024,
+        if paused { ", paused" } else { "" }
+    );
+    Ok(())
+}
+
+fn control(op: u64, d: u16, arg: u64, done: &str) -> Result<(), uapi::Errno> {
+    sys::dom_control(op, u64::from(d), arg)?;
+    println!("xl: domain {d} {done}");
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `xl`, the toolstack of domain 0 (pure part, host-tested): parsing its command line, naming domain
+//! states and errors. The program is `src/bin/xl.rs`; the system calls are `uapi::domctl`.
+
+use uapi::Errno;
+use uapi::domctl::{MAX_DOMAIN_MEM_KB, MAX_DOMAINS, MIN_DOMAIN_MEM_KB};
+use uapi::dominf;
+
+/// Memory of a domain `xl create` builds unless `-m` says otherwise, MiB.
+pub const DEFAULT_MEM_MIB: u64 = 8;
+
+/// What `xl help` prints.
+pub const USAGE: &str = "usage: xl list
+       xl create [-p] [-m MIB] IMAGE [GUEST COMMAND LINE]   (-p: leave it paused)
+       xl destroy|pause|unpause DOMID
+       xl mem-max DOMID MIB";
+
+/// A parsed `xl` command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Xl<'a> {
+    /// `xl list`.
+    List,
+    /// `xl create`.
+    Create {
+        image: &'a str,
+        mem_kb: u64,
+        paused: bool,
+        cmdline: &'a str,
+    },
+    /// `xl destroy DOMID`.
+    Destroy(u16),
+    /// `xl pause DOMID`.
+    Pause(u16),
+    /// `xl unpause DOMID`.
+    Unpause(u16),
+    /// `xl mem-max DOMID MIB`.
+    MemMax(u16, u64),
+    /// `xl help` (or no subcommand).
+    Help,
+}
+
+fn domid(word: Option<&str>) -> Result<u16, &'static str> {
+    let d: u16 = word
+        .ok_or("missing DOMID")?
+        .parse()
+        .map_err(|_| "DOMID must be a number")?;
+    if usize::from(d) >= MAX_DOMAINS {
+        return Err("no such domain: ids are below the domain limit (128)");
+    }
+    Ok(d)
+}
+
+fn mib_to_kb(word: Option<&str>) -> Result<u64, &'static str> {
+    let mib: u64 = word
+        .ok_or("missing MIB")?
+        .parse()
+        .map_err(|_| "MIB must be a number")?;
+    let kb = mib.checked_mul(1024).ok_or("too much memory")?;
+    if !(MIN_DOMAIN_MEM_KB..=MAX_DOMAIN_MEM_KB).contains(&kb) {
+        return Err("memory out of range (2..=256 MiB)");
+    }
+    Ok(kb)
+}
+
+/// Parse `xl`'s arguments; `Err` is a message for the user (print [`USAGE`] after it).
+pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
+    let args = args.trim();
+    let (sub, rest) = args.split_once(' ').unwrap_or((args, ""));
+    let mut words = rest.split_whitespace();
+    let cmd = match sub {
+        "" | "help" | "-h" | "--help" => Xl::Help,
+        "list" | "li" => Xl::List,
+        "destroy" => Xl::Destroy(domid(words.next())?),
+        "pause" => Xl::Pause(domid(words.next())?),
+        "unpause" => Xl::Unpause(domid(words.next())?),
+        "mem-max" => Xl::MemMax(domid(words.next())?, mib_to_kb(words.next())?),
+        "create" => return parse_create(rest),
+        _ => return Err("unknown subcommand"),
+    };
+    if words.next().is_some() {
+        return Err("too many arguments");
+    }
+    Ok(cmd)
+}
+
+fn parse_create(rest: &str) -> Result<Xl<'_>, &'static str> {
+    let (mut paused, mut mem_kb) = (false, DEFAULT_MEM_MIB * 1024);
+    let mut s = rest.trim_start();
+    loop {
+        let (word, after) = s.split_once(' ').unwrap_or((s, ""));
+        match word {
+            "-p" => paused = true,
+            "-m" => {
+                let after = after.trim_start();
+                let (mib, tail) = after.split_once(' ').unwrap_or((after, ""));
+                mem_kb = mib_to_kb(Some(mib))?;
+                s = tail.trim_start();
+                continue;
+            }
+            "" => return Err("missing IMAGE"),
+            image => {
+                let cmdline = after.trim();
+                if cmdline.len() > uapi::domctl::CMDLINE_MAX {
+                    return Err("guest command line too long (96 bytes at most)");
+                }
+                if image.len() > uapi::domctl::IMAGE_NAME_MAX {
+                    return Err("image name too long");
+                }
+                return Ok(Xl::Create {
+                    image,
+                    mem_kb,
+                    paused,
+                    cmdline,
+                });
+            }
+        }
+        s = after.trim_start();
+    }
+}
+
+/// A domain's state for `xl list`, from its `dominf` flags.
+pub fn state(flags: u32) -> &'static str {
+    if flags & dominf::SHUTDOWN != 0 {
+        "shutdown"
+    } else if flags & dominf::PAUSED != 0 {
+        "paused"
+    } else if flags & dominf::RUNNING != 0 {
+        "running"
+    } else if flags & dominf::BLOCKED != 0 {
+        "blocked"
+    } else {
+        "runnable"
+    }
+}
+
+/// What an error of a toolstack call means.
+pub fn error_text(e: Errno) -> &'static str {
+    match e {
+        Errno::EPERM => "permission denied: only domain 0 controls domains",
+        Errno::ENOSPC => "the domain limit is reached (128 domains, abi::domctl::MAX_DOMAINS)",
+        Errno::ENOMEM => "not enough free memory for that domain",
+        Errno::ENOENT => {
+            "no such image (images are boot modules with image=NAME; `cargo xtask run` passes 'guest')"
+        }
+        Errno::ESRCH => "no such domain",
+        Errno::EINVAL => {
+            "invalid request (a domain cannot act on itself; unpause needs a paused domain)"
+        }
+        Errno::EOPNOTSUPP => "not virtualised: no hypervisor to ask",
+        _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(parse(""), Ok(Xl::Help));
+        assert_eq!(parse("list"), Ok(Xl::List));
+        assert_eq!(parse("destroy 3"), Ok(Xl::Destroy(3)));
+        assert_eq!(parse("pause 127"), Ok(Xl::Pause(127)));
+        assert_eq!(parse("unpause  2 "), Ok(Xl::Unpause(2)));
+        assert_eq!(parse("mem-max 2 16"), Ok(Xl::MemMax(2, 16384)));
+        assert!(parse("pause 128").is_err());
+        assert!(parse("pause").is_err());
+        assert!(parse("pause x").is_err());
+        assert!(parse("pause 1 2").is_err());
+        assert!(parse("mem-max 1 100000").is_err());
+        assert!(parse("mem-max 1 1").is_err());
+        assert!(parse("save 1").is_err(), "not offered");
+        assert!(parse("console 1").is_err(), "not offered");
+    }
+
+    #[test]
+    fn create() {
+        assert_eq!(
+            parse("create guest"),
+            Ok(Xl::Create {
+                image: "guest",
+                mem_kb: 8192,
+                paused: false,
+                cmdline: ""
+            })
+        );
+        assert_eq!(
+            parse("create -p -m 4 guest test=ticker  x=1 "),
+            Ok(Xl::Create {
+                image: "guest",
+                mem_kb: 4096,
+                paused: true,
+                cmdline: "test=ticker  x=1"
+            })
+        );
+        assert!(parse("create").is_err());
+        assert!(parse("create -m").is_err());
+        assert!(parse("create -m 1 guest").is_err());
+        assert!(parse("create -m 99999999999999999 guest").is_err());
+        assert!(parse(&format!("create guest {}", "x".repeat(97))).is_err());
+        assert!(parse("create a-name-longer-than-16").is_err());
+    }
+
+    #[test]
+    fn states_and_errors() {
+        assert_eq!(state(dominf::RUNNING), "running");
+        assert_eq!(state(dominf::BLOCKED | dominf::PAUSED), "paused");
+        assert_eq!(state(dominf::SHUTDOWN | dominf::DYING), "shutdown");
+        assert_eq!(state(0), "runnable");
+        assert!(error_text(Errno::ENOSPC).contains("128"));
+        assert!(error_text(Errno::EOPNOTSUPP).contains("not virtualised"));
+    }
+}
