@@ -14,6 +14,7 @@
 //! | 11 | [`XEN_DOMCTL_MAX_MEM`] | [`XenDomctlMaxMem`] | 0 |
 //! | 12 | [`XEN_DOMCTL_SETVCPUCONTEXT`] | [`XenDomctlVcpucontext`] → [`VcpuGuestContext`] | 0 |
 //! | 13 | [`XEN_DOMCTL_GETVCPUCONTEXT`] | [`XenDomctlVcpucontext`] → [`VcpuGuestContext`] | 0 |
+//! | 0x8000 | [`XEN_DOMCTL_CONSOLE_INPUT`] (ours) | — | 0 |
 //!
 //! Errors, checked in this order: a wrong interface version `-EACCES`; an unprivileged caller `-EPERM`; an
 //! unknown command `-ENOSYS`; an envelope or buffer the caller cannot read or write `-EFAULT`; a domain
@@ -45,6 +46,9 @@
 //!   new base would have to be validated and typed, which `mmuext_op` does for the domain itself), LDT and
 //!   GDT frames must be empty, and the registers go through the same sanitizing as every return to a guest
 //!   (a bad frame crashes the target domain when it is next resumed, never the hypervisor).
+//! - **Console input** has no domctl in Xen (its `xl console` talks to a console daemon in domain 0);
+//!   here the hypervisor owns the serial line, so [`XEN_DOMCTL_CONSOLE_INPUT`] (outside Xen's numbers)
+//!   switches its input to a domain, and the debug key Ctrl-] `c` switches it back.
 //! - **Domain ids** are below [`MAX_DOMAINS`]; larger ids are `-ESRCH`.
 //! - **Stopped domains are reaped.** A domain that shut down or was crashed has already released its
 //!   memory (abi deviation i); it disappears from the domain list the next time the scheduler runs, and
@@ -93,6 +97,9 @@ pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
 pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
 /// Read a domain's vCPU state. Argument: [`XenDomctlVcpucontext`].
 pub const XEN_DOMCTL_GETVCPUCONTEXT: u32 = 13;
+/// Ours (deviation m): give the serial console's input to the domain (`xl console`); the debug key
+/// Ctrl-] `c`, or the domain's end, gives it back to domain 0. Outside Xen's numbers.
+pub const XEN_DOMCTL_CONSOLE_INPUT: u32 = 0x8000;
 
 /// [`DomctlCreate::flags`]: leave the new domain paused (unpause it with [`XEN_DOMCTL_UNPAUSEDOMAIN`]).
 pub const DOMCTL_CREATE_PAUSED: u32 = 1;

@@ -83,7 +83,9 @@
 //! m. **`domctl`: the hypervisor builds the domains it creates.** `XEN_DOMCTL_createdomain` names an
 //!    available kernel image (a boot module kept by the hypervisor), a memory size and a command line, and
 //!    the hypervisor builds and starts the domain; destroy finishes at once; one vCPU; ids below
-//!    [`domctl::MAX_DOMAINS`]; stopped domains are reaped; log-dirty control is `-ENOSYS` ([`domctl`]).
+//!    [`domctl::MAX_DOMAINS`]; stopped domains are reaped; log-dirty control is `-ENOSYS`; console input
+//!    is switched with our command `XEN_DOMCTL_CONSOLE_INPUT` ([`domctl`]). The save-image format is
+//!    ours ([`save`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -107,6 +109,7 @@ pub mod grant_table;
 pub mod hypercall;
 pub mod layout;
 pub mod mm;
+pub mod save;
 pub mod sched;
 pub mod sysctl;
 pub mod traps;

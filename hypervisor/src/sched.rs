@@ -64,7 +64,17 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
         }
     }
     if irq::CONSOLE_INPUT.swap(false, Ordering::Relaxed) {
-        raise(table, 0, VIRQ_CONSOLE);
+        // The input owner, or domain 0 again if the owner is gone.
+        let mut owner = crate::console::input_owner();
+        if !table
+            .slots
+            .get(usize::from(owner))
+            .is_some_and(|d| d.as_ref().is_some_and(|d| d.runnable()))
+        {
+            owner = 0;
+            crate::console::set_input_owner(0);
+        }
+        raise(table, usize::from(owner), VIRQ_CONSOLE);
     }
     irq::DEBUG_PENDING.store(false, Ordering::Relaxed);
     loop {

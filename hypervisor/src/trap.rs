@@ -135,9 +135,12 @@ fn hypercall(
     let hv = HV.get().expect("boot facts recorded");
     let action = {
         let console = &mut dom.console;
-        let direct = id == 0 && crate::console::dom0_direct();
+        let owner = crate::console::input_owner();
+        let direct = id == owner && crate::console::dom0_direct();
         let mut sink = |bytes: &[u8]| {
             if direct {
+                // Output kept in lines while another domain had the console comes first.
+                console.flush(crate::console::guest_direct);
                 crate::console::guest_direct(bytes)
             } else {
                 console.push(bytes, |line| crate::console::guest_line(id, line))
@@ -149,7 +152,7 @@ fn hypercall(
         let (policy, polls) = &mut *sched;
         let mut reader = crate::irq::read_console;
         let console_in: Option<&mut hypercall::ConsoleReader<'_>> =
-            if id == 0 { Some(&mut reader) } else { None };
+            if id == owner { Some(&mut reader) } else { None };
         let mut mem = IdentityMem;
         let mut ctx = HypercallCtx {
             domid: id,

@@ -1,7 +1,8 @@
 //! The toolstack (issue 15): `xl` in domain 0's shell creates a domain at run time from the kept image
 //! `guest`, lists it, pauses it (a ticking domain makes no progress while paused and continues where it
 //! stopped), unpauses and destroys it; a domain that finishes is reaped (it leaves the list); errors are
-//! reported. `domctl` itself: every other domain is refused (-EPERM), domain 0's garbage is refused, and the
+//! reported; `xl console` moves the serial input to another domain's shell and Ctrl-] `c` brings it back.
+//! `domctl` itself: every other domain is refused (-EPERM), domain 0's garbage is refused, and the
 //! domain limit (`abi::domctl::MAX_DOMAINS`) is reached exactly and reported with -ENOSPC.
 
 use std::time::Duration;
@@ -110,6 +111,40 @@ fn xl_creates_lists_pauses_unpauses_destroys_and_finished_domains_are_reaped() {
     assert_eq!(last_list, "1 domain(s)", "finished domains are reaped\n{o}");
     let demo_done = line_at(&o, destroyed, "domain 1 shut down: poweroff code 0");
     line_at(&o, demo_done, "1 domain(s)");
+}
+
+#[test]
+fn xl_console_gives_the_serial_input_to_a_domain_and_ctrl_bracket_c_brings_it_back() {
+    let session = Session::new()
+        .command("xl create -m 4 guest shell")
+        .command("sleep 3")
+        .command("xl console 1")
+        .when("has the console input now", b"echo from-1 $?\n")
+        // The typed line echoes as `from-1 $?`; only domain 1's shell prints `from-1 0`.
+        .when("from-1 0", &[0x1d, b'c'])
+        .when("[hv] console input: domain 0", b"echo back-in-0 $?\n")
+        .command("xl destroy 1")
+        .logout();
+    let mut s = Scenario::new(&[SHELL]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.images = vec![XL_IMAGE.to_string()];
+    s.input = session.into_input(Some(STEP_TIMEOUT));
+    let o = run_scenario(&s);
+    expect(&o)
+        .contains("(d1) pvsh: type 'help' for commands")
+        .contains("[hv] INFO  console input: domain 1 (Ctrl-] c gives it back to domain 0)")
+        .contains("(d0) xl: domain 1 has the console input now")
+        .line("domain 1's shell answered the typed line", |l| {
+            l == "from-1 0"
+        })
+        .contains("[hv] console input: domain 0")
+        .line("domain 0's shell answered the next one", |l| {
+            l == "back-in-0 0"
+        })
+        .contains("[hv] INFO  domain 1 destroyed by the control domain")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub mod op {
     pub const UNPAUSE: u64 = 3;
     /// Set its memory ceiling to `arg` KiB.
     pub const MAX_MEM: u64 = 4;
+    /// Give it the serial console's input (the debug key Ctrl-] `c` gives it back to domain 0).
+    pub const CONSOLE: u64 = 5;
 }
 
 /// [`DomCreate::flags`]: leave the new domain paused.

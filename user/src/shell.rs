@@ -111,7 +111,7 @@ pub const PROGRAMS: &[Entry] = &[
     entry(
         "xl",
         "SUBCOMMAND",
-        "the toolstack: list create destroy pause unpause mem-max",
+        "toolstack: list create destroy pause unpause console",
     ),
     entry(
         "badptr",

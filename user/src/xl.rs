@@ -12,7 +12,8 @@ pub const DEFAULT_MEM_MIB: u64 = 8;
 pub const USAGE: &str = "usage: xl list
        xl create [-p] [-m MIB] IMAGE [GUEST COMMAND LINE]   (-p: leave it paused)
        xl destroy|pause|unpause DOMID
-       xl mem-max DOMID MIB";
+       xl mem-max DOMID MIB
+       xl console DOMID   (serial input to DOMID; Ctrl-] c brings it back to domain 0)";
 
 /// A parsed `xl` command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum Xl<'a> {
     Unpause(u16),
     /// `xl mem-max DOMID MIB`.
     MemMax(u16, u64),
+    /// `xl console DOMID`.
+    Console(u16),
     /// `xl help` (or no subcommand).
     Help,
 }
@@ -73,6 +76,7 @@ pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
         "pause" => Xl::Pause(domid(words.next())?),
         "unpause" => Xl::Unpause(domid(words.next())?),
         "mem-max" => Xl::MemMax(domid(words.next())?, mib_to_kb(words.next())?),
+        "console" => Xl::Console(domid(words.next())?),
         "create" => return parse_create(rest),
         _ => return Err("unknown subcommand"),
     };
@@ -169,7 +173,8 @@ mod tests {
         assert!(parse("mem-max 1 100000").is_err());
         assert!(parse("mem-max 1 1").is_err());
         assert!(parse("save 1").is_err(), "not offered");
-        assert!(parse("console 1").is_err(), "not offered");
+        assert_eq!(parse("console 1"), Ok(Xl::Console(1)));
+        assert!(parse("restore x").is_err(), "not offered");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum MachineOp {
     Unpause,
     /// Set its memory ceiling, KiB.
     MaxMemKb(u64),
+    /// Give it the console's input.
+    ConsoleInput,
 }
 
 /// Which TLB entries a flush covers.

@@ -3,8 +3,9 @@
 //! [`Platform::machine_control`](super::Platform::machine_control).
 
 use abi::domctl::{
-    DomctlCreate, XEN_DOMCTL_CREATEDOMAIN, XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_MAX_MEM,
-    XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_UNPAUSEDOMAIN, XenDomctl, XenDomctlMaxMem,
+    DomctlCreate, XEN_DOMCTL_CONSOLE_INPUT, XEN_DOMCTL_CREATEDOMAIN, XEN_DOMCTL_DESTROYDOMAIN,
+    XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_UNPAUSEDOMAIN, XenDomctl,
+    XenDomctlMaxMem,
 };
 use abi::errno::Errno;
 use abi::hypercall::nr;
@@ -38,13 +39,14 @@ impl XenPv {
         Ok(op.domain)
     }
 
-    /// Destroy, pause, unpause or set the ceiling of domain `id`.
+    /// Destroy, pause, unpause, set the ceiling of, or give the console to domain `id`.
     pub fn control_domain(&self, id: u16, what: MachineOp) -> Result<(), Errno> {
         let cmd = match what {
             MachineOp::Destroy => XEN_DOMCTL_DESTROYDOMAIN,
             MachineOp::Pause => XEN_DOMCTL_PAUSEDOMAIN,
             MachineOp::Unpause => XEN_DOMCTL_UNPAUSEDOMAIN,
             MachineOp::MaxMemKb(_) => XEN_DOMCTL_MAX_MEM,
+            MachineOp::ConsoleInput => XEN_DOMCTL_CONSOLE_INPUT,
         };
         let mut op = XenDomctl::new(cmd, id);
         if let MachineOp::MaxMemKb(kb) = what {

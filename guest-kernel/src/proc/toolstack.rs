@@ -49,6 +49,7 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<ToolRequest, Errno> {
                 op::PAUSE => MachineOp::Pause,
                 op::UNPAUSE => MachineOp::Unpause,
                 op::MAX_MEM => MachineOp::MaxMemKb(a[2]),
+                op::CONSOLE => MachineOp::ConsoleInput,
                 _ => return Err(Errno::EINVAL),
             };
             ToolRequest::Control(id(a[1])?, what)
@@ -138,7 +139,7 @@ mod tests {
                 Err(Errno::ESRCH)
             );
         }
-        for what in [0, 5, u64::MAX] {
+        for what in [0, 6, u64::MAX] {
             assert_eq!(
                 decode(nr::DOM_CONTROL, [what, 1, 0, 0, 0]),
                 Err(Errno::EINVAL)

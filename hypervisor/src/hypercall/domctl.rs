@@ -14,10 +14,11 @@
 
 use abi::domctl::{
     CREATE_CMDLINE_MAX, DOMCTL_CREATE_PAUSED, DomctlCreate, IMAGE_NAME_MAX, MAX_DOMAIN_MEM_KB,
-    MIN_DOMAIN_MEM_KB, VcpuGuestContext, XEN_DOMCTL_CREATEDOMAIN, XEN_DOMCTL_DESTROYDOMAIN,
-    XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_GETVCPUCONTEXT, XEN_DOMCTL_INTERFACE_VERSION,
-    XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_SETVCPUCONTEXT,
-    XEN_DOMCTL_UNPAUSEDOMAIN, XenDomctl, XenDomctlMaxMem, XenDomctlVcpucontext,
+    MIN_DOMAIN_MEM_KB, VcpuGuestContext, XEN_DOMCTL_CONSOLE_INPUT, XEN_DOMCTL_CREATEDOMAIN,
+    XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_GETVCPUCONTEXT,
+    XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_PAUSEDOMAIN,
+    XEN_DOMCTL_SETVCPUCONTEXT, XEN_DOMCTL_UNPAUSEDOMAIN, XenDomctl, XenDomctlMaxMem,
+    XenDomctlVcpucontext,
 };
 use abi::errno::Errno;
 use abi::types::Gva;
@@ -55,6 +56,8 @@ pub enum DomctlRequest {
     GetVcpuContext(u16, Gva),
     /// Set a paused domain's vCPU context from the guest buffer.
     SetVcpuContext(u16, Gva),
+    /// Give the serial input to a domain.
+    ConsoleInput(u16),
 }
 
 /// An operation on another domain's slot, performed by the trap code after the handler (`domain::control`).
@@ -116,6 +119,7 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         XEN_DOMCTL_MAX_MEM,
         XEN_DOMCTL_SETVCPUCONTEXT,
         XEN_DOMCTL_GETVCPUCONTEXT,
+        XEN_DOMCTL_CONSOLE_INPUT,
     ];
     if !known.contains(&op.cmd) {
         return Err(Errno::ENOSYS);
@@ -156,6 +160,7 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
             DomctlRequest::MaxMem(d, kb / 4)
         }
         XEN_DOMCTL_GETVCPUCONTEXT => DomctlRequest::GetVcpuContext(not_self()?, vcpu_ctxt()?),
+        XEN_DOMCTL_CONSOLE_INPUT => DomctlRequest::ConsoleInput(d),
         _ => DomctlRequest::SetVcpuContext(not_self()?, vcpu_ctxt()?),
     })
 }
@@ -224,6 +229,14 @@ fn run<M: MachineMem>(
             let mut copy = t.vcpu;
             vcpu_context::from_context(&mut copy, t.mm.base, &c)?;
             Ok(Some(DomctlOp::SetVcpuContext(d, buf)))
+        }
+        DomctlRequest::ConsoleInput(d) => {
+            if d != ctx.domid {
+                live_other(ctx, d)?;
+            }
+            crate::console::set_input_owner(d);
+            log::info!("console input: domain {d} (Ctrl-] c gives it back to domain 0)");
+            Ok(None)
         }
         DomctlRequest::MaxMem(d, pages) => {
             if d != ctx.domid {

@@ -377,3 +377,23 @@ fn vcpu_context_requests() {
         "runs into unmapped memory"
     );
 }
+
+#[test]
+fn console_input_goes_to_a_live_domain_only() {
+    let mut w = world(false);
+    let op = XenDomctl::new(abi::domctl::XEN_DOMCTL_CONSOLE_INPUT, 2);
+    assert_eq!(call(&mut w, &op), ret(Errno::EPERM));
+    let mut w = world(true);
+    for d in [3u16, MAX_DOMAINS as u16, u16::MAX] {
+        let op = XenDomctl::new(abi::domctl::XEN_DOMCTL_CONSOLE_INPUT, d);
+        assert_eq!(call(&mut w, &op), ret(Errno::ESRCH), "domain {d}");
+    }
+    assert_eq!(crate::console::input_owner(), 0, "unchanged by refusals");
+    assert_eq!(call(&mut w, &op), Action::Return(0));
+    assert_eq!(crate::console::input_owner(), 2);
+    // The caller may take it back.
+    let back = XenDomctl::new(abi::domctl::XEN_DOMCTL_CONSOLE_INPUT, 1);
+    assert_eq!(call(&mut w, &back), Action::Return(0));
+    assert_eq!(crate::console::input_owner(), 1);
+    crate::console::set_input_owner(0);
+}

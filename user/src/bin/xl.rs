@@ -1,4 +1,5 @@
-//! `xl`: domain 0's toolstack — list, create, destroy, pause and unpause domains (see `user::xl`).
+//! `xl`: domain 0's toolstack — list, create, destroy, pause and unpause domains, give one the console
+//! (see `user::xl`).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -33,6 +34,12 @@ fn main(args: &str) -> i32 {
         Xl::Pause(d) => control(uapi::domctl::op::PAUSE, d, 0, "paused"),
         Xl::Unpause(d) => control(uapi::domctl::op::UNPAUSE, d, 0, "unpaused"),
         Xl::MemMax(d, kb) => control(uapi::domctl::op::MAX_MEM, d, kb, "memory ceiling set"),
+        Xl::Console(d) => control(
+            uapi::domctl::op::CONSOLE,
+            d,
+            0,
+            "has the console input now (Ctrl-] c brings it back to domain 0)",
+        ),
     };
     match result {
         Ok(()) => 0,
