@@ -183,3 +183,19 @@ fn the_domain_limit_is_reached_exactly_and_refused_with_enospc() {
         .exit(EXIT_OK)
         .hypervisor_alive_at_end();
 }
+
+#[test]
+fn a_domain_created_paused_has_its_vcpu_context_read_and_set_before_it_runs() {
+    let mut s = Scenario::new(&["test=domctl-vcpu"]);
+    s.images = vec![XL_IMAGE.to_string()];
+    let o = run_scenario(&s);
+    expect(&o)
+        .result(0, TestResult::Success)
+        .contains("(d0)   ok   the context set is the context read: None")
+        .contains("(d0)   ok   it ran after the unpause: None")
+        .contains("[hv] INFO  domain 1 created by the control domain from image 'guest', paused")
+        .contains("[hv] INFO  domain 1: vCPU context set by the control domain")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+}

@@ -300,3 +300,130 @@ pub fn domctl_limit(_cmdline: &str, r: &mut Results) {
     );
     let _ = domctl(&mut XenDomctl::new(XEN_DOMCTL_DESTROYDOMAIN, op.domain));
 }
+
+/// `domctl-vcpu` (domain 0): create a domain paused from image `guest`, read its vCPU context (the start
+/// of day: RIP at the kernel's entry, RSI the start_info address, ring-1 selectors), refuse a context with
+/// another page-table base, write the same context back with a marker in R15 and read it again, raise
+/// its memory ceiling, unpause it and see it run, then destroy it.
+pub fn domctl_vcpu(_cmdline: &str, r: &mut Results) {
+    let mut op = XenDomctl::new(XEN_DOMCTL_CREATEDOMAIN, 0);
+    op.set_arg(
+        &DomctlCreate::new(
+            "guest",
+            4096,
+            "test=idle-forever",
+            abi::domctl::DOMCTL_CREATE_PAUSED,
+        )
+        .unwrap_or_default(),
+    );
+    expect(r, "createdomain, paused", domctl(&mut op), None);
+    let d = op.domain;
+    let mut ctx = <abi::domctl::VcpuGuestContext as zerocopy::FromZeros>::new_zeroed();
+    let mut get = XenDomctl::new(XEN_DOMCTL_GETVCPUCONTEXT, d);
+    get.set_arg(&XenDomctlVcpucontext {
+        ctxt: &raw mut ctx as u64,
+        ..Default::default()
+    });
+    expect(r, "getvcpucontext", domctl(&mut get), None);
+    let u = ctx.user_regs;
+    println!(
+        "  domain {d}: rip {:#x} rsi {:#x} rsp {:#x} cs {:#x} ss {:#x} cr3 {:#x}",
+        u.rip, u.rsi, u.rsp, u.cs, u.ss, ctx.ctrlreg[3]
+    );
+    let start = u.rip == 0xffff_ffff_8000_0000
+        && u.rsi > u.rip
+        && u.cs == u64::from(abi::layout::GUEST_KERNEL_CS)
+        && u.ss == u64::from(abi::layout::GUEST_KERNEL_SS)
+        && ctx.ctrlreg[3] != 0;
+    expect(
+        r,
+        "the start of day",
+        if start { None } else { Some(Errno::EIO) },
+        None,
+    );
+    let mut info = XenDomctl::new(XEN_DOMCTL_GETDOMAININFO, d);
+    let paused = domctl(&mut info).is_none()
+        && info.arg::<XenDomctlGetdomaininfo>().flags & abi::sysctl::XEN_DOMINF_PAUSED != 0;
+    expect(
+        r,
+        "listed as paused",
+        if paused { None } else { Some(Errno::EIO) },
+        None,
+    );
+    let mut bad = ctx;
+    bad.ctrlreg[3] += 0x1000;
+    let mut set = XenDomctl::new(XEN_DOMCTL_SETVCPUCONTEXT, d);
+    set.set_arg(&XenDomctlVcpucontext {
+        ctxt: &raw const bad as u64,
+        ..Default::default()
+    });
+    expect(
+        r,
+        "setvcpucontext with another page-table base",
+        domctl(&mut set),
+        Some(Errno::EINVAL),
+    );
+    let mut marked = ctx;
+    marked.user_regs.r15 = 0x1501_f00d;
+    set.set_arg(&XenDomctlVcpucontext {
+        ctxt: &raw const marked as u64,
+        ..Default::default()
+    });
+    expect(r, "setvcpucontext", domctl(&mut set), None);
+    ctx = <abi::domctl::VcpuGuestContext as zerocopy::FromZeros>::new_zeroed();
+    expect(r, "getvcpucontext again", domctl(&mut get), None);
+    let same = ctx.user_regs.r15 == 0x1501_f00d && ctx.user_regs.rip == u.rip;
+    expect(
+        r,
+        "the context set is the context read",
+        if same { None } else { Some(Errno::EIO) },
+        None,
+    );
+    let mut mem = XenDomctl::new(XEN_DOMCTL_MAX_MEM, d);
+    mem.set_arg(&XenDomctlMaxMem { max_memkb: 8192 });
+    expect(r, "max_mem 8 MiB", domctl(&mut mem), None);
+    let mut info = XenDomctl::new(XEN_DOMCTL_GETDOMAININFO, d);
+    let _ = domctl(&mut info);
+    let i = info.arg::<XenDomctlGetdomaininfo>();
+    expect(
+        r,
+        "its ceiling is 2048 pages, it holds 1024",
+        if (i.max_pages, i.tot_pages) == (2048, 1024) {
+            None
+        } else {
+            Some(Errno::EIO)
+        },
+        None,
+    );
+    expect(
+        r,
+        "unpause",
+        domctl(&mut XenDomctl::new(XEN_DOMCTL_UNPAUSEDOMAIN, d)),
+        None,
+    );
+    let _ = crate::time::sleep(300_000_000);
+    let _ = domctl(&mut info);
+    let ran = info.arg::<XenDomctlGetdomaininfo>().cpu_time > 0;
+    expect(
+        r,
+        "it ran after the unpause",
+        if ran { None } else { Some(Errno::EIO) },
+        None,
+    );
+    expect(
+        r,
+        "destroy",
+        domctl(&mut XenDomctl::new(XEN_DOMCTL_DESTROYDOMAIN, d)),
+        None,
+    );
+    expect(
+        r,
+        "gone",
+        if domain_exists(d) {
+            Some(Errno::EIO)
+        } else {
+            None
+        },
+        None,
+    );
+}

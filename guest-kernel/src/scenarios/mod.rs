@@ -282,6 +282,11 @@ const SCENARIOS: &[Scenario] = &[
         about: "create domains until -ENOSPC at MAX_DOMAINS, destroy them all",
         run: domctl::domctl_limit,
     },
+    Scenario {
+        name: "domctl-vcpu",
+        about: "create paused, get/set the vCPU context, max_mem, unpause, destroy",
+        run: domctl::domctl_vcpu,
+    },
 ];
 
 /// Run scenario `name`; returns the exit code.
