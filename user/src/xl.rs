@@ -211,7 +211,12 @@ mod tests {
         assert_eq!(state(dominf::BLOCKED | dominf::PAUSED), "paused");
         assert_eq!(state(dominf::SHUTDOWN | dominf::DYING), "shutdown");
         assert_eq!(state(0), "runnable");
-        assert!(error_text(Errno::ENOSPC).contains("128"));
+        // The limit named in the messages is the one every layer uses.
+        assert!(error_text(Errno::ENOSPC).contains(&format!("({MAX_DOMAINS} domains")));
+        assert!(
+            parse(&format!("pause {MAX_DOMAINS}"))
+                .is_err_and(|e| e.contains(&format!("({MAX_DOMAINS})")))
+        );
         assert!(error_text(Errno::EOPNOTSUPP).contains("not virtualised"));
     }
 }
