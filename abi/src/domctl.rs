@@ -32,8 +32,8 @@
 //!   module whose command line is `image=NAME`, kept instead of being started), the memory size and the
 //!   guest command line, and the hypervisor builds, validates and audits the domain exactly as at boot. The
 //!   new domain is started at once unless [`DOMCTL_CREATE_PAUSED`] is given. The id is always chosen by
-//!   the hypervisor (the lowest free one); the `domain` field is ignored on input and holds the id on
-//!   return.
+//!   the hypervisor: the first free one after the last id it gave, wrapping around, never 0 (so a freed
+//!   id is not reused at once); the `domain` field is ignored on input and holds the id on return.
 //! - **`destroydomain` finishes at once** (no `-ERESTART` continuations): the domain's memory is zeroed
 //!   and freed and its slot is free when the call returns.
 //! - **`max_mem` only lowers or raises the ceiling** (`max_pages`); it never takes memory away from a

@@ -10,7 +10,7 @@ use std::time::Duration;
 use abi::exit::EXIT_OK;
 use tests::{Outcome, Scenario, TestResult, expect, run_scenario};
 use xtask::scenario::DEFAULT_HV_CMDLINE;
-use xtask::shell::{DOM0_CONSOLE_DIRECT, SHELL, Session, XL_IMAGE};
+use xtask::shell::{DOM0_CONSOLE_DIRECT, PING_SERVER, SHELL, Session, XL_IMAGE};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -78,7 +78,7 @@ fn xl_creates_lists_pauses_unpauses_destroys_and_finished_domains_are_reaped() {
             l.starts_with("   1 paused ")
         })
         .contains("[hv] INFO  domain 1 destroyed by the control domain")
-        .contains("(d1) domain 1: demo finished, powering off")
+        .contains("(d2) domain 2: demo finished, powering off")
         .contains("xl: invalid request")
         .contains("xl: no such domain (ESRCH)")
         .contains("xl: no such image")
@@ -109,7 +109,9 @@ fn xl_creates_lists_pauses_unpauses_destroys_and_finished_domains_are_reaped() {
         .rfind(|l| l.ends_with("domain(s)"))
         .unwrap_or_default();
     assert_eq!(last_list, "1 domain(s)", "finished domains are reaped\n{o}");
-    let demo_done = line_at(&o, destroyed, "domain 1 shut down: poweroff code 0");
+    // The next domain gets the next id (2), not the one just freed.
+    line_at(&o, destroyed, "xl: created domain 2 from image 'guest'");
+    let demo_done = line_at(&o, destroyed, "domain 2 shut down: poweroff code 0");
     line_at(&o, demo_done, "1 domain(s)");
 }
 
@@ -148,6 +150,33 @@ fn xl_console_gives_the_serial_input_to_a_domain_and_ctrl_bracket_c_brings_it_ba
 }
 
 #[test]
+fn destroying_a_domain_with_a_channel_to_domain_0_leaves_domain_0_working() {
+    let mut s = Scenario::new(&[SHELL, PING_SERVER]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.images = vec![XL_IMAGE.to_string()];
+    s.input = Session::of_commands(&[
+        "evtchn-ping 10",
+        "xl destroy 1",
+        "evtchn-ping 10",
+        "xl list",
+        "echo alive",
+    ])
+    .into_input(Some(STEP_TIMEOUT));
+    let o = run_scenario(&s);
+    expect(&o)
+        .line("the ping server answered", |l| {
+            l.starts_with("evtchn-ping: 10 round trips")
+        })
+        .contains("[hv] INFO  domain 1 destroyed by the control domain")
+        .contains("evtchn-ping: ENODEV")
+        .contains("1 domain(s)")
+        .line("the shell lives on", |l| l == "alive")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+}
+
+#[test]
 fn domctl_refuses_every_other_domain_and_domain_0s_garbage() {
     let mut s = Scenario::new(&["test=domctl-hostile", "test=domctl-hostile"]);
     s.images = vec![XL_IMAGE.to_string()];
@@ -157,6 +186,8 @@ fn domctl_refuses_every_other_domain_and_domain_0s_garbage() {
         .result(1, TestResult::Success)
         .contains("(d1)   ok   unprivileged cmd 2 on domain 0: Some(EPERM)")
         .contains("(d0)   ok   createdomain from an unknown image: Some(ENOENT)")
+        .contains("(d0)   ok   a second 256 MiB domain: not enough memory: Some(ENOMEM)")
+        .contains("(d0)   ok   its memory is free again: a 256 MiB domain fits: None")
         .contains("(d0)   ok   domain 0 still listed and running: None")
         .poweroff(0)
         .poweroff(1)

@@ -1,7 +1,8 @@
 //! Domain control (`domctl`, hypercall 36). Scenario `test=domctl-hostile`: every other domain is refused
 //! every command (-EPERM, even with garbage); domain 0 sends garbage — bad envelope pointers (-EFAULT),
 //! wrong interface versions (-EACCES), unknown and log-dirty commands (-ENOSYS), ids past the limit
-//! (-ESRCH), acting on itself (-EINVAL), sizes out of range (-EINVAL), an unknown image (-ENOENT) — and
+//! (-ESRCH), acting on itself (-EINVAL), sizes out of range (-EINVAL), an unknown image (-ENOENT), a
+//! domain larger than the free memory (-ENOMEM; the memory of a destroyed one is free again) — and
 //! sees itself still listed and running afterwards. Scenario `test=tick-forever`: print `tick N` every 100 ms until
 //! destroyed (for `xl pause`: no ticks while paused).
 
@@ -166,6 +167,43 @@ pub fn domctl_hostile(_cmdline: &str, r: &mut Results) {
         domctl(&mut create("no-such-image", 4096)),
         Some(Errno::ENOENT),
     );
+    // Memory runs out: a 256 MiB domain (paused, so it costs no CPU) fits once, not twice.
+    let mut big = XenDomctl::new(XEN_DOMCTL_CREATEDOMAIN, 0);
+    big.set_arg(
+        &DomctlCreate::new(
+            "guest",
+            MAX_DOMAIN_MEM_KB,
+            "test=idle-forever",
+            abi::domctl::DOMCTL_CREATE_PAUSED,
+        )
+        .unwrap_or_default(),
+    );
+    let first = domctl(&mut big);
+    let id = big.domain;
+    expect(r, "a 256 MiB domain", first, None);
+    let mut again = big;
+    expect(
+        r,
+        "a second 256 MiB domain: not enough memory",
+        domctl(&mut again),
+        Some(Errno::ENOMEM),
+    );
+    if first.is_none() {
+        expect(
+            r,
+            "destroy the big domain",
+            domctl(&mut XenDomctl::new(XEN_DOMCTL_DESTROYDOMAIN, id)),
+            None,
+        );
+        let mut third = big;
+        expect(
+            r,
+            "its memory is free again: a 256 MiB domain fits",
+            domctl(&mut third),
+            None,
+        );
+        let _ = domctl(&mut XenDomctl::new(XEN_DOMCTL_DESTROYDOMAIN, third.domain));
+    }
     let mut ctxt = XenDomctl::new(XEN_DOMCTL_GETVCPUCONTEXT, 1);
     ctxt.set_arg(&XenDomctlVcpucontext {
         vcpu: 0,

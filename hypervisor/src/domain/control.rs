@@ -126,6 +126,7 @@ fn create(at: Gva) -> Result<(), Errno> {
         );
         return Err(Errno::EINVAL);
     }
+    DOMAINS.lock().last_created = id;
     if p.paused {
         let _ = SCHED.lock().0.set_paused(usize::from(id), true);
     }

@@ -92,6 +92,8 @@ pub struct DomainTable {
     pub shared_info: [Option<abi::types::Mfn>; MAX_DOMAINS],
     /// The most severe [`exit_status`] of the domains already reaped.
     pub reaped_status: u8,
+    /// The id given to the last domain created at run time ([`DomainTable::free_id`] continues after it).
+    pub last_created: u16,
 }
 
 impl DomainTable {
@@ -103,6 +105,7 @@ impl DomainTable {
             segments_loaded: None,
             shared_info: [None; MAX_DOMAINS],
             reaped_status: abi::exit::EXIT_OK,
+            last_created: 0,
         }
     }
 
@@ -129,11 +132,13 @@ impl DomainTable {
         n
     }
 
-    /// The lowest free domain id, if any.
+    /// The id for a domain created at run time: the first free one after [`DomainTable::last_created`],
+    /// wrapping around (as Xen's toolstack does, so a just-freed id — and a channel offered to it — is
+    /// not handed to the next domain at once), never 0 (the initial domain's). `None` at the limit.
     pub fn free_id(&self) -> Option<u16> {
-        self.slots
-            .iter()
-            .position(Option::is_none)
+        (1..MAX_DOMAINS)
+            .map(|k| (usize::from(self.last_created) + k) % MAX_DOMAINS)
+            .find(|&i| i != 0 && self.slots[i].is_none())
             .map(|i| i as u16)
     }
 
@@ -252,15 +257,25 @@ mod tests {
         assert_eq!(t.reap(), 2);
         assert_eq!(t.iter().map(|d| d.id).collect::<Vec<_>>(), [0, 3]);
         assert_eq!((t.current, t.segments_loaded), (None, None));
+        // Ids continue after the last one created, wrap around, and skip 0.
+        t.last_created = 3;
+        assert_eq!(t.free_id(), Some(4));
+        t.last_created = MAX_DOMAINS as u16 - 1;
         assert_eq!(t.free_id(), Some(1));
+        t.slots[0] = None;
+        assert_eq!(t.free_id(), Some(1), "never the initial domain's id");
         assert_eq!(t.reaped_status, abi::exit::EXIT_DOMAIN_CRASHED);
         assert_eq!(t.reap(), 0, "nothing left to reap");
         // A reaped crash keeps the overall status.
         assert_eq!(t.status(), abi::exit::EXIT_DOMAIN_CRASHED);
-        for i in 0..MAX_DOMAINS {
+        for i in 1..MAX_DOMAINS {
             t.slots[i] = Some(dom(i as u16, DomainState::Runnable));
         }
-        assert_eq!(t.free_id(), None, "the table is full at MAX_DOMAINS");
+        assert_eq!(
+            t.free_id(),
+            None,
+            "the table is full at MAX_DOMAINS (0 is never handed out)"
+        );
     }
 
     #[test]

@@ -256,7 +256,8 @@ fn run<M: MachineMem>(
             // Prove the envelope writable (the id goes there) by writing back what the caller put there.
             ctx.guest().write_obj(at, &op)?;
             let caller = usize::from(ctx.domid);
-            let free = (0..MAX_DOMAINS).any(|i| i != caller && ctx.others[i].is_none());
+            // Id 0 is never handed out (`DomainTable::free_id`).
+            let free = (1..MAX_DOMAINS).any(|i| i != caller && ctx.others[i].is_none());
             if !free {
                 return Err(Errno::ENOSPC);
             }
