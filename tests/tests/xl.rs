@@ -230,3 +230,45 @@ fn a_domain_created_paused_has_its_vcpu_context_read_and_set_before_it_runs() {
         .exit(EXIT_OK)
         .hypervisor_alive_at_end();
 }
+
+#[test]
+fn xl_fills_the_machine_to_the_domain_limit_and_reports_it() {
+    let limit = abi::domctl::MAX_DOMAINS;
+    let mut s = Scenario::new(&[SHELL]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.images = vec![XL_IMAGE.to_string()];
+    s.timeout = Duration::from_secs(120);
+    let create_all = format!("xl create -n {} -m 2 guest test=idle-forever", limit - 1);
+    let destroy_all = format!("xl destroy 1-{}", limit - 1);
+    s.input = Session::of_commands(&[
+        create_all.as_str(),
+        "xl create -m 2 guest demo",
+        "xl list",
+        destroy_all.as_str(),
+        "xl list",
+        "echo done",
+    ])
+    .into_input(Some(Duration::from_secs(90)));
+    let o = run_scenario(&s);
+    expect(&o)
+        .contains(&format!(
+            "xl: created {} domain(s) from image 'guest', the last is domain {}",
+            limit - 1,
+            limit - 1
+        ))
+        .contains(&format!(
+            "xl: the domain limit is reached ({limit} domains, abi::domctl::MAX_DOMAINS) (ENOSPC)"
+        ))
+        .contains(&format!("{limit} domain(s)"))
+        .contains(&format!("xl: domain {} destroyed", limit - 1))
+        .line("done", |l| l == "done")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+    let last_list = o
+        .output
+        .lines()
+        .rfind(|l| l.ends_with("domain(s)"))
+        .unwrap_or_default();
+    assert_eq!(last_list, "1 domain(s)", "all destroyed\n{o}");
+}

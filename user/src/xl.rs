@@ -10,8 +10,8 @@ pub const DEFAULT_MEM_MIB: u64 = 8;
 
 /// What `xl help` prints.
 pub const USAGE: &str = "usage: xl list
-       xl create [-p] [-m MIB] IMAGE [GUEST COMMAND LINE]   (-p: leave it paused)
-       xl destroy|pause|unpause DOMID
+       xl create [-p] [-m MIB] [-n COUNT] IMAGE [GUEST COMMAND LINE]   (-p: paused)
+       xl destroy|pause|unpause DOMID|FIRST-LAST
        xl mem-max DOMID MIB
        xl console DOMID   (serial input to DOMID; Ctrl-] c brings it back to domain 0)";
 
@@ -26,19 +26,46 @@ pub enum Xl<'a> {
         mem_kb: u64,
         paused: bool,
         cmdline: &'a str,
+        /// How many domains (`-n`; 1 by default).
+        count: u32,
     },
-    /// `xl destroy DOMID`.
-    Destroy(u16),
-    /// `xl pause DOMID`.
-    Pause(u16),
-    /// `xl unpause DOMID`.
-    Unpause(u16),
+    /// `xl destroy DOMID|FIRST-LAST`.
+    Destroy(Ids),
+    /// `xl pause DOMID|FIRST-LAST`.
+    Pause(Ids),
+    /// `xl unpause DOMID|FIRST-LAST`.
+    Unpause(Ids),
     /// `xl mem-max DOMID MIB`.
     MemMax(u16, u64),
     /// `xl console DOMID`.
     Console(u16),
     /// `xl help` (or no subcommand).
     Help,
+}
+
+/// Domain ids `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ids {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl Ids {
+    /// The ids in order.
+    pub fn iter(self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+}
+
+/// `DOMID` or `FIRST-LAST` (ascending, below the limit).
+fn ids(word: Option<&str>) -> Result<Ids, &'static str> {
+    let word = word.ok_or("missing DOMID")?;
+    let (a, b) = word.split_once('-').unwrap_or((word, word));
+    let (first, last) = (domid(Some(a))?, domid(Some(b))?);
+    if first > last {
+        return Err("FIRST-LAST must be ascending");
+    }
+    Ok(Ids { first, last })
 }
 
 fn domid(word: Option<&str>) -> Result<u16, &'static str> {
@@ -72,9 +99,9 @@ pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
     let cmd = match sub {
         "" | "help" | "-h" | "--help" => Xl::Help,
         "list" | "li" => Xl::List,
-        "destroy" => Xl::Destroy(domid(words.next())?),
-        "pause" => Xl::Pause(domid(words.next())?),
-        "unpause" => Xl::Unpause(domid(words.next())?),
+        "destroy" => Xl::Destroy(ids(words.next())?),
+        "pause" => Xl::Pause(ids(words.next())?),
+        "unpause" => Xl::Unpause(ids(words.next())?),
         "mem-max" => Xl::MemMax(domid(words.next())?, mib_to_kb(words.next())?),
         "console" => Xl::Console(domid(words.next())?),
         "create" => return parse_create(rest),
@@ -87,16 +114,23 @@ pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
 }
 
 fn parse_create(rest: &str) -> Result<Xl<'_>, &'static str> {
-    let (mut paused, mut mem_kb) = (false, DEFAULT_MEM_MIB * 1024);
+    let (mut paused, mut mem_kb, mut count) = (false, DEFAULT_MEM_MIB * 1024, 1);
     let mut s = rest.trim_start();
     loop {
         let (word, after) = s.split_once(' ').unwrap_or((s, ""));
         match word {
             "-p" => paused = true,
-            "-m" => {
+            "-m" | "-n" => {
                 let after = after.trim_start();
-                let (mib, tail) = after.split_once(' ').unwrap_or((after, ""));
-                mem_kb = mib_to_kb(Some(mib))?;
+                let (value, tail) = after.split_once(' ').unwrap_or((after, ""));
+                if word == "-m" {
+                    mem_kb = mib_to_kb(Some(value))?;
+                } else {
+                    count = value.parse().map_err(|_| "COUNT must be a number")?;
+                    if !(1..=MAX_DOMAINS as u32).contains(&count) {
+                        return Err("COUNT out of range (1 to the domain limit)");
+                    }
+                }
                 s = tail.trim_start();
                 continue;
             }
@@ -114,6 +148,7 @@ fn parse_create(rest: &str) -> Result<Xl<'_>, &'static str> {
                     mem_kb,
                     paused,
                     cmdline,
+                    count,
                 });
             }
         }
@@ -162,9 +197,27 @@ mod tests {
     fn subcommands() {
         assert_eq!(parse(""), Ok(Xl::Help));
         assert_eq!(parse("list"), Ok(Xl::List));
-        assert_eq!(parse("destroy 3"), Ok(Xl::Destroy(3)));
-        assert_eq!(parse("pause 127"), Ok(Xl::Pause(127)));
-        assert_eq!(parse("unpause  2 "), Ok(Xl::Unpause(2)));
+        let one = |d| Ids { first: d, last: d };
+        assert_eq!(parse("destroy 3"), Ok(Xl::Destroy(one(3))));
+        assert_eq!(parse("pause 127"), Ok(Xl::Pause(one(127))));
+        assert_eq!(parse("unpause  2 "), Ok(Xl::Unpause(one(2))));
+        assert_eq!(
+            parse("destroy 1-127"),
+            Ok(Xl::Destroy(Ids {
+                first: 1,
+                last: 127
+            }))
+        );
+        assert_eq!(
+            parse("destroy 1-127").map(|x| match x {
+                Xl::Destroy(i) => i.iter().count(),
+                _ => 0,
+            }),
+            Ok(127)
+        );
+        assert!(parse("destroy 5-4").is_err());
+        assert!(parse("destroy 1-128").is_err());
+        assert!(parse("destroy -3").is_err());
         assert_eq!(parse("mem-max 2 16"), Ok(Xl::MemMax(2, 16384)));
         assert!(parse("pause 128").is_err());
         assert!(parse("pause").is_err());
@@ -185,18 +238,23 @@ mod tests {
                 image: "guest",
                 mem_kb: 8192,
                 paused: false,
-                cmdline: ""
+                cmdline: "",
+                count: 1
             })
         );
         assert_eq!(
-            parse("create -p -m 4 guest test=ticker  x=1 "),
+            parse("create -p -m 4 -n 127 guest test=ticker  x=1 "),
             Ok(Xl::Create {
                 image: "guest",
                 mem_kb: 4096,
                 paused: true,
-                cmdline: "test=ticker  x=1"
+                cmdline: "test=ticker  x=1",
+                count: 127
             })
         );
+        assert!(parse("create -n 0 guest").is_err());
+        assert!(parse("create -n 129 guest").is_err());
+        assert!(parse("create -n x guest").is_err());
         assert!(parse("create").is_err());
         assert!(parse("create -m").is_err());
         assert!(parse("create -m 1 guest").is_err());

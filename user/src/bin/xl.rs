@@ -29,10 +29,11 @@ fn main(args: &str) -> i32 {
             mem_kb,
             paused,
             cmdline,
-        } => create(image, mem_kb, paused, cmdline),
-        Xl::Destroy(d) => control(uapi::domctl::op::DESTROY, d, 0, "destroyed"),
-        Xl::Pause(d) => control(uapi::domctl::op::PAUSE, d, 0, "paused"),
-        Xl::Unpause(d) => control(uapi::domctl::op::UNPAUSE, d, 0, "unpaused"),
+            count,
+        } => create(image, mem_kb, paused, cmdline, count),
+        Xl::Destroy(ids) => each(ids, uapi::domctl::op::DESTROY, "destroyed"),
+        Xl::Pause(ids) => each(ids, uapi::domctl::op::PAUSE, "paused"),
+        Xl::Unpause(ids) => each(ids, uapi::domctl::op::UNPAUSE, "unpaused"),
         Xl::MemMax(d, kb) => control(uapi::domctl::op::MAX_MEM, d, kb, "memory ceiling set"),
         Xl::Console(d) => control(
             uapi::domctl::op::CONSOLE,
@@ -82,7 +83,13 @@ fn list() -> Result<(), uapi::Errno> {
     Ok(())
 }
 
-fn create(image: &str, mem_kb: u64, paused: bool, cmdline: &str) -> Result<(), uapi::Errno> {
+fn create(
+    image: &str,
+    mem_kb: u64,
+    paused: bool,
+    cmdline: &str,
+    count: u32,
+) -> Result<(), uapi::Errno> {
     let flags = if paused {
         uapi::domctl::CREATE_PAUSED
     } else {
@@ -90,13 +97,41 @@ fn create(image: &str, mem_kb: u64, paused: bool, cmdline: &str) -> Result<(), u
     };
     let req =
         uapi::domctl::DomCreate::new(image, mem_kb, cmdline, flags).ok_or(uapi::Errno::EINVAL)?;
-    let id = sys::dom_create(&req)?;
-    println!(
-        "xl: created domain {id} from image '{image}' ({} MiB{}), command line '{cmdline}'",
-        mem_kb / 1024,
-        if paused { ", paused" } else { "" }
-    );
+    for made in 0..count {
+        let id = match sys::dom_create(&req) {
+            Ok(id) => id,
+            Err(e) => {
+                if count > 1 {
+                    println!("xl: created {made} of {count} domain(s)");
+                }
+                return Err(e);
+            }
+        };
+        if count == 1 {
+            println!(
+                "xl: created domain {id} from image '{image}' ({} MiB{}), command line '{cmdline}'",
+                mem_kb / 1024,
+                if paused { ", paused" } else { "" }
+            );
+        } else if made + 1 == count {
+            println!("xl: created {count} domain(s) from image '{image}', the last is domain {id}");
+        }
+    }
     Ok(())
+}
+
+/// `op` on every domain of `ids`; the first error is returned after trying them all.
+fn each(ids: xl::Ids, op: u64, done: &str) -> Result<(), uapi::Errno> {
+    let mut first_error = None;
+    for d in ids.iter() {
+        if let Err(e) = control(op, d, 0, done) {
+            if ids.first != ids.last {
+                eprintln!("xl: domain {d}: {}", xl::error_text(e));
+            }
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn control(op: u64, d: u16, arg: u64, done: &str) -> Result<(), uapi::Errno> {
