@@ -8,7 +8,7 @@ use crate::deliver;
 use crate::domain::lifecycle::stop_domain;
 use crate::domain::state::MAX_DOMAINS;
 use crate::domain::state::{Domain, DomainState, DomainTable};
-use crate::hypercall::{self, Action, HypercallCtx};
+use crate::hypercall::{self, Action, HypercallCtx, Others};
 use crate::regs::{EntryFrame, frame_ring};
 use crate::setup::{DOMAINS, EVENTS, HV, MACHINE, SCHED, TIME, TimeBase};
 use abi::types::Mfn;
@@ -29,14 +29,22 @@ pub enum Next {
 pub fn guest_trap(frame: EntryFrame) -> ! {
     let next = {
         let mut table = DOMAINS.lock();
-        let peers = table.shared_info;
-        let Some((dom, others)) = current_and_others(&mut table) else {
+        let DomainTable {
+            slots,
+            current,
+            shared_info: peers,
+            ..
+        } = &mut *table;
+        let Some((dom, others)) = current
+            .and_then(|c| Others::split(slots, c))
+            .and_then(|(me, others)| me.as_mut().map(|me| (me, others)))
+        else {
             drop(table);
             no_current_domain(frame.vector)
         };
         dom.vcpu.regs = frame;
         match frame.vector {
-            v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, &peers, &others),
+            v if v == u64::from(HYPERCALL_VECTOR) => hypercall(dom, peers, others),
             v if v < 32 => exception(dom, &frame),
             abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
             // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
@@ -106,29 +114,7 @@ pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
     crate::sched::schedule(true)
 }
 
-/// The current domain, and every other domain read-only (indexed by id; `None` for the current one and for
-/// free slots), for the hypercalls that report on domains.
-fn current_and_others(
-    table: &mut DomainTable,
-) -> Option<(&mut Domain, [Option<&Domain>; MAX_DOMAINS])> {
-    let current = table.current?;
-    let mut others = [None; MAX_DOMAINS];
-    let mut me = None;
-    for (i, slot) in table.slots.iter_mut().enumerate() {
-        if i == current {
-            me = slot.as_mut();
-        } else {
-            others[i] = slot.as_ref();
-        }
-    }
-    Some((me?, others))
-}
-
-fn hypercall(
-    dom: &mut Domain,
-    peers: &[Option<Mfn>; MAX_DOMAINS],
-    others: &[Option<&Domain>; MAX_DOMAINS],
-) -> Next {
+fn hypercall(dom: &mut Domain, peers: &[Option<Mfn>; MAX_DOMAINS], others: Others<'_>) -> Next {
     let number = dom.vcpu.regs.rax;
     let args = hypercall::args_of(&dom.vcpu.regs);
     let id = dom.id;

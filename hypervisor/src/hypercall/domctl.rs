@@ -182,8 +182,6 @@ fn live_other<'a, M: MachineMem>(
 ) -> Result<&'a Domain, Errno> {
     ctx.others
         .get(usize::from(d))
-        .copied()
-        .flatten()
         .filter(|t| t.runnable())
         .ok_or(Errno::ESRCH)
 }
@@ -245,19 +243,14 @@ fn run<M: MachineMem>(
             Ok(Some(DomctlOp::MaxMem(d, pages)))
         }
         DomctlRequest::Destroy(d) => {
-            ctx.others
-                .get(usize::from(d))
-                .copied()
-                .flatten()
-                .ok_or(Errno::ESRCH)?;
+            ctx.others.get(usize::from(d)).ok_or(Errno::ESRCH)?;
             Ok(Some(DomctlOp::Destroy(d)))
         }
         DomctlRequest::Create(p) => {
             // Prove the envelope writable (the id goes there) by writing back what the caller put there.
             ctx.guest().write_obj(at, &op)?;
-            let caller = usize::from(ctx.domid);
             // Id 0 is never handed out (`DomainTable::free_id`).
-            let free = (1..MAX_DOMAINS).any(|i| i != caller && ctx.others[i].is_none());
+            let free = (1..MAX_DOMAINS).any(|i| ctx.others.is_free(i));
             if !free {
                 return Err(Errno::ENOSPC);
             }

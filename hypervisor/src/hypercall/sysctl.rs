@@ -146,7 +146,7 @@ pub(crate) fn facts<M: MachineMem>(
             cpu_ns,
         });
     }
-    let d = (*ctx.others.get(id)?)?;
+    let d = ctx.others.get(id)?;
     Some(DomainFacts {
         id: d.id,
         state: d.state,

@@ -169,8 +169,7 @@ impl World {
         let now_ns = self.now_ns;
         let out = &mut self.out;
         let mut sink = |b: &[u8]| out.extend_from_slice(b);
-        let others: [Option<&Domain>; MAX_DOMAINS] =
-            core::array::from_fn(|i| self.others[i].as_ref());
+        let others = super::Others::new(&self.others[..1], &self.others[2..]);
         let mut ctx = HypercallCtx {
             domid: 1,
             privileged: self.privileged,
@@ -185,7 +184,7 @@ impl World {
             sched: self.sched,
             polls: &mut self.polls,
             shared_info: &self.shared_info,
-            others: &others,
+            others,
             clock: &|| now_ns,
             console_in: None,
             hv_l4: &[],
