@@ -175,6 +175,9 @@ impl Iterator for Due {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedPolicy {
     vcpus: [Entity; NR_VCPUS],
+    /// Every vCPU from here on has never been started (is stopped): the scans stop here, so their cost
+    /// follows the domains in use, not [`NR_VCPUS`].
+    high: usize,
     running: Option<Running>,
     slice_ns: u64,
     /// Monotonic floor of the runnable vCPUs' virtual runtimes.
@@ -200,6 +203,7 @@ impl SchedPolicy {
     pub const fn new() -> SchedPolicy {
         SchedPolicy {
             vcpus: [Entity::STOPPED; NR_VCPUS],
+            high: 0,
             running: None,
             slice_ns: DEFAULT_SLICE_NS,
             min_vruntime: 0,
@@ -285,6 +289,7 @@ impl SchedPolicy {
         self.changed = true;
         self.set_weight(v, weight)?;
         let min = self.min_vruntime;
+        self.high = self.high.max(v + 1);
         let e = &mut self.vcpus[v];
         if e.state == RunState::Stopped {
             *e = Entity {
@@ -356,8 +361,7 @@ impl SchedPolicy {
     }
 
     fn update_min_vruntime(&mut self) {
-        let min = self
-            .vcpus
+        let min = self.vcpus[..self.high]
             .iter()
             .filter(|e| e.runnable())
             .map(|e| e.vruntime)
@@ -451,7 +455,7 @@ impl SchedPolicy {
     pub fn timers_due(&mut self, now: u64) -> Due {
         self.changed = true;
         let mut due = Due::default();
-        for v in 0..NR_VCPUS {
+        for v in 0..self.high {
             let e = &mut self.vcpus[v];
             if e.state == RunState::Stopped {
                 continue;
@@ -516,12 +520,19 @@ impl SchedPolicy {
     /// The runnable vCPU with the lowest virtual runtime, avoiding one that yielded if possible.
     fn choose(&self) -> Option<usize> {
         let runnable = |v: usize| self.vcpus[v].runnable();
-        let others = (0..NR_VCPUS).any(|v| runnable(v) && Some(v) != self.yielded);
+        let others = (0..self.high).any(|v| runnable(v) && Some(v) != self.yielded);
         let eligible = |v: usize| runnable(v) && (!others || Some(v) != self.yielded);
         let mut best: Option<usize> = None;
         // Round-robin order: starting after the last vCPU picked; strict `<` keeps the first of equals.
-        for k in 1..=NR_VCPUS {
-            let v = (self.cursor + k) % NR_VCPUS;
+        // Only the vCPUs ever started are visited (the others are stopped, never eligible), in the same
+        // order as over all of them.
+        let n = self.high.max(1);
+        let start = match (self.cursor + 1) % NR_VCPUS {
+            s if s < n => s,
+            _ => 0,
+        };
+        for k in 0..n {
+            let v = (start + k) % n;
             if eligible(v) && best.is_none_or(|b| self.vcpus[v].vruntime < self.vcpus[b].vruntime) {
                 best = Some(v);
             }
@@ -536,10 +547,10 @@ impl SchedPolicy {
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         let mut deadline: Option<u64> = None;
         let mut consider = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
-        let any_runnable = self.vcpus.iter().any(Entity::runnable);
+        let any_runnable = self.vcpus[..self.high].iter().any(Entity::runnable);
         match self.running {
             Some(r) if self.vcpus[r.vcpu].runnable() => {
-                let others = (0..NR_VCPUS).any(|v| v != r.vcpu && self.vcpus[v].runnable());
+                let others = (0..self.high).any(|v| v != r.vcpu && self.vcpus[v].runnable());
                 if others {
                     consider(r.slice_end);
                 }
@@ -547,7 +558,10 @@ impl SchedPolicy {
             _ if any_runnable => consider(now),
             _ => {}
         }
-        for e in self.vcpus.iter().filter(|e| e.state != RunState::Stopped) {
+        for e in self.vcpus[..self.high]
+            .iter()
+            .filter(|e| e.state != RunState::Stopped)
+        {
             if let Some(t) = e.singleshot {
                 consider(t);
             }

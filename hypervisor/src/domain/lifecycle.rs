@@ -244,7 +244,7 @@ pub fn create_domain(
         polls.clear(domid);
     }
     let mut table = DOMAINS.lock();
-    table.slots[domid as usize] = Some(Domain {
+    table.insert(Domain {
         id: domid,
         state: DomainState::Runnable,
         vcpu: Vcpu {

@@ -94,6 +94,8 @@ pub struct DomainTable {
     pub reaped_status: u8,
     /// The id given to the last domain created at run time ([`DomainTable::free_id`] continues after it).
     pub last_created: u16,
+    /// Slots from here on have never held a domain: the scans stop here ([`DomainTable::insert`]).
+    used: usize,
 }
 
 impl DomainTable {
@@ -106,7 +108,15 @@ impl DomainTable {
             shared_info: [None; MAX_DOMAINS],
             reaped_status: abi::exit::EXIT_OK,
             last_created: 0,
+            used: 0,
         }
+    }
+
+    /// Put `d` in slot `d.id` (replacing whatever was there).
+    pub fn insert(&mut self, d: Domain) {
+        let i = usize::from(d.id);
+        self.used = self.used.max(i + 1);
+        self.slots[i] = Some(d);
     }
 
     /// Remove every stopped domain (shut down or crashed: its memory is already released) from the table,
@@ -114,7 +124,7 @@ impl DomainTable {
     /// be used again. Returns how many were reaped.
     pub fn reap(&mut self) -> usize {
         let mut n = 0;
-        for i in 0..MAX_DOMAINS {
+        for i in 0..self.used {
             let Some(d) = self.slots[i].as_ref().filter(|d| !d.runnable()) else {
                 continue;
             };
@@ -162,12 +172,12 @@ impl DomainTable {
 
     /// Recompute [`DomainTable::shared_info`] (after a domain started or stopped).
     pub fn refresh_shared_info(&mut self) {
-        self.shared_info = core::array::from_fn(|i| {
-            self.slots[i]
+        for i in 0..self.used {
+            self.shared_info[i] = self.slots[i]
                 .as_ref()
                 .filter(|d| d.runnable())
-                .map(|d| d.mm.shared_info)
-        });
+                .map(|d| d.mm.shared_info);
+        }
     }
 
     /// Iterate over existing domains.
@@ -247,10 +257,10 @@ mod tests {
             reason: ShutdownReason::Poweroff,
             code,
         };
-        t.slots[0] = Some(dom(0, DomainState::Runnable));
-        t.slots[1] = Some(dom(1, off(0)));
-        t.slots[2] = Some(dom(2, DomainState::Crashed));
-        t.slots[3] = Some(dom(3, DomainState::Runnable));
+        t.insert(dom(0, DomainState::Runnable));
+        t.insert(dom(1, off(0)));
+        t.insert(dom(2, DomainState::Crashed));
+        t.insert(dom(3, DomainState::Runnable));
         t.current = Some(2);
         t.segments_loaded = Some(1);
         assert_eq!(t.free_id(), Some(4));
@@ -269,7 +279,7 @@ mod tests {
         // A reaped crash keeps the overall status.
         assert_eq!(t.status(), abi::exit::EXIT_DOMAIN_CRASHED);
         for i in 1..MAX_DOMAINS {
-            t.slots[i] = Some(dom(i as u16, DomainState::Runnable));
+            t.insert(dom(i as u16, DomainState::Runnable));
         }
         assert_eq!(
             t.free_id(),
