@@ -124,7 +124,13 @@ pub fn schedule(switch: bool) -> ! {
             let now = time.now_ns();
             // Domains may have stopped since the last decision: reap them (they leave the domain list), and
             // the peers' shared_info list follows.
-            table.reap();
+            if table.reap() > 0 {
+                // The console's input owner may be gone: the input goes back to domain 0.
+                let owner = usize::from(crate::console::input_owner());
+                if table.slots.get(owner).is_none_or(Option::is_none) {
+                    crate::console::set_input_owner(0);
+                }
+            }
             table.refresh_shared_info();
             let fired = service_interrupts(&table, now);
             let next = match current {

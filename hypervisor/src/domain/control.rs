@@ -90,6 +90,10 @@ fn destroy(id: u16) -> Result<(), Errno> {
         if table.segments_loaded == Some(i) {
             table.segments_loaded = None;
         }
+        if crate::console::input_owner() == id {
+            crate::console::set_input_owner(0);
+            log::info!("console input: domain 0 (domain {id} is gone)");
+        }
     } else {
         // Stopped, not yet reaped: reap it now (its result counts as usual).
         table.reap();
