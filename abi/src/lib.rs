@@ -67,7 +67,8 @@
 //! i. **`sysctl`: the domain list only, all or nothing, stopped domains already destroyed.** Of Xen's
 //!    `sysctl` commands only `XEN_SYSCTL_getdomaininfolist` exists (the rest are `-ENOSYS`); a `-EFAULT`
 //!    writes nothing (Xen may have written some records); a domain that stopped has already given its memory
-//!    back, so it is listed as shut down *and* dying, with no pages and no shared-info frame; fields with
+//!    back (and is reaped soon after, deviation m), so until then it is listed as shut down *and* dying,
+//!    with no pages and no shared-info frame; fields with
 //!    nothing behind them (XSM label, handle, CPU pool, paging counts) are 0 ([`sysctl`]).
 //! j. **No foreign memory.** `mmu_update`/`mmuext_op` with a `foreigndom` other than `DOMID_SELF` or the
 //!    caller's own id return `-EPERM` even for the privileged domain (Xen lets a privileged domain map
@@ -84,6 +85,12 @@
 //!    copies the caller's own entry counters ([`counters::DomainCounters`]: hypercalls made, exceptions,
 //!    system calls and event upcalls bounced to it) to a guest buffer, so a benchmark can say where the
 //!    hypervisor's share of a workload went. Read-only, own domain only; Xen has no equivalent.
+//! n. **`domctl`: the hypervisor builds the domains it creates.** `XEN_DOMCTL_createdomain` names an
+//!    available kernel image (a boot module kept by the hypervisor), a memory size and a command line, and
+//!    the hypervisor builds and starts the domain; destroy finishes at once; one vCPU; ids below
+//!    [`domctl::MAX_DOMAINS`]; stopped domains are reaped; log-dirty control is `-ENOSYS`; console input
+//!    is switched with our command `XEN_DOMCTL_CONSOLE_INPUT` ([`domctl`]). The save-image format is
+//!    ours ([`save`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -100,6 +107,7 @@ pub mod bench;
 pub mod callback;
 pub mod console;
 pub mod counters;
+pub mod domctl;
 pub mod errno;
 pub mod event_channel;
 pub mod exit;
@@ -107,6 +115,7 @@ pub mod grant_table;
 pub mod hypercall;
 pub mod layout;
 pub mod mm;
+pub mod save;
 pub mod sched;
 pub mod sysctl;
 pub mod traps;

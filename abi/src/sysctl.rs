@@ -24,8 +24,9 @@
 //! - **All or nothing.** The hypervisor checks that the whole record array and the [`XenSysctl`] itself are
 //!   writable before it writes anything, so a `-EFAULT` leaves the caller's memory untouched. Xen copies
 //!   records one at a time and may leave the first ones written when a later one faults.
-//! - **Stopped domains are already destroyed.** With no toolstack to destroy a domain after it shuts down,
-//!   the hypervisor gives a stopped domain's memory back at once. Such a domain is still listed, with
+//! - **Stopped domains are already destroyed, then reaped.** The hypervisor gives a stopped domain's
+//!   memory back at once and removes it from the domain table at the scheduler's next decision (abi
+//!   deviation m), so it normally leaves the list at once. Until then it is listed, with
 //!   [`XEN_DOMINF_SHUTDOWN`] and its reason (a domain the hypervisor crashed has
 //!   [`SHUTDOWN_CRASH`](crate::sched::SHUTDOWN_CRASH), as in
 //!   Xen), and with [`XEN_DOMINF_DYING`], `tot_pages` 0 and `shared_info_frame`
@@ -76,7 +77,7 @@ pub const XEN_DOMINF_HVM_GUEST: u32 = 1 << 1;
 /// [`XenDomctlGetdomaininfo::flags`]: the guest has shut down; the reason is in bits
 /// [`XEN_DOMINF_SHUTDOWNSHIFT`].. ([`dominf_shutdown_reason`]).
 pub const XEN_DOMINF_SHUTDOWN: u32 = 1 << 2;
-/// [`XenDomctlGetdomaininfo::flags`]: paused by the control software (never set here).
+/// [`XenDomctlGetdomaininfo::flags`]: paused by the control domain (`XEN_DOMCTL_pausedomain`).
 pub const XEN_DOMINF_PAUSED: u32 = 1 << 3;
 /// [`XenDomctlGetdomaininfo::flags`]: every online vCPU is blocked waiting for an event.
 pub const XEN_DOMINF_BLOCKED: u32 = 1 << 4;

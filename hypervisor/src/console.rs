@@ -9,6 +9,24 @@
 //! and backspace pass ([`direct_byte`]); a `[hv]` or `(dN)` line starts on a fresh line if domain 0 left
 //! one unfinished. The default keeps domain 0 in lines like every other domain, which the test harness
 //! relies on to attribute output.
+//!
+//! Serial input goes to one domain, the *input owner* ([`input_owner`]): domain 0 unless the control domain
+//! gave it to another with `xl console` (our `domctl` command `XEN_DOMCTL_CONSOLE_INPUT`, abi deviation m);
+//! the debug key Ctrl-] `c` gives it back to domain 0, and so does the owner's end. With
+//! `dom0_console=direct`, the direct output follows the owner (the domain being typed at echoes at once).
+
+/// The domain that receives serial input (`VIRQ_CONSOLE`, `CONSOLEIO_read`).
+static INPUT_OWNER: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
+
+/// The domain serial input goes to.
+pub fn input_owner() -> u16 {
+    INPUT_OWNER.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Send serial input to domain `d` from now on.
+pub fn set_input_owner(d: u16) {
+    INPUT_OWNER.store(d, core::sync::atomic::Ordering::Relaxed);
+}
 
 /// Longest guest line kept before it is flushed without a newline.
 pub const LINE_MAX: usize = 160;

@@ -12,7 +12,7 @@ use abi::event_channel::{VIRQ_CONSOLE, VIRQ_TIMER};
 
 use crate::arch::{self, entry, serial};
 use crate::deliver;
-use crate::domain::state::{DomainTable, exit_status};
+use crate::domain::state::DomainTable;
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
@@ -64,7 +64,17 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
         }
     }
     if irq::CONSOLE_INPUT.swap(false, Ordering::Relaxed) {
-        raise(table, 0, VIRQ_CONSOLE);
+        // The input owner, or domain 0 again if the owner is gone.
+        let mut owner = crate::console::input_owner();
+        if !table
+            .slots
+            .get(usize::from(owner))
+            .is_some_and(|d| d.as_ref().is_some_and(|d| d.runnable()))
+        {
+            owner = 0;
+            crate::console::set_input_owner(0);
+        }
+        raise(table, usize::from(owner), VIRQ_CONSOLE);
     }
     irq::DEBUG_PENDING.store(false, Ordering::Relaxed);
     loop {
@@ -132,7 +142,15 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             current
         } else {
             let now = time.now_ns();
-            // Domains may have stopped since the last decision: the peers' shared_info list follows.
+            // Domains may have stopped since the last decision: reap them (they leave the domain list), and
+            // the peers' shared_info list follows.
+            if table.reap() > 0 {
+                // The console's input owner may be gone: the input goes back to domain 0.
+                let owner = usize::from(crate::console::input_owner());
+                if table.slots.get(owner).is_none_or(Option::is_none) {
+                    crate::console::set_input_owner(0);
+                }
+            }
             table.refresh_shared_info();
             let fired = service_interrupts(&table, now);
             let next = match current {
@@ -143,7 +161,15 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             next
         };
         let Some(i) = next else {
-            if !table.iter().any(|d| d.runnable()) {
+            // Nothing left that could ever run: no live domain, or only paused ones (a paused domain needs
+            // another domain to unpause it).
+            let live = {
+                let s = SCHED.lock();
+                table
+                    .iter()
+                    .any(|d| d.runnable() && !s.0.paused(usize::from(d.id)))
+            };
+            if !live {
                 drop(table);
                 power_off();
             }
@@ -306,7 +332,7 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
 
 /// No runnable domain is left: report, check the hypervisor's integrity and stop the machine.
 fn power_off() -> ! {
-    let mut status = exit_status(DOMAINS.lock().iter());
+    let mut status = DOMAINS.lock().status();
     if HV
         .get()
         .is_some_and(|h| h.boot_errors.load(core::sync::atomic::Ordering::Relaxed))

@@ -85,6 +85,9 @@ struct Entity {
     cpu_ns: u64,
     singleshot: Option<u64>,
     periodic: Option<Periodic>,
+    /// Paused by the control domain: never picked, whatever `state` says (timers and wakes still update
+    /// `state`, so it continues as it would have when unpaused).
+    paused: bool,
 }
 
 impl Entity {
@@ -95,10 +98,11 @@ impl Entity {
         cpu_ns: 0,
         singleshot: None,
         periodic: None,
+        paused: false,
     };
 
     fn runnable(&self) -> bool {
-        self.state == RunState::Runnable
+        self.state == RunState::Runnable && !self.paused
     }
 }
 
@@ -114,9 +118,9 @@ struct Running {
 
 /// A set of vCPUs; iterates in ascending order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VcpuSet(u16);
+pub struct VcpuSet(u128);
 
-static_assertions::const_assert!(NR_VCPUS <= 16);
+static_assertions::const_assert!(NR_VCPUS <= 128);
 
 impl VcpuSet {
     /// The empty set.
@@ -171,6 +175,9 @@ impl Iterator for Due {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedPolicy {
     vcpus: [Entity; NR_VCPUS],
+    /// Every vCPU from here on has never been started (is stopped): the scans stop here, so their cost
+    /// follows the domains in use, not [`NR_VCPUS`].
+    high: usize,
     running: Option<Running>,
     slice_ns: u64,
     /// Monotonic floor of the runnable vCPUs' virtual runtimes.
@@ -196,6 +203,7 @@ impl SchedPolicy {
     pub const fn new() -> SchedPolicy {
         SchedPolicy {
             vcpus: [Entity::STOPPED; NR_VCPUS],
+            high: 0,
             running: None,
             slice_ns: DEFAULT_SLICE_NS,
             min_vruntime: 0,
@@ -286,6 +294,7 @@ impl SchedPolicy {
         self.changed = true;
         self.set_weight(v, weight)?;
         let min = self.min_vruntime;
+        self.high = self.high.max(v + 1);
         let e = &mut self.vcpus[v];
         if e.state == RunState::Stopped {
             *e = Entity {
@@ -319,8 +328,29 @@ impl SchedPolicy {
             e.state = RunState::Stopped;
             e.singleshot = None;
             e.periodic = None;
+            e.paused = false;
             self.resched = true;
         }
+    }
+
+    /// Pause (`true`) or unpause `v` (`XEN_DOMCTL_pausedomain`): a paused vCPU is never picked, but its
+    /// timers and wakes are kept, so it continues where it was when unpaused. -EINVAL for a stopped vCPU
+    /// or one beyond [`NR_VCPUS`].
+    pub fn set_paused(&mut self, v: usize, paused: bool) -> Result<(), Errno> {
+        match self.vcpus.get_mut(v) {
+            Some(e) if e.state != RunState::Stopped => {
+                e.paused = paused;
+                self.changed = true;
+                self.resched = true;
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `v` is paused.
+    pub fn paused(&self, v: usize) -> bool {
+        self.vcpus.get(v).is_some_and(|e| e.paused)
     }
 
     /// Charge `ran_ns` of CPU time to `v`: its virtual runtime advances by `ran_ns * 256 / weight`.
@@ -336,8 +366,7 @@ impl SchedPolicy {
     }
 
     fn update_min_vruntime(&mut self) {
-        let min = self
-            .vcpus
+        let min = self.vcpus[..self.high]
             .iter()
             .filter(|e| e.runnable())
             .map(|e| e.vruntime)
@@ -431,7 +460,7 @@ impl SchedPolicy {
     pub fn timers_due(&mut self, now: u64) -> Due {
         self.changed = true;
         let mut due = Due::default();
-        for v in 0..NR_VCPUS {
+        for v in 0..self.high {
             let e = &mut self.vcpus[v];
             if e.state == RunState::Stopped {
                 continue;
@@ -496,12 +525,19 @@ impl SchedPolicy {
     /// The runnable vCPU with the lowest virtual runtime, avoiding one that yielded if possible.
     fn choose(&self) -> Option<usize> {
         let runnable = |v: usize| self.vcpus[v].runnable();
-        let others = (0..NR_VCPUS).any(|v| runnable(v) && Some(v) != self.yielded);
+        let others = (0..self.high).any(|v| runnable(v) && Some(v) != self.yielded);
         let eligible = |v: usize| runnable(v) && (!others || Some(v) != self.yielded);
         let mut best: Option<usize> = None;
         // Round-robin order: starting after the last vCPU picked; strict `<` keeps the first of equals.
-        for k in 1..=NR_VCPUS {
-            let v = (self.cursor + k) % NR_VCPUS;
+        // Only the vCPUs ever started are visited (the others are stopped, never eligible), in the same
+        // order as over all of them.
+        let n = self.high.max(1);
+        let start = match (self.cursor + 1) % NR_VCPUS {
+            s if s < n => s,
+            _ => 0,
+        };
+        for k in 0..n {
+            let v = (start + k) % n;
             if eligible(v) && best.is_none_or(|b| self.vcpus[v].vruntime < self.vcpus[b].vruntime) {
                 best = Some(v);
             }
@@ -516,10 +552,10 @@ impl SchedPolicy {
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         let mut deadline: Option<u64> = None;
         let mut consider = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
-        let any_runnable = self.vcpus.iter().any(Entity::runnable);
+        let any_runnable = self.vcpus[..self.high].iter().any(Entity::runnable);
         match self.running {
             Some(r) if self.vcpus[r.vcpu].runnable() => {
-                let others = (0..NR_VCPUS).any(|v| v != r.vcpu && self.vcpus[v].runnable());
+                let others = (0..self.high).any(|v| v != r.vcpu && self.vcpus[v].runnable());
                 if others {
                     consider(r.slice_end);
                 }
@@ -527,7 +563,10 @@ impl SchedPolicy {
             _ if any_runnable => consider(now),
             _ => {}
         }
-        for e in self.vcpus.iter().filter(|e| e.state != RunState::Stopped) {
+        for e in self.vcpus[..self.high]
+            .iter()
+            .filter(|e| e.state != RunState::Stopped)
+        {
             if let Some(t) = e.singleshot {
                 consider(t);
             }
@@ -830,7 +869,7 @@ mod tests {
         p.start(3, 256).unwrap();
         assert_eq!(p.set_periodic(3, Some(MS - 1), 0), Err(Errno::EINVAL));
         assert_eq!(p.set_periodic(3, Some(u64::MAX), 0), Err(Errno::EINVAL));
-        assert_eq!(p.set_periodic(8, Some(MS), 0), Err(Errno::EINVAL));
+        assert_eq!(p.set_periodic(NR_VCPUS, Some(MS), 0), Err(Errno::EINVAL));
         p.set_periodic(3, Some(MS), 0).unwrap();
         assert_eq!(p.pick(0), Some(3));
         assert_eq!(p.next_deadline(0), Some(MS));
@@ -852,7 +891,7 @@ mod tests {
     #[test]
     fn hostile_arguments() {
         let mut p = SchedPolicy::new();
-        for v in [NR_VCPUS, 100, usize::MAX] {
+        for v in [NR_VCPUS, NR_VCPUS + 100, usize::MAX] {
             assert_eq!(p.start(v, 256), Err(Errno::EINVAL));
             assert_eq!(p.set_weight(v, 1), Err(Errno::EINVAL));
             assert!(!p.block(v, Some(1)) && !p.wake(v));
@@ -875,5 +914,29 @@ mod tests {
         let mut s = VcpuSet::EMPTY;
         s.insert(7);
         assert!(s.contains(7) && !s.contains(8) && !s.contains(usize::MAX));
+    }
+
+    #[test]
+    fn a_paused_vcpu_is_never_picked_and_continues_when_unpaused() {
+        let mut p = SchedPolicy::new();
+        p.start(0, DEFAULT_WEIGHT).unwrap();
+        p.start(1, DEFAULT_WEIGHT).unwrap();
+        assert_eq!(p.set_paused(5, true), Err(Errno::EINVAL), "a stopped vCPU");
+        assert_eq!(p.set_paused(NR_VCPUS, true), Err(Errno::EINVAL));
+        p.set_paused(1, true).unwrap();
+        assert!(p.paused(1));
+        let mut now = 0;
+        for _ in 0..20 {
+            now += DEFAULT_SLICE_NS;
+            assert_eq!(p.pick(now), Some(0));
+        }
+        // Blocked and woken while paused: still not picked.
+        p.set_paused(0, true).unwrap();
+        assert_eq!(p.pick(now + 1), None);
+        assert_eq!(p.next_deadline(now + 1), None, "nothing to run, no timer");
+        p.set_paused(1, false).unwrap();
+        assert_eq!(p.pick(now + 2), Some(1));
+        p.stop(0);
+        assert!(!p.paused(0), "stopping forgets the pause");
     }
 }

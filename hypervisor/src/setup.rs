@@ -11,6 +11,7 @@ use crate::arch::apic;
 use crate::arch::paging::{self, HvSpace, IdentityMem};
 use crate::arch::{self, serial};
 use crate::bootinfo::multiboot::{self, BootInfo};
+use crate::domain::images;
 use crate::domain::lifecycle::create_domain;
 use crate::domain::state::{DomainTable, MAX_DOMAINS};
 use crate::event::channel::EventSystem;
@@ -39,6 +40,8 @@ pub static HV_CANARY: core::sync::atomic::AtomicU64 = core::sync::atomic::Atomic
 // The hypervisor's global state, one lock each. Lock order (never take an earlier one while holding a later
 // one): DOMAINS, MACHINE, EVENTS, SCHED. Interrupt handlers take none of them (see `irq`).
 
+/// The boot loader's information (parsed once at boot, in place).
+static BOOT_INFO: spin::Mutex<BootInfo> = spin::Mutex::new(BootInfo::EMPTY);
 /// All domains.
 pub static DOMAINS: spin::Mutex<DomainTable> = spin::Mutex::new(DomainTable::new());
 /// Free frames, frame table and M2P: one lock, one consistent picture.
@@ -136,13 +139,13 @@ pub fn start(magic: u32, info: u64) -> ! {
         log::error!("not started by a multiboot loader (magic {magic:#x})");
         serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
     }
-    let boot = match multiboot::parse(&IdentityMem, Maddr(info)) {
-        Ok(b) => b,
-        Err(e) => {
-            log::error!("bad multiboot information: {e}");
-            serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
-        }
-    };
+    // Parsed in place: with one module per domain the structure is too large for the stack.
+    let mut boot = BOOT_INFO.lock();
+    if let Err(e) = multiboot::parse_into(&IdentityMem, Maddr(info), &mut boot) {
+        log::error!("bad multiboot information: {e}");
+        serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
+    }
+    let boot = &*boot;
     let cmdline = multiboot::cmdline_args(&boot.cmdline);
     let mut dom_mem = DEFAULT_DOM_MEM;
     let mut selftest = None;
@@ -191,7 +194,7 @@ pub fn start(magic: u32, info: u64) -> ! {
         abi::version::EXTRAVERSION
     );
 
-    init_machine(&boot);
+    init_machine(boot);
     let m2p_first = Maddr(&raw const M2P_TABLE as u64).mfn();
     let m2p_count = (MAX_FRAMES * 8 / 4096) as u64;
     let (space, m2p_l4e) = {
@@ -267,31 +270,63 @@ pub fn start(magic: u32, info: u64) -> ! {
         log::error!("no guest modules: nothing to run (pass guest images as multiboot modules)");
         serial::debug_exit(abi::exit::EXIT_BOOT_ERROR);
     }
+    // Modules with `image=NAME` are kept as available images; the others become domains 0, 1, ...
     let mut built = 0;
-    for (i, module) in boot.modules.iter().enumerate().take(MAX_DOMAINS) {
-        let domid = i as u16;
-        match create_domain(domid, module, dom_mem / 4096, hv, weights[i]) {
+    let mut domid = 0usize;
+    let mut kept = [false; multiboot::MAX_MODULES];
+    for (i, module) in boot.modules.iter().enumerate() {
+        let args = multiboot::cmdline_args(&module.cmdline);
+        if let Some(word) = images::image_word(args) {
+            match word.and_then(|name| images::IMAGES.lock().add(name, module.start, module.end)) {
+                Ok(()) => {
+                    kept[i] = true;
+                    log::info!(
+                        "module {i}: kept as available image '{}' ({} KiB)",
+                        images::image_word(args)
+                            .and_then(Result::ok)
+                            .unwrap_or_default(),
+                        (module.end.0 - module.start.0) / 1024
+                    );
+                }
+                Err(e) => {
+                    log::error!("module {i} ('{args}'): not kept: {e}");
+                    hv.boot_errors
+                        .store(true, core::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            continue;
+        }
+        if domid >= MAX_DOMAINS {
+            log::error!(
+                "module {i}: not started: the domain limit is {MAX_DOMAINS} (abi::domctl::MAX_DOMAINS)"
+            );
+            hv.boot_errors
+                .store(true, core::sync::atomic::Ordering::Relaxed);
+            continue;
+        }
+        let id = domid as u16;
+        domid += 1;
+        match create_domain(
+            id,
+            (module.start, module.end),
+            args,
+            dom_mem / 4096,
+            hv,
+            weights[usize::from(id)],
+        ) {
             Ok(()) => built += 1,
             Err(e) => {
-                log::error!("domain {domid}: not created: {e}");
+                log::error!("domain {id}: not created: {e}");
                 hv.boot_errors
                     .store(true, core::sync::atomic::Ordering::Relaxed);
             }
         }
     }
-    if boot.modules.len() > MAX_DOMAINS {
-        log::error!(
-            "{} modules given; only {MAX_DOMAINS} domains are supported",
-            boot.modules.len()
-        );
-        hv.boot_errors
-            .store(true, core::sync::atomic::Ordering::Relaxed);
-    }
     // The module images have been copied into domain memory: their frames are free now.
     {
         let mut machine = MACHINE.lock();
         let frames = &mut machine.as_mut().expect("machine initialised").frames;
-        for m in &boot.modules {
+        for (m, _) in boot.modules.iter().zip(kept).filter(|(_, k)| !k) {
             frames.add_free_range(m.start, m.end);
         }
         log::info!(

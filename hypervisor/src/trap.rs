@@ -8,7 +8,7 @@ use crate::deliver;
 use crate::domain::lifecycle::stop_domain;
 use crate::domain::state::MAX_DOMAINS;
 use crate::domain::state::{Domain, DomainState, DomainTable};
-use crate::hypercall::{self, Action, HypercallCtx, Peers};
+use crate::hypercall::{self, Action, HypercallCtx, Others};
 use crate::regs::{EntryFrame, frame_ring};
 use crate::setup::{DOMAINS, EVENTS, HV, MACHINE, SCHED, TIME, TimeBase};
 use abi::types::Mfn;
@@ -20,6 +20,9 @@ pub enum Next {
     Resume,
     /// Let another vCPU run first.
     Switch,
+    /// Perform this checked `domctl` once the domain table is released, then resume the caller (its
+    /// registers are already in its vCPU).
+    Domctl(hypercall::domctl::DomctlOp),
 }
 
 /// Entry point from `arch::entry` for every entry from ring 1 or 3 (hypervisor stack, own address space,
@@ -40,7 +43,7 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
             shared_info,
             ..
         } = &mut *table;
-        let Some((Some(dom), others)) = current.and_then(|c| Peers::split(slots, c)) else {
+        let Some((Some(dom), others)) = current.and_then(|c| Others::split(slots, c)) else {
             drop(table);
             no_current_domain(frame.vector)
         };
@@ -66,6 +69,9 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
             (next, false)
         }
     };
+    if let Next::Domctl(op) = next {
+        crate::domain::control::perform(op);
+    }
     crate::sched::schedule(next == Next::Switch, live.then_some(frame))
 }
 
@@ -129,7 +135,7 @@ fn hypercall(
     dom: &mut Domain,
     regs: &mut EntryFrame,
     peers: &[Option<Mfn>; MAX_DOMAINS],
-    others: Peers<'_>,
+    others: Others<'_>,
 ) -> Next {
     // Every hypercall passes here exactly once (a multicall's entries are dispatched inside it).
     let number = regs.rax;
@@ -139,9 +145,12 @@ fn hypercall(
     let hv = HV.get().expect("boot facts recorded");
     let action = {
         let console = &mut dom.console;
-        let direct = id == 0 && crate::console::dom0_direct();
+        let owner = crate::console::input_owner();
+        let direct = id == owner && crate::console::dom0_direct();
         let mut sink = |bytes: &[u8]| {
             if direct {
+                // Output kept in lines while another domain had the console comes first.
+                console.flush(crate::console::guest_direct);
                 crate::console::guest_direct(bytes)
             } else {
                 console.push(bytes, |line| crate::console::guest_line(id, line))
@@ -153,7 +162,7 @@ fn hypercall(
         let (policy, polls) = &mut *sched;
         let mut reader = crate::irq::read_console;
         let console_in: Option<&mut hypercall::ConsoleReader<'_>> =
-            if id == 0 { Some(&mut reader) } else { None };
+            if id == owner { Some(&mut reader) } else { None };
         let mut mem = IdentityMem;
         let mut ctx = HypercallCtx {
             domid: id,
@@ -197,11 +206,12 @@ fn hypercall(
             regs.rip = regs.rip.wrapping_sub(2);
             dom.mm.preemptions += 1;
         }
-        Action::Crash(_) | Action::Shutdown { .. } => {}
+        Action::Crash(_) | Action::Shutdown { .. } | Action::Domctl(_) => {}
     }
     // The caller gives up the CPU (or stops): its registers become its saved state.
     crate::arch::entry::copy_frame(&mut dom.vcpu.regs, regs);
     match action {
+        Action::Domctl(op) => return Next::Domctl(op),
         Action::Crash(why) => crash_domain(dom, format_args!("{why}")),
         Action::Shutdown { reason, code } => {
             stop_domain(dom, DomainState::Shutdown { reason, code });

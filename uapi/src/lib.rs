@@ -30,13 +30,17 @@ pub use abi::bench;
 pub use abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+pub mod domctl;
+
 /// System-call numbers (RAX).
 pub mod nr {
     /// `exit(code) -> !`: end the calling process with status `code & 0xff`.
     pub const EXIT: u64 = 0;
     /// `write(fd, buf, len) -> len`: fd 1 and 2 are the console; other fds `-EBADF`.
     pub const WRITE: u64 = 1;
-    /// `read(fd, buf, len) -> n`: fd 0 is the console (domain 0 only: `-ENODEV` elsewhere), in line mode:
+    /// `read(fd, buf, len) -> n`: fd 0 is the console (in a domain whose kernel runs the shell and takes
+    /// console input; `-ENODEV` elsewhere; the hypervisor sends input to domain 0 unless `xl console` moved
+    /// it), in line mode:
     /// blocks until a line is complete, returns at most `len` bytes of it (the rest on the next read),
     /// `0` at end of input (Ctrl-D on an empty line), `-EINTR` if Ctrl-C was typed while no foreground
     /// program ran (the line is discarded). `buf` is checked before blocking.

@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod num;
 pub mod osbench;
 pub mod shell;
+pub mod xl;
 
 #[cfg(feature = "baremetal")]
 pub mod arch;

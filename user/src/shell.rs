@@ -109,6 +109,11 @@ pub const PROGRAMS: &[Entry] = &[
         "every system call via int 0x80 and syscall, compared",
     ),
     entry(
+        "xl",
+        "SUBCOMMAND",
+        "toolstack: list create destroy pause unpause console",
+    ),
+    entry(
         "badptr",
         "",
         "bad pointers to every system call: all -EFAULT",

@@ -273,3 +273,32 @@ pub unsafe fn set_fault_handler(entry: u64) -> Result<u64, Errno> {
     // SAFETY: no memory is passed; the caller vouches for the code at `entry`.
     unsafe { call(nr::FAULT_HANDLER, [entry, 0, 0, 0, 0]) }
 }
+
+/// `dom_create`: build and start a domain from an image the hypervisor keeps; its id.
+pub fn dom_create(req: &uapi::domctl::DomCreate) -> Result<u16, Errno> {
+    checked(
+        uapi::domctl::nr::DOM_CREATE,
+        [req as *const uapi::domctl::DomCreate as u64, 0, 0, 0, 0],
+    )
+    .map(|id| id as u16)
+}
+
+/// `dom_control`: one of `uapi::domctl::op` on domain `id` (`arg`: KiB for `MAX_MEM`).
+pub fn dom_control(op: u64, id: u64, arg: u64) -> Result<(), Errno> {
+    checked(uapi::domctl::nr::DOM_CONTROL, [op, id, arg, 0, 0]).map(|_| ())
+}
+
+/// `dom_list`: records of the domains with id `first` and above; the number written.
+pub fn dom_list(first: u16, buf: &mut [DomInfo]) -> Result<usize, Errno> {
+    checked(
+        uapi::domctl::nr::DOM_LIST,
+        [
+            u64::from(first),
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+            0,
+        ],
+    )
+    .map(|n| n as usize)
+}

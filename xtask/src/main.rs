@@ -100,8 +100,10 @@ struct MachineArgs {
     /// QEMU accelerator.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
-    /// Number of domains to boot [default: 2, the shell and the ping server; with GUEST_ARGS: 1].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Number of domains to boot [default: 2, the shell and the ping server; with GUEST_ARGS: 1]. At most
+    /// abi::domctl::MAX_DOMAINS (128), the limit the hypervisor and `xl` share; memory bounds it further
+    /// (each boot domain gets dom_mem, 16 MiB unless --hv-cmdline says otherwise).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=abi::domctl::MAX_DOMAINS as i64))]
     domains: Option<u32>,
     /// Machine memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_parser = clap::value_parser!(u32).range(16..))]
@@ -173,6 +175,8 @@ impl MachineArgs {
             // The shell's prompt and echo must reach the terminal without waiting for a newline.
             scenario.hv_cmdline.push(' ');
             scenario.hv_cmdline.push_str(shell::DOM0_CONSOLE_DIRECT);
+            // `xl create` builds domains from this image.
+            scenario.images.push(shell::XL_IMAGE.to_string());
         }
         if let Some(extra) = self
             .hv_cmdline
@@ -490,5 +494,26 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["xtask", "fuzz", "--seconds", "1", "--count", "2"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "fuzz", "--per-run", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_domain_limit_is_the_abis() {
+        let max = abi::domctl::MAX_DOMAINS.to_string();
+        let over = (abi::domctl::MAX_DOMAINS + 1).to_string();
+        assert!(Cli::try_parse_from(["xtask", "run", "--domains", max.as_str()]).is_ok());
+        let err = Cli::try_parse_from(["xtask", "run", "--domains", over.as_str()])
+            .err()
+            .expect("past the limit");
+        assert!(err.to_string().contains("128"), "{err}");
+        // The shell run keeps the guest kernel as image `guest` for `xl create`.
+        let s = run_args(&["run"]).machine.scenario();
+        assert_eq!(s.images, [shell::XL_IMAGE]);
+        assert!(
+            run_args(&["run", "--", "demo"])
+                .machine
+                .scenario()
+                .images
+                .is_empty()
+        );
     }
 }

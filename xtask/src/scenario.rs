@@ -40,6 +40,9 @@ pub struct Scenario {
     /// Under the hypervisor (PV, the default) or the kernel alone on the machine (native: exactly one
     /// domain, whose command line becomes the kernel's; `hv_cmdline` is not used).
     pub mode: Mode,
+    /// Names under which the guest kernel is also passed as an *available image* (a module with command
+    /// line `image=NAME`, after the domains' modules): the hypervisor keeps it for `xl create`.
+    pub images: Vec<String>,
 }
 
 impl Scenario {
@@ -56,19 +59,21 @@ impl Scenario {
             input: Input::Null,
             qemu: None,
             mode: Mode::Pv,
+            images: Vec::new(),
         }
     }
 
-    /// The multiboot modules: the guest image once per domain.
+    /// The multiboot modules: the guest image once per domain, then once per available image.
     pub fn modules(&self, images: &Images) -> Vec<Module> {
-        self.domains
-            .iter()
-            .enumerate()
-            .map(|(i, cmdline)| Module {
-                image: self.custom_images.get(&i).unwrap_or(&images.guest).clone(),
-                cmdline: cmdline.clone(),
-            })
-            .collect()
+        let domains = self.domains.iter().enumerate().map(|(i, cmdline)| Module {
+            image: self.custom_images.get(&i).unwrap_or(&images.guest).clone(),
+            cmdline: cmdline.clone(),
+        });
+        let kept = self.images.iter().map(|name| Module {
+            image: images.guest.clone(),
+            cmdline: format!("image={name}"),
+        });
+        domains.chain(kept).collect()
     }
 }
 

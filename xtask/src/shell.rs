@@ -33,6 +33,10 @@ pub const DEMO: &str = "demo";
 /// prefix, no waiting for a newline), so a prompt shows and typed characters echo at once.
 pub const DOM0_CONSOLE_DIRECT: &str = "dom0_console=direct";
 
+/// The name under which `cargo xtask run` (with the shell) passes the guest kernel as an available image,
+/// for `xl create guest ...`.
+pub const XL_IMAGE: &str = "guest";
+
 /// The default script of `cargo xtask run` when stdin is not a terminal, relative to the workspace root.
 pub const DEMO_SCRIPT: &str = "xtask/demo.script";
 

@@ -21,6 +21,8 @@
 //! directly (`crate::boot::platform()` is that backend), with Xen's own structures.
 
 pub mod native;
+#[cfg(feature = "baremetal")]
+mod xen_domctl;
 pub mod xen_event_scan;
 #[cfg(feature = "baremetal")]
 pub mod xen_events;
@@ -36,6 +38,21 @@ use abi::errno::Errno;
 use abi::types::{Gva, Maddr, Mfn, PAGE_SHIFT, Pfn};
 
 use crate::mm::pte::{Level, Pte};
+
+/// What the toolstack asks of another machine ([`Platform::machine_control`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineOp {
+    /// Stop it for good and free its memory.
+    Destroy,
+    /// Stop scheduling it.
+    Pause,
+    /// Schedule it again.
+    Unpause,
+    /// Set its memory ceiling, KiB.
+    MaxMemKb(u64),
+    /// Give it the console's input.
+    ConsoleInput,
+}
 
 /// Which TLB entries a flush covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,6 +265,18 @@ pub trait Platform: Mmu + Sync {
     /// The virtual machines beside this one, from id `first` on, as many as fit in `out`; returns how many
     /// were written (`-ENOSYS` without a hypervisor, `-EPERM` unless this is the control machine).
     fn machines(&self, first: u16, out: &mut [uapi::DomInfo]) -> Result<usize, Errno>;
+    /// Toolstack (the control machine only): build and start a machine from an image the hypervisor
+    /// keeps; returns its id. Without a hypervisor: `-EOPNOTSUPP` ("not virtualised").
+    fn machine_create(&self, req: &uapi::domctl::DomCreate) -> Result<u16, Errno> {
+        let _ = req;
+        Err(Errno::EOPNOTSUPP)
+    }
+    /// Toolstack: destroy, pause or unpause another machine, or set its memory ceiling. Without a
+    /// hypervisor: `-EOPNOTSUPP`.
+    fn machine_control(&self, id: u16, op: MachineOp) -> Result<(), Errno> {
+        let _ = (id, op);
+        Err(Errno::EOPNOTSUPP)
+    }
 
     // Console.
     /// Write bytes to the console.

@@ -133,6 +133,14 @@ impl Platform for XenPv {
         Ok(n)
     }
 
+    fn machine_create(&self, req: &uapi::domctl::DomCreate) -> Result<u16, Errno> {
+        self.create_domain(req)
+    }
+
+    fn machine_control(&self, id: u16, op: super::MachineOp) -> Result<(), Errno> {
+        self.control_domain(id, op)
+    }
+
     fn console_write(&self, bytes: &[u8]) -> Result<(), Errno> {
         XenPv::console_write(self, bytes)
     }

@@ -84,6 +84,8 @@ pub enum Request {
     AwaitNotify,
     FaultHandler(u64),
     FaultReturn(u64),
+    /// `uapi::domctl` (domain 0's toolstack).
+    Toolstack(super::toolstack::ToolRequest),
 }
 
 /// Decode system call `nr` with arguments RDI, RSI, RDX, R10, R8.
@@ -189,6 +191,9 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<Request, Errno> {
         nr::AWAIT_NOTIFY => Request::AwaitNotify,
         nr::FAULT_HANDLER => Request::FaultHandler(a0),
         nr::FAULT_RETURN => Request::FaultReturn(a0),
+        n if super::toolstack::is_toolstack(n) => {
+            Request::Toolstack(super::toolstack::decode(n, a)?)
+        }
         _ => return Err(Errno::ENOSYS),
     })
 }

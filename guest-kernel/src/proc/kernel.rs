@@ -14,7 +14,6 @@ use super::table::{INIT_PID, Pid, Proc, State, Table, Wait};
 use super::tty::{LineDiscipline, Signal};
 use super::vma::{Access, FaultText, Regions, Verdict};
 use crate::arch::x86_64::trap_entry::guest_switch_context;
-use crate::boot::domid;
 use crate::mm::kernel::KernelEnv;
 use crate::mm::{AddressSpace, MmEnv, physmap_va};
 use crate::platform::{Halt, IrqSource, ops};
@@ -134,6 +133,14 @@ fn on_console(_: u32) {
     CONSOLE_KICK.store(true, Ordering::Release);
 }
 
+/// The console's input event is bound: `read` on fd 0 may wait for input (otherwise `-ENODEV`).
+static CONSOLE_BOUND: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// True if this kernel takes console input.
+pub fn console_bound() -> bool {
+    CONSOLE_BOUND.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Start the process kernel with `program` as process 1 and never come back: when process 1 ends, the
 /// domain powers off with its status.
 pub fn run_init(program: &str) -> ! {
@@ -142,10 +149,11 @@ pub fn run_init(program: &str) -> ! {
     if let Err(e) = crate::time::start_periodic(TICK_NS) {
         println!("kernel: no periodic timer ({e}); no preemption");
     }
-    if domid() == 0
-        && let Err(e) = crate::event::bind(IrqSource::Console, Some(on_console))
-    {
-        println!("kernel: no console input ({e})");
+    // Every domain that runs the shell takes console input; the hypervisor sends it to domain 0 unless the
+    // toolstack gave it to another (`xl console`).
+    match crate::event::bind(IrqSource::Console, Some(on_console)) {
+        Ok(_) => CONSOLE_BOUND.store(true, core::sync::atomic::Ordering::Relaxed),
+        Err(e) => println!("kernel: no console input ({e})"),
     }
     super::ping::offer();
     *PROCS.lock() = Some(Procs {

@@ -39,6 +39,7 @@ pub mod decode;
 pub mod faulthandler;
 pub mod programs;
 pub mod table;
+pub mod toolstack;
 pub mod tty;
 pub mod vma;
 

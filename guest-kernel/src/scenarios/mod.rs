@@ -6,6 +6,7 @@
 //! FAILURE, and the QEMU harness checks the hypervisor's crash report instead.
 
 mod console_input;
+mod domctl;
 mod entry_isolation;
 mod events;
 mod fuzz;
@@ -268,6 +269,31 @@ const SCENARIOS: &[Scenario] = &[
         name: "selftest-fail",
         about: "harness self-test: must be reported as FAILURE",
         run: selftest_fail,
+    },
+    Scenario {
+        name: "domctl-hostile",
+        about: "domctl: -EPERM for every other domain; garbage from domain 0 refused",
+        run: domctl::domctl_hostile,
+    },
+    Scenario {
+        name: "tick-forever",
+        about: "print a tick every 100 ms until destroyed (xl pause/unpause)",
+        run: domctl::tick_forever,
+    },
+    Scenario {
+        name: "idle-forever",
+        about: "boot, then sleep until destroyed",
+        run: domctl::idle_forever,
+    },
+    Scenario {
+        name: "domctl-limit",
+        about: "create domains until -ENOSPC at MAX_DOMAINS, destroy them all",
+        run: domctl::domctl_limit,
+    },
+    Scenario {
+        name: "domctl-vcpu",
+        about: "create paused, get/set the vCPU context, max_mem, unpause, destroy",
+        run: domctl::domctl_vcpu,
     },
 ];
 

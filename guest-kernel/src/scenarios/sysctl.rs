@@ -202,14 +202,14 @@ fn check_bounds(r: &mut Results) {
     }
     let got = XEN_PV.domain_info_list(0, &mut []);
     check(r, got == Ok(0), format_args!("no room: nothing ({got:?})"));
-    // A huge max_domains is bounded by the domains there are.
+    // A huge max_domains is bounded by the domains there are (domain 1 may have finished and been reaped).
     let mut list = [XenDomctlGetdomaininfo::default(); ROOM];
     let mut op = XenSysctl::getdomaininfolist_request(0, u32::MAX, list.as_mut_ptr() as u64);
     let ret = sysctl_raw(&raw mut op as u64);
     let n = op.getdomaininfolist().num_domains;
     check(
         r,
-        ret == 0 && n >= 2 && (n as usize) < ROOM && list[n as usize] == Default::default(),
+        ret == 0 && n >= 1 && (n as usize) < ROOM && list[n as usize] == Default::default(),
         format_args!("max_domains 2^32-1: {n} records ({ret})"),
     );
 }
@@ -235,41 +235,41 @@ fn check_cpu_time_grows(r: &mut Results, before: &[XenDomctlGetdomaininfo]) {
     );
 }
 
-/// Wait (up to 20 s) until domain 1 has shut down, and check how it is reported then.
+/// Wait (up to 20 s) until domain 1 has shut down: a finished domain is reaped (abi deviation m), so it
+/// leaves the list; if it is seen stopped before that, it must be reported shut down and dying.
 fn watch_shutdown(r: &mut Results, first: &[XenDomctlGetdomaininfo]) {
-    if find(first, 1).is_none() {
+    let Some(running) = find(first, 1) else {
         return;
-    }
-    let mut last = None;
+    };
+    let mut stopped_ok = true;
+    let mut gone = false;
     let deadline = crate::time::now().saturating_add(20_000_000_000);
-    loop {
+    while crate::time::now() < deadline {
         let mut list = [XenDomctlGetdomaininfo::default(); ROOM];
         let n = XEN_PV.domain_info_list(1, &mut list).unwrap_or(0);
-        last = find(&list[..n], 1).or(last);
-        if last.is_some_and(|x| x.flags & XEN_DOMINF_SHUTDOWN != 0)
-            || crate::time::now() >= deadline
-        {
-            break;
+        match find(&list[..n], 1) {
+            None => {
+                gone = true;
+                break;
+            }
+            Some(x) if x.flags & XEN_DOMINF_SHUTDOWN != 0 => {
+                show(&x);
+                stopped_ok &= x.flags & XEN_DOMINF_DYING != 0
+                    && x.shutdown_reason() == Some(SHUTDOWN_POWEROFF)
+                    && x.tot_pages == 0;
+            }
+            Some(_) => {}
         }
         if crate::time::sleep(10_000_000).is_err() {
             break;
         }
     }
-    let Some(x) = last else {
-        check(r, false, format_args!("domain 1 still listed"));
-        return;
-    };
-    show(&x);
     check(
         r,
-        x.flags & (XEN_DOMINF_SHUTDOWN | XEN_DOMINF_DYING)
-            == XEN_DOMINF_SHUTDOWN | XEN_DOMINF_DYING
-            && x.shutdown_reason() == Some(SHUTDOWN_POWEROFF)
-            && x.tot_pages == 0
-            && x.cpu_time > 0,
+        gone && stopped_ok,
         format_args!(
-            "domain 1 shut down: poweroff, dying, memory given back, it had run {} ns",
-            x.cpu_time
+            "domain 1 shut down and was reaped: no longer listed (it had {} pages)",
+            running.tot_pages
         ),
     );
 }
@@ -368,4 +368,7 @@ fn unprivileged(r: &mut Results) {
         errno_of(ret) == Some(Errno::EFAULT),
         format_args!("envelope in the entry region: {:?}", errno_of(ret)),
     );
+    // A finished domain is reaped at once (abi deviation m): stay alive long enough for domain 0 to see
+    // this one listed before it finishes.
+    let _ = crate::time::sleep(2_000_000_000);
 }

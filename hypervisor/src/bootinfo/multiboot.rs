@@ -13,7 +13,7 @@ pub const BOOTLOADER_MAGIC: u32 = 0x2bad_b002;
 /// Most memory-map entries kept.
 pub const MAX_REGIONS: usize = 32;
 /// Most modules accepted.
-pub const MAX_MODULES: usize = 16;
+pub const MAX_MODULES: usize = abi::domctl::MAX_BOOT_MODULES;
 /// Capacity of the command-line strings, in bytes.
 pub const MAX_CMDLINE: usize = 256;
 /// Memory-map region type for usable RAM.
@@ -172,8 +172,38 @@ fn read_string(mem: &impl PhysRead, addr: u64) -> heapless::String<MAX_CMDLINE> 
     s
 }
 
+impl BootInfo {
+    /// Nothing known (a `const` for statics: with [`MAX_MODULES`] modules the structure is too large to
+    /// live on the hypervisor's stack, see [`parse_into`]).
+    pub const EMPTY: BootInfo = BootInfo {
+        mem_lower_kb: None,
+        mem_upper_kb: None,
+        memory: heapless::Vec::new(),
+        memory_truncated: false,
+        modules: heapless::Vec::new(),
+        cmdline: heapless::String::new(),
+    };
+}
+
+/// Parses the multiboot information structure at `info_addr` into `out` (which must be empty), without
+/// building the large structure on the stack.
+pub fn parse_into(
+    mem: &impl PhysRead,
+    info_addr: Maddr,
+    out: &mut BootInfo,
+) -> Result<(), MbError> {
+    *out = BootInfo::EMPTY;
+    parse_fill(mem, info_addr, out)
+}
+
 /// Parses the multiboot information structure at `info_addr`.
 pub fn parse(mem: &impl PhysRead, info_addr: Maddr) -> Result<BootInfo, MbError> {
+    let mut info = BootInfo::default();
+    parse_fill(mem, info_addr, &mut info)?;
+    Ok(info)
+}
+
+fn parse_fill(mem: &impl PhysRead, info_addr: Maddr, info: &mut BootInfo) -> Result<(), MbError> {
     const INFO_SIZE: usize = core::mem::size_of::<RawInfo>();
     info_addr
         .0
@@ -181,7 +211,6 @@ pub fn parse(mem: &impl PhysRead, info_addr: Maddr) -> Result<BootInfo, MbError>
         .ok_or(MbError::AddressOverflow)?;
     let raw: RawInfo = read_struct::<RawInfo>(mem, info_addr.0);
     let flags = raw.flags.get();
-    let mut info = BootInfo::default();
 
     if flags & FLAG_MEM != 0 {
         info.mem_lower_kb = Some(raw.mem_lower.get());
@@ -191,12 +220,12 @@ pub fn parse(mem: &impl PhysRead, info_addr: Maddr) -> Result<BootInfo, MbError>
         info.cmdline = read_string(mem, u64::from(raw.cmdline.get()));
     }
     if flags & FLAG_MODS != 0 {
-        parse_modules(mem, raw.mods_addr.get(), raw.mods_count.get(), &mut info)?;
+        parse_modules(mem, raw.mods_addr.get(), raw.mods_count.get(), info)?;
     }
     if flags & FLAG_MMAP != 0 {
-        parse_mmap(mem, raw.mmap_addr.get(), raw.mmap_length.get(), &mut info)?;
+        parse_mmap(mem, raw.mmap_addr.get(), raw.mmap_length.get(), info)?;
     }
-    Ok(info)
+    Ok(())
 }
 
 fn parse_modules(
@@ -210,7 +239,7 @@ fn parse_modules(
         return Err(MbError::TooManyModules(count));
     }
     for index in 0..count as usize {
-        // 32-bit address + at most 16 * 16 bytes: cannot overflow u64.
+        // 32-bit address + at most MAX_MODULES * 16 bytes: cannot overflow u64.
         let at = u64::from(addr) + (index * MOD_SIZE) as u64;
         let m: RawModule = read_struct::<RawModule>(mem, at);
         let (start, end) = (m.start.get(), m.end.get());
@@ -452,10 +481,14 @@ mod tests {
         let mut m = machine();
         set_info(&mut m, 0, FLAG_MODS);
         set_info(&mut m, 24, MODS as u32);
-        set_info(&mut m, 20, 17);
-        assert_eq!(parse(&m, Maddr(INFO)), Err(MbError::TooManyModules(17)));
+        let over = MAX_MODULES as u32 + 1;
+        set_info(&mut m, 20, over);
+        assert_eq!(parse(&m, Maddr(INFO)), Err(MbError::TooManyModules(over)));
         set_info(&mut m, 20, 16);
         assert_eq!(parse(&m, Maddr(INFO)).unwrap().modules.len(), 16);
+        let mut big = BootInfo::EMPTY;
+        parse_into(&m, Maddr(INFO), &mut big).unwrap();
+        assert_eq!(big.modules.len(), 16);
         m.write_u32(Maddr(MODS + 16 * 3), 0x5000);
         m.write_u32(Maddr(MODS + 16 * 3 + 4), 0x4fff);
         assert_eq!(parse(&m, Maddr(INFO)), Err(MbError::BadModule { index: 3 }));

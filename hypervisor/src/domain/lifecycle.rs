@@ -8,14 +8,13 @@
 //! it: every pin, the shared_info hold and the base are dropped, which brings every count back to zero,
 //! then every frame is zeroed and freed.
 
-use abi::types::Mfn;
+use abi::types::{Maddr, Mfn};
 use abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED, SharedInfo};
 use zerocopy::{FromZeros, IntoBytes};
 
 use super::builder::{self, BuildParams};
 use super::state::{Domain, DomainState, FxArea, Vcpu};
 use crate::arch::paging::{ENTRY_L4_SLOT, IdentityMem};
-use crate::bootinfo::multiboot::{self, Module};
 use crate::hypercall::DomainMm;
 use crate::mm::audit::{self, HvMappings};
 use crate::mm::machine::Machine;
@@ -66,25 +65,31 @@ fn release_frames(m: &mut Machine<'_>, hv: &HvInfo, domid: u16, base: Option<Mfn
     })
 }
 
-/// Build domain `domid` from a boot module.
+/// Build domain `domid` from the kernel image at `image` (a boot module, or a kept image) with this guest
+/// command line. Domain 0 is the privileged one.
 pub fn create_domain(
     domid: u16,
-    module: &Module,
+    image: (Maddr, Maddr),
+    guest_cmdline: &str,
     nr_pages: u64,
     hv: &HvInfo,
     weight: u16,
 ) -> Result<(), BuildFailure> {
-    let len = module.end.0.saturating_sub(module.start.0);
-    if module.end.0 > MANAGED_LIMIT || len == 0 {
+    let len = image.1.0.saturating_sub(image.0.0);
+    if image.1.0 > MANAGED_LIMIT || len == 0 {
         return Err(failure(format_args!(
             "module {:#x}..{:#x} unusable",
-            module.start.0, module.end.0
+            image.0.0, image.1.0
         )));
     }
-    // SAFETY: the module's frames are reserved (not handed out) until every domain is built, and lie in the
-    // identity map; the slice is only read.
-    let image = unsafe { core::slice::from_raw_parts(module.start.0 as *const u8, len as usize) };
-    let guest_cmdline = multiboot::cmdline_args(&module.cmdline);
+    if nr_pages as usize > MAX_DOMAIN_PAGES {
+        return Err(failure(format_args!(
+            "{nr_pages} pages: more than the largest domain ({MAX_DOMAIN_PAGES})"
+        )));
+    }
+    // SAFETY: the image's frames are reserved (boot modules until every boot domain is built, kept images
+    // for good) and lie in the identity map; the slice is only read.
+    let image = unsafe { core::slice::from_raw_parts(image.0.0 as *const u8, len as usize) };
     let flags = if domid == 0 {
         SIF_PRIVILEGED | SIF_INITDOMAIN
     } else {
@@ -239,7 +244,7 @@ pub fn create_domain(
         polls.clear(domid);
     }
     let mut table = DOMAINS.lock();
-    table.slots[domid as usize] = Some(Domain {
+    table.insert(Domain {
         id: domid,
         state: DomainState::Runnable,
         vcpu: Vcpu {

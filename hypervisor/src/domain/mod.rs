@@ -2,6 +2,9 @@
 
 pub mod builder;
 #[cfg(feature = "baremetal")]
+pub mod control;
+pub mod images;
+#[cfg(feature = "baremetal")]
 pub mod lifecycle;
 pub mod state;
 #[cfg(feature = "baremetal")]

@@ -7,8 +7,8 @@ use crate::hypercall::DomainMm;
 use crate::regs::EntryFrame;
 use crate::vcpu::VcpuState;
 
-/// Most domains the hypervisor runs at once.
-pub const MAX_DOMAINS: usize = 8;
+/// Most domains the hypervisor runs at once: the one limit every layer shares ([`abi::domctl::MAX_DOMAINS`]).
+pub const MAX_DOMAINS: usize = abi::domctl::MAX_DOMAINS;
 
 /// Life cycle of a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +90,12 @@ pub struct DomainTable {
     /// Every live domain's shared_info frame, indexed by domain id (kept up to date by
     /// [`DomainTable::refresh_shared_info`] when a domain starts or stops).
     pub shared_info: [Option<abi::types::Mfn>; MAX_DOMAINS],
+    /// The most severe [`exit_status`] of the domains already reaped.
+    pub reaped_status: u8,
+    /// The id given to the last domain created at run time ([`DomainTable::free_id`] continues after it).
+    pub last_created: u16,
+    /// Slots from here on have never held a domain: the scans stop here ([`DomainTable::insert`]).
+    used: usize,
 }
 
 impl DomainTable {
@@ -100,7 +106,55 @@ impl DomainTable {
             current: None,
             segments_loaded: None,
             shared_info: [None; MAX_DOMAINS],
+            reaped_status: abi::exit::EXIT_OK,
+            last_created: 0,
+            used: 0,
         }
+    }
+
+    /// Put `d` in slot `d.id` (replacing whatever was there).
+    pub fn insert(&mut self, d: Domain) {
+        let i = usize::from(d.id);
+        self.used = self.used.max(i + 1);
+        self.slots[i] = Some(d);
+    }
+
+    /// Remove every stopped domain (shut down or crashed: its memory is already released) from the table,
+    /// folding its result into [`DomainTable::reaped_status`], so it leaves the domain list and its id can
+    /// be used again. Returns how many were reaped.
+    pub fn reap(&mut self) -> usize {
+        let mut n = 0;
+        for i in 0..self.used {
+            let Some(d) = self.slots[i].as_ref().filter(|d| !d.runnable()) else {
+                continue;
+            };
+            self.reaped_status = self.reaped_status.max(exit_status(core::iter::once(d)));
+            self.slots[i] = None;
+            self.shared_info[i] = None;
+            if self.current == Some(i) {
+                self.current = None;
+            }
+            if self.segments_loaded == Some(i) {
+                self.segments_loaded = None;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// The id for a domain created at run time: the first free one after [`DomainTable::last_created`],
+    /// wrapping around (as Xen's toolstack does, so a just-freed id — and a channel offered to it — is
+    /// not handed to the next domain at once), never 0 (the initial domain's). `None` at the limit.
+    pub fn free_id(&self) -> Option<u16> {
+        (1..MAX_DOMAINS)
+            .map(|k| (usize::from(self.last_created) + k) % MAX_DOMAINS)
+            .find(|&i| i != 0 && self.slots[i].is_none())
+            .map(|i| i as u16)
+    }
+
+    /// The overall result so far: the live domains' and the reaped ones' ([`exit_status`]).
+    pub fn status(&self) -> u8 {
+        exit_status(self.iter()).max(self.reaped_status)
     }
 
     /// The next runnable domain after `after` in round-robin order (possibly `after` itself, last).
@@ -118,12 +172,12 @@ impl DomainTable {
 
     /// Recompute [`DomainTable::shared_info`] (after a domain started or stopped).
     pub fn refresh_shared_info(&mut self) {
-        self.shared_info = core::array::from_fn(|i| {
-            self.slots[i]
+        for i in 0..self.used {
+            self.shared_info[i] = self.slots[i]
                 .as_ref()
                 .filter(|d| d.runnable())
-                .map(|d| d.mm.shared_info)
-        });
+                .map(|d| d.mm.shared_info);
+        }
     }
 
     /// Iterate over existing domains.
@@ -194,6 +248,44 @@ mod tests {
         assert_eq!(t.next_runnable(Some(2)), Some(0));
         t.slots[0].as_mut().unwrap().state = DomainState::Crashed;
         assert_eq!(t.next_runnable(Some(2)), Some(2));
+    }
+
+    #[test]
+    fn stopped_domains_are_reaped_and_their_ids_reused() {
+        let mut t = DomainTable::new();
+        let off = |code| DomainState::Shutdown {
+            reason: ShutdownReason::Poweroff,
+            code,
+        };
+        t.insert(dom(0, DomainState::Runnable));
+        t.insert(dom(1, off(0)));
+        t.insert(dom(2, DomainState::Crashed));
+        t.insert(dom(3, DomainState::Runnable));
+        t.current = Some(2);
+        t.segments_loaded = Some(1);
+        assert_eq!(t.free_id(), Some(4));
+        assert_eq!(t.reap(), 2);
+        assert_eq!(t.iter().map(|d| d.id).collect::<Vec<_>>(), [0, 3]);
+        assert_eq!((t.current, t.segments_loaded), (None, None));
+        // Ids continue after the last one created, wrap around, and skip 0.
+        t.last_created = 3;
+        assert_eq!(t.free_id(), Some(4));
+        t.last_created = MAX_DOMAINS as u16 - 1;
+        assert_eq!(t.free_id(), Some(1));
+        t.slots[0] = None;
+        assert_eq!(t.free_id(), Some(1), "never the initial domain's id");
+        assert_eq!(t.reaped_status, abi::exit::EXIT_DOMAIN_CRASHED);
+        assert_eq!(t.reap(), 0, "nothing left to reap");
+        // A reaped crash keeps the overall status.
+        assert_eq!(t.status(), abi::exit::EXIT_DOMAIN_CRASHED);
+        for i in 1..MAX_DOMAINS {
+            t.insert(dom(i as u16, DomainState::Runnable));
+        }
+        assert_eq!(
+            t.free_id(),
+            None,
+            "the table is full at MAX_DOMAINS (0 is never handed out)"
+        );
     }
 
     #[test]

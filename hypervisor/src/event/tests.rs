@@ -13,7 +13,7 @@ use crate::domain::state::MAX_DOMAINS;
 
 /// Domains 0..4 exist; every domain has a fake shared_info page.
 struct World {
-    sys: EventSystem,
+    sys: Box<EventSystem>,
     pages: Vec<Box<[u8; 4096]>>,
     kicks: [u32; MAX_DOMAINS],
     exists: u8,
@@ -22,7 +22,7 @@ struct World {
 impl World {
     fn new() -> World {
         World {
-            sys: EventSystem::new(),
+            sys: Box::new(EventSystem::new()),
             pages: (0..MAX_DOMAINS).map(|_| Box::new([0u8; 4096])).collect(),
             kicks: [0; MAX_DOMAINS],
             exists: 0b1111,

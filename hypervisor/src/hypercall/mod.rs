@@ -11,6 +11,7 @@
 
 pub mod console_io;
 pub mod counters;
+pub mod domctl;
 pub mod event_channel_op;
 pub mod memory_op;
 pub mod mmu_update;
@@ -20,6 +21,7 @@ pub mod sched_op;
 pub mod sysctl;
 pub mod timer;
 pub mod traps;
+pub mod vcpu_context;
 pub mod xen_version;
 
 use abi::errno::Errno;
@@ -94,9 +96,9 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub polls: &'a mut sched_op::PollTable,
     /// Every domain's shared_info frame (indexed by domain id; `None`: no such domain).
     pub shared_info: &'a [Option<Mfn>; MAX_DOMAINS],
-    /// Every *other* domain, read-only, by domain id (`None` for the caller and for free slots), for the
-    /// calls that report on domains (`sysctl`).
-    pub others: Peers<'a>,
+    /// Every *other* domain, read-only, by domain id, for the calls that report on or control domains
+    /// (`sysctl`, `domctl`).
+    pub others: Others<'a>,
     /// Reads system time (ns since boot); only the time hypercalls call it.
     pub clock: &'a dyn Fn() -> u64,
     /// Where typed console input comes from (domain 0 only; `None` for the others).
@@ -152,34 +154,45 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
     }
 }
 
-/// The other domains' slots, read-only: the domain table split around the caller's slot (no per-entry copy).
-#[derive(Clone, Copy, Default)]
-pub struct Peers<'a> {
+/// Every domain but the caller, read-only, by id: a view of the domain table on both sides of the
+/// caller's slot (no copy, whatever the number of slots).
+#[derive(Clone, Copy)]
+pub struct Others<'a> {
     /// Slots `0..caller`.
-    pub before: &'a [Option<Domain>],
+    before: &'a [Option<Domain>],
     /// Slots `caller + 1..`.
-    pub after: &'a [Option<Domain>],
+    after: &'a [Option<Domain>],
 }
 
-impl<'a> Peers<'a> {
-    /// Split `slots` into the caller's slot (`current`) and the others.
-    pub fn split(
-        slots: &'a mut [Option<Domain>],
-        current: usize,
-    ) -> Option<(&'a mut Option<Domain>, Peers<'a>)> {
-        let (before, rest) = slots.split_at_mut(current);
-        let (me, after) = rest.split_first_mut()?;
-        Some((me, Peers { before, after }))
+impl<'a> Others<'a> {
+    /// The view of `before` (slots `0..caller`) and `after` (slots `caller + 1..`).
+    pub fn new(before: &'a [Option<Domain>], after: &'a [Option<Domain>]) -> Others<'a> {
+        Others { before, after }
     }
 
-    /// Domain `id` if it exists and is not the caller.
+    /// Split `slots` at `caller`: the caller's slot, mutable, and the others.
+    pub fn split(
+        slots: &'a mut [Option<Domain>],
+        caller: usize,
+    ) -> Option<(&'a mut Option<Domain>, Others<'a>)> {
+        let (before, rest) = slots.split_at_mut(caller.min(slots.len()));
+        let (me, after) = rest.split_first_mut()?;
+        Some((me, Others::new(before, after)))
+    }
+
+    /// Domain `id` (`None` for the caller, a free slot, or an id past the table).
     pub fn get(&self, id: usize) -> Option<&'a Domain> {
-        let b = self.before.len();
-        match id.checked_sub(b) {
-            None => self.before[id].as_ref(),
-            Some(0) => None,
-            Some(k) => self.after.get(k - 1)?.as_ref(),
+        let caller = self.before.len();
+        match id.cmp(&caller) {
+            core::cmp::Ordering::Less => self.before[id].as_ref(),
+            core::cmp::Ordering::Equal => None,
+            core::cmp::Ordering::Greater => self.after.get(id - caller - 1)?.as_ref(),
         }
+    }
+
+    /// Slot `id` is free (the caller's slot is not).
+    pub fn is_free(&self, id: usize) -> bool {
+        id != self.before.len() && id < MAX_DOMAINS && self.get(id).is_none()
     }
 }
 
@@ -203,6 +216,9 @@ pub enum Action {
     Resume,
     /// The caller broke the rules in a way that cannot be answered with an error: crash the domain.
     Crash(&'static str),
+    /// A checked `domctl` that changes another domain's slot: the trap code performs it once the domain
+    /// table is free, and puts its result in RAX.
+    Domctl(domctl::DomctlOp),
 }
 
 impl From<Result<i64, Errno>> for Action {
@@ -242,6 +258,7 @@ pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -
         nr::CALLBACK_OP => traps::callback_op(ctx),
         nr::SCHED_OP => sched_op::sched_op(ctx),
         nr::SYSCTL => sysctl::sysctl(ctx),
+        nr::DOMCTL => domctl::domctl(ctx),
         nr::NULL => Action::Return(0),
         nr::COUNTERS => counters::counters(ctx),
         _ => Action::Return(Errno::ENOSYS.as_ret()),
@@ -262,6 +279,36 @@ mod tests {
         for n in [11, 19, 27, 47, 56, 63, 64, 1000, u64::MAX] {
             assert_eq!(w.call(n, [0; 5]), Action::Return(-38), "hypercall {n}");
         }
+    }
+
+    #[test]
+    fn others_is_every_slot_but_the_callers() {
+        let w = World::new();
+        let mut slots: Vec<Option<crate::domain::state::Domain>> = (0..MAX_DOMAINS)
+            .map(|i| {
+                (i % 3 == 0).then(|| {
+                    other_domain(i as u16, crate::domain::state::DomainState::Runnable, w.dom)
+                })
+            })
+            .collect();
+        for caller in [0, 3, 4, MAX_DOMAINS - 1] {
+            let (me, others) = Others::split(&mut slots, caller).unwrap();
+            assert_eq!(
+                me.as_ref().map(|d| d.id),
+                (caller % 3 == 0).then_some(caller as u16)
+            );
+            for id in 0..MAX_DOMAINS + 3 {
+                let want = (id != caller && id < MAX_DOMAINS && id % 3 == 0).then_some(id as u16);
+                assert_eq!(
+                    others.get(id).map(|d| d.id),
+                    want,
+                    "caller {caller}, id {id}"
+                );
+                let free = id != caller && id < MAX_DOMAINS && id % 3 != 0;
+                assert_eq!(others.is_free(id), free, "caller {caller}, id {id}");
+            }
+        }
+        assert!(Others::split(&mut slots, MAX_DOMAINS).is_none());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! `multicall(entries, nr)`: each 64-byte `multicall_entry` names a hypercall and up to six arguments (five
 //! are used); its result is written back into the entry. A nested `multicall` is refused in its entry
-//! (-EINVAL). An entry that changes the caller's flow — a yield or a shutdown — ends the batch there. When a
+//! (-EINVAL), and so is a `domctl`. An entry that changes the caller's flow — a yield or a shutdown — ends the batch there. When a
 //! call inside the batch is preempted, its progress is written back into that entry's arguments and the
 //! whole multicall is continued from that entry, as Xen does.
 
@@ -38,7 +38,8 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             Ok(e) => e,
             Err(err) => return Action::Return(err.as_ret()),
         };
-        let action = if e.op == nr::MULTICALL {
+        // A nested multicall, and a domctl (performed by the trap code after the handler), are refused.
+        let action = if e.op == nr::MULTICALL || e.op == nr::DOMCTL {
             Action::Return(Errno::EINVAL.as_ret())
         } else {
             ctx.args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
@@ -65,6 +66,11 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             }
             // A call that changes the caller's flow (a shutdown, an `iret`, a crash) ends the batch.
             Action::Shutdown { .. } | Action::Resume | Action::Crash(_) => Some(action),
+            // Not reached (refused above); answered like the refusal.
+            Action::Domctl(_) => {
+                e.result = Errno::EINVAL.as_ret() as u64;
+                None
+            }
         };
         let written = if whole {
             ctx.guest().write_obj(at, &e)

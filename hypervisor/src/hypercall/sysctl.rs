@@ -12,9 +12,10 @@
 use abi::errno::Errno;
 use abi::sched::SHUTDOWN_CRASH;
 use abi::sysctl::{
-    XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_RUNNING, XEN_DOMINF_SHUTDOWN,
-    XEN_DOMINF_SHUTDOWNMASK, XEN_DOMINF_SHUTDOWNSHIFT, XEN_INVALID_SHARED_INFO_FRAME,
-    XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_INTERFACE_VERSION, XenDomctlGetdomaininfo, XenSysctl,
+    XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_PAUSED, XEN_DOMINF_RUNNING,
+    XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWNMASK, XEN_DOMINF_SHUTDOWNSHIFT,
+    XEN_INVALID_SHARED_INFO_FRAME, XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_INTERFACE_VERSION,
+    XenDomctlGetdomaininfo, XenSysctl,
 };
 use abi::types::{Gva, Mfn};
 use zerocopy::IntoBytes;
@@ -70,6 +71,8 @@ pub struct DomainFacts {
     pub running: bool,
     /// Its vCPU is blocked waiting for an event.
     pub blocked: bool,
+    /// Paused by the control domain (`XEN_DOMCTL_pausedomain`).
+    pub paused: bool,
     /// Frames it owns (the shared-info page not counted).
     pub tot_pages: u64,
     /// The most frames it may own.
@@ -106,7 +109,7 @@ pub fn record(f: &DomainFacts, gpaddr_bits: u8) -> XenDomctlGetdomaininfo {
                 XEN_DOMINF_BLOCKED
             } else {
                 0
-            };
+            } | if f.paused { XEN_DOMINF_PAUSED } else { 0 };
             info.tot_pages = f.tot_pages;
             info.shared_info_frame = f.shared_info.0;
         }
@@ -123,7 +126,11 @@ pub fn record(f: &DomainFacts, gpaddr_bits: u8) -> XenDomctlGetdomaininfo {
 }
 
 /// What is known about domain `id` at system time `now`, if it exists.
-fn facts<M: MachineMem>(ctx: &HypercallCtx<'_, '_, M>, id: usize, now: u64) -> Option<DomainFacts> {
+pub(crate) fn facts<M: MachineMem>(
+    ctx: &HypercallCtx<'_, '_, M>,
+    id: usize,
+    now: u64,
+) -> Option<DomainFacts> {
     let cpu_ns = ctx.sched.cpu_ns_at(id, now).unwrap_or(0);
     if id == usize::from(ctx.domid) {
         // The caller: it is on the CPU right now.
@@ -132,6 +139,7 @@ fn facts<M: MachineMem>(ctx: &HypercallCtx<'_, '_, M>, id: usize, now: u64) -> O
             state: DomainState::Runnable,
             running: true,
             blocked: false,
+            paused: false,
             tot_pages: ctx.dom.tot_pages,
             max_pages: ctx.dom.max_pages,
             shared_info: ctx.dom.shared_info,
@@ -144,6 +152,7 @@ fn facts<M: MachineMem>(ctx: &HypercallCtx<'_, '_, M>, id: usize, now: u64) -> O
         state: d.state,
         running: false,
         blocked: matches!(ctx.sched.state(id), Some(RunState::Blocked { .. })),
+        paused: ctx.sched.paused(id),
         tot_pages: d.mm.tot_pages,
         max_pages: d.mm.max_pages,
         shared_info: d.mm.shared_info,

@@ -69,7 +69,7 @@ pub struct World {
     pub privileged: bool,
     /// The other domains (indexed by id; slot 1, the caller, stays `None`): domain 2, runnable, owning
     /// frames 16..=18 with its shared_info page at frame 19.
-    pub others: [Option<Domain>; MAX_DOMAINS],
+    pub others: Vec<Option<Domain>>,
 }
 
 /// A domain for [`World::others`], with the given state and memory-management facts.
@@ -139,31 +139,28 @@ impl World {
             events: Box::leak(Box::new(crate::event::channel::EventSystem::new())),
             sched: Box::leak(Box::new(crate::sched_policy::SchedPolicy::new())),
             polls: super::sched_op::PollTable::new(),
-            shared_info: [
-                None,
-                Some(Mfn(15)),
-                Some(Mfn(19)),
-                None,
-                None,
-                None,
-                None,
-                None,
-            ],
+            shared_info: core::array::from_fn(|i| match i {
+                1 => Some(Mfn(15)),
+                2 => Some(Mfn(19)),
+                _ => None,
+            }),
             now_ns: 0,
             privileged: false,
-            others: core::array::from_fn(|i| {
-                (i == 2).then(|| {
-                    let mm = DomainMm {
-                        base: Mfn(16),
-                        tot_pages: 3,
-                        max_pages: 3,
-                        shared_info: Mfn(19),
-                        flush_tlb: false,
-                        preemptions: 0,
-                    };
-                    other_domain(2, DomainState::Runnable, mm)
+            others: (0..MAX_DOMAINS)
+                .map(|i| {
+                    (i == 2).then(|| {
+                        let mm = DomainMm {
+                            base: Mfn(16),
+                            tot_pages: 3,
+                            max_pages: 3,
+                            shared_info: Mfn(19),
+                            flush_tlb: false,
+                            preemptions: 0,
+                        };
+                        other_domain(2, DomainState::Runnable, mm)
+                    })
                 })
-            }),
+                .collect(),
         }
     }
 
@@ -172,11 +169,7 @@ impl World {
         let now_ns = self.now_ns;
         let out = &mut self.out;
         let mut sink = |b: &[u8]| out.extend_from_slice(b);
-        // The caller is domain 1: its slot in `others` is never consulted.
-        let others = super::Peers {
-            before: &self.others[..1],
-            after: &self.others[2..],
-        };
+        let others = super::Others::new(&self.others[..1], &self.others[2..]);
         let mut ctx = HypercallCtx {
             domid: 1,
             privileged: self.privileged,

@@ -1,0 +1,367 @@
+//! `domctl` (hypercall 36): domain control for the privileged domain (the toolstack's hypercall).
+//!
+//! The argument is a pointer to a [`XenDomctl`] envelope (Xen's `xen_domctl`, 144 bytes): a command, the
+//! interface version, the target domain and a 128-byte union with the command's argument. Xen's command
+//! numbers are used for the commands implemented here:
+//!
+//! | cmd | name | argument in `u` | result |
+//! |---|---|---|---|
+//! | 1 | [`XEN_DOMCTL_CREATEDOMAIN`] | [`DomctlCreate`] (ours, deviation m) | the new id in [`XenDomctl::domain`] |
+//! | 2 | [`XEN_DOMCTL_DESTROYDOMAIN`] | — | 0 |
+//! | 3 | [`XEN_DOMCTL_PAUSEDOMAIN`] | — | 0 |
+//! | 4 | [`XEN_DOMCTL_UNPAUSEDOMAIN`] | — | 0 |
+//! | 5 | [`XEN_DOMCTL_GETDOMAININFO`] | out: [`XenDomctlGetdomaininfo`] | 0 |
+//! | 11 | [`XEN_DOMCTL_MAX_MEM`] | [`XenDomctlMaxMem`] | 0 |
+//! | 12 | [`XEN_DOMCTL_SETVCPUCONTEXT`] | [`XenDomctlVcpucontext`] → [`VcpuGuestContext`] | 0 |
+//! | 13 | [`XEN_DOMCTL_GETVCPUCONTEXT`] | [`XenDomctlVcpucontext`] → [`VcpuGuestContext`] | 0 |
+//! | 0x8000 | [`XEN_DOMCTL_CONSOLE_INPUT`] (ours) | — | 0 |
+//!
+//! Errors, checked in this order: a wrong interface version `-EACCES`; an unprivileged caller `-EPERM`; an
+//! unknown command `-ENOSYS`; an envelope or buffer the caller cannot read or write `-EFAULT`; a domain
+//! that does not exist (or `DOMID_SELF`-style reserved ids) `-ESRCH`; a request the domain's state does
+//! not allow (destroying or pausing oneself, destroying domain 0, setting the context of a domain that is
+//! not paused, a vCPU other than 0) `-EINVAL`; the domain limit [`MAX_DOMAINS`] reached `-ENOSPC`; not
+//! enough free memory `-ENOMEM`; an image name that names no available image `-ENOENT`; a memory size above
+//! [`MAX_DOMAIN_MEM_KB`] or below [`MIN_DOMAIN_MEM_KB`] `-EINVAL`.
+//!
+//! # Deviations from Xen (abi deviation m)
+//!
+//! - **`createdomain` builds the domain.** Xen's `createdomain` makes an empty domain and the toolstack
+//!   fills it (libxc's domain builder, with foreign mappings). There are no foreign mappings here (abi
+//!   deviation j), so the argument names a kernel image the hypervisor keeps (an *available image*: a boot
+//!   module whose command line is `image=NAME`, kept instead of being started), the memory size and the
+//!   guest command line, and the hypervisor builds, validates and audits the domain exactly as at boot. The
+//!   new domain is started at once unless [`DOMCTL_CREATE_PAUSED`] is given. The id is always chosen by
+//!   the hypervisor: the first free one after the last id it gave, wrapping around, never 0 (so a freed
+//!   id is not reused at once); the `domain` field is ignored on input and holds the id on return.
+//! - **`destroydomain` finishes at once** (no `-ERESTART` continuations): the domain's memory is zeroed
+//!   and freed and its slot is free when the call returns.
+//! - **`max_mem` only lowers or raises the ceiling** (`max_pages`); it never takes memory away from a
+//!   domain that holds more (as in Xen) and is bounded by [`MAX_DOMAIN_MEM_KB`].
+//! - **vCPU context.** One vCPU per domain. `getvcpucontext` fills the general registers, flags, the
+//!   FXSAVE image, the virtual trap table, the callbacks, the kernel stack, the segment bases and
+//!   `ctrlreg[3]` (the page-table base, as Xen's `xen_pfn_to_cr3`). `setvcpucontext` needs a paused domain
+//!   and sets the registers, the FPU image, the trap table, the callbacks, the kernel stack and the segment
+//!   bases; the page-table base (`ctrlreg[3]`) must be the domain's current one (`-EINVAL` otherwise: a
+//!   new base would have to be validated and typed, which `mmuext_op` does for the domain itself), LDT and
+//!   GDT frames must be empty, and the registers go through the same sanitizing as every return to a guest
+//!   (a bad frame crashes the target domain when it is next resumed, never the hypervisor).
+//! - **Console input** has no domctl in Xen (its `xl console` talks to a console daemon in domain 0);
+//!   here the hypervisor owns the serial line, so [`XEN_DOMCTL_CONSOLE_INPUT`] (outside Xen's numbers)
+//!   switches its input to a domain, and the debug key Ctrl-] `c` switches it back.
+//! - **Domain ids** are below [`MAX_DOMAINS`]; larger ids are `-ESRCH`.
+//! - **Stopped domains are reaped.** A domain that shut down or was crashed has already released its
+//!   memory (abi deviation i); it disappears from the domain list the next time the scheduler runs, and
+//!   its id becomes free.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+pub use crate::sysctl::XenDomctlGetdomaininfo;
+use crate::xen::{DomId, TrapInfo};
+
+/// Most domains the hypervisor runs at once (boot modules and domains created at run time together).
+/// Every layer uses this one number: the hypervisor's domain table, its boot-module limit, `cargo xtask
+/// run --domains` and the guest's `xl`. Domain ids are `0..MAX_DOMAINS`.
+pub const MAX_DOMAINS: usize = 128;
+/// Most available images (boot modules with `image=NAME`) the hypervisor keeps.
+pub const MAX_IMAGES: usize = 4;
+/// Most boot modules: one per domain plus the available images.
+pub const MAX_BOOT_MODULES: usize = MAX_DOMAINS + MAX_IMAGES;
+/// Smallest domain `createdomain` builds: 2 MiB (the guest kernel, its tables, stack and heap).
+pub const MIN_DOMAIN_MEM_KB: u64 = 2048;
+/// Largest domain: 256 MiB (the builder's scratch P2M).
+pub const MAX_DOMAIN_MEM_KB: u64 = 256 * 1024;
+/// Longest available-image name, in bytes.
+pub const IMAGE_NAME_MAX: usize = 16;
+/// Longest guest command line `createdomain` takes, in bytes.
+pub const CREATE_CMDLINE_MAX: usize = 96;
+
+/// The interface version this hypervisor implements (Xen 4.17's), for [`XenDomctl::interface_version`].
+pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x0000_0015;
+
+/// Build and start a domain. Argument: [`DomctlCreate`].
+pub const XEN_DOMCTL_CREATEDOMAIN: u32 = 1;
+/// Destroy a domain: stop it and free its memory.
+pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = 2;
+/// Stop scheduling a domain until it is unpaused.
+pub const XEN_DOMCTL_PAUSEDOMAIN: u32 = 3;
+/// Schedule a paused domain again.
+pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
+/// One domain's [`XenDomctlGetdomaininfo`].
+pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+/// Log-dirty and shadow control (not implemented here: `-ENOSYS`).
+pub const XEN_DOMCTL_SHADOW_OP: u32 = 10;
+/// Set the most memory a domain may hold. Argument: [`XenDomctlMaxMem`].
+pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
+/// Set a paused domain's vCPU state. Argument: [`XenDomctlVcpucontext`].
+pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+/// Read a domain's vCPU state. Argument: [`XenDomctlVcpucontext`].
+pub const XEN_DOMCTL_GETVCPUCONTEXT: u32 = 13;
+/// Ours (deviation m): give the serial console's input to the domain (`xl console`); the debug key
+/// Ctrl-] `c`, or the domain's end, gives it back to domain 0. Outside Xen's numbers.
+pub const XEN_DOMCTL_CONSOLE_INPUT: u32 = 0x8000;
+
+/// [`DomctlCreate::flags`]: leave the new domain paused (unpause it with [`XEN_DOMCTL_UNPAUSEDOMAIN`]).
+pub const DOMCTL_CREATE_PAUSED: u32 = 1;
+
+/// The `domctl` envelope (`xen_domctl`), 144 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C, align(8))]
+pub struct XenDomctl {
+    /// `XEN_DOMCTL_*`.
+    pub cmd: u32,
+    /// Must be [`XEN_DOMCTL_INTERFACE_VERSION`].
+    pub interface_version: u32,
+    /// The target domain (in/out for `createdomain`).
+    pub domain: DomId,
+    pub _pad: [u16; 3],
+    /// The command's argument (Xen's union `u`, padded to 128 bytes).
+    pub u: [u8; 128],
+}
+
+impl XenDomctl {
+    /// Command `cmd` on `domain` at this interface version, with an all-zero argument.
+    pub const fn new(cmd: u32, domain: DomId) -> XenDomctl {
+        XenDomctl {
+            cmd,
+            interface_version: XEN_DOMCTL_INTERFACE_VERSION,
+            domain,
+            _pad: [0; 3],
+            u: [0; 128],
+        }
+    }
+
+    /// The union read as a `T` (zero-extended if the union were shorter, which the asserts below rule out).
+    pub fn arg<T: FromBytes + Default>(&self) -> T {
+        T::read_from_prefix(&self.u)
+            .map(|(v, _)| v)
+            .unwrap_or_default()
+    }
+
+    /// Store `v` at the start of the union (the rest is kept).
+    pub fn set_arg<T: IntoBytes + Immutable>(&mut self, v: &T) {
+        let b = v.as_bytes();
+        self.u[..b.len()].copy_from_slice(b);
+    }
+}
+
+/// Argument of [`XEN_DOMCTL_CREATEDOMAIN`] (ours; Xen's `xen_domctl_createdomain` describes an empty
+/// domain, see deviation m), 128 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct DomctlCreate {
+    /// Name of an available image, NUL-padded.
+    pub image: [u8; IMAGE_NAME_MAX],
+    /// Memory of the new domain, KiB ([`MIN_DOMAIN_MEM_KB`]..=[`MAX_DOMAIN_MEM_KB`], a multiple of 4).
+    pub max_memkb: u64,
+    /// [`DOMCTL_CREATE_PAUSED`] or 0.
+    pub flags: u32,
+    /// Bytes of `cmdline` used (at most [`CREATE_CMDLINE_MAX`]).
+    pub cmdline_len: u32,
+    /// The guest command line (UTF-8).
+    pub cmdline: [u8; CREATE_CMDLINE_MAX],
+}
+
+impl Default for DomctlCreate {
+    fn default() -> Self {
+        DomctlCreate {
+            image: [0; IMAGE_NAME_MAX],
+            max_memkb: 0,
+            flags: 0,
+            cmdline_len: 0,
+            cmdline: [0; CREATE_CMDLINE_MAX],
+        }
+    }
+}
+
+impl DomctlCreate {
+    /// A request for `image` with `max_memkb` KiB and `cmdline`; `None` if a name or the command line is
+    /// too long.
+    pub fn new(image: &str, max_memkb: u64, cmdline: &str, flags: u32) -> Option<DomctlCreate> {
+        let mut c = DomctlCreate {
+            max_memkb,
+            flags,
+            cmdline_len: u32::try_from(cmdline.len()).ok()?,
+            ..DomctlCreate::default()
+        };
+        c.image
+            .get_mut(..image.len())?
+            .copy_from_slice(image.as_bytes());
+        c.cmdline
+            .get_mut(..cmdline.len())?
+            .copy_from_slice(cmdline.as_bytes());
+        Some(c)
+    }
+
+    /// The image name (up to the first NUL).
+    pub fn image_name(&self) -> &[u8] {
+        let n = self
+            .image
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(IMAGE_NAME_MAX);
+        &self.image[..n]
+    }
+}
+
+/// Argument of [`XEN_DOMCTL_MAX_MEM`] (`xen_domctl_max_mem`), 8 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlMaxMem {
+    /// The ceiling in KiB.
+    pub max_memkb: u64,
+}
+
+/// Argument of [`XEN_DOMCTL_SETVCPUCONTEXT`] and [`XEN_DOMCTL_GETVCPUCONTEXT`] (`xen_domctl_vcpucontext`),
+/// 16 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlVcpucontext {
+    /// The vCPU (only 0 exists).
+    pub vcpu: u32,
+    pub _pad: u32,
+    /// Guest pointer to a [`VcpuGuestContext`].
+    pub ctxt: u64,
+}
+
+/// The guest registers as Xen's x86_64 `cpu_user_regs` orders them, 200 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct CpuUserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    /// The last entry's error code.
+    pub error_code: u32,
+    /// The last entry's vector.
+    pub entry_vector: u32,
+    pub rip: u64,
+    /// Code selector (low 16 bits; `saved_upcall_mask` is byte 4).
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    /// Stack selector (low 16 bits).
+    pub ss: u64,
+    /// Data selectors (low 16 bits each).
+    pub es: u64,
+    pub ds: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+/// A vCPU's state as Xen's x86_64 `vcpu_guest_context` lays it out, 5168 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct VcpuGuestContext {
+    /// The FXSAVE image.
+    pub fpu_ctxt: [u8; 512],
+    /// `VGCF_*` (reported 0 here: kernel mode is read from `user_regs.cs`).
+    pub flags: u64,
+    pub user_regs: CpuUserRegs,
+    /// The virtual IDT: entry `n` describes vector `n` (address 0: none).
+    pub trap_ctxt: [TrapInfo; 256],
+    pub ldt_base: u64,
+    pub ldt_ents: u64,
+    pub gdt_frames: [u64; 16],
+    pub gdt_ents: u64,
+    /// Ring-1 stack selector for traps from ring 3.
+    pub kernel_ss: u64,
+    /// Ring-1 stack pointer for traps from ring 3 (`stack_switch`).
+    pub kernel_sp: u64,
+    /// `ctrlreg[3]`: the page-table base (`mfn << 12`); the others 0.
+    pub ctrlreg: [u64; 8],
+    pub debugreg: [u64; 8],
+    pub event_callback_eip: u64,
+    pub failsafe_callback_eip: u64,
+    pub syscall_callback_eip: u64,
+    pub vm_assist: u64,
+    pub fs_base: u64,
+    pub gs_base_kernel: u64,
+    pub gs_base_user: u64,
+}
+
+layout!(XenDomctl, 144; interface_version @ 4, domain @ 8, u @ 16);
+layout!(DomctlCreate, 128; max_memkb @ 16, flags @ 24, cmdline_len @ 28, cmdline @ 32);
+layout!(XenDomctlMaxMem, 8);
+layout!(XenDomctlVcpucontext, 16; ctxt @ 8);
+layout!(
+    CpuUserRegs, 200;
+    rbx @ 40, r8 @ 72, rax @ 80, rdi @ 112, error_code @ 120, entry_vector @ 124, rip @ 128, cs @ 136,
+    rflags @ 144, rsp @ 152, ss @ 160, es @ 168, gs @ 192,
+);
+layout!(
+    VcpuGuestContext, 5168;
+    flags @ 512, user_regs @ 520, trap_ctxt @ 720, ldt_base @ 4816, gdt_frames @ 4832, gdt_ents @ 4960,
+    kernel_ss @ 4968, kernel_sp @ 4976, ctrlreg @ 4984, debugreg @ 5048, event_callback_eip @ 5112,
+    failsafe_callback_eip @ 5120, syscall_callback_eip @ 5128, vm_assist @ 5136, fs_base @ 5144,
+    gs_base_kernel @ 5152, gs_base_user @ 5160,
+);
+static_assertions::const_assert_eq!(core::mem::align_of::<XenDomctl>(), 8);
+static_assertions::const_assert!(core::mem::size_of::<XenDomctlGetdomaininfo>() <= 128);
+static_assertions::const_assert!(MAX_DOMAINS <= crate::xen::DOMID_FIRST_RESERVED as usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_xens() {
+        assert_eq!(XEN_DOMCTL_INTERFACE_VERSION, 0x15);
+        assert_eq!(
+            [
+                XEN_DOMCTL_CREATEDOMAIN,
+                XEN_DOMCTL_DESTROYDOMAIN,
+                XEN_DOMCTL_PAUSEDOMAIN,
+                XEN_DOMCTL_UNPAUSEDOMAIN,
+                XEN_DOMCTL_GETDOMAININFO,
+                XEN_DOMCTL_SHADOW_OP,
+                XEN_DOMCTL_MAX_MEM,
+                XEN_DOMCTL_SETVCPUCONTEXT,
+                XEN_DOMCTL_GETVCPUCONTEXT,
+            ],
+            [1, 2, 3, 4, 5, 10, 11, 12, 13]
+        );
+        assert_eq!(crate::hypercall::nr::DOMCTL, 36);
+    }
+
+    #[test]
+    fn the_envelope_carries_domain_and_argument() {
+        let mut op = XenDomctl::new(XEN_DOMCTL_MAX_MEM, 7);
+        op.set_arg(&XenDomctlMaxMem { max_memkb: 0x1234 });
+        let b = op.as_bytes();
+        assert_eq!(&b[0..4], &11u32.to_le_bytes());
+        assert_eq!(&b[4..8], &0x15u32.to_le_bytes());
+        assert_eq!(&b[8..10], &7u16.to_le_bytes());
+        assert_eq!(&b[16..24], &0x1234u64.to_le_bytes());
+        assert_eq!(op.arg::<XenDomctlMaxMem>().max_memkb, 0x1234);
+    }
+
+    #[test]
+    fn create_requests_bound_their_strings() {
+        let c = DomctlCreate::new("guest", 4096, "ticker", 0).unwrap();
+        assert_eq!(c.image_name(), b"guest");
+        assert_eq!(&c.cmdline[..c.cmdline_len as usize], b"ticker");
+        assert!(DomctlCreate::new("a-name-longer-than-16", 4096, "", 0).is_none());
+        assert!(DomctlCreate::new("g", 4096, &"x".repeat(97), 0).is_none());
+        let full = DomctlCreate::new("exactly-16-bytes", 4096, &"y".repeat(96), 0).unwrap();
+        assert_eq!(full.image_name().len(), 16);
+    }
+}

@@ -1,0 +1,91 @@
+//! The toolstack's system calls: domain 0's `xl` asks the guest kernel, which forwards to the hypervisor's
+//! `domctl`/`sysctl` through its platform seam. Other domains get `-EPERM` (from the hypervisor); a kernel
+//! that runs natively (no hypervisor) answers `-EOPNOTSUPP` ("not virtualised").
+//!
+//! Same register convention as every system call (see the crate documentation).
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// The domain limit every layer shares (`abi::domctl::MAX_DOMAINS`): ids are `0..MAX_DOMAINS`.
+pub const MAX_DOMAINS: usize = abi::domctl::MAX_DOMAINS;
+/// Smallest domain `dom_create` builds, KiB.
+pub const MIN_DOMAIN_MEM_KB: u64 = abi::domctl::MIN_DOMAIN_MEM_KB;
+/// Largest domain, KiB.
+pub const MAX_DOMAIN_MEM_KB: u64 = abi::domctl::MAX_DOMAIN_MEM_KB;
+/// Longest image name.
+pub const IMAGE_NAME_MAX: usize = abi::domctl::IMAGE_NAME_MAX;
+/// Longest guest command line.
+pub const CMDLINE_MAX: usize = abi::domctl::CREATE_CMDLINE_MAX;
+
+/// System-call numbers.
+pub mod nr {
+    /// `dom_create(req) -> domid`: build and start a domain from the [`super::DomCreate`] at `req`.
+    /// `-ENOSPC` at the domain limit, `-ENOMEM` without enough free memory, `-ENOENT` for an unknown image,
+    /// `-EINVAL` for sizes out of range or a bad command line.
+    pub const DOM_CREATE: u64 = 32;
+    /// `dom_control(op, domid, arg) -> 0`: one of [`super::op`] on domain `domid`. `-ESRCH` for a domain
+    /// that does not exist, `-EINVAL` for acting on oneself (or unpausing a domain that is not paused).
+    pub const DOM_CONTROL: u64 = 33;
+    /// `dom_list(first, buf, max) -> n`: up to `max` `DomInfo` records (see the crate root), domains with
+    /// id `first` and above, ascending.
+    pub const DOM_LIST: u64 = 34;
+}
+
+/// `dom_control` operations.
+pub mod op {
+    /// Destroy the domain (its memory is freed, its id free again).
+    pub const DESTROY: u64 = 1;
+    /// Stop scheduling it.
+    pub const PAUSE: u64 = 2;
+    /// Schedule it again.
+    pub const UNPAUSE: u64 = 3;
+    /// Set its memory ceiling to `arg` KiB.
+    pub const MAX_MEM: u64 = 4;
+    /// Give it the serial console's input (the debug key Ctrl-] `c` gives it back to domain 0).
+    pub const CONSOLE: u64 = 5;
+}
+
+/// [`DomCreate::flags`]: leave the new domain paused.
+pub const CREATE_PAUSED: u32 = 1;
+
+/// The argument of `dom_create`, 128 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct DomCreate {
+    /// Name of an image the hypervisor keeps, NUL-padded.
+    pub image: [u8; IMAGE_NAME_MAX],
+    /// Memory, KiB.
+    pub mem_kb: u64,
+    /// [`CREATE_PAUSED`] or 0.
+    pub flags: u32,
+    /// Bytes of `cmdline` used.
+    pub cmdline_len: u32,
+    /// The new domain's command line.
+    pub cmdline: [u8; CMDLINE_MAX],
+}
+
+impl DomCreate {
+    /// A request; `None` if the name or the command line is too long.
+    pub fn new(image: &str, mem_kb: u64, cmdline: &str, flags: u32) -> Option<DomCreate> {
+        let mut c = DomCreate {
+            image: [0; IMAGE_NAME_MAX],
+            mem_kb,
+            flags,
+            cmdline_len: u32::try_from(cmdline.len()).ok()?,
+            cmdline: [0; CMDLINE_MAX],
+        };
+        c.image
+            .get_mut(..image.len())?
+            .copy_from_slice(image.as_bytes());
+        c.cmdline
+            .get_mut(..cmdline.len())?
+            .copy_from_slice(cmdline.as_bytes());
+        Some(c)
+    }
+}
+
+static_assertions::const_assert_eq!(core::mem::size_of::<DomCreate>(), 128);
+static_assertions::const_assert_eq!(
+    core::mem::size_of::<DomCreate>(),
+    core::mem::size_of::<abi::domctl::DomctlCreate>()
+);

@@ -1,0 +1,280 @@
+//! `xl`, the toolstack of domain 0 (pure part, host-tested): parsing its command line, naming domain
+//! states and errors. The program is `src/bin/xl.rs`; the system calls are `uapi::domctl`.
+
+use uapi::Errno;
+use uapi::domctl::{MAX_DOMAIN_MEM_KB, MAX_DOMAINS, MIN_DOMAIN_MEM_KB};
+use uapi::dominf;
+
+/// Memory of a domain `xl create` builds unless `-m` says otherwise, MiB.
+pub const DEFAULT_MEM_MIB: u64 = 8;
+
+/// What `xl help` prints.
+pub const USAGE: &str = "usage: xl list
+       xl create [-p] [-m MIB] [-n COUNT] IMAGE [GUEST COMMAND LINE]   (-p: paused)
+       xl destroy|pause|unpause DOMID|FIRST-LAST
+       xl mem-max DOMID MIB
+       xl console DOMID   (serial input to DOMID; Ctrl-] c brings it back to domain 0)";
+
+/// A parsed `xl` command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Xl<'a> {
+    /// `xl list`.
+    List,
+    /// `xl create`.
+    Create {
+        image: &'a str,
+        mem_kb: u64,
+        paused: bool,
+        cmdline: &'a str,
+        /// How many domains (`-n`; 1 by default).
+        count: u32,
+    },
+    /// `xl destroy DOMID|FIRST-LAST`.
+    Destroy(Ids),
+    /// `xl pause DOMID|FIRST-LAST`.
+    Pause(Ids),
+    /// `xl unpause DOMID|FIRST-LAST`.
+    Unpause(Ids),
+    /// `xl mem-max DOMID MIB`.
+    MemMax(u16, u64),
+    /// `xl console DOMID`.
+    Console(u16),
+    /// `xl help` (or no subcommand).
+    Help,
+}
+
+/// Domain ids `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ids {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl Ids {
+    /// The ids in order.
+    pub fn iter(self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+}
+
+/// `DOMID` or `FIRST-LAST` (ascending, below the limit).
+fn ids(word: Option<&str>) -> Result<Ids, &'static str> {
+    let word = word.ok_or("missing DOMID")?;
+    let (a, b) = word.split_once('-').unwrap_or((word, word));
+    let (first, last) = (domid(Some(a))?, domid(Some(b))?);
+    if first > last {
+        return Err("FIRST-LAST must be ascending");
+    }
+    Ok(Ids { first, last })
+}
+
+fn domid(word: Option<&str>) -> Result<u16, &'static str> {
+    let d: u16 = word
+        .ok_or("missing DOMID")?
+        .parse()
+        .map_err(|_| "DOMID must be a number")?;
+    if usize::from(d) >= MAX_DOMAINS {
+        return Err("no such domain: ids are below the domain limit (128)");
+    }
+    Ok(d)
+}
+
+fn mib_to_kb(word: Option<&str>) -> Result<u64, &'static str> {
+    let mib: u64 = word
+        .ok_or("missing MIB")?
+        .parse()
+        .map_err(|_| "MIB must be a number")?;
+    let kb = mib.checked_mul(1024).ok_or("too much memory")?;
+    if !(MIN_DOMAIN_MEM_KB..=MAX_DOMAIN_MEM_KB).contains(&kb) {
+        return Err("memory out of range (2..=256 MiB)");
+    }
+    Ok(kb)
+}
+
+/// Parse `xl`'s arguments; `Err` is a message for the user (print [`USAGE`] after it).
+pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
+    let args = args.trim();
+    let (sub, rest) = args.split_once(' ').unwrap_or((args, ""));
+    let mut words = rest.split_whitespace();
+    let cmd = match sub {
+        "" | "help" | "-h" | "--help" => Xl::Help,
+        "list" | "li" => Xl::List,
+        "destroy" => Xl::Destroy(ids(words.next())?),
+        "pause" => Xl::Pause(ids(words.next())?),
+        "unpause" => Xl::Unpause(ids(words.next())?),
+        "mem-max" => Xl::MemMax(domid(words.next())?, mib_to_kb(words.next())?),
+        "console" => Xl::Console(domid(words.next())?),
+        "create" => return parse_create(rest),
+        _ => return Err("unknown subcommand"),
+    };
+    if words.next().is_some() {
+        return Err("too many arguments");
+    }
+    Ok(cmd)
+}
+
+fn parse_create(rest: &str) -> Result<Xl<'_>, &'static str> {
+    let (mut paused, mut mem_kb, mut count) = (false, DEFAULT_MEM_MIB * 1024, 1);
+    let mut s = rest.trim_start();
+    loop {
+        let (word, after) = s.split_once(' ').unwrap_or((s, ""));
+        match word {
+            "-p" => paused = true,
+            "-m" | "-n" => {
+                let after = after.trim_start();
+                let (value, tail) = after.split_once(' ').unwrap_or((after, ""));
+                if word == "-m" {
+                    mem_kb = mib_to_kb(Some(value))?;
+                } else {
+                    count = value.parse().map_err(|_| "COUNT must be a number")?;
+                    if !(1..=MAX_DOMAINS as u32).contains(&count) {
+                        return Err("COUNT out of range (1 to the domain limit)");
+                    }
+                }
+                s = tail.trim_start();
+                continue;
+            }
+            "" => return Err("missing IMAGE"),
+            image => {
+                let cmdline = after.trim();
+                if cmdline.len() > uapi::domctl::CMDLINE_MAX {
+                    return Err("guest command line too long (96 bytes at most)");
+                }
+                if image.len() > uapi::domctl::IMAGE_NAME_MAX {
+                    return Err("image name too long");
+                }
+                return Ok(Xl::Create {
+                    image,
+                    mem_kb,
+                    paused,
+                    cmdline,
+                    count,
+                });
+            }
+        }
+        s = after.trim_start();
+    }
+}
+
+/// A domain's state for `xl list`, from its `dominf` flags.
+pub fn state(flags: u32) -> &'static str {
+    if flags & dominf::SHUTDOWN != 0 {
+        "shutdown"
+    } else if flags & dominf::PAUSED != 0 {
+        "paused"
+    } else if flags & dominf::RUNNING != 0 {
+        "running"
+    } else if flags & dominf::BLOCKED != 0 {
+        "blocked"
+    } else {
+        "runnable"
+    }
+}
+
+/// What an error of a toolstack call means.
+pub fn error_text(e: Errno) -> &'static str {
+    match e {
+        Errno::EPERM => "permission denied: only domain 0 controls domains",
+        Errno::ENOSPC => "the domain limit is reached (128 domains, abi::domctl::MAX_DOMAINS)",
+        Errno::ENOMEM => "not enough free memory for that domain",
+        Errno::ENOENT => {
+            "no such image (images are boot modules with image=NAME; `cargo xtask run` passes 'guest')"
+        }
+        Errno::ESRCH => "no such domain",
+        Errno::EINVAL => {
+            "invalid request (a domain cannot act on itself; unpause needs a paused domain)"
+        }
+        Errno::EOPNOTSUPP => "not virtualised: no hypervisor to ask",
+        _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(parse(""), Ok(Xl::Help));
+        assert_eq!(parse("list"), Ok(Xl::List));
+        let one = |d| Ids { first: d, last: d };
+        assert_eq!(parse("destroy 3"), Ok(Xl::Destroy(one(3))));
+        assert_eq!(parse("pause 127"), Ok(Xl::Pause(one(127))));
+        assert_eq!(parse("unpause  2 "), Ok(Xl::Unpause(one(2))));
+        assert_eq!(
+            parse("destroy 1-127"),
+            Ok(Xl::Destroy(Ids {
+                first: 1,
+                last: 127
+            }))
+        );
+        assert_eq!(
+            parse("destroy 1-127").map(|x| match x {
+                Xl::Destroy(i) => i.iter().count(),
+                _ => 0,
+            }),
+            Ok(127)
+        );
+        assert!(parse("destroy 5-4").is_err());
+        assert!(parse("destroy 1-128").is_err());
+        assert!(parse("destroy -3").is_err());
+        assert_eq!(parse("mem-max 2 16"), Ok(Xl::MemMax(2, 16384)));
+        assert!(parse("pause 128").is_err());
+        assert!(parse("pause").is_err());
+        assert!(parse("pause x").is_err());
+        assert!(parse("pause 1 2").is_err());
+        assert!(parse("mem-max 1 100000").is_err());
+        assert!(parse("mem-max 1 1").is_err());
+        assert!(parse("save 1").is_err(), "not offered");
+        assert_eq!(parse("console 1"), Ok(Xl::Console(1)));
+        assert!(parse("restore x").is_err(), "not offered");
+    }
+
+    #[test]
+    fn create() {
+        assert_eq!(
+            parse("create guest"),
+            Ok(Xl::Create {
+                image: "guest",
+                mem_kb: 8192,
+                paused: false,
+                cmdline: "",
+                count: 1
+            })
+        );
+        assert_eq!(
+            parse("create -p -m 4 -n 127 guest test=ticker  x=1 "),
+            Ok(Xl::Create {
+                image: "guest",
+                mem_kb: 4096,
+                paused: true,
+                cmdline: "test=ticker  x=1",
+                count: 127
+            })
+        );
+        assert!(parse("create -n 0 guest").is_err());
+        assert!(parse("create -n 129 guest").is_err());
+        assert!(parse("create -n x guest").is_err());
+        assert!(parse("create").is_err());
+        assert!(parse("create -m").is_err());
+        assert!(parse("create -m 1 guest").is_err());
+        assert!(parse("create -m 99999999999999999 guest").is_err());
+        assert!(parse(&format!("create guest {}", "x".repeat(97))).is_err());
+        assert!(parse("create a-name-longer-than-16").is_err());
+    }
+
+    #[test]
+    fn states_and_errors() {
+        assert_eq!(state(dominf::RUNNING), "running");
+        assert_eq!(state(dominf::BLOCKED | dominf::PAUSED), "paused");
+        assert_eq!(state(dominf::SHUTDOWN | dominf::DYING), "shutdown");
+        assert_eq!(state(0), "runnable");
+        // The limit named in the messages is the one every layer uses.
+        assert!(error_text(Errno::ENOSPC).contains(&format!("({MAX_DOMAINS} domains")));
+        assert!(
+            parse(&format!("pause {MAX_DOMAINS}"))
+                .is_err_and(|e| e.contains(&format!("({MAX_DOMAINS})")))
+        );
+        assert!(error_text(Errno::EOPNOTSUPP).contains("not virtualised"));
+    }
+}
