@@ -368,7 +368,7 @@ pub fn domctl_vcpu(_cmdline: &str, r: &mut Results) {
         "  domain {d}: rip {:#x} rsi {:#x} rsp {:#x} cs {:#x} ss {:#x} cr3 {:#x}",
         u.rip, u.rsi, u.rsp, u.cs, u.ss, ctx.ctrlreg[3]
     );
-    let start = u.rip == 0xffff_ffff_8000_0000
+    let start = u.rip == crate::arch::x86_64::entry::pv_entry()
         && u.rsi > u.rip
         && u.cs == u64::from(abi::layout::GUEST_KERNEL_CS)
         && u.ss == u64::from(abi::layout::GUEST_KERNEL_SS)

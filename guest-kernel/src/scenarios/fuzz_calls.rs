@@ -109,9 +109,29 @@ impl Fuzzer {
                     core::ptr::read_volatile(&raw const (*si).vcpu_info[0].evtchn_upcall_mask),
                 )
             };
+            let mut st = abi::event_channel::EvtchnStatus {
+                dom: DOMID_SELF,
+                _pad0: 0,
+                port: 1,
+                status: 0,
+                vcpu: 0,
+                u: [0; 2],
+            };
+            let sr = self.keep(
+                nr::EVENT_CHANNEL_OP,
+                [
+                    abi::event_channel::EVTCHNOP_STATUS,
+                    &raw mut st as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            );
             crate::println!(
-                "fuzz:   timer {d} (now {}) = {r}; pending[0] {pend:#x} mask[0] {mask:#x} upcall pending {up} masked {upm}",
-                self.now()
+                "fuzz:   timer {d} (now {}) = {r}; pending[0] {pend:#x} mask[0] {mask:#x} upcall pending {up} masked {upm}; port 1 status {sr}: {} virq {}",
+                self.now(),
+                st.status,
+                st.u[0]
             );
         }
     }

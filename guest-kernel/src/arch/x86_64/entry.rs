@@ -211,3 +211,14 @@ native_boot_stack_top:
     stack = const NATIVE_BOOT_STACK,
     options(att_syntax)
 );
+
+unsafe extern "C" {
+    /// The PV entry point above.
+    static _start: u8;
+}
+
+/// The address of the PV entry point `_start`: where a domain builder starts a domain running this image
+/// (the ELF entry; not the image's first byte, which holds the multiboot header).
+pub fn pv_entry() -> u64 {
+    core::ptr::addr_of!(_start) as u64
+}
