@@ -140,7 +140,9 @@ fn osbench_refuses_bad_arguments_and_badptr_covers_hvcounters() {
     });
     assert!(killed > has(&o, "the fault", |l| l.contains("a handler that faults")));
     has(&o, "status 139", |l| l.trim() == "status 139");
-    assert!(!o.output.contains("FAILED"), "{o}");
+    // No check of the programs failed (the hypervisor's own lines may say FAILED: the cpu-fidelity
+    // verdict on a defective CPU model).
+    assert!(!dom0(&o).iter().any(|l| l.contains("FAILED")), "{o}");
     expect(&o).exit(EXIT_OK).hypervisor_alive_at_end();
 }
 
