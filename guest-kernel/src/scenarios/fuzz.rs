@@ -76,6 +76,10 @@ pub(super) struct Fuzzer {
     pub kernel_l4: (Pfn, Mfn),
     /// Event ports this kernel had bound before the fuzzer started: never closed or rebound.
     pub protected: Vec<u32>,
+    /// The kernel's VIRQ_TIMER port (checked before every block; see `ensure_timer_bound`).
+    pub timer_port: u32,
+    /// How often the fuzzer found its own VIRQ_TIMER binding gone and rebound it.
+    pub timer_rebinds: u64,
     /// Highest port the fuzzer saw bound.
     pub max_port: u32,
     /// Calls per million aimed at the real page tables or kernel mappings.
@@ -553,6 +557,8 @@ fn setup(env: KernelEnv, seed: u64, wild: u64, r: &mut Results) -> Option<Fuzzer
         kernel_l4,
         max_port: protected.iter().copied().max().unwrap_or(0),
         protected,
+        timer_port: 1,
+        timer_rebinds: 0,
         wild,
         wild_calls: 0,
         anomalies: 0,
@@ -564,6 +570,18 @@ fn setup(env: KernelEnv, seed: u64, wild: u64, r: &mut Results) -> Option<Fuzzer
         dirty_periodic: false,
         dirty_misc: false,
     };
+    // The kernel's timer port: the protected port bound to VIRQ_TIMER.
+    let ports = f.protected.clone();
+    if let Some(&p) = ports.iter().find(|&&p| {
+        f.port_status(p)
+            == (
+                0,
+                abi::event_channel::EVTCHNSTAT_VIRQ,
+                abi::event_channel::VIRQ_TIMER,
+            )
+    }) {
+        f.timer_port = p;
+    }
     // The hole: unmapped from now on.
     f.restore();
     // Scratch frames: random contents, read-only (page-table candidates).
@@ -688,12 +706,13 @@ pub fn fuzz(cmdline: &str, r: &mut Results) {
     }
     let total = f.stats.total();
     println!(
-        "fuzz: {total} hypercalls ({} families) in {ms} ms ({} per second), {} housekeeping calls, {} wild calls, {} anomalies",
+        "fuzz: {total} hypercalls ({} families) in {ms} ms ({} per second), {} housekeeping calls, {} wild calls, {} anomalies, own timer binding restored {} times",
         f.stats.families_called(),
         total * 1000 / ms.max(1),
         f.housekeeping,
         f.wild_calls,
-        f.anomalies
+        f.anomalies,
+        f.timer_rebinds
     );
     println!("fuzz: survived seed {seed}");
 }

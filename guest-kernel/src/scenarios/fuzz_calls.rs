@@ -94,8 +94,79 @@ impl Fuzzer {
         crate::time::now()
     }
 
+    /// The status of this domain's event-channel `port` (`EVTCHNSTAT_*`, and for a VIRQ its number).
+    pub(super) fn port_status(&mut self, port: u32) -> (i64, u32, u32) {
+        let mut st = abi::event_channel::EvtchnStatus {
+            dom: DOMID_SELF,
+            _pad0: 0,
+            port,
+            status: 0,
+            vcpu: 0,
+            u: [0; 2],
+        };
+        let r = self.keep(
+            nr::EVENT_CHANNEL_OP,
+            [
+                abi::event_channel::EVTCHNOP_STATUS,
+                &raw mut st as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        (r, st.status, st.u[0])
+    }
+
+    /// Make sure VIRQ_TIMER is still bound on the kernel's timer port before a block: a random
+    /// `EVTCHNOP_close` reading its port from one of this domain's own buffers can unbind it (the
+    /// hypervisor is right to let it), and a domain blocked with no timer binding sleeps for good — which
+    /// the harness would report as a hang (seed 210 did). Rebinds it (the lowest free port, normally the
+    /// same) and reports that it had to.
+    fn ensure_timer_bound(&mut self) {
+        let port = self.timer_port;
+        let (r, status, virq) = self.port_status(port);
+        if r == 0 && status == abi::event_channel::EVTCHNSTAT_VIRQ && virq == 0 {
+            return;
+        }
+        self.timer_rebinds += 1;
+        let c = abi::event_channel::EvtchnClose { port };
+        let _ = self.keep(
+            nr::EVENT_CHANNEL_OP,
+            [
+                abi::event_channel::EVTCHNOP_CLOSE,
+                &raw const c as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        let mut b = abi::event_channel::EvtchnBindVirq {
+            virq: abi::event_channel::VIRQ_TIMER,
+            vcpu: 0,
+            port: 0,
+        };
+        let rb = self.keep(
+            nr::EVENT_CHANNEL_OP,
+            [
+                abi::event_channel::EVTCHNOP_BIND_VIRQ,
+                &raw mut b as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        crate::println!(
+            "fuzz: the kernel's VIRQ_TIMER binding was gone (port {port}: status {status}, virq {virq}); rebound: {rb}, port {}",
+            b.port
+        );
+        if rb == 0 {
+            self.timer_port = b.port;
+        }
+    }
+
     /// Arm the one-shot timer shortly (so a block returns).
     fn arm_timer(&mut self) {
+        self.ensure_timer_bound();
         let d = self.now() + 20_000 + self.rng.below(400_000);
         let r = self.keep(nr::SET_TIMER_OP, [d, 0, 0, 0, 0]);
         if self.trace {
@@ -109,29 +180,11 @@ impl Fuzzer {
                     core::ptr::read_volatile(&raw const (*si).vcpu_info[0].evtchn_upcall_mask),
                 )
             };
-            let mut st = abi::event_channel::EvtchnStatus {
-                dom: DOMID_SELF,
-                _pad0: 0,
-                port: 1,
-                status: 0,
-                vcpu: 0,
-                u: [0; 2],
-            };
-            let sr = self.keep(
-                nr::EVENT_CHANNEL_OP,
-                [
-                    abi::event_channel::EVTCHNOP_STATUS,
-                    &raw mut st as u64,
-                    0,
-                    0,
-                    0,
-                ],
-            );
+            let port = self.timer_port;
+            let (sr, status, virq) = self.port_status(port);
             crate::println!(
-                "fuzz:   timer {d} (now {}) = {r}; pending[0] {pend:#x} mask[0] {mask:#x} upcall pending {up} masked {upm}; port 1 status {sr}: {} virq {}",
-                self.now(),
-                st.status,
-                st.u[0]
+                "fuzz:   timer {d} (now {}) = {r}; pending[0] {pend:#x} mask[0] {mask:#x} upcall pending {up} masked {upm}; timer port {port} status {sr}: {status} virq {virq}",
+                self.now()
             );
         }
     }
