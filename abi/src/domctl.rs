@@ -228,44 +228,7 @@ pub struct XenDomctlVcpucontext {
     pub ctxt: u64,
 }
 
-/// The guest registers as Xen's x86_64 `cpu_user_regs` orders them, 200 bytes.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-pub struct CpuUserRegs {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub rbp: u64,
-    pub rbx: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rax: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    /// The last entry's error code.
-    pub error_code: u32,
-    /// The last entry's vector.
-    pub entry_vector: u32,
-    pub rip: u64,
-    /// Code selector (low 16 bits; `saved_upcall_mask` is byte 4).
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    /// Stack selector (low 16 bits).
-    pub ss: u64,
-    /// Data selectors (low 16 bits each).
-    pub es: u64,
-    pub ds: u64,
-    pub fs: u64,
-    pub gs: u64,
-}
+pub use crate::xen::CpuUserRegs;
 
 /// A vCPU's state as Xen's x86_64 `vcpu_guest_context` lays it out, 5168 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -302,11 +265,6 @@ layout!(XenDomctl, 144; interface_version @ 4, domain @ 8, u @ 16);
 layout!(DomctlCreate, 128; max_memkb @ 16, flags @ 24, cmdline_len @ 28, cmdline @ 32);
 layout!(XenDomctlMaxMem, 8);
 layout!(XenDomctlVcpucontext, 16; ctxt @ 8);
-layout!(
-    CpuUserRegs, 200;
-    rbx @ 40, r8 @ 72, rax @ 80, rdi @ 112, error_code @ 120, entry_vector @ 124, rip @ 128, cs @ 136,
-    rflags @ 144, rsp @ 152, ss @ 160, es @ 168, gs @ 192,
-);
 layout!(
     VcpuGuestContext, 5168;
     flags @ 512, user_regs @ 520, trap_ctxt @ 720, ldt_base @ 4816, gdt_frames @ 4832, gdt_ents @ 4960,

@@ -370,8 +370,8 @@ pub fn domctl_vcpu(_cmdline: &str, r: &mut Results) {
     );
     let start = u.rip == crate::arch::x86_64::entry::pv_entry()
         && u.rsi > u.rip
-        && u.cs == u64::from(abi::layout::GUEST_KERNEL_CS)
-        && u.ss == u64::from(abi::layout::GUEST_KERNEL_SS)
+        && u.cs == abi::layout::GUEST_KERNEL_CS
+        && u.ss == abi::layout::GUEST_KERNEL_SS
         && ctx.ctrlreg[3] != 0;
     expect(
         r,

@@ -37,10 +37,10 @@ fn user_regs(r: &EntryFrame) -> CpuUserRegs {
         error_code: r.error_code as u32,
         entry_vector: r.vector as u32,
         rip: r.rip,
-        cs: r.cs & 0xffff,
+        cs: r.cs as u16,
         rflags: r.rflags,
         rsp: r.rsp,
-        ss: r.ss & 0xffff,
+        ss: r.ss as u16,
         ..CpuUserRegs::default()
     }
 }
@@ -55,7 +55,7 @@ pub fn to_context(v: &Vcpu, base: Mfn) -> VcpuGuestContext {
         c.user_regs.ds,
         c.user_regs.fs,
         c.user_regs.gs,
-    ] = v.pv.selectors.map(u64::from);
+    ] = v.pv.selectors;
     for (vector, (t, out)) in v.pv.traps.iter().zip(c.trap_ctxt.iter_mut()).enumerate() {
         *out = TrapInfo {
             vector: vector as u8,
@@ -136,10 +136,10 @@ pub fn from_context(v: &mut Vcpu, base: Mfn, c: &VcpuGuestContext) -> Result<(),
         vector: u64::from(u.entry_vector),
         error_code: u64::from(u.error_code),
         rip: u.rip,
-        cs: u.cs & 0xffff,
+        cs: u64::from(u.cs),
         rflags: u.rflags,
         rsp: u.rsp,
-        ss: u.ss & 0xffff,
+        ss: u64::from(u.ss),
     };
     v.fx = FxArea(c.fpu_ctxt);
     // FXRSTOR of reserved MXCSR bits would fault in ring 0 on the way back: keep only the bits every
