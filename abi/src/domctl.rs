@@ -6,7 +6,7 @@
 //!
 //! | cmd | name | argument in `u` | result |
 //! |---|---|---|---|
-//! | 1 | [`XEN_DOMCTL_CREATEDOMAIN`] | [`DomctlCreate`] (ours, deviation m) | the new id in [`XenDomctl::domain`] |
+//! | 1 | [`XEN_DOMCTL_CREATEDOMAIN`] | [`DomctlCreate`] (ours, deviation n) | the new id in [`XenDomctl::domain`] |
 //! | 2 | [`XEN_DOMCTL_DESTROYDOMAIN`] | — | 0 |
 //! | 3 | [`XEN_DOMCTL_PAUSEDOMAIN`] | — | 0 |
 //! | 4 | [`XEN_DOMCTL_UNPAUSEDOMAIN`] | — | 0 |
@@ -24,7 +24,7 @@
 //! enough free memory `-ENOMEM`; an image name that names no available image `-ENOENT`; a memory size above
 //! [`MAX_DOMAIN_MEM_KB`] or below [`MIN_DOMAIN_MEM_KB`] `-EINVAL`.
 //!
-//! # Deviations from Xen (abi deviation m)
+//! # Deviations from Xen (abi deviation n)
 //!
 //! - **`createdomain` builds the domain.** Xen's `createdomain` makes an empty domain and the toolstack
 //!   fills it (libxc's domain builder, with foreign mappings). There are no foreign mappings here (abi
@@ -97,7 +97,7 @@ pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
 pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
 /// Read a domain's vCPU state. Argument: [`XenDomctlVcpucontext`].
 pub const XEN_DOMCTL_GETVCPUCONTEXT: u32 = 13;
-/// Ours (deviation m): give the serial console's input to the domain (`xl console`); the debug key
+/// Ours (deviation n): give the serial console's input to the domain (`xl console`); the debug key
 /// Ctrl-] `c`, or the domain's end, gives it back to domain 0. Outside Xen's numbers.
 pub const XEN_DOMCTL_CONSOLE_INPUT: u32 = 0x8000;
 
@@ -146,7 +146,7 @@ impl XenDomctl {
 }
 
 /// Argument of [`XEN_DOMCTL_CREATEDOMAIN`] (ours; Xen's `xen_domctl_createdomain` describes an empty
-/// domain, see deviation m), 128 bytes.
+/// domain, see deviation n), 128 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct DomctlCreate {

@@ -67,13 +67,13 @@
 //! i. **`sysctl`: the domain list only, all or nothing, stopped domains already destroyed.** Of Xen's
 //!    `sysctl` commands only `XEN_SYSCTL_getdomaininfolist` exists (the rest are `-ENOSYS`); a `-EFAULT`
 //!    writes nothing (Xen may have written some records); a domain that stopped has already given its memory
-//!    back (and is reaped soon after, deviation m), so until then it is listed as shut down *and* dying,
+//!    back (and is reaped soon after, deviation n), so until then it is listed as shut down *and* dying,
 //!    with no pages and no shared-info frame; fields with
 //!    nothing behind them (XSM label, handle, CPU pool, paging counts) are 0 ([`sysctl`]).
 //! j. **No foreign memory.** `mmu_update`/`mmuext_op` with a `foreigndom` other than `DOMID_SELF` or the
 //!    caller's own id return `-EPERM` even for the privileged domain (Xen lets a privileged domain map
-//!    others' frames): there is no toolstack here that needs it yet, and every frame a guest can name must
-//!    stay its own ([`mm`]). Grant tables and `XENMAPSPACE_gmfn_foreign` are likewise not implemented.
+//!    others' frames): the toolstack here asks the hypervisor to build domains (deviation n) instead of
+//!    building them through foreign mappings, and every frame a guest can name stays its own ([`mm`]). Grant tables and `XENMAPSPACE_gmfn_foreign` are likewise not implemented.
 //! k. **Segment bases.** The hypervisor does not swap GS bases between guest kernel and guest user mode
 //!    (a ring-1 kernel cannot execute `SWAPGS`, and the hypervisor does not do it for it on a bounce): the
 //!    GS base set with `SEGBASE_GS_USER` is the one in force in both rings, `SEGBASE_GS_KERNEL` sets the

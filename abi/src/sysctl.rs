@@ -26,7 +26,7 @@
 //!   records one at a time and may leave the first ones written when a later one faults.
 //! - **Stopped domains are already destroyed, then reaped.** The hypervisor gives a stopped domain's
 //!   memory back at once and removes it from the domain table at the scheduler's next decision (abi
-//!   deviation m), so it normally leaves the list at once. Until then it is listed, with
+//!   deviation n), so it normally leaves the list at once. Until then it is listed, with
 //!   [`XEN_DOMINF_SHUTDOWN`] and its reason (a domain the hypervisor crashed has
 //!   [`SHUTDOWN_CRASH`](crate::sched::SHUTDOWN_CRASH), as in
 //!   Xen), and with [`XEN_DOMINF_DYING`], `tot_pages` 0 and `shared_info_frame`

@@ -11,7 +11,7 @@
 //! relies on to attribute output.
 //!
 //! Serial input goes to one domain, the *input owner* ([`input_owner`]): domain 0 unless the control domain
-//! gave it to another with `xl console` (our `domctl` command `XEN_DOMCTL_CONSOLE_INPUT`, abi deviation m);
+//! gave it to another with `xl console` (our `domctl` command `XEN_DOMCTL_CONSOLE_INPUT`, abi deviation n);
 //! the debug key Ctrl-] `c` gives it back to domain 0, and so does the owner's end. With
 //! `dom0_console=direct`, the direct output follows the owner (the domain being typed at echoes at once).
 

@@ -235,7 +235,7 @@ fn check_cpu_time_grows(r: &mut Results, before: &[XenDomctlGetdomaininfo]) {
     );
 }
 
-/// Wait (up to 20 s) until domain 1 has shut down: a finished domain is reaped (abi deviation m), so it
+/// Wait (up to 20 s) until domain 1 has shut down: a finished domain is reaped (abi deviation n), so it
 /// leaves the list; if it is seen stopped before that, it must be reported shut down and dying.
 fn watch_shutdown(r: &mut Results, first: &[XenDomctlGetdomaininfo]) {
     let Some(running) = find(first, 1) else {
@@ -368,7 +368,7 @@ fn unprivileged(r: &mut Results) {
         errno_of(ret) == Some(Errno::EFAULT),
         format_args!("envelope in the entry region: {:?}", errno_of(ret)),
     );
-    // A finished domain is reaped at once (abi deviation m): stay alive long enough for domain 0 to see
+    // A finished domain is reaped at once (abi deviation n): stay alive long enough for domain 0 to see
     // this one listed before it finishes.
     let _ = crate::time::sleep(2_000_000_000);
 }

@@ -1,5 +1,5 @@
 //! Available images: kernel images the hypervisor keeps so the control domain can create domains from
-//! them at run time (`XEN_DOMCTL_createdomain`, abi deviation m).
+//! them at run time (`XEN_DOMCTL_createdomain`, abi deviation n).
 //!
 //! A boot module whose command line contains the word `image=NAME` is not started as a domain: its
 //! frames stay reserved for the hypervisor's whole life and it is registered here under `NAME` (1 to

@@ -1,6 +1,6 @@
 //! A domain's vCPU state as Xen's `vcpu_guest_context` (`XEN_DOMCTL_getvcpucontext` /
 //! `setvcpucontext`): [`to_context`] reports it, [`from_context`] checks a context handed in and turns it
-//! into the parts to apply. Pure; the rules are in `abi::domctl` (deviation m).
+//! into the parts to apply. Pure; the rules are in `abi::domctl` (deviation n).
 
 use abi::domctl::{CpuUserRegs, VcpuGuestContext};
 use abi::errno::Errno;
