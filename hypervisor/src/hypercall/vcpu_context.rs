@@ -81,9 +81,16 @@ pub fn to_context(v: &Vcpu, base: Mfn) -> VcpuGuestContext {
     c
 }
 
+/// A data selector a guest can hold (and the hypervisor can reload for it in ring 0): null (any RPL) or
+/// one of the guest data segments with its own RPL.
+fn data_selector_ok(sel: u16) -> bool {
+    sel <= 3 || sel == GUEST_KERNEL_SS || sel == abi::layout::GUEST_USER_SS
+}
+
 /// Check `c` for a domain whose page-table base is `base` and apply it to `v`, or change nothing and say
 /// why (`-EINVAL`): a page-table base other than the current one, LDT or GDT frames, debug registers, a
-/// handler, callback, kernel stack or segment base the guest itself could not register. The registers are
+/// handler, callback, kernel stack, segment base or data selector the guest itself could not register or
+/// load. The registers are
 /// taken as they are: every return to a guest sanitizes them (and crashes the domain if they cannot be).
 pub fn from_context(v: &mut Vcpu, base: Mfn, c: &VcpuGuestContext) -> Result<(), Errno> {
     let cr3_ok = c.ctrlreg[3] == base.0 << 12
@@ -113,10 +120,19 @@ pub fn from_context(v: &mut Vcpu, base: Mfn, c: &VcpuGuestContext) -> Result<(),
     let bases_ok = [c.fs_base, c.gs_base_user, c.gs_base_kernel]
         .iter()
         .all(|&b| guest_va_allowed(b));
+    // The scheduler loads the data selectors with `mov` in ring 0 when the domain next runs, where a
+    // selector the guest could not have loaded itself (a code, system or out-of-range descriptor, or an RPL
+    // above the descriptor's DPL) would #GP in the hypervisor: only null and the guests' data segments.
+    let u = &c.user_regs;
+    if ![u.es, u.ds, u.fs, u.gs]
+        .iter()
+        .all(|&s| data_selector_ok(s))
+    {
+        return Err(Errno::EINVAL);
+    }
     if !sp_ok || !bases_ok {
         return Err(Errno::EINVAL);
     }
-    let u = &c.user_regs;
     v.regs = EntryFrame {
         r15: u.r15,
         r14: u.r14,
@@ -161,7 +177,7 @@ pub fn from_context(v: &mut Vcpu, base: Mfn, c: &VcpuGuestContext) -> Result<(),
     v.pv.fs_base = c.fs_base;
     v.pv.gs_base = c.gs_base_user;
     v.pv.gs_kernel = c.gs_base_kernel;
-    v.pv.selectors = [u.es, u.ds, u.fs, u.gs].map(|s| s as u16);
+    v.pv.selectors = [u.es, u.ds, u.fs, u.gs];
     v.pv.segments_dirty = true;
     v.pv.gates_dirty = true;
     Ok(())
@@ -263,6 +279,21 @@ mod tests {
         let mut c = good;
         c.gs_base_kernel = 0xffff_8010_0000_0000;
         cases.push(("a segment base in the hypervisor's range", c));
+        for (what, sel) in [
+            ("a code selector in DS", 0x08u16),
+            ("the TSS selector in ES", 0x40),
+            ("a selector past the GDT in FS", 0x1000),
+            ("a data selector with RPL above its DPL in GS", 0x23),
+        ] {
+            let mut c = good;
+            match what.rsplit(' ').next() {
+                Some("DS") => c.user_regs.ds = sel,
+                Some("ES") => c.user_regs.es = sel,
+                Some("FS") => c.user_regs.fs = sel,
+                _ => c.user_regs.gs = sel,
+            }
+            cases.push((what, c));
+        }
         for (what, c) in cases {
             let mut v = vcpu();
             let before = (v.regs, v.pv.traps, v.pv.event_callback, v.pv.kernel_sp);
