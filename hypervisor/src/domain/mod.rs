@@ -4,6 +4,7 @@ pub mod builder;
 #[cfg(feature = "baremetal")]
 pub mod control;
 pub mod images;
+pub mod kind;
 #[cfg(feature = "baremetal")]
 pub mod lifecycle;
 pub mod state;
