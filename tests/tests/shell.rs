@@ -7,8 +7,10 @@
 //! Domain 0 runs with `dom0_console=direct` (its output reaches the serial line as it comes, no `(d0)`
 //! prefix), which is what lets the prompt be seen before a newline; domain 1's lines keep their prefix.
 //!
-//! The single-machine scenarios run in both modes (`in_both_modes!`: one body, a `native` and a `pv`
-//! test): the same kernel image as a PV domain and natively in ring 0, with the same expected output.
+//! The single-machine scenarios run in every mode (`in_both_modes!`: one body, a `native`, a `pv`, an
+//! `emulate` and an `hvm` test): the same kernel image as a PV domain, natively in ring 0, and unmodified
+//! under the hypervisor's full virtualization, with the same expected output (emulate and hvm report SKIP
+//! while the hypervisor cannot run them).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -33,6 +35,19 @@ macro_rules! in_both_modes {
                 #[test]
                 fn pv() {
                     super::$name(xtask::Mode::Pv)
+                }
+                // The unmodified kernel under full virtualization: SKIP until the hypervisor runs it.
+                #[test]
+                fn emulate() {
+                    if !tests::skip_if_unavailable(xtask::Mode::Emulate) {
+                        super::$name(xtask::Mode::Emulate)
+                    }
+                }
+                #[test]
+                fn hvm() {
+                    if !tests::skip_if_unavailable(xtask::Mode::Hvm) {
+                        super::$name(xtask::Mode::Hvm)
+                    }
                 }
             }
         )*
@@ -104,7 +119,7 @@ fn number_after(text: &str, prefix: &str) -> Option<u64> {
 fn ends_cleanly(o: &Outcome) {
     find(o, 0, "`logout`", |l| l.contains("logout"));
     let e = expect(o).poweroff(0).exit(EXIT_OK);
-    if o.mode == Mode::Pv {
+    if o.mode.under_hypervisor() {
         e.hypervisor_alive_at_end();
     }
     assert!(o.crashed_domains().is_empty(), "no domain crashed\n{o}");
@@ -259,12 +274,15 @@ fn ring_shows_the_kernel_cpl_of_the_mode(mode: Mode) {
     find(&o, user, "the kernel's CPL for this mode", |l| {
         l.starts_with("guest kernel: CS=") && l.ends_with(&kernel_cpl)
     });
-    let hypervisor = match mode {
-        Mode::Native => "hypervisor: none",
-        Mode::Pv => "hypervisor: ",
+    // Only the PV backend knows its hypervisor; the unmodified kernel (native, emulate, hvm) sees none.
+    let pv = mode == Mode::Pv;
+    let hypervisor = if pv {
+        "hypervisor: "
+    } else {
+        "hypervisor: none"
     };
     find(&o, user, "what ring says of the hypervisor", |l| {
-        l.starts_with(hypervisor) && (mode == Mode::Pv) != l.starts_with("hypervisor: none")
+        l.starts_with(hypervisor) && pv != l.starts_with("hypervisor: none")
     });
     ends_cleanly(&o);
 }

@@ -580,6 +580,11 @@ fn run_pass(images: &crate::Images, args: &BenchArgs, mode: Mode) -> Result<(Pas
         }
     };
     let outcome = run_scenario_with(images, &s, RunOptions::default(), &mut on_line)?;
+    if s.accel == Accel::Kvm
+        && let Some(why) = crate::kvm::explain_failure(&outcome.stderr)
+    {
+        return Err(why);
+    }
     let collected = collect(&outcome.output, mode, args.filter.as_deref());
     let mut problems = Vec::new();
     if outcome.exit != Exit::Hypervisor(abi::exit::EXIT_OK) {
@@ -675,6 +680,10 @@ pub fn run(args: &BenchArgs) -> Result<u8, String> {
         None
     };
     let args = &args;
+    // KVM only serves the wall pass; where it cannot run, say so before building or booting anything.
+    if args.accel == Accel::Kvm && args.mode.passes().contains(&Mode::Wall) {
+        crate::kvm::check_host()?;
+    }
     let images = build_images(Profile::Release)?;
     eprintln!("{}", ensure_qemu()?.describe());
     let mut records = Vec::new();

@@ -1,4 +1,5 @@
-//! Building the bare-metal components: the ring-3 user programs, the hypervisor and the PV guest kernel.
+//! Building the bare-metal components: the ring-3 user programs, the hypervisor, the PV guest kernel and the
+//! mini test kernel.
 //!
 //! Each component is a separate `cargo build` with its own target directory, because their code models
 //! differ (the hypervisor and the user programs are `code-model=small`, the guest kernel `code-model=kernel`).
@@ -22,6 +23,10 @@ pub const HYPERVISOR_RUSTFLAGS: &str =
 /// `RUSTFLAGS` of the guest kernel build.
 pub const GUEST_RUSTFLAGS: &str =
     "-C relocation-model=static -C code-model=kernel -C force-frame-pointers=yes";
+
+/// `RUSTFLAGS` of the mini test kernel build (its interrupts arrive on the kernel's own stack: no red zone).
+pub const MINI_RUSTFLAGS: &str =
+    "-C relocation-model=static -C code-model=small -C no-redzone=yes -C force-frame-pointers=yes";
 
 /// `RUSTFLAGS` of the user programs build.
 pub const USER_RUSTFLAGS: &str =
@@ -67,7 +72,7 @@ impl Profile {
     }
 }
 
-/// One of the three bare-metal components.
+/// One of the bare-metal components.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Component {
     /// The ring-3 programs of the guest OS (`user` package, one binary per `user/src/bin/<stem>.rs`).
@@ -76,14 +81,18 @@ pub enum Component {
     Hypervisor,
     /// The ring-1 PV guest kernel (`guest-kernel` package and binary), which embeds the user programs.
     GuestKernel,
+    /// The minimal multiboot test kernel that is not ring1pv's (`testkernels/mini`, package and binary
+    /// `mini`), for the full-virtualization modes' `--kernel FILE`.
+    Mini,
 }
 
 impl Component {
     /// Every component, in build order (the user programs before the guest kernel that embeds them).
-    pub const ALL: [Component; 3] = [
+    pub const ALL: [Component; 4] = [
         Component::User,
         Component::Hypervisor,
         Component::GuestKernel,
+        Component::Mini,
     ];
 
     /// The package name (also the binary name of the hypervisor and the guest kernel).
@@ -92,6 +101,7 @@ impl Component {
             Component::User => "user",
             Component::Hypervisor => "hypervisor",
             Component::GuestKernel => "guest-kernel",
+            Component::Mini => "mini",
         }
     }
 
@@ -101,6 +111,7 @@ impl Component {
             Component::User => USER_RUSTFLAGS,
             Component::Hypervisor => HYPERVISOR_RUSTFLAGS,
             Component::GuestKernel => GUEST_RUSTFLAGS,
+            Component::Mini => MINI_RUSTFLAGS,
         }
     }
 
@@ -110,10 +121,11 @@ impl Component {
             Component::User => "user",
             Component::Hypervisor => "hv",
             Component::GuestKernel => "guest",
+            Component::Mini => "mini",
         }
     }
 
-    /// `<root>/target/user`, `<root>/target/hv` or `<root>/target/guest`.
+    /// `<root>/target/user`, `<root>/target/hv`, `<root>/target/guest` or `<root>/target/mini`.
     pub fn target_dir(self, root: &Path) -> PathBuf {
         root.join("target").join(self.target_subdir())
     }
@@ -286,6 +298,8 @@ pub struct Images {
     pub guest: PathBuf,
     /// The directory of the user program ELFs the guest kernel embedded.
     pub programs: PathBuf,
+    /// The mini test kernel ELF (a multiboot kernel that is not ring1pv's; `--kernel` runs it).
+    pub mini: PathBuf,
 }
 
 impl Images {
@@ -295,6 +309,7 @@ impl Images {
             hypervisor: Component::Hypervisor.output(root, profile),
             guest: Component::GuestKernel.output(root, profile),
             programs: Component::User.output(root, profile),
+            mini: Component::Mini.output(root, profile),
         }
     }
 }
@@ -481,7 +496,7 @@ mod tests {
         let order = Component::ALL;
         let pos = |c| order.iter().position(|&x| x == c).unwrap();
         assert!(pos(Component::User) < pos(Component::GuestKernel));
-        assert_eq!(order.len(), 3);
+        assert_eq!(order.len(), 4);
     }
 
     #[test]
@@ -559,6 +574,23 @@ mod tests {
         );
         std::fs::remove_dir_all(&root).unwrap();
         assert!(user_program_names(&root).is_err());
+    }
+
+    #[test]
+    fn the_mini_kernel_is_built_like_a_bare_metal_kernel_without_a_red_zone() {
+        let root = Path::new("/ws");
+        let inv = CargoInvocation::build(root, Component::Mini, Profile::Release);
+        assert_eq!(
+            inv.args.join(" "),
+            "build -p mini --bin mini --features baremetal --target x86_64-unknown-linux-gnu --release"
+        );
+        assert_eq!(inv.target_dir, Path::new("/ws/target/mini"));
+        assert!(inv.rustflags.contains("no-redzone=yes"));
+        assert!(inv.env.is_empty());
+        assert_eq!(
+            Images::paths(root, Profile::Release).mini,
+            Path::new("/ws/target/mini/x86_64-unknown-linux-gnu/release/mini")
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`qemu`]: the QEMU command line, installing QEMU, mapping its exit status.
 //! - [`qemu_choice`]: which QEMU binary boots (the fixed one when built, `--qemu`, `RING1PV_QEMU`).
 //! - [`qemu_build`]: `cargo xtask qemu`, building the patched QEMU into a cache outside the work tree.
+//! - [`kernel_file`]: `--kernel FILE`: what a kernel file is (ELF entry, multiboot header), which modes run it.
+//! - [`kvm`]: `--accel kvm` where KVM cannot run: the decision before booting, QEMU's MSR abort after.
 //! - [`runner`]: running QEMU with a timeout, streaming its serial output, typing scripted input.
 //! - [`input`]: what the serial input is ([`qemu::Input`]); scripted steps matched in the output stream.
 //! - [`shell`]: the guest OS's shell as xtask drives it (prompt, default domains, demo script, sessions).
@@ -25,6 +27,8 @@ pub mod compare;
 pub mod fuzz;
 pub mod images;
 pub mod input;
+pub mod kernel_file;
+pub mod kvm;
 pub mod mode;
 pub mod qemu;
 pub mod qemu_build;

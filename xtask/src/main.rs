@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use xtask::mode::Domains;
 use xtask::qemu::{self, Accel, DEFAULT_MEMORY_MIB, Exit, Input};
 use xtask::runcmd::{self, Console, Mode};
 use xtask::scenario::{RunOptions, Scenario, run_scenario_with};
@@ -32,8 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the user programs, the hypervisor and the guest kernel (which embeds the programs) and print
-    /// their paths.
+    /// Build the user programs, the hypervisor, the guest kernel (which embeds the programs) and the mini
+    /// test kernel (testkernels/mini) and print their paths.
     Build {
         /// Build the debug profile instead of release.
         #[arg(long)]
@@ -100,11 +101,16 @@ struct MachineArgs {
     /// QEMU accelerator.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
-    /// Number of domains to boot [default: 2, the shell and the ping server; with GUEST_ARGS: 1]. At most
-    /// abi::domctl::MAX_DOMAINS (128), the limit the hypervisor and `xl` share; memory bounds it further
-    /// (each boot domain gets dom_mem, 16 MiB unless --hv-cmdline says otherwise).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=abi::domctl::MAX_DOMAINS as i64))]
-    domains: Option<u32>,
+    /// Number of domains to boot [default: 2, the shell and the ping server (emulate, hvm: 1, the shell);
+    /// with GUEST_ARGS: 1], or one kind per domain, comma-separated: `--domains pv,emulate,hvm` boots a PV
+    /// domain 0 running the shell, then an emulate and an hvm domain (side by side under one scheduler). In a
+    /// kind list domain 0 runs the shell, a pv domain 1 the ping server, further pv domains the demo, and
+    /// emulate/hvm domains after the first `sensitive` (the demo and the ping server need hypercalls, which
+    /// an unmodified kernel never makes); GUEST_ARGS replace all of that. At most abi::domctl::MAX_DOMAINS
+    /// (128), the limit the hypervisor and `xl` share; memory bounds it further (each boot domain gets
+    /// dom_mem, 16 MiB unless --hv-cmdline says otherwise).
+    #[arg(long, value_name = "N|KIND,...")]
+    domains: Option<xtask::mode::Domains>,
     /// Machine memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB, value_parser = clap::value_parser!(u32).range(16..))]
     memory: u32,
@@ -118,10 +124,18 @@ struct MachineArgs {
     /// `ping-server`), e.g. `cargo xtask run -- test=unknown-hypercall`.
     #[arg(last = true, value_name = "GUEST_ARGS")]
     guest_args: Vec<String>,
-    /// Where the guest kernel runs: `pv` (a domain under the hypervisor) or `native` (QEMU boots the same
-    /// guest-kernel image alone, in ring 0; one machine, command line GUEST_ARGS or `shell`).
+    /// Where the guest kernel runs: `pv` (a ring-1 PV domain under the hypervisor), `native` (QEMU boots the
+    /// same guest-kernel image alone, in ring 0; one machine, command line GUEST_ARGS or `shell`), `emulate`
+    /// (the unmodified kernel deprivileged to ring 1, trap-and-emulate; module command line `guest-kernel
+    /// kind=emulate GUEST_ARGS`) or `hvm` (the unmodified kernel in its own ring 0 under AMD SVM, entered
+    /// at its 32-bit multiboot entry; `kind=hvm`). For mixed kinds use `--domains pv,emulate,...`.
     #[arg(long, default_value_t = xtask::Mode::Pv)]
     mode: xtask::Mode,
+    /// Boot this kernel instead of ring1pv's guest kernel: any multiboot v1 kernel for native, emulate and
+    /// hvm (e.g. the mini test kernel, target/mini/x86_64-unknown-linux-gnu/release/mini, or `mini` for
+    /// it); for pv it must be a PV ELF (a multiboot-only kernel is refused).
+    #[arg(long, value_name = "FILE|mini")]
+    kernel: Option<PathBuf>,
 }
 
 /// `cargo xtask run`: the machine plus how to script the shell.
@@ -147,6 +161,13 @@ impl MachineArgs {
 
     /// One command line per domain (see `cargo xtask run --help`).
     fn domain_cmdlines(&self) -> Vec<String> {
+        if self.kernel.is_some() && self.guest_args.is_empty() {
+            // Another kernel knows nothing of ring1pv's commands: empty command lines (plus kinds).
+            return match &self.domains {
+                Some(Domains::Kinds(kinds)) => kinds.iter().map(|k| k.module_cmdline("")).collect(),
+                other => vec![String::new(); other.as_ref().map_or(1, Domains::count)],
+            };
+        }
         if self.mode == xtask::Mode::Native {
             // The kernel alone on the machine: one command line.
             return vec![if self.guest_args.is_empty() {
@@ -155,11 +176,73 @@ impl MachineArgs {
                 self.guest_args.join(" ")
             }];
         }
-        if self.guest_args.is_empty() {
-            shell::default_domains(self.domains.unwrap_or(2) as usize)
-        } else {
-            vec![self.guest_args.join(" "); self.domains.unwrap_or(1) as usize]
+        let full_virt = matches!(self.mode, xtask::Mode::Emulate | xtask::Mode::Hvm);
+        match (&self.domains, self.guest_args.is_empty()) {
+            (Some(Domains::Kinds(kinds)), true) => shell::default_domains_of_kinds(kinds),
+            (Some(Domains::Kinds(kinds)), false) => kinds
+                .iter()
+                .map(|k| k.module_cmdline(&self.guest_args.join(" ")))
+                .collect(),
+            (Some(Domains::Count(n)), true) if full_virt => {
+                let mut d = vec![shell::FULLVIRT_DEFAULT.to_string(); *n as usize];
+                d[0] = shell::SHELL.to_string();
+                d
+            }
+            (Some(Domains::Count(n)), true) => shell::default_domains(*n as usize),
+            (None, true) => shell::default_domains(if full_virt { 1 } else { 2 }),
+            (count, false) => {
+                vec![self.guest_args.join(" "); count.as_ref().map_or(1, Domains::count)]
+            }
         }
+    }
+
+    /// The `--kernel` file: `mini` names the built mini test kernel of this profile.
+    fn kernel_file(&self) -> Option<PathBuf> {
+        self.kernel.as_ref().map(|k| {
+            if k.as_os_str() == "mini" {
+                xtask::Images::paths(&workspace_root(), self.profile()).mini
+            } else {
+                k.clone()
+            }
+        })
+    }
+
+    /// The refusals that need no build: options that contradict each other, `--accel kvm` where KVM
+    /// cannot run.
+    fn check(&self) -> Result<(), String> {
+        let kinds = match &self.domains {
+            Some(Domains::Kinds(kinds)) => Some(kinds),
+            _ => None,
+        };
+        if self.mode == xtask::Mode::Native && self.domains.as_ref().is_some_and(|d| d.count() > 1)
+        {
+            return Err("--mode native boots the kernel alone: --domains must be 1".into());
+        }
+        if kinds.is_some() && self.mode != xtask::Mode::Pv {
+            return Err(format!(
+                "--domains with kinds chooses each domain's kind; leave out --mode {}",
+                self.mode
+            ));
+        }
+        if self.accel == Accel::Kvm {
+            xtask::kvm::check_host()?;
+        }
+        Ok(())
+    }
+
+    /// Checks the `--kernel` file (once it exists) for every kind of domain this run boots.
+    fn check_kernel(&self) -> Result<(), String> {
+        let Some(path) = self.kernel_file() else {
+            return Ok(());
+        };
+        let modes = match &self.domains {
+            Some(Domains::Kinds(kinds)) => kinds.clone(),
+            _ => vec![self.mode],
+        };
+        for mode in modes {
+            xtask::kernel_file::check_path(mode, &path)?;
+        }
+        Ok(())
     }
 
     fn scenario(&self) -> Scenario {
@@ -190,6 +273,7 @@ impl MachineArgs {
         scenario.memory_mib = self.memory;
         scenario.accel = self.accel;
         scenario.mode = self.mode;
+        scenario.kernel = self.kernel_file();
         scenario
     }
 }
@@ -204,6 +288,7 @@ fn main() -> ExitCode {
             println!("user programs: {}", images.programs.display());
             println!("hypervisor:    {}", images.hypervisor.display());
             println!("guest kernel:  {}", images.guest.display());
+            println!("mini kernel:   {}", images.mini.display());
             0
         }),
         Cmd::Run(args) => run(&args),
@@ -258,10 +343,9 @@ fn boot_with_notice(
     gdb: bool,
     notice: &str,
 ) -> Result<u8, String> {
-    if args.mode == xtask::Mode::Native && args.domains.is_some_and(|d| d > 1) {
-        return Err("--mode native boots the kernel alone: --domains must be 1".into());
-    }
+    args.check()?;
     let images = build_images(args.profile())?;
+    args.check_kernel()?;
     let qemu = ensure_qemu()?;
     eprintln!("{}", qemu.describe());
     let scenario = args.scenario();
@@ -280,7 +364,11 @@ fn boot_with_notice(
     };
     if scenario.mode == xtask::Mode::Native {
         eprintln!(
-            "xtask: booting the guest kernel natively (ring 0, no hypervisor) with command line \"{}\" ({} MiB, {})",
+            "xtask: booting {} natively (ring 0, no hypervisor) with command line \"{}\" ({} MiB, {})",
+            scenario
+                .kernel
+                .as_ref()
+                .map_or("the guest kernel".to_string(), |k| k.display().to_string()),
             scenario.domains.join(" "),
             scenario.memory_mib,
             scenario.accel.name()
@@ -300,7 +388,7 @@ fn boot_with_notice(
         if scenario.mode == xtask::Mode::Native {
             eprintln!(
                 "    gdb {} -ex 'target remote :1234'\n",
-                qemu::shell_quote(&images.guest.to_string_lossy())
+                qemu::shell_quote(&scenario.kernel_image(&images).to_string_lossy())
             );
         } else {
             eprintln!(
@@ -320,6 +408,24 @@ fn boot_with_notice(
     }
     let mut console = Console::new(std::io::stdout(), Some(&symbolizer));
     let outcome = run_scenario_with(&images, &scenario, options, &mut console)?;
+    if scenario.accel == Accel::Kvm
+        && let Some(why) = xtask::kvm::explain_failure(&outcome.stderr)
+    {
+        return Err(why);
+    }
+    // A hypervisor that cannot build emulate or hvm domains yet says so (or ignores the kind): tell the user.
+    let kind0 = match scenario.mode {
+        xtask::Mode::Pv => scenario.domains.first().and_then(|d| {
+            xtask::Mode::DOMAIN_KINDS.into_iter().find(|k| {
+                k.kind_word()
+                    .is_some_and(|w| d.split_whitespace().any(|x| x == w))
+            })
+        }),
+        mode => Some(mode),
+    };
+    if let Some(why) = kind0.and_then(|k| xtask::mode::unsupported(k, &outcome)) {
+        eprintln!("xtask: note: domain 0's kind did not run: {why}");
+    }
     for line in runcmd::fidelity_warnings(&outcome.output) {
         eprintln!("xtask: repeated from the hypervisor: {line}");
         if !qemu.is_fixed() {
@@ -494,6 +600,98 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["xtask", "fuzz", "--seconds", "1", "--count", "2"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "fuzz", "--per-run", "0"]).is_err());
+    }
+
+    #[test]
+    fn full_virtualization_modes_boot_the_shell_alone_with_their_kind_word() {
+        let images = xtask::Images::paths(std::path::Path::new("/ws"), Profile::Release);
+        for (mode, word) in [("emulate", "kind=emulate"), ("hvm", "kind=hvm")] {
+            let s = run_args(&["run", "--mode", mode]).machine.scenario();
+            assert_eq!(s.domains, ["shell"]);
+            assert_eq!(s.mode.name(), mode);
+            assert!(s.hv_cmdline.contains("dom0_console=direct"));
+            let modules = s.modules(&images);
+            assert_eq!(modules[0].cmdline, format!("{word} shell"));
+            assert_eq!(modules[0].image, images.guest);
+            let s = run_args(&["run", "--mode", mode, "--domains", "3"])
+                .machine
+                .scenario();
+            assert_eq!(s.domains, ["shell", "sensitive", "sensitive"]);
+            let s = run_args(&["run", "--mode", mode, "--", "test=x"])
+                .machine
+                .scenario();
+            assert_eq!(s.modules(&images)[0].cmdline, format!("{word} test=x"));
+        }
+    }
+
+    #[test]
+    fn a_kind_list_gives_each_domain_its_kind_and_a_sensible_default() {
+        let s = run_args(&["run", "--domains", "pv,emulate,hvm"])
+            .machine
+            .scenario();
+        assert_eq!(
+            s.domains,
+            ["shell", "kind=emulate sensitive", "kind=hvm sensitive"]
+        );
+        assert_eq!(s.mode, xtask::Mode::Pv);
+        let s = run_args(&["run", "--domains", "pv,pv,emulate,pv"])
+            .machine
+            .scenario();
+        assert_eq!(
+            s.domains,
+            ["shell", "ping-server", "kind=emulate sensitive", "demo"]
+        );
+        let s = run_args(&["run", "--domains", "emulate,pv"])
+            .machine
+            .scenario();
+        assert_eq!(s.domains, ["kind=emulate shell", "ping-server"]);
+        assert!(s.hv_cmdline.contains("dom0_console=direct"));
+        let s = run_args(&["run", "--domains", "hvm,pv", "--", "test=x"])
+            .machine
+            .scenario();
+        assert_eq!(s.domains, ["kind=hvm test=x", "test=x"]);
+        assert!(Cli::try_parse_from(["xtask", "run", "--domains", "pv,native"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "run", "--domains", "pv,,hvm"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "run", "--domains", "xen"]).is_err());
+        let both = run_args(&["run", "--mode", "hvm", "--domains", "pv,hvm"]);
+        let err = both.machine.check().unwrap_err();
+        assert!(err.contains("leave out --mode hvm"), "{err}");
+        let native = run_args(&["run", "--mode", "native", "--domains", "2"]);
+        assert!(native.machine.check().is_err());
+        assert!(
+            run_args(&["run", "--domains", "pv,emulate"])
+                .machine
+                .check()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn another_kernel_gets_empty_command_lines_and_mini_names_the_built_one() {
+        let images = xtask::Images::paths(&workspace_root(), Profile::Release);
+        let run = run_args(&["run", "--mode", "hvm", "--kernel", "mini"]);
+        let s = run.machine.scenario();
+        assert_eq!(s.domains, [""]);
+        assert_eq!(s.kernel.as_deref(), Some(images.mini.as_path()));
+        let modules = s.modules(&images);
+        assert_eq!(modules[0].cmdline, "kind=hvm");
+        assert_eq!(modules[0].image, images.mini);
+        assert!(s.images.is_empty(), "no shell, no xl image");
+        let s = run_args(&["run", "--mode", "native", "--kernel", "/k", "--", "a=1"])
+            .machine
+            .scenario();
+        assert_eq!(
+            (s.domains.as_slice(), s.kernel_image(&images)),
+            (["a=1".to_string()].as_slice(), std::path::Path::new("/k"))
+        );
+        let s = run_args(&["run", "--kernel", "/k", "--domains", "pv,emulate"])
+            .machine
+            .scenario();
+        assert_eq!(s.domains, ["", "kind=emulate"]);
+        let s = run_args(&["run", "--mode", "native", "--kernel", "/k"])
+            .machine
+            .scenario();
+        assert_eq!(s.domains, [""]);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct Scenario {
     /// Names under which the guest kernel is also passed as an *available image* (a module with command
     /// line `image=NAME`, after the domains' modules): the hypervisor keeps it for `xl create`.
     pub images: Vec<String>,
+    /// Another kernel instead of ring1pv's guest kernel (`--kernel FILE`): natively QEMU's `-kernel`,
+    /// otherwise every domain's module (a multiboot kernel for emulate and hvm; a PV ELF for pv).
+    pub kernel: Option<std::path::PathBuf>,
 }
 
 impl Scenario {
@@ -60,14 +63,22 @@ impl Scenario {
             qemu: None,
             mode: Mode::Pv,
             images: Vec::new(),
+            kernel: None,
         }
     }
 
-    /// The multiboot modules: the guest image once per domain, then once per available image.
+    /// The kernel image the domains run (natively: the one QEMU boots): `kernel` or the guest kernel.
+    pub fn kernel_image<'a>(&'a self, images: &'a Images) -> &'a std::path::Path {
+        self.kernel.as_deref().unwrap_or(&images.guest)
+    }
+
+    /// The multiboot modules: the kernel image once per domain (its command line led by the mode's
+    /// `kind=` word for emulate and hvm, unless it has its own), then once per available image.
     pub fn modules(&self, images: &Images) -> Vec<Module> {
+        let kernel = self.kernel_image(images).to_path_buf();
         let domains = self.domains.iter().enumerate().map(|(i, cmdline)| Module {
-            image: self.custom_images.get(&i).unwrap_or(&images.guest).clone(),
-            cmdline: cmdline.clone(),
+            image: self.custom_images.get(&i).unwrap_or(&kernel).clone(),
+            cmdline: self.mode.module_cmdline(cmdline),
         });
         let kept = self.images.iter().map(|name| Module {
             image: images.guest.clone(),
@@ -133,9 +144,9 @@ pub fn run_scenario_with(
     };
     // Natively QEMU loads the guest kernel itself (its multiboot entry) with the domain's command line.
     let (kernel, kernel_cmdline) = if native {
-        (&images.guest, scenario.domains[0].as_str())
+        (scenario.kernel_image(images), scenario.domains[0].as_str())
     } else {
-        (&images.hypervisor, scenario.hv_cmdline.as_str())
+        (images.hypervisor.as_path(), scenario.hv_cmdline.as_str())
     };
     let machine = Machine {
         hypervisor: kernel,
@@ -526,6 +537,7 @@ SeaBIOS noise
             hypervisor: "/hv".into(),
             guest: "/g".into(),
             programs: "/p".into(),
+            mini: "/m".into(),
         };
         assert_eq!(
             s.modules(&images)[1],

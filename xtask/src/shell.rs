@@ -29,6 +29,11 @@ pub const PING_SERVER: &str = "ping-server";
 /// The guest command line of the other domains `--domains N` adds (the kernel's non-interactive demo).
 pub const DEMO: &str = "demo";
 
+/// The guest command line of an emulate or hvm domain after the first (`--domains pv,emulate`): the
+/// Popek–Goldberg table, which runs to the end without the hypervisor's PV services (the demo and the ping
+/// server need hypercalls, which an unmodified kernel never makes).
+pub const FULLVIRT_DEFAULT: &str = "sensitive";
+
 /// The hypervisor option that sends domain 0's console output to the serial line as it comes (no `(d0)`
 /// prefix, no waiting for a newline), so a prompt shows and typed characters echo at once.
 pub const DOM0_CONSOLE_DIRECT: &str = "dom0_console=direct";
@@ -53,6 +58,25 @@ pub fn default_domains(count: usize) -> Vec<String> {
             _ => DEMO,
         })
         .map(String::from)
+        .collect()
+}
+
+/// The default domains of `cargo xtask run --domains KIND,KIND,...`, each led by its kind's `kind=` word
+/// (none for pv): domain 0 the shell; a pv domain 1 the ping server (it answers domain 0's `evtchn-ping`),
+/// further pv domains the demo; emulate and hvm domains after the first [`FULLVIRT_DEFAULT`].
+pub fn default_domains_of_kinds(kinds: &[crate::Mode]) -> Vec<String> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let cmdline = match (i, kind) {
+                (0, _) => SHELL,
+                (1, crate::Mode::Pv) => PING_SERVER,
+                (_, crate::Mode::Pv) => DEMO,
+                _ => FULLVIRT_DEFAULT,
+            };
+            kind.module_cmdline(cmdline)
+        })
         .collect()
 }
 

@@ -485,6 +485,7 @@ mod tests {
             hypervisor: exe.clone(),
             guest: "/nonexistent".into(),
             programs: "/nonexistent".into(),
+            mini: "/nonexistent".into(),
         };
         let symbolizer = Symbolizer::new(&images, &crate::workspace_root());
         assert!(symbolizer.is_active());

@@ -79,7 +79,8 @@ pub fn summary_line(steps: &[Step]) -> String {
 }
 
 /// The components whose bare-metal clippy run comes before the image build.
-pub const CLIPPY_BEFORE_BUILD: [Component; 2] = [Component::User, Component::Hypervisor];
+pub const CLIPPY_BEFORE_BUILD: [Component; 3] =
+    [Component::User, Component::Hypervisor, Component::Mini];
 /// The components whose bare-metal clippy run needs the image build first (the guest embeds the programs).
 pub const CLIPPY_AFTER_BUILD: [Component; 1] = [Component::GuestKernel];
 

@@ -196,11 +196,13 @@ fn commands_modes_and_timeouts() {
         commands(3, &["null".into(), "fault".into()]),
         ["osbench 3 null fault", "poweroff"]
     );
-    assert!(parse_mode("pv").is_ok() && parse_mode("native").is_ok());
+    for m in ["native", "pv", "emulate", "hvm"] {
+        assert_eq!(parse_mode(m).as_deref(), Ok(m));
+    }
     assert!(
-        parse_mode("hvm")
+        parse_mode("xen")
             .unwrap_err()
-            .contains("expected native or pv")
+            .contains("expected native, pv, emulate or hvm")
     );
     assert!(parse_filter("null").is_ok() && parse_filter("Null").is_err());
     assert!(timeout(1000) > timeout(1));
