@@ -8,6 +8,13 @@
 //! A mode is one arm of [`boot_mode`]; everything else (parsing, table, JSON, chart) knows modes only by
 //! name, so a new mode adds a column without changing the tool. Everything but [`run`] and [`boot_mode`]
 //! is pure and unit-tested.
+//!
+//! Below the table, [`exits::format_notes`] says per mode what the table cannot: a mode whose runs failed
+//! (e.g. emulate or hvm before the hypervisor runs them) and why — the other columns are still measured
+//! — and, for emulate and hvm, the exits by reason the hypervisor counted over the run, beside PV's
+//! hypercalls over the same workloads.
+
+pub mod exits;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -30,7 +37,8 @@ pub const DONE_LINE: &str = "osbench: done";
 /// The arguments of `cargo xtask compare`.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
 pub struct CompareArgs {
-    /// The modes to boot, comma-separated, in column order.
+    /// The modes to boot, comma-separated, in column order: native, pv, emulate, hvm. A mode whose runs
+    /// fail (or that the hypervisor cannot run yet) is reported below the table; the others still run.
     #[arg(long, value_delimiter = ',', default_value = "native,pv", value_parser = parse_mode)]
     pub modes: Vec<String>,
     /// Iterations of each osbench workload (osbench takes at most 1000).
@@ -472,8 +480,13 @@ pub fn run(args: &CompareArgs) -> Result<u8, String> {
     eprintln!("{}", ensure_qemu()?.describe());
     let cmds = commands(args.iterations, &args.filter);
     let mut results = Vec::new();
+    let mut notes = Vec::new();
     let mut ok = true;
     for mode in &args.modes {
+        let mut note = exits::ModeNote {
+            mode: mode.clone(),
+            ..exits::ModeNote::default()
+        };
         for pass in args.passes.passes() {
             eprintln!(
                 "xtask: compare: {mode}, {} pass: typing `{}`",
@@ -490,19 +503,42 @@ pub fn run(args: &CompareArgs) -> Result<u8, String> {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("xtask: compare: {mode}: {e}");
+                    note.failed.get_or_insert(e);
                     ok = false;
+                    // Its column stays, empty ("-"), so the table shows which mode did not run.
+                    results.push(Measured {
+                        mode: mode.clone(),
+                        pass,
+                        run: Run::default(),
+                    });
                     break;
                 }
             };
+            let kind: crate::mode::Mode = mode.parse()?;
+            if let Some(why) = crate::mode::unsupported(kind, &outcome) {
+                eprintln!("xtask: compare: {mode}: not available: {why}; the other modes go on");
+                note.failed = Some(format!("not available: {why}"));
+                ok = false;
+                results.push(Measured {
+                    mode: mode.clone(),
+                    pass,
+                    run: Run::default(),
+                });
+                break;
+            }
+            if note.exits.is_none() {
+                note.exits = exits::of_domain(&outcome.output, 0);
+            }
             let run = collect(&outcome.output);
             let mut problems = run.errors.clone();
             if !run.done {
                 problems.push(format!("osbench did not print `{DONE_LINE}`"));
             }
-            if outcome.exit != Exit::Hypervisor(abi::exit::EXIT_OK) && mode == "pv" {
+            if outcome.exit != Exit::Hypervisor(abi::exit::EXIT_OK) && mode != BASELINE {
                 problems.push(format!("the run ended with {}", outcome.exit));
             }
             if !problems.is_empty() {
+                note.failed.get_or_insert_with(|| problems.join("; "));
                 eprintln!("{outcome}");
                 for p in &problems {
                     eprintln!("xtask: compare: {mode}, {} pass: {p}", pass.name());
@@ -520,9 +556,11 @@ pub fn run(args: &CompareArgs) -> Result<u8, String> {
                 run,
             });
         }
+        notes.push(note);
     }
     println!();
-    let table = format_table(&results);
+    let mut table = format_table(&results);
+    table += &exits::format_notes(&results, &notes);
     print!("{table}");
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let meta = Metadata {

@@ -67,9 +67,11 @@ enum Cmd {
     /// and a wall-clock pass; print a table, optionally write JSON and an SVG chart.
     Bench(xtask::bench::BenchArgs),
     /// Build, then boot the guest kernel in each mode (pv: under the hypervisor; native: on the bare
-    /// machine), run `osbench` at its shell, and print one lmbench-style table of the modes side by side
-    /// (icount and wall medians, ratio to native, hypercalls and bounces per operation); optionally JSON
-    /// and an SVG chart. See docs/COMPARISON.md.
+    /// machine; emulate and hvm: unmodified under the hypervisor's full virtualization), run `osbench` at
+    /// its shell, and print one lmbench-style table of the modes side by side (icount and wall medians,
+    /// ratio to native, hypercalls and bounces per operation), then per mode its exits by reason (emulate,
+    /// hvm) beside PV's hypercalls, or why its runs failed; optionally JSON and an SVG chart. See
+    /// docs/COMPARISON.md.
     Compare(xtask::compare::CompareArgs),
     /// Build, then run the hypercall fuzzer (`test=fuzz`) next to a neighbour domain, one boot per seed,
     /// until the call count or time budget is spent; report calls per family, crashed fuzzer domains, and

@@ -235,3 +235,48 @@ fn the_docs_section_names_its_command_and_holds_the_table() {
     let new = crate::bench::perfdoc::replace_section(doc, "table", &body).unwrap();
     assert!(new.contains("TABLE") && !new.contains("old"));
 }
+
+#[test]
+fn notes_report_failed_modes_and_exits_beside_pv_hypercalls() {
+    let results = [
+        measured("native", Pass::Icount, &PV_ICOUNT.replace("hv=1", "hv=0")),
+        measured("pv", Pass::Icount, PV_ICOUNT),
+        measured("hvm", Pass::Icount, &PV_ICOUNT.replace("hv=1", "hv=0")),
+    ];
+    let exits = exits::parse_line("[hv] INFO  exits: domain 0 (hvm): total=42 ioio=40 hlt=2");
+    let notes = [
+        exits::ModeNote {
+            mode: "native".into(),
+            ..Default::default()
+        },
+        exits::ModeNote {
+            mode: "pv".into(),
+            ..Default::default()
+        },
+        exits::ModeNote {
+            mode: "emulate".into(),
+            failed: Some("not available: this hypervisor does not know kind=emulate".into()),
+            exits: None,
+        },
+        exits::ModeNote {
+            mode: "hvm".into(),
+            failed: None,
+            exits,
+        },
+    ];
+    let text = exits::format_notes(&results, &notes);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].starts_with("per mode"), "{text}");
+    assert_eq!(
+        &lines[2..],
+        [
+            "pv: hypercalls over the workloads: 20, bounces: 5 (the PV counterpart of the exits)",
+            "emulate: FAILED: not available: this hypervisor does not know kind=emulate",
+            "hvm: exits over the run (domain 0, hvm): total=42 ioio=40 hlt=2",
+        ]
+    );
+    // The failed mode still gets its (empty) column; the others keep theirs.
+    let table = format_table(&results);
+    assert!(table.contains("null_syscall_int80"));
+    assert_eq!(exits::format_notes(&results[..1], &notes[..1]), "");
+}

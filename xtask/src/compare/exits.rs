@@ -1,0 +1,202 @@
+//! The `exits:` lines of emulate and hvm domains (CONTRACTS 4): `[hv] INFO  exits: domain <id> (<kind>):
+//! total=<n> <reason>=<count> ...`, printed once when such a domain stops (and by a debug key), and what
+//! `compare` says per mode below its table: each full-virtualization mode's exits by reason over the run,
+//! beside PV's hypercalls over the same workloads, and the modes that did not run.
+
+use std::fmt::Write as _;
+
+use super::{Measured, Pass};
+
+/// One `exits:` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitCounts {
+    /// The domain.
+    pub domid: u32,
+    /// Its kind (`emulate`, `hvm`).
+    pub kind: String,
+    /// All exits.
+    pub total: u64,
+    /// Exits by reason, in the line's order (reasons with count 0 are left out by the hypervisor).
+    pub reasons: Vec<(String, u64)>,
+}
+
+impl ExitCounts {
+    /// The count of `reason` (0 if absent).
+    pub fn get(&self, reason: &str) -> u64 {
+        self.reasons
+            .iter()
+            .find(|(r, _)| r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// `total=N reason=n ...` with the `top` largest reasons (ties in line order).
+    pub fn summary(&self, top: usize) -> String {
+        let mut sorted = self.reasons.clone();
+        sorted.sort_by_key(|r| std::cmp::Reverse(r.1));
+        let mut s = format!("total={}", self.total);
+        for (r, n) in sorted.iter().take(top) {
+            let _ = write!(s, " {r}={n}");
+        }
+        if sorted.len() > top {
+            let _ = write!(s, " (+{} more reasons)", sorted.len() - top);
+        }
+        s
+    }
+}
+
+/// Parses one serial line holding an `exits:` record (anywhere on the line, so both the whole `[hv]`
+/// line and its message parse); `None` for anything else or a malformed record.
+pub fn parse_line(line: &str) -> Option<ExitCounts> {
+    let rest = &line[line.find("exits: domain ")? + "exits: domain ".len()..];
+    let (domid, rest) = rest.split_once(' ')?;
+    let domid = domid.parse().ok()?;
+    let rest = rest.strip_prefix('(')?;
+    let (kind, rest) = rest.split_once("):")?;
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    let mut total = None;
+    let mut reasons = Vec::new();
+    for word in rest.split_whitespace() {
+        let (key, value) = word.split_once('=')?;
+        let value: u64 = value.parse().ok()?;
+        if key == "total" {
+            total = Some(value);
+        } else if !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            reasons.push((key.to_string(), value));
+        } else {
+            return None;
+        }
+    }
+    Some(ExitCounts {
+        domid,
+        kind: kind.to_string(),
+        total: total?,
+        reasons,
+    })
+}
+
+/// The last `exits:` record of domain `domid` in a run's output (the one printed when it stopped).
+pub fn of_domain(output: &str, domid: u32) -> Option<ExitCounts> {
+    output
+        .lines()
+        .rev()
+        .filter(|l| l.starts_with("[hv] "))
+        .filter_map(parse_line)
+        .find(|e| e.domid == domid)
+}
+
+/// What became of one mode's boots, for the notes below the table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModeNote {
+    /// The mode.
+    pub mode: String,
+    /// Why its runs failed (a boot error, a hypervisor that cannot run the kind yet, osbench errors).
+    pub failed: Option<String>,
+    /// Domain 0's exits over its icount run (else its wall run), for emulate and hvm.
+    pub exits: Option<ExitCounts>,
+}
+
+/// PV's hypercalls summed over the workloads of its icount pass (else wall), for the comparison with the
+/// exits of the full-virtualization modes over the same workloads.
+fn hypercalls_over_run(results: &[Measured], mode: &str) -> Option<(u64, u64)> {
+    let pass = if results
+        .iter()
+        .any(|m| m.mode == mode && m.pass == Pass::Icount)
+    {
+        Pass::Icount
+    } else {
+        Pass::Wall
+    };
+    let rows: Vec<_> = results
+        .iter()
+        .filter(|m| m.mode == mode && m.pass == pass)
+        .flat_map(|m| &m.run.rows)
+        .filter_map(|r| r.hv)
+        .collect();
+    (!rows.is_empty()).then(|| {
+        rows.iter().fold((0, 0), |(h, b), c| {
+            (h + c.hypercalls, b + c.exceptions + c.syscalls)
+        })
+    })
+}
+
+/// The lines below the table: per mode, failed (and why), or its exits by reason over the run, or (for a
+/// counting PV run) its hypercalls and bounces over the workloads. Empty if there is nothing to say.
+pub fn format_notes(results: &[Measured], notes: &[ModeNote]) -> String {
+    let mut out = String::new();
+    for note in notes {
+        if let Some(why) = &note.failed {
+            let _ = writeln!(out, "{}: FAILED: {why}", note.mode);
+        } else if let Some(e) = &note.exits {
+            let _ = writeln!(
+                out,
+                "{}: exits over the run (domain {}, {}): {}",
+                note.mode,
+                e.domid,
+                e.kind,
+                e.summary(8)
+            );
+        } else if let Some((h, b)) = hypercalls_over_run(results, &note.mode) {
+            let _ = writeln!(
+                out,
+                "{}: hypercalls over the workloads: {h}, bounces: {b} (the PV counterpart of the exits)",
+                note.mode
+            );
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "\nper mode (exits: the hypervisor's `exits:` line when the domain stopped, whole run including boot \
+         and shell):\n{out}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_lines_parse() {
+        let e = parse_line(
+            "[hv] INFO  exits: domain 2 (emulate): total=130 io=100 hidden-pf=20 mov-cr3=10",
+        )
+        .unwrap();
+        assert_eq!((e.domid, e.kind.as_str(), e.total), (2, "emulate", 130));
+        assert_eq!(e.get("hidden-pf"), 20);
+        assert_eq!(e.get("cli"), 0);
+        assert_eq!(
+            e.summary(2),
+            "total=130 io=100 hidden-pf=20 (+1 more reasons)"
+        );
+        let h = parse_line("exits: domain 0 (hvm): total=0").unwrap();
+        assert!(h.reasons.is_empty());
+        for bad in [
+            "exits: domain x (hvm): total=1",
+            "exits: domain 0 hvm: total=1",
+            "exits: domain 0 (hvm): io=1",
+            "exits: domain 0 (hvm): total=1 io=x",
+            "exits: domain 0 (hvm): total=1 IO=1",
+            "exits: domain 0 (HVM): total=1",
+            "(d0) hello",
+        ] {
+            assert_eq!(parse_line(bad), None, "{bad}");
+        }
+        let out = "(d0) exits: domain 0 (hvm): total=999\n\
+                   [hv] INFO  exits: domain 1 (hvm): total=5 hlt=5\n\
+                   [hv] INFO  exits: domain 0 (hvm): total=7 ioio=7\n";
+        assert_eq!(
+            of_domain(out, 0).unwrap().total,
+            7,
+            "a guest cannot forge it"
+        );
+        assert_eq!(of_domain(out, 1).unwrap().get("hlt"), 5);
+        assert_eq!(of_domain(out, 3), None);
+    }
+}
