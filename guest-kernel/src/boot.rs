@@ -98,6 +98,8 @@ fn run_command(cmdline: &str) -> u32 {
         Command::Bench(role) => crate::bench::run(role, cmdline),
         Command::Shell => crate::proc::run_init("sh"),
         Command::PingServer => crate::proc::ping::serve(),
+        // Runs in whatever ring the kernel is in: native, PV, emulate and hvm alike.
+        Command::Sensitive => crate::sensitive::probe::run(),
         Command::Unknown(word) => {
             println!("unknown command '{word}' (try 'demo' or 'test=NAME')");
             2

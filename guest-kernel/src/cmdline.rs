@@ -14,6 +14,8 @@ pub enum Command<'a> {
     Shell,
     /// `ping-server`: answer domain 0's `evtchn-ping` until it closes the channel.
     PingServer,
+    /// `sensitive`: the Popek–Goldberg table of sensitive unprivileged instructions (`crate::sensitive`).
+    Sensitive,
     /// Something this kernel does not understand.
     Unknown(&'a str),
 }
@@ -39,6 +41,7 @@ pub fn parse(cmdline: &str) -> Command<'_> {
             None if word == "bench-partner" => cmd = Command::Bench(BenchRole::Partner),
             None if word == "shell" => cmd = Command::Shell,
             None if word == "ping-server" => cmd = Command::PingServer,
+            None if word == "sensitive" => cmd = Command::Sensitive,
             None => return Command::Unknown(word),
         }
     }
@@ -83,6 +86,7 @@ mod tests {
         assert_eq!(parse("benchmark"), Command::Unknown("benchmark"));
         assert_eq!(parse("shell"), Command::Shell);
         assert_eq!(parse("ping-server loglevel=x"), Command::PingServer);
+        assert_eq!(parse("sensitive"), Command::Sensitive);
         assert_eq!(option("test=hv-read addr=0x10", "addr"), Some("0x10"));
         assert_eq!(option("test=hv-read", "addr"), None);
         assert_eq!(parse_u64("0x200000"), Some(0x20_0000));

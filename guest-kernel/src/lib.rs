@@ -14,6 +14,7 @@ pub mod fuzz;
 pub mod mm;
 pub mod platform;
 pub mod proc;
+pub mod sensitive;
 pub mod time;
 pub mod trap;
 pub mod xtf;

@@ -27,6 +27,12 @@ pub mod uart;
 
 use super::Halt;
 
+/// The native backend's GDT and IDT addresses (what SGDT/SIDT show a kernel on its own machine).
+#[cfg(feature = "baremetal")]
+pub fn table_bases() -> (u64, u64) {
+    tables::bases()
+}
+
 /// The L4 slot of the native direct map: physical 0..1 GiB, writable, 2 MiB pages, set up by the 32-bit
 /// entry and never changed. The backend writes page-table entries through it (the memory manager's
 /// physmap maps page-table frames read-only, as PV requires); it is in the kernel half every address

@@ -65,6 +65,11 @@ pub fn install() {
     }
 }
 
+/// The GDT's and the IDT's addresses: what SGDT and SIDT show this kernel on its own machine.
+pub fn bases() -> (u64, u64) {
+    (GDT.0.get() as u64, IDT.0.get() as u64)
+}
+
 /// Install (or replace) the gate of `vector` (the double fault's and the NMI's on their own stacks).
 pub fn set_gate(vector: u8, handler: u64, dpl: u8, interrupt: bool) {
     let ist = desc::ist_of(vector);
