@@ -50,6 +50,10 @@ pub struct CompareArgs {
     /// Only workloads whose name contains one of these words (osbench's filter), comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_filter)]
     pub filter: Vec<String>,
+    /// For emulate and hvm: also boot once per workload (osbench filtered to it, icount) and once idle,
+    /// and print each workload's exits per operation by reason (the `exits:` line is per boot).
+    #[arg(long)]
+    pub exits_per_workload: bool,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -451,6 +455,53 @@ pub fn boot_mode(
     run_scenario_with(images, &s, options, &mut progress)
 }
 
+/// `--exits-per-workload`: for each emulate/hvm mode that ran, one idle boot and one boot per workload
+/// (icount), each giving domain 0's `exits:` line; the differences per operation.
+fn exits_per_workload(
+    images: &Images,
+    args: &CompareArgs,
+    results: &[Measured],
+    notes: &[exits::ModeNote],
+) -> Vec<exits::WorkloadExits> {
+    let mut out = Vec::new();
+    let names: Vec<String> = workloads(results).into_iter().map(String::from).collect();
+    for note in notes {
+        if !matches!(note.mode.as_str(), "emulate" | "hvm") || note.failed.is_some() {
+            continue;
+        }
+        let boot = |cmds: &[String]| {
+            boot_mode(images, &note.mode, cmds, true, timeout(args.iterations))
+                .ok()
+                .and_then(|o| exits::of_domain(&o.output, 0))
+        };
+        eprintln!(
+            "xtask: compare: {}: idle boot for the exits baseline",
+            note.mode
+        );
+        let Some(base) = boot(&["poweroff".to_string()]) else {
+            eprintln!(
+                "xtask: compare: {}: no exits line from the idle boot",
+                note.mode
+            );
+            continue;
+        };
+        for w in &names {
+            eprintln!("xtask: compare: {}: exits of {w}", note.mode);
+            match boot(&commands(args.iterations, std::slice::from_ref(w))) {
+                Some(with) => out.push(exits::per_op(
+                    &note.mode,
+                    w,
+                    &base,
+                    &with,
+                    u64::from(args.iterations),
+                )),
+                None => eprintln!("xtask: compare: {}: no exits line for {w}", note.mode),
+            }
+        }
+    }
+    out
+}
+
 fn git_commit() -> String {
     let out = |args: &[&str]| {
         std::process::Command::new("git")
@@ -558,9 +609,15 @@ pub fn run(args: &CompareArgs) -> Result<u8, String> {
         }
         notes.push(note);
     }
+    let per_workload = if args.exits_per_workload {
+        exits_per_workload(&images, args, &results, &notes)
+    } else {
+        Vec::new()
+    };
     println!();
     let mut table = format_table(&results);
     table += &exits::format_notes(&results, &notes);
+    table += &exits::format_per_workload(&results, &per_workload);
     print!("{table}");
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let meta = Metadata {

@@ -158,6 +158,105 @@ pub fn format_notes(results: &[Measured], notes: &[ModeNote]) -> String {
     )
 }
 
+/// One workload's exits per operation in one mode (`--exits-per-workload`): the exits of a boot that ran
+/// only that workload, minus those of a boot that ran nothing (boot, shell, poweroff), over its operations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadExits {
+    /// The mode (emulate, hvm).
+    pub mode: String,
+    /// The workload.
+    pub workload: String,
+    /// All exits per operation.
+    pub per_op: f64,
+    /// Exits per operation by reason, largest first (reasons whose difference is not positive left out).
+    pub reasons: Vec<(String, f64)>,
+}
+
+/// `(with − base) / ops` for the total and each reason of `with`.
+pub fn per_op(
+    mode: &str,
+    workload: &str,
+    base: &ExitCounts,
+    with: &ExitCounts,
+    ops: u64,
+) -> WorkloadExits {
+    let ops = ops.max(1) as f64;
+    let diff = |a: u64, b: u64| a.saturating_sub(b) as f64 / ops;
+    let mut reasons: Vec<(String, f64)> = with
+        .reasons
+        .iter()
+        .map(|(r, n)| (r.clone(), diff(*n, base.get(r))))
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
+    reasons.sort_by(|a, b| b.1.total_cmp(&a.1));
+    WorkloadExits {
+        mode: mode.to_string(),
+        workload: workload.to_string(),
+        per_op: diff(with.total, base.total),
+        reasons,
+    }
+}
+
+/// The per-workload exits table: one row per workload, per mode its exits per operation and the three
+/// largest reasons, beside PV's hypercalls and bounces per operation when PV was measured.
+pub fn format_per_workload(results: &[Measured], rows: &[WorkloadExits]) -> String {
+    let mut modes: Vec<&str> = Vec::new();
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in rows {
+        if !modes.contains(&r.mode.as_str()) {
+            modes.push(&r.mode);
+        }
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let pv_counts = |w: &str| {
+        results
+            .iter()
+            .filter(|m| m.mode == "pv")
+            .flat_map(|m| &m.run.rows)
+            .find(|r| r.workload == w)
+            .and_then(|r| r.hv)
+    };
+    let mut out = String::from(
+        "
+exits per operation (one boot per workload, minus an idle boot):
+",
+    );
+    for w in workloads {
+        let mut line = format!("{w:<22}");
+        if let Some(c) = pv_counts(w) {
+            let _ = write!(
+                line,
+                " | pv {:.2} hcall/op {:.2} bounce/op",
+                c.hypercalls_per_op(),
+                c.bounces_per_op()
+            );
+        }
+        for m in &modes {
+            match rows.iter().find(|r| r.mode == *m && r.workload == w) {
+                Some(r) => {
+                    let top: Vec<String> = r
+                        .reasons
+                        .iter()
+                        .take(3)
+                        .map(|(n, v)| format!("{n}={v:.2}"))
+                        .collect();
+                    let _ = write!(line, " | {m} {:.2} exits/op ({})", r.per_op, top.join(" "));
+                }
+                None => {
+                    let _ = write!(line, " | {m} -");
+                }
+            }
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +297,29 @@ mod tests {
         );
         assert_eq!(of_domain(out, 1).unwrap().get("hlt"), 5);
         assert_eq!(of_domain(out, 3), None);
+    }
+
+    #[test]
+    fn per_workload_exits_subtract_the_idle_boot() {
+        let base = parse_line("exits: domain 0 (emulate): total=100 io=60 hlt=40").unwrap();
+        let with =
+            parse_line("exits: domain 0 (emulate): total=1100 io=70 hlt=40 mov-cr3=990").unwrap();
+        let w = per_op("emulate", "fork", &base, &with, 10);
+        assert_eq!(w.per_op, 100.0);
+        assert_eq!(
+            w.reasons,
+            [("mov-cr3".to_string(), 99.0), ("io".to_string(), 1.0)]
+        );
+        // A run with fewer exits than the idle boot (noise) gives 0, not a negative count.
+        let less = parse_line("exits: domain 0 (emulate): total=90 io=50").unwrap();
+        assert_eq!(per_op("emulate", "x", &base, &less, 0).per_op, 0.0);
+        let text = format_per_workload(&[], &[w]);
+        assert!(
+            text.contains(
+                "fork                   | emulate 100.00 exits/op (mov-cr3=99.00 io=1.00)"
+            ),
+            "{text}"
+        );
+        assert_eq!(format_per_workload(&[], &[]), "");
     }
 }
