@@ -43,5 +43,8 @@ fn pv_emulate_and_hvm_domains_run_side_by_side() {
             );
         }
     }
-    expect(&o).exit(EXIT_OK).no_panic().hypervisor_alive_at_end();
+    expect(&o)
+        .exit(EXIT_OK)
+        .no_panic()
+        .hypervisor_alive_at_end();
 }

@@ -30,11 +30,13 @@ const INSNS: [&str; 15] = [
     "rdtsc",
 ];
 
-/// Domain 0's table as instruction → (what it saw, verdict).
+/// Domain 0's table as instruction → (what it saw, verdict): its `(d0) ` lines, or its direct console
+/// (unprefixed lines, as in shell runs and natively).
 fn table(o: &Outcome) -> BTreeMap<String, (String, String)> {
-    o.domain_output(0)
-        .into_iter()
+    o.output
+        .lines()
         .filter_map(|l| {
+            let l = l.strip_prefix("(d0) ").unwrap_or(l);
             let rest = l.strip_prefix("sensitive: ")?;
             let mut cols = rest.split(" | ");
             let (insn, seen, verdict) = (cols.next()?, cols.next()?, cols.next()?);
@@ -110,6 +112,45 @@ fn under_pv_ring_1_shows_and_popf_is_silently_ignored() {
     }
     for insn in ["lsl cs", "verr cs", "rdtsc"] {
         verdict(&o, &t, insn, &["no trap"]);
+    }
+}
+
+#[test]
+fn the_shell_program_asks_the_kernel_for_the_same_table() {
+    // `sensitive` at the shell: a ring-3 program whose system call runs the probes in the kernel.
+    for mode in [Mode::Native, Mode::Pv] {
+        let o = match mode::run_shell(
+            images(),
+            mode,
+            &["sensitive"],
+            std::time::Duration::from_secs(30),
+        ) {
+            Ok(o) => o,
+            Err(e) => panic!("cannot boot the shell in mode {mode}: {e}"),
+        };
+        let t = table(&o);
+        let (seen, v) = &t["mov cs"];
+        let rpl = format!("(RPL {})", mode.kernel_ring());
+        assert!(seen.ends_with(&rpl), "mode {mode}: {seen}\n{o}");
+        let want = if mode == Mode::Native {
+            "as in ring 0"
+        } else {
+            "REVEALS"
+        };
+        assert_eq!(v, want, "mode {mode}\n{o}");
+        assert_eq!(
+            t["popf IF"].1,
+            if mode == Mode::Native {
+                "as in ring 0"
+            } else {
+                "SILENT"
+            },
+            "mode {mode}\n{o}"
+        );
+        expect(&o)
+            .contains("sensitive: summary: ")
+            .poweroff(0)
+            .exit(EXIT_OK);
     }
 }
 

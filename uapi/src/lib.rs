@@ -114,10 +114,14 @@ pub mod nr {
     /// (`resume` 0) or at `resume`. `-EINVAL` if no handler is running, `-EFAULT` for a `resume` outside
     /// user space.
     pub const FAULT_RETURN: u64 = 22;
+    /// `sensitive() -> 0`: the kernel runs the Popek–Goldberg probes (the sensitive unprivileged
+    /// instructions) in its own ring and prints their table on the console (the boot command `sensitive`
+    /// does the same).
+    pub const SENSITIVE: u64 = 23;
 }
 
 /// Highest system-call number.
-pub const NR_MAX: u64 = nr::FAULT_RETURN;
+pub const NR_MAX: u64 = nr::SENSITIVE;
 
 /// `spawn` flag: the child is the console's foreground program (Ctrl-C ends it) while it lives.
 pub const SPAWN_FOREGROUND: u64 = 1;

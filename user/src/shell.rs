@@ -128,6 +128,11 @@ pub const PROGRAMS: &[Entry] = &[
         "[ITER] [FILTER..]",
         "lmbench-style OS workloads (docs/COMPARISON.md)",
     ),
+    entry(
+        "sensitive",
+        "",
+        "Popek-Goldberg: x86 sensitive instructions, kernel ring",
+    ),
     entry("sh", "", "a nested shell (exit returns to this one)"),
 ];
 

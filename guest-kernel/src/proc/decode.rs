@@ -84,6 +84,7 @@ pub enum Request {
     AwaitNotify,
     FaultHandler(u64),
     FaultReturn(u64),
+    Sensitive,
     /// `uapi::domctl` (domain 0's toolstack).
     Toolstack(super::toolstack::ToolRequest),
 }
@@ -191,6 +192,7 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<Request, Errno> {
         nr::AWAIT_NOTIFY => Request::AwaitNotify,
         nr::FAULT_HANDLER => Request::FaultHandler(a0),
         nr::FAULT_RETURN => Request::FaultReturn(a0),
+        nr::SENSITIVE => Request::Sensitive,
         n if super::toolstack::is_toolstack(n) => {
             Request::Toolstack(super::toolstack::decode(n, a)?)
         }

@@ -93,6 +93,8 @@ pub fn execute(req: Request, f: &mut TrapFrame) -> Result<u64, Errno> {
             // RAX is the faulting context's again: the caller must not overwrite it.
             Ok(f.rax)
         }
+        // The probes run here, in the kernel's ring, on behalf of the caller.
+        Request::Sensitive => Ok(u64::from(crate::sensitive::probe::run())),
         Request::Toolstack(t) => super::toolstack::execute(t),
     }
 }
