@@ -31,7 +31,8 @@ pub enum Accel {
     /// Software emulation (works everywhere; the default).
     #[default]
     Tcg,
-    /// Hardware virtualization (needs /dev/kvm).
+    /// Hardware virtualization (needs /dev/kvm and a CPU showing vmx or svm; refused with an
+    /// explanation otherwise, see `xtask::kvm`).
     Kvm,
 }
 
