@@ -315,6 +315,8 @@ mod tests {
             decode(nr::FAULT_RETURN, [u64::MAX, 0, 0, 0, 0]),
             Ok(Request::FaultReturn(u64::MAX))
         );
+        // `sensitive` takes no arguments: whatever the registers hold is ignored.
+        assert_eq!(decode(nr::SENSITIVE, [u64::MAX; 5]), Ok(Request::Sensitive));
         assert_eq!(decode(uapi::NR_MAX + 1, [0; 5]), Err(Errno::ENOSYS));
         // An empty range needs no valid pointer.
         assert_eq!(
