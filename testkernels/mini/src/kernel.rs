@@ -161,16 +161,30 @@ pub extern "C" fn main(magic: u64, _info: u64) -> ! {
     let ticks = TICKS_SEEN.load(Ordering::Relaxed);
     println!("mini: {ticks} timer interrupts");
 
-    let faulted = arch::touch(FAULT_ADDR);
+    // SAFETY: the page is a static this kernel writes only here, before mapping it.
+    unsafe { (*FAULT_PAGE.0.get()).0[0] = FAULT_PAGE_MAGIC };
+    let value = arch::touch(FAULT_ADDR);
     let (faults, cr2, error) = (
         FAULTS.load(Ordering::Relaxed),
         FAULT_CR2.load(Ordering::Relaxed),
         FAULT_ERROR.load(Ordering::Relaxed),
     );
-    println!(
-        "mini: page fault at {cr2:#x} (error code {error:#x}) handled, resumed after the read"
-    );
-    let ok = ticks == TICKS && faulted && faults == 1 && cr2 == FAULT_ADDR && error & 1 == 0;
+    let mapped = MAPPED.load(Ordering::Relaxed);
+    if mapped {
+        println!(
+            "mini: page fault at {cr2:#x} (error code {error:#x}): mapped a page there, the read gives {value:#x}"
+        );
+    } else {
+        println!(
+            "mini: page fault at {cr2:#x} (error code {error:#x}) handled, resumed after the read (not its tables)"
+        );
+    }
+    let read_ok = if mapped {
+        value == FAULT_PAGE_MAGIC
+    } else {
+        value == u64::MAX
+    };
+    let ok = ticks == TICKS && read_ok && faults == 1 && cr2 == FAULT_ADDR && error & 1 == 0;
     let code = if ok { EXIT_SUCCESS } else { EXIT_FAILURE };
     println!(
         "mini: summary: {ticks} ticks, {faults} page fault at {cr2:#x}, {}",
@@ -188,12 +202,63 @@ pub extern "C" fn timer(_frame: &mut arch::Frame) {
     arch::outb(0x20, 0x20); // non-specific EOI
 }
 
-/// The page-fault handler: only the probe's read of [`FAULT_ADDR`] is expected; it resumes at the
-/// probe's fixup. Any other page fault is fatal.
+/// What the page mapped at [`FAULT_ADDR`] holds in its first word ("mini pf!").
+const FAULT_PAGE_MAGIC: u64 = u64::from_le_bytes(*b"mini pf!");
+
+/// A page-aligned page of this kernel's image (identity-mapped: its address is its physical address).
+#[repr(C, align(4096))]
+struct Page([u64; 512]);
+
+/// A page written once by `main` or the page-fault handler, then only read through the tables.
+struct PageCell(core::cell::UnsafeCell<Page>);
+// SAFETY: one CPU; each page is written by `main` before the fault or by the page-fault handler, never
+// concurrently.
+unsafe impl Sync for PageCell {}
+
+/// The page directory and page table the handler links under the boot PDPT, and the page it maps.
+static FAULT_PD: PageCell = PageCell(core::cell::UnsafeCell::new(Page([0; 512])));
+static FAULT_PT: PageCell = PageCell(core::cell::UnsafeCell::new(Page([0; 512])));
+static FAULT_PAGE: PageCell = PageCell(core::cell::UnsafeCell::new(Page([0; 512])));
+/// The handler mapped [`FAULT_ADDR`] (instead of skipping the read).
+static MAPPED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Maps [`FAULT_ADDR`] to [`FAULT_PAGE`] (read-only) through new PD and PT pages under the boot PDPT, if
+/// the running tables are the boot ones `_start32` built (a loader entering `_start64` brings its own,
+/// which this kernel does not know how to extend); true if it did.
+fn map_fault_page() -> bool {
+    let (pml4, pdpt) = arch::boot_tables();
+    if arch::cr3() & !0xfff != pml4 {
+        return false;
+    }
+    const P: u64 = 1;
+    const W: u64 = 2;
+    let index = |shift: u32| ((FAULT_ADDR >> shift) & 511) as usize;
+    // The fault address shares PML4 slot 0 with the identity GiB (a higher PDPT index).
+    if index(39) != 0 || index(30) == 0 {
+        return false;
+    }
+    // SAFETY: identity-mapped: the boot PDPT and these statics are at their physical addresses; the PDPT
+    // entry is empty (only entry 0 maps the first GiB); nothing else uses these pages; a single CPU in
+    // the page-fault handler with interrupts off.
+    unsafe {
+        let pd = FAULT_PD.0.get();
+        let pt = FAULT_PT.0.get();
+        (*pt).0[index(12)] = FAULT_PAGE.0.get() as u64 | P;
+        (*pd).0[index(21)] = pt as u64 | P | W;
+        let pdpt = pdpt as *mut u64;
+        pdpt.add(index(30)).write_volatile(pd as u64 | P | W);
+    }
+    arch::invlpg(FAULT_ADDR);
+    true
+}
+
+/// The page-fault handler: only the probe's read of [`FAULT_ADDR`] is expected; the handler maps the
+/// page and lets the read run again (or, on tables it does not own, resumes after it). Any other page
+/// fault is fatal.
 pub extern "C" fn page_fault(frame: &mut arch::Frame) {
     let cr2 = arch::cr2();
     let (insn, fixup) = arch::touch_labels();
-    if frame.rip != insn {
+    if frame.rip != insn || cr2 != FAULT_ADDR || FAULTS.load(Ordering::Relaxed) != 0 {
         println!(
             "mini: unexpected page fault at {cr2:#x} (error code {:#x}, rip {:#x})",
             frame.error, frame.rip
@@ -203,7 +268,11 @@ pub extern "C" fn page_fault(frame: &mut arch::Frame) {
     FAULTS.fetch_add(1, Ordering::Relaxed);
     FAULT_CR2.store(cr2, Ordering::Relaxed);
     FAULT_ERROR.store(frame.error, Ordering::Relaxed);
-    frame.rip = fixup;
+    if map_fault_page() {
+        MAPPED.store(true, Ordering::Relaxed);
+    } else {
+        frame.rip = fixup;
+    }
 }
 
 /// Any other exception: report and stop.

@@ -5,7 +5,8 @@
 //! switches to long mode itself (identity-mapped first GiB, 2 MiB pages), then: initializes COM1 and
 //! prints, remaps the two 8259 PICs to vectors 0x20–0x2f, programs PIT channel 0 at [`TICK_HZ`], takes
 //! exactly [`TICKS`] timer interrupts with `sti; hlt` (the last one masks IRQ0), reads the unmapped
-//! [`FAULT_ADDR`] and recovers in its #PF handler (resuming after the faulting instruction), prints a
+//! [`FAULT_ADDR`] and recovers in its #PF handler (which maps a page of its image there and lets the
+//! read run again; on page tables it did not build itself it resumes after the read instead), prints a
 //! summary and writes its exit code to `isa-debug-exit` (port 0xf4). Every line it prints is
 //! deterministic, so the same kernel gives the same output natively and under the hypervisor.
 //!

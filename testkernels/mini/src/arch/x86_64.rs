@@ -184,18 +184,17 @@ mini_isr_exc_\n:
     ud2
     .endr
 
-    /* u64 mini_touch(u64 addr): reads addr; returns 0, or 1 if the read faulted and the #PF handler
-       resumed at mini_touch_fixup. */
+    /* u64 mini_touch(u64 addr): the u64 at addr. A #PF handler either maps the page and resumes at
+       mini_touch_insn (the read is retried), or resumes at mini_touch_fixup, which returns all ones. */
     .global mini_touch
 mini_touch:
     .global mini_touch_insn
 mini_touch_insn:
     mov (%rdi), %rax
-    xor %eax, %eax
     ret
     .global mini_touch_fixup
 mini_touch_fixup:
-    mov $1, %eax
+    mov $-1, %rax
     ret
 
     .section .rodata.mini_exc_table, "a"
@@ -217,7 +216,9 @@ mini_gdtr:
 
     .section .bss.mini_boot, "aw", @nobits
     .balign 4096
+    .global mini_pml4
 mini_pml4: .skip 4096
+    .global mini_pdpt
 mini_pdpt: .skip 4096
 mini_pd:   .skip 4096
     .balign 16
@@ -239,6 +240,8 @@ unsafe extern "C" {
     static mini_touch_insn: u8;
     static mini_touch_fixup: u8;
     static mini_exc_table: [u64; 32];
+    static mini_pml4: u8;
+    static mini_pdpt: u8;
     fn mini_touch(addr: u64) -> u64;
 }
 
@@ -271,11 +274,34 @@ pub fn touch_labels() -> (u64, u64) {
     )
 }
 
-/// Reads `addr` once; true if the read page-faulted (and the handler resumed at the fixup).
-pub fn touch(addr: u64) -> bool {
+/// Reads the u64 at `addr` (all ones if the read faulted and the handler skipped it).
+pub fn touch(addr: u64) -> u64 {
     // SAFETY: the probe only reads; a fault is caught by the #PF handler, which checks RIP exactly and
-    // resumes at the fixup, which returns normally. It clobbers only RAX (the return value).
-    unsafe { mini_touch(addr) != 0 }
+    // either maps the page (the read is retried) or resumes at the fixup, which returns normally. It
+    // clobbers only RAX (the return value).
+    unsafe { mini_touch(addr) }
+}
+
+/// The boot page tables `_start32` built: the PML4's and the PDPT's addresses (identity-mapped).
+pub fn boot_tables() -> (u64, u64) {
+    (
+        core::ptr::addr_of!(mini_pml4) as u64,
+        core::ptr::addr_of!(mini_pdpt) as u64,
+    )
+}
+
+/// CR3.
+pub fn cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effect.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Drops the TLB entry of `va`.
+pub fn invlpg(va: u64) {
+    // SAFETY: INVLPG only invalidates a translation; the next access walks the tables again.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) }
 }
 
 /// `out` of one byte.
