@@ -65,3 +65,18 @@ fn mini_under_hvm_prints_the_same_lines() {
         l.contains("exits: domain 0 (hvm): total=") && l.contains(" ioio=")
     });
 }
+
+#[test]
+fn the_built_kernels_are_checked_for_the_modes_that_can_run_them() {
+    let images = images();
+    for mode in [Mode::Native, Mode::Emulate, Mode::Hvm] {
+        assert_eq!(xtask::kernel_file::check_path(mode, &images.mini), Ok(()));
+    }
+    // mini is entered only through its 32-bit multiboot entry: not a PV kernel.
+    let err = xtask::kernel_file::check_path(Mode::Pv, &images.mini).unwrap_err();
+    assert!(err.contains("not a PV kernel"), "{err}");
+    // ring1pv's guest kernel carries both entries.
+    for mode in Mode::ALL {
+        assert_eq!(xtask::kernel_file::check_path(mode, &images.guest), Ok(()));
+    }
+}
