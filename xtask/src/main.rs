@@ -106,7 +106,7 @@ struct MachineArgs {
     /// Number of domains to boot [default: 2, the shell and the ping server (emulate, hvm: 1, the shell);
     /// with GUEST_ARGS: 1], or one kind per domain, comma-separated: `--domains pv,emulate,hvm` boots a PV
     /// domain 0 running the shell, then an emulate and an hvm domain (side by side under one scheduler). In a
-    /// kind list domain 0 runs the shell, a pv domain 1 the ping server, further pv domains the demo, and
+    /// kind list domain 0 runs the shell, a pv domain 1 the ping server (if domain 0 is pv), other pv domains the demo, and
     /// emulate/hvm domains after the first `sensitive` (the demo and the ping server need hypercalls, which
     /// an unmodified kernel never makes); GUEST_ARGS replace all of that. At most abi::domctl::MAX_DOMAINS
     /// (128), the limit the hypervisor and `xl` share; memory bounds it further (each boot domain gets
@@ -646,7 +646,7 @@ mod tests {
         let s = run_args(&["run", "--domains", "emulate,pv"])
             .machine
             .scenario();
-        assert_eq!(s.domains, ["kind=emulate shell", "ping-server"]);
+        assert_eq!(s.domains, ["kind=emulate shell", "demo"]);
         assert!(s.hv_cmdline.contains("dom0_console=direct"));
         let s = run_args(&["run", "--domains", "hvm,pv", "--", "test=x"])
             .machine

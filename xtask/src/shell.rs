@@ -62,16 +62,18 @@ pub fn default_domains(count: usize) -> Vec<String> {
 }
 
 /// The default domains of `cargo xtask run --domains KIND,KIND,...`, each led by its kind's `kind=` word
-/// (none for pv): domain 0 the shell; a pv domain 1 the ping server (it answers domain 0's `evtchn-ping`),
-/// further pv domains the demo; emulate and hvm domains after the first [`FULLVIRT_DEFAULT`].
+/// (none for pv): domain 0 the shell; a pv domain 1 the ping server when domain 0 is pv too (it answers
+/// domain 0's `evtchn-ping`, which needs event channels), further pv domains the demo; emulate and hvm
+/// domains after the first [`FULLVIRT_DEFAULT`].
 pub fn default_domains_of_kinds(kinds: &[crate::Mode]) -> Vec<String> {
+    let pv0 = kinds.first() == Some(&crate::Mode::Pv);
     kinds
         .iter()
         .enumerate()
         .map(|(i, kind)| {
             let cmdline = match (i, kind) {
                 (0, _) => SHELL,
-                (1, crate::Mode::Pv) => PING_SERVER,
+                (1, crate::Mode::Pv) if pv0 => PING_SERVER,
                 (_, crate::Mode::Pv) => DEMO,
                 _ => FULLVIRT_DEFAULT,
             };
