@@ -104,13 +104,13 @@ struct MachineArgs {
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
     /// Number of domains to boot [default: 2, the shell and the ping server (emulate, hvm: 1, the shell);
-    /// with GUEST_ARGS: 1], or one kind per domain, comma-separated: `--domains pv,emulate,hvm` boots a PV
-    /// domain 0 running the shell, then an emulate and an hvm domain (side by side under one scheduler). In a
-    /// kind list domain 0 runs the shell, a pv domain 1 the ping server (if domain 0 is pv), other pv domains the demo, and
-    /// emulate/hvm domains after the first `sensitive` (the demo and the ping server need hypercalls, which
-    /// an unmodified kernel never makes); GUEST_ARGS replace all of that. At most abi::domctl::MAX_DOMAINS
-    /// (128), the limit the hypervisor and `xl` share; memory bounds it further (each boot domain gets
-    /// dom_mem, 16 MiB unless --hv-cmdline says otherwise).
+    /// with GUEST_ARGS: 1], or one kind per domain, comma-separated: `--domains pv,emulate,hvm` boots a
+    /// PV domain 0 running the shell, then an emulate and an hvm domain (side by side under one
+    /// scheduler). In a kind list domain 0 runs the shell, a pv domain 1 the ping server (if domain 0 is
+    /// pv), other pv domains the demo, and emulate/hvm domains after the first `sensitive` (the demo and
+    /// the ping server need hypercalls, which an unmodified kernel never makes); GUEST_ARGS replace all
+    /// of that. At most abi::domctl::MAX_DOMAINS (128), the limit the hypervisor and `xl` share; memory
+    /// bounds it further (each boot domain gets dom_mem, 16 MiB unless --hv-cmdline says otherwise).
     #[arg(long, value_name = "N|KIND,...")]
     domains: Option<xtask::mode::Domains>,
     /// Machine memory in MiB.
