@@ -23,6 +23,8 @@ pub mod rtc;
 pub mod uart;
 
 #[cfg(test)]
+mod board_proptest;
+#[cfg(test)]
 mod board_tests;
 
 use debug_exit::DebugExit;
