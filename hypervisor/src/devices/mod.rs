@@ -26,6 +26,14 @@ pub mod uart;
 mod board_proptest;
 #[cfg(test)]
 mod board_tests;
+#[cfg(test)]
+mod pic_tests;
+#[cfg(test)]
+mod pit_tests;
+#[cfg(test)]
+mod rtc_tests;
+#[cfg(test)]
+mod uart_tests;
 
 use debug_exit::DebugExit;
 use pic::Pics;
@@ -212,6 +220,11 @@ impl Board {
     pub fn push_input(&mut self, byte: u8) {
         self.uart.push_input(byte);
         self.sync_uart_line();
+    }
+
+    /// Record the domain's memory size in the CMOS memory-size bytes (see [`Rtc::set_memory_kib`]).
+    pub fn set_memory_kib(&mut self, kib: u64) {
+        self.rtc.set_memory_kib(kib);
     }
 
     /// The PICs (for inspection and the debug key).

@@ -1,7 +1,8 @@
 //! The MC146818 CMOS real-time clock at ports 0x70 (index; bit 7, the NMI mask, ignored) and 0x71 (data):
 //! the time registers (seconds, minutes, hours, day of week, day, month, year, and the century at 0x32)
 //! computed from a wall clock, status registers A–D, and the rest of the 128 bytes of CMOS RAM as plain
-//! storage (base memory 640 KiB at 0x15–0x16, the rest zero).
+//! storage (base memory 640 KiB at 0x15–0x16, the extended memory sizes when the hypervisor sets them
+//! with [`Rtc::set_memory_kib`], the rest zero).
 //!
 //! Time: `wallclock_secs` (seconds since 1970 at system time 0) plus the system time, plus whatever offset
 //! the guest set by writing time registers. Register B selects binary or BCD (DM, bit 2) and 24- or
@@ -154,6 +155,16 @@ impl Rtc {
             reg_b: B_24H,
             frozen: None,
             ram,
+        }
+    }
+
+    /// Record the machine's memory size in the CMOS bytes BIOS-era kernels read: KiB above 1 MiB at
+    /// 0x17–0x18 and 0x30–0x31 (at most 65,535), 64 KiB blocks above 16 MiB at 0x34–0x35.
+    pub fn set_memory_kib(&mut self, kib: u64) {
+        let ext = kib.saturating_sub(1024).min(0xffff) as u16;
+        let high = (kib.saturating_sub(16 * 1024) / 64).min(0xffff) as u16;
+        for (at, v) in [(0x17, ext), (0x30, ext), (0x34, high)] {
+            self.ram[at..at + 2].copy_from_slice(&v.to_le_bytes());
         }
     }
 
