@@ -178,3 +178,87 @@ fn civil_calendar_round_trip() {
         "2026-12-02 is a Wednesday"
     );
 }
+
+#[test]
+fn periodic_interrupt_flags() {
+    let mut r = Rtc::new(0);
+    // Rate 6: 1024 Hz (32 ticks of 32,768 Hz: 976,562.5 ns).
+    set(&mut r, REG_B, B_24H | B_PIE, 0);
+    assert_eq!(r.next_irq_ns(), Some(976_563));
+    r.advance(976_562);
+    assert!(!r.irq_level());
+    r.advance(976_563);
+    assert!(r.irq_level());
+    assert_eq!(
+        r.next_irq_ns(),
+        None,
+        "already raised: no new edge until C is read"
+    );
+    assert_eq!(reg(&mut r, REG_C, 976_563), C_IRQF | C_PF);
+    assert_eq!(reg(&mut r, REG_C, 976_563), 0, "reading C cleared it");
+    assert_eq!(r.next_irq_ns(), Some(1_953_125));
+    // Rate 0 or a stopped divider: no periodic interrupt.
+    set(&mut r, REG_A, 0x20, 976_563);
+    assert_eq!(r.next_irq_ns(), None);
+    set(&mut r, REG_A, 0x63, 976_563);
+    r.advance(10 * S);
+    assert_eq!(reg(&mut r, REG_C, 10 * S) & C_PF, 0);
+}
+
+/// Register C without PF (set whenever the periodic divider runs, whether enabled or not).
+fn c_no_pf(r: &mut Rtc, now: u64) -> u8 {
+    reg(r, REG_C, now) & !C_PF
+}
+
+#[test]
+fn update_ended_and_alarm() {
+    let mut r = Rtc::new(0);
+    set(&mut r, REG_B, B_24H | B_UIE, 0);
+    assert_eq!(r.next_irq_ns(), Some(S));
+    r.advance(S - 1);
+    assert!(!r.irq_level());
+    r.advance(S);
+    assert_eq!(c_no_pf(&mut r, S), C_IRQF | C_UF);
+    // Alarm at 00:00:05, BCD.
+    set(&mut r, 0x01, 0x05, S);
+    set(&mut r, 0x03, 0x00, S);
+    set(&mut r, 0x05, 0x00, S);
+    set(&mut r, REG_B, B_24H | B_AIE, S);
+    r.advance(4 * S);
+    assert_eq!(
+        c_no_pf(&mut r, 4 * S),
+        C_UF,
+        "flags set, not enabled: no IRQF"
+    );
+    r.advance(5 * S);
+    assert_eq!(c_no_pf(&mut r, 5 * S), C_IRQF | C_AF | C_UF);
+    r.advance(6 * S);
+    assert_eq!(c_no_pf(&mut r, 6 * S) & C_AF, 0, "once a day");
+    // Away for two days: the alarm flag once.
+    r.advance(2 * 86_400 * S);
+    assert_eq!(c_no_pf(&mut r, 2 * 86_400 * S), C_IRQF | C_AF | C_UF);
+    // Don't-care seconds: any second of 00:00 matches; 01:00 to 02:00 does not.
+    let d2 = 2 * 86_400 * S;
+    r.advance(d2 + 3600 * S);
+    c_no_pf(&mut r, d2 + 3600 * S);
+    set(&mut r, 0x01, 0xc0, d2 + 3600 * S);
+    r.advance(d2 + 7200 * S);
+    assert_eq!(c_no_pf(&mut r, d2 + 7200 * S) & C_AF, 0);
+    r.advance(d2 + (86_400 + 30) * S);
+    assert_eq!(c_no_pf(&mut r, d2 + (86_400 + 30) * S) & C_AF, C_AF);
+    // An impossible alarm (minute 0x61) never matches, even over days.
+    set(&mut r, 0x03, 0x61, 3 * 86_400 * S);
+    r.advance(10 * 86_400 * S);
+    assert_eq!(c_no_pf(&mut r, 10 * 86_400 * S) & C_AF, 0);
+}
+
+#[test]
+fn no_updates_while_set() {
+    let mut r = Rtc::new(0);
+    set(&mut r, REG_B, B_SET | B_24H | B_UIE, 0);
+    assert_eq!(r.reg_b & B_UIE, 0, "SET clears UIE");
+    set(&mut r, REG_B, B_SET | B_24H | B_AIE, 0);
+    r.advance(5 * S);
+    assert_eq!(c_no_pf(&mut r, 5 * S), 0);
+    assert_eq!(r.next_irq_ns(), None);
+}
