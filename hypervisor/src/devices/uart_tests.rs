@@ -130,6 +130,8 @@ fn loopback_and_modem_status() {
     u.write(MCR, MCR_LOOP | 0x0b);
     assert_eq!(u.read(MSR) & 0x04, 0x04, "trailing edge of RI");
     assert_eq!(u.write(DATA, b'q'), None, "looped back, not sent");
+    u.push_input(b'z');
+    assert_eq!(u.rx.len(), 1, "the line is disconnected in loopback");
     assert_eq!(u.read(DATA), b'q');
     // Modem status interrupt (in loopback it stays inside the chip).
     u.write(IER, IER_MS);

@@ -31,6 +31,8 @@ pub const FLAG_AOUT_KLUDGE: u32 = 1 << 16;
 const SUPPORTED_REQUIRED: u32 = FLAG_PAGE_ALIGN | FLAG_MEMORY_INFO | FLAG_VIDEO;
 /// Images are loaded at or above this guest-physical address.
 pub const LOW_AREA_END: u32 = 0x10_0000;
+/// Where the hypervisor puts the information structure (then the memory map and the command line).
+pub const INFO_ADDR: u32 = 0x9000;
 /// The information structure and command line end below this address.
 pub const INFO_AREA_END: u32 = 0x9_f000;
 /// Most loadable segments accepted.

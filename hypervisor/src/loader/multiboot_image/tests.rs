@@ -371,7 +371,7 @@ fn load_copies_and_zero_fills() {
 #[test]
 fn info_structure_as_ring1pv_native_backend_reads_it() {
     let mut mem = Mem::new(1 << 20);
-    let at = write_info(&mut mem, 0x9000, 128 * 1024, "guest-kernel test=foo").unwrap();
+    let at = write_info(&mut mem, INFO_ADDR, 128 * 1024, "guest-kernel test=foo").unwrap();
     assert_eq!(at, 0x9000);
     // guest-kernel platform/native/multiboot.rs: words flags, mem_lower, mem_upper, boot_device, cmdline.
     let flags = mem.u32(0x9000);
@@ -550,4 +550,41 @@ fn random_and_mutated_images_never_panic() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+impl crate::mm::phys::PhysRead for Mem {
+    fn read_u64(&self, addr: abi::types::Maddr) -> u64 {
+        let mut b = [0u8; 8];
+        self.read_bytes(addr, &mut b);
+        u64::from_le_bytes(b)
+    }
+    fn read_bytes(&self, addr: abi::types::Maddr, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.bytes.get(&(addr.0 + i as u64)).copied().unwrap_or(0);
+        }
+    }
+}
+
+#[test]
+fn info_structure_reads_back_through_the_hypervisors_own_multiboot_parser() {
+    let mut mem = Mem::new(1 << 20);
+    write_info(
+        &mut mem,
+        INFO_ADDR,
+        512 * 1024,
+        "guest-kernel kind=hvm test=shell",
+    )
+    .unwrap();
+    let info =
+        crate::bootinfo::multiboot::parse(&mem, abi::types::Maddr(u64::from(INFO_ADDR))).unwrap();
+    assert_eq!(info.mem_lower_kb, Some(639));
+    assert_eq!(info.mem_upper_kb, Some(511 * 1024));
+    assert_eq!(info.cmdline.as_str(), "guest-kernel kind=hvm test=shell");
+    assert!(info.modules.is_empty());
+    let regions: Vec<_> = info
+        .memory
+        .iter()
+        .map(|r| (r.start, r.end(), r.kind))
+        .collect();
+    assert_eq!(regions, [(0, 0x9_fc00, 1), (0x10_0000, 512 << 20, 1)]);
 }
