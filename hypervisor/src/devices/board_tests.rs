@@ -32,6 +32,17 @@ fn remap(b: &mut Board) {
 }
 
 #[test]
+fn debug_line() {
+    let mut b = Board::new(0);
+    remap(&mut b);
+    assert_eq!(
+        b.to_string(),
+        "pic base 0x20/0x28 irr 00/00 isr 00/00 imr fb/ff; pit0 mode 0 count 65536 (stopped); \
+         uart ier 0 iir 1 rx 0; rtc b 02 c 00"
+    );
+}
+
+#[test]
 fn bios_state_delivers_nothing() {
     let mut b = Board::new(0);
     // A PIT running but every PIC line masked.
@@ -279,4 +290,41 @@ fn rtc_periodic_interrupt_through_the_slave() {
     b.advance(10 * MS);
     assert_eq!(b.pending_vector(), None);
     assert_eq!(b.next_deadline_ns(), None);
+}
+
+#[test]
+fn the_end_of_time() {
+    let mut b = Board::new(u64::MAX);
+    remap(&mut b);
+    b.io_out(0x21, 1, 0, 0);
+    b.io_out(0xa1, 1, 0, 0);
+    out(&mut b, 0x43, 0x34, 0);
+    out(&mut b, 0x40, 1, 0);
+    out(&mut b, 0x40, 0, 0);
+    out(&mut b, 0x70, 0x0b, 0);
+    out(&mut b, 0x71, 0x72, 0);
+    for now in [
+        u64::MAX / 2,
+        u64::MAX - 1_000_000_000,
+        u64::MAX - 1,
+        u64::MAX,
+    ] {
+        b.advance(now);
+        if let Some(d) = b.next_deadline_ns() {
+            assert!(d > now);
+        }
+        while b.acknowledge().is_some() {
+            out(&mut b, 0xa0, 0x20, now);
+            out(&mut b, 0x20, 0x20, now);
+        }
+        for r in 0..0x40 {
+            out(&mut b, 0x70, r, now);
+            inb(&mut b, 0x71, now);
+        }
+    }
+    assert_eq!(
+        b.rtc().secs(u64::MAX),
+        253_402_300_799,
+        "9999-12-31 23:59:59 at most"
+    );
 }

@@ -35,6 +35,8 @@ mod rtc_tests;
 #[cfg(test)]
 mod uart_tests;
 
+use core::fmt;
+
 use debug_exit::DebugExit;
 use pic::Pics;
 use pit::Pit;
@@ -255,5 +257,35 @@ impl Board {
     /// The RTC (for inspection).
     pub fn rtc(&self) -> &Rtc {
         &self.rtc
+    }
+}
+
+/// One line of device state for a debug key: the PICs' vector bases and registers, PIT channel 0, the
+/// UART's interrupt state and the RTC's status registers.
+impl fmt::Display for Board {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (m, s) = (&self.pic.master, &self.pic.slave);
+        let c0 = &self.pit.channels[0];
+        write!(
+            f,
+            "pic base {:#04x}/{:#04x} irr {:02x}/{:02x} isr {:02x}/{:02x} imr {:02x}/{:02x}; \
+             pit0 mode {} count {}{}; uart ier {:x} iir {:x} rx {}; rtc b {:02x} c {:02x}",
+            m.base,
+            s.base,
+            m.irr,
+            s.irr,
+            m.isr,
+            s.isr,
+            m.imr,
+            s.imr,
+            c0.mode,
+            c0.count,
+            if c0.running { "" } else { " (stopped)" },
+            self.uart.ier,
+            self.uart.iir_code(),
+            self.uart.rx.len(),
+            self.rtc.reg_b,
+            self.rtc.flags,
+        )
     }
 }

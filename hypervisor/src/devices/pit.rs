@@ -233,7 +233,8 @@ impl Channel {
                 if at <= after {
                     at = time_of_tick(self.start_ns, (k + 1) * n);
                 }
-                Some(at)
+                // Past the end of time (u64 nanoseconds: 584 years) there is no next edge.
+                (at > after).then_some(at)
             }
             _ => None,
         }
