@@ -27,6 +27,8 @@ mod board_proptest;
 #[cfg(test)]
 mod board_tests;
 #[cfg(test)]
+mod guest_tests;
+#[cfg(test)]
 mod pic_tests;
 #[cfg(test)]
 mod pit_tests;
