@@ -506,5 +506,40 @@ pub fn write_info(
     Ok(at)
 }
 
+/// The machine state a multiboot loader leaves, besides protected mode with paging off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootState {
+    /// EAX: [`BOOT_MAGIC`].
+    pub eax: u32,
+    /// EBX: the guest-physical address of the information structure.
+    pub ebx: u32,
+    /// EIP: the 32-bit entry.
+    pub entry32: u32,
+    /// The 64-bit entry, if the image has one (see [`MultibootImage::entry64`]).
+    pub entry64: Option<u64>,
+}
+
+/// Everything a loader does for a domain of `mem_bytes` of RAM: parse `image`, check it lies in 1 MiB..N,
+/// copy it in, write the information structure at [`INFO_ADDR`] with `cmdline` (which should start with
+/// the image's name), and return the entry state.
+pub fn load_multiboot(
+    image: &[u8],
+    mem: &mut dyn GuestPhysWrite,
+    mem_bytes: u64,
+    cmdline: &str,
+) -> Result<BootState, LoadError> {
+    let m = parse(image)?;
+    m.check_placement(mem_bytes)?;
+    let mem_kib = u32::try_from(mem_bytes / 1024).map_err(|_| LoadError::BadInfoPlacement)?;
+    m.load(mem)?;
+    let ebx = write_info(mem, INFO_ADDR, mem_kib, cmdline)?;
+    Ok(BootState {
+        eax: BOOT_MAGIC,
+        ebx,
+        entry32: m.entry32,
+        entry64: m.entry64,
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -588,3 +588,29 @@ fn info_structure_reads_back_through_the_hypervisors_own_multiboot_parser() {
         .collect();
     assert_eq!(regions, [(0, 0x9_fc00, 1), (0x10_0000, 512 << 20, 1)]);
 }
+
+#[test]
+fn the_whole_load() {
+    let img = aout_image();
+    let mut mem = Mem::new(4 << 20);
+    let boot = load_multiboot(&img, &mut mem, 4 << 20, "mini debug").unwrap();
+    assert_eq!(
+        boot,
+        BootState {
+            eax: 0x2bad_b002,
+            ebx: INFO_ADDR,
+            entry32: 0x10_0080,
+            entry64: None
+        }
+    );
+    assert_eq!(mem.bytes[&0x10_0000], img[0]);
+    assert_eq!(mem.bytes[&0x10_1fff], 0, "bss cleared");
+    assert_eq!(mem.u32(u64::from(INFO_ADDR) + 8), 3 * 1024);
+    // Too little memory: refused before anything is written.
+    let mut small = Mem::new(1 << 20);
+    assert_eq!(
+        load_multiboot(&img, &mut small, 0x10_1000, "mini"),
+        Err(LoadError::BeyondMemory { end: 0x10_2000 })
+    );
+    assert!(small.bytes.is_empty());
+}
