@@ -328,3 +328,25 @@ fn the_end_of_time() {
         "9999-12-31 23:59:59 at most"
     );
 }
+
+#[test]
+#[ignore = "measurement: cargo test -p hypervisor --release devices::board_tests::measure -- --ignored --nocapture"]
+fn measure() {
+    let mut b = Board::new(0);
+    remap(&mut b);
+    out(&mut b, 0x43, 0x34, 0);
+    out(&mut b, 0x40, 0xa9, 0);
+    out(&mut b, 0x40, 0x04, 0);
+    let n = 10_000_000u64;
+    let t = std::time::Instant::now();
+    let mut acc = 0u32;
+    for i in 0..n {
+        acc ^= b.io_in(0x3fd, 1, i * 100);
+        b.io_out(0x3f8, 1, u32::from(b'x'), i * 100);
+    }
+    let per = t.elapsed().as_nanos() as f64 / (2 * n) as f64;
+    eprintln!(
+        "Board: {} bytes; {per:.1} ns per port access (LSR read / THR write pairs, time advancing) [{acc}]",
+        core::mem::size_of::<Board>()
+    );
+}
