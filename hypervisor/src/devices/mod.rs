@@ -152,6 +152,7 @@ impl Board {
     fn in_byte(&mut self, port: u16, now: u64) -> u8 {
         match port {
             0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.read(port),
+            pic::MASTER_ELCR | pic::SLAVE_ELCR => self.pic.read_elcr(port),
             0x40..=0x43 => self.pit.read(port, now),
             pit::PORT_B => self.pit.read_port_b(now),
             uart::COM1..=uart::COM1_LAST => self.uart.read(port - uart::COM1),
@@ -164,6 +165,7 @@ impl Board {
     fn out_byte(&mut self, port: u16, v: u8, now: u64) -> IoEffect {
         match port {
             0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.write(port, v),
+            pic::MASTER_ELCR | pic::SLAVE_ELCR => self.pic.write_elcr(port, v),
             0x40..=0x43 => self.pit.write(port, v, now),
             pit::PORT_B => self.pit.write_port_b(v, now),
             uart::COM1..=uart::COM1_LAST => {
