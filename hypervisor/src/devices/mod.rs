@@ -87,7 +87,7 @@ const fn ones(size: u8) -> u32 {
 
 impl Board {
     /// A board in the state a PC BIOS leaves it: PICs at vectors 0x08 / 0x70 with every line masked, the
-    /// PIT idle, the UART reset, the RTC showing `wallclock_secs` (seconds since 1970 at system time 0),
+    /// PIT's channel 0 running the 18.2 Hz BIOS tick (masked), the UART reset, the RTC showing `wallclock_secs` (seconds since 1970 at system time 0),
     /// 24-hour BCD.
     pub fn new(wallclock_secs: u64) -> Board {
         Board {
@@ -144,6 +144,10 @@ impl Board {
             {
                 effect = e;
             }
+        }
+        // A write that raised the PIT's output (e.g. mode 2 after a stopped mode-0 count) is an edge now.
+        if self.pit.advance(now) {
+            self.pic.pulse(IRQ_TIMER);
         }
         self.sync_lines();
         effect

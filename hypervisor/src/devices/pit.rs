@@ -6,8 +6,9 @@
 //! computed from the PIT input clocks (1,193,182 Hz) elapsed since. Modes 0–5 (6 and 7 alias 2 and 3),
 //! binary or BCD, low/high/both byte access with the write and read flip-flops, the counter-latch and
 //! read-back commands (count and status). Channel 0 drives IRQ 0: modes 2 and 3 raise it at every reload,
-//! modes 0 and 4 once at the terminal count; [`Pit::advance`] reports at most one edge however many
-//! periods passed (a domain that was not running gets one late tick, not a burst). Gates of channels 0
+//! modes 0 and 4 once at the terminal count, and a control word or count that takes the output from low
+//! to high (e.g. mode 2 programmed after a mode-0 count) is an edge too; [`Pit::advance`] reports at most
+//! one edge however many periods passed (a domain that was not running gets one late tick, not a burst). Gates of channels 0
 //! and 1 are tied high (so modes 1 and 5 never trigger there); channel 2's follows port 0x61.
 //!
 //! A new count written to a counting channel without a control word takes effect as on the chip: at once
@@ -428,6 +429,9 @@ pub struct Pit {
     pub speaker: bool,
     /// Port 0x61 bits 2 and 3: parity and channel check disables (stored; no NMI sources exist).
     pub check_bits: u8,
+    /// Channel 0's output rose because of a write (a control word setting it high after a count that
+    /// left it low): an IRQ 0 edge not reported yet.
+    pub written_edge: bool,
 }
 
 impl Default for Pit {
@@ -437,27 +441,35 @@ impl Default for Pit {
 }
 
 impl Pit {
-    /// Every channel idle; channels 0 and 1 gated on, channel 2 off.
-    pub const fn new() -> Pit {
+    /// The PIT as QEMU resets it and a BIOS leaves it: channel 0 running the 18.2 Hz tick (mode 3, count
+    /// 65536, both bytes) since system time 0, so a kernel that unmasks IRQ 0 without programming the PIT
+    /// gets the BIOS tick as on a PC; channels 1 and 2 idle; channel 2's gate off.
+    pub fn new() -> Pit {
+        let mut tick = Channel::new(true);
+        tick.mode = 3;
+        tick.load(0, 0);
         Pit {
-            channels: [Channel::new(true), Channel::new(true), Channel::new(false)],
+            channels: [tick, Channel::new(true), Channel::new(false)],
             speaker: false,
             check_bits: 0,
+            written_edge: false,
         }
     }
 
     /// True if channel 0 raised an IRQ 0 edge by `now` not reported before (at most one, however many
     /// were due).
     pub fn advance(&mut self, now: u64) -> bool {
+        let written = core::mem::take(&mut self.written_edge);
         let c = &mut self.channels[0];
         c.settle(now);
-        match c.next_edge_ns {
+        let due = match c.next_edge_ns {
             Some(at) if at <= now => {
                 c.next_edge_ns = c.edge_after(now);
                 true
             }
             _ => false,
-        }
+        };
+        due || written
     }
 
     /// When channel 0's next IRQ edge is due.
@@ -475,10 +487,14 @@ impl Pit {
 
     /// A byte write to 0x40–0x43.
     pub fn write(&mut self, port: u16, v: u8, now: u64) {
+        let before = self.channels[0].out(now);
         match port {
             0x40..=0x42 => self.channels[usize::from(port - 0x40)].write(v, now),
             PORT_CONTROL => self.control(v, now),
             _ => {}
+        }
+        if !before && self.channels[0].out(now) {
+            self.written_edge = true;
         }
     }
 

@@ -201,7 +201,11 @@ fn channel2_gate_and_port_b() {
         p.read_port_b(at(0, 0)) & 0x10,
         p.read_port_b(at(0, 18)) & 0x10
     );
-    assert_eq!(p.next_irq_ns(), None, "channel 2 is not IRQ 0");
+    assert_eq!(
+        p.next_irq_ns(),
+        Some(at(0, 65_536)),
+        "channel 2 is not IRQ 0: the BIOS tick only"
+    );
 }
 
 #[test]
@@ -252,4 +256,22 @@ fn new_count_without_control_word() {
         40,
         "retriggered with 50"
     );
+}
+
+#[test]
+fn bios_tick_and_written_edges() {
+    let mut p = Pit::new();
+    assert_eq!((p.channels[0].mode, p.channels[0].count), (3, 65_536));
+    assert!(!p.advance(at(0, 65_535)));
+    assert!(p.advance(at(0, 65_536)), "18.2 Hz from reset");
+    // Stop the channel (mode 0 control word: OUT low), then program mode 2: OUT rises, an edge.
+    let t = at(0, 70_000);
+    p.write(0x43, 0x30, t);
+    assert!(!p.advance(t));
+    p.write(0x43, 0x34, t);
+    assert!(p.advance(t), "the output rose on the control word");
+    assert!(!p.advance(t));
+    // Mode 2 again while OUT is high: no edge.
+    p.write(0x43, 0x34, t);
+    assert!(!p.advance(t));
 }
