@@ -268,7 +268,8 @@ fn random_device_programming() {
     let strategy = prop::collection::vec(any::<u64>().prop_map(decode), 1..60);
     let result = runner.run(&strategy, |ops| run_case(&ops, &stats));
     eprintln!(
-        "devices property test: {cases} cases, {} steps in {:.1?}; vectors acknowledged {} (from the slave {}), timer vectors \
+        "devices property test: {cases} cases, {} steps in {:.1?}; vectors acknowledged {} \
+         (from the slave {}), timer vectors \
          pending {}, UART outputs {}, shutdowns {}, longest drain without EOI {}",
         stats.steps.get(),
         start.elapsed(),

@@ -330,7 +330,7 @@ fn the_end_of_time() {
 }
 
 #[test]
-#[ignore = "measurement: cargo test -p hypervisor --release devices::board_tests::measure -- --ignored --nocapture"]
+#[ignore = "a measurement: run it with --release -- --ignored --nocapture"]
 fn measure() {
     let mut b = Board::new(0);
     remap(&mut b);

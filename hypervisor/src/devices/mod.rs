@@ -87,8 +87,8 @@ const fn ones(size: u8) -> u32 {
 
 impl Board {
     /// A board in the state a PC BIOS leaves it: PICs at vectors 0x08 / 0x70 with every line masked, the
-    /// PIT's channel 0 running the 18.2 Hz BIOS tick (masked), the UART reset, the RTC showing `wallclock_secs` (seconds since 1970 at system time 0),
-    /// 24-hour BCD.
+    /// PIT's channel 0 running the 18.2 Hz BIOS tick (masked), the UART reset, the RTC showing
+    /// `wallclock_secs` (seconds since 1970 at system time 0) in 24-hour BCD.
     pub fn new(wallclock_secs: u64) -> Board {
         Board {
             pic: Pics::new(),

@@ -1,6 +1,7 @@
 //! The 8254 programmable interval timer (channels 0–2 at ports 0x40–0x42, control word at 0x43) and the
-//! PC's port 0x61 (channel 2's gate in bit 0, speaker enable in bit 1, the check disables in bits 2–3 kept
-//! as written, the refresh toggle in bit 4, channel 2's output in bit 5; bits 6–7, the NMI sources, read 0).
+//! PC's port 0x61 (channel 2's gate in bit 0, speaker enable in bit 1, the check disables in bits 2–3
+//! kept as written, the refresh toggle in bit 4, channel 2's output in bit 5; bits 6–7, the NMI sources,
+//! read 0).
 //!
 //! Counters are not stepped: each is a count loaded at a system time, and its value and output are
 //! computed from the PIT input clocks (1,193,182 Hz) elapsed since. Modes 0–5 (6 and 7 alias 2 and 3),
@@ -8,8 +9,9 @@
 //! read-back commands (count and status). Channel 0 drives IRQ 0: modes 2 and 3 raise it at every reload,
 //! modes 0 and 4 once at the terminal count, and a control word or count that takes the output from low
 //! to high (e.g. mode 2 programmed after a mode-0 count) is an edge too; [`Pit::advance`] reports at most
-//! one edge however many periods passed (a domain that was not running gets one late tick, not a burst). Gates of channels 0
-//! and 1 are tied high (so modes 1 and 5 never trigger there); channel 2's follows port 0x61.
+//! one edge however many periods passed (a domain that was not running gets one late tick, not a
+//! burst). Gates of channels 0 and 1 are tied high (so modes 1 and 5 never trigger there); channel 2's
+//! follows port 0x61.
 //!
 //! A new count written to a counting channel without a control word takes effect as on the chip: at once
 //! in modes 0 and 4, at the end of the current period in modes 2 and 3, at the next gate trigger in modes 1

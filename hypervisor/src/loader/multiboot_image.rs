@@ -123,7 +123,8 @@ pub struct LoadSegment<'a> {
     pub phys: u32,
     /// The bytes from the file.
     pub data: &'a [u8],
-    /// Bytes in memory (`data.len()` or more; the rest is zero-filled). `phys + mem_size` is at most `u32::MAX`.
+    /// Bytes in memory (`data.len()` or more; the rest is zero-filled). `phys + mem_size` is at most
+    /// `u32::MAX`.
     pub mem_size: u32,
 }
 
