@@ -5,7 +5,8 @@
 //! Pure and host-tested: the hypervisor's trap paths hand every port access of the guest to
 //! [`Board::io_in`] / [`Board::io_out`] with the current system time, and ask [`Board::pending_vector`] /
 //! [`Board::acknowledge`] when it may inject an interrupt. Nothing here touches the machine, allocates or
-//! panics: a guest programming garbage only changes its own Board.
+//! panics: a guest programming garbage only changes its own Board. Interrupt sources: the PIT's channel
+//! 0 on line 0, the UART on line 4, the RTC on line 8 (slave line 0).
 //!
 //! Time is the hypervisor's monotonic system time in nanoseconds (`now_ns`); the PIT counts at
 //! 1,193,182 Hz of it, the RTC shows `wallclock_secs + now_ns / 1e9` (the wall clock at system time 0,

@@ -7,8 +7,8 @@
 //! Edge-triggered inputs latch a request in IRR on a rising edge; it stays until acknowledged (as QEMU's
 //! model, which guests are tested against; a real 8259A would drop a request removed before INTA and
 //! report a spurious IRQ 7 instead). ICW1 clears IMR, ISR and IRR and resets the edge detectors: a line
-//! that is high must go low and high again to request. Unused: the 8080/8085 mode (ICW1 bit 0 of ICW4
-//! clear is accepted and behaves as 8086 mode), buffered mode (ICW4 bits 2–3).
+//! that is high must go low and high again to request. Not modelled: the 8080/8085 mode (an ICW4 with
+//! bit 0 clear, or no ICW4, behaves as 8086 mode) and buffered mode (ICW4 bits 2–3).
 
 /// The master's ELCR port.
 pub const MASTER_ELCR: u16 = 0x4d0;
