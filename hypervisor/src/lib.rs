@@ -12,6 +12,7 @@ pub mod debugkeys;
 #[cfg(feature = "baremetal")]
 pub mod deliver;
 pub mod domain;
+pub mod emulate;
 pub mod event;
 pub mod gdt;
 pub mod hypercall;
