@@ -315,7 +315,6 @@ impl Prefixes {
 }
 
 struct ModRm {
-    md: u8,
     reg: u8,
     rm: Rm,
 }
@@ -327,7 +326,6 @@ fn modrm(c: &mut Cursor<'_>, p: &Prefixes) -> Option<ModRm> {
     let rm = m & 7;
     if md == 3 {
         return Some(ModRm {
-            md,
             reg,
             rm: Rm::Reg(rm | p.b()),
         });
@@ -365,7 +363,6 @@ fn modrm(c: &mut Cursor<'_>, p: &Prefixes) -> Option<ModRm> {
         _ => {}
     }
     Some(ModRm {
-        md,
         reg,
         rm: Rm::Mem(mem),
     })

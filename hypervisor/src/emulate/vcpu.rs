@@ -149,6 +149,10 @@ pub struct SegReg {
     pub limit: u32,
 }
 
+/// A WRMSR a real machine would refuse with #GP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsrRefused;
+
 /// The virtual CPU.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VCpu {
@@ -299,9 +303,9 @@ impl VCpu {
         })
     }
 
-    /// Write an MSR; `Err(())` where a real machine would raise #GP (unknown MSR, reserved bits,
+    /// Write an MSR; `Err` where a real machine would raise #GP (unknown MSR, reserved bits,
     /// non-canonical bases, turning long mode off).
-    pub fn write_msr(&mut self, index: u32, v: u64, host_tsc: u64) -> Result<(), ()> {
+    pub fn write_msr(&mut self, index: u32, v: u64, host_tsc: u64) -> Result<(), MsrRefused> {
         let canonical = |a: u64| ((a as i64) << 16 >> 16) as u64 == a;
         match index {
             msr::TSC => self.tsc_offset = v.wrapping_sub(host_tsc),
@@ -309,7 +313,7 @@ impl VCpu {
             msr::EFER => {
                 let allowed = efer::SCE | efer::LME | efer::LMA | efer::NXE;
                 if v & !allowed != 0 || v & efer::LME == 0 {
-                    return Err(());
+                    return Err(MsrRefused);
                 }
                 // LMA is read-only: it stays set while paging is on.
                 self.efer = (v & !efer::LMA) | efer::LMA;
@@ -318,7 +322,7 @@ impl VCpu {
             msr::LSTAR | msr::CSTAR | msr::FS_BASE | msr::GS_BASE | msr::KERNEL_GS_BASE
                 if !canonical(v) =>
             {
-                return Err(());
+                return Err(MsrRefused);
             }
             msr::LSTAR => self.lstar = v,
             msr::CSTAR => self.cstar = v,
@@ -328,7 +332,7 @@ impl VCpu {
             msr::KERNEL_GS_BASE => self.kernel_gs_base = v,
             msr::TSC_AUX => self.tsc_aux = v & 0xffff_ffff,
             msr::APIC_BASE => {}
-            _ => return Err(()),
+            _ => return Err(MsrRefused),
         }
         Ok(())
     }
