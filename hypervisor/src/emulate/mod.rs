@@ -2,10 +2,14 @@
 //! the decoder, the virtual CPU, the instruction emulator, control transfers through the guest's own
 //! descriptor tables and the shadow page tables, all pure and host-tested.
 
+pub mod boot;
 pub mod decode;
+pub mod dispatch;
 pub mod env;
 pub mod exec;
 pub mod exits;
+#[cfg(feature = "baremetal")]
+pub mod machine;
 pub mod reflect;
 pub mod shadow;
 pub mod vcpu;

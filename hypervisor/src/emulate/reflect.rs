@@ -293,17 +293,30 @@ pub fn deliver(
 ) -> Outcome {
     match deliver_inner(env, v, r, vec, error, soft) {
         Ok(()) => Outcome::Continue,
-        Err(Some(code)) if soft => match deliver_inner(env, v, r, vector::GP, Some(code), false) {
-            Ok(()) => Outcome::Continue,
-            Err(_) => Outcome::Crash("triple fault: the guest's #GP handler cannot be delivered"),
-        },
-        Err(_) => Outcome::Crash(
-            "triple fault: an exception or interrupt could not be delivered through the guest's IDT",
-        ),
+        Err(Fail::Gp(code)) if soft => {
+            match deliver_inner(env, v, r, vector::GP, Some(code), false) {
+                Ok(()) => Outcome::Continue,
+                Err(Fail::Gp(_)) => {
+                    Outcome::Crash("triple fault: the guest's #GP gate is missing or invalid")
+                }
+                Err(Fail::Triple(why)) => Outcome::Crash(why),
+            }
+        }
+        Err(Fail::Gp(_)) => {
+            Outcome::Crash("triple fault: the gate is missing, invalid or outside the guest's IDT")
+        }
+        Err(Fail::Triple(why)) => Outcome::Crash(why),
     }
 }
 
-/// `Err(Some(code))`: the #GP a software interrupt raises instead; `Err(None)`: undeliverable.
+/// Why a delivery failed.
+enum Fail {
+    /// The #GP a software interrupt raises instead (error code).
+    Gp(u32),
+    /// Undeliverable: the guest's triple fault.
+    Triple(&'static str),
+}
+
 fn deliver_inner(
     env: &mut dyn Env,
     v: &mut VCpu,
@@ -311,37 +324,45 @@ fn deliver_inner(
     vec: u8,
     error: Option<u32>,
     soft: bool,
-) -> Result<(), Option<u32>> {
+) -> Result<(), Fail> {
     let gp_code = u32::from(vec) * 8 + 2;
     let off = u64::from(vec) * 16;
     if off + 15 > u64::from(v.idtr.limit) {
-        return Err(Some(gp_code));
+        return Err(Fail::Gp(gp_code));
     }
-    let lo = read_u64(env, v, v.idtr.base.wrapping_add(off)).map_err(|_| None)?;
-    let hi = read_u64(env, v, v.idtr.base.wrapping_add(off + 8)).map_err(|_| None)?;
+    let unmapped = |_| Fail::Triple("triple fault: the guest's IDT is not mapped");
+    let lo = read_u64(env, v, v.idtr.base.wrapping_add(off)).map_err(unmapped)?;
+    let hi = read_u64(env, v, v.idtr.base.wrapping_add(off + 8)).map_err(unmapped)?;
     let typ = (lo >> 40) & 0xf;
     let dpl = ((lo >> 45) & 3) as u8;
     if lo >> 47 & 1 == 0 || !(typ == 0xe || typ == 0xf) {
-        return Err(Some(gp_code));
+        return Err(Fail::Gp(gp_code));
     }
     if soft && dpl < v.cpl {
-        return Err(Some(gp_code));
+        return Err(Fail::Gp(gp_code));
     }
     let target = (lo & 0xffff) | ((lo >> 48) << 16) | ((hi & 0xffff_ffff) << 32);
     let sel = ((lo >> 16) & 0xffff) as u16;
     let ist = (lo >> 32) & 7;
-    let d = read_desc(env, v, sel).map_err(|_| None)?;
+    let d = read_desc(env, v, sel).map_err(|_| {
+        Fail::Triple("triple fault: the gate's code selector is not in the guest's GDT")
+    })?;
     if !d.code() || !d.long() || !d.present() || d.dpl() != 0 || !canonical(target) {
-        return Err(None);
+        return Err(Fail::Triple(
+            "triple fault: the gate's code segment is not 64-bit ring-0 code (or its target is non-canonical)",
+        ));
     }
     let old_cpl = v.cpl;
     let mut sp = r.gpr[reg::RSP];
     if old_cpl != 0 || ist != 0 {
         if v.tr.sel == 0 {
-            return Err(None);
+            return Err(Fail::Triple(
+                "triple fault: a stack switch with no TSS loaded",
+            ));
         }
         let field = if ist != 0 { 0x24 + 8 * (ist - 1) } else { 4 };
-        sp = read_u64(env, v, v.tr.base.wrapping_add(field)).map_err(|_| None)?;
+        sp = read_u64(env, v, v.tr.base.wrapping_add(field))
+            .map_err(|_| Fail::Triple("triple fault: the guest's TSS is not mapped"))?;
     }
     sp &= !0xf;
     let fl = v.visible_rflags(r.rflags);
@@ -369,7 +390,9 @@ fn deliver_inner(
     v.cpl = 0;
     if env.write(v.cr3, base, &bytes[..8 * words], false).is_err() {
         v.cpl = old_cpl;
-        return Err(None);
+        return Err(Fail::Triple(
+            "triple fault: the handler's stack is not writable",
+        ));
     }
     r.gpr[reg::RSP] = base;
     r.rip = target;

@@ -1,0 +1,512 @@
+//! Building an emulate domain's start of day in guest-physical memory: the kernel image at its multiboot
+//! load address, the multiboot information and command line, and the boot page tables the documented
+//! 64-bit entry (`_start64`, docs/ARCHITECTURE.md "The native backend") requires, in memory the kernel
+//! does not manage. The entry is found by the ELF symbol `_start64` in the image's symbol table.
+//!
+//! Guest-physical layout (below the image, which a native kernel following the protocol does not manage):
+//!
+//! ```text
+//! 0x0000_9000  multiboot information (flags MEM | CMDLINE | MMAP)
+//! 0x0000_9080  memory map (0..0x9f000 and 1 MiB..N available; the legacy hole is RAM but not reported)
+//! 0x0000_9200  command line (the image's name first, as a multiboot loader gives it), < 3.5 KiB
+//! 0x0001_0000  boot page tables (L4 first, at most BOOT_TABLE_FRAMES frames)
+//! load_addr    the image (from the multiboot header's a.out-kludge fields), bss zeroed
+//! ```
+#![forbid(unsafe_code)]
+
+/// Where the multiboot information goes.
+pub const INFO_GPA: u64 = 0x9000;
+/// The memory map.
+pub const MMAP_GPA: u64 = 0x9080;
+/// The command line.
+pub const CMDLINE_GPA: u64 = 0x9200;
+/// Longest command line (with its NUL).
+pub const CMDLINE_MAX: usize = 0xe00;
+/// The boot L4.
+pub const BOOT_TABLES_GPA: u64 = 0x1_0000;
+/// Frames reserved for the boot tables.
+pub const BOOT_TABLE_FRAMES: u64 = 16;
+/// The multiboot magic the entry gets in RDI.
+pub const MULTIBOOT_MAGIC: u64 = 0x2bad_b002;
+/// The physmap (L4 slot 273) and direct map (slot 272) bases of the documented entry state.
+pub const PHYSMAP_VA: u64 = 0xffff_8880_0000_0000;
+/// Direct map base.
+pub const DIRECT_MAP_VA: u64 = 0xffff_8800_0000_0000;
+
+/// Why an image cannot be started as an emulate domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootError {
+    /// No multiboot v1 header with the a.out-kludge address fields in the first 8 KiB.
+    NoMultibootHeader,
+    /// The header's addresses are inconsistent with the file.
+    BadHeader,
+    /// No `_start64` symbol in the image's ELF symbol table.
+    NoEntry64,
+    /// The image does not fit in the domain's memory (or overlaps the boot area below 1 MiB).
+    TooBig,
+    /// The command line is too long.
+    CmdlineTooLong,
+    /// The image's link address is not 2 MiB-aligned with its load address.
+    Unaligned,
+}
+
+impl core::fmt::Display for BootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            BootError::NoMultibootHeader => "no multiboot header with a.out-kludge addresses",
+            BootError::BadHeader => "multiboot header addresses inconsistent with the file",
+            BootError::NoEntry64 => "no _start64 symbol (the 64-bit entry of the emulate protocol)",
+            BootError::TooBig => "image does not fit in the domain's memory",
+            BootError::CmdlineTooLong => "command line too long",
+            BootError::Unaligned => "image link address not 2 MiB-aligned with its load address",
+        })
+    }
+}
+
+/// The multiboot header's a.out-kludge fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// File offset of the header.
+    pub offset: usize,
+    /// Physical address of the header.
+    pub header_addr: u32,
+    /// Physical load address of the file's text.
+    pub load_addr: u32,
+    /// End of the loaded data (0: to the end of the file).
+    pub load_end_addr: u32,
+    /// End of bss (0: none).
+    pub bss_end_addr: u32,
+    /// 32-bit entry.
+    pub entry_addr: u32,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Find the multiboot v1 header (magic, flags with bit 16, checksum) in the first 8 KiB.
+pub fn find_header(image: &[u8]) -> Result<Header, BootError> {
+    let end = image.len().min(8192);
+    let mut at = 0;
+    while at + 32 <= end {
+        if u32_at(image, at) == Some(0x1bad_b002) {
+            let flags = u32_at(image, at + 4).unwrap_or(0);
+            let sum = u32_at(image, at + 8).unwrap_or(0);
+            if 0x1bad_b002u32.wrapping_add(flags).wrapping_add(sum) == 0 {
+                if flags & (1 << 16) == 0 {
+                    return Err(BootError::NoMultibootHeader);
+                }
+                let h = Header {
+                    offset: at,
+                    header_addr: u32_at(image, at + 12).unwrap_or(0),
+                    load_addr: u32_at(image, at + 16).unwrap_or(0),
+                    load_end_addr: u32_at(image, at + 20).unwrap_or(0),
+                    bss_end_addr: u32_at(image, at + 24).unwrap_or(0),
+                    entry_addr: u32_at(image, at + 28).unwrap_or(0),
+                };
+                return Ok(h);
+            }
+        }
+        at += 4;
+    }
+    Err(BootError::NoMultibootHeader)
+}
+
+/// The image's loaded bytes and where they go: (file range, physical load address, physical end of bss).
+pub fn load_plan(
+    image: &[u8],
+    h: &Header,
+) -> Result<(core::ops::Range<usize>, u64, u64), BootError> {
+    let before = h
+        .header_addr
+        .checked_sub(h.load_addr)
+        .ok_or(BootError::BadHeader)? as usize;
+    let start = h.offset.checked_sub(before).ok_or(BootError::BadHeader)?;
+    let len = if h.load_end_addr == 0 {
+        image.len() - start
+    } else {
+        h.load_end_addr
+            .checked_sub(h.load_addr)
+            .ok_or(BootError::BadHeader)? as usize
+    };
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= image.len())
+        .ok_or(BootError::BadHeader)?;
+    let load = u64::from(h.load_addr);
+    let bss_end = if h.bss_end_addr == 0 {
+        load + len as u64
+    } else {
+        u64::from(h.bss_end_addr)
+    };
+    if bss_end < load + len as u64 {
+        return Err(BootError::BadHeader);
+    }
+    Ok((start..end, load, bss_end))
+}
+
+/// The value of the ELF64 symbol `name` (from the section headers' SHT_SYMTAB and its string table).
+pub fn find_symbol(image: &[u8], name: &str) -> Option<u64> {
+    if image.get(..4)? != b"\x7fELF" || *image.get(4)? != 2 {
+        return None;
+    }
+    let shoff = usize::try_from(u64_at(image, 0x28)?).ok()?;
+    let shentsize = usize::from(u16_at(image, 0x3a)?);
+    let shnum = usize::from(u16_at(image, 0x3c)?);
+    if shentsize < 64 {
+        return None;
+    }
+    let section = |i: usize| -> Option<(u32, usize, usize, u32, usize)> {
+        let s = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        let typ = u32_at(image, s + 4)?;
+        let off = usize::try_from(u64_at(image, s + 0x18)?).ok()?;
+        let size = usize::try_from(u64_at(image, s + 0x20)?).ok()?;
+        let link = u32_at(image, s + 0x28)?;
+        let entsize = usize::try_from(u64_at(image, s + 0x38)?).ok()?;
+        Some((typ, off, size, link, entsize))
+    };
+    for i in 0..shnum {
+        let (typ, off, size, link, entsize) = section(i)?;
+        if typ != 2 || entsize < 24 {
+            continue;
+        }
+        let (_, stroff, strsize, _, _) = section(link as usize)?;
+        let strtab = image.get(stroff..stroff.checked_add(strsize)?)?;
+        for k in 0..size / entsize {
+            let e = off.checked_add(k * entsize)?;
+            let name_off = u32_at(image, e)? as usize;
+            let value = u64_at(image, e + 8)?;
+            let rest = strtab.get(name_off..)?;
+            let n = rest.iter().position(|&c| c == 0)?;
+            if &rest[..n] == name.as_bytes() {
+                return Some(value);
+            }
+        }
+    }
+    None
+}
+
+/// The virtual address of the image's first byte: the lowest PT_LOAD's `p_vaddr` (its link address).
+pub fn link_base(image: &[u8]) -> Option<u64> {
+    let phoff = usize::try_from(u64_at(image, 0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(image, 0x36)?);
+    let phnum = usize::from(u16_at(image, 0x38)?);
+    (0..phnum)
+        .filter_map(|i| {
+            let p = phoff.checked_add(i.checked_mul(phentsize)?)?;
+            (u32_at(image, p)? == 1)
+                .then(|| u64_at(image, p + 0x10))
+                .flatten()
+        })
+        .min()
+}
+
+/// Where guest memory is written during the build.
+pub trait PhysWrite {
+    /// Write `bytes` at guest-physical `gpa` (inside the domain's memory).
+    fn write(&mut self, gpa: u64, bytes: &[u8]);
+}
+
+/// The result of a build: the entry state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// `_start64`'s virtual address.
+    pub rip: u64,
+    /// The multiboot magic (RDI).
+    pub rdi: u64,
+    /// The multiboot information's physical address (RSI).
+    pub rsi: u64,
+    /// The boot L4's guest-physical address (CR3).
+    pub cr3: u64,
+    /// Physical end of the image's bss.
+    pub image_end: u64,
+}
+
+/// Lay out the start of day for a domain of `pages` 4 KiB frames (guest memory is zero on entry).
+pub fn build(
+    mem: &mut dyn PhysWrite,
+    image: &[u8],
+    pages: u64,
+    cmdline: &str,
+) -> Result<Entry, BootError> {
+    let h = find_header(image)?;
+    let (range, load, bss_end) = load_plan(image, &h)?;
+    let size = pages * 4096;
+    if load < 1 << 20 || bss_end > size {
+        return Err(BootError::TooBig);
+    }
+    let rip = find_symbol(image, "_start64").ok_or(BootError::NoEntry64)?;
+    let base = link_base(image).ok_or(BootError::NoEntry64)?;
+    let offset = base.wrapping_sub(load);
+    if offset % (2 << 20) != 0 || load % (2 << 20) != 0 {
+        return Err(BootError::Unaligned);
+    }
+    mem.write(load, &image[range]);
+    if cmdline.len() + 1 > CMDLINE_MAX {
+        return Err(BootError::CmdlineTooLong);
+    }
+    mem.write(CMDLINE_GPA, cmdline.as_bytes());
+    mem.write(CMDLINE_GPA + cmdline.len() as u64, &[0]);
+    // Memory map: size (20), base, length, type 1 (available).
+    let mut mmap = [0u8; 48];
+    for (i, (b, l)) in [(0u64, 0x9f000u64), (1 << 20, size - (1 << 20))]
+        .iter()
+        .enumerate()
+    {
+        let e = &mut mmap[24 * i..24 * i + 24];
+        e[0..4].copy_from_slice(&20u32.to_le_bytes());
+        e[4..12].copy_from_slice(&b.to_le_bytes());
+        e[12..20].copy_from_slice(&l.to_le_bytes());
+        e[20..24].copy_from_slice(&1u32.to_le_bytes());
+    }
+    mem.write(MMAP_GPA, &mmap);
+    let mut info = [0u8; 52];
+    let words: [(usize, u32); 6] = [
+        (0, 1 | 4 | 64),
+        (4, 639),
+        (8, ((size - (1 << 20)) / 1024) as u32),
+        (16, CMDLINE_GPA as u32),
+        (44, mmap.len() as u32),
+        (48, MMAP_GPA as u32),
+    ];
+    for (at, w) in words {
+        info[at..at + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    mem.write(INFO_GPA, &info);
+    let mut t = Tables {
+        next: 1,
+        frames: [[0; 512]; BOOT_TABLE_FRAMES as usize],
+    };
+    let ram_2m = size.div_ceil(2 << 20) * (2 << 20);
+    let mut pa = 0;
+    while pa < ram_2m.min(1 << 30) {
+        t.map_2m(pa, pa).ok_or(BootError::TooBig)?;
+        t.map_2m(PHYSMAP_VA + pa, pa).ok_or(BootError::TooBig)?;
+        t.map_2m(DIRECT_MAP_VA + pa, pa).ok_or(BootError::TooBig)?;
+        pa += 2 << 20;
+    }
+    let mut pa = load;
+    while pa < bss_end {
+        t.map_2m(pa.wrapping_add(offset), pa)
+            .ok_or(BootError::TooBig)?;
+        pa += 2 << 20;
+    }
+    for (i, f) in t.frames[..t.next].iter().enumerate() {
+        let mut bytes = [0u8; 4096];
+        for (k, e) in f.iter().enumerate() {
+            bytes[8 * k..8 * k + 8].copy_from_slice(&e.to_le_bytes());
+        }
+        mem.write(BOOT_TABLES_GPA + 4096 * i as u64, &bytes);
+    }
+    Ok(Entry {
+        rip,
+        rdi: MULTIBOOT_MAGIC,
+        rsi: INFO_GPA,
+        cr3: BOOT_TABLES_GPA,
+        image_end: bss_end,
+    })
+}
+
+struct Tables {
+    next: usize,
+    frames: [[u64; 512]; BOOT_TABLE_FRAMES as usize],
+}
+
+impl Tables {
+    fn map_2m(&mut self, va: u64, pa: u64) -> Option<()> {
+        let mut f = 0;
+        for level in [4u32, 3] {
+            let i = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
+            let e = self.frames[f][i];
+            f = if e & 1 != 0 {
+                ((e - BOOT_TABLES_GPA) >> 12) as usize
+            } else {
+                let n = self.next;
+                if n >= self.frames.len() {
+                    return None;
+                }
+                self.next += 1;
+                self.frames[f][i] = BOOT_TABLES_GPA + 4096 * n as u64 | 3;
+                n
+            };
+        }
+        let i = ((va >> 21) & 511) as usize;
+        self.frames[f][i] = pa | 0x83;
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mem(Vec<u8>);
+    impl PhysWrite for Mem {
+        fn write(&mut self, gpa: u64, bytes: &[u8]) {
+            self.0[gpa as usize..gpa as usize + bytes.len()].copy_from_slice(bytes);
+        }
+    }
+
+    /// A minimal ELF64 with a multiboot header at file offset 0x1000 (the first byte of the one PT_LOAD,
+    /// linked at `link`, loaded at 2 MiB) and a symbol table naming `_start64` at `link + 0x40`.
+    fn image(link: u64) -> Vec<u8> {
+        let mut f = vec![0u8; 0x3000];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes()); // phoff
+        f[0x28..0x30].copy_from_slice(&0x2000u64.to_le_bytes()); // shoff
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        f[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        f[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        // PT_LOAD at file 0x1000, vaddr link.
+        f[0x40..0x44].copy_from_slice(&1u32.to_le_bytes());
+        f[0x48..0x50].copy_from_slice(&0x1000u64.to_le_bytes());
+        f[0x50..0x58].copy_from_slice(&link.to_le_bytes());
+        // Multiboot header at 0x1000: load 2 MiB .. +0x800, bss to +0x3000.
+        let mb = [
+            0x1bad_b002u32,
+            0x0001_0003,
+            0u32.wrapping_sub(0x1bad_b002 + 0x0001_0003),
+            0x20_0000,
+            0x20_0000,
+            0x20_0800,
+            0x20_3000,
+            0x20_0020,
+        ];
+        for (i, w) in mb.iter().enumerate() {
+            f[0x1000 + 4 * i..0x1004 + 4 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        f[0x1040] = 0xcc;
+        // Sections: 0 null, 1 symtab (at 0x2200, link 2), 2 strtab (at 0x2300).
+        let sh =
+            |f: &mut Vec<u8>, i: usize, typ: u32, off: u64, size: u64, link: u32, entsize: u64| {
+                let s = 0x2000 + 64 * i;
+                f[s + 4..s + 8].copy_from_slice(&typ.to_le_bytes());
+                f[s + 0x18..s + 0x20].copy_from_slice(&off.to_le_bytes());
+                f[s + 0x20..s + 0x28].copy_from_slice(&size.to_le_bytes());
+                f[s + 0x28..s + 0x2c].copy_from_slice(&link.to_le_bytes());
+                f[s + 0x38..s + 0x40].copy_from_slice(&entsize.to_le_bytes());
+            };
+        sh(&mut f, 1, 2, 0x2200, 72, 2, 24);
+        sh(&mut f, 2, 3, 0x2300, 32, 0, 0);
+        f[0x2300..0x2312].copy_from_slice(b"\0_start32\0_start64");
+        // Symbol 1: _start32 (name 1), symbol 2: _start64 (name 10).
+        f[0x2218..0x221c].copy_from_slice(&1u32.to_le_bytes());
+        f[0x2220..0x2228].copy_from_slice(&0x20_0020u64.to_le_bytes());
+        f[0x2230..0x2234].copy_from_slice(&10u32.to_le_bytes());
+        f[0x2238..0x2240].copy_from_slice(&(link + 0x40).to_le_bytes());
+        f
+    }
+
+    fn read_u64(m: &Mem, a: u64) -> u64 {
+        u64::from_le_bytes(m.0[a as usize..a as usize + 8].try_into().unwrap())
+    }
+
+    /// Walk the boot tables like a CPU (2 MiB leaves).
+    fn translate(m: &Mem, va: u64) -> Option<u64> {
+        let mut t = BOOT_TABLES_GPA;
+        for level in [4u32, 3, 2] {
+            let e = read_u64(m, t + 8 * ((va >> (12 + 9 * (level - 1))) & 511));
+            if e & 1 == 0 {
+                return None;
+            }
+            if level == 2 {
+                assert_ne!(e & 0x80, 0);
+                return Some((e & 0x000f_ffff_ffe0_0000) + (va & 0x1f_ffff));
+            }
+            t = e & 0x000f_ffff_ffff_f000;
+        }
+        None
+    }
+
+    #[test]
+    fn builds_the_documented_entry_state() {
+        let link = 0xffff_ffff_8000_0000;
+        let img = image(link);
+        let mut m = Mem(vec![0; 16 << 20]);
+        let e = build(&mut m, &img, 4096, "guest-kernel shell").unwrap();
+        assert_eq!(
+            e,
+            Entry {
+                rip: link + 0x40,
+                rdi: 0x2bad_b002,
+                rsi: INFO_GPA,
+                cr3: BOOT_TABLES_GPA,
+                image_end: 0x20_3000
+            }
+        );
+        assert_eq!(m.0[0x20_0040], 0xcc);
+        assert_eq!(
+            &m.0[CMDLINE_GPA as usize..CMDLINE_GPA as usize + 19],
+            b"guest-kernel shell\0"
+        );
+        // flags, mem_upper, cmdline
+        assert_eq!(
+            u32::from_le_bytes(m.0[0x9000..0x9004].try_into().unwrap()),
+            0x45
+        );
+        assert_eq!(
+            u32::from_le_bytes(m.0[0x9008..0x900c].try_into().unwrap()),
+            15 * 1024
+        );
+        // image at its link address, RAM at the physmap, the direct map and identity.
+        assert_eq!(translate(&m, link + 0x40), Some(0x20_0040));
+        assert_eq!(translate(&m, PHYSMAP_VA + 0x9000), Some(0x9000));
+        assert_eq!(translate(&m, DIRECT_MAP_VA + 0xf0_0000), Some(0xf0_0000));
+        assert_eq!(translate(&m, 0x1234), Some(0x1234));
+        // Nothing beyond the domain's RAM (rounded to 2 MiB).
+        assert_eq!(translate(&m, PHYSMAP_VA + (16 << 20)), None);
+    }
+
+    #[test]
+    fn refuses_bad_images() {
+        let mut m = Mem(vec![0; 16 << 20]);
+        assert_eq!(
+            build(&mut m, &[0u8; 100], 4096, ""),
+            Err(BootError::NoMultibootHeader)
+        );
+        let mut img = image(0xffff_ffff_8000_0000);
+        assert_eq!(build(&mut m, &img, 256, ""), Err(BootError::TooBig));
+        assert_eq!(
+            build(&mut m, &image(0xffff_ffff_8010_0000), 4096, ""),
+            Err(BootError::Unaligned)
+        );
+        img[0x2310] = b'X';
+        assert_eq!(build(&mut m, &img, 4096, ""), Err(BootError::NoEntry64));
+        let img = image(0xffff_ffff_8000_0000);
+        assert_eq!(
+            build(&mut m, &img, 4096, &"x".repeat(4000)),
+            Err(BootError::CmdlineTooLong)
+        );
+    }
+}
+
+#[cfg(test)]
+mod real_image {
+    /// The real guest kernel, when the workspace has built it: its header, symbol and link base.
+    #[test]
+    fn the_guest_kernel_follows_the_protocol() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/guest/x86_64-unknown-linux-gnu/release/guest-kernel"
+        );
+        let Ok(img) = std::fs::read(path) else {
+            eprintln!("{path} not built: skipped");
+            return;
+        };
+        let h = super::find_header(&img).unwrap();
+        assert_eq!(h.load_addr, 0x20_0000);
+        assert_eq!(super::link_base(&img), Some(0xffff_ffff_8000_0000));
+        let entry = super::find_symbol(&img, "_start64").unwrap();
+        assert!(entry > 0xffff_ffff_8000_0000);
+    }
+}
