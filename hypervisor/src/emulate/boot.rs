@@ -281,30 +281,27 @@ pub fn build(
         info[at..at + 4].copy_from_slice(&w.to_le_bytes());
     }
     mem.write(INFO_GPA, &info);
+    // Guest memory is zero: only the entries are written (the table set is small and kept off the stack).
     let mut t = Tables {
         next: 1,
-        frames: [[0; 512]; BOOT_TABLE_FRAMES as usize],
+        links: [(0, 0, 0); 32],
+        nlinks: 0,
     };
     let ram_2m = size.div_ceil(2 << 20) * (2 << 20);
     let mut pa = 0;
     while pa < ram_2m.min(1 << 30) {
-        t.map_2m(pa, pa).ok_or(BootError::TooBig)?;
-        t.map_2m(PHYSMAP_VA + pa, pa).ok_or(BootError::TooBig)?;
-        t.map_2m(DIRECT_MAP_VA + pa, pa).ok_or(BootError::TooBig)?;
+        t.map_2m(mem, pa, pa).ok_or(BootError::TooBig)?;
+        t.map_2m(mem, PHYSMAP_VA + pa, pa)
+            .ok_or(BootError::TooBig)?;
+        t.map_2m(mem, DIRECT_MAP_VA + pa, pa)
+            .ok_or(BootError::TooBig)?;
         pa += 2 << 20;
     }
     let mut pa = load;
     while pa < bss_end {
-        t.map_2m(pa.wrapping_add(offset), pa)
+        t.map_2m(mem, pa.wrapping_add(offset), pa)
             .ok_or(BootError::TooBig)?;
         pa += 2 << 20;
-    }
-    for (i, f) in t.frames[..t.next].iter().enumerate() {
-        let mut bytes = [0u8; 4096];
-        for (k, e) in f.iter().enumerate() {
-            bytes[8 * k..8 * k + 8].copy_from_slice(&e.to_le_bytes());
-        }
-        mem.write(BOOT_TABLES_GPA + 4096 * i as u64, &bytes);
     }
     Ok(Entry {
         rip,
@@ -315,31 +312,45 @@ pub fn build(
     })
 }
 
+/// The boot tables being built: frame k is at `BOOT_TABLES_GPA + k × 4096` (0 is the L4); `links` records
+/// which (table, index) already points at which child table.
 struct Tables {
-    next: usize,
-    frames: [[u64; 512]; BOOT_TABLE_FRAMES as usize],
+    next: u64,
+    links: [(u64, usize, u64); 32],
+    nlinks: usize,
 }
 
 impl Tables {
-    fn map_2m(&mut self, va: u64, pa: u64) -> Option<()> {
-        let mut f = 0;
+    fn entry(mem: &mut dyn PhysWrite, table: u64, idx: usize, v: u64) {
+        mem.write(
+            BOOT_TABLES_GPA + 4096 * table + 8 * idx as u64,
+            &v.to_le_bytes(),
+        );
+    }
+
+    fn map_2m(&mut self, mem: &mut dyn PhysWrite, va: u64, pa: u64) -> Option<()> {
+        let mut table = 0;
         for level in [4u32, 3] {
             let i = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
-            let e = self.frames[f][i];
-            f = if e & 1 != 0 {
-                ((e - BOOT_TABLES_GPA) >> 12) as usize
-            } else {
-                let n = self.next;
-                if n >= self.frames.len() {
-                    return None;
+            table = match self.links[..self.nlinks]
+                .iter()
+                .find(|l| l.0 == table && l.1 == i)
+            {
+                Some(l) => l.2,
+                None => {
+                    if self.next >= BOOT_TABLE_FRAMES || self.nlinks >= self.links.len() {
+                        return None;
+                    }
+                    let n = self.next;
+                    self.next += 1;
+                    self.links[self.nlinks] = (table, i, n);
+                    self.nlinks += 1;
+                    Self::entry(mem, table, i, (BOOT_TABLES_GPA + 4096 * n) | 3);
+                    n
                 }
-                self.next += 1;
-                self.frames[f][i] = BOOT_TABLES_GPA + 4096 * n as u64 | 3;
-                n
             };
         }
-        let i = ((va >> 21) & 511) as usize;
-        self.frames[f][i] = pa | 0x83;
+        Self::entry(mem, table, ((va >> 21) & 511) as usize, pa | 0x83);
         Some(())
     }
 }

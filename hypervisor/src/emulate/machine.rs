@@ -528,7 +528,7 @@ pub fn create(
     // SAFETY: the module's frames are reserved until every boot domain is built and lie in the identity
     // map; the slice is only read.
     let image = unsafe { core::slice::from_raw_parts(image.0.0 as *const u8, len as usize) };
-    let mut cmdline: heapless::String<{ boot::CMDLINE_MAX }> = heapless::String::new();
+    let mut cmdline: heapless::String<512> = heapless::String::new();
     let _ = cmdline.push_str(name);
     for w in crate::domain::kind::without_kind(args) {
         let _ = cmdline.push(' ');

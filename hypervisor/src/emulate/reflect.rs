@@ -72,8 +72,8 @@ pub fn mem_fault(v: &mut VCpu, f: MemFault) -> Outcome {
 
 fn read_u64(env: &mut dyn Env, v: &mut VCpu, va: u64) -> Result<u64, Outcome> {
     let mut b = [0u8; 8];
-    let user = v.cpl == 3;
-    env.read(v.cr3, va, &mut b, user)
+    // Descriptor-table, TSS and (at CPL 0) stack reads: the CPU's supervisor accesses.
+    env.read(v.cr3, va, &mut b, false)
         .map_err(|f| mem_fault(v, f))?;
     Ok(u64::from_le_bytes(b))
 }
