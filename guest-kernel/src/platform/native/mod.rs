@@ -18,6 +18,7 @@ pub mod backend;
 pub mod desc;
 #[cfg(feature = "baremetal")]
 mod devices;
+pub mod hostile;
 pub mod multiboot;
 pub mod pic_pit;
 pub mod rtc;
