@@ -8,7 +8,7 @@ use std::time::Duration;
 use abi::exit::{EXIT_DOMAIN_CRASHED, EXIT_DOMAIN_FAILED, EXIT_OK};
 use tests::{INTEGRITY_LINE, Outcome, Scenario, expect, run, run_scenario};
 use xtask::scenario::DEFAULT_HV_CMDLINE;
-use xtask::shell::{DOM0_CONSOLE_DIRECT, Session};
+use xtask::shell::{CTRL_C, DOM0_CONSOLE_DIRECT, Session};
 
 /// An emulate domain's module command line for the guest command line `args`.
 fn emulate(args: &str) -> String {
@@ -20,7 +20,18 @@ fn the_native_kernel_runs_its_shell_under_emulate_beside_a_pv_domain() {
     let shell = emulate("shell");
     let mut s = Scenario::new(&[shell.as_str(), "demo"]);
     s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
-    s.input = Session::of_commands(&["hello", "exitcode 7", "echo $?", "fault kernel", "hello"])
+    // Ctrl-] x: the debug key printing the exit counts so far; Ctrl-C reaches the program through the
+    // emulated UART's receive interrupt.
+    s.input = Session::new()
+        .command("hello")
+        .when("Hello from ring 3", &[0x1d, b'x'])
+        .command("exitcode 7")
+        .command("echo $?")
+        .command("fault kernel")
+        .command("spin")
+        .when("spin: pid", &[CTRL_C])
+        .command("hello")
+        .logout()
         .into_input(Some(Duration::from_secs(30)));
     let o = run_scenario(&s);
     // The banner is the native backend's, in ring 1: `mov %cs` is not privileged (Popek–Goldberg).
@@ -34,6 +45,10 @@ fn the_native_kernel_runs_its_shell_under_emulate_beside_a_pv_domain() {
         .line("a user page fault ends only the program", |l| {
             l.contains("killed: page fault")
         })
+        .line("the debug key's exit counts", |l| {
+            l.starts_with("[hv] exits: domain 0 (emulate): total=")
+        })
+        .line("Ctrl-C ended spin", |l| l.trim() == "[exit 130]")
         .line("the exit counts", |l| {
             l.contains("exits: domain 0 (emulate): total=")
                 && l.contains(" hidden-pf=")

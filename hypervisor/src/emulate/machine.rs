@@ -439,6 +439,21 @@ pub fn service(table: &mut crate::domain::state::DomainTable, now: u64) {
     }
 }
 
+/// The debug key `x`: the exit counts of every emulate domain so far.
+pub fn print_exits(table: &crate::domain::state::DomainTable) {
+    for d in table.iter() {
+        if let Some(st) = d.emu.as_ref() {
+            crate::console::print(format_args!(
+                "[hv] {}\n",
+                Line {
+                    domain: d.id,
+                    exits: &st.exits
+                }
+            ));
+        }
+    }
+}
+
 /// Teardown: the exits line, an audit of every shadow leaf, then the shadow pool and the P2M frames go
 /// back to the allocator (the domain's own frames are released by the caller with the frame table's
 /// ownership records).
