@@ -18,6 +18,7 @@ struct Flat {
     cr3_loads: Vec<u64>,
     invlpgs: Vec<u64>,
     flushes: usize,
+    board: crate::devices::Board,
 }
 
 impl Env for Flat {
@@ -69,6 +70,26 @@ impl Env for Flat {
     }
 }
 
+impl super::dispatch::Machine for Flat {
+    fn page_fault(
+        &mut self,
+        _cr3: u64,
+        va: u64,
+        err: u32,
+        _mode: super::shadow::Mode,
+    ) -> Result<super::shadow::FaultResult, super::shadow::Fault> {
+        // Below 1 MiB everything is "mapped" (a hidden fault); above, the guest's own fault.
+        Ok(if va < MEM as u64 {
+            super::shadow::FaultResult::Hidden
+        } else {
+            super::shadow::FaultResult::Reflect(err)
+        })
+    }
+    fn board(&mut self) -> &mut crate::devices::Board {
+        &mut self.board
+    }
+}
+
 const GDT: u64 = 0x1000;
 const IDT: u64 = 0x2000;
 const TSS: u64 = 0x3000;
@@ -85,6 +106,7 @@ fn setup() -> (Flat, VCpu, Regs) {
         cr3_loads: vec![],
         invlpgs: vec![],
         flushes: 0,
+        board: crate::devices::Board::new(0),
     };
     // The native kernel's GDT layout: 0x08 code, 0x10 data, 0x2b user data, 0x33 user code, 0x38 TSS.
     for (i, d) in [(1u64, KCODE), (2, KDATA), (5, UDATA), (6, UCODE)] {
@@ -602,4 +624,96 @@ fn user_mode_and_unknown_instructions() {
             error: Some(0)
         }
     );
+}
+
+#[test]
+fn dispatch_turns_entries_into_guest_events() {
+    use super::dispatch::{Action, handle, inject};
+    use super::exits::{Exits, Reason};
+    let (mut f, mut v, mut r) = setup();
+    let mut ex = Exits::default();
+    gate(&mut f, 14, 0xffff_ffff_8000_1000, 0, 0, false);
+    gate(&mut f, 13, 0xffff_ffff_8000_5000, 0, 0, false);
+    gate(&mut f, 0x80, 0xffff_ffff_8000_3000, 3, 0, true);
+    gate(&mut f, 0x20, 0xffff_ffff_8000_2000, 0, 0, false);
+    v.tr = super::vcpu::SegReg {
+        sel: 0x38,
+        base: TSS,
+        limit: 0x67,
+    };
+    // A hidden #PF: nothing for the guest.
+    assert_eq!(
+        handle(&mut f, &mut v, &mut ex, &mut r, 1, 14, 0, 0x4000),
+        Action::Resume
+    );
+    assert_eq!((r.rip, ex.get(Reason::HiddenPf)), (0x5000, 1));
+    // A true #PF from user mode: reflected with CR2, on TSS.RSP0.
+    r.rip = 0x40_0000;
+    r.gpr[reg::RSP] = 0x7fff_0000;
+    assert_eq!(
+        handle(&mut f, &mut v, &mut ex, &mut r, 3, 14, 6, 0x1_0000_0000),
+        Action::Resume
+    );
+    assert_eq!(
+        (r.rip, v.cr2, v.cpl, ex.get(Reason::TruePf)),
+        (0xffff_ffff_8000_1000, 0x1_0000_0000, 0, 1)
+    );
+    assert_eq!(r.gpr[reg::RSP], 0x9000 - 48);
+    // `int 0x80` from user mode arrives as #GP(0x80*8+2) at the instruction: delivered through the DPL-3
+    // gate with RIP after it.
+    f.mem[0x6000..0x6002].copy_from_slice(&[0xcd, 0x80]);
+    r.rip = 0x6000;
+    assert_eq!(
+        handle(&mut f, &mut v, &mut ex, &mut r, 3, 13, 0x80 * 8 + 2, 0),
+        Action::Resume
+    );
+    assert_eq!(r.rip, 0xffff_ffff_8000_3000);
+    assert_eq!(
+        u64_at(&f, r.gpr[reg::RSP]),
+        0x6002,
+        "the frame's RIP is after the INT"
+    );
+    // A privileged instruction in user mode is the program's own #GP.
+    f.mem[0x6000] = 0xfa;
+    r.rip = 0x6000;
+    assert_eq!(
+        handle(&mut f, &mut v, &mut ex, &mut r, 3, 13, 0, 0),
+        Action::Resume
+    );
+    assert_eq!(r.rip, 0xffff_ffff_8000_5000);
+    assert_eq!(u64_at(&f, r.gpr[reg::RSP]), 0, "#GP's error code");
+    // HLT with interrupts on blocks; a device interrupt is injected once the virtual IF allows it.
+    f.mem[0x6000] = 0xf4;
+    r.rip = 0x6000;
+    v.vif = true;
+    assert_eq!(
+        handle(&mut f, &mut v, &mut ex, &mut r, 1, 13, 0, 0),
+        Action::Block
+    );
+    for (port, val) in [
+        (0x20u16, 0x11u32),
+        (0x21, 0x20),
+        (0x21, 4),
+        (0x21, 1),
+        (0x21, 0xfe),
+        (0x43, 0x34),
+        (0x40, 0x10),
+        (0x40, 0),
+    ] {
+        f.board.io_out(port, 1, val, 0);
+    }
+    f.board.advance(1_000_000);
+    v.vif = false;
+    assert_eq!(inject(&mut f, &mut v, &mut ex, &mut r), Action::Resume);
+    assert_eq!(r.rip, 0x6001, "held while the virtual IF is clear");
+    v.vif = true;
+    assert_eq!(inject(&mut f, &mut v, &mut ex, &mut r), Action::Resume);
+    assert_eq!((r.rip, v.vif), (0xffff_ffff_8000_2000, false));
+    // An unknown instruction in the kernel: crash.
+    f.mem[0x6000..0x6003].copy_from_slice(&[0x0f, 0x01, 0xc8]);
+    r.rip = 0x6000;
+    assert!(matches!(
+        handle(&mut f, &mut v, &mut ex, &mut r, 1, 6, 0, 0),
+        Action::Crash(_)
+    ));
 }
