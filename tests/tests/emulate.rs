@@ -65,6 +65,51 @@ fn the_native_kernel_runs_its_shell_under_emulate_beside_a_pv_domain() {
     assert!(o.crashed_domains().is_empty(), "no domain crashed\n{o}");
 }
 
+#[test]
+fn the_shells_programs_behave_as_natively_and_under_pv() {
+    // The programs tests/tests/shell.rs drives in the other modes, with their expected reports.
+    let shell = emulate("shell");
+    let mut s = Scenario::new(&[shell.as_str()]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.input = Session::of_commands(&[
+        "ring",
+        "mem",
+        "spawnloop 100",
+        "mem",
+        "syscheck",
+        "badptr",
+        "mmaptest",
+        "fault irq",
+        "fault popf",
+    ])
+    .into_input(Some(Duration::from_secs(30)));
+    let o = run_scenario(&s);
+    expect(&o)
+        .line("the kernel's CPL as it reads it", |l| {
+            l.starts_with("guest kernel: CS=0x19 -> CPL 1")
+        })
+        .contains("spawnloop: 100 children spawned and reaped, every exit status right")
+        .contains("syscheck: 13 calls, int 0x80 and syscall agree")
+        .line("badptr", |l| {
+            l.starts_with("badptr: ") && l.ends_with("every one -EFAULT")
+        })
+        .line("mmaptest", |l| l.starts_with("mmaptest: ok"))
+        .contains("killed: general protection fault")
+        .line("popf", |l| {
+            l.starts_with("fault: popf with IF clear in ring 3")
+                && l.contains("IF 1 before, 1 after, no fault")
+        })
+        .poweroff(0)
+        .exit(EXIT_OK);
+    let free: Vec<&str> = o
+        .output
+        .lines()
+        .filter(|l| l.trim_start().starts_with("free pages: "))
+        .collect();
+    assert_eq!(free.len(), 2, "two `free pages:` lines\n{o}");
+    assert_eq!(free[0], free[1], "100 processes leak no frame\n{o}");
+}
+
 /// Domain 0 runs `hostile=WHAT` under emulate next to a PV `demo`; it is crashed with `reason`, the other
 /// domain finishes, the hypervisor survives intact.
 #[track_caller]
