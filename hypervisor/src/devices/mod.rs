@@ -5,7 +5,8 @@
 //! Pure and host-tested: the hypervisor's trap paths hand every port access of the guest to
 //! [`Board::io_in`] / [`Board::io_out`] with the current system time, and ask [`Board::pending_vector`] /
 //! [`Board::acknowledge`] when it may inject an interrupt. Nothing here touches the machine, allocates or
-//! panics: a guest programming garbage only changes its own Board.
+//! panics: a guest programming garbage only changes its own Board. Interrupt sources: the PIT's channel
+//! 0 on line 0, the UART on line 4, the RTC on line 8 (slave line 0).
 //!
 //! Time is the hypervisor's monotonic system time in nanoseconds (`now_ns`); the PIT counts at
 //! 1,193,182 Hz of it, the RTC shows `wallclock_secs + now_ns / 1e9` (the wall clock at system time 0,
@@ -26,6 +27,18 @@ pub mod uart;
 mod board_proptest;
 #[cfg(test)]
 mod board_tests;
+#[cfg(test)]
+mod guest_tests;
+#[cfg(test)]
+mod pic_tests;
+#[cfg(test)]
+mod pit_tests;
+#[cfg(test)]
+mod rtc_tests;
+#[cfg(test)]
+mod uart_tests;
+
+use core::fmt;
 
 use debug_exit::DebugExit;
 use pic::Pics;
@@ -48,6 +61,8 @@ pub enum IoEffect {
 pub const IRQ_TIMER: u8 = 0;
 /// The PIC line of COM1.
 pub const IRQ_COM1: u8 = 4;
+/// The PIC line of the RTC (slave line 0).
+pub const IRQ_RTC: u8 = 8;
 
 /// One domain's devices.
 #[derive(Clone, Debug)]
@@ -73,8 +88,8 @@ const fn ones(size: u8) -> u32 {
 
 impl Board {
     /// A board in the state a PC BIOS leaves it: PICs at vectors 0x08 / 0x70 with every line masked, the
-    /// PIT idle, the UART reset, the RTC showing `wallclock_secs` (seconds since 1970 at system time 0),
-    /// 24-hour BCD.
+    /// PIT's channel 0 running the 18.2 Hz BIOS tick (masked), the UART reset, the RTC showing
+    /// `wallclock_secs` (seconds since 1970 at system time 0) in 24-hour BCD.
     pub fn new(wallclock_secs: u64) -> Board {
         Board {
             pic: Pics::new(),
@@ -106,7 +121,7 @@ impl Board {
             let b = self.in_byte(port.wrapping_add(u16::from(i)), now);
             v |= u32::from(b) << (8 * i);
         }
-        self.sync_uart_line();
+        self.sync_lines();
         v
     }
 
@@ -131,13 +146,18 @@ impl Board {
                 effect = e;
             }
         }
-        self.sync_uart_line();
+        // A write that raised the PIT's output (e.g. mode 2 after a stopped mode-0 count) is an edge now.
+        if self.pit.advance(now) {
+            self.pic.pulse(IRQ_TIMER);
+        }
+        self.sync_lines();
         effect
     }
 
     fn in_byte(&mut self, port: u16, now: u64) -> u8 {
         match port {
             0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.read(port),
+            pic::MASTER_ELCR | pic::SLAVE_ELCR => self.pic.read_elcr(port),
             0x40..=0x43 => self.pit.read(port, now),
             pit::PORT_B => self.pit.read_port_b(now),
             uart::COM1..=uart::COM1_LAST => self.uart.read(port - uart::COM1),
@@ -150,6 +170,7 @@ impl Board {
     fn out_byte(&mut self, port: u16, v: u8, now: u64) -> IoEffect {
         match port {
             0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.write(port, v),
+            pic::MASTER_ELCR | pic::SLAVE_ELCR => self.pic.write_elcr(port, v),
             0x40..=0x43 => self.pit.write(port, v, now),
             pit::PORT_B => self.pit.write_port_b(v, now),
             uart::COM1..=uart::COM1_LAST => {
@@ -165,13 +186,14 @@ impl Board {
         IoEffect::None
     }
 
-    /// Bring the UART's interrupt line to the PIC: an edge if the UART re-raised its interrupt during the
-    /// access (e.g. the transmitter emptied again after a THR write).
-    fn sync_uart_line(&mut self) {
+    /// Bring the UART's and the RTC's interrupt lines to the PIC: for the UART an edge if it re-raised its
+    /// interrupt during the access (e.g. the transmitter emptied again after a THR write).
+    fn sync_lines(&mut self) {
         if self.uart.take_retrigger() {
             self.pic.set_level(IRQ_COM1, false);
         }
         self.pic.set_level(IRQ_COM1, self.uart.irq_level());
+        self.pic.set_level(IRQ_RTC, self.rtc.irq_level());
     }
 
     /// Raise the interrupts due by `now_ns`: at most one IRQ 0 edge however many timer periods passed
@@ -181,16 +203,23 @@ impl Board {
         if self.pit.advance(now) {
             self.pic.pulse(IRQ_TIMER);
         }
-        self.sync_uart_line();
+        self.rtc.advance(now);
+        self.sync_lines();
     }
 
-    /// When the next timer interrupt is due (for a HLT sleep): `None` if channel 0 raises none or IRQ 0 is
-    /// masked at the PIC.
+    /// When the next timer interrupt (PIT on IRQ 0, RTC on IRQ 8) is due, for a HLT sleep: `None` if
+    /// neither will raise one on an unmasked line.
     pub fn next_deadline_ns(&self) -> Option<u64> {
-        if self.pic.line_masked(IRQ_TIMER) {
-            return None;
+        let pit = (!self.pic.line_masked(IRQ_TIMER))
+            .then(|| self.pit.next_irq_ns())
+            .flatten();
+        let rtc = (!self.pic.line_masked(IRQ_RTC))
+            .then(|| self.rtc.next_irq_ns())
+            .flatten();
+        match (pit, rtc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.pit.next_irq_ns()
     }
 
     /// The vector the PICs would deliver now (none if nothing is pending, masked, or of lower priority
@@ -203,7 +232,7 @@ impl Board {
     /// its vector is returned.
     pub fn acknowledge(&mut self) -> Option<u8> {
         let v = self.pic.acknowledge();
-        self.sync_uart_line();
+        self.sync_lines();
         v
     }
 
@@ -211,7 +240,12 @@ impl Board {
     /// FIFO is full).
     pub fn push_input(&mut self, byte: u8) {
         self.uart.push_input(byte);
-        self.sync_uart_line();
+        self.sync_lines();
+    }
+
+    /// Record the domain's memory size in the CMOS memory-size bytes (see [`Rtc::set_memory_kib`]).
+    pub fn set_memory_kib(&mut self, kib: u64) {
+        self.rtc.set_memory_kib(kib);
     }
 
     /// The PICs (for inspection and the debug key).
@@ -232,5 +266,35 @@ impl Board {
     /// The RTC (for inspection).
     pub fn rtc(&self) -> &Rtc {
         &self.rtc
+    }
+}
+
+/// One line of device state for a debug key: the PICs' vector bases and registers, PIT channel 0, the
+/// UART's interrupt state and the RTC's status registers.
+impl fmt::Display for Board {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (m, s) = (&self.pic.master, &self.pic.slave);
+        let c0 = &self.pit.channels[0];
+        write!(
+            f,
+            "pic base {:#04x}/{:#04x} irr {:02x}/{:02x} isr {:02x}/{:02x} imr {:02x}/{:02x}; \
+             pit0 mode {} count {}{}; uart ier {:x} iir {:x} rx {}; rtc b {:02x} c {:02x}",
+            m.base,
+            s.base,
+            m.irr,
+            s.irr,
+            m.isr,
+            s.isr,
+            m.imr,
+            s.imr,
+            c0.mode,
+            c0.count,
+            if c0.running { "" } else { " (stopped)" },
+            self.uart.ier,
+            self.uart.iir_code(),
+            self.uart.rx.len(),
+            self.rtc.reg_b,
+            self.rtc.flags,
+        )
     }
 }
