@@ -6,22 +6,24 @@
 //! Guest-physical layout (below the image, which a native kernel following the protocol does not manage):
 //!
 //! ```text
-//! 0x0000_9000  multiboot information (flags MEM | CMDLINE | MMAP)
-//! 0x0000_9080  memory map (0..0x9f000 and 1 MiB..N available; the legacy hole is RAM but not reported)
-//! 0x0000_9200  command line (the image's name first, as a multiboot loader gives it), < 3.5 KiB
+//! 0x0000_9000  multiboot information, its memory map and the command line (`loader::multiboot_image::
+//!              write_info`: flags MEM | CMDLINE | MMAP; the command line is at most CMDLINE_MAX bytes, so
+//!              all of it ends below 0x10000)
 //! 0x0001_0000  boot page tables (L4 first, at most BOOT_TABLE_FRAMES frames)
-//! load_addr    the image (from the multiboot header's a.out-kludge fields), bss zeroed
+//! load_phys    the image (`loader::multiboot_image::load`), bss zeroed
 //! ```
+//!
+//! The image is parsed and loaded by `loader::multiboot_image` (shared with the hvm kind); this file adds
+//! what only the 64-bit entry needs: the `_start64` address (`MultibootImage::entry64`), the image's link
+//! offset and the boot tables.
 #![forbid(unsafe_code)]
 
+use crate::loader::multiboot_image::{self as mbi, GuestPhysWrite, LoadError};
+
 /// Where the multiboot information goes.
-pub const INFO_GPA: u64 = 0x9000;
-/// The memory map.
-pub const MMAP_GPA: u64 = 0x9080;
-/// The command line.
-pub const CMDLINE_GPA: u64 = 0x9200;
-/// Longest command line (with its NUL).
-pub const CMDLINE_MAX: usize = 0xe00;
+pub const INFO_GPA: u64 = mbi::INFO_ADDR as u64;
+/// Longest command line (with its NUL): the information, map and line end well below the boot tables.
+pub const CMDLINE_MAX: usize = 0x1000;
 /// The boot L4.
 pub const BOOT_TABLES_GPA: u64 = 0x1_0000;
 /// Frames reserved for the boot tables.
@@ -36,10 +38,8 @@ pub const DIRECT_MAP_VA: u64 = 0xffff_8800_0000_0000;
 /// Why an image cannot be started as an emulate domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootError {
-    /// No multiboot v1 header with the a.out-kludge address fields in the first 8 KiB.
-    NoMultibootHeader,
-    /// The header's addresses are inconsistent with the file.
-    BadHeader,
+    /// The multiboot loader refused the image.
+    Load(LoadError),
     /// No `_start64` symbol in the image's ELF symbol table.
     NoEntry64,
     /// The image does not fit in the domain's memory (or overlaps the boot area below 1 MiB).
@@ -53,31 +53,13 @@ pub enum BootError {
 impl core::fmt::Display for BootError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
-            BootError::NoMultibootHeader => "no multiboot header with a.out-kludge addresses",
-            BootError::BadHeader => "multiboot header addresses inconsistent with the file",
+            BootError::Load(e) => return write!(f, "{e}"),
             BootError::NoEntry64 => "no _start64 symbol (the 64-bit entry of the emulate protocol)",
             BootError::TooBig => "image does not fit in the domain's memory",
             BootError::CmdlineTooLong => "command line too long",
             BootError::Unaligned => "image link address not 2 MiB-aligned with its load address",
         })
     }
-}
-
-/// The multiboot header's a.out-kludge fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    /// File offset of the header.
-    pub offset: usize,
-    /// Physical address of the header.
-    pub header_addr: u32,
-    /// Physical load address of the file's text.
-    pub load_addr: u32,
-    /// End of the loaded data (0: to the end of the file).
-    pub load_end_addr: u32,
-    /// End of bss (0: none).
-    pub bss_end_addr: u32,
-    /// 32-bit entry.
-    pub entry_addr: u32,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -90,108 +72,6 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Find the multiboot v1 header (magic, flags with bit 16, checksum) in the first 8 KiB.
-pub fn find_header(image: &[u8]) -> Result<Header, BootError> {
-    let end = image.len().min(8192);
-    let mut at = 0;
-    while at + 32 <= end {
-        if u32_at(image, at) == Some(0x1bad_b002) {
-            let flags = u32_at(image, at + 4).unwrap_or(0);
-            let sum = u32_at(image, at + 8).unwrap_or(0);
-            if 0x1bad_b002u32.wrapping_add(flags).wrapping_add(sum) == 0 {
-                if flags & (1 << 16) == 0 {
-                    return Err(BootError::NoMultibootHeader);
-                }
-                let h = Header {
-                    offset: at,
-                    header_addr: u32_at(image, at + 12).unwrap_or(0),
-                    load_addr: u32_at(image, at + 16).unwrap_or(0),
-                    load_end_addr: u32_at(image, at + 20).unwrap_or(0),
-                    bss_end_addr: u32_at(image, at + 24).unwrap_or(0),
-                    entry_addr: u32_at(image, at + 28).unwrap_or(0),
-                };
-                return Ok(h);
-            }
-        }
-        at += 4;
-    }
-    Err(BootError::NoMultibootHeader)
-}
-
-/// The image's loaded bytes and where they go: (file range, physical load address, physical end of bss).
-pub fn load_plan(
-    image: &[u8],
-    h: &Header,
-) -> Result<(core::ops::Range<usize>, u64, u64), BootError> {
-    let before = h
-        .header_addr
-        .checked_sub(h.load_addr)
-        .ok_or(BootError::BadHeader)? as usize;
-    let start = h.offset.checked_sub(before).ok_or(BootError::BadHeader)?;
-    let len = if h.load_end_addr == 0 {
-        image.len() - start
-    } else {
-        h.load_end_addr
-            .checked_sub(h.load_addr)
-            .ok_or(BootError::BadHeader)? as usize
-    };
-    let end = start
-        .checked_add(len)
-        .filter(|&e| e <= image.len())
-        .ok_or(BootError::BadHeader)?;
-    let load = u64::from(h.load_addr);
-    let bss_end = if h.bss_end_addr == 0 {
-        load + len as u64
-    } else {
-        u64::from(h.bss_end_addr)
-    };
-    if bss_end < load + len as u64 {
-        return Err(BootError::BadHeader);
-    }
-    Ok((start..end, load, bss_end))
-}
-
-/// The value of the ELF64 symbol `name` (from the section headers' SHT_SYMTAB and its string table).
-pub fn find_symbol(image: &[u8], name: &str) -> Option<u64> {
-    if image.get(..4)? != b"\x7fELF" || *image.get(4)? != 2 {
-        return None;
-    }
-    let shoff = usize::try_from(u64_at(image, 0x28)?).ok()?;
-    let shentsize = usize::from(u16_at(image, 0x3a)?);
-    let shnum = usize::from(u16_at(image, 0x3c)?);
-    if shentsize < 64 {
-        return None;
-    }
-    let section = |i: usize| -> Option<(u32, usize, usize, u32, usize)> {
-        let s = shoff.checked_add(i.checked_mul(shentsize)?)?;
-        let typ = u32_at(image, s + 4)?;
-        let off = usize::try_from(u64_at(image, s + 0x18)?).ok()?;
-        let size = usize::try_from(u64_at(image, s + 0x20)?).ok()?;
-        let link = u32_at(image, s + 0x28)?;
-        let entsize = usize::try_from(u64_at(image, s + 0x38)?).ok()?;
-        Some((typ, off, size, link, entsize))
-    };
-    for i in 0..shnum {
-        let (typ, off, size, link, entsize) = section(i)?;
-        if typ != 2 || entsize < 24 {
-            continue;
-        }
-        let (_, stroff, strsize, _, _) = section(link as usize)?;
-        let strtab = image.get(stroff..stroff.checked_add(strsize)?)?;
-        for k in 0..size / entsize {
-            let e = off.checked_add(k * entsize)?;
-            let name_off = u32_at(image, e)? as usize;
-            let value = u64_at(image, e + 8)?;
-            let rest = strtab.get(name_off..)?;
-            let n = rest.iter().position(|&c| c == 0)?;
-            if &rest[..n] == name.as_bytes() {
-                return Some(value);
-            }
-        }
-    }
-    None
 }
 
 /// The virtual address of the image's first byte: the lowest PT_LOAD's `p_vaddr` (its link address).
@@ -237,50 +117,33 @@ pub fn build(
     pages: u64,
     cmdline: &str,
 ) -> Result<Entry, BootError> {
-    let h = find_header(image)?;
-    let (range, load, bss_end) = load_plan(image, &h)?;
+    struct W<'a>(&'a mut dyn PhysWrite);
+    impl GuestPhysWrite for W<'_> {
+        fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), LoadError> {
+            self.0.write(gpa, bytes);
+            Ok(())
+        }
+    }
     let size = pages * 4096;
-    if load < 1 << 20 || bss_end > size {
+    if cmdline.len() + 1 > CMDLINE_MAX {
+        return Err(BootError::CmdlineTooLong);
+    }
+    let m = mbi::parse(image).map_err(BootError::Load)?;
+    let rip = m.entry64.ok_or(BootError::NoEntry64)?;
+    let base = link_base(image).ok_or(BootError::NoEntry64)?;
+    let load = u64::from(m.load_phys);
+    let bss_end = m.end();
+    if bss_end > size {
         return Err(BootError::TooBig);
     }
-    let rip = find_symbol(image, "_start64").ok_or(BootError::NoEntry64)?;
-    let base = link_base(image).ok_or(BootError::NoEntry64)?;
     let offset = base.wrapping_sub(load);
     if offset % (2 << 20) != 0 || load % (2 << 20) != 0 {
         return Err(BootError::Unaligned);
     }
-    mem.write(load, &image[range]);
-    if cmdline.len() + 1 > CMDLINE_MAX {
-        return Err(BootError::CmdlineTooLong);
-    }
-    mem.write(CMDLINE_GPA, cmdline.as_bytes());
-    mem.write(CMDLINE_GPA + cmdline.len() as u64, &[0]);
-    // Memory map: size (20), base, length, type 1 (available).
-    let mut mmap = [0u8; 48];
-    for (i, (b, l)) in [(0u64, 0x9f000u64), (1 << 20, size - (1 << 20))]
-        .iter()
-        .enumerate()
-    {
-        let e = &mut mmap[24 * i..24 * i + 24];
-        e[0..4].copy_from_slice(&20u32.to_le_bytes());
-        e[4..12].copy_from_slice(&b.to_le_bytes());
-        e[12..20].copy_from_slice(&l.to_le_bytes());
-        e[20..24].copy_from_slice(&1u32.to_le_bytes());
-    }
-    mem.write(MMAP_GPA, &mmap);
-    let mut info = [0u8; 52];
-    let words: [(usize, u32); 6] = [
-        (0, 1 | 4 | 64),
-        (4, 639),
-        (8, ((size - (1 << 20)) / 1024) as u32),
-        (16, CMDLINE_GPA as u32),
-        (44, mmap.len() as u32),
-        (48, MMAP_GPA as u32),
-    ];
-    for (at, w) in words {
-        info[at..at + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    mem.write(INFO_GPA, &info);
+    let st = mbi::load_multiboot(image, &mut W(&mut *mem), size, cmdline).map_err(|e| match e {
+        LoadError::BeyondMemory { .. } | LoadError::OverlapsLowArea { .. } => BootError::TooBig,
+        e => BootError::Load(e),
+    })?;
     // Guest memory is zero: only the entries are written (the table set is small and kept off the stack).
     let mut t = Tables {
         next: 1,
@@ -306,7 +169,7 @@ pub fn build(
     Ok(Entry {
         rip,
         rdi: MULTIBOOT_MAGIC,
-        rsi: INFO_GPA,
+        rsi: u64::from(st.ebx),
         cr3: BOOT_TABLES_GPA,
         image_end: bss_end,
     })
@@ -456,10 +319,9 @@ mod tests {
             }
         );
         assert_eq!(m.0[0x20_0040], 0xcc);
-        assert_eq!(
-            &m.0[CMDLINE_GPA as usize..CMDLINE_GPA as usize + 19],
-            b"guest-kernel shell\0"
-        );
+        let cmdline = u32::from_le_bytes(m.0[0x9010..0x9014].try_into().unwrap()) as usize;
+        assert!(cmdline > 0x9000 && cmdline < 0x1_0000);
+        assert_eq!(&m.0[cmdline..cmdline + 19], b"guest-kernel shell\0");
         // flags, mem_upper, cmdline
         assert_eq!(
             u32::from_le_bytes(m.0[0x9000..0x9004].try_into().unwrap()),
@@ -481,10 +343,10 @@ mod tests {
     #[test]
     fn refuses_bad_images() {
         let mut m = Mem(vec![0; 16 << 20]);
-        assert_eq!(
+        assert!(matches!(
             build(&mut m, &[0u8; 100], 4096, ""),
-            Err(BootError::NoMultibootHeader)
-        );
+            Err(BootError::Load(_))
+        ));
         let mut img = image(0xffff_ffff_8000_0000);
         assert_eq!(build(&mut m, &img, 256, ""), Err(BootError::TooBig));
         assert_eq!(
@@ -495,7 +357,7 @@ mod tests {
         assert_eq!(build(&mut m, &img, 4096, ""), Err(BootError::NoEntry64));
         let img = image(0xffff_ffff_8000_0000);
         assert_eq!(
-            build(&mut m, &img, 4096, &"x".repeat(4000)),
+            build(&mut m, &img, 4096, &"x".repeat(5000)),
             Err(BootError::CmdlineTooLong)
         );
     }
@@ -514,10 +376,9 @@ mod real_image {
             eprintln!("{path} not built: skipped");
             return;
         };
-        let h = super::find_header(&img).unwrap();
-        assert_eq!(h.load_addr, 0x20_0000);
+        let m = super::mbi::parse(&img).unwrap();
+        assert_eq!(m.load_phys, 0x20_0000);
         assert_eq!(super::link_base(&img), Some(0xffff_ffff_8000_0000));
-        let entry = super::find_symbol(&img, "_start64").unwrap();
-        assert!(entry > 0xffff_ffff_8000_0000);
+        assert!(m.entry64.unwrap() > 0xffff_ffff_8000_0000);
     }
 }
