@@ -24,6 +24,10 @@ use crate::hypercall::DomainMm;
 use crate::regs::{EntryFrame, frame_ring, rflags};
 use crate::setup::{DOMAINS, HvInfo, MACHINE, MANAGED_LIMIT, MAX_DOMAIN_PAGES, TIME};
 
+/// How many emulate domains exist: the scheduler's per-decision work for them is skipped while there are
+/// none (PV-only machines pay one load).
+static LIVE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
 /// Frames in each emulate domain's shadow pool (1 MiB): when they run out the whole shadow is dropped
 /// and refilled on demand.
 const POOL_FRAMES: u64 = 256;
@@ -424,6 +428,9 @@ pub fn before_resume(dom: &mut Domain) -> bool {
 /// Wake halted emulate domains whose devices have an interrupt to deliver, and give serial input to the
 /// input owner's UART when it is an emulate domain. Called by the scheduler before a decision.
 pub fn service(table: &mut crate::domain::state::DomainTable, now: u64) {
+    if LIVE.load(core::sync::atomic::Ordering::Relaxed) == 0 {
+        return;
+    }
     let owner = crate::console::input_owner();
     for d in table.slots.iter_mut().flatten() {
         let Some(st) = d.emu.as_mut() else { continue };
@@ -460,6 +467,9 @@ pub fn print_exits(table: &crate::domain::state::DomainTable) {
 pub fn release(dom: &mut Domain, m: &mut crate::mm::machine::Machine<'_>) {
     let id = dom.id;
     let Some(st) = dom.emu.as_mut() else { return };
+    if st.pool_frames != 0 {
+        LIVE.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+    }
     log::info!(
         "{}",
         Line {
@@ -603,6 +613,8 @@ pub fn create(
         write_word(f.0, 0, pool_head);
         pool_head = f.0;
     }
+    // Counted from here: `release` (also on the failure paths below) uncounts it.
+    LIVE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let mut gpm = gpm;
     let built = boot::build(&mut gpm, image, nr_pages, &cmdline);
     let entry_l4e = hv
