@@ -71,7 +71,7 @@ pub struct Domain {
     /// Console output not yet terminated by a newline.
     pub console: LineBuffer,
     /// The trap-and-emulate state of an emulate domain (`None`: a PV domain).
-    pub emu: Option<crate::emulate::dispatch::EmuState>,
+    pub emu: Option<crate::emulate::dispatch::EmuSlot>,
 }
 
 impl Domain {

@@ -34,6 +34,11 @@ pub struct EmuState {
     pub pool_frames: u64,
 }
 
+/// Where a domain's [`EmuState`] lives (an index into the hypervisor's table of emulate states), so that
+/// `Domain` stays small: the PV paths copy and scan it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmuSlot(pub u8);
+
 /// The machine under the emulator: [`Env`] plus the shadow's page-fault handling.
 pub trait Machine: Env {
     /// A page fault from the guest at `va` with hardware error code `err`.

@@ -24,6 +24,14 @@ use crate::hypercall::DomainMm;
 use crate::regs::{EntryFrame, frame_ring, rflags};
 use crate::setup::{DOMAINS, HvInfo, MACHINE, MANAGED_LIMIT, MAX_DOMAIN_PAGES, TIME};
 
+/// Most emulate domains at once.
+pub const MAX_EMULATE: usize = 16;
+
+/// The emulate domains' states, indexed by `Domain::emu`'s slot. Lock order: after `DOMAINS`, before
+/// `MACHINE` and `SCHED`.
+static STATES: spin::Mutex<[Option<EmuState>; MAX_EMULATE]> =
+    spin::Mutex::new([const { None }; MAX_EMULATE]);
+
 /// How many emulate domains exist: the scheduler's per-decision work for them is skipped while there are
 /// none (PV-only machines pay one load).
 static LIVE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
@@ -287,8 +295,12 @@ fn with_hw<T>(
         mm,
         ..
     } = dom;
-    let Some(st) = emu.as_mut() else {
+    let Some(slot) = *emu else {
         unreachable!("with_hw on a domain that is not an emulate domain")
+    };
+    let mut states = STATES.lock();
+    let Some(st) = states[usize::from(slot.0)].as_mut() else {
+        unreachable!("an emulate domain without its state")
     };
     let now = TIME.get().map_or(0, crate::setup::TimeBase::now_ns);
     let EmuState {
@@ -332,6 +344,7 @@ fn with_hw<T>(
 }
 
 /// An entry from the emulate domain `dom` (its frame already copied into its saved registers).
+#[inline(never)]
 pub fn trap(dom: &mut Domain) -> crate::trap::Next {
     let f = dom.vcpu.regs;
     let ring = frame_ring(&f);
@@ -357,12 +370,17 @@ fn act(dom: &mut Domain, action: Action, f: &EntryFrame) -> crate::trap::Next {
     match action {
         Action::Resume => Next::Resume,
         Action::Block => {
-            let deadline = dom.emu.as_ref().and_then(|e| e.board.next_deadline_ns());
-            if dom
-                .emu
-                .as_ref()
-                .is_some_and(|e| e.board.pending_vector().is_some())
-            {
+            let (deadline, pending) = {
+                let states = STATES.lock();
+                match dom.emu.and_then(|s| states[usize::from(s.0)].as_ref()) {
+                    Some(e) => (
+                        e.board.next_deadline_ns(),
+                        e.board.pending_vector().is_some(),
+                    ),
+                    None => (None, false),
+                }
+            };
+            if pending {
                 return Next::Resume;
             }
             crate::setup::SCHED
@@ -397,6 +415,7 @@ fn act(dom: &mut Domain, action: Action, f: &EntryFrame) -> crate::trap::Next {
 /// Before the scheduler resumes `dom` (an emulate domain): advance its devices, deliver a pending
 /// interrupt, wake it from HLT when one is due, and point `mm.base` at the current shadow root. Returns
 /// false if the domain was crashed.
+#[inline(never)]
 pub fn before_resume(dom: &mut Domain) -> bool {
     let now = TIME.get().map_or(0, crate::setup::TimeBase::now_ns);
     let f = dom.vcpu.regs;
@@ -409,7 +428,8 @@ pub fn before_resume(dom: &mut Domain) -> bool {
         return false;
     }
     // The guest's timer: wake the scheduler at the devices' next deadline.
-    if let Some(st) = dom.emu.as_ref() {
+    let states = STATES.lock();
+    if let Some(st) = dom.emu.and_then(|s| states[usize::from(s.0)].as_ref()) {
         crate::setup::SCHED
             .lock()
             .0
@@ -427,13 +447,21 @@ pub fn before_resume(dom: &mut Domain) -> bool {
 
 /// Wake halted emulate domains whose devices have an interrupt to deliver, and give serial input to the
 /// input owner's UART when it is an emulate domain. Called by the scheduler before a decision.
+#[inline(always)]
 pub fn service(table: &mut crate::domain::state::DomainTable, now: u64) {
-    if LIVE.load(core::sync::atomic::Ordering::Relaxed) == 0 {
-        return;
+    if LIVE.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+        service_domains(table, now);
     }
+}
+
+#[inline(never)]
+fn service_domains(table: &mut crate::domain::state::DomainTable, now: u64) {
     let owner = crate::console::input_owner();
+    let mut states = STATES.lock();
     for d in table.slots.iter_mut().flatten() {
-        let Some(st) = d.emu.as_mut() else { continue };
+        let Some(st) = d.emu.and_then(|s| states[usize::from(s.0)].as_mut()) else {
+            continue;
+        };
         if d.id == owner {
             while let Some(b) = crate::irq::CONSOLE_IN.lock().pop_front() {
                 st.board.push_input(b);
@@ -447,9 +475,11 @@ pub fn service(table: &mut crate::domain::state::DomainTable, now: u64) {
 }
 
 /// The debug key `x`: the exit counts of every emulate domain so far.
+#[inline(never)]
 pub fn print_exits(table: &crate::domain::state::DomainTable) {
+    let states = STATES.lock();
     for d in table.iter() {
-        if let Some(st) = d.emu.as_ref() {
+        if let Some(st) = d.emu.and_then(|s| states[usize::from(s.0)].as_ref()) {
             crate::console::print(format_args!(
                 "[hv] {}\n",
                 Line {
@@ -464,9 +494,14 @@ pub fn print_exits(table: &crate::domain::state::DomainTable) {
 /// Teardown: the exits line, an audit of every shadow leaf, then the shadow pool and the P2M frames go
 /// back to the allocator (the domain's own frames are released by the caller with the frame table's
 /// ownership records).
+#[inline(never)]
 pub fn release(dom: &mut Domain, m: &mut crate::mm::machine::Machine<'_>) {
     let id = dom.id;
-    let Some(st) = dom.emu.as_mut() else { return };
+    let Some(slot) = dom.emu.take() else { return };
+    let Some(mut st) = STATES.lock()[usize::from(slot.0)].take() else {
+        return;
+    };
+    let st = &mut st;
     if st.pool_frames != 0 {
         LIVE.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
     }
@@ -562,6 +597,14 @@ pub fn create(
         }
     }
     let leaves = nr_pages.div_ceil(512);
+    let slot = match STATES.lock().iter().position(Option::is_none) {
+        Some(i) => super::dispatch::EmuSlot(i as u8),
+        None => {
+            return Err(fail(format_args!(
+                "emulate: at most {MAX_EMULATE} emulate domains at once"
+            )));
+        }
+    };
     let mut machine = MACHINE.lock();
     let m = machine.as_mut().expect("machine initialised");
     let need = nr_pages + leaves + 2 + POOL_FRAMES;
@@ -655,7 +698,8 @@ pub fn create(
     let entry = match built {
         Ok(e) => e,
         Err(e) => {
-            dom.emu = Some(st);
+            dom.emu = Some(slot);
+            STATES.lock()[usize::from(slot.0)] = Some(st);
             release(&mut dom, m);
             crate::domain::lifecycle::release_domain_frames(m, hv, domid);
             return Err(fail(format_args!("emulate: {e}")));
@@ -677,7 +721,8 @@ pub fn create(
         )
     };
     let Ok(root) = root else {
-        dom.emu = Some(st);
+        dom.emu = Some(slot);
+        STATES.lock()[usize::from(slot.0)] = Some(st);
         release(&mut dom, m);
         crate::domain::lifecycle::release_domain_frames(m, hv, domid);
         return Err(fail(format_args!("emulate: boot tables refused")));
@@ -692,7 +737,8 @@ pub fn create(
         rflags: rflags::IF | rflags::FIXED1,
         ..EntryFrame::default()
     };
-    dom.emu = Some(st);
+    dom.emu = Some(slot);
+    STATES.lock()[usize::from(slot.0)] = Some(st);
     drop(machine);
     log::info!(
         "domain {domid} (emulate): {} MiB guest-physical, image up to {:#x}, entry _start64 {:#x}, boot tables at {:#x}, info at {:#x}, {POOL_FRAMES} shadow frames, cmdline '{cmdline}'",
