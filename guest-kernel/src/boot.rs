@@ -205,6 +205,7 @@ pub extern "C" fn native_main(magic: u32, info_phys: u64, _stack_top: u64) -> ! 
         Err(e) => println!("native: kernel image left on its boot mapping ({e})"),
     }
     crate::trap::dispatch::boot();
+    crate::platform::native::hostile::run(cmdline);
     let code = run_command(cmdline);
     ops().shutdown(Halt::Poweroff, code)
 }

@@ -152,6 +152,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 }
             }
             table.refresh_shared_info();
+            crate::emulate::machine::service(&mut table, now);
             let fired = service_interrupts(&table, now);
             let next = match current {
                 Some(c) if !switch && !fired => Some(c),
@@ -190,6 +191,10 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             save_live(&mut table, &mut live);
         }
         let dom = table.slots[i].as_mut().expect("checked above");
+        arch::set_umip(dom.emu.is_some());
+        if dom.emu.is_some() && !crate::emulate::machine::before_resume(dom) {
+            continue;
+        }
         if !deliver::upcall(dom) {
             continue;
         }

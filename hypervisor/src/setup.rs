@@ -306,17 +306,32 @@ pub fn start(magic: u32, info: u64) -> ! {
         }
         let id = domid as u16;
         domid += 1;
-        match create_domain(
-            id,
-            (module.start, module.end),
-            args,
-            dom_mem / 4096,
-            hv,
-            weights[usize::from(id)],
-        ) {
+        let made = match crate::domain::kind::kind_of(args) {
+            Ok(crate::domain::kind::DomainKind::Emulate) => crate::emulate::machine::create(
+                id,
+                (module.start, module.end),
+                module.cmdline.split_whitespace().next().unwrap_or(""),
+                args,
+                dom_mem / 4096,
+                hv,
+                weights[usize::from(id)],
+            )
+            .map_err(|e| {
+                log::error!("domain {id} (emulate): not created: {e}");
+            }),
+            _ => create_domain(
+                id,
+                (module.start, module.end),
+                args,
+                dom_mem / 4096,
+                hv,
+                weights[usize::from(id)],
+            )
+            .map_err(|e| log::error!("domain {id}: not created: {e}")),
+        };
+        match made {
             Ok(()) => built += 1,
-            Err(e) => {
-                log::error!("domain {id}: not created: {e}");
+            Err(()) => {
                 hv.boot_errors
                     .store(true, core::sync::atomic::Ordering::Relaxed);
             }

@@ -47,7 +47,10 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
             drop(table);
             no_current_domain(frame.vector)
         };
-        if frame.vector == u64::from(HYPERCALL_VECTOR) {
+        if dom.emu.is_some() {
+            crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
+            (crate::emulate::machine::trap(dom), false)
+        } else if frame.vector == u64::from(HYPERCALL_VECTOR) {
             let next = hypercall(dom, frame, shared_info, others);
             if next == Next::Resume {
                 // Straight back to the caller if nothing needs deciding (does not return then).

@@ -65,6 +65,11 @@ fn release_frames(m: &mut Machine<'_>, hv: &HvInfo, domid: u16, base: Option<Mfn
     })
 }
 
+/// Release every frame an emulate domain owns (it has no validated base, pins or holds).
+pub fn release_domain_frames(m: &mut Machine<'_>, hv: &HvInfo, domid: u16) -> u64 {
+    release_frames(m, hv, domid, None)
+}
+
 /// Build domain `domid` from the kernel image at `image` (a boot module, or a kept image) with this guest
 /// command line. Domain 0 is the privileged one.
 pub fn create_domain(
@@ -262,6 +267,7 @@ pub fn create_domain(
         },
         privileged: flags & SIF_PRIVILEGED != 0,
         console: crate::console::LineBuffer::new(),
+        emu: None,
     });
     table.refresh_shared_info();
     Ok(())
@@ -281,6 +287,13 @@ pub fn stop_domain(dom: &mut Domain, state: DomainState) {
         polls.clear(id);
     }
     let mut machine = MACHINE.lock();
+    if dom.emu.is_some() {
+        // An emulate domain: no validated base; its shadow pool and P2M go back first.
+        let m = machine.as_mut().expect("machine initialised");
+        crate::emulate::machine::release(dom, m);
+        release_domain_frames(m, hv, id);
+        return;
+    }
     super::teardown_check::check(
         machine.as_ref().expect("machine initialised"),
         hv,

@@ -70,6 +70,8 @@ pub struct Domain {
     pub privileged: bool,
     /// Console output not yet terminated by a newline.
     pub console: LineBuffer,
+    /// The trap-and-emulate state of an emulate domain (`None`: a PV domain).
+    pub emu: Option<crate::emulate::dispatch::EmuSlot>,
 }
 
 impl Domain {
@@ -233,6 +235,7 @@ mod tests {
             },
             privileged: false,
             console: LineBuffer::new(),
+            emu: None,
         }
     }
 

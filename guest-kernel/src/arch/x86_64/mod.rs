@@ -1,6 +1,7 @@
 //! x86_64 support for the guest kernel: the entry point, the hypercall instruction, and the few
 //! unprivileged instructions the kernel uses directly.
 
+pub mod emulate_probes;
 pub mod entry;
 pub mod hostile_probes;
 pub mod hypercall;

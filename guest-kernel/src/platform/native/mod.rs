@@ -18,6 +18,8 @@ pub mod backend;
 pub mod desc;
 #[cfg(feature = "baremetal")]
 mod devices;
+#[cfg(feature = "baremetal")]
+pub mod hostile;
 pub mod multiboot;
 pub mod pic_pit;
 pub mod rtc;

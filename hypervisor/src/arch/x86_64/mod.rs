@@ -154,8 +154,21 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
         PCID_ENABLED.store(true, Ordering::Relaxed);
         tables.words.hv_cr3 = pcid::cr3_value(space.root.addr().0, true, pcid::HV_PCID, false);
     }
+    UMIP_PRESENT.store(leaf7.ecx & (1 << 2) != 0, Ordering::Relaxed);
     mask_legacy_pic();
     features
+}
+
+static UMIP_PRESENT: AtomicBool = AtomicBool::new(false);
+static UMIP_ON: AtomicBool = AtomicBool::new(false);
+
+/// CR4.UMIP on while an emulate domain runs (so SGDT/SIDT/SLDT/STR/SMSW trap and are emulated with the
+/// virtual values) and off for PV domains (whose kernels may read the real tables). No-op without UMIP.
+pub fn set_umip(on: bool) {
+    if UMIP_PRESENT.load(Ordering::Relaxed) && UMIP_ON.swap(on, Ordering::Relaxed) != on {
+        // SAFETY: CPUID reports UMIP; it only makes those five instructions fault outside ring 0.
+        unsafe { cpu::write_cr4(cpu::read_cr4() ^ (1 << 11)) };
+    }
 }
 
 /// Remap the 8259 PICs away from the exception vectors (to 0x20..0x2f) and mask every line.
