@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod domain;
 pub mod event;
 pub mod gdt;
+pub mod hvm;
 pub mod hypercall;
 pub mod loader;
 pub mod mm;
