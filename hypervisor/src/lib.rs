@@ -11,6 +11,7 @@ pub mod console;
 pub mod debugkeys;
 #[cfg(feature = "baremetal")]
 pub mod deliver;
+pub mod devices;
 pub mod domain;
 pub mod event;
 pub mod gdt;

@@ -1,0 +1,236 @@
+//! The emulated legacy PC device set of an `emulate` or `hvm` domain: one [`Board`] per domain holding two
+//! cascaded 8259A PICs ([`pic`]), the 8254 PIT with port 0x61 ([`pit`]), a 16550 UART on COM1 ([`uart`]),
+//! the MC146818 CMOS RTC ([`rtc`]) and QEMU's isa-debug-exit ([`debug_exit`]).
+//!
+//! Pure and host-tested: the hypervisor's trap paths hand every port access of the guest to
+//! [`Board::io_in`] / [`Board::io_out`] with the current system time, and ask [`Board::pending_vector`] /
+//! [`Board::acknowledge`] when it may inject an interrupt. Nothing here touches the machine, allocates or
+//! panics: a guest programming garbage only changes its own Board.
+//!
+//! Time is the hypervisor's monotonic system time in nanoseconds (`now_ns`); the PIT counts at
+//! 1,193,182 Hz of it, the RTC shows `wallclock_secs + now_ns / 1e9` (the wall clock at system time 0,
+//! like the PV wallclock). A time earlier than one already seen is treated as that time.
+//!
+//! Wide accesses to the byte-wide devices behave as on the ISA bus: an access of size 2 or 4 at port `p`
+//! is split into byte accesses at `p`, `p + 1`, ... (so `outw` to 0x20 writes 0x20 then 0x21). The
+//! isa-debug-exit port takes the whole value. Sizes other than 1, 2 and 4 read all ones and write nothing.
+#![forbid(unsafe_code)]
+
+pub mod debug_exit;
+pub mod pic;
+pub mod pit;
+pub mod rtc;
+pub mod uart;
+
+#[cfg(test)]
+mod board_proptest;
+#[cfg(test)]
+mod board_tests;
+
+use debug_exit::DebugExit;
+use pic::Pics;
+use pit::Pit;
+use rtc::Rtc;
+use uart::Uart;
+
+/// What a port write did beyond changing device state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoEffect {
+    /// Nothing to do.
+    None,
+    /// A byte the guest wrote to COM1's transmit holding register: send it to the domain's console.
+    Output(u8),
+    /// The guest wrote `v` to isa-debug-exit: shut the domain down with exit code `v`.
+    Shutdown(u32),
+}
+
+/// The PIC line of the PIT's channel 0.
+pub const IRQ_TIMER: u8 = 0;
+/// The PIC line of COM1.
+pub const IRQ_COM1: u8 = 4;
+
+/// One domain's devices.
+#[derive(Clone, Debug)]
+pub struct Board {
+    pic: Pics,
+    pit: Pit,
+    uart: Uart,
+    rtc: Rtc,
+    exit: DebugExit,
+    /// The latest time seen (time never goes backwards for the devices).
+    now_ns: u64,
+}
+
+/// All ones of an access of `size` bytes (0 for an invalid size).
+const fn ones(size: u8) -> u32 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        4 => 0xffff_ffff,
+        _ => 0,
+    }
+}
+
+impl Board {
+    /// A board in the state a PC BIOS leaves it: PICs at vectors 0x08 / 0x70 with every line masked, the
+    /// PIT idle, the UART reset, the RTC showing `wallclock_secs` (seconds since 1970 at system time 0),
+    /// 24-hour BCD.
+    pub fn new(wallclock_secs: u64) -> Board {
+        Board {
+            pic: Pics::new(),
+            pit: Pit::new(),
+            uart: Uart::new(),
+            rtc: Rtc::new(wallclock_secs),
+            exit: DebugExit,
+            now_ns: 0,
+        }
+    }
+
+    fn clock(&mut self, now_ns: u64) -> u64 {
+        self.now_ns = self.now_ns.max(now_ns);
+        self.now_ns
+    }
+
+    /// A port read of `size` (1, 2 or 4) bytes; unknown ports read all ones.
+    pub fn io_in(&mut self, port: u16, size: u8, now_ns: u64) -> u32 {
+        let now = self.clock(now_ns);
+        self.advance(now);
+        if !matches!(size, 1 | 2 | 4) {
+            return u32::MAX;
+        }
+        if port == debug_exit::PORT {
+            return ones(size);
+        }
+        let mut v = 0u32;
+        for i in 0..size {
+            let b = self.in_byte(port.wrapping_add(u16::from(i)), now);
+            v |= u32::from(b) << (8 * i);
+        }
+        self.sync_uart_line();
+        v
+    }
+
+    /// A port write of `size` (1, 2 or 4) bytes of `value`; unknown ports ignore it.
+    pub fn io_out(&mut self, port: u16, size: u8, value: u32, now_ns: u64) -> IoEffect {
+        let now = self.clock(now_ns);
+        self.advance(now);
+        if !matches!(size, 1 | 2 | 4) {
+            return IoEffect::None;
+        }
+        let value = value & ones(size);
+        if port == debug_exit::PORT {
+            return self.exit.write(value);
+        }
+        let mut effect = IoEffect::None;
+        for i in 0..size {
+            let b = (value >> (8 * i)) as u8;
+            let e = self.out_byte(port.wrapping_add(u16::from(i)), b, now);
+            if e != IoEffect::None
+                && (effect == IoEffect::None || matches!(e, IoEffect::Shutdown(_)))
+            {
+                effect = e;
+            }
+        }
+        self.sync_uart_line();
+        effect
+    }
+
+    fn in_byte(&mut self, port: u16, now: u64) -> u8 {
+        match port {
+            0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.read(port),
+            0x40..=0x43 => self.pit.read(port, now),
+            pit::PORT_B => self.pit.read_port_b(now),
+            uart::COM1..=uart::COM1_LAST => self.uart.read(port - uart::COM1),
+            rtc::PORT_INDEX | rtc::PORT_DATA => self.rtc.read(port, now),
+            debug_exit::PORT => 0xff,
+            _ => 0xff,
+        }
+    }
+
+    fn out_byte(&mut self, port: u16, v: u8, now: u64) -> IoEffect {
+        match port {
+            0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.write(port, v),
+            0x40..=0x43 => self.pit.write(port, v, now),
+            pit::PORT_B => self.pit.write_port_b(v, now),
+            uart::COM1..=uart::COM1_LAST => {
+                let e = self.uart.write(port - uart::COM1, v);
+                if let Some(b) = e {
+                    return IoEffect::Output(b);
+                }
+            }
+            rtc::PORT_INDEX | rtc::PORT_DATA => self.rtc.write(port, v, now),
+            debug_exit::PORT => return self.exit.write(u32::from(v)),
+            _ => {}
+        }
+        IoEffect::None
+    }
+
+    /// Bring the UART's interrupt line to the PIC: an edge if the UART re-raised its interrupt during the
+    /// access (e.g. the transmitter emptied again after a THR write).
+    fn sync_uart_line(&mut self) {
+        if self.uart.take_retrigger() {
+            self.pic.set_level(IRQ_COM1, false);
+        }
+        self.pic.set_level(IRQ_COM1, self.uart.irq_level());
+    }
+
+    /// Raise the interrupts due by `now_ns`: at most one IRQ 0 edge however many timer periods passed
+    /// (periods missed while the domain was not running are coalesced, not queued).
+    pub fn advance(&mut self, now_ns: u64) {
+        let now = self.clock(now_ns);
+        if self.pit.advance(now) {
+            self.pic.pulse(IRQ_TIMER);
+        }
+        self.sync_uart_line();
+    }
+
+    /// When the next timer interrupt is due (for a HLT sleep): `None` if channel 0 raises none or IRQ 0 is
+    /// masked at the PIC.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        if self.pic.line_masked(IRQ_TIMER) {
+            return None;
+        }
+        self.pit.next_irq_ns()
+    }
+
+    /// The vector the PICs would deliver now (none if nothing is pending, masked, or of lower priority
+    /// than what is in service).
+    pub fn pending_vector(&self) -> Option<u8> {
+        self.pic.pending_vector()
+    }
+
+    /// The interrupt acknowledge cycle: the pending request moves from IRR to ISR (unless auto-EOI) and
+    /// its vector is returned.
+    pub fn acknowledge(&mut self) -> Option<u8> {
+        let v = self.pic.acknowledge();
+        self.sync_uart_line();
+        v
+    }
+
+    /// A byte of serial input for the domain (into the UART's receive FIFO; dropped with an overrun if the
+    /// FIFO is full).
+    pub fn push_input(&mut self, byte: u8) {
+        self.uart.push_input(byte);
+        self.sync_uart_line();
+    }
+
+    /// The PICs (for inspection and the debug key).
+    pub fn pic(&self) -> &Pics {
+        &self.pic
+    }
+
+    /// The PIT (for inspection).
+    pub fn pit(&self) -> &Pit {
+        &self.pit
+    }
+
+    /// The UART (for inspection).
+    pub fn uart(&self) -> &Uart {
+        &self.uart
+    }
+
+    /// The RTC (for inspection).
+    pub fn rtc(&self) -> &Rtc {
+        &self.rtc
+    }
+}
