@@ -70,9 +70,20 @@ pub struct Domain {
     pub privileged: bool,
     /// Console output not yet terminated by a newline.
     pub console: LineBuffer,
+    /// The hvm vCPU (`kind=hvm`: SVM with nested paging); `None` for a PV domain.
+    pub hvm: Option<crate::hvm::HvmVcpu>,
 }
 
 impl Domain {
+    /// How the domain's kernel runs.
+    pub fn kind(&self) -> super::kind::DomainKind {
+        if self.hvm.is_some() {
+            super::kind::DomainKind::Hvm
+        } else {
+            super::kind::DomainKind::Pv
+        }
+    }
+
     /// True if the vCPU may be scheduled.
     pub fn runnable(&self) -> bool {
         self.state == DomainState::Runnable
@@ -233,6 +244,7 @@ mod tests {
             },
             privileged: false,
             console: LineBuffer::new(),
+            hvm: None,
         }
     }
 
