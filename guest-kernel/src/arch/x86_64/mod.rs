@@ -6,6 +6,7 @@ pub mod hostile_probes;
 pub mod hypercall;
 pub mod isolation_probes;
 pub mod native;
+pub mod svm_probes;
 pub mod timing;
 pub mod trap_entry;
 pub mod trap_probes;
