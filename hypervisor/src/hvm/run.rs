@@ -52,8 +52,13 @@ pub fn run(dom: &mut Domain) -> RunEnd {
     let time = TIME.get().expect("time initialised");
     let id = dom.id;
     let owner = crate::console::input_owner() == id;
+    // Direct console output (the input owner with `dom0_console=direct`) not yet written.
+    let mut pending: heapless::Vec<u8, 128> = heapless::Vec::new();
     loop {
         if interrupt_recorded() {
+            if !pending.is_empty() {
+                crate::console::guest_direct(&pending);
+            }
             return RunEnd::Reschedule;
         }
         let Some(h) = dom.hvm.as_mut() else {
@@ -84,13 +89,27 @@ pub fn run(dom: &mut Domain) -> RunEnd {
         let console = &mut dom.console;
         let mut out = |b: u8| {
             if direct {
+                // Gathered per line (or until the loop hands the CPU back), so another domain's line
+                // cannot land inside one of this guest's byte-by-byte UART lines.
                 console.flush(crate::console::guest_direct);
-                crate::console::guest_direct(&[b]);
+                if pending.is_full() {
+                    crate::console::guest_direct(&pending);
+                    pending.clear();
+                }
+                let _ = pending.push(b);
+                if b == b'\n' {
+                    crate::console::guest_direct(&pending);
+                    pending.clear();
+                }
             } else {
                 console.push(&[b], |line| crate::console::guest_line(id, line));
             }
         };
         let action = exits::handle(vmcb, &mut h.gprs, &mut h.board, now, host_cpuid, &mut out);
+        if action != Action::Resume && !pending.is_empty() {
+            crate::console::guest_direct(&pending);
+            pending.clear();
+        }
         match action {
             Action::Resume => {}
             Action::Reschedule => return RunEnd::Reschedule,
