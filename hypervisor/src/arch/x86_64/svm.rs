@@ -60,9 +60,10 @@ pub fn enable() {
     if ENABLED.swap(true, Ordering::Relaxed) {
         return;
     }
+    let map = &raw mut MSRPM;
     // SAFETY: single CPU at boot, no guest running; the only reference ever made to MSRPM (the CPU reads
     // it through its physical address afterwards).
-    fill_msrpm(unsafe { &mut (*(&raw mut MSRPM)).0 });
+    fill_msrpm(unsafe { &mut (*map).0 });
     // SAFETY: the CPU has SVM (`detect`); HSAVE is a page-aligned hypervisor page, identity mapped, that
     // nothing else uses.
     unsafe {
