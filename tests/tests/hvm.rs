@@ -136,3 +136,44 @@ fn triple_fault_crashes_only_that_domain() {
     torn_down_cleanly(&o, 0);
     assert_eq!(exits(&o, 0).map(|e| count(&e, "shutdown")), Some(1), "{o}");
 }
+
+/// QEMU as a CPU without SVM: a wrapper that boots the same machine with `-cpu max,-svm`.
+fn qemu_without_svm() -> std::path::PathBuf {
+    let _ = tests::images();
+    let real = xtask::qemu_choice::chosen()
+        .unwrap_or_else(|e| panic!("no QEMU: {e}"))
+        .program
+        .clone();
+    let dir = std::env::temp_dir().join(format!("ring1pv-hvm-nosvm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("qemu-no-svm");
+    let script = format!(
+        "#!/bin/sh\nfor a; do shift; [ \"$a\" = max ] && a=max,-svm; set -- \"$@\" \"$a\"; done\nexec '{}' \"$@\"\n",
+        real.display()
+    );
+    std::fs::write(&path, script).expect("write the wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn a_cpu_without_svm_refuses_hvm_domains_and_runs_the_rest() {
+    let mut s = Scenario::new(&[DEMO, "kind=hvm svm-probe=insns"]);
+    s.qemu = Some(qemu_without_svm());
+    let o = run_scenario(&s);
+    expect(&o)
+        .contains(
+            "domain 1: not created: hvm needs AMD SVM with nested paging; this CPU has none (try -cpu max under TCG)",
+        )
+        .poweroff(0)
+        .exit(abi::exit::EXIT_BOOT_ERROR)
+        .no_panic()
+        .contains(INTEGRITY_LINE)
+        .hypervisor_alive_at_end();
+    assert!(
+        o.output.contains("-svm") || o.command.contains("qemu-no-svm"),
+        "the run used the wrapper\n{o}"
+    );
+    assert!(!o.output.contains("(d1)"), "no hvm domain ran\n{o}");
+}
