@@ -10,15 +10,16 @@ use std::time::Duration;
 use abi::exit::{EXIT_DOMAIN_CRASHED, EXIT_OK};
 use tests::{INTEGRITY_LINE, Outcome, Scenario, crashes_next_to_demo, expect, run, run_scenario};
 use xtask::scenario::DEFAULT_HV_CMDLINE;
-use xtask::shell::{DEMO, DOM0_CONSOLE_DIRECT, Session};
+use xtask::shell::{DEMO, DOM0_CONSOLE_DIRECT, PROMPT, Session};
 
-/// The counts of the `exits:` line of `domid` (reason → count), if the line is there.
+/// The counts of the last `exits:` line of `domid` (reason → count), if there is one.
 fn exits(o: &Outcome, domid: u32) -> Option<Vec<(String, u64)>> {
     let head = format!("exits: domain {domid} (hvm): ");
     let line = o
         .output
         .lines()
-        .find_map(|l| l.split_once(&head).map(|(_, r)| r))?;
+        .filter_map(|l| l.split_once(&head).map(|(_, r)| r))
+        .last()?;
     Some(
         line.split_whitespace()
             .filter_map(|w| w.split_once('='))
@@ -48,7 +49,13 @@ fn torn_down_cleanly(o: &Outcome, domid: u32) {
 fn shell_under_hvm_next_to_a_pv_domain() {
     let mut s = Scenario::new(&["kind=hvm shell", DEMO]);
     s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
-    s.input = Session::of_commands(&["hello", "ring", "exitcode 3", "echo $?"])
+    // Ctrl-] x before `ring`: the hypervisor prints the exit counts so far (the debug key).
+    s.input = Session::new()
+        .command("hello")
+        .when(PROMPT, b"\x1dxring\n")
+        .command("exitcode 3")
+        .command("echo $?")
+        .logout()
         .into_input(Some(Duration::from_secs(30)));
     let o = run_scenario(&s);
     expect(&o)
@@ -87,6 +94,12 @@ fn shell_under_hvm_next_to_a_pv_domain() {
         exits(&o, 1).is_none(),
         "a PV domain has no exits: line\n{o}"
     );
+    let lines = o
+        .output
+        .lines()
+        .filter(|l| l.contains("exits: domain 0 (hvm): total="))
+        .count();
+    assert_eq!(lines, 2, "the debug key's line and the final one\n{o}");
 }
 
 #[test]

@@ -187,12 +187,29 @@ fn frame_of(v: &Vmcb, g: &exits::GuestGprs) -> crate::regs::EntryFrame {
     }
 }
 
-/// The `exits:` line (CONTRACTS section 4) for `dom`.
-pub fn log_exits(dom: &Domain) {
-    let Some(h) = dom.hvm.as_ref() else { return };
-    let mut line: heapless::String<2048> = heapless::String::new();
+/// The counts of the `exits:` line (CONTRACTS section 4) of an hvm domain.
+fn exits_line(dom: &Domain) -> Option<heapless::String<2048>> {
+    let h = dom.hvm.as_ref()?;
+    let mut line = heapless::String::new();
     let _ = h.exits.write_line(&mut line);
-    log::info!("exits: domain {} (hvm): {line}", dom.id);
+    Some(line)
+}
+
+/// Log the `exits:` line of `dom` (when it stops).
+pub fn log_exits(dom: &Domain) {
+    if let Some(line) = exits_line(dom) {
+        log::info!("exits: domain {} (hvm): {line}", dom.id);
+    }
+}
+
+/// Print the same line for the debug key `x` (the counts so far).
+pub fn print_exits(dom: &Domain) {
+    if let Some(line) = exits_line(dom) {
+        crate::console::print(format_args!(
+            "[hv] exits: domain {} (hvm): {line}\n",
+            dom.id
+        ));
+    }
 }
 
 /// Teardown of the hvm parts (called by `stop_domain` before the common release of the domain's frames):
