@@ -1,7 +1,7 @@
 //! Property test of the device Board: random sequences of port reads and writes (known ports, random
 //! ports, every size), time steps (tiny, PIT-clock sized, long absences, backwards), acknowledges, EOIs,
 //! serial input and canned programming fragments (PIC remap with everything unmasked, the PIT at its
-//! fastest rate, the UART's interrupts on). Checked after every step: nothing panics; a pending vector is one a PIC was programmed
+//! fastest rate, the UART's interrupts on, the RTC's interrupts on at a random rate). Checked after every step: nothing panics; a pending vector is one a PIC was programmed
 //! with, on an unmasked line; a wide read stays within its size; an Output comes only from an access
 //! covering COM1's THR and a Shutdown only from one covering 0xf4; an `advance` is idempotent at the same
 //! time (at most one timer edge per call, however long the absence); with edge-triggered PICs, draining
@@ -36,6 +36,7 @@ enum Op {
     Remap,
     PitFast(u8, u8),
     UartIrq,
+    RtcIrq(u8, u8),
 }
 
 fn decode(w: u64) -> Op {
@@ -67,7 +68,8 @@ fn decode(w: u64) -> Op {
         12 => Op::Eoi(w >> 8 & 1 != 0),
         13 => Op::Remap,
         14 if w >> 24 & 1 == 0 => Op::PitFast((w >> 8) as u8, (w >> 16) as u8 % 3),
-        14 => Op::UartIrq,
+        14 if w >> 25 & 1 == 0 => Op::UartIrq,
+        14 => Op::RtcIrq((w >> 32) as u8, (w >> 40) as u8),
         _ => Op::Back((w >> 8) & 0xffff_ffff),
     }
 }
@@ -76,6 +78,7 @@ fn decode(w: u64) -> Op {
 struct Stats {
     steps: Cell<u64>,
     vectors: Cell<u64>,
+    slave_vectors: Cell<u64>,
     outputs: Cell<u64>,
     shutdowns: Cell<u64>,
     timer: Cell<u64>,
@@ -185,8 +188,12 @@ fn run_case(ops: &[Op], stats: &Stats) -> Result<(), TestCaseError> {
             }
             Op::Back(dt) => b.advance(now.saturating_sub(dt)),
             Op::Ack => {
-                if b.acknowledge().is_some() {
+                let slave_base = b.pic().slave.base;
+                if let Some(v) = b.acknowledge() {
                     bump(&stats.vectors);
+                    if v & 0xf8 == slave_base {
+                        bump(&stats.slave_vectors);
+                    }
                 }
             }
             Op::Eoi(slave) => {
@@ -215,6 +222,11 @@ fn run_case(ops: &[Op], stats: &Stats) -> Result<(), TestCaseError> {
             Op::UartIrq => {
                 for (port, v) in [(0x3fb, 3), (0x3fa, 0x07), (0x3f9, 0x0f), (0x3fc, 0x0b)] {
                     b.io_out(port, 1, v, now);
+                }
+            }
+            Op::RtcIrq(a, b_reg) => {
+                for (port, v) in [(0x70, 0x0a), (0x71, a), (0x70, 0x0b), (0x71, b_reg | 0x70)] {
+                    b.io_out(port, 1, u32::from(v), now);
                 }
             }
             Op::PitFast(count, mode) => {
@@ -247,11 +259,12 @@ fn random_device_programming() {
     let strategy = prop::collection::vec(any::<u64>().prop_map(decode), 1..60);
     let result = runner.run(&strategy, |ops| run_case(&ops, &stats));
     eprintln!(
-        "devices property test: {cases} cases, {} steps in {:.1?}; vectors acknowledged {}, timer vectors \
+        "devices property test: {cases} cases, {} steps in {:.1?}; vectors acknowledged {} (from the slave {}), timer vectors \
          pending {}, UART outputs {}, shutdowns {}, longest drain without EOI {}",
         stats.steps.get(),
         start.elapsed(),
         stats.vectors.get(),
+        stats.slave_vectors.get(),
         stats.timer.get(),
         stats.outputs.get(),
         stats.shutdowns.get(),

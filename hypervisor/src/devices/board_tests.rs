@@ -251,3 +251,32 @@ fn wide_accesses_split_into_bytes() {
     assert_eq!(b.io_out(0x3f8, 2, 0x0041, 0), IoEffect::Output(b'A'));
     assert_eq!(b.io_out(0x3f7, 2, 0x4200, 0), IoEffect::Output(b'B'));
 }
+
+#[test]
+fn rtc_periodic_interrupt_through_the_slave() {
+    let mut b = Board::new(0);
+    remap(&mut b);
+    out(&mut b, 0x21, 0xfa, 0); // timer line and cascade open
+    out(&mut b, 0xa1, 0xfe, 0); // IRQ 8
+    out(&mut b, 0x70, 0x0b, 0);
+    out(&mut b, 0x71, 0x42, 0); // PIE, 24 h
+    assert_eq!(
+        b.next_deadline_ns(),
+        Some(976_563),
+        "the RTC's 1024 Hz, no PIT"
+    );
+    b.advance(976_563);
+    assert_eq!(b.acknowledge(), Some(0x28));
+    out(&mut b, 0x70, 0x0c, 976_563);
+    assert_eq!(inb(&mut b, 0x71, 976_563), 0xc0);
+    out(&mut b, 0xa0, 0x20, 976_563);
+    out(&mut b, 0x20, 0x20, 976_563);
+    b.advance(1_953_125);
+    assert_eq!(b.acknowledge(), Some(0x28), "C was read: a new edge");
+    // Not reading C: the line stays up, no further interrupt.
+    out(&mut b, 0xa0, 0x20, 1_953_125);
+    out(&mut b, 0x20, 0x20, 1_953_125);
+    b.advance(10 * MS);
+    assert_eq!(b.pending_vector(), None);
+    assert_eq!(b.next_deadline_ns(), None);
+}

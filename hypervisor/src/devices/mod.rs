@@ -26,6 +26,14 @@ pub mod uart;
 mod board_proptest;
 #[cfg(test)]
 mod board_tests;
+#[cfg(test)]
+mod pic_tests;
+#[cfg(test)]
+mod pit_tests;
+#[cfg(test)]
+mod rtc_tests;
+#[cfg(test)]
+mod uart_tests;
 
 use debug_exit::DebugExit;
 use pic::Pics;
@@ -48,6 +56,8 @@ pub enum IoEffect {
 pub const IRQ_TIMER: u8 = 0;
 /// The PIC line of COM1.
 pub const IRQ_COM1: u8 = 4;
+/// The PIC line of the RTC (slave line 0).
+pub const IRQ_RTC: u8 = 8;
 
 /// One domain's devices.
 #[derive(Clone, Debug)]
@@ -106,7 +116,7 @@ impl Board {
             let b = self.in_byte(port.wrapping_add(u16::from(i)), now);
             v |= u32::from(b) << (8 * i);
         }
-        self.sync_uart_line();
+        self.sync_lines();
         v
     }
 
@@ -131,7 +141,7 @@ impl Board {
                 effect = e;
             }
         }
-        self.sync_uart_line();
+        self.sync_lines();
         effect
     }
 
@@ -165,13 +175,14 @@ impl Board {
         IoEffect::None
     }
 
-    /// Bring the UART's interrupt line to the PIC: an edge if the UART re-raised its interrupt during the
-    /// access (e.g. the transmitter emptied again after a THR write).
-    fn sync_uart_line(&mut self) {
+    /// Bring the UART's and the RTC's interrupt lines to the PIC: for the UART an edge if it re-raised its
+    /// interrupt during the access (e.g. the transmitter emptied again after a THR write).
+    fn sync_lines(&mut self) {
         if self.uart.take_retrigger() {
             self.pic.set_level(IRQ_COM1, false);
         }
         self.pic.set_level(IRQ_COM1, self.uart.irq_level());
+        self.pic.set_level(IRQ_RTC, self.rtc.irq_level());
     }
 
     /// Raise the interrupts due by `now_ns`: at most one IRQ 0 edge however many timer periods passed
@@ -181,16 +192,23 @@ impl Board {
         if self.pit.advance(now) {
             self.pic.pulse(IRQ_TIMER);
         }
-        self.sync_uart_line();
+        self.rtc.advance(now);
+        self.sync_lines();
     }
 
-    /// When the next timer interrupt is due (for a HLT sleep): `None` if channel 0 raises none or IRQ 0 is
-    /// masked at the PIC.
+    /// When the next timer interrupt (PIT on IRQ 0, RTC on IRQ 8) is due, for a HLT sleep: `None` if
+    /// neither will raise one on an unmasked line.
     pub fn next_deadline_ns(&self) -> Option<u64> {
-        if self.pic.line_masked(IRQ_TIMER) {
-            return None;
+        let pit = (!self.pic.line_masked(IRQ_TIMER))
+            .then(|| self.pit.next_irq_ns())
+            .flatten();
+        let rtc = (!self.pic.line_masked(IRQ_RTC))
+            .then(|| self.rtc.next_irq_ns())
+            .flatten();
+        match (pit, rtc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.pit.next_irq_ns()
     }
 
     /// The vector the PICs would deliver now (none if nothing is pending, masked, or of lower priority
@@ -203,7 +221,7 @@ impl Board {
     /// its vector is returned.
     pub fn acknowledge(&mut self) -> Option<u8> {
         let v = self.pic.acknowledge();
-        self.sync_uart_line();
+        self.sync_lines();
         v
     }
 
@@ -211,7 +229,12 @@ impl Board {
     /// FIFO is full).
     pub fn push_input(&mut self, byte: u8) {
         self.uart.push_input(byte);
-        self.sync_uart_line();
+        self.sync_lines();
+    }
+
+    /// Record the domain's memory size in the CMOS memory-size bytes (see [`Rtc::set_memory_kib`]).
+    pub fn set_memory_kib(&mut self, kib: u64) {
+        self.rtc.set_memory_kib(kib);
     }
 
     /// The PICs (for inspection and the debug key).

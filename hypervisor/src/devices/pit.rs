@@ -249,7 +249,8 @@ impl Channel {
         self.running = true;
         self.triggered = false;
         self.null_count = false;
-        self.paused_ticks = if self.gate || !matches!(self.mode, 0 | 4) {
+        // A low gate holds modes 0, 2, 3 and 4 at the loaded count (1 and 5 wait for a rising gate).
+        self.paused_ticks = if self.gate || matches!(self.mode, 1 | 5) {
             None
         } else {
             Some(0)
@@ -329,11 +330,15 @@ impl Channel {
                     self.start_ns = now.saturating_sub(back);
                 }
             }
-            // Modes 1, 2, 3, 5: a rising gate (re)starts the count; a falling one stops 2 and 3.
+            // Modes 2 and 3: a low gate stops the counter (output high).
+            (2 | 3, false) => self.paused_ticks = Some(self.elapsed(now)),
+            // Modes 1, 2, 3, 5: a rising gate (re)starts the count from the reload value.
             (_, true) => {
                 self.start_ns = now;
                 self.triggered = true;
+                self.paused_ticks = None;
             }
+            // Modes 1 and 5 ignore a falling gate.
             (_, false) => {}
         }
         self.next_edge_ns = self.edge_after(now);

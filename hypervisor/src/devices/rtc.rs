@@ -1,16 +1,24 @@
 //! The MC146818 CMOS real-time clock at ports 0x70 (index; bit 7, the NMI mask, ignored) and 0x71 (data):
 //! the time registers (seconds, minutes, hours, day of week, day, month, year, and the century at 0x32)
 //! computed from a wall clock, status registers A–D, and the rest of the 128 bytes of CMOS RAM as plain
-//! storage (base memory 640 KiB at 0x15–0x16, the rest zero).
+//! storage (base memory 640 KiB at 0x15–0x16, the extended memory sizes when the hypervisor sets them
+//! with [`Rtc::set_memory_kib`], the rest zero).
 //!
 //! Time: `wallclock_secs` (seconds since 1970 at system time 0) plus the system time, plus whatever offset
 //! the guest set by writing time registers. Register B selects binary or BCD (DM, bit 2) and 24- or
 //! 12-hour (bit 1; PM in bit 7 of the hour); SET (bit 7) freezes the registers while the guest writes them,
 //! and the clock runs on from the written time when it is cleared. Register A's UIP (bit 7) is set during
 //! the last 244 µs before each second boundary, as on the chip: a reader that sees UIP clear has 244 µs to
-//! read a consistent time. Not modelled: the periodic, alarm and update-ended interrupts (IRQ 8; register
-//! C reads 0 and the alarm registers are storage), daylight saving (bit 0 of B), the divider chain (A's
-//! rate bits are storage; time always runs).
+//! read a consistent time.
+//!
+//! Interrupts (IRQ 8, through the slave PIC): register C's flags PF (periodic, at the rate in A's low
+//! bits, on the 32,768 Hz grid since system time 0), UF (update ended, at each second boundary) and AF
+//! (alarm: the time after an update matches alarm registers 1, 3, 5, where a value with its two top bits
+//! set matches anything) are set whether or not enabled; IRQF and the IRQ 8 line are up while an enabled
+//! flag is set, and reading C clears them all. Events are computed when the Board advances, so a domain
+//! that was not running sees each flag once (coalesced), as a guest that did not read C in time would.
+//! No updates or UF/AF while SET. Not modelled: daylight saving (bit 0 of B), square-wave output, the
+//! divider chain's reset states (time always runs; only the periodic interrupt needs divider 010).
 
 /// The index port.
 pub const PORT_INDEX: u16 = 0x70;
@@ -34,6 +42,21 @@ pub const B_SET: u8 = 0x80;
 pub const B_DM_BINARY: u8 = 0x04;
 /// Register B: 24-hour mode.
 pub const B_24H: u8 = 0x02;
+/// Register B: periodic interrupt enable.
+pub const B_PIE: u8 = 0x40;
+/// Register B: alarm interrupt enable.
+pub const B_AIE: u8 = 0x20;
+/// Register B: update-ended interrupt enable.
+pub const B_UIE: u8 = 0x10;
+/// Register C: an enabled interrupt flag is set.
+pub const C_IRQF: u8 = 0x80;
+/// Register C: periodic flag.
+pub const C_PF: u8 = 0x40;
+/// Register C: alarm flag.
+pub const C_AF: u8 = 0x20;
+/// Register C: update-ended flag.
+pub const C_UF: u8 = 0x10;
+const NS: u64 = 1_000_000_000;
 /// How long before each second boundary UIP is set, in ns.
 pub const UIP_NS: u64 = 244_000;
 /// The latest time the clock shows: 9999-12-31 23:59:59.
@@ -127,8 +150,12 @@ pub struct Rtc {
     pub reg_b: u8,
     /// While SET: the time the registers show.
     pub frozen: Option<i64>,
-    /// CMOS RAM (the time and status registers' bytes unused).
+    /// CMOS RAM (the time and status registers' bytes unused; the alarm registers at 1, 3, 5).
     pub ram: [u8; 128],
+    /// Register C's flags (PF, AF, UF).
+    pub flags: u8,
+    /// Events are accounted up to this system time.
+    pub checked_ns: u64,
 }
 
 const fn bcd(v: u32) -> u8 {
@@ -154,6 +181,18 @@ impl Rtc {
             reg_b: B_24H,
             frozen: None,
             ram,
+            flags: 0,
+            checked_ns: 0,
+        }
+    }
+
+    /// Record the machine's memory size in the CMOS bytes BIOS-era kernels read: KiB above 1 MiB at
+    /// 0x17–0x18 and 0x30–0x31 (at most 65,535), 64 KiB blocks above 16 MiB at 0x34–0x35.
+    pub fn set_memory_kib(&mut self, kib: u64) {
+        let ext = kib.saturating_sub(1024).min(0xffff) as u16;
+        let high = (kib.saturating_sub(16 * 1024) / 64).min(0xffff) as u16;
+        for (at, v) in [(0x17, ext), (0x30, ext), (0x34, high)] {
+            self.ram[at..at + 2].copy_from_slice(&v.to_le_bytes());
         }
     }
 
@@ -219,7 +258,7 @@ impl Rtc {
                 self.reg_a | if in_update { A_UIP } else { 0 }
             }
             REG_B => self.reg_b,
-            REG_C => 0,
+            REG_C => self.flags | if self.irq_level() { C_IRQF } else { 0 },
             // Valid RAM and time.
             REG_D => 0x80,
             _ => self.ram[usize::from(reg & 0x7f)],
@@ -252,7 +291,103 @@ impl Rtc {
             // The index register is write-only.
             return 0xff;
         }
-        self.register(self.index, now)
+        self.advance(now);
+        let v = self.register(self.index, now);
+        if self.index == REG_C {
+            self.flags = 0;
+        }
+        v
+    }
+
+    /// The IRQ 8 line: an enabled flag is set.
+    pub fn irq_level(&self) -> bool {
+        self.flags & (self.reg_b & (B_PIE | B_AIE | B_UIE)) != 0
+    }
+
+    /// The periodic interrupt's period as a power of two of 32,768 Hz ticks, if it runs.
+    fn periodic_shift(&self) -> Option<u32> {
+        let rate = u32::from(self.reg_a & 0x0f);
+        if rate == 0 || self.reg_a & 0x70 != 0x20 {
+            return None;
+        }
+        // Rates 1 and 2 give the same periods as 8 and 9.
+        Some(if rate <= 2 { rate + 6 } else { rate - 1 })
+    }
+
+    /// 32,768 Hz ticks since system time 0.
+    fn ticks_32k(now: u64) -> u64 {
+        (u128::from(now) * 32_768 / u128::from(NS)) as u64
+    }
+
+    /// True if the alarm registers match the time `secs`.
+    fn alarm_matches(&self, secs: i64) -> bool {
+        let f = Fields::from_secs(secs);
+        let hit = |alarm: u8, now: u8| alarm & 0xc0 == 0xc0 || alarm == now;
+        hit(self.ram[1], self.encode(f.sec))
+            && hit(self.ram[3], self.encode(f.min))
+            && hit(self.ram[5], self.encode_hour(f.hour))
+    }
+
+    /// True if some time of day matches the alarm registers.
+    fn alarm_satisfiable(&self) -> bool {
+        let any = |alarm: u8, n: u32, enc: &dyn Fn(u32) -> u8| {
+            alarm & 0xc0 == 0xc0 || (0..n).any(|v| enc(v) == alarm)
+        };
+        any(self.ram[1], 60, &|v| self.encode(v))
+            && any(self.ram[3], 60, &|v| self.encode(v))
+            && any(self.ram[5], 24, &|v| self.encode_hour(v))
+    }
+
+    /// Set the flags of the events between the last call and `now`.
+    pub fn advance(&mut self, now: u64) {
+        let from = self.checked_ns;
+        if now <= from {
+            return;
+        }
+        self.checked_ns = now;
+        if let Some(shift) = self.periodic_shift()
+            && Self::ticks_32k(now) >> shift > Self::ticks_32k(from) >> shift
+        {
+            self.flags |= C_PF;
+        }
+        let (s0, s1) = (from / NS, now / NS);
+        if self.frozen.is_some() || s1 == s0 {
+            return;
+        }
+        self.flags |= C_UF;
+        // The time shown after the update at boundary k is the live time at k (offset unchanged since
+        // `from`: writes advance the clock first). A day or more of boundaries meets every time of day.
+        let hit = if s1 - s0 >= 86_400 {
+            self.alarm_satisfiable()
+        } else {
+            let base = self.live_secs(s1 * NS) - s1 as i64;
+            (s0 + 1..=s1).any(|k| self.alarm_matches(base + k as i64))
+        };
+        if hit {
+            self.flags |= C_AF;
+        }
+    }
+
+    /// When the next enabled interrupt is due (none while one is already raised).
+    pub fn next_irq_ns(&self) -> Option<u64> {
+        if self.irq_level() {
+            return None;
+        }
+        let from = self.checked_ns;
+        let periodic = (self.reg_b & B_PIE != 0)
+            .then(|| self.periodic_shift())
+            .flatten()
+            .map(|shift| {
+                let next = ((Self::ticks_32k(from) >> shift) + 1) << shift;
+                let ns = (u128::from(next) * u128::from(NS)).div_ceil(32_768);
+                u64::try_from(ns).unwrap_or(u64::MAX)
+            });
+        let update = (self.reg_b & (B_UIE | B_AIE) != 0 && self.frozen.is_none())
+            .then(|| (from / NS + 1).saturating_mul(NS));
+        match (periodic, update) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A byte write of port 0x70 or 0x71.
@@ -261,6 +396,7 @@ impl Rtc {
             self.index = v & 0x7f;
             return;
         }
+        self.advance(now);
         match self.index {
             0x00 | 0x02 | 0x04 | 0x07 | 0x08 | 0x09 | REG_CENTURY => {
                 self.set_time_register(self.index, v, now)

@@ -172,8 +172,16 @@ impl Uart {
         [1, 4, 8, 14][usize::from(self.fcr >> 6)]
     }
 
-    /// A received byte (serial input for the domain).
+    /// A byte arriving on the serial line (input for the domain); lost in loopback, where the receiver
+    /// listens to the transmitter instead of the line.
     pub fn push_input(&mut self, b: u8) {
+        if self.mcr & MCR_LOOP == 0 {
+            self.receive(b);
+        }
+    }
+
+    /// A byte entering the receiver.
+    fn receive(&mut self, b: u8) {
         if self.rx.len() >= self.capacity() {
             self.lsr_errors |= LSR_OE;
         } else {
@@ -273,7 +281,7 @@ impl Uart {
                 }
                 self.thre_pending = true;
                 if self.mcr & MCR_LOOP != 0 {
-                    self.push_input(v);
+                    self.receive(v);
                     return None;
                 }
                 return Some(v);

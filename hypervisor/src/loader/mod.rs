@@ -1,3 +1,4 @@
 //! Loading guest images.
 
 pub mod elf;
+pub mod multiboot_image;
