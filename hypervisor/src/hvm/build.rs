@@ -17,17 +17,25 @@ use crate::arch::svm;
 use crate::domain::lifecycle::{BuildFailure, failure};
 use crate::domain::state::{Domain, DomainState, FxArea, Vcpu};
 use crate::hypercall::DomainMm;
+use crate::loader::multiboot_image::{self, GuestPhysWrite, LoadError};
 use crate::mm::machine::Machine;
 use crate::setup::{DOMAINS, HvInfo, MACHINE, MANAGED_LIMIT, MAX_DOMAIN_PAGES};
 
-/// Where the multiboot information goes (guest-physical; the command line follows it).
-const INFO_GPA: u32 = 0x9000;
-/// Longest command line handed to the guest.
-const CMDLINE_MAX: usize = 1024;
+/// Where the multiboot information goes (guest-physical; memory map and command line follow it).
+const INFO_GPA: u32 = multiboot_image::INFO_ADDR;
 
 /// The message for a CPU without SVM/NPT (one ERROR line, the other domains are built).
 pub const NO_SVM: &str =
     "hvm needs AMD SVM with nested paging; this CPU has none (try -cpu max under TCG)";
+
+/// Guest-physical writes for the loader, through the nested tables of the domain being built.
+struct NptWriter<'a>(&'a Npt);
+
+impl GuestPhysWrite for NptWriter<'_> {
+    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), LoadError> {
+        write_gpa(self.0, gpa, bytes).map_err(|gpa| LoadError::GuestWrite { gpa })
+    }
+}
 
 /// Write `bytes` at guest-physical `gpa` through the nested tables.
 fn write_gpa(npt: &Npt, gpa: u64, bytes: &[u8]) -> Result<(), u64> {
@@ -48,43 +56,6 @@ fn write_gpa(npt: &Npt, gpa: u64, bytes: &[u8]) -> Result<(), u64> {
     Ok(())
 }
 
-/// A multiboot v1 image with the a.out-kludge address fields: (entry, load address, the bytes to load,
-/// end of bss).
-fn parse_multiboot(image: &[u8]) -> Result<(u32, u32, &[u8], u32), &'static str> {
-    let word = |o: usize| {
-        image
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let h = (0..image.len().min(8192).saturating_sub(32))
-        .step_by(4)
-        .find(|&o| word(o) == Some(0x1bad_b002))
-        .ok_or("no multiboot header in the first 8 KiB")?;
-    let (magic, flags, sum) = (
-        word(h).unwrap_or(0),
-        word(h + 4).unwrap_or(0),
-        word(h + 8).unwrap_or(1),
-    );
-    if magic.wrapping_add(flags).wrapping_add(sum) != 0 {
-        return Err("bad multiboot header checksum");
-    }
-    if flags & (1 << 16) == 0 {
-        return Err("multiboot header without load addresses (flag 16)");
-    }
-    let f = |i: usize| word(h + 12 + 4 * i).unwrap_or(0);
-    let (header_addr, load_addr, load_end, bss_end, entry) = (f(0), f(1), f(2), f(3), f(4));
-    let off = (h as u32)
-        .checked_sub(header_addr.wrapping_sub(load_addr))
-        .ok_or("load address after the header")? as usize;
-    let end = if load_end == 0 {
-        image.len()
-    } else {
-        off + load_end.wrapping_sub(load_addr) as usize
-    };
-    let bytes = image.get(off..end).ok_or("load range outside the file")?;
-    Ok((entry, load_addr, bytes, bss_end))
-}
-
 /// Build hvm domain `domid` from the multiboot kernel at `image`; `cmdline` is what the guest finds in the
 /// multiboot information (image name first, then its arguments without `kind=`).
 pub fn create(
@@ -92,10 +63,9 @@ pub fn create(
     image: (Maddr, Maddr),
     cmdline: &str,
     nr_pages: u64,
-    hv: &HvInfo,
+    _hv: &HvInfo,
     weight: u16,
 ) -> Result<(), BuildFailure> {
-    let _ = hv;
     if svm::detect().is_none() {
         return Err(failure(format_args!("{NO_SVM}")));
     }
@@ -112,18 +82,10 @@ pub fn create(
     }
     // SAFETY: the module's frames are reserved until every boot domain is built, identity mapped; read only.
     let image = unsafe { core::slice::from_raw_parts(image.0.0 as *const u8, len as usize) };
-    let (entry, load_addr, bytes, bss_end) =
-        parse_multiboot(image).map_err(|e| failure(format_args!("kernel image: {e}")))?;
-    let mem_end = nr_pages * 4096;
-    if u64::from(load_addr) + bytes.len() as u64 > mem_end
-        || u64::from(bss_end) > mem_end
-        || u64::from(load_addr) < 0x10_0000
-    {
-        return Err(failure(format_args!(
-            "kernel image {load_addr:#x}..{bss_end:#x} does not fit above 1 MiB in {} MiB",
-            nr_pages / 256
-        )));
-    }
+    let mb = multiboot_image::parse(image)
+        .and_then(|mb| mb.check_placement(nr_pages * 4096).map(|()| mb))
+        .map_err(|e| failure(format_args!("kernel image: {e}")))?;
+    let (entry, load_addr, image_end) = (mb.entry32, mb.load_phys, mb.end());
 
     let mut machine = MACHINE.lock();
     let m = machine.as_mut().expect("machine initialised");
@@ -141,33 +103,14 @@ pub fn create(
         Err(e) => return Err(failure(format_args!("{e}"))),
     };
     let undo = |m: &mut Machine<'_>| release(m, domid, &npt, vmcb);
-    // The kernel, its bss, the multiboot information and the command line.
-    let bss_from = u64::from(load_addr) + bytes.len() as u64;
-    let zeros = [0u8; 256];
-    let mut at = bss_from;
-    let mut res = write_gpa(&npt, u64::from(load_addr), bytes);
-    while res.is_ok() && at < u64::from(bss_end) {
-        let n = (u64::from(bss_end) - at).min(256) as usize;
-        res = write_gpa(&npt, at, &zeros[..n]);
-        at += n as u64;
-    }
-    let cmd = &cmdline.as_bytes()[..cmdline.len().min(CMDLINE_MAX - 1)];
-    let cmd_gpa = INFO_GPA + 0x100;
-    let mut info = [0u32; 8];
-    info[0] = 1 | 1 << 2; // MEM, CMDLINE
-    info[1] = 640;
-    info[2] = (nr_pages * 4 - 1024) as u32;
-    info[4] = cmd_gpa;
-    let info_bytes: [u8; 32] = zerocopy::transmute!(info);
-    res = res
-        .and_then(|()| write_gpa(&npt, u64::from(INFO_GPA), &info_bytes))
-        .and_then(|()| write_gpa(&npt, u64::from(cmd_gpa), cmd))
-        .and_then(|()| write_gpa(&npt, u64::from(cmd_gpa) + cmd.len() as u64, &[0]));
-    if let Err(gpa) = res {
+    // The kernel (its zero fill included), the multiboot information and the command line.
+    let mut mem = NptWriter(&npt);
+    let loaded = mb.load(&mut mem).and_then(|()| {
+        multiboot_image::write_info(&mut mem, INFO_GPA, (nr_pages * 4) as u32, cmdline)
+    });
+    if let Err(e) = loaded {
         undo(m);
-        return Err(failure(format_args!(
-            "loading: guest-physical {gpa:#x} unmapped"
-        )));
+        return Err(failure(format_args!("loading the kernel: {e}")));
     }
     // The isolation audit of the nested tables (table frames are nobody's, so a leaf on one would also
     // fail the owner check).
@@ -203,7 +146,7 @@ pub fn create(
         report.tables
     );
     log::info!(
-        "domain {domid}: hvm (SVM, nested paging), {} MiB, image {load_addr:#x}..{bss_end:#x}, entry {entry:#x} (32-bit multiboot), ASID {}, cmdline '{cmdline}'",
+        "domain {domid}: hvm (SVM, nested paging), {} MiB, image {load_addr:#x}..{image_end:#x}, entry {entry:#x} (32-bit multiboot), ASID {}, cmdline '{cmdline}'",
         nr_pages / 256,
         state.asid
     );
