@@ -190,3 +190,19 @@ fn a_cpu_without_svm_refuses_hvm_domains_and_runs_the_rest() {
     );
     assert!(!o.output.contains("(d1)"), "no hvm domain ran\n{o}");
 }
+
+#[test]
+fn garbage_device_programming_stays_in_the_domain() {
+    let o = run(&[DEMO, "kind=hvm svm-probe=devices"]);
+    expect(&o)
+        .contains("(d1) svm-probe: 20000 garbage port accesses survived; devices programmed again")
+        .poweroff(0)
+        .poweroff(1)
+        .exit(EXIT_OK)
+        .no_panic()
+        .contains(INTEGRITY_LINE)
+        .hypervisor_alive_at_end();
+    torn_down_cleanly(&o, 1);
+    let e = exits(&o, 1).unwrap_or_else(|| panic!("an exits: line for domain 1\n{o}"));
+    assert!(count(&e, "ioio") > 20_000, "{e:?}\n{o}");
+}

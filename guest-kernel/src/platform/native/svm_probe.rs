@@ -2,7 +2,8 @@
 //! know it is virtualized; these are what an unmodified ring-0 kernel could try against a hypervisor that
 //! uses AMD SVM): `insns` executes VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT and INVLPGA, each of
 //! which must raise #UD at the instruction (caught here, resumed after it), and reports what CPUID shows;
-//! `npf` reads a physical address beyond the machine's memory; `triple` triple-faults. The last two end
+//! `devices` writes and reads garbage on every port of the emulated PC's devices (and random others), then
+//! programs the PICs and the UART again and goes on; `npf` reads a physical address beyond the machine's memory; `triple` triple-faults. The last two end
 //! the kernel's run one way or another (under hvm: the hypervisor crashes the domain).
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,7 @@ pub fn run(cmdline: &str) -> Option<u32> {
         .find_map(|w| w.strip_prefix("svm-probe="))?;
     Some(match what {
         "insns" => insns(),
+        "devices" => devices(),
         "npf" => {
             let va = super::direct_va(NPF_ADDRESS).unwrap_or(0);
             println!("svm-probe: reading physical {NPF_ADDRESS:#x}, beyond this machine's memory");
@@ -50,7 +52,7 @@ pub fn run(cmdline: &str) -> Option<u32> {
             unsafe { p::guest_triple_fault() }
         }
         _ => {
-            println!("svm-probe: unknown probe '{what}' (insns, npf, triple)");
+            println!("svm-probe: unknown probe '{what}' (insns, devices, npf, triple)");
             2
         }
     })
@@ -139,4 +141,62 @@ fn insns() -> u32 {
     );
     println!("svm-probe: {refused} of 8 SVM instructions refused with #UD");
     u32::from(refused != 8)
+}
+
+/// Garbage port accesses `devices` makes.
+const GARBAGE_ACCESSES: u32 = 20_000;
+
+/// The ports of the emulated devices (PICs, PIT and port 0x61, CMOS RTC, COM1 but its data register, whose
+/// bytes would reach the console): isa-debug-exit (0xf4) is left alone, it would end the run.
+const DEVICE_PORTS: [u16; 18] = [
+    0x20, 0x21, 0xa0, 0xa1, 0x40, 0x41, 0x42, 0x43, 0x61, 0x70, 0x71, 0x3f9, 0x3fa, 0x3fb, 0x3fc,
+    0x3fd, 0x3fe, 0x3ff,
+];
+
+fn devices() -> u32 {
+    use super::pic_pit::{IRQ_BASE, PIC1_DATA, PIC2_DATA, pic_init_sequence};
+    use crate::arch::x86_64::native::{cli, inb, outb, sti};
+    let masks = (inb(PIC1_DATA), inb(PIC2_DATA));
+    cli();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..GARBAGE_ACCESSES {
+        let r = next();
+        let port = if r & 7 == 0 {
+            // Any port but the debug-exit device and COM1's data register.
+            match (r >> 8) as u16 {
+                0xf4..=0xf7 | 0x3f8 => 0x80,
+                p => p,
+            }
+        } else {
+            DEVICE_PORTS[(r >> 3) as usize % DEVICE_PORTS.len()]
+        };
+        if (r >> 24) & 3 == 0 {
+            let _ = inb(port);
+        } else {
+            outb(port, (r >> 32) as u8);
+        }
+    }
+    // Put back what the kernel relies on: the PICs at their vectors with its masks, the UART 8N1.
+    for (port, v) in pic_init_sequence(IRQ_BASE) {
+        outb(port, v);
+    }
+    outb(PIC1_DATA, masks.0);
+    outb(PIC2_DATA, masks.1);
+    for (port, v) in super::uart::init_sequence(0x3f8, 1) {
+        outb(port, v);
+    }
+    for (port, v) in super::uart::rx_interrupt_sequence(0x3f8) {
+        outb(port, v);
+    }
+    sti();
+    println!(
+        "svm-probe: {GARBAGE_ACCESSES} garbage port accesses survived; devices programmed again"
+    );
+    0
 }
