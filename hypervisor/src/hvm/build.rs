@@ -187,6 +187,7 @@ pub fn create(
             },
             board: crate::devices::Board::new(wallclock),
             exits: ExitCounts::new(),
+            direct_out: heapless::Vec::new(),
         }),
     });
     table.refresh_shared_info();

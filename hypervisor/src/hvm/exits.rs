@@ -10,7 +10,7 @@ use super::cpuid::{self, Regs};
 use super::exit::{self, EventInfo, Exit};
 use super::vmcb::{CR0_PG, Vmcb, efer, misc1, vintr};
 
-/// The guest's general-purpose registers that the VMCB does not hold (RAX and RSP are in the VMCB). The
+/// The guest's registers that the VMCB does not hold (RAX and RSP are in the VMCB; so are DR6/DR7). The
 /// VMRUN stub in `arch/x86_64/entry.rs` loads and stores them by these offsets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub struct GuestGprs {
     pub r14: u64,
     /// R15.
     pub r15: u64,
+    /// DR0..DR3: VMRUN switches only DR6 and DR7, so the stub switches the breakpoint addresses too (no
+    /// hvm domain can read another's).
+    pub dr: [u64; 4],
 }
 
 /// What a port write did beyond changing device state.

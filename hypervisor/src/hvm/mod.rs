@@ -34,6 +34,8 @@ pub struct HvmVcpu {
     pub board: Board,
     /// Exits by reason.
     pub exits: exit::ExitCounts,
+    /// Direct console output (the input owner under `dom0_console=direct`) of the line being written.
+    pub direct_out: heapless::Vec<u8, 160>,
 }
 
 impl exits::Devices for Board {

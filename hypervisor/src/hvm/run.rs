@@ -52,13 +52,8 @@ pub fn run(dom: &mut Domain) -> RunEnd {
     let time = TIME.get().expect("time initialised");
     let id = dom.id;
     let owner = crate::console::input_owner() == id;
-    // Direct console output (the input owner with `dom0_console=direct`) not yet written.
-    let mut pending: heapless::Vec<u8, 128> = heapless::Vec::new();
     loop {
         if interrupt_recorded() {
-            if !pending.is_empty() {
-                crate::console::guest_direct(&pending);
-            }
             return RunEnd::Reschedule;
         }
         let Some(h) = dom.hvm.as_mut() else {
@@ -87,18 +82,19 @@ pub fn run(dom: &mut Domain) -> RunEnd {
         let now = time.now_ns();
         let direct = owner && crate::console::dom0_direct();
         let console = &mut dom.console;
+        let pending = &mut h.direct_out;
         let mut out = |b: u8| {
             if direct {
-                // Gathered per line (or until the loop hands the CPU back), so another domain's line
-                // cannot land inside one of this guest's byte-by-byte UART lines.
+                // Gathered per line (or until the guest halts or stops), so another domain's line cannot
+                // land inside one of this guest's byte-by-byte UART lines.
                 console.flush(crate::console::guest_direct);
                 if pending.is_full() {
-                    crate::console::guest_direct(&pending);
+                    crate::console::guest_direct(pending);
                     pending.clear();
                 }
                 let _ = pending.push(b);
                 if b == b'\n' {
-                    crate::console::guest_direct(&pending);
+                    crate::console::guest_direct(pending);
                     pending.clear();
                 }
             } else {
@@ -106,9 +102,14 @@ pub fn run(dom: &mut Domain) -> RunEnd {
             }
         };
         let action = exits::handle(vmcb, &mut h.gprs, &mut h.board, now, host_cpuid, &mut out);
-        if action != Action::Resume && !pending.is_empty() {
-            crate::console::guest_direct(&pending);
-            pending.clear();
+        // A prompt waits for input with HLT: what is gathered goes out then (and when the domain stops).
+        if matches!(
+            action,
+            Action::Halt | Action::Shutdown(_) | Action::Crash(_)
+        ) && !h.direct_out.is_empty()
+        {
+            crate::console::guest_direct(&h.direct_out);
+            h.direct_out.clear();
         }
         match action {
             Action::Resume => {}

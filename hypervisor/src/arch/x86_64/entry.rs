@@ -298,6 +298,16 @@ svm_run_stub:
     vmsave
     mov {s_vmcb}(%rsp), %rax
     vmload
+    mov {g_dr}(%rsi), %rax
+    mov %rax, %dr0
+    mov {g_dr}+8(%rsi), %rax
+    mov %rax, %dr1
+    mov {g_dr}+16(%rsi), %rax
+    mov %rax, %dr2
+    mov {g_dr}+24(%rsi), %rax
+    mov %rax, %dr3
+    /* RAX stays the VMCB's address for VMRUN. */
+    mov {s_vmcb}(%rsp), %rax
     mov {g_rbx}(%rsi), %rbx
     mov {g_rcx}(%rsi), %rcx
     mov {g_rdx}(%rsi), %rdx
@@ -334,6 +344,14 @@ svm_run_stub:
     mov %r15, {g_r15}(%rsi)
     pop %rax
     mov %rax, {g_rsi}(%rsi)
+    mov %dr0, %rax
+    mov %rax, {g_dr}(%rsi)
+    mov %dr1, %rax
+    mov %rax, {g_dr}+8(%rsi)
+    mov %dr2, %rax
+    mov %rax, {g_dr}+16(%rsi)
+    mov %dr3, %rax
+    mov %rax, {g_dr}+24(%rsi)
     mov {s_vmcb}(%rsp), %rax
     vmsave
     mov {s_host}(%rsp), %rax
@@ -470,6 +488,7 @@ fidelity_probe_ring1:
     g_r13 = const offset_of!(GuestGprs, r13),
     g_r14 = const offset_of!(GuestGprs, r14),
     g_r15 = const offset_of!(GuestGprs, r15),
+    g_dr = const offset_of!(GuestGprs, dr),
     idle_irq = sym idle_irq,
     idle_fx = sym IDLE_FX,
     hv_fatal = sym hv_fatal,
@@ -497,7 +516,8 @@ unsafe extern "C" {
 }
 
 // The guest registers the VMRUN stub loads and stores (RAX and RSP live in the VMCB).
-const_assert_eq!(size_of::<GuestGprs>(), 14 * 8);
+const_assert_eq!(size_of::<GuestGprs>(), 18 * 8);
+const_assert_eq!(offset_of!(GuestGprs, dr), 0x70);
 const_assert_eq!(offset_of!(GuestGprs, rbx), 0x00);
 const_assert_eq!(offset_of!(GuestGprs, rsi), 0x18);
 const_assert_eq!(offset_of!(GuestGprs, r15), 0x68);
