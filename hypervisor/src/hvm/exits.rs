@@ -154,7 +154,7 @@ pub fn handle(
             gprs.rbx = u64::from(r.ebx);
             gprs.rcx = u64::from(r.ecx);
             gprs.rdx = u64::from(r.edx);
-            vmcb.rip = vmcb.rip.wrapping_add(2);
+            skip(vmcb, 2);
             Action::Resume
         }
         Exit::Msr { write } => {
@@ -162,12 +162,12 @@ pub fn handle(
             Action::Resume
         }
         Exit::Hlt => {
-            vmcb.rip = vmcb.rip.wrapping_add(1);
+            skip(vmcb, 1);
             Action::Halt
         }
         Exit::Invd => {
             // Dropping caches without writing them back is the host's business: INVD acts as a no-op.
-            vmcb.rip = vmcb.rip.wrapping_add(2);
+            skip(vmcb, 2);
             Action::Resume
         }
         Exit::Io(io) => {
@@ -195,6 +195,7 @@ pub fn handle(
                 }
             }
             vmcb.rip = io.next_rip;
+            vmcb.interrupt_shadow &= !1;
             action
         }
         Exit::Shutdown => Action::Crash(Crash::TripleFault),
@@ -212,6 +213,14 @@ pub fn handle(
         | Exit::Exception { .. }
         | Exit::Other(_) => Action::Crash(Crash::Unexpected(vmcb.exitcode)),
     }
+}
+
+/// The intercepted instruction of `len` bytes completed: move past it. Completing it also ends an
+/// interrupt shadow (after `sti; hlt` the pending interrupt is taken right after the HLT, as on hardware;
+/// keeping the shadow would hold it back until the guest's next instruction, which may be a `cli`).
+fn skip(vmcb: &mut Vmcb, len: u64) {
+    vmcb.rip = vmcb.rip.wrapping_add(len);
+    vmcb.interrupt_shadow &= !1;
 }
 
 /// Refuse the instruction: #UD at its RIP.
@@ -250,7 +259,7 @@ fn msr(vmcb: &mut Vmcb, gprs: &mut GuestGprs, write: bool) {
         vmcb.rax = v & 0xffff_ffff;
         gprs.rdx = v >> 32;
     }
-    vmcb.rip = vmcb.rip.wrapping_add(2);
+    skip(vmcb, 2);
 }
 
 /// Before VMRUN: re-inject an event whose delivery the last exit interrupted; else inject the devices'

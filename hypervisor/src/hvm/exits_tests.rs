@@ -220,3 +220,20 @@ fn interrupted_delivery_is_reinjected_first() {
     assert!(d.acked.is_empty(), "the new one waits");
     assert!(interrupt_deliverable(&v, &d));
 }
+
+#[test]
+fn sti_hlt_takes_the_interrupt_right_after_the_hlt() {
+    // `sti; hlt; cli`: the HLT exit comes inside STI's shadow; the interrupt must go in after the HLT,
+    // not wait for an instruction that never runs with IF set.
+    let (mut v, mut g, mut d) = (vmcb(), GuestGprs::default(), FakeDevices::default());
+    v.rflags |= 1 << 9;
+    v.interrupt_shadow = 1;
+    let (a, _) = run(&mut v, &mut g, &mut d, 0x78, 0, 0);
+    assert_eq!(a, Action::Halt);
+    assert_eq!(v.rip, 0x1001);
+    assert!(!v.in_shadow(), "completing the HLT ends the shadow");
+    d.pending = Some(0x20);
+    assert!(interrupt_deliverable(&v, &d));
+    prepare_entry(&mut v, &mut d);
+    assert_eq!(v.eventinj, EventInfo::interrupt(0x20).0);
+}
