@@ -206,3 +206,28 @@ fn garbage_device_programming_stays_in_the_domain() {
     let e = exits(&o, 1).unwrap_or_else(|| panic!("an exits: line for domain 1\n{o}"));
     assert!(count(&e, "ioio") > 20_000, "{e:?}\n{o}");
 }
+
+#[test]
+fn two_hvm_domains_and_a_pv_domain_share_the_machine() {
+    let o = run(&[
+        "kind=hvm svm-probe=insns",
+        DEMO,
+        "kind=hvm svm-probe=devices",
+    ]);
+    expect(&o)
+        .contains("domain 0: hvm (SVM, nested paging)")
+        .contains("ASID 1,")
+        .contains("domain 2: hvm (SVM, nested paging)")
+        .contains("ASID 3,")
+        .contains("(d0) svm-probe: 8 of 8 SVM instructions refused with #UD")
+        .contains("(d2) svm-probe: 20000 garbage port accesses survived; devices programmed again")
+        .poweroff(0)
+        .poweroff(1)
+        .poweroff(2)
+        .exit(EXIT_OK)
+        .no_panic()
+        .contains(INTEGRITY_LINE)
+        .hypervisor_alive_at_end();
+    torn_down_cleanly(&o, 0);
+    torn_down_cleanly(&o, 2);
+}
