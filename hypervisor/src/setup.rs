@@ -325,6 +325,9 @@ pub fn start(magic: u32, info: u64) -> ! {
                     weights[usize::from(id)],
                 )
             }
+            Err(e) => Err(crate::domain::lifecycle::failure(format_args!(
+                "kind= word refused ({e:?}): kind=pv|emulate|hvm, at most once"
+            ))),
             _ => create_domain(
                 id,
                 (module.start, module.end),

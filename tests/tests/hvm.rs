@@ -231,3 +231,14 @@ fn two_hvm_domains_and_a_pv_domain_share_the_machine() {
     torn_down_cleanly(&o, 0);
     torn_down_cleanly(&o, 2);
 }
+
+#[test]
+fn an_unknown_kind_is_refused_and_the_rest_run() {
+    let o = run(&[DEMO, "kind=vmx shell"]);
+    expect(&o)
+        .contains("domain 1: not created: kind= word refused (Unknown)")
+        .poweroff(0)
+        .exit(abi::exit::EXIT_BOOT_ERROR)
+        .no_panic();
+    assert!(!o.output.contains("(d1)"), "nothing ran as domain 1\n{o}");
+}
