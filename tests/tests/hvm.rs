@@ -242,3 +242,29 @@ fn an_unknown_kind_is_refused_and_the_rest_run() {
         .no_panic();
     assert!(!o.output.contains("(d1)"), "nothing ran as domain 1\n{o}");
 }
+
+#[test]
+fn xl_destroy_tears_an_hvm_domain_down() {
+    // Domain 0 (PV, the shell) destroys the running hvm domain 1 (its shell waits for input it never gets).
+    let mut s = Scenario::new(&["shell", "kind=hvm shell"]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.input = Session::new()
+        .when("(d1) pvsh: type 'help' for commands", b"xl list\n")
+        .command("xl destroy 1")
+        .command("xl list")
+        .logout()
+        .into_input(Some(Duration::from_secs(30)));
+    let o = run_scenario(&s);
+    expect(&o)
+        .contains("domain 1 destroyed by the control domain")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .no_panic()
+        .contains(INTEGRITY_LINE)
+        .hypervisor_alive_at_end();
+    torn_down_cleanly(&o, 1);
+    assert!(
+        exits(&o, 1).is_some(),
+        "the exits: line at the destroy\n{o}"
+    );
+}
