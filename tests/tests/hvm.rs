@@ -18,8 +18,8 @@ fn exits(o: &Outcome, domid: u32) -> Option<Vec<(String, u64)>> {
     let line = o
         .output
         .lines()
-        .filter_map(|l| l.split_once(&head).map(|(_, r)| r))
-        .last()?;
+        .rev()
+        .find_map(|l| l.split_once(&head).map(|(_, r)| r))?;
     Some(
         line.split_whitespace()
             .filter_map(|w| w.split_once('='))
