@@ -251,6 +251,8 @@ fn xl_destroy_tears_an_hvm_domain_down() {
     s.input = Session::new()
         .when("(d1) pvsh: type 'help' for commands", b"xl list\n")
         .command("xl destroy 1")
+        // (Domain 1's unfinished prompt line is flushed at its teardown: wait past it.)
+        .when("xl: domain 1 destroyed", b"")
         .command("xl list")
         .logout()
         .into_input(Some(Duration::from_secs(30)));
@@ -267,4 +269,9 @@ fn xl_destroy_tears_an_hvm_domain_down() {
         exits(&o, 1).is_some(),
         "the exits: line at the destroy\n{o}"
     );
+    expect(&o)
+        .line("xl list shows domain 1 as hvm", |l| {
+            l.trim_start().starts_with("1 ") && l.trim_end().ends_with(" hvm")
+        })
+        .contains("1 domain(s)");
 }
