@@ -275,3 +275,12 @@ fn xl_destroy_tears_an_hvm_domain_down() {
         })
         .contains("1 domain(s)");
 }
+
+#[test]
+fn turning_avx_on_behind_cpuids_back_crashes_only_that_domain() {
+    // XSAVE-managed state is not switched between domains: CPUID hides it, and a guest that turns
+    // CR4.OSXSAVE on anyway is stopped at its next exit (and the state it left is scrubbed).
+    let o = crashes_next_to_demo("kind=hvm svm-probe=xsave", "CR4.OSXSAVE turned on");
+    torn_down_cleanly(&o, 0);
+    assert!(!o.output.contains("not stopped"), "{o}");
+}

@@ -94,6 +94,9 @@ pub enum Crash {
     },
     /// An exit this hypervisor never asked for.
     Unexpected(u64),
+    /// The guest turned CR4.OSXSAVE on: XSAVE-managed state (XCR0, the upper halves of the vector
+    /// registers) is not switched between domains.
+    ExtendedState,
 }
 
 impl core::fmt::Display for Crash {
@@ -110,6 +113,9 @@ impl core::fmt::Display for Crash {
                 write!(f, "string I/O (INS/OUTS) at port {port:#x} is not emulated")
             }
             Crash::Unexpected(c) => write!(f, "unexpected exit code {c:#x}"),
+            Crash::ExtendedState => f.write_str(
+                "CR4.OSXSAVE turned on (XSAVE and AVX state are not offered to hvm guests: not switched)",
+            ),
         }
     }
 }
@@ -221,6 +227,16 @@ pub fn handle(
 fn skip(vmcb: &mut Vmcb, len: u64) {
     vmcb.rip = vmcb.rip.wrapping_add(len);
     vmcb.interrupt_shadow &= !1;
+}
+
+/// CR4.OSXSAVE.
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// Checks on the guest's state after every exit, before anything else: a guest that turned CR4.OSXSAVE on
+/// (CPUID does not offer XSAVE; XSETBV cannot be intercepted under TCG) is stopped, and the caller scrubs
+/// the XSAVE-managed state it may have left in the CPU.
+pub fn check_state(vmcb: &Vmcb) -> Option<Crash> {
+    (vmcb.cr4 & CR4_OSXSAVE != 0).then_some(Crash::ExtendedState)
 }
 
 /// Refuse the instruction: #UD at its RIP.

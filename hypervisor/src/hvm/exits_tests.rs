@@ -237,3 +237,13 @@ fn sti_hlt_takes_the_interrupt_right_after_the_hlt() {
     prepare_entry(&mut v, &mut d);
     assert_eq!(v.eventinj, EventInfo::interrupt(0x20).0);
 }
+
+#[test]
+fn osxsave_is_refused() {
+    let mut v = vmcb();
+    assert_eq!(check_state(&v), None);
+    v.cr4 |= 0x20 | 0x200;
+    assert_eq!(check_state(&v), None, "PAE and OSFXSR are fine");
+    v.cr4 |= CR4_OSXSAVE;
+    assert_eq!(check_state(&v), Some(Crash::ExtendedState));
+}

@@ -79,6 +79,12 @@ pub fn run(dom: &mut Domain) -> RunEnd {
             )
         };
         h.exits.count(vmcb.exitcode);
+        if let Some(why) = exits::check_state(vmcb) {
+            svm::scrub_extended_state();
+            dom.vcpu.regs = frame_of(vmcb, &h.gprs);
+            crash_domain(dom, format_args!("{why}"));
+            return RunEnd::Stopped;
+        }
         let now = time.now_ns();
         let direct = owner && crate::console::dom0_direct();
         let console = &mut dom.console;

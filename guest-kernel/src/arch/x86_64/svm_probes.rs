@@ -1,7 +1,8 @@
 //! Instructions a guest kernel under hardware-assisted virtualization must not be able to use, for the
 //! native-boot `svm-probe` command (`platform::native::svm_probe`): the SVM instructions, each a function
 //! with a label on the instruction and one after it (a #UD handler checks RIP and resumes after it), a
-//! read of a physical address through the native direct map, and a deliberate triple fault.
+//! read of a physical address through the native direct map, AVX state turned on behind CPUID's back, and a
+//! deliberate triple fault.
 
 use core::arch::global_asm;
 
@@ -49,6 +50,22 @@ guest_svm_probe_\name\()_next:
     .global guest_read_u64
 guest_read_u64:
     mov (%rdi), %rax
+    ret
+
+    // u64 guest_enable_avx(): CR4.OSXSAVE on, XCR0 = x87|SSE|AVX, all ones in YMM0; returns XCR0 as read
+    // back (what a kernel that ignores CPUID could do).
+    .global guest_enable_avx
+guest_enable_avx:
+    mov %cr4, %rax
+    or $(1 << 18), %rax
+    mov %rax, %cr4
+    xor %ecx, %ecx
+    mov $7, %eax
+    xor %edx, %edx
+    xsetbv
+    vpcmpeqd %ymm0, %ymm0, %ymm0
+    xor %ecx, %ecx
+    xgetbv
     ret
 
     // guest_triple_fault(): an empty IDT, then int3: #BP cannot be delivered (#GP), nor can the #GP (#DF),
@@ -116,6 +133,8 @@ unsafe extern "C" {
     pub static guest_svm_probe_invlpga_next: u8;
     /// One 8-byte load from `va`.
     pub fn guest_read_u64(va: u64) -> u64;
+    /// Turn CR4.OSXSAVE on, enable AVX state in XCR0 and fill YMM0; returns XCR0.
+    pub fn guest_enable_avx() -> u64;
     /// Load an empty IDT and raise #BP: a triple fault.
     pub fn guest_triple_fault() -> !;
 }

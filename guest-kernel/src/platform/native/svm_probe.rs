@@ -3,7 +3,8 @@
 //! uses AMD SVM): `insns` executes VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT and INVLPGA, each of
 //! which must raise #UD at the instruction (caught here, resumed after it), and reports what CPUID shows;
 //! `devices` writes and reads garbage on every port of the emulated PC's devices (and random others), then
-//! programs the PICs and the UART again and goes on; `npf` reads a physical address beyond the machine's memory; `triple` triple-faults. The last two end
+//! programs the PICs and the UART again and goes on; `xsave` turns CR4.OSXSAVE and AVX on although CPUID
+//! under hvm does not offer them; `npf` reads a physical address beyond the machine's memory; `triple` triple-faults. The last two end
 //! the kernel's run one way or another (under hvm: the hypervisor crashes the domain).
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -46,13 +47,21 @@ pub fn run(cmdline: &str) -> Option<u32> {
             println!("svm-probe: read {v:#x}: not stopped");
             1
         }
+        "xsave" => {
+            println!("svm-probe: turning CR4.OSXSAVE and AVX on although CPUID may not offer them");
+            // SAFETY: needs a CPU with XSAVE and AVX (else #UD, reported by the trap code); changes only CR4,
+            // XCR0 and YMM0, none of which this kernel relies on (it saves FPU state with FXSAVE).
+            let xcr0 = unsafe { p::guest_enable_avx() };
+            println!("svm-probe: XCR0 = {xcr0:#x}: not stopped");
+            0
+        }
         "triple" => {
             println!("svm-probe: triple fault next");
             // SAFETY: deliberately ends this kernel's run.
             unsafe { p::guest_triple_fault() }
         }
         _ => {
-            println!("svm-probe: unknown probe '{what}' (insns, devices, npf, triple)");
+            println!("svm-probe: unknown probe '{what}' (insns, devices, xsave, npf, triple)");
             2
         }
     })

@@ -86,3 +86,31 @@ pub fn msrpm_pa() -> u64 {
 pub fn host_save_pa() -> u64 {
     &raw const HOST_SAVE as u64
 }
+
+/// CR4.OSXSAVE.
+const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// Put back the XSAVE-managed state an hvm guest may have left in the CPU after turning CR4.OSXSAVE on
+/// (which VMRUN does not switch, and which the hypervisor never uses itself): XCR0 to its reset value (x87
+/// only) and the AVX registers zeroed. Called before any other domain runs once a guest was seen with
+/// CR4.OSXSAVE (it is crashed for it).
+pub fn scrub_extended_state() {
+    if cpu::cpuid(1, 0).ecx & (1 << 26) == 0 {
+        return;
+    }
+    let supported = u64::from(cpu::cpuid(0xd, 0).eax);
+    let cr4 = cpu::read_cr4();
+    // SAFETY: the CPU has XSAVE (checked above), so CR4.OSXSAVE may be set; XCR0 gets x87|SSE|AVX as far as
+    // supported (bit 0 always), VZEROALL clears the vector registers (the hypervisor's own XMM values are
+    // declared clobbered by `clobber_abi`), then XCR0 = x87 and CR4 as it was. No memory is touched.
+    unsafe {
+        cpu::write_cr4(cr4 | CR4_OSXSAVE);
+        let mask = (supported & 0x7) | 1;
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") mask as u32, in("edx") 0u32, options(nostack));
+        if mask & 4 != 0 {
+            core::arch::asm!("vzeroall", clobber_abi("C"), options(nostack));
+        }
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") 1u32, in("edx") 0u32, options(nostack));
+        cpu::write_cr4(cr4);
+    }
+}
