@@ -284,3 +284,11 @@ fn turning_avx_on_behind_cpuids_back_crashes_only_that_domain() {
     torn_down_cleanly(&o, 0);
     assert!(!o.output.contains("not stopped"), "{o}");
 }
+
+#[test]
+fn turning_protection_keys_on_crashes_only_that_domain() {
+    // PKRU is not switched either: CR4.PKE seen at an exit stops the guest, PKRU is scrubbed.
+    let o = crashes_next_to_demo("kind=hvm svm-probe=pke", "CR4.PKE turned on");
+    torn_down_cleanly(&o, 0);
+    assert!(!o.output.contains("not stopped"), "{o}");
+}

@@ -39,9 +39,16 @@ const L1_EDX_APIC: u32 = 1 << 9;
 const L1_ECX_XSAVE_FAMILY: u32 = (1 << 12) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 29);
 /// Leaf 7 EBX: AVX2 and the AVX-512 family.
 const L7_EBX_AVX: u32 = (1 << 5) | (1 << 16) | (1 << 17) | (1 << 21) | (0xf << 26) | (1 << 31);
-/// Leaf 7 ECX: VAES, VPCLMULQDQ and the AVX-512 extensions.
-const L7_ECX_AVX: u32 =
-    (1 << 1) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14);
+/// Leaf 7 ECX: VAES, VPCLMULQDQ and the AVX-512 extensions, and PKU/OSPKE (PKRU is not switched either).
+const L7_ECX_AVX: u32 = (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 6)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 12)
+    | (1 << 14);
 /// Leaf 0x80000001 ECX: SVM.
 pub const EXT1_ECX_SVM: u32 = 1 << 2;
 
@@ -149,6 +156,7 @@ mod tests {
         );
         let l7 = guest_cpuid(7, 0, host_all);
         assert_eq!(l7.ebx & (1 << 5 | 1 << 16), 0, "AVX2, AVX-512F");
+        assert_eq!(l7.ecx & (1 << 3 | 1 << 4), 0, "PKU, OSPKE");
         assert_eq!(guest_cpuid(0xd, 0, host_all), Regs::default());
         assert_eq!(guest_cpuid(0xd, 1, host_all), Regs::default());
         assert_eq!(

@@ -94,9 +94,9 @@ pub enum Crash {
     },
     /// An exit this hypervisor never asked for.
     Unexpected(u64),
-    /// The guest turned CR4.OSXSAVE on: XSAVE-managed state (XCR0, the upper halves of the vector
-    /// registers) is not switched between domains.
-    ExtendedState,
+    /// The guest turned CR4.OSXSAVE (`"CR4.OSXSAVE"`) or CR4.PKE (`"CR4.PKE"`) on: XSAVE-managed state
+    /// (XCR0, the upper halves of the vector registers) and PKRU are not switched between domains.
+    ExtendedState(&'static str),
 }
 
 impl core::fmt::Display for Crash {
@@ -113,8 +113,9 @@ impl core::fmt::Display for Crash {
                 write!(f, "string I/O (INS/OUTS) at port {port:#x} is not emulated")
             }
             Crash::Unexpected(c) => write!(f, "unexpected exit code {c:#x}"),
-            Crash::ExtendedState => f.write_str(
-                "CR4.OSXSAVE turned on (XSAVE and AVX state are not offered to hvm guests: not switched)",
+            Crash::ExtendedState(bit) => write!(
+                f,
+                "{bit} turned on (XSAVE/AVX state and PKRU are not offered to hvm guests: not switched)"
             ),
         }
     }
@@ -231,12 +232,20 @@ fn skip(vmcb: &mut Vmcb, len: u64) {
 
 /// CR4.OSXSAVE.
 pub const CR4_OSXSAVE: u64 = 1 << 18;
+/// CR4.PKE.
+pub const CR4_PKE: u64 = 1 << 22;
 
-/// Checks on the guest's state after every exit, before anything else: a guest that turned CR4.OSXSAVE on
-/// (CPUID does not offer XSAVE; XSETBV cannot be intercepted under TCG) is stopped, and the caller scrubs
-/// the XSAVE-managed state it may have left in the CPU.
+/// Checks on the guest's state after every exit, before anything else: a guest that turned CR4.OSXSAVE or
+/// CR4.PKE on (CPUID offers neither; XSETBV cannot be intercepted under TCG, WRPKRU never) is stopped, and
+/// the caller scrubs the state it may have left in the CPU (XCR0, vector registers, PKRU).
 pub fn check_state(vmcb: &Vmcb) -> Option<Crash> {
-    (vmcb.cr4 & CR4_OSXSAVE != 0).then_some(Crash::ExtendedState)
+    if vmcb.cr4 & CR4_OSXSAVE != 0 {
+        Some(Crash::ExtendedState("CR4.OSXSAVE"))
+    } else if vmcb.cr4 & CR4_PKE != 0 {
+        Some(Crash::ExtendedState("CR4.PKE"))
+    } else {
+        None
+    }
 }
 
 /// Refuse the instruction: #UD at its RIP.

@@ -244,6 +244,8 @@ fn osxsave_is_refused() {
     assert_eq!(check_state(&v), None);
     v.cr4 |= 0x20 | 0x200;
     assert_eq!(check_state(&v), None, "PAE and OSFXSR are fine");
+    v.cr4 |= CR4_PKE;
+    assert_eq!(check_state(&v), Some(Crash::ExtendedState("CR4.PKE")));
     v.cr4 |= CR4_OSXSAVE;
-    assert_eq!(check_state(&v), Some(Crash::ExtendedState));
+    assert_eq!(check_state(&v), Some(Crash::ExtendedState("CR4.OSXSAVE")));
 }

@@ -1,7 +1,7 @@
 //! Instructions a guest kernel under hardware-assisted virtualization must not be able to use, for the
 //! native-boot `svm-probe` command (`platform::native::svm_probe`): the SVM instructions, each a function
 //! with a label on the instruction and one after it (a #UD handler checks RIP and resumes after it), a
-//! read of a physical address through the native direct map, AVX state turned on behind CPUID's back, and a
+//! read of a physical address through the native direct map, AVX state and protection keys turned on behind CPUID's back, and a
 //! deliberate triple fault.
 
 use core::arch::global_asm;
@@ -66,6 +66,20 @@ guest_enable_avx:
     vpcmpeqd %ymm0, %ymm0, %ymm0
     xor %ecx, %ecx
     xgetbv
+    ret
+
+    // u64 guest_enable_pke(): CR4.PKE on, PKRU = 0x55555554; returns PKRU as read back.
+    .global guest_enable_pke
+guest_enable_pke:
+    mov %cr4, %rax
+    or $(1 << 22), %rax
+    mov %rax, %cr4
+    xor %ecx, %ecx
+    xor %edx, %edx
+    mov $0x55555554, %eax
+    wrpkru
+    xor %ecx, %ecx
+    rdpkru
     ret
 
     // guest_triple_fault(): an empty IDT, then int3: #BP cannot be delivered (#GP), nor can the #GP (#DF),
@@ -135,6 +149,8 @@ unsafe extern "C" {
     pub fn guest_read_u64(va: u64) -> u64;
     /// Turn CR4.OSXSAVE on, enable AVX state in XCR0 and fill YMM0; returns XCR0.
     pub fn guest_enable_avx() -> u64;
+    /// Turn CR4.PKE on and write PKRU; returns PKRU.
+    pub fn guest_enable_pke() -> u64;
     /// Load an empty IDT and raise #BP: a triple fault.
     pub fn guest_triple_fault() -> !;
 }

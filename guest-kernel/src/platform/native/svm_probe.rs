@@ -4,7 +4,7 @@
 //! which must raise #UD at the instruction (caught here, resumed after it), and reports what CPUID shows;
 //! `devices` writes and reads garbage on every port of the emulated PC's devices (and random others), then
 //! programs the PICs and the UART again and goes on; `xsave` turns CR4.OSXSAVE and AVX on although CPUID
-//! under hvm does not offer them; `npf` reads a physical address beyond the machine's memory; `triple` triple-faults. The last two end
+//! under hvm does not offer them, `pke` likewise protection keys; `npf` reads a physical address beyond the machine's memory; `triple` triple-faults. The last two end
 //! the kernel's run one way or another (under hvm: the hypervisor crashes the domain).
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -55,13 +55,23 @@ pub fn run(cmdline: &str) -> Option<u32> {
             println!("svm-probe: XCR0 = {xcr0:#x}: not stopped");
             0
         }
+        "pke" => {
+            println!(
+                "svm-probe: turning CR4.PKE on and writing PKRU although CPUID may not offer them"
+            );
+            // SAFETY: needs a CPU with PKU (else #GP, reported by the trap code); changes only CR4 and PKRU,
+            // and PKRU 0x55555554 still lets this kernel (supervisor accesses, key 0) read and write.
+            let pkru = unsafe { p::guest_enable_pke() };
+            println!("svm-probe: PKRU = {pkru:#x}: not stopped");
+            0
+        }
         "triple" => {
             println!("svm-probe: triple fault next");
             // SAFETY: deliberately ends this kernel's run.
             unsafe { p::guest_triple_fault() }
         }
         _ => {
-            println!("svm-probe: unknown probe '{what}' (insns, devices, xsave, npf, triple)");
+            println!("svm-probe: unknown probe '{what}' (insns, devices, xsave, pke, npf, triple)");
             2
         }
     })

@@ -89,12 +89,24 @@ pub fn host_save_pa() -> u64 {
 
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
+/// CR4.PKE.
+const CR4_PKE: u64 = 1 << 22;
 
-/// Put back the XSAVE-managed state an hvm guest may have left in the CPU after turning CR4.OSXSAVE on
-/// (which VMRUN does not switch, and which the hypervisor never uses itself): XCR0 to its reset value (x87
-/// only) and the AVX registers zeroed. Called before any other domain runs once a guest was seen with
+/// Put back the state an hvm guest may have left in the CPU after turning CR4.OSXSAVE or CR4.PKE on (which
+/// VMRUN does not switch, and which the hypervisor never uses itself): PKRU to 0, XCR0 to its reset value
+/// (x87 only) and the AVX registers zeroed. Called before any other domain runs once a guest was seen with
 /// CR4.OSXSAVE (it is crashed for it).
 pub fn scrub_extended_state() {
+    if cpu::cpuid(7, 0).ecx & (1 << 3) != 0 {
+        let cr4 = cpu::read_cr4();
+        // SAFETY: the CPU has PKU (checked), so CR4.PKE may be set; WRPKRU (ECX = EDX = 0) puts PKRU back
+        // to its reset value, 0; then CR4 as it was (the hypervisor never uses protection keys).
+        unsafe {
+            cpu::write_cr4(cr4 | CR4_PKE);
+            core::arch::asm!("wrpkru", in("eax") 0u32, in("ecx") 0u32, in("edx") 0u32, options(nostack));
+            cpu::write_cr4(cr4);
+        }
+    }
     if cpu::cpuid(1, 0).ecx & (1 << 26) == 0 {
         return;
     }
