@@ -5,7 +5,8 @@
 //! Pure and host-tested: the hypervisor's trap paths hand every port access of the guest to
 //! [`Board::io_in`] / [`Board::io_out`] with the current system time, and ask [`Board::pending_vector`] /
 //! [`Board::acknowledge`] when it may inject an interrupt. Nothing here touches the machine, allocates or
-//! panics: a guest programming garbage only changes its own Board.
+//! panics: a guest programming garbage only changes its own Board. Interrupt sources: the PIT's channel
+//! 0 on line 0, the UART on line 4, the RTC on line 8 (slave line 0).
 //!
 //! Time is the hypervisor's monotonic system time in nanoseconds (`now_ns`); the PIT counts at
 //! 1,193,182 Hz of it, the RTC shows `wallclock_secs + now_ns / 1e9` (the wall clock at system time 0,
@@ -27,6 +28,8 @@ mod board_proptest;
 #[cfg(test)]
 mod board_tests;
 #[cfg(test)]
+mod guest_tests;
+#[cfg(test)]
 mod pic_tests;
 #[cfg(test)]
 mod pit_tests;
@@ -34,6 +37,8 @@ mod pit_tests;
 mod rtc_tests;
 #[cfg(test)]
 mod uart_tests;
+
+use core::fmt;
 
 use debug_exit::DebugExit;
 use pic::Pics;
@@ -83,8 +88,8 @@ const fn ones(size: u8) -> u32 {
 
 impl Board {
     /// A board in the state a PC BIOS leaves it: PICs at vectors 0x08 / 0x70 with every line masked, the
-    /// PIT idle, the UART reset, the RTC showing `wallclock_secs` (seconds since 1970 at system time 0),
-    /// 24-hour BCD.
+    /// PIT's channel 0 running the 18.2 Hz BIOS tick (masked), the UART reset, the RTC showing
+    /// `wallclock_secs` (seconds since 1970 at system time 0) in 24-hour BCD.
     pub fn new(wallclock_secs: u64) -> Board {
         Board {
             pic: Pics::new(),
@@ -141,6 +146,10 @@ impl Board {
                 effect = e;
             }
         }
+        // A write that raised the PIT's output (e.g. mode 2 after a stopped mode-0 count) is an edge now.
+        if self.pit.advance(now) {
+            self.pic.pulse(IRQ_TIMER);
+        }
         self.sync_lines();
         effect
     }
@@ -148,6 +157,7 @@ impl Board {
     fn in_byte(&mut self, port: u16, now: u64) -> u8 {
         match port {
             0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.read(port),
+            pic::MASTER_ELCR | pic::SLAVE_ELCR => self.pic.read_elcr(port),
             0x40..=0x43 => self.pit.read(port, now),
             pit::PORT_B => self.pit.read_port_b(now),
             uart::COM1..=uart::COM1_LAST => self.uart.read(port - uart::COM1),
@@ -160,6 +170,7 @@ impl Board {
     fn out_byte(&mut self, port: u16, v: u8, now: u64) -> IoEffect {
         match port {
             0x20 | 0x21 | 0xa0 | 0xa1 => self.pic.write(port, v),
+            pic::MASTER_ELCR | pic::SLAVE_ELCR => self.pic.write_elcr(port, v),
             0x40..=0x43 => self.pit.write(port, v, now),
             pit::PORT_B => self.pit.write_port_b(v, now),
             uart::COM1..=uart::COM1_LAST => {
@@ -255,5 +266,35 @@ impl Board {
     /// The RTC (for inspection).
     pub fn rtc(&self) -> &Rtc {
         &self.rtc
+    }
+}
+
+/// One line of device state for a debug key: the PICs' vector bases and registers, PIT channel 0, the
+/// UART's interrupt state and the RTC's status registers.
+impl fmt::Display for Board {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (m, s) = (&self.pic.master, &self.pic.slave);
+        let c0 = &self.pit.channels[0];
+        write!(
+            f,
+            "pic base {:#04x}/{:#04x} irr {:02x}/{:02x} isr {:02x}/{:02x} imr {:02x}/{:02x}; \
+             pit0 mode {} count {}{}; uart ier {:x} iir {:x} rx {}; rtc b {:02x} c {:02x}",
+            m.base,
+            s.base,
+            m.irr,
+            s.irr,
+            m.isr,
+            s.isr,
+            m.imr,
+            s.imr,
+            c0.mode,
+            c0.count,
+            if c0.running { "" } else { " (stopped)" },
+            self.uart.ier,
+            self.uart.iir_code(),
+            self.uart.rx.len(),
+            self.rtc.reg_b,
+            self.rtc.flags,
+        )
     }
 }

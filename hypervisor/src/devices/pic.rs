@@ -1,13 +1,23 @@
 //! Two cascaded 8259A programmable interrupt controllers (master at 0x20/0x21, slave at 0xa0/0xa1 on the
 //! master's line 2): initialisation words ICW1–ICW4, the mask (OCW1), end-of-interrupt and rotation
 //! commands (OCW2), IRR/ISR reads, poll and special mask mode (OCW3), edge- or level-triggered inputs,
-//! auto-EOI and the special fully nested mode.
+//! auto-EOI and the special fully nested mode; and the edge/level control registers (ELCR, ports 0x4d0 and
+//! 0x4d1) that make single lines level-triggered (lines 0, 1, 2, 8 and 13 are always edge-triggered).
 //!
 //! Edge-triggered inputs latch a request in IRR on a rising edge; it stays until acknowledged (as QEMU's
 //! model, which guests are tested against; a real 8259A would drop a request removed before INTA and
 //! report a spurious IRQ 7 instead). ICW1 clears IMR, ISR and IRR and resets the edge detectors: a line
-//! that is high must go low and high again to request. Unused: the 8080/8085 mode (ICW1 bit 0 of ICW4
-//! clear is accepted and behaves as 8086 mode), buffered mode (ICW4 bits 2–3).
+//! that is high must go low and high again to request. Not modelled: the 8080/8085 mode (an ICW4 with
+//! bit 0 clear, or no ICW4, behaves as 8086 mode) and buffered mode (ICW4 bits 2–3).
+
+/// The master's ELCR port.
+pub const MASTER_ELCR: u16 = 0x4d0;
+/// The slave's ELCR port.
+pub const SLAVE_ELCR: u16 = 0x4d1;
+/// ELCR bits that can be set on the master (not lines 0, 1, 2).
+const MASTER_ELCR_MASK: u8 = 0xf8;
+/// ELCR bits that can be set on the slave (not lines 8 and 13).
+const SLAVE_ELCR_MASK: u8 = 0xde;
 
 /// Master command port.
 pub const MASTER_CMD: u16 = 0x20;
@@ -56,6 +66,8 @@ pub struct Chip {
     pub single: bool,
     /// ICW1: level-triggered inputs.
     pub level_triggered: bool,
+    /// ELCR: lines individually level-triggered.
+    pub elcr: u8,
     /// ICW3 as written.
     pub icw3: u8,
     /// ICW4: automatic end of interrupt.
@@ -86,6 +98,7 @@ impl Chip {
             icw4_needed: false,
             single: false,
             level_triggered: false,
+            elcr: 0,
             icw3: 0,
             auto_eoi: false,
             special_fully_nested: false,
@@ -120,10 +133,19 @@ impl Chip {
         (p < self.priority(in_service)).then_some((p + self.priority_add) & 7)
     }
 
+    /// The level-triggered lines.
+    fn level_lines(&self) -> u8 {
+        if self.level_triggered {
+            0xff
+        } else {
+            self.elcr
+        }
+    }
+
     /// Set input `line` to `level`.
     fn set_level(&mut self, line: u8, level: bool) {
         let bit = 1u8 << (line & 7);
-        if self.level_triggered {
+        if self.level_lines() & bit != 0 {
             if level {
                 self.irr |= bit;
             } else {
@@ -142,7 +164,7 @@ impl Chip {
     /// INTA for `line`: IRR to ISR (or auto-EOI).
     fn ack(&mut self, line: u8) {
         let bit = 1u8 << (line & 7);
-        if !self.level_triggered {
+        if self.level_lines() & bit == 0 {
             self.irr &= !bit;
         }
         if self.auto_eoi {
@@ -170,11 +192,9 @@ impl Chip {
             self.icw4_needed = v & 0x01 != 0;
             self.single = v & 0x02 != 0;
             self.level_triggered = v & 0x08 != 0;
-            if self.level_triggered {
-                self.irr = self.input;
-            } else {
-                // The edge detectors are reset: a high line must fall and rise again.
-            }
+            // Level-triggered lines request while high; the edge detectors of the others are reset (a
+            // high line must fall and rise again).
+            self.irr = self.input & self.level_lines();
             self.step = InitStep::Icw2;
         } else if v & 0x08 != 0 {
             // OCW3.
@@ -369,6 +389,34 @@ impl Pics {
         } else {
             chip.irr
         }
+    }
+
+    /// A read of an ELCR port (0x4d0 or 0x4d1).
+    pub fn read_elcr(&self, port: u16) -> u8 {
+        if port == SLAVE_ELCR {
+            self.slave.elcr
+        } else {
+            self.master.elcr
+        }
+    }
+
+    /// A write of an ELCR port: the lines that may be level-triggered take their bit.
+    pub fn write_elcr(&mut self, port: u16, v: u8) {
+        let chip = if port == SLAVE_ELCR {
+            self.slave.elcr = v & SLAVE_ELCR_MASK;
+            &mut self.slave
+        } else {
+            self.master.elcr = v & MASTER_ELCR_MASK;
+            &mut self.master
+        };
+        // A line switched to level mode requests while high.
+        chip.irr |= chip.input & chip.elcr;
+        self.cascade();
+    }
+
+    /// True if either chip has a level-triggered line.
+    pub fn any_level_triggered(&self) -> bool {
+        self.master.level_lines() | self.slave.level_lines() != 0
     }
 
     /// A byte write of `v` to `port` (0x20, 0x21, 0xa0, 0xa1).

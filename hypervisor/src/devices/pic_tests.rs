@@ -246,3 +246,38 @@ fn short_initialisations() {
     p.write(0x21, 0x27);
     assert_eq!(p.master.base, 0x20);
 }
+
+#[test]
+fn elcr_makes_single_lines_level_triggered() {
+    let mut p = remapped(0x00, 0x00, 0x01);
+    p.write_elcr(MASTER_ELCR, 0xff);
+    p.write_elcr(SLAVE_ELCR, 0xff);
+    assert_eq!(
+        (p.read_elcr(MASTER_ELCR), p.read_elcr(SLAVE_ELCR)),
+        (0xf8, 0xde),
+        "0, 1, 2, 8, 13 stay edge"
+    );
+    p.set_level(5, true);
+    assert_eq!(p.acknowledge(), Some(0x25));
+    p.write(0x20, 0x20);
+    assert_eq!(
+        p.pending_vector(),
+        Some(0x25),
+        "level: requests again while high"
+    );
+    p.set_level(5, false);
+    assert_eq!(p.pending_vector(), None);
+    // Line 0 stays edge-triggered.
+    p.set_level(0, true);
+    assert_eq!(p.acknowledge(), Some(0x20));
+    p.write(0x20, 0x20);
+    assert_eq!(p.pending_vector(), None);
+    // Switching a high line to level mode requests at once.
+    p.write_elcr(MASTER_ELCR, 0);
+    p.set_level(6, true);
+    assert_eq!(p.acknowledge(), Some(0x26));
+    p.write(0x20, 0x20);
+    assert_eq!(p.pending_vector(), None);
+    p.write_elcr(MASTER_ELCR, 0x40);
+    assert_eq!(p.pending_vector(), Some(0x26));
+}

@@ -1,17 +1,21 @@
 //! The 8254 programmable interval timer (channels 0–2 at ports 0x40–0x42, control word at 0x43) and the
-//! PC's port 0x61 (channel 2's gate in bit 0, speaker enable in bit 1, channel 2's output read back in bit
-//! 5, the refresh toggle in bit 4).
+//! PC's port 0x61 (channel 2's gate in bit 0, speaker enable in bit 1, the check disables in bits 2–3
+//! kept as written, the refresh toggle in bit 4, channel 2's output in bit 5; bits 6–7, the NMI sources,
+//! read 0).
 //!
 //! Counters are not stepped: each is a count loaded at a system time, and its value and output are
 //! computed from the PIT input clocks (1,193,182 Hz) elapsed since. Modes 0–5 (6 and 7 alias 2 and 3),
 //! binary or BCD, low/high/both byte access with the write and read flip-flops, the counter-latch and
 //! read-back commands (count and status). Channel 0 drives IRQ 0: modes 2 and 3 raise it at every reload,
-//! modes 0 and 4 once at the terminal count; [`Pit::advance`] reports at most one edge however many
-//! periods passed (a domain that was not running gets one late tick, not a burst). Gates of channels 0
-//! and 1 are tied high (so modes 1 and 5 never trigger there); channel 2's follows port 0x61.
+//! modes 0 and 4 once at the terminal count, and a control word or count that takes the output from low
+//! to high (e.g. mode 2 programmed after a mode-0 count) is an edge too; [`Pit::advance`] reports at most
+//! one edge however many periods passed (a domain that was not running gets one late tick, not a
+//! burst). Gates of channels 0 and 1 are tied high (so modes 1 and 5 never trigger there); channel 2's
+//! follows port 0x61.
 //!
-//! Simplification: a new count written to a running channel in mode 2 or 3 restarts it at once (the chip
-//! would finish the current period first).
+//! A new count written to a counting channel without a control word takes effect as on the chip: at once
+//! in modes 0 and 4, at the end of the current period in modes 2 and 3, at the next gate trigger in modes 1
+//! and 5 (status bit 6, null count, is set until then).
 
 /// The PIT input clock in Hz.
 pub const PIT_HZ: u64 = 1_193_182;
@@ -85,6 +89,9 @@ pub struct Channel {
     pub null_count: bool,
     /// The edge `advance` reports next (channel 0): the system time of the next IRQ edge.
     pub next_edge_ns: Option<u64>,
+    /// A count written while counting, waiting to be loaded: its value in clocks and when (modes 2 and 3:
+    /// the end of the current period; `None`: at the next gate trigger).
+    pub next_count: Option<(u32, Option<u64>)>,
 }
 
 impl Channel {
@@ -107,6 +114,7 @@ impl Channel {
             status: None,
             null_count: true,
             next_edge_ns: None,
+            next_count: None,
         }
     }
 
@@ -124,8 +132,26 @@ impl Channel {
         }
     }
 
+    /// This channel with a due pending count loaded.
+    fn settled(&self, now: u64) -> Channel {
+        let mut c = *self;
+        if let Some((count, Some(at))) = c.next_count
+            && now >= at
+        {
+            c.count = count;
+            c.start_ns = at;
+            c.next_count = None;
+            c.null_count = false;
+        }
+        c
+    }
+
     /// The counter's value now (binary).
     fn value(&self, now: u64) -> u32 {
+        self.settled(now).value_settled(now)
+    }
+
+    fn value_settled(&self, now: u64) -> u32 {
         let n = u64::from(self.count);
         if !self.running || (matches!(self.mode, 1 | 5) && !self.triggered) {
             return self.count % self.modulus();
@@ -160,6 +186,10 @@ impl Channel {
 
     /// The output pin now.
     pub fn out(&self, now: u64) -> bool {
+        self.settled(now).out_settled(now)
+    }
+
+    fn out_settled(&self, now: u64) -> bool {
         if !self.running {
             // After a control word: low in mode 0, high in the others.
             return self.mode != 0;
@@ -182,6 +212,14 @@ impl Channel {
 
     /// The time of the first IRQ edge after `after` (the output's rising edges that request IRQ 0).
     fn edge_after(&self, after: u64) -> Option<u64> {
+        match self.next_count {
+            // The reload at the end of the period is itself the edge.
+            Some((_, Some(at))) if after < at => Some(at),
+            _ => self.settled(after).edge_after_settled(after),
+        }
+    }
+
+    fn edge_after_settled(&self, after: u64) -> Option<u64> {
         if !self.running || self.paused_ticks.is_some() || !self.gate {
             return None;
         }
@@ -198,7 +236,8 @@ impl Channel {
                 if at <= after {
                     at = time_of_tick(self.start_ns, (k + 1) * n);
                 }
-                Some(at)
+                // Past the end of time (u64 nanoseconds: 584 years) there is no next edge.
+                (at > after).then_some(at)
             }
             _ => None,
         }
@@ -234,17 +273,43 @@ impl Channel {
         self.status = None;
         self.null_count = true;
         self.next_edge_ns = None;
+        self.next_count = None;
     }
 
-    /// Load `reg` as the count and start counting at `now`.
+    /// Load a due pending count.
+    fn settle(&mut self, now: u64) {
+        *self = self.settled(now);
+    }
+
+    /// A count written as `reg`: loaded now (and counting starts), at the end of the period, or at the
+    /// next trigger.
     fn load(&mut self, reg: u16, now: u64) {
+        self.settle(now);
         self.count_reg = reg;
         let raw = if self.bcd {
             from_bcd(reg)
         } else {
             u32::from(reg)
         };
-        self.count = if raw == 0 { self.modulus() } else { raw };
+        let count = if raw == 0 { self.modulus() } else { raw };
+        let counting = self.running && self.paused_ticks.is_none() && self.gate;
+        match self.mode {
+            2 | 3 if counting => {
+                let end = self.edge_after_settled(now);
+                self.next_count = Some((count, end));
+                self.null_count = true;
+                self.next_edge_ns = self.edge_after(now);
+                return;
+            }
+            1 | 5 if self.running => {
+                self.next_count = Some((count, None));
+                self.null_count = true;
+                return;
+            }
+            _ => {}
+        }
+        self.count = count;
+        self.next_count = None;
         self.start_ns = now;
         self.running = true;
         self.triggered = false;
@@ -277,6 +342,7 @@ impl Channel {
     }
 
     fn read(&mut self, now: u64) -> u8 {
+        self.settle(now);
         if let Some(s) = self.status.take() {
             return s;
         }
@@ -316,6 +382,7 @@ impl Channel {
         if gate == self.gate {
             return;
         }
+        self.settle(now);
         self.gate = gate;
         if !self.running {
             return;
@@ -330,10 +397,20 @@ impl Channel {
                     self.start_ns = now.saturating_sub(back);
                 }
             }
-            // Modes 2 and 3: a low gate stops the counter (output high).
-            (2 | 3, false) => self.paused_ticks = Some(self.elapsed(now)),
-            // Modes 1, 2, 3, 5: a rising gate (re)starts the count from the reload value.
+            // Modes 2 and 3: a low gate stops the counter (output high); a pending count waits for the
+            // next trigger.
+            (2 | 3, false) => {
+                self.paused_ticks = Some(self.elapsed(now));
+                if let Some((c, _)) = self.next_count {
+                    self.next_count = Some((c, None));
+                }
+            }
+            // Modes 1, 2, 3, 5: a rising gate (re)starts the count from the count register.
             (_, true) => {
+                if let Some((c, _)) = self.next_count.take() {
+                    self.count = c;
+                    self.null_count = false;
+                }
                 self.start_ns = now;
                 self.triggered = true;
                 self.paused_ticks = None;
@@ -352,6 +429,11 @@ pub struct Pit {
     pub channels: [Channel; 3],
     /// Port 0x61 bit 1: speaker data enable (stored, no sound).
     pub speaker: bool,
+    /// Port 0x61 bits 2 and 3: parity and channel check disables (stored; no NMI sources exist).
+    pub check_bits: u8,
+    /// Channel 0's output rose because of a write (a control word setting it high after a count that
+    /// left it low): an IRQ 0 edge not reported yet.
+    pub written_edge: bool,
 }
 
 impl Default for Pit {
@@ -361,25 +443,35 @@ impl Default for Pit {
 }
 
 impl Pit {
-    /// Every channel idle; channels 0 and 1 gated on, channel 2 off.
-    pub const fn new() -> Pit {
+    /// The PIT as QEMU resets it and a BIOS leaves it: channel 0 running the 18.2 Hz tick (mode 3, count
+    /// 65536, both bytes) since system time 0, so a kernel that unmasks IRQ 0 without programming the PIT
+    /// gets the BIOS tick as on a PC; channels 1 and 2 idle; channel 2's gate off.
+    pub fn new() -> Pit {
+        let mut tick = Channel::new(true);
+        tick.mode = 3;
+        tick.load(0, 0);
         Pit {
-            channels: [Channel::new(true), Channel::new(true), Channel::new(false)],
+            channels: [tick, Channel::new(true), Channel::new(false)],
             speaker: false,
+            check_bits: 0,
+            written_edge: false,
         }
     }
 
     /// True if channel 0 raised an IRQ 0 edge by `now` not reported before (at most one, however many
     /// were due).
     pub fn advance(&mut self, now: u64) -> bool {
+        let written = core::mem::take(&mut self.written_edge);
         let c = &mut self.channels[0];
-        match c.next_edge_ns {
+        c.settle(now);
+        let due = match c.next_edge_ns {
             Some(at) if at <= now => {
                 c.next_edge_ns = c.edge_after(now);
                 true
             }
             _ => false,
-        }
+        };
+        due || written
     }
 
     /// When channel 0's next IRQ edge is due.
@@ -397,10 +489,14 @@ impl Pit {
 
     /// A byte write to 0x40–0x43.
     pub fn write(&mut self, port: u16, v: u8, now: u64) {
+        let before = self.channels[0].out(now);
         match port {
             0x40..=0x42 => self.channels[usize::from(port - 0x40)].write(v, now),
             PORT_CONTROL => self.control(v, now),
             _ => {}
+        }
+        if !before && self.channels[0].out(now) {
+            self.written_edge = true;
         }
     }
 
@@ -412,6 +508,7 @@ impl Pit {
                 if v & (2 << i) == 0 {
                     continue;
                 }
+                c.settle(now);
                 if v & 0x10 == 0 && c.status.is_none() {
                     c.status = Some(c.status_byte(now));
                 }
@@ -437,13 +534,15 @@ impl Pit {
         let refresh = (ticks_between(0, now) / 18) & 1 != 0;
         u8::from(c2.gate)
             | u8::from(self.speaker) << 1
+            | self.check_bits
             | u8::from(refresh) << 4
             | u8::from(c2.out(now)) << 5
     }
 
-    /// A write of port 0x61: channel 2's gate and the speaker enable.
+    /// A write of port 0x61: channel 2's gate, the speaker enable and the check bits.
     pub fn write_port_b(&mut self, v: u8, now: u64) {
         self.speaker = v & 2 != 0;
+        self.check_bits = v & 0x0c;
         self.channels[2].set_gate(v & 1 != 0, now);
     }
 }

@@ -27,6 +27,12 @@ fn read16(p: &mut Pit, ch: u16, now: u64) -> u16 {
     u16::from(lo) | u16::from(hi) << 8
 }
 
+/// Channel 0's status through the read-back command (status only).
+fn status0(p: &mut Pit, now: u64) -> u8 {
+    p.write(0x43, 0xe2, now);
+    p.read(0x40, now)
+}
+
 fn latched(p: &mut Pit, ch: u16, now: u64) -> u16 {
     p.write(0x43, (ch as u8) << 6, now);
     read16(p, ch, now)
@@ -184,12 +190,22 @@ fn channel2_gate_and_port_b() {
     p.write_port_b(0x03, t);
     assert_eq!(latched(&mut p, 2, at(t, 10)), 90);
     assert!(p.speaker);
+    p.write_port_b(0xff, at(t, 10));
+    assert_eq!(
+        p.read_port_b(at(t, 10)) & 0xcf,
+        0x0f,
+        "bits 0-3 as written, 6-7 clear"
+    );
     // The refresh bit toggles every 18 clocks.
     assert_ne!(
         p.read_port_b(at(0, 0)) & 0x10,
         p.read_port_b(at(0, 18)) & 0x10
     );
-    assert_eq!(p.next_irq_ns(), None, "channel 2 is not IRQ 0");
+    assert_eq!(
+        p.next_irq_ns(),
+        Some(at(0, 65_536)),
+        "channel 2 is not IRQ 0: the BIOS tick only"
+    );
 }
 
 #[test]
@@ -201,4 +217,61 @@ fn channel0_gate_is_tied_high() {
     program(&mut p, 0, 0x3e, 100, 0); // mode 7 is mode 3
     assert_eq!(p.channels[0].mode, 3);
     assert_eq!(p.next_irq_ns(), Some(at(0, 100)));
+}
+
+#[test]
+fn new_count_without_control_word() {
+    // Mode 2: the new count is loaded at the end of the current period.
+    let mut p = Pit::new();
+    program(&mut p, 0, 0x34, 1000, 0);
+    p.write(0x40, 0xf4, at(0, 300));
+    p.write(0x40, 0x01, at(0, 300)); // 500
+    assert_eq!(status0(&mut p, at(0, 300)) & 0x40, 0x40, "null count");
+    assert_eq!(latched(&mut p, 0, at(0, 400)), 600, "still the old period");
+    assert_eq!(p.next_irq_ns(), Some(at(0, 1000)));
+    assert!(p.advance(at(0, 1000)));
+    let t = at(0, 1000);
+    assert_eq!(p.next_irq_ns(), Some(at(t, 500)), "then every 500");
+    assert_eq!(latched(&mut p, 0, at(t, 100)), 400);
+    assert_eq!(status0(&mut p, at(t, 100)) & 0x40, 0);
+    // Mode 0: a new count restarts at once.
+    program(&mut p, 0, 0x30, 1000, 0);
+    p.write(0x40, 0x10, at(0, 300));
+    p.write(0x40, 0x00, at(0, 300));
+    assert_eq!(p.next_irq_ns(), Some(at(at(0, 300), 16)));
+    // Mode 1 on channel 2: the new count waits for the next trigger.
+    program(&mut p, 2, 0xb2, 100, 0);
+    p.write_port_b(1, 0);
+    p.write(0x42, 50, at(0, 10));
+    p.write(0x42, 0, at(0, 10));
+    assert_eq!(
+        latched(&mut p, 2, at(0, 20)),
+        80,
+        "the running one-shot goes on"
+    );
+    p.write_port_b(0, at(0, 200));
+    p.write_port_b(1, at(0, 200));
+    assert_eq!(
+        latched(&mut p, 2, at(at(0, 200), 10)),
+        40,
+        "retriggered with 50"
+    );
+}
+
+#[test]
+fn bios_tick_and_written_edges() {
+    let mut p = Pit::new();
+    assert_eq!((p.channels[0].mode, p.channels[0].count), (3, 65_536));
+    assert!(!p.advance(at(0, 65_535)));
+    assert!(p.advance(at(0, 65_536)), "18.2 Hz from reset");
+    // Stop the channel (mode 0 control word: OUT low), then program mode 2: OUT rises, an edge.
+    let t = at(0, 70_000);
+    p.write(0x43, 0x30, t);
+    assert!(!p.advance(t));
+    p.write(0x43, 0x34, t);
+    assert!(p.advance(t), "the output rose on the control word");
+    assert!(!p.advance(t));
+    // Mode 2 again while OUT is high: no edge.
+    p.write(0x43, 0x34, t);
+    assert!(!p.advance(t));
 }

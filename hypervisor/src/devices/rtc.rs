@@ -384,10 +384,11 @@ impl Rtc {
             });
         let update = (self.reg_b & (B_UIE | B_AIE) != 0 && self.frozen.is_none())
             .then(|| (from / NS + 1).saturating_mul(NS));
-        match (periodic, update) {
+        let next = match (periodic, update) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        next.filter(|&t| t > from)
     }
 
     /// A byte write of port 0x70 or 0x71.

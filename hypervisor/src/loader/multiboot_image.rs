@@ -123,7 +123,8 @@ pub struct LoadSegment<'a> {
     pub phys: u32,
     /// The bytes from the file.
     pub data: &'a [u8],
-    /// Bytes in memory (`data.len()` or more; the rest is zero-filled). `phys + mem_size` is at most `u32::MAX`.
+    /// Bytes in memory (`data.len()` or more; the rest is zero-filled). `phys + mem_size` is at most
+    /// `u32::MAX`.
     pub mem_size: u32,
 }
 
@@ -293,18 +294,20 @@ fn elf_header(image: &[u8]) -> Option<(bool, u64, u64, u16, u16)> {
 
 /// A program header: (type, offset, vaddr, paddr, filesz, memsz).
 fn phdr(image: &[u8], class64: bool, at: usize) -> Option<(u32, u64, u64, u64, u64, u64)> {
+    let size = if class64 { 56 } else { 32 };
+    let h = image.get(at..at.checked_add(size)?)?;
     if class64 {
         Some((
-            u32_at(image, at)?,
-            u64_at(image, at + 8)?,
-            u64_at(image, at + 16)?,
-            u64_at(image, at + 24)?,
-            u64_at(image, at + 32)?,
-            u64_at(image, at + 40)?,
+            u32_at(h, 0)?,
+            u64_at(h, 8)?,
+            u64_at(h, 16)?,
+            u64_at(h, 24)?,
+            u64_at(h, 32)?,
+            u64_at(h, 40)?,
         ))
     } else {
-        let w = |i: usize| u32_at(image, at + 4 * i).map(u64::from);
-        Some((u32_at(image, at)?, w(1)?, w(2)?, w(3)?, w(4)?, w(5)?))
+        let w = |i: usize| u32_at(h, 4 * i).map(u64::from);
+        Some((u32_at(h, 0)?, w(1)?, w(2)?, w(3)?, w(4)?, w(5)?))
     }
 }
 
@@ -388,11 +391,12 @@ pub fn elf64_symbol(image: &[u8], name: &[u8]) -> Option<u64> {
     }
     let section = |i: usize| -> Option<(u32, usize, usize, u32)> {
         let at = shoff.checked_add(i.checked_mul(64)?)?;
+        let h = image.get(at..at.checked_add(64)?)?;
         Some((
-            u32_at(image, at + 4)?,
-            usize::try_from(u64_at(image, at + 24)?).ok()?,
-            usize::try_from(u64_at(image, at + 32)?).ok()?,
-            u32_at(image, at + 40)?,
+            u32_at(h, 4)?,
+            usize::try_from(u64_at(h, 24)?).ok()?,
+            usize::try_from(u64_at(h, 32)?).ok()?,
+            u32_at(h, 40)?,
         ))
     };
     for i in 0..shnum {
@@ -472,7 +476,9 @@ pub fn write_info(
         .checked_add(INFO_SIZE)
         .ok_or(LoadError::BadInfoPlacement)?;
     let mmap_len = 2 * MMAP_ENTRY_SIZE;
-    let cmdline_at = mmap_at + mmap_len;
+    let cmdline_at = mmap_at
+        .checked_add(mmap_len)
+        .ok_or(LoadError::BadInfoPlacement)?;
     let end = u32::try_from(cmdline.len())
         .ok()
         .and_then(|n| cmdline_at.checked_add(n)?.checked_add(1))
@@ -504,6 +510,41 @@ pub fn write_info(
     mem.write(u64::from(cmdline_at), cmdline.as_bytes())?;
     mem.write(u64::from(cmdline_at) + cmdline.len() as u64, &[0])?;
     Ok(at)
+}
+
+/// The machine state a multiboot loader leaves, besides protected mode with paging off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootState {
+    /// EAX: [`BOOT_MAGIC`].
+    pub eax: u32,
+    /// EBX: the guest-physical address of the information structure.
+    pub ebx: u32,
+    /// EIP: the 32-bit entry.
+    pub entry32: u32,
+    /// The 64-bit entry, if the image has one (see [`MultibootImage::entry64`]).
+    pub entry64: Option<u64>,
+}
+
+/// Everything a loader does for a domain of `mem_bytes` of RAM: parse `image`, check it lies in 1 MiB..N,
+/// copy it in, write the information structure at [`INFO_ADDR`] with `cmdline` (which should start with
+/// the image's name), and return the entry state.
+pub fn load_multiboot(
+    image: &[u8],
+    mem: &mut dyn GuestPhysWrite,
+    mem_bytes: u64,
+    cmdline: &str,
+) -> Result<BootState, LoadError> {
+    let m = parse(image)?;
+    m.check_placement(mem_bytes)?;
+    let mem_kib = u32::try_from(mem_bytes / 1024).map_err(|_| LoadError::BadInfoPlacement)?;
+    m.load(mem)?;
+    let ebx = write_info(mem, INFO_ADDR, mem_kib, cmdline)?;
+    Ok(BootState {
+        eax: BOOT_MAGIC,
+        ebx,
+        entry32: m.entry32,
+        entry64: m.entry64,
+    })
 }
 
 #[cfg(test)]

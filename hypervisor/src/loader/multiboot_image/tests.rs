@@ -290,6 +290,60 @@ fn elf32_refusals() {
     assert_eq!(parse(&not_elf).map(|_| ()), Err(LoadError::NotElf));
 }
 
+/// An ELF64 kernel (flag 16 clear) written with the workspace's `elf64` writer: one PT_LOAD at 4 MiB from
+/// file offset 0x1000 (the multiboot header there), and a symbol table naming `_start64`.
+fn elf64_image() -> Vec<u8> {
+    use elf64::write::{ProgramHeader, write_headers};
+    let mut img = vec![0u8; 0x2000];
+    let phdrs = [ProgramHeader::load(5, 0x1000, 0x40_0000, 0x800, 0x3000)];
+    write_headers(&mut img, 0x40_0010, &phdrs).unwrap();
+    put_header(&mut img, 0x1000, 0, [0; 5]);
+    let strtab = b"\0other\0_start64\0";
+    img[0x1800..0x1800 + strtab.len()].copy_from_slice(strtab);
+    let mut sym = |i: usize, name: u32, value: u64| {
+        let at = 0x1820 + 24 * i;
+        img[at..at + 4].copy_from_slice(&name.to_le_bytes());
+        img[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
+    };
+    sym(1, 1, 0x1234);
+    sym(2, 7, 0xffff_ffff_8000_0042);
+    let mut sh = |i: usize, ty: u32, off: u64, size: u64, link: u32| {
+        let at = 0x1900 + 64 * i;
+        img[at + 4..at + 8].copy_from_slice(&ty.to_le_bytes());
+        img[at + 24..at + 32].copy_from_slice(&off.to_le_bytes());
+        img[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+        img[at + 40..at + 44].copy_from_slice(&link.to_le_bytes());
+    };
+    sh(1, 2, 0x1820, 72, 2);
+    sh(2, 3, 0x1800, strtab.len() as u64, 0);
+    img[40..48].copy_from_slice(&0x1900u64.to_le_bytes());
+    img[58..60].copy_from_slice(&64u16.to_le_bytes());
+    img[60..62].copy_from_slice(&3u16.to_le_bytes());
+    img.truncate(0x1900 + 3 * 64);
+    img
+}
+
+#[test]
+fn elf64_with_a_start64_symbol() {
+    let img = elf64_image();
+    let m = parse(&img).unwrap();
+    assert_eq!(m.entry32, 0x40_0010);
+    assert_eq!(m.entry64, Some(0xffff_ffff_8000_0042));
+    assert_eq!(elf64_symbol(&img, b"other"), Some(0x1234));
+    assert_eq!(
+        elf64_symbol(&img, b"_start"),
+        None,
+        "a prefix is not a match"
+    );
+    assert_eq!(elf64_symbol(&img, b"missing"), None);
+    for n in 0..img.len() {
+        if let Ok(t) = parse(&img[..n]) {
+            assert_eq!(t.segments, m.segments, "truncated to {n}");
+        }
+        let _ = elf64_symbol(&img[..n], b"_start64");
+    }
+}
+
 #[test]
 fn elf64_through_the_workspace_writer() {
     use elf64::write::{ProgramHeader, headers_len, write_headers};
@@ -426,6 +480,18 @@ fn info_refusals() {
         write_info(&mut mem, u32::MAX - 3, 4096, "k"),
         Err(LoadError::BadInfoPlacement)
     );
+    for at in [
+        u32::MAX - 3,
+        u32::MAX - 87,
+        u32::MAX - 100,
+        u32::MAX - 135,
+        u32::MAX - 136,
+    ] {
+        assert_eq!(
+            write_info(&mut mem, at & !3, 4096, "k"),
+            Err(LoadError::BadInfoPlacement)
+        );
+    }
     assert_eq!(
         write_info(&mut mem, 0x9000, 4096, "a\0b"),
         Err(LoadError::BadInfoPlacement)
@@ -511,16 +577,20 @@ fn random_and_mutated_images_never_panic() {
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
-    let seeds = [aout_image(), elf32_image()];
+    let seeds = [aout_image(), elf32_image(), elf64_image()];
     let strategy = (
-        0..3usize,
+        0..4usize,
         prop::collection::vec((any::<u16>(), any::<u8>()), 0..8),
         prop::collection::vec(any::<u8>(), 0..600),
         any::<u16>(),
+        // Whole words at header offsets: sizes, offsets and addresses near the ends of their ranges.
+        prop::collection::vec((0..32usize, any::<u64>(), any::<u8>()), 0..4),
+        // The same in the section headers and symbol table of the ELF64 seed.
+        prop::collection::vec((0x1800..0x19c0usize, any::<u64>()), 0..3),
     );
-    let result = runner.run(&strategy, |(kind, edits, random, cut)| {
+    let result = runner.run(&strategy, |(kind, edits, random, cut, words, far)| {
         let mut img = match kind {
-            0 | 1 => seeds[kind].clone(),
+            0..=2 => seeds[kind].clone(),
             _ => {
                 // Random bytes with a valid header somewhere, to get past the checksum.
                 let mut r = random.clone();
@@ -537,6 +607,30 @@ fn random_and_mutated_images_never_panic() {
         for (at, v) in edits {
             let n = img.len();
             img[usize::from(at) % n] = v;
+        }
+        for (slot, v, how) in words {
+            let v = match how % 4 {
+                0 => v,
+                1 => u64::MAX - (v & 0xff),
+                2 => u64::from(u32::MAX) - (v & 0xff),
+                _ => v & 0xffff,
+            };
+            let at = slot * 4;
+            let bytes = v.to_le_bytes();
+            let width = if how & 4 != 0 { 8 } else { 4 };
+            if let Some(dst) = img.get_mut(at..at + width) {
+                dst.copy_from_slice(&bytes[..width]);
+            }
+        }
+        for (at, v) in far {
+            let v = if v & 1 != 0 {
+                u64::MAX - (v >> 56)
+            } else {
+                v >> 40
+            };
+            if let Some(dst) = img.get_mut(at & !3..(at & !3) + 8) {
+                dst.copy_from_slice(&v.to_le_bytes());
+            }
         }
         let n = img.len();
         img.truncate(n - usize::from(cut) % (n / 4 + 1));
@@ -587,4 +681,54 @@ fn info_structure_reads_back_through_the_hypervisors_own_multiboot_parser() {
         .map(|r| (r.start, r.end(), r.kind))
         .collect();
     assert_eq!(regions, [(0, 0x9_fc00, 1), (0x10_0000, 512 << 20, 1)]);
+}
+
+#[test]
+fn the_whole_load() {
+    let img = aout_image();
+    let mut mem = Mem::new(4 << 20);
+    let boot = load_multiboot(&img, &mut mem, 4 << 20, "mini debug").unwrap();
+    assert_eq!(
+        boot,
+        BootState {
+            eax: 0x2bad_b002,
+            ebx: INFO_ADDR,
+            entry32: 0x10_0080,
+            entry64: None
+        }
+    );
+    assert_eq!(mem.bytes[&0x10_0000], img[0]);
+    assert_eq!(mem.bytes[&0x10_1fff], 0, "bss cleared");
+    assert_eq!(mem.u32(u64::from(INFO_ADDR) + 8), 3 * 1024);
+    // Too little memory: refused before anything is written.
+    let mut small = Mem::new(1 << 20);
+    assert_eq!(
+        load_multiboot(&img, &mut small, 0x10_1000, "mini"),
+        Err(LoadError::BeyondMemory { end: 0x10_2000 })
+    );
+    assert!(small.bytes.is_empty());
+}
+
+#[test]
+fn offsets_at_the_end_of_the_address_space() {
+    // An ELF32 whose program headers, and an ELF64 whose section headers, sit at offsets whose sums
+    // overflow: refused or ignored, never a panic.
+    let mut img = elf32_image();
+    img[28..32].copy_from_slice(&(u32::MAX - 4).to_le_bytes());
+    assert_eq!(parse(&img).map(|_| ()), Err(LoadError::Truncated));
+    let mut e64 = vec![0u8; 0x2000];
+    let phdrs = [elf64::write::ProgramHeader::load(
+        5, 0x1000, 0x40_0000, 0x800, 0x3000,
+    )];
+    elf64::write::write_headers(&mut e64, 0x40_0010, &phdrs).unwrap();
+    put_header(&mut e64, 0x1000, 0, [0; 5]);
+    for shoff in [u64::MAX, u64::MAX - 4, u64::MAX - 63, 0x1ff0] {
+        e64[40..48].copy_from_slice(&shoff.to_le_bytes());
+        e64[58..60].copy_from_slice(&64u16.to_le_bytes());
+        e64[60..62].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(elf64_symbol(&e64, b"_start64"), None);
+        assert!(parse(&e64).is_ok());
+    }
+    e64[32..40].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+    assert_eq!(parse(&e64).map(|_| ()), Err(LoadError::Truncated));
 }
