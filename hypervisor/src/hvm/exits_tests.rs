@@ -249,3 +249,14 @@ fn osxsave_is_refused() {
     v.cr4 |= CR4_OSXSAVE;
     assert_eq!(check_state(&v), Some(Crash::ExtendedState("CR4.OSXSAVE")));
 }
+
+#[test]
+fn device_timer_has_a_floor() {
+    assert_eq!(device_timer(None, 100), None);
+    assert_eq!(device_timer(Some(1_000_000), 0), Some(1_000_000));
+    assert_eq!(
+        device_timer(Some(10), 1_000),
+        Some(1_000 + MIN_DEVICE_TIMER_NS)
+    );
+    assert_eq!(device_timer(Some(5), u64::MAX), Some(u64::MAX));
+}

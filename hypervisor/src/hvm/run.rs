@@ -66,7 +66,7 @@ pub fn run(dom: &mut Domain) -> RunEnd {
         }
         h.board.advance(now);
         exits::prepare_entry(vmcb, &mut h.board);
-        crate::sched::arm_timer_also(now, h.board.next_deadline_ns());
+        crate::sched::arm_timer_also(now, exits::device_timer(h.board.next_deadline_ns(), now));
         // SAFETY: the domain's own VMCB (VMRUN, the isolation intercepts and its nested tables were set by
         // the builder and never changed by guest input), the host VMSAVE page, the domain's FXSAVE area; SVM
         // was enabled when the domain was built; the interrupt handlers take none of the locks held.
@@ -129,7 +129,7 @@ pub fn run(dom: &mut Domain) -> RunEnd {
                     continue;
                 }
                 // Sleep until the board's next timer interrupt (or serial input, which wakes the owner).
-                let wake_at = h.board.next_deadline_ns();
+                let wake_at = exits::device_timer(h.board.next_deadline_ns(), now);
                 SCHED.lock().0.block(usize::from(id), wake_at);
                 return RunEnd::Reschedule;
             }
