@@ -72,7 +72,7 @@ pub const XEN_SYSCTL_AVAILHEAP: u32 = 9;
 
 /// [`XenDomctlGetdomaininfo::flags`]: the domain is being destroyed (here: stopped, its memory released).
 pub const XEN_DOMINF_DYING: u32 = 1 << 0;
-/// [`XenDomctlGetdomaininfo::flags`]: an HVM guest (never set here).
+/// [`XenDomctlGetdomaininfo::flags`]: an HVM guest (here: a `kind=hvm` domain).
 pub const XEN_DOMINF_HVM_GUEST: u32 = 1 << 1;
 /// [`XenDomctlGetdomaininfo::flags`]: the guest has shut down; the reason is in bits
 /// [`XEN_DOMINF_SHUTDOWNSHIFT`].. ([`dominf_shutdown_reason`]).
@@ -87,7 +87,7 @@ pub const XEN_DOMINF_RUNNING: u32 = 1 << 5;
 pub const XEN_DOMINF_DEBUGGED: u32 = 1 << 6;
 /// [`XenDomctlGetdomaininfo::flags`]: a xenstore domain (never set here).
 pub const XEN_DOMINF_XS_DOMAIN: u32 = 1 << 7;
-/// [`XenDomctlGetdomaininfo::flags`]: hardware-assisted paging (never set here).
+/// [`XenDomctlGetdomaininfo::flags`]: hardware-assisted paging (here: a `kind=hvm` domain's nested paging).
 pub const XEN_DOMINF_HAP: u32 = 1 << 8;
 /// Mask of the shutdown reason (`SHUTDOWN_*`) in [`XenDomctlGetdomaininfo::flags`], after shifting.
 pub const XEN_DOMINF_SHUTDOWNMASK: u32 = 255;

@@ -87,6 +87,10 @@ pub extern "C" fn kernel_main(start_info: u64, stack_top: u64) -> ! {
 /// Run what the command line asks (both entries); returns the poweroff code.
 fn run_command(cmdline: &str) -> u32 {
     let native = crate::platform::backend() == crate::platform::Backend::Native;
+    // The hvm kind's hostile probes (an unmodified ring-0 kernel's view: native boot only).
+    if native && let Some(code) = crate::platform::native::svm_probe::run(cmdline) {
+        return code;
+    }
     match cmdline::parse(cmdline) {
         // The scenarios, the hypercall benchmarks, the demo and the ping server exercise the hypervisor.
         Command::Demo | Command::Test(_) | Command::Bench(_) | Command::PingServer if native => {

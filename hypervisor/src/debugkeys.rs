@@ -7,7 +7,7 @@
 //! | `e` | event channels of every domain |
 //! | `t` | time: system time, TSC frequency, next timer deadline |
 //! | `c` | console input back to domain 0 (after `xl console`) |
-//! | `x` | exit counts of every emulate domain (the `exits:` line, so far) |
+//! | `x` | exit counts of every emulate and hvm domain (their `exits:` lines, so far) |
 
 use crate::console::print;
 use crate::domain::state::DomainTable;
@@ -19,14 +19,19 @@ pub fn handle(key: u8, table: &DomainTable, now: u64) {
         b'd' => domains(table),
         b'e' => events(table),
         b't' => time(now),
-        b'x' => crate::emulate::machine::print_exits(table),
+        b'x' => {
+            crate::emulate::machine::print_exits(table);
+            for d in table.iter() {
+                crate::hvm::run::print_exits(d);
+            }
+        }
         b'c' => {
             crate::console::set_input_owner(0);
             print(format_args!("[hv] console input: domain 0\n"));
         }
         _ => {
             print(format_args!(
-                "[hv] debug keys (Ctrl-] then): h help, d domains, e event channels, t time, c console to domain 0, x emulate exits\n"
+                "[hv] debug keys (Ctrl-] then): h help, d domains, e event channels, t time, c console to domain 0, x emulate/hvm exits\n"
             ));
         }
     }

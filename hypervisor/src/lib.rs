@@ -16,6 +16,7 @@ pub mod domain;
 pub mod emulate;
 pub mod event;
 pub mod gdt;
+pub mod hvm;
 pub mod hypercall;
 pub mod loader;
 pub mod mm;

@@ -34,6 +34,16 @@ fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8;
 /// Raise `virq` in `dom` and wake it if that makes an upcall pending or it polls the VIRQ's port (the same
 /// rule as a send: `event::mark_pending`).
 fn raise(table: &DomainTable, dom: usize, virq: u32) {
+    // An hvm domain has no event channels: console input (the only VIRQ it can be sent) just wakes it,
+    // and its run loop hands the bytes to its UART.
+    if table
+        .slots
+        .get(dom)
+        .is_some_and(|d| d.as_ref().is_some_and(|d| d.hvm.is_some()))
+    {
+        SCHED.lock().0.wake(dom);
+        return;
+    }
     let Some(page) = shared_info_page(table, dom) else {
         return;
     };
@@ -87,12 +97,19 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
 
 /// Arm the hardware timer for the policy's next deadline, if it changed.
 fn arm_timer(now: u64) {
+    arm_timer_also(now, None);
+}
+
+/// Arm the hardware timer for the earlier of the policy's next deadline and `extra` (an hvm domain's next
+/// device interrupt, which must end its run on time), if that changed.
+pub fn arm_timer_also(now: u64, extra: Option<u64>) {
     let time = TIME.get().expect("time initialised");
-    let next = SCHED
-        .lock()
-        .0
-        .next_deadline(now)
-        .map(|ns| time.clock.lock().tsc_at(ns));
+    let policy = SCHED.lock().0.next_deadline(now);
+    let next = match (policy, extra) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+    .map(|ns| time.clock.lock().tsc_at(ns));
     let want = next.unwrap_or(u64::MAX);
     if ARMED.swap(want, Ordering::Relaxed) != want {
         time.timer.arm(next);
@@ -182,6 +199,14 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
         };
         switch = true;
         if table.slots[i].is_none() {
+            continue;
+        }
+        // An hvm vCPU: "resume" is its VMRUN loop, which returns when the scheduler must decide again.
+        if table.slots[i].as_ref().is_some_and(|d| d.hvm.is_some()) {
+            save_live(&mut table, &mut live);
+            table.current = Some(i);
+            let dom = table.slots[i].as_mut().expect("checked above");
+            crate::hvm::run::run(dom);
             continue;
         }
         let prev_loaded = table.segments_loaded;

@@ -319,6 +319,31 @@ pub fn start(magic: u32, info: u64) -> ! {
             .map_err(|e| {
                 log::error!("domain {id} (emulate): not created: {e}");
             }),
+            Ok(crate::domain::kind::DomainKind::Hvm) => {
+                let mut cmd: heapless::String<1024> = heapless::String::new();
+                let image_name = module.cmdline.split_whitespace().next().unwrap_or("kernel");
+                let name = image_name.rsplit('/').next().unwrap_or(image_name);
+                let _ = cmd.push_str(name);
+                for w in crate::domain::kind::without_kind(args) {
+                    let _ = cmd.push(' ');
+                    let _ = cmd.push_str(w);
+                }
+                crate::hvm::build::create(
+                    id,
+                    (module.start, module.end),
+                    &cmd,
+                    dom_mem / 4096,
+                    hv,
+                    weights[usize::from(id)],
+                )
+                .map_err(|e| log::error!("domain {id}: not created: {e}"))
+            }
+            Err(e) => {
+                log::error!(
+                    "domain {id}: not created: kind= word refused ({e:?}): kind=pv|emulate|hvm, at most once"
+                );
+                Err(())
+            }
             _ => create_domain(
                 id,
                 (module.start, module.end),

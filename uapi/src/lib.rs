@@ -283,6 +283,8 @@ pub struct MemInfo {
 pub mod dominf {
     /// Being destroyed.
     pub const DYING: u32 = 1 << 0;
+    /// A hardware-virtualized guest (`kind=hvm`).
+    pub const HVM_GUEST: u32 = 1 << 1;
     /// Shut down (reason in bits 16..23 of the flags).
     pub const SHUTDOWN: u32 = 1 << 2;
     /// Paused.

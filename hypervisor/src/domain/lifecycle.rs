@@ -37,7 +37,7 @@ impl core::fmt::Display for BuildFailure {
     }
 }
 
-fn failure(args: core::fmt::Arguments<'_>) -> BuildFailure {
+pub(crate) fn failure(args: core::fmt::Arguments<'_>) -> BuildFailure {
     let mut s = heapless::String::new();
     let _ = core::fmt::write(&mut s, args);
     BuildFailure(s)
@@ -268,6 +268,7 @@ pub fn create_domain(
         privileged: flags & SIF_PRIVILEGED != 0,
         console: crate::console::LineBuffer::new(),
         emu: None,
+        hvm: None,
     });
     table.refresh_shared_info();
     Ok(())
@@ -294,12 +295,17 @@ pub fn stop_domain(dom: &mut Domain, state: DomainState) {
         release_domain_frames(m, hv, id);
         return;
     }
-    super::teardown_check::check(
-        machine.as_ref().expect("machine initialised"),
-        hv,
-        id,
-        dom.mm.base,
-    );
+    if dom.hvm.is_some() {
+        crate::hvm::run::teardown_check(dom, machine.as_ref().expect("machine initialised"));
+        crate::hvm::run::teardown(dom, machine.as_mut().expect("machine initialised"));
+    } else {
+        super::teardown_check::check(
+            machine.as_ref().expect("machine initialised"),
+            hv,
+            id,
+            dom.mm.base,
+        );
+    }
     let released = release_frames(
         machine.as_mut().expect("machine initialised"),
         hv,

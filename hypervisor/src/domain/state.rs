@@ -72,9 +72,22 @@ pub struct Domain {
     pub console: LineBuffer,
     /// The trap-and-emulate state of an emulate domain (`None`: a PV domain).
     pub emu: Option<crate::emulate::dispatch::EmuSlot>,
+    /// The hvm vCPU (`kind=hvm`: SVM with nested paging); `None` for a PV domain.
+    pub hvm: Option<crate::hvm::HvmVcpu>,
 }
 
 impl Domain {
+    /// How the domain's kernel runs.
+    pub fn kind(&self) -> super::kind::DomainKind {
+        if self.hvm.is_some() {
+            super::kind::DomainKind::Hvm
+        } else if self.emu.is_some() {
+            super::kind::DomainKind::Emulate
+        } else {
+            super::kind::DomainKind::Pv
+        }
+    }
+
     /// True if the vCPU may be scheduled.
     pub fn runnable(&self) -> bool {
         self.state == DomainState::Runnable
@@ -236,6 +249,7 @@ mod tests {
             privileged: false,
             console: LineBuffer::new(),
             emu: None,
+            hvm: None,
         }
     }
 

@@ -694,6 +694,7 @@ pub fn create(
         privileged: domid == 0,
         console: crate::console::LineBuffer::new(),
         emu: None,
+        hvm: None,
     };
     let entry = match built {
         Ok(e) => e,

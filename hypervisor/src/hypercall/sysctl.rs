@@ -12,8 +12,8 @@
 use abi::errno::Errno;
 use abi::sched::SHUTDOWN_CRASH;
 use abi::sysctl::{
-    XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_PAUSED, XEN_DOMINF_RUNNING,
-    XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWNMASK, XEN_DOMINF_SHUTDOWNSHIFT,
+    XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_HAP, XEN_DOMINF_HVM_GUEST, XEN_DOMINF_PAUSED,
+    XEN_DOMINF_RUNNING, XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWNMASK, XEN_DOMINF_SHUTDOWNSHIFT,
     XEN_INVALID_SHARED_INFO_FRAME, XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_INTERFACE_VERSION,
     XenDomctlGetdomaininfo, XenSysctl,
 };
@@ -81,6 +81,8 @@ pub struct DomainFacts {
     pub shared_info: Mfn,
     /// Real time its vCPU has held the CPU (ns).
     pub cpu_ns: u64,
+    /// An hvm domain (SVM with nested paging): `XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP`.
+    pub hvm: bool,
 }
 
 /// The `xen_domctl_getdomaininfo` record of one domain. Pure. `gpaddr_bits` is the CPU's physical-address
@@ -122,6 +124,9 @@ pub fn record(f: &DomainFacts, gpaddr_bits: u8) -> XenDomctlGetdomaininfo {
             info.shared_info_frame = XEN_INVALID_SHARED_INFO_FRAME;
         }
     }
+    if f.hvm {
+        info.flags |= XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP;
+    }
     info
 }
 
@@ -144,6 +149,7 @@ pub(crate) fn facts<M: MachineMem>(
             max_pages: ctx.dom.max_pages,
             shared_info: ctx.dom.shared_info,
             cpu_ns,
+            hvm: false,
         });
     }
     let d = ctx.others.get(id)?;
@@ -157,6 +163,7 @@ pub(crate) fn facts<M: MachineMem>(
         max_pages: d.mm.max_pages,
         shared_info: d.mm.shared_info,
         cpu_ns,
+        hvm: d.hvm.is_some(),
     })
 }
 
@@ -310,6 +317,29 @@ mod tests {
         assert_eq!(e.interface_version, XEN_SYSCTL_INTERFACE_VERSION);
         let l = e.getdomaininfolist();
         assert_eq!((l.first_domain, l.max_domains, l.buffer), (0, 8, BUF));
+    }
+
+    #[test]
+    fn hvm_domains_carry_the_hvm_and_hap_flags() {
+        let f = DomainFacts {
+            id: 4,
+            state: DomainState::Runnable,
+            running: false,
+            blocked: true,
+            paused: false,
+            tot_pages: 10,
+            max_pages: 10,
+            shared_info: Mfn(9),
+            cpu_ns: 0,
+            hvm: true,
+        };
+        let r = record(&f, 48);
+        assert_eq!(
+            r.flags,
+            XEN_DOMINF_BLOCKED | XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP
+        );
+        let pv = record(&DomainFacts { hvm: false, ..f }, 48);
+        assert_eq!(pv.flags, XEN_DOMINF_BLOCKED);
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub fn other_domain(id: u16, state: DomainState, mm: DomainMm) -> Domain {
         privileged: id == 0,
         console: crate::console::LineBuffer::new(),
         emu: None,
+        hvm: None,
     }
 }
 

@@ -70,7 +70,11 @@ fn list() -> Result<(), uapi::Errno> {
                 d.max_pages * 4,
                 d.nr_vcpus,
                 user::display::Secs(d.cpu_time_ns),
-                "pv"
+                if d.flags & uapi::dominf::HVM_GUEST != 0 {
+                    "hvm"
+                } else {
+                    "pv"
+                }
             );
         }
         total += n;

@@ -8,6 +8,7 @@ pub mod hypercall;
 pub mod isolation_probes;
 pub mod native;
 pub mod sensitive_probes;
+pub mod svm_probes;
 pub mod timing;
 pub mod trap_entry;
 pub mod trap_probes;

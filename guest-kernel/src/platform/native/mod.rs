@@ -24,6 +24,8 @@ pub mod multiboot;
 pub mod pic_pit;
 pub mod rtc;
 #[cfg(feature = "baremetal")]
+pub mod svm_probe;
+#[cfg(feature = "baremetal")]
 mod tables;
 pub mod uart;
 

@@ -80,6 +80,7 @@ use core::mem::{offset_of, size_of};
 use static_assertions::const_assert_eq;
 
 use super::tables::{ENTRY_TABLES, EntryTables, EntryWords};
+use crate::hvm::exits::GuestGprs;
 pub use crate::regs::EntryFrame;
 
 /// Size of [`EntryFrame`]; the stubs and the exit path depend on it.
@@ -275,6 +276,112 @@ exit_to_guest_stub:
     add $16, %rsp
     iretq
 
+    /* svm_run_stub(vmcb_pa: rdi, gprs: rsi, fxsave_area: rdx, host_save_pa: rcx): one world switch into an
+       hvm guest and back (see `svm_run` below for the frame drawing). Ordinary hypervisor text: the hypervisor's
+       address space stays loaded, the guest runs under its nested tables. */
+    .section .text.svm, "ax"
+    .global svm_run_stub
+svm_run_stub:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    push %rdx
+    push %rcx
+    push %rsi
+    push %rdi
+    fxrstor64 (%rdx)
+    clgi
+    mov %rcx, %rax
+    vmsave
+    mov {s_vmcb}(%rsp), %rax
+    vmload
+    mov {g_dr}(%rsi), %rax
+    mov %rax, %dr0
+    mov {g_dr}+8(%rsi), %rax
+    mov %rax, %dr1
+    mov {g_dr}+16(%rsi), %rax
+    mov %rax, %dr2
+    mov {g_dr}+24(%rsi), %rax
+    mov %rax, %dr3
+    /* RAX stays the VMCB's address for VMRUN. */
+    mov {s_vmcb}(%rsp), %rax
+    mov {g_rbx}(%rsi), %rbx
+    mov {g_rcx}(%rsi), %rcx
+    mov {g_rdx}(%rsi), %rdx
+    mov {g_rdi}(%rsi), %rdi
+    mov {g_rbp}(%rsi), %rbp
+    mov {g_r8}(%rsi), %r8
+    mov {g_r9}(%rsi), %r9
+    mov {g_r10}(%rsi), %r10
+    mov {g_r11}(%rsi), %r11
+    mov {g_r12}(%rsi), %r12
+    mov {g_r13}(%rsi), %r13
+    mov {g_r14}(%rsi), %r14
+    mov {g_r15}(%rsi), %r15
+    mov {g_rsi}(%rsi), %rsi
+    /* GIF is clear: IF=1 lets a physical interrupt end the guest's run (INTR intercept, V_INTR_MASKING)
+       without being taken here. */
+    sti
+    vmrun
+    /* #VMEXIT: GIF clear; RAX, RSP, RIP and RFLAGS are the host's again, every other GPR the guest's. */
+    push %rsi
+    mov 8+{s_gprs}(%rsp), %rsi
+    mov %rbx, {g_rbx}(%rsi)
+    mov %rcx, {g_rcx}(%rsi)
+    mov %rdx, {g_rdx}(%rsi)
+    mov %rdi, {g_rdi}(%rsi)
+    mov %rbp, {g_rbp}(%rsi)
+    mov %r8, {g_r8}(%rsi)
+    mov %r9, {g_r9}(%rsi)
+    mov %r10, {g_r10}(%rsi)
+    mov %r11, {g_r11}(%rsi)
+    mov %r12, {g_r12}(%rsi)
+    mov %r13, {g_r13}(%rsi)
+    mov %r14, {g_r14}(%rsi)
+    mov %r15, {g_r15}(%rsi)
+    pop %rax
+    mov %rax, {g_rsi}(%rsi)
+    mov %dr0, %rax
+    mov %rax, {g_dr}(%rsi)
+    mov %dr1, %rax
+    mov %rax, {g_dr}+8(%rsi)
+    mov %dr2, %rax
+    mov %rax, {g_dr}+16(%rsi)
+    mov %dr3, %rax
+    mov %rax, {g_dr}+24(%rsi)
+    mov {s_vmcb}(%rsp), %rax
+    vmsave
+    mov {s_host}(%rsp), %rax
+    vmload
+    mov {s_fx}(%rsp), %rdx
+    fxsave64 (%rdx)
+    fninit
+    ldmxcsr {tables}+{w_mxcsr}(%rip)
+    /* Let the physical interrupt that ended the run (if any) in: it is taken right here through the ring-0
+       interrupt path (`common_entry`, like the idle loop's), which records it for the scheduler. */
+    stgi
+    cli
+    add $32, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    xor %eax, %eax
+    xor %ecx, %ecx
+    xor %edx, %edx
+    xor %esi, %esi
+    xor %edi, %edi
+    xor %r8d, %r8d
+    xor %r9d, %r9d
+    xor %r10d, %r10d
+    xor %r11d, %r11d
+    ret
+
     /* The boot-time CPU fidelity probe (see fidelity.rs); ordinary hypervisor text, not the entry region.
        fidelity_probe_enter(rip: rdi, rsp: rsi, ctx: rdx): save the callee-saved registers and RSP in *ctx,
        then IRETQ to ring 1 (guest kernel CS/SS, IF clear). fidelity_probe_resume(ctx: rdi, value: rsi):
@@ -363,6 +470,25 @@ fidelity_probe_ring1:
     w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
     w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
     guest_trap = sym guest_trap,
+    s_vmcb = const SvmFrame::VMCB,
+    s_gprs = const SvmFrame::GPRS,
+    s_host = const SvmFrame::HOST,
+    s_fx = const SvmFrame::FX,
+    g_rbx = const offset_of!(GuestGprs, rbx),
+    g_rcx = const offset_of!(GuestGprs, rcx),
+    g_rdx = const offset_of!(GuestGprs, rdx),
+    g_rsi = const offset_of!(GuestGprs, rsi),
+    g_rdi = const offset_of!(GuestGprs, rdi),
+    g_rbp = const offset_of!(GuestGprs, rbp),
+    g_r8 = const offset_of!(GuestGprs, r8),
+    g_r9 = const offset_of!(GuestGprs, r9),
+    g_r10 = const offset_of!(GuestGprs, r10),
+    g_r11 = const offset_of!(GuestGprs, r11),
+    g_r12 = const offset_of!(GuestGprs, r12),
+    g_r13 = const offset_of!(GuestGprs, r13),
+    g_r14 = const offset_of!(GuestGprs, r14),
+    g_r15 = const offset_of!(GuestGprs, r15),
+    g_dr = const offset_of!(GuestGprs, dr),
     idle_irq = sym idle_irq,
     idle_fx = sym IDLE_FX,
     hv_fatal = sym hv_fatal,
@@ -385,6 +511,51 @@ unsafe extern "C" {
     pub fn fidelity_probe_resume(ctx: *const u64, value: u64) -> !;
     /// The probe's ring-1 code.
     pub static fidelity_probe_ring1: u8;
+    /// One VMRUN round trip ([`svm_run`]).
+    fn svm_run_stub(vmcb_pa: u64, gprs: *mut GuestGprs, fxsave: *mut u8, host_save_pa: u64);
+}
+
+// The guest registers the VMRUN stub loads and stores (RAX and RSP live in the VMCB).
+const_assert_eq!(size_of::<GuestGprs>(), 18 * 8);
+const_assert_eq!(offset_of!(GuestGprs, dr), 0x70);
+const_assert_eq!(offset_of!(GuestGprs, rbx), 0x00);
+const_assert_eq!(offset_of!(GuestGprs, rsi), 0x18);
+const_assert_eq!(offset_of!(GuestGprs, r15), 0x68);
+
+/// The words `svm_run_stub` keeps on the hypervisor stack across VMRUN (offsets from RSP after its pushes):
+///
+/// ```text
+///   +0x48 RBX .. +0x20 R15   the caller's callee-saved registers (restored before RET)
+///   +0x18 fxsave area        the guest's FXSAVE image (FXRSTOR before, FXSAVE after)
+///   +0x10 host save pa       the VMSAVE/VMLOAD area for the host's FS/GS/TR/LDTR/STAR/LSTAR/...
+///   +0x08 gprs               the guest's GuestGprs (loaded before VMRUN, stored after)
+///   +0x00 vmcb pa            RAX for VMLOAD/VMRUN/VMSAVE of the guest
+/// ```
+struct SvmFrame;
+impl SvmFrame {
+    const VMCB: usize = 0;
+    const GPRS: usize = 8;
+    const HOST: usize = 16;
+    const FX: usize = 24;
+}
+const_assert_eq!(SvmFrame::FX + 8 + 6 * 8, 0x50);
+
+/// Run an hvm guest until its next #VMEXIT: restore its FPU state, save the host's VMLOAD/VMSAVE state,
+/// load the guest's, VMRUN, then the reverse; every GPR but RAX/RSP (in the VMCB) goes through `gprs`. A
+/// physical interrupt that ended the run is taken (and recorded by `irq`) before this returns. The
+/// hypervisor's address space stays loaded throughout: the guest reaches memory only through the nested
+/// tables of its VMCB.
+///
+/// # Safety
+/// `vmcb_pa` must be the machine address of a hypervisor-owned VMCB whose nested tables map only the
+/// domain's frames, with VMRUN and every intercept the isolation relies on set; `host_save_pa` a
+/// hypervisor page for VMSAVE; `fxsave` a 16-byte aligned 512-byte FXSAVE image; EFER.SVME set and
+/// VM_HSAVE_PA programmed; no lock that an interrupt handler takes may be held.
+pub unsafe fn svm_run(vmcb_pa: u64, gprs: &mut GuestGprs, fxsave: *mut u8, host_save_pa: u64) {
+    // SAFETY: the caller guarantees the VMCB, save area and FXSAVE image; the stub preserves the callee-saved
+    // registers, returns on the same stack with IF and GIF as on entry (IF clear, GIF set) and declares no
+    // other effect visible to Rust but `gprs` and the FXSAVE image.
+    unsafe { svm_run_stub(vmcb_pa, gprs, fxsave, host_save_pa) }
 }
 
 /// Called by `common_entry` on the hypervisor stack, in the hypervisor's address space, with the guest's

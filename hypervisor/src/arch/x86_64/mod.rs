@@ -8,6 +8,7 @@ pub mod fidelity;
 pub mod layout;
 pub mod paging;
 pub mod serial;
+pub mod svm;
 pub mod tables;
 
 use core::arch::asm;
