@@ -33,7 +33,7 @@ fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8;
 
 /// Raise `virq` in `dom` and wake it if that makes an upcall pending or it polls the VIRQ's port (the same
 /// rule as a send: `event::mark_pending`).
-fn raise(table: &DomainTable, dom: usize, virq: u32) {
+pub(crate) fn raise(table: &DomainTable, dom: usize, virq: u32) {
     let Some(page) = shared_info_page(table, dom) else {
         return;
     };

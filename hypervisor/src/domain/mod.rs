@@ -7,6 +7,10 @@ pub mod images;
 pub mod kind;
 #[cfg(feature = "baremetal")]
 pub mod lifecycle;
+#[cfg(feature = "baremetal")]
+pub mod save;
+pub mod save_canon;
+pub mod save_store;
 pub mod state;
 #[cfg(feature = "baremetal")]
 pub mod teardown_check;

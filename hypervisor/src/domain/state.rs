@@ -70,6 +70,21 @@ pub struct Domain {
     pub privileged: bool,
     /// Console output not yet terminated by a newline.
     pub console: LineBuffer,
+    /// Where the domain is in the save protocol (`domain::save`).
+    pub suspend: Suspend,
+}
+
+/// A domain's part in the save protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Suspend {
+    /// Running normally.
+    #[default]
+    No,
+    /// The toolstack raised `VIRQ_SUSPEND`; the guest has not suspended yet.
+    Requested,
+    /// The guest called `SHUTDOWN_suspend` naming this start-info frame: it is paused, memory kept, until
+    /// it is saved, resumed or destroyed.
+    Suspended(abi::types::Mfn),
 }
 
 impl Domain {
@@ -233,6 +248,7 @@ mod tests {
             },
             privileged: false,
             console: LineBuffer::new(),
+            suspend: Suspend::No,
         }
     }
 

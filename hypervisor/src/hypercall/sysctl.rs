@@ -81,6 +81,8 @@ pub struct DomainFacts {
     pub shared_info: Mfn,
     /// Real time its vCPU has held the CPU (ns).
     pub cpu_ns: u64,
+    /// It suspended itself for the toolstack (`SHUTDOWN_suspend`, memory kept: `domain::save`).
+    pub suspended: bool,
 }
 
 /// The `xen_domctl_getdomaininfo` record of one domain. Pure. `gpaddr_bits` is the CPU's physical-address
@@ -109,7 +111,15 @@ pub fn record(f: &DomainFacts, gpaddr_bits: u8) -> XenDomctlGetdomaininfo {
                 XEN_DOMINF_BLOCKED
             } else {
                 0
-            } | if f.paused { XEN_DOMINF_PAUSED } else { 0 };
+            } | if f.paused { XEN_DOMINF_PAUSED } else { 0 }
+                | if f.suspended {
+                    // Xen's view of a suspended domain: shut down (reason suspend), not dying.
+                    XEN_DOMINF_SHUTDOWN
+                        | ((abi::sched::ShutdownReason::Suspend.as_u32() & XEN_DOMINF_SHUTDOWNMASK)
+                            << XEN_DOMINF_SHUTDOWNSHIFT)
+                } else {
+                    0
+                };
             info.tot_pages = f.tot_pages;
             info.shared_info_frame = f.shared_info.0;
         }
@@ -144,6 +154,7 @@ pub(crate) fn facts<M: MachineMem>(
             max_pages: ctx.dom.max_pages,
             shared_info: ctx.dom.shared_info,
             cpu_ns,
+            suspended: false,
         });
     }
     let d = ctx.others.get(id)?;
@@ -157,6 +168,7 @@ pub(crate) fn facts<M: MachineMem>(
         max_pages: d.mm.max_pages,
         shared_info: d.mm.shared_info,
         cpu_ns,
+        suspended: matches!(d.suspend, crate::domain::state::Suspend::Suspended(_)),
     })
 }
 

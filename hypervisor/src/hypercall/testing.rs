@@ -85,6 +85,7 @@ pub fn other_domain(id: u16, state: DomainState, mm: DomainMm) -> Domain {
         mm,
         privileged: id == 0,
         console: crate::console::LineBuffer::new(),
+        suspend: Default::default(),
     }
 }
 
