@@ -149,7 +149,8 @@ pub struct DomctlImage {
     pub buf: u64,
     /// Bytes (put) or records (list, in and out).
     pub len: u64,
-    /// Out (list, save): bytes of the image the command made or the store holds in total.
+    /// Out: bytes of the image made (save); the machine's free memory in bytes (list), so a toolstack can
+    /// tell whether a restore fits and a test that a refused restore left nothing behind.
     pub bytes: u64,
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use abi::exit::EXIT_OK;
-use tests::{Outcome, Scenario, expect, run_scenario};
+use tests::{Outcome, Scenario, TestResult, expect, run_scenario};
 use xtask::scenario::DEFAULT_HV_CMDLINE;
 use xtask::shell::{DOM0_CONSOLE_DIRECT, SHELL, Session, XL_IMAGE};
 
@@ -39,8 +39,8 @@ fn a_shell_saved_mid_session_and_restored_keeps_its_state_and_runs_commands() {
         .when("has the console input now", b"sleep 2 &\n")
         .when("started", b"exitcode 42\n")
         .when("[exit 42]", CTRL_BRACKET_C)
-        .when("[hv] console input: domain 0", b"echo resync\n")
-        .when("resync", b"")
+        .when("[hv] console input: domain 0", b"echo resync-$?\n")
+        .when("resync-0", b"")
         .command("xl save 1 mid-session")
         .command("xl images")
         .command("xl list")
@@ -53,8 +53,8 @@ fn a_shell_saved_mid_session_and_restored_keeps_its_state_and_runs_commands() {
         .when("up ", b"sleep 1\n")
         .when("pvsh$", b"echo still-running $?\n")
         .when("still-running 0", CTRL_BRACKET_C)
-        .when("[hv] console input: domain 0", b"echo resync2\n")
-        .when("resync2", b"")
+        .when("[hv] console input: domain 0", b"echo resync-$?\n")
+        .when("resync-0", b"")
         .command("xl destroy 2")
         .command("xl image-rm mid-session")
         .command("xl images")
@@ -97,5 +97,148 @@ fn a_shell_saved_mid_session_and_restored_keeps_its_state_and_runs_commands() {
     assert!(
         !o.output.lines().skip(saved).any(|l| l.starts_with("(d1) ")),
         "domain 1 is gone after the save\n{o}"
+    );
+}
+
+/// Domain 1 runs a shell with `spin` in the background (a report a second), typed through `xl console`.
+fn spinning_domain() -> Session {
+    Session::new()
+        .command("xl create -m 4 guest shell")
+        .command("sleep 3")
+        .command("xl console 1")
+        .when("has the console input now", b"spin 40 &\n")
+        .when("started", CTRL_BRACKET_C)
+        .when("[hv] console input: domain 0", b"echo resync-$?\n")
+        .when("resync-0", b"")
+}
+
+/// The `spin` reports of domain `d` after output line `from`.
+fn spins(o: &Outcome, from: usize, d: u16) -> usize {
+    let prefix = format!("(d{d}) spin: pid 2, ");
+    o.output
+        .lines()
+        .skip(from)
+        .filter(|l| l.starts_with(&prefix))
+        .count()
+}
+
+#[test]
+fn a_snapshot_lets_the_domain_continue_and_restores_beside_it() {
+    let session = spinning_domain()
+        .command("sleep 1")
+        .command("xl snapshot 1 snap")
+        .command("sleep 2")
+        .command("xl list")
+        .command("xl restore snap")
+        .command("sleep 3")
+        .command("xl list")
+        .command("xl destroy 1-2")
+        .command("xl images")
+        .logout();
+    let o = run(session);
+    expect(&o)
+        .contains("[hv] INFO  domain 1 suspended")
+        .contains("[hv] INFO  domain 1 resumed")
+        .contains("(d1) kernel: resumed in place")
+        .line("xl reports the snapshot", |l| {
+            l.starts_with("xl: snapshot of domain 1 saved as 'snap' (")
+                && l.ends_with("domain 1 continues")
+        })
+        .contains("(d2) kernel: resumed in a restored domain: domain 2 (saved from domain 1)")
+        .line("the image stays in the store", |l| l.starts_with("snap "))
+        .contains("teardown check: domain 1: frame-table recount matches")
+        .contains("teardown check: domain 2: frame-table recount matches")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+    let snap = line_at(&o, 0, "xl: snapshot of domain 1 saved as");
+    let restored = line_at(&o, snap, "INFO  domain 2 restored from image 'snap'");
+    let end = line_at(&o, restored, "xl destroy 1-2");
+    assert!(
+        spins(&o, 0, 1) > spins(&o, snap, 1),
+        "domain 1 spun before the snapshot\n{o}"
+    );
+    assert!(spins(&o, snap, 1) >= 2, "and after it\n{o}");
+    let d2: usize = o
+        .output
+        .lines()
+        .take(end)
+        .skip(restored)
+        .filter(|l| l.starts_with("(d2) spin: pid 2, "))
+        .count();
+    assert!(d2 >= 1, "the restored copy's spin continues\n{o}");
+    assert_eq!(
+        spins(&o, 0, 2),
+        d2,
+        "domain 2 spins only after the restore\n{o}"
+    );
+}
+
+#[test]
+fn a_clone_runs_beside_its_original() {
+    let session = spinning_domain()
+        .command("xl clone 1")
+        .command("sleep 3")
+        .command("xl list")
+        .command("xl images")
+        .command("xl destroy 1")
+        .command("sleep 1")
+        .command("xl destroy 2")
+        .logout();
+    let o = run(session);
+    expect(&o)
+        .contains("(d1) kernel: resumed in place")
+        .contains("xl: domain 1 cloned as domain 2")
+        .contains("(d2) kernel: resumed in a restored domain: domain 2 (saved from domain 1)")
+        .line("both listed", |l| {
+            l.starts_with("   2 ") && l.ends_with("pv")
+        })
+        .contains("0 image(s)")
+        .contains("teardown check: domain 1: frame-table recount matches")
+        .contains("teardown check: domain 2: frame-table recount matches")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+    let cloned = line_at(&o, 0, "xl: domain 1 cloned as domain 2");
+    let destroyed = line_at(&o, cloned, "domain 1 destroyed by the control domain");
+    assert!(spins(&o, cloned, 1) >= 1, "the original spins on\n{o}");
+    assert!(spins(&o, cloned, 2) >= 1, "so does the clone\n{o}");
+    assert!(
+        spins(&o, destroyed, 2) >= 1,
+        "the clone outlives the original\n{o}"
+    );
+}
+
+#[test]
+fn protocol_errors_and_hostile_images_are_refused_with_nothing_left_behind() {
+    let mut s = Scenario::new(&["test=save-hostile"]);
+    s.images = vec![XL_IMAGE.to_string()];
+    // Less memory to fill for the out-of-memory case.
+    s.memory_mib = 128;
+    let o = run_scenario(&s);
+    expect(&o)
+        .result(0, TestResult::Success)
+        .contains("(d0)   ok   suspend request to a domain that cannot suspend: Some(EOPNOTSUPP)")
+        .contains("(d0)   ok   a second request at once: the same domain saved twice: Some(EBUSY)")
+        .contains("(d0)   ok   save as 'real': None")
+        .contains("(d0)   ok   restore the real image (paused): None")
+        .contains("(d0)   ok   restore it (paused): validated, audited: None")
+        .contains("(d0)   ok   one bit flipped: Some(EINVAL)")
+        .contains("(d0)   ok   an L1 mapping a page table writable: Some(EINVAL)")
+        .contains("(d0)   ok   a P2M that is not mapped: Some(EINVAL)")
+        .contains("(d0)   ok   restore without enough memory: Some(ENOMEM)")
+        .contains("(d0)   ok   with the memory back, the restore fits: None")
+        .line("one log line per refused restore", |l| {
+            l.contains(
+                "WARN  restore of image 'hostile' refused: a pinned page table failed validation",
+            )
+        })
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+    // Every domain restored from the synthetic or the real image passed the teardown recount.
+    assert!(
+        !o.output.contains("MISMATCH") && !o.output.contains("violation:"),
+        "teardown checks pass\n{o}"
     );
 }

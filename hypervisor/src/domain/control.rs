@@ -112,6 +112,10 @@ fn save_op(cmd: u32, id: u16, at: Gva) -> Result<(), Errno> {
             let n = super::save::list(&mut out[..max]);
             write_caller(Gva(arg.buf), out[..n].as_bytes())?;
             arg.len = n as u64;
+            arg.bytes = crate::setup::MACHINE
+                .lock()
+                .as_ref()
+                .map_or(0, |m| m.frames.free_count() * 4096);
         }
         _ => return Err(Errno::ENOSYS),
     }
