@@ -16,7 +16,7 @@
 //! | 13 | [`XEN_DOMCTL_GETVCPUCONTEXT`] | [`XenDomctlVcpucontext`] → [`VcpuGuestContext`] | 0 |
 //! | 0x8000 | [`XEN_DOMCTL_CONSOLE_INPUT`] (ours) | — | 0 |
 //! | 27 | [`XEN_DOMCTL_RESUMEDOMAIN`] | — | 0 |
-//! | 0x8001..=0x8006 | suspend request, save, restore, image put/delete/list (ours, deviation o) | [`DomctlImage`] | 0 (restore: the id in `domain`) |
+//! | 0x8001..=0x8007 | suspend request, save, restore, image put/delete/list/dump (ours, deviation o) | [`DomctlImage`] | 0 (restore: the id in `domain`) |
 //!
 //! Errors, checked in this order: a wrong interface version `-EACCES`; an unprivileged caller `-EPERM`; an
 //! unknown command `-ENOSYS`; an envelope or buffer the caller cannot read or write `-EFAULT`; a domain
@@ -122,6 +122,9 @@ pub const XEN_DOMCTL_IMAGE_DELETE: u32 = 0x8005;
 /// Ours: write up to [`DomctlImage::len`] [`SavedImageInfo`] records to [`DomctlImage::buf`]; their
 /// number is returned in [`DomctlImage::len`].
 pub const XEN_DOMCTL_IMAGE_LIST: u32 = 0x8006;
+/// Ours: write the stored image [`DomctlImage::name`] to the serial console in its wire form
+/// (`abi::save::wire`), for `cargo xtask save` to turn into a host file.
+pub const XEN_DOMCTL_IMAGE_DUMP: u32 = 0x8007;
 /// The VIRQ a suspend-aware guest binds: the toolstack's "please suspend" (Xen asks through xenstore's
 /// `control/shutdown`; here the first architecture VIRQ, `VIRQ_ARCH_0`, global).
 pub const VIRQ_SUSPEND: u32 = crate::event_channel::VIRQ_ARCH_0;

@@ -391,6 +391,9 @@ pub fn decode(image: &[u8]) -> Result<Image<'_>, SaveError> {
     })
 }
 
+#[path = "save_wire.rs"]
+pub mod wire;
+
 #[cfg(test)]
 #[path = "save_tests.rs"]
 mod tests;

@@ -242,7 +242,9 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 &mut *(crate::arch::paging::IdentityMem::frame_ptr(dom.mm.shared_info)
                     as *mut [u8; 4096])
             };
-            let info = time.clock.lock().publish(arch::cpu::rdtsc());
+            let mut info = time.clock.lock().publish(arch::cpu::rdtsc());
+            // A domain restored from a later boot's image sees its own clock continue.
+            info.system_time = info.system_time.wrapping_add(dom.mm.time_offset_ns);
             crate::time::pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
         }
         let cr3 = pcid::cr3_value(

@@ -242,3 +242,61 @@ fn protocol_errors_and_hostile_images_are_refused_with_nothing_left_behind() {
         "teardown checks pass\n{o}"
     );
 }
+
+#[test]
+fn an_image_streamed_to_a_host_file_boots_back_in_a_fresh_hypervisor() {
+    // `cargo xtask save`: the domain's shell ran `uptime` and `exitcode 42`, then the image went over the
+    // serial line.
+    let saved = run_scenario(&xtask::savecmd::save_scenario(
+        4,
+        &["uptime".to_string(), "exitcode 42".to_string()],
+    ));
+    let image =
+        xtask::savecmd::decode_console(&saved.output).unwrap_or_else(|e| panic!("{e}\n{saved}"));
+    let file = std::env::temp_dir().join(format!("ring1pv-save-{}.img", std::process::id()));
+    std::fs::write(&file, &image).unwrap();
+    // `cargo xtask run --restore FILE`: a new boot, the image as module `restore=disk`.
+    let session = Session::new()
+        .command("xl list")
+        .command("xl console 1")
+        .when("has the console input now", b"echo status-was $?\n")
+        .when("status-was 42", b"uptime\n")
+        .when("up ", CTRL_BRACKET_C)
+        .when("[hv] console input: domain 0", b"echo resync-$?\n")
+        .when("resync-0", b"")
+        .command("xl destroy 1")
+        .logout();
+    let mut s = Scenario::new(&[SHELL]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.images = vec![XL_IMAGE.to_string()];
+    s.restores = vec![("disk".to_string(), file.clone())];
+    s.input = session.into_input(Some(STEP_TIMEOUT));
+    let o = run_scenario(&s);
+    let _ = std::fs::remove_file(&file);
+    expect(&o)
+        .contains("[hv] INFO  module 2: image 'disk' restored as domain 1")
+        .contains("(d1) kernel: resumed in a restored domain: domain 1 (saved from domain 1)")
+        .line("the shell kept its state across the boot", |l| {
+            l == "status-was 42"
+        })
+        .contains("teardown check: domain 1: frame-table recount matches")
+        .poweroff(0)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+    // The guest's clock continues: its uptime after the restore is past its uptime before the save.
+    let up = |out: &str| -> Vec<f64> {
+        out.lines()
+            .filter_map(|l| l.split("up ").nth(1)?.strip_suffix(" s")?.parse().ok())
+            .collect()
+    };
+    let before = up(&saved.output);
+    let after = up(&o.output);
+    assert!(
+        !before.is_empty() && !after.is_empty(),
+        "uptimes\n{saved}\n{o}"
+    );
+    assert!(
+        after[0] > before[0],
+        "the restored guest's clock went back: {after:?} after {before:?}\n{o}"
+    );
+}

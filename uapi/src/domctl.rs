@@ -65,6 +65,8 @@ pub mod image {
     /// Write up to `arg` [`super::ImageInfo`] records to the buffer at `name` (its length in bytes:
     /// `name_len`); returns how many.
     pub const LIST: u64 = 4;
+    /// Write `name` to the serial console in its wire form (`abi::save::wire`; `cargo xtask save`).
+    pub const DUMP: u64 = 5;
 }
 
 /// Longest saved-image name.

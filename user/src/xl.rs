@@ -15,7 +15,8 @@ pub const USAGE: &str = "usage: xl list
        xl mem-max DOMID MIB
        xl console DOMID   (serial input to DOMID; Ctrl-] c brings it back to domain 0)
        xl save DOMID NAME | xl snapshot DOMID NAME   (snapshot: the domain continues)
-       xl restore [-p] NAME | xl clone DOMID | xl images | xl image-rm NAME";
+       xl restore [-p] NAME | xl clone DOMID | xl images | xl image-rm NAME
+       xl image-dump NAME   (to the serial line, for cargo xtask save)";
 
 /// A parsed `xl` command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub enum Xl<'a> {
     Images,
     /// `xl image-rm NAME`.
     ImageRm(&'a str),
+    /// `xl image-dump NAME`.
+    ImageDump(&'a str),
     /// `xl help` (or no subcommand).
     Help,
 }
@@ -146,6 +149,7 @@ pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
         "clone" => Xl::Clone(domid(words.next())?),
         "images" => Xl::Images,
         "image-rm" => Xl::ImageRm(image_name(words.next())?),
+        "image-dump" => Xl::ImageDump(image_name(words.next())?),
         "create" => return parse_create(rest),
         _ => return Err("unknown subcommand"),
     };
@@ -322,6 +326,7 @@ mod tests {
         assert_eq!(parse("clone 2"), Ok(Xl::Clone(2)));
         assert_eq!(parse("images"), Ok(Xl::Images));
         assert_eq!(parse("image-rm a"), Ok(Xl::ImageRm("a")));
+        assert_eq!(parse("image-dump a"), Ok(Xl::ImageDump("a")));
         for bad in [
             "save 1",
             "save x n",

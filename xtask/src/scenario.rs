@@ -43,6 +43,9 @@ pub struct Scenario {
     /// Names under which the guest kernel is also passed as an *available image* (a module with command
     /// line `image=NAME`, after the domains' modules): the hypervisor keeps it for `xl create`.
     pub images: Vec<String>,
+    /// Save images to restore at boot: (name, file), each a module `restore=NAME` (`cargo xtask run
+    /// --restore FILE`).
+    pub restores: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Scenario {
@@ -60,6 +63,7 @@ impl Scenario {
             qemu: None,
             mode: Mode::Pv,
             images: Vec::new(),
+            restores: Vec::new(),
         }
     }
 
@@ -73,7 +77,11 @@ impl Scenario {
             image: images.guest.clone(),
             cmdline: format!("image={name}"),
         });
-        domains.chain(kept).collect()
+        let restores = self.restores.iter().map(|(name, file)| Module {
+            image: file.clone(),
+            cmdline: format!("restore={name}"),
+        });
+        domains.chain(kept).chain(restores).collect()
     }
 }
 

@@ -67,6 +67,8 @@ pub enum ImageOp<'a> {
     Restore { name: &'a str, paused: bool },
     /// Drop `name`.
     Delete { name: &'a str },
+    /// Write `name` to the serial console (wire form) for the host.
+    Dump { name: &'a str },
     /// Fill `out` with the stored images; how many.
     List {
         out: &'a mut [uapi::domctl::ImageInfo],

@@ -73,6 +73,7 @@ impl XenPv {
                 (XEN_DOMCTL_RESTORE, 0, a)
             }
             ImageOp::Delete { name } => (XEN_DOMCTL_IMAGE_DELETE, 0, named(name)?),
+            ImageOp::Dump { name } => (abi::domctl::XEN_DOMCTL_IMAGE_DUMP, 0, named(name)?),
             ImageOp::List { out } => (
                 XEN_DOMCTL_IMAGE_LIST,
                 0,
@@ -90,7 +91,7 @@ impl XenPv {
         Ok(match op {
             ImageOp::Save { .. } => arg.bytes,
             ImageOp::Restore { .. } => u64::from(x.domain),
-            ImageOp::Delete { .. } => 0,
+            ImageOp::Delete { .. } | ImageOp::Dump { .. } => 0,
             ImageOp::List { .. } => arg.len,
         })
     }

@@ -91,7 +91,7 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<ToolRequest, Errno> {
             } else {
                 return Err(Errno::EINVAL);
             };
-            if !(uapi::domctl::image::SAVE..=uapi::domctl::image::LIST).contains(&op) {
+            if !(uapi::domctl::image::SAVE..=uapi::domctl::image::DUMP).contains(&op) {
                 return Err(Errno::EINVAL);
             }
             ToolRequest::Image {
@@ -165,6 +165,7 @@ pub fn execute(req: ToolRequest) -> Result<u64, Errno> {
                     name,
                     paused: arg & 1 != 0,
                 },
+                image::DUMP => ImageOp::Dump { name },
                 _ => ImageOp::Delete { name },
             })
         }

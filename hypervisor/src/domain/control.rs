@@ -106,6 +106,7 @@ fn save_op(cmd: u32, id: u16, at: Gva) -> Result<(), Errno> {
             });
         }
         XEN_DOMCTL_IMAGE_DELETE => return super::save::delete(name()?),
+        abi::domctl::XEN_DOMCTL_IMAGE_DUMP => return super::save::dump(name()?),
         XEN_DOMCTL_IMAGE_LIST => {
             let mut out = [SavedImageInfo::default(); abi::domctl::MAX_SAVED_IMAGES];
             let max = (arg.len as usize).min(out.len());

@@ -264,6 +264,7 @@ pub fn create_domain(
             shared_info: shared,
             flush_tlb: true,
             preemptions: 0,
+            time_offset_ns: 0,
         },
         privileged: flags & SIF_PRIVILEGED != 0,
         console: crate::console::LineBuffer::new(),

@@ -231,7 +231,8 @@ fn encode(
         start_info_pfn: si_pfn,
         base_pfn,
         source: u64::from(id),
-        saved_at_ns: now(),
+        // In the domain's own time (its clock may run ahead of this boot's: `time_offset_ns`).
+        saved_at_ns: now().wrapping_add(d.mm.time_offset_ns),
     };
     let mut ctx = vcpu_context::to_context(&d.vcpu, d.mm.base);
     ctx.ctrlreg[3] = base_pfn << 12;
@@ -618,6 +619,8 @@ fn fill(
             shared_info: shared,
             flush_tlb: true,
             preemptions: 0,
+            // Saved at a later system time (another boot): the domain's clock continues from there.
+            time_offset_ns: dr.saved_at_ns.saturating_sub(now()).min(1 << 62),
         },
         privileged: false,
         console: crate::console::LineBuffer::new(),
@@ -709,6 +712,28 @@ pub fn put(
     Ok(())
 }
 
+/// At boot: store the image in boot module `start..end` as `name` and restore it as a new domain (the
+/// module's frames are freed with the other modules' afterwards). Returns the new id.
+pub fn restore_boot_module(
+    name: &str,
+    start: abi::types::Maddr,
+    end: abi::types::Maddr,
+) -> Result<u16, Errno> {
+    let name = super::save_store::valid_name(name.as_bytes())?;
+    if end.0 > crate::setup::MANAGED_LIMIT || end.0 <= start.0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: a boot module: reserved frames in the identity map until every boot domain is built (now), only
+    // read here.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(start.0 as *const u8, (end.0 - start.0) as usize) };
+    put(name, bytes.len() as u64, |out| {
+        out.copy_from_slice(bytes);
+        Ok(())
+    })?;
+    restore(name, false)
+}
+
 /// `XEN_DOMCTL_IMAGE_DELETE`.
 pub fn delete(name: &str) -> Result<(), Errno> {
     let s = STORE.lock().remove(name).ok_or(Errno::ENOENT)?;
@@ -729,9 +754,23 @@ pub fn list(out: &mut [SavedImageInfo]) -> usize {
     n
 }
 
-/// The bytes of stored image `name` (for the serial dump), if any.
-pub fn image_bytes(name: &str) -> Option<&'static [u8]> {
-    let store = STORE.lock();
-    let s = store.find(name)?;
-    Some(&run_mut(s.first, s.frames)[..s.len])
+/// `XEN_DOMCTL_IMAGE_DUMP`: stream stored image `name` over the console in its wire form
+/// (`abi::save::wire`). The hypervisor does nothing else meanwhile (seconds for a few MiB on TCG).
+pub fn dump(name: &str) -> Result<(), Errno> {
+    let (first, frames, len) = {
+        let store = STORE.lock();
+        let s = store.find(name).ok_or(Errno::ENOENT)?;
+        (s.first, s.frames, s.len)
+    };
+    let t0 = now();
+    let mut lines = 0u64;
+    abi::save::wire::encode(name, &run_mut(first, frames)[..len], |l| {
+        crate::console::print(format_args!("{l}\n"));
+        lines += 1;
+    });
+    log::info!(
+        "image '{name}' written to the console: {len} bytes in {lines} lines, {} ms",
+        (now() - t0) / 1_000_000
+    );
+    Ok(())
 }

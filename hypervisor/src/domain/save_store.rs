@@ -40,6 +40,14 @@ pub fn valid_name(b: &[u8]) -> Result<&str, Errno> {
     core::str::from_utf8(b).map_err(|_| Errno::EINVAL)
 }
 
+/// The `restore=NAME` word of a boot module's command line (the module is a save image to restore at
+/// boot: `cargo xtask run --restore FILE`), if any.
+pub fn restore_word(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("restore="))
+}
+
 impl Store {
     /// No image.
     pub const fn new() -> Store {
@@ -126,6 +134,18 @@ mod tests {
             pages: 1,
             source: 3,
         }
+    }
+
+    #[test]
+    fn restore_words() {
+        assert_eq!(restore_word("restore=snap-1"), Some("snap-1"));
+        assert_eq!(restore_word("x restore=a y"), Some("a"));
+        assert_eq!(restore_word("image=guest"), None);
+        assert_eq!(
+            restore_word("restore="),
+            Some(""),
+            "refused later by valid_name"
+        );
     }
 
     #[test]

@@ -245,6 +245,7 @@ mod tests {
                 shared_info: Mfn(2),
                 flush_tlb: true,
                 preemptions: 0,
+                time_offset_ns: 0,
             },
             privileged: false,
             console: LineBuffer::new(),

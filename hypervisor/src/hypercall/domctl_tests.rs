@@ -153,6 +153,7 @@ fn bad_domain_ids() {
         shared_info: abi::types::Mfn(19),
         flush_tlb: false,
         preemptions: 0,
+        time_offset_ns: 0,
     };
     w.others[5] = Some(other_domain(5, DomainState::Crashed, mm));
     assert_eq!(
@@ -320,6 +321,7 @@ fn create_needs_a_free_id() {
         shared_info: abi::types::Mfn(19),
         flush_tlb: false,
         preemptions: 0,
+        time_offset_ns: 0,
     };
     for i in (0..MAX_DOMAINS).filter(|&i| i != 1) {
         w.others[i] = Some(other_domain(i as u16, DomainState::Runnable, mm));

@@ -147,7 +147,7 @@ fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Act
     {
         return Ok(Action::Return(0));
     }
-    let timeout = (p.timeout != 0).then_some(p.timeout);
+    let timeout = (p.timeout != 0).then_some(ctx.dom.to_system_time(p.timeout));
     ctx.polls.ports[usize::from(domid)] = ports;
     ctx.sched.block(usize::from(domid), timeout);
     Ok(Action::Yield)

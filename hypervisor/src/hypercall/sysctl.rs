@@ -334,6 +334,7 @@ mod tests {
             shared_info: Mfn(shared),
             flush_tlb: false,
             preemptions: 0,
+            time_offset_ns: 0,
         };
         w.others[0] = Some(other_domain(0, DomainState::Runnable, mm(41)));
         w.others[3] = Some(other_domain(3, DomainState::Crashed, mm(42)));

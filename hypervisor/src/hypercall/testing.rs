@@ -129,6 +129,7 @@ impl World {
             shared_info: Mfn(15),
             flush_tlb: false,
             preemptions: 0,
+            time_offset_ns: 0,
         };
         World {
             mem,
@@ -157,6 +158,7 @@ impl World {
                             shared_info: Mfn(19),
                             flush_tlb: false,
                             preemptions: 0,
+                            time_offset_ns: 0,
                         };
                         other_domain(2, DomainState::Runnable, mm)
                     })

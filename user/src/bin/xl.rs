@@ -55,6 +55,9 @@ fn main(args: &str) -> i32 {
         Xl::ImageRm(name) => sys::dom_image(uapi::domctl::image::DELETE, 0, name, 0)
             .map(|_| println!("xl: image '{name}' removed"))
             .map_err(Failure::Image),
+        Xl::ImageDump(name) => sys::dom_image(uapi::domctl::image::DUMP, 0, name, 0)
+            .map(|_| println!("xl: image '{name}' written to the serial line"))
+            .map_err(Failure::Image),
     };
     match result {
         Ok(()) => 0,
