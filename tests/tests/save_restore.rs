@@ -218,6 +218,7 @@ fn protocol_errors_and_hostile_images_are_refused_with_nothing_left_behind() {
     let o = run_scenario(&s);
     expect(&o)
         .result(0, TestResult::Success)
+        .contains("(d0)   ok   SHUTDOWN_suspend naming frame 0: Some(EINVAL)")
         .contains("(d0)   ok   suspend request to a domain that cannot suspend: Some(EOPNOTSUPP)")
         .contains("(d0)   ok   a second request at once: the same domain saved twice: Some(EBUSY)")
         .contains("(d0)   ok   save as 'real': None")

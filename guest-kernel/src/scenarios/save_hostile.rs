@@ -268,6 +268,30 @@ fn protocol(r: &mut Results) {
         Some(Errno::ESRCH),
     );
     expect(r, "save of no domain", save(77, "x"), Some(Errno::ESRCH));
+    // The guest's side: SHUTDOWN_suspend must name its own start-info frame (else it is refused and the
+    // domain runs on).
+    let s = abi::xen::SchedShutdown {
+        reason: abi::sched::SHUTDOWN_SUSPEND,
+    };
+    for (what, rdx) in [
+        ("SHUTDOWN_suspend naming frame 0", 0),
+        ("SHUTDOWN_suspend naming a frame beyond memory", 1 << 40),
+        (
+            "SHUTDOWN_suspend naming a frame number above 2^32",
+            (1 << 32) | 0x100,
+        ),
+    ] {
+        let got = raw(
+            nr::SCHED_OP,
+            [abi::sched::SCHEDOP_SHUTDOWN, &raw const s as u64, rdx, 0, 0],
+        );
+        expect(
+            r,
+            what,
+            if got < 0 { Errno::from_ret(got) } else { None },
+            Some(Errno::EINVAL),
+        );
+    }
     // A domain whose kernel never bound VIRQ_SUSPEND cannot be saved.
     match create(2048, "test=idle-forever", DOMCTL_CREATE_PAUSED) {
         Ok(d) => {

@@ -71,7 +71,8 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             // Suspend (Xen's protocol): RDX names the caller's start-info frame, which must be its own
             // (`domain::save`); the domain stays, paused, with its memory.
             if reason == ShutdownReason::Suspend
-                && ctx.machine.ft.owner(abi::types::Mfn(u64::from(code))) != Some(ctx.domid)
+                && (ctx.args[2] != u64::from(code)
+                    || ctx.machine.ft.owner(abi::types::Mfn(ctx.args[2])) != Some(ctx.domid))
             {
                 return Err(Errno::EINVAL);
             }
