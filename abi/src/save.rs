@@ -50,6 +50,8 @@ pub enum RecordKind {
     EventChannels = 6,
     /// Timers: single-shot deadline, periodic period, system time at save (3 × u64, 24 bytes).
     Timers = 7,
+    /// One data page that is all zeros: its pfn (u64) only (a fresh domain's memory is mostly these).
+    ZeroPage = 8,
     /// The end.
     End = 0xffff,
 }
@@ -70,6 +72,7 @@ impl RecordKind {
             5 => RecordKind::SharedInfo,
             6 => RecordKind::EventChannels,
             7 => RecordKind::Timers,
+            8 => RecordKind::ZeroPage,
             0xffff => RecordKind::End,
             _ => return None,
         })
@@ -85,6 +88,7 @@ impl RecordKind {
             RecordKind::SharedInfo => len == 4096,
             RecordKind::EventChannels => len.is_multiple_of(16) && len <= 16 * 1024,
             RecordKind::Timers => len == 24,
+            RecordKind::ZeroPage => len == 8,
             RecordKind::End => len == 0,
         }
     }

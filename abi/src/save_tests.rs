@@ -40,6 +40,9 @@ fn random_records(rng: &mut Rng) -> Vec<(RecordKind, Vec<u8>)> {
     for _ in 0..rng.below(4) {
         r.push((RecordKind::Page, rng.bytes(8 + 4096)));
     }
+    for _ in 0..rng.below(4) {
+        r.push((RecordKind::ZeroPage, rng.bytes(8)));
+    }
     for _ in 0..rng.below(3) {
         r.push((RecordKind::PageTable, rng.bytes(16 + 4096)));
     }

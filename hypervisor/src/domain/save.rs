@@ -290,6 +290,9 @@ fn encode(
                     .map_err(nospace)?;
                     tables += 1;
                 }
+                _ if frame(mfn).iter().all(|&b| b == 0) => e
+                    .record(RecordKind::ZeroPage, &[&pfn_bytes])
+                    .map_err(nospace)?,
                 _ => e
                     .record(RecordKind::Page, &[&pfn_bytes, &frame(mfn)[..]])
                     .map_err(nospace)?,
@@ -381,7 +384,12 @@ fn build(id: u16, bytes: &[u8], hv: &HvInfo) -> Result<(Domain, Restored), Refus
     }
     let n = img
         .records()
-        .filter(|(k, _)| matches!(k, RecordKind::Page | RecordKind::PageTable))
+        .filter(|(k, _)| {
+            matches!(
+                k,
+                RecordKind::Page | RecordKind::ZeroPage | RecordKind::PageTable
+            )
+        })
         .count() as u64;
     if n == 0 || n > nr {
         return Err(bad("more pages than the P2M holds"));
@@ -453,7 +461,10 @@ fn fill(
     // Pass 1: a fresh frame for every pfn, owned by the new domain, in the M2P.
     let mut pages = 0;
     for (k, p) in img.records() {
-        if !matches!(k, RecordKind::Page | RecordKind::PageTable) {
+        if !matches!(
+            k,
+            RecordKind::Page | RecordKind::ZeroPage | RecordKind::PageTable
+        ) {
             continue;
         }
         let pfn = pfn_at(p);
@@ -481,6 +492,7 @@ fn fill(
                 RecordKind::Page => {
                     frame(Mfn(p2m[pfn_at(p) as usize])).copy_from_slice(&p[8..]);
                 }
+                RecordKind::ZeroPage => IdentityMem::zero(Mfn(p2m[pfn_at(p) as usize])),
                 RecordKind::PageTable => {
                     let word = pfn_at(&p[8..]);
                     let level = (word & 0xff) as u32;
