@@ -399,3 +399,59 @@ fn console_input_goes_to_a_live_domain_only() {
     assert_eq!(crate::console::input_owner(), 1);
     crate::console::set_input_owner(0);
 }
+
+#[test]
+fn save_commands_decode_and_are_refused_on_oneself_and_for_the_unprivileged() {
+    use abi::domctl::{
+        XEN_DOMCTL_IMAGE_DELETE, XEN_DOMCTL_IMAGE_DUMP, XEN_DOMCTL_IMAGE_LIST,
+        XEN_DOMCTL_IMAGE_PUT, XEN_DOMCTL_RESTORE, XEN_DOMCTL_RESUMEDOMAIN, XEN_DOMCTL_SAVE,
+        XEN_DOMCTL_SUSPEND_REQUEST,
+    };
+    let on_domain = [
+        XEN_DOMCTL_SUSPEND_REQUEST,
+        XEN_DOMCTL_RESUMEDOMAIN,
+        XEN_DOMCTL_SAVE,
+    ];
+    let store = [
+        XEN_DOMCTL_RESTORE,
+        XEN_DOMCTL_IMAGE_PUT,
+        XEN_DOMCTL_IMAGE_DELETE,
+        XEN_DOMCTL_IMAGE_LIST,
+        XEN_DOMCTL_IMAGE_DUMP,
+    ];
+    for cmd in on_domain {
+        assert_eq!(
+            decode(&XenDomctl::new(cmd, 2), true, 0),
+            Ok(DomctlRequest::OnDomain(cmd, 2))
+        );
+        assert_eq!(decode(&XenDomctl::new(cmd, 0), true, 0), Err(Errno::EINVAL));
+        assert_eq!(
+            decode(&XenDomctl::new(cmd, ABI_MAX_DOMAINS as u16), true, 0),
+            Err(Errno::ESRCH)
+        );
+    }
+    for cmd in store {
+        assert_eq!(
+            decode(&XenDomctl::new(cmd, 9), true, 0),
+            Ok(DomctlRequest::Image(cmd))
+        );
+    }
+    for cmd in on_domain.into_iter().chain(store) {
+        assert_eq!(decode(&XenDomctl::new(cmd, 2), false, 3), Err(Errno::EPERM));
+    }
+    // The handler checks the target and hands a save on to the trap code with the envelope's address.
+    let mut w = world(true);
+    assert_eq!(
+        call(&mut w, &XenDomctl::new(XEN_DOMCTL_SAVE, 2)),
+        Action::Domctl(DomctlOp::Save(XEN_DOMCTL_SAVE, 2, Gva(OP)))
+    );
+    assert_eq!(
+        call(&mut w, &XenDomctl::new(XEN_DOMCTL_SAVE, 5)),
+        ret(Errno::ESRCH),
+        "no domain 5"
+    );
+    assert_eq!(
+        call(&mut w, &XenDomctl::new(XEN_DOMCTL_IMAGE_LIST, 0)),
+        Action::Domctl(DomctlOp::Save(XEN_DOMCTL_IMAGE_LIST, 0, Gva(OP)))
+    );
+}
