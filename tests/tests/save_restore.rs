@@ -221,6 +221,9 @@ fn protocol_errors_and_hostile_images_are_refused_with_nothing_left_behind() {
         .contains("(d0)   ok   SHUTDOWN_suspend naming frame 0: Some(EINVAL)")
         .contains("(d0)   ok   suspend request to a domain that cannot suspend: Some(EOPNOTSUPP)")
         .contains("(d0)   ok   a second request at once: the same domain saved twice: Some(EBUSY)")
+        .contains(
+            "(d0)   ok   unpause of a suspended domain (only resumedomain continues it): Some(EINVAL)",
+        )
         .contains("(d0)   ok   save as 'real': None")
         .contains("(d0)   ok   restore the real image (paused): None")
         .contains("(d0)   ok   restore it (paused): validated, audited: None")

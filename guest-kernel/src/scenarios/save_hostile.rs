@@ -350,6 +350,15 @@ fn protocol(r: &mut Results) {
     );
     expect(
         r,
+        "unpause of a suspended domain (only resumedomain continues it)",
+        domctl(&mut XenDomctl::new(
+            abi::domctl::XEN_DOMCTL_UNPAUSEDOMAIN,
+            d,
+        )),
+        Some(Errno::EINVAL),
+    );
+    expect(
+        r,
         "save under a bad name",
         save(d, "a b"),
         Some(Errno::EINVAL),

@@ -236,8 +236,13 @@ fn run<M: MachineMem>(
             Ok(None)
         }
         DomctlRequest::Pause(d, pause) => {
-            live_other(ctx, d)?;
+            let t = live_other(ctx, d)?;
             if !pause && !ctx.sched.paused(usize::from(d)) {
+                return Err(Errno::EINVAL);
+            }
+            // A suspended domain continues only through resumedomain (its suspend call must return 1);
+            // unpausing it would run it away from its save point while it still counts as suspended.
+            if !pause && matches!(t.suspend, crate::domain::state::Suspend::Suspended(_)) {
                 return Err(Errno::EINVAL);
             }
             ctx.sched.set_paused(usize::from(d), pause)?;
