@@ -227,6 +227,9 @@ fn protocol_errors_and_hostile_images_are_refused_with_nothing_left_behind() {
         .contains("(d0)   ok   save as 'real': None")
         .contains("(d0)   ok   restore the real image (paused): None")
         .contains("(d0)   ok   restore it (paused): validated, audited: None")
+        .line("its VIRQ is kept, its interdomain channel closed", |l| {
+            l.contains("restored from image 'small' (saved from domain 77): 8 pages, 4 page tables (1 pinned) revalidated, 1 event channels kept, 1 interdomain closed")
+        })
         .contains("(d0)   ok   one bit flipped: Some(EINVAL)")
         .contains("(d0)   ok   an L1 mapping a page table writable: Some(EINVAL)")
         .contains("(d0)   ok   a P2M that is not mapped: Some(EINVAL)")

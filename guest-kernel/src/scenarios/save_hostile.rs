@@ -175,7 +175,7 @@ fn synthetic(bad: Bad, buf: &mut [u8]) -> usize {
         source: 77,
         saved_at_ns: 0,
     };
-    let mut ports = [0u8; 32];
+    let mut ports = [0u8; 48];
     let timer = PortRecord {
         port: if bad == Bad::PortZero { 0 } else { 3 },
         state: if bad == Bad::PortState {
@@ -187,8 +187,16 @@ fn synthetic(bad: Bad, buf: &mut [u8]) -> usize {
         b: 0,
     };
     ports[..16].copy_from_slice(&timer.encode());
-    ports[16..].copy_from_slice(&PortRecord { port: 4, ..timer }.encode());
-    let nports = if bad == Bad::VirqTwice { 32 } else { 16 };
+    // An interdomain channel to domain 0: closed by the restore (reported broken to the guest).
+    let peer = PortRecord {
+        port: 5,
+        state: abi::event_channel::EVTCHNSTAT_INTERDOMAIN,
+        a: 0,
+        b: 9,
+    };
+    ports[16..32].copy_from_slice(&peer.encode());
+    ports[32..].copy_from_slice(&PortRecord { port: 4, ..timer }.encode());
+    let nports = if bad == Bad::VirqTwice { 48 } else { 32 };
     let mut go = || -> Result<usize, abi::save::SaveError> {
         let mut e = Encoder::new(buf)?;
         e.record(RecordKind::Domain, &[&dr.encode()])?;
