@@ -124,15 +124,32 @@ pub fn resume(id: u16) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Bytes an image of a domain owning `frames` frames can take at most.
-fn image_bound(frames: u64) -> u64 {
+/// Bytes the image of domain `id` can take at most: its frames as the encoder will write them (an
+/// all-zero data page is a `ZeroPage` record), the other records at their largest. Reads every frame once,
+/// so that an idle large domain fits the store.
+fn image_bound(m: &Machine<'_>, id: u16, shared: Mfn) -> u64 {
     let rec = |len: u64| 8 + len.next_multiple_of(8);
+    let mut pages = 0;
+    for f in 0..m.ft.len() as u64 {
+        let mfn = Mfn(f);
+        if m.ft.owner(mfn) != Some(id) || mfn == shared {
+            continue;
+        }
+        let table = m.ft.info(mfn).is_some_and(|i| i.ty.level().is_some());
+        pages += if table {
+            rec(16 + 4096)
+        } else if frame(mfn).iter().all(|&b| b == 0) {
+            rec(8)
+        } else {
+            rec(8 + 4096)
+        };
+    }
     HEADER_LEN as u64
         + rec(abi::save::DOMAIN_LEN as u64)
         + rec(VCPU_LEN as u64)
         + rec(4096)
         + rec(16 * crate::event::MAX_PORTS as u64)
-        + frames * rec(16 + 4096)
+        + pages
         + 8
 }
 
@@ -151,7 +168,7 @@ pub fn save(id: u16, name: &str) -> Result<usize, Errno> {
     };
     let mut machine = MACHINE.lock();
     let m = machine.as_mut().ok_or(Errno::EIO)?;
-    let frames = image_bound(m.ft.count(id)).div_ceil(4096);
+    let frames = image_bound(m, id, d.mm.shared_info).div_ceil(4096);
     let mut store = STORE.lock();
     store.check_room(name, frames)?;
     let first = m.frames.alloc_run(frames).ok_or(Errno::ENOMEM)?;
