@@ -61,6 +61,9 @@ fn a_shell_saved_mid_session_and_restored_keeps_its_state_and_runs_commands() {
         .command("xl destroy 2")
         .command("xl image-rm mid-session")
         .command("xl images")
+        .command("xl create -p -m 2 guest test=idle-forever")
+        .command("xl save 3 never")
+        .command("xl destroy 3")
         .logout();
     let o = run(session);
     expect(&o)
@@ -92,6 +95,10 @@ fn a_shell_saved_mid_session_and_restored_keeps_its_state_and_runs_commands() {
         .contains("teardown check: domain 2: frame-table recount matches")
         .contains("xl: image 'mid-session' removed")
         .contains("0 image(s)")
+        .contains(
+            "xl: the domain's kernel does not take suspend requests (VIRQ_SUSPEND unbound) (EOPNOTSUPP)",
+        )
+        .contains("[hv] INFO  domain 3 destroyed by the control domain")
         .poweroff(0)
         .exit(EXIT_OK)
         .hypervisor_alive_at_end();
