@@ -336,7 +336,7 @@ pub fn start(magic: u32, info: u64) -> ! {
     {
         let args = multiboot::cmdline_args(&module.cmdline);
         let name = crate::domain::save_store::restore_word(args).unwrap_or_default();
-        match crate::domain::save::restore_boot_module(name, module.start, module.end) {
+        match crate::domain::save_images::restore_boot_module(name, module.start, module.end) {
             Ok(id) => {
                 built += 1;
                 log::info!("module {i}: image '{name}' restored as domain {id}");

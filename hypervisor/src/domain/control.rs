@@ -98,19 +98,19 @@ fn save_op(cmd: u32, id: u16, at: Gva) -> Result<(), Errno> {
         }
         XEN_DOMCTL_IMAGE_PUT => {
             let (buf, len) = (arg.buf, arg.len);
-            return super::save::put(name()?, len, |out| {
+            return super::save_images::put(name()?, len, |out| {
                 let mut table = DOMAINS.lock();
                 let caller = table.current_mut().ok_or(Errno::ESRCH)?;
                 let user = frame_ring(&caller.vcpu.regs) == 3;
                 GuestView::new(&mut IdentityMem, caller.mm.base, user).read(Gva(buf), out)
             });
         }
-        XEN_DOMCTL_IMAGE_DELETE => return super::save::delete(name()?),
-        abi::domctl::XEN_DOMCTL_IMAGE_DUMP => return super::save::dump(name()?),
+        XEN_DOMCTL_IMAGE_DELETE => return super::save_images::delete(name()?),
+        abi::domctl::XEN_DOMCTL_IMAGE_DUMP => return super::save_images::dump(name()?),
         XEN_DOMCTL_IMAGE_LIST => {
             let mut out = [SavedImageInfo::default(); abi::domctl::MAX_SAVED_IMAGES];
             let max = (arg.len as usize).min(out.len());
-            let n = super::save::list(&mut out[..max]);
+            let n = super::save_images::list(&mut out[..max]);
             write_caller(Gva(arg.buf), out[..n].as_bytes())?;
             arg.len = n as u64;
             arg.bytes = crate::setup::MACHINE

@@ -10,6 +10,8 @@ pub mod lifecycle;
 #[cfg(feature = "baremetal")]
 pub mod save;
 pub mod save_canon;
+#[cfg(feature = "baremetal")]
+pub mod save_images;
 pub mod save_store;
 pub mod state;
 #[cfg(feature = "baremetal")]
