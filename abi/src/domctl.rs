@@ -15,6 +15,8 @@
 //! | 12 | [`XEN_DOMCTL_SETVCPUCONTEXT`] | [`XenDomctlVcpucontext`] → [`VcpuGuestContext`] | 0 |
 //! | 13 | [`XEN_DOMCTL_GETVCPUCONTEXT`] | [`XenDomctlVcpucontext`] → [`VcpuGuestContext`] | 0 |
 //! | 0x8000 | [`XEN_DOMCTL_CONSOLE_INPUT`] (ours) | — | 0 |
+//! | 27 | [`XEN_DOMCTL_RESUMEDOMAIN`] | — | 0 |
+//! | 0x8001..=0x8007 | suspend request, save, restore, image put/delete/list/dump (ours, deviation o) | [`DomctlImage`] | 0 (restore: the id in `domain`) |
 //!
 //! Errors, checked in this order: a wrong interface version `-EACCES`; an unprivileged caller `-EPERM`; an
 //! unknown command `-ENOSYS`; an envelope or buffer the caller cannot read or write `-EFAULT`; a domain
@@ -100,6 +102,101 @@ pub const XEN_DOMCTL_GETVCPUCONTEXT: u32 = 13;
 /// Ours (deviation n): give the serial console's input to the domain (`xl console`); the debug key
 /// Ctrl-] `c`, or the domain's end, gives it back to domain 0. Outside Xen's numbers.
 pub const XEN_DOMCTL_CONSOLE_INPUT: u32 = 0x8000;
+
+/// Xen's `resumedomain`: a domain that suspended itself (`SHUTDOWN_suspend`) continues in place; its
+/// suspend hypercall returns 1 ("cancelled", as after a Xen checkpoint). `-EINVAL` if it is not suspended.
+pub const XEN_DOMCTL_RESUMEDOMAIN: u32 = 27;
+/// Ours (deviation o): ask a domain to suspend itself: [`VIRQ_SUSPEND`] is raised in it. `-EOPNOTSUPP` if
+/// it has not bound [`VIRQ_SUSPEND`], `-EBUSY` if a request is already pending or it is suspended.
+pub const XEN_DOMCTL_SUSPEND_REQUEST: u32 = 0x8001;
+/// Ours: save a suspended domain into the hypervisor's image store as [`DomctlImage::name`]. The domain
+/// stays suspended (destroy it to finish a save, resume it for a snapshot).
+pub const XEN_DOMCTL_SAVE: u32 = 0x8002;
+/// Ours: build a new domain from the stored image [`DomctlImage::name`]; its id in [`XenDomctl::domain`].
+pub const XEN_DOMCTL_RESTORE: u32 = 0x8003;
+/// Ours: store the image of [`DomctlImage::len`] bytes at [`DomctlImage::buf`] (the caller's memory) as
+/// [`DomctlImage::name`]; the codec checks it first (`-EINVAL` for any defect).
+pub const XEN_DOMCTL_IMAGE_PUT: u32 = 0x8004;
+/// Ours: drop the stored image [`DomctlImage::name`] and free its frames.
+pub const XEN_DOMCTL_IMAGE_DELETE: u32 = 0x8005;
+/// Ours: write up to [`DomctlImage::len`] [`SavedImageInfo`] records to [`DomctlImage::buf`]; their
+/// number is returned in [`DomctlImage::len`].
+pub const XEN_DOMCTL_IMAGE_LIST: u32 = 0x8006;
+/// Ours: write the stored image [`DomctlImage::name`] to the serial console in its wire form
+/// (`abi::save::wire`), for `cargo xtask save` to turn into a host file.
+pub const XEN_DOMCTL_IMAGE_DUMP: u32 = 0x8007;
+/// The VIRQ a suspend-aware guest binds: the toolstack's "please suspend" (Xen asks through xenstore's
+/// `control/shutdown`; here the first architecture VIRQ, `VIRQ_ARCH_0`, global).
+pub const VIRQ_SUSPEND: u32 = crate::event_channel::VIRQ_ARCH_0;
+/// Most images the store holds at once.
+pub const MAX_SAVED_IMAGES: usize = 8;
+/// Most frames all stored images take together (128 MiB).
+pub const SAVED_IMAGES_MAX_FRAMES: u64 = 32768;
+/// Longest saved-image name, in bytes.
+pub const SAVED_NAME_MAX: usize = 16;
+/// [`DomctlImage::flags`] for [`XEN_DOMCTL_RESTORE`]: leave the new domain paused.
+pub const DOMCTL_RESTORE_PAUSED: u32 = 1;
+
+/// Argument of the image commands (ours), 48 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct DomctlImage {
+    /// The image's name, NUL-padded.
+    pub name: [u8; SAVED_NAME_MAX],
+    /// [`DOMCTL_RESTORE_PAUSED`] or 0.
+    pub flags: u32,
+    pub _pad: u32,
+    /// Guest pointer (put, list).
+    pub buf: u64,
+    /// Bytes (put) or records (list, in and out).
+    pub len: u64,
+    /// Out: bytes of the image made (save); the machine's free memory in bytes (list), so a toolstack can
+    /// tell whether a restore fits and a test that a refused restore left nothing behind.
+    pub bytes: u64,
+}
+
+impl DomctlImage {
+    /// An argument naming `name`; `None` if it is empty or too long.
+    pub fn named(name: &str) -> Option<DomctlImage> {
+        let mut a = DomctlImage::default();
+        if name.is_empty() {
+            return None;
+        }
+        a.name
+            .get_mut(..name.len())?
+            .copy_from_slice(name.as_bytes());
+        Some(a)
+    }
+
+    /// The name (up to the first NUL).
+    pub fn name_bytes(&self) -> &[u8] {
+        let n = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(SAVED_NAME_MAX);
+        &self.name[..n]
+    }
+}
+
+/// One stored image, as [`XEN_DOMCTL_IMAGE_LIST`] reports it, 40 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct SavedImageInfo {
+    /// The name, NUL-padded.
+    pub name: [u8; SAVED_NAME_MAX],
+    /// Bytes of the image.
+    pub bytes: u64,
+    /// Pages of the saved domain.
+    pub pages: u64,
+    /// The domain it was saved from.
+    pub source: u32,
+    pub _pad: u32,
+}
 
 /// [`DomctlCreate::flags`]: leave the new domain paused (unpause it with [`XEN_DOMCTL_UNPAUSEDOMAIN`]).
 pub const DOMCTL_CREATE_PAUSED: u32 = 1;
@@ -264,6 +361,8 @@ pub struct VcpuGuestContext {
 layout!(XenDomctl, 144; interface_version @ 4, domain @ 8, u @ 16);
 layout!(DomctlCreate, 128; max_memkb @ 16, flags @ 24, cmdline_len @ 28, cmdline @ 32);
 layout!(XenDomctlMaxMem, 8);
+layout!(DomctlImage, 48; flags @ 16, buf @ 24, len @ 32, bytes @ 40);
+layout!(SavedImageInfo, 40; bytes @ 16, pages @ 24, source @ 32);
 layout!(XenDomctlVcpucontext, 16; ctxt @ 8);
 layout!(
     VcpuGuestContext, 5168;

@@ -91,6 +91,13 @@
 //!    [`domctl::MAX_DOMAINS`]; stopped domains are reaped; log-dirty control is `-ENOSYS`; console input
 //!    is switched with our command `XEN_DOMCTL_CONSOLE_INPUT` ([`domctl`]). The save-image format is
 //!    ours ([`save`]).
+//! o. **Save and restore without foreign memory.** Xen's toolstack saves a domain by mapping its frames;
+//!    here the hypervisor does it (`domctl` commands 0x8001..=0x8006, [`domctl::XEN_DOMCTL_SAVE`]) into
+//!    an image store of its own, and a guest is asked to suspend by [`domctl::VIRQ_SUSPEND`] (Xen uses
+//!    xenstore). The guest's side is Xen's: `SHUTDOWN_suspend` with the start-info MFN in RDX; the call
+//!    returns 1 if the domain continues in place ([`domctl::XEN_DOMCTL_RESUMEDOMAIN`]) and 0 in a restored
+//!    domain, whose page tables, start info and P2M (the `mfn_list` array of `nr_pages` entries) the
+//!    hypervisor has rewritten for the new frames; VIRQ and IPI ports are kept, interdomain ones closed.
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -50,6 +50,8 @@ pub enum RecordKind {
     EventChannels = 6,
     /// Timers: single-shot deadline, periodic period, system time at save (3 × u64, 24 bytes).
     Timers = 7,
+    /// One data page that is all zeros: its pfn (u64) only (a fresh domain's memory is mostly these).
+    ZeroPage = 8,
     /// The end.
     End = 0xffff,
 }
@@ -70,6 +72,7 @@ impl RecordKind {
             5 => RecordKind::SharedInfo,
             6 => RecordKind::EventChannels,
             7 => RecordKind::Timers,
+            8 => RecordKind::ZeroPage,
             0xffff => RecordKind::End,
             _ => return None,
         })
@@ -85,8 +88,101 @@ impl RecordKind {
             RecordKind::SharedInfo => len == 4096,
             RecordKind::EventChannels => len.is_multiple_of(16) && len <= 16 * 1024,
             RecordKind::Timers => len == 24,
+            RecordKind::ZeroPage => len == 8,
             RecordKind::End => len == 0,
         }
+    }
+}
+
+/// The pfn a canonical page-table entry names for the domain's shared-info frame (which is not one of its
+/// pfns): rewritten to the new shared-info frame on restore. Above every real pfn.
+pub const SHARED_INFO_PFN: u64 = (1 << 40) - 1;
+/// [`RecordKind::PageTable`] level word: the table was pinned.
+pub const PT_PINNED: u64 = 1 << 8;
+
+/// The [`RecordKind::Domain`] payload: what the domain was, in pfns (no machine frame appears in an image).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainRecord {
+    /// Length of the P2M: every pfn in the image is below it (start info's `nr_pages`).
+    pub nr_pages: u64,
+    /// The memory ceiling, pages.
+    pub max_pages: u64,
+    /// Pfn of the start-info page (named by the guest's suspend call).
+    pub start_info_pfn: u64,
+    /// Pfn of the page-table base (an L4).
+    pub base_pfn: u64,
+    /// The domain saved (for the log and `xl images`).
+    pub source: u64,
+    /// Hypervisor system time at the save, ns.
+    pub saved_at_ns: u64,
+}
+
+impl DomainRecord {
+    /// The payload ([`DOMAIN_LEN`] bytes; the rest zero).
+    pub fn encode(&self) -> [u8; DOMAIN_LEN] {
+        let mut b = [0u8; DOMAIN_LEN];
+        let f = [
+            self.nr_pages,
+            self.max_pages,
+            self.start_info_pfn,
+            self.base_pfn,
+            self.source,
+            self.saved_at_ns,
+        ];
+        for (i, v) in f.iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    /// Read a payload; `None` unless it is [`DOMAIN_LEN`] bytes with the unused tail zero.
+    pub fn decode(b: &[u8]) -> Option<DomainRecord> {
+        if b.len() != DOMAIN_LEN || b[48..].iter().any(|&x| x != 0) {
+            return None;
+        }
+        let u = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        Some(DomainRecord {
+            nr_pages: u(0),
+            max_pages: u(1),
+            start_info_pfn: u(2),
+            base_pfn: u(3),
+            source: u(4),
+            saved_at_ns: u(5),
+        })
+    }
+}
+
+/// One [`RecordKind::EventChannels`] entry: the port and its state, as the hypervisor's event table has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRecord {
+    /// The port.
+    pub port: u32,
+    /// `EVTCHNSTAT_*`.
+    pub state: u32,
+    /// Remote domain (unbound, interdomain) or the VIRQ.
+    pub a: u32,
+    /// Remote port (interdomain).
+    pub b: u32,
+}
+
+impl PortRecord {
+    /// 16 bytes.
+    pub fn encode(&self) -> [u8; 16] {
+        let mut o = [0u8; 16];
+        for (i, v) in [self.port, self.state, self.a, self.b].iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        o
+    }
+
+    /// The entries of an event-channel payload (its length is a multiple of 16, checked by [`decode`]).
+    pub fn all(payload: &[u8]) -> impl Iterator<Item = PortRecord> + '_ {
+        payload.chunks_exact(16).map(|c| PortRecord {
+            port: u32_at(c, 0),
+            state: u32_at(c, 4),
+            a: u32_at(c, 8),
+            b: u32_at(c, 12),
+        })
     }
 }
 
@@ -298,6 +394,9 @@ pub fn decode(image: &[u8]) -> Result<Image<'_>, SaveError> {
         records,
     })
 }
+
+#[path = "save_wire.rs"]
+pub mod wire;
 
 #[cfg(test)]
 #[path = "save_tests.rs"]

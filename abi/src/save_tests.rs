@@ -40,6 +40,9 @@ fn random_records(rng: &mut Rng) -> Vec<(RecordKind, Vec<u8>)> {
     for _ in 0..rng.below(4) {
         r.push((RecordKind::Page, rng.bytes(8 + 4096)));
     }
+    for _ in 0..rng.below(4) {
+        r.push((RecordKind::ZeroPage, rng.bytes(8)));
+    }
     for _ in 0..rng.below(3) {
         r.push((RecordKind::PageTable, rng.bytes(16 + 4096)));
     }
@@ -242,4 +245,40 @@ fn the_encoder_refuses_a_full_buffer_and_odd_payloads_are_padded() {
     padded_bad[16..24].copy_from_slice(&len.to_le_bytes());
     reseal(&mut padded_bad);
     assert!(matches!(decode(&padded_bad), Err(SaveError::BadRecord(_))));
+}
+
+#[test]
+fn domain_records_round_trip_and_refuse_a_dirty_tail() {
+    let mut rng = Rng(0x5eed_d0d0);
+    for _ in 0..200 {
+        let d = DomainRecord {
+            nr_pages: rng.next(),
+            max_pages: rng.next(),
+            start_info_pfn: rng.next(),
+            base_pfn: rng.next(),
+            source: rng.next(),
+            saved_at_ns: rng.next(),
+        };
+        let b = d.encode();
+        assert_eq!(DomainRecord::decode(&b), Some(d));
+        let mut bad = b;
+        bad[48 + rng.below((DOMAIN_LEN - 48) as u64) as usize] |= 1 << rng.below(8);
+        assert_eq!(DomainRecord::decode(&bad), None, "a non-zero unused byte");
+        assert_eq!(DomainRecord::decode(&b[..DOMAIN_LEN - 1]), None);
+    }
+}
+
+#[test]
+fn port_records_round_trip() {
+    let mut rng = Rng(77);
+    let ports: Vec<PortRecord> = (0..50)
+        .map(|_| PortRecord {
+            port: rng.next() as u32,
+            state: rng.next() as u32,
+            a: rng.next() as u32,
+            b: rng.next() as u32,
+        })
+        .collect();
+    let payload: Vec<u8> = ports.iter().flat_map(|p| p.encode()).collect();
+    assert_eq!(PortRecord::all(&payload).collect::<Vec<_>>(), ports);
 }

@@ -26,9 +26,27 @@ pub fn facts() -> BootFacts {
     *FACTS.get().expect("boot facts read before boot")
 }
 
+/// The domain id after a restore into another domain (`u32::MAX`: the boot one still holds).
+static DOMID_NOW: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
+
 /// This machine's domain id: the PV domain's, 0 natively (the only machine there is).
 pub fn domid() -> u32 {
-    FACTS.get().map_or(0, |f| f.domid)
+    match DOMID_NOW.load(core::sync::atomic::Ordering::Relaxed) {
+        u32::MAX => FACTS.get().map_or(0, |f| f.domid),
+        d => d,
+    }
+}
+
+/// Read the domain id from start info again (it changes when the domain is restored as another) and
+/// return it.
+pub fn refresh_domid() -> u32 {
+    let Some(f) = FACTS.get() else { return 0 };
+    let at = f.start_info as *const StartInfo as usize + abi::xen::START_INFO_DOMID_OFFSET;
+    // SAFETY: the domain id word lies inside the start_info page (abi deviation h), mapped for the
+    // domain's lifetime; the hypervisor rewrote it on restore.
+    let d = unsafe { (at as *const u32).read_volatile() };
+    DOMID_NOW.store(d, core::sync::atomic::Ordering::Relaxed);
+    d
 }
 
 /// Called by `_start` with the address of start_info and the initial stack pointer (the top of the

@@ -33,7 +33,7 @@ fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8;
 
 /// Raise `virq` in `dom` and wake it if that makes an upcall pending or it polls the VIRQ's port (the same
 /// rule as a send: `event::mark_pending`).
-fn raise(table: &DomainTable, dom: usize, virq: u32) {
+pub(crate) fn raise(table: &DomainTable, dom: usize, virq: u32) {
     // An hvm domain has no event channels: console input (the only VIRQ it can be sent) just wakes it,
     // and its run loop hands the bytes to its UART.
     if table
@@ -272,7 +272,9 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 &mut *(crate::arch::paging::IdentityMem::frame_ptr(dom.mm.shared_info)
                     as *mut [u8; 4096])
             };
-            let info = time.clock.lock().publish(arch::cpu::rdtsc());
+            let mut info = time.clock.lock().publish(arch::cpu::rdtsc());
+            // A domain restored from a later boot's image sees its own clock continue.
+            info.system_time = info.system_time.wrapping_add(dom.mm.time_offset_ns);
             crate::time::pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
         }
         let cr3 = pcid::cr3_value(

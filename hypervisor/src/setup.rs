@@ -274,8 +274,14 @@ pub fn start(magic: u32, info: u64) -> ! {
     let mut built = 0;
     let mut domid = 0usize;
     let mut kept = [false; multiboot::MAX_MODULES];
+    let mut restores = [false; multiboot::MAX_MODULES];
     for (i, module) in boot.modules.iter().enumerate() {
         let args = multiboot::cmdline_args(&module.cmdline);
+        // `restore=NAME`: a save image, restored once the boot domains exist (`domain::save`).
+        if crate::domain::save_store::restore_word(args).is_some() {
+            restores[i] = true;
+            continue;
+        }
         if let Some(word) = images::image_word(args) {
             match word.and_then(|name| images::IMAGES.lock().add(name, module.start, module.end)) {
                 Ok(()) => {
@@ -357,6 +363,26 @@ pub fn start(magic: u32, info: u64) -> ! {
         match made {
             Ok(()) => built += 1,
             Err(()) => {
+                hv.boot_errors
+                    .store(true, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    for (i, module) in boot
+        .modules
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| restores[*i])
+    {
+        let args = multiboot::cmdline_args(&module.cmdline);
+        let name = crate::domain::save_store::restore_word(args).unwrap_or_default();
+        match crate::domain::save_images::restore_boot_module(name, module.start, module.end) {
+            Ok(id) => {
+                built += 1;
+                log::info!("module {i}: image '{name}' restored as domain {id}");
+            }
+            Err(e) => {
+                log::error!("module {i}: image '{name}' not restored: {e:?}");
                 hv.boot_errors
                     .store(true, core::sync::atomic::Ordering::Relaxed);
             }

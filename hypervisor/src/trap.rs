@@ -216,6 +216,10 @@ fn hypercall(
     match action {
         Action::Domctl(op) => return Next::Domctl(op),
         Action::Crash(why) => crash_domain(dom, format_args!("{why}")),
+        Action::Shutdown {
+            reason: abi::sched::ShutdownReason::Suspend,
+            code,
+        } => crate::domain::save::suspended(dom, Mfn(u64::from(code))),
         Action::Shutdown { reason, code } => {
             stop_domain(dom, DomainState::Shutdown { reason, code });
             log::info!("domain {id} shut down: {} code {code}", reason.name());

@@ -29,6 +29,9 @@ pub mod nr {
     /// `dom_list(first, buf, max) -> n`: up to `max` `DomInfo` records (see the crate root), domains with
     /// id `first` and above, ascending.
     pub const DOM_LIST: u64 = 34;
+    /// `dom_image(op, domid, name, name_len, arg) -> u64`: one of [`super::image`] on the hypervisor's
+    /// saved-image store.
+    pub const DOM_IMAGE: u64 = 35;
 }
 
 /// `dom_control` operations.
@@ -43,7 +46,35 @@ pub mod op {
     pub const MAX_MEM: u64 = 4;
     /// Give it the serial console's input (the debug key Ctrl-] `c` gives it back to domain 0).
     pub const CONSOLE: u64 = 5;
+    /// Ask it to suspend itself (the first step of a save); `-EOPNOTSUPP` if its kernel cannot,
+    /// `-EBUSY` if it was asked already.
+    pub const SUSPEND: u64 = 6;
+    /// Let a suspended domain continue in place (or withdraw the request).
+    pub const RESUME: u64 = 7;
 }
+
+/// `dom_image` operations (the hypervisor's saved-image store).
+pub mod image {
+    /// Save suspended domain `domid` as `name`; returns the image's bytes. `-EINVAL` if it has not
+    /// suspended, `-EEXIST` for a name in use, `-ENOSPC` when the store is full, `-ENOMEM`.
+    pub const SAVE: u64 = 1;
+    /// Restore `name` as a new domain (`arg` 1: paused); returns its id.
+    pub const RESTORE: u64 = 2;
+    /// Drop `name`.
+    pub const DELETE: u64 = 3;
+    /// Write up to `arg` [`super::ImageInfo`] records to the buffer at `name` (its length in bytes:
+    /// `name_len`); returns how many.
+    pub const LIST: u64 = 4;
+    /// Write `name` to the serial console in its wire form (`abi::save::wire`; `cargo xtask save`).
+    pub const DUMP: u64 = 5;
+}
+
+/// Longest saved-image name.
+pub const SAVED_NAME_MAX: usize = abi::domctl::SAVED_NAME_MAX;
+/// Most images the store holds.
+pub const MAX_SAVED_IMAGES: usize = abi::domctl::MAX_SAVED_IMAGES;
+/// One stored image (the hypervisor's `SavedImageInfo`, 40 bytes).
+pub type ImageInfo = abi::domctl::SavedImageInfo;
 
 /// [`DomCreate::flags`]: leave the new domain paused.
 pub const CREATE_PAUSED: u32 = 1;

@@ -295,6 +295,8 @@ pub mod dominf {
     pub const RUNNING: u32 = 1 << 5;
     /// Shift of the shutdown reason.
     pub const SHUTDOWN_SHIFT: u32 = 16;
+    /// The shutdown reason of a domain that suspended itself for a save (Xen's `SHUTDOWN_suspend`).
+    pub const REASON_SUSPEND: u32 = 2;
 }
 
 /// One domain, as `domains` reports it (from the hypervisor's `xen_domctl_getdomaininfo`).

@@ -293,6 +293,36 @@ pub fn dom_control(op: u64, id: u64, arg: u64) -> Result<(), Errno> {
     checked(uapi::domctl::nr::DOM_CONTROL, [op, id, arg, 0, 0]).map(|_| ())
 }
 
+/// `dom_image`: one of `uapi::domctl::image` with an image name (`SAVE`: on domain `id`; `RESTORE`:
+/// `arg` 1 for paused).
+pub fn dom_image(op: u64, id: u16, name: &str, arg: u64) -> Result<u64, Errno> {
+    checked(
+        uapi::domctl::nr::DOM_IMAGE,
+        [
+            op,
+            u64::from(id),
+            name.as_ptr() as u64,
+            name.len() as u64,
+            arg,
+        ],
+    )
+}
+
+/// `dom_image(LIST)`: the stored images; how many were written.
+pub fn dom_images(buf: &mut [uapi::domctl::ImageInfo]) -> Result<usize, Errno> {
+    checked(
+        uapi::domctl::nr::DOM_IMAGE,
+        [
+            uapi::domctl::image::LIST,
+            0,
+            buf.as_mut_ptr() as u64,
+            0,
+            buf.len() as u64,
+        ],
+    )
+    .map(|n| n as usize)
+}
+
 /// `dom_list`: records of the domains with id `first` and above; the number written.
 pub fn dom_list(first: u16, buf: &mut [DomInfo]) -> Result<usize, Errno> {
     checked(

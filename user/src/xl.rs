@@ -13,7 +13,10 @@ pub const USAGE: &str = "usage: xl list
        xl create [-p] [-m MIB] [-n COUNT] IMAGE [GUEST COMMAND LINE]   (-p: paused)
        xl destroy|pause|unpause DOMID|FIRST-LAST
        xl mem-max DOMID MIB
-       xl console DOMID   (serial input to DOMID; Ctrl-] c brings it back to domain 0)";
+       xl console DOMID   (serial input to DOMID; Ctrl-] c brings it back to domain 0)
+       xl save DOMID NAME | xl snapshot DOMID NAME   (snapshot: the domain continues)
+       xl restore [-p] NAME | xl clone DOMID | xl images | xl image-rm NAME
+       xl image-dump NAME   (to the serial line, for cargo xtask save)";
 
 /// A parsed `xl` command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +42,18 @@ pub enum Xl<'a> {
     MemMax(u16, u64),
     /// `xl console DOMID`.
     Console(u16),
+    /// `xl save DOMID NAME` (`false`) or `xl snapshot DOMID NAME` (`true`: the domain continues).
+    Save { id: u16, name: &'a str, keep: bool },
+    /// `xl restore [-p] NAME`.
+    Restore { name: &'a str, paused: bool },
+    /// `xl clone DOMID`.
+    Clone(u16),
+    /// `xl images`.
+    Images,
+    /// `xl image-rm NAME`.
+    ImageRm(&'a str),
+    /// `xl image-dump NAME`.
+    ImageDump(&'a str),
     /// `xl help` (or no subcommand).
     Help,
 }
@@ -79,6 +94,18 @@ fn domid(word: Option<&str>) -> Result<u16, &'static str> {
     Ok(d)
 }
 
+/// A saved-image name: 1..=16 letters, digits, `-`, `_` or `.`.
+fn image_name(word: Option<&str>) -> Result<&str, &'static str> {
+    let w = word.ok_or("missing NAME")?;
+    let ok = w.len() <= uapi::domctl::SAVED_NAME_MAX
+        && w.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
+    if !ok {
+        return Err("NAME: 1 to 16 letters, digits, '-', '_' or '.'");
+    }
+    Ok(w)
+}
+
 fn mib_to_kb(word: Option<&str>) -> Result<u64, &'static str> {
     let mib: u64 = word
         .ok_or("missing MIB")?
@@ -104,6 +131,25 @@ pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
         "unpause" => Xl::Unpause(ids(words.next())?),
         "mem-max" => Xl::MemMax(domid(words.next())?, mib_to_kb(words.next())?),
         "console" => Xl::Console(domid(words.next())?),
+        "save" | "snapshot" => Xl::Save {
+            id: domid(words.next())?,
+            name: image_name(words.next())?,
+            keep: sub == "snapshot",
+        },
+        "restore" => match words.next() {
+            Some("-p") => Xl::Restore {
+                name: image_name(words.next())?,
+                paused: true,
+            },
+            w => Xl::Restore {
+                name: image_name(w)?,
+                paused: false,
+            },
+        },
+        "clone" => Xl::Clone(domid(words.next())?),
+        "images" => Xl::Images,
+        "image-rm" => Xl::ImageRm(image_name(words.next())?),
+        "image-dump" => Xl::ImageDump(image_name(words.next())?),
         "create" => return parse_create(rest),
         _ => return Err("unknown subcommand"),
     };
@@ -156,9 +202,18 @@ fn parse_create(rest: &str) -> Result<Xl<'_>, &'static str> {
     }
 }
 
+/// True if the flags say "shut down for a suspend, not dying": the domain waits to be saved.
+pub fn suspended(flags: u32) -> bool {
+    flags & dominf::SHUTDOWN != 0
+        && flags & dominf::DYING == 0
+        && (flags >> dominf::SHUTDOWN_SHIFT) & 0xff == dominf::REASON_SUSPEND
+}
+
 /// A domain's state for `xl list`, from its `dominf` flags.
 pub fn state(flags: u32) -> &'static str {
-    if flags & dominf::SHUTDOWN != 0 {
+    if flags & dominf::SHUTDOWN != 0 && !flags & dominf::DYING != 0 && suspended(flags) {
+        "suspended"
+    } else if flags & dominf::SHUTDOWN != 0 {
         "shutdown"
     } else if flags & dominf::PAUSED != 0 {
         "paused"
@@ -168,6 +223,25 @@ pub fn state(flags: u32) -> &'static str {
         "blocked"
     } else {
         "runnable"
+    }
+}
+
+/// What an error of a save, restore or image-store call means.
+pub fn image_error_text(e: Errno) -> &'static str {
+    match e {
+        Errno::EOPNOTSUPP => {
+            "the domain's kernel does not take suspend requests (VIRQ_SUSPEND unbound)"
+        }
+        Errno::EBUSY => "the domain is already being saved (a suspend request is pending)",
+        Errno::ETIMEDOUT => "the domain did not suspend in time (the request was withdrawn)",
+        Errno::EEXIST => "an image with that name exists (xl image-rm NAME)",
+        Errno::ENOSPC => {
+            "the image store is full (8 images, 128 MiB) or the domain limit is reached"
+        }
+        Errno::ENOMEM => "not enough free memory",
+        Errno::ENOENT => "no such image (xl images lists them)",
+        Errno::EINVAL => "refused: not suspended, or the image is corrupt or inconsistent",
+        e => error_text(e),
     }
 }
 
@@ -225,9 +299,46 @@ mod tests {
         assert!(parse("pause 1 2").is_err());
         assert!(parse("mem-max 1 100000").is_err());
         assert!(parse("mem-max 1 1").is_err());
-        assert!(parse("save 1").is_err(), "not offered");
         assert_eq!(parse("console 1"), Ok(Xl::Console(1)));
-        assert!(parse("restore x").is_err(), "not offered");
+        assert_eq!(
+            parse("save 1 img-1"),
+            Ok(Xl::Save {
+                id: 1,
+                name: "img-1",
+                keep: false
+            })
+        );
+        assert_eq!(
+            parse("snapshot 3 s.0"),
+            Ok(Xl::Save {
+                id: 3,
+                name: "s.0",
+                keep: true
+            })
+        );
+        assert_eq!(
+            parse("restore -p x"),
+            Ok(Xl::Restore {
+                name: "x",
+                paused: true
+            })
+        );
+        assert_eq!(parse("clone 2"), Ok(Xl::Clone(2)));
+        assert_eq!(parse("images"), Ok(Xl::Images));
+        assert_eq!(parse("image-rm a"), Ok(Xl::ImageRm("a")));
+        assert_eq!(parse("image-dump a"), Ok(Xl::ImageDump("a")));
+        for bad in [
+            "save 1",
+            "save x n",
+            "save 1 a/b",
+            "save 1 seventeen-letters",
+            "restore",
+            "clone",
+            "image-rm",
+            "save 1 a b",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -269,6 +380,9 @@ mod tests {
         assert_eq!(state(dominf::BLOCKED | dominf::PAUSED), "paused");
         assert_eq!(state(dominf::SHUTDOWN | dominf::DYING), "shutdown");
         assert_eq!(state(0), "runnable");
+        let susp = dominf::SHUTDOWN | dominf::PAUSED | (2 << dominf::SHUTDOWN_SHIFT);
+        assert_eq!(state(susp), "suspended");
+        assert_eq!(state(susp | dominf::DYING), "shutdown");
         // The limit named in the messages is the one every layer uses.
         assert!(error_text(Errno::ENOSPC).contains(&format!("({MAX_DOMAINS} domains")));
         assert!(

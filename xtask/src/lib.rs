@@ -35,6 +35,7 @@ pub mod qemu_build;
 pub mod qemu_choice;
 pub mod runcmd;
 pub mod runner;
+pub mod savecmd;
 pub mod scenario;
 pub mod selfbin;
 pub mod serial;

@@ -83,6 +83,10 @@ enum Cmd {
     /// (a null SS keeps CPL under TCG) into ~/.cache/ring1pv; installs what it needs with apt-get (root).
     /// Once built, run, test and bench use it (see --qemu).
     Qemu(xtask::qemu_build::QemuArgs),
+    /// Build, then boot the shell, start a shell domain, type commands in it, save it (`xl save`) and
+    /// stream the image over the serial line into a host file (`xl image-dump`; see docs/ARCHITECTURE.md,
+    /// "Save, restore, snapshot and clone"). `cargo xtask run --restore FILE` boots it back.
+    Save(xtask::savecmd::SaveArgs),
 }
 
 /// Hypervisor log levels (`loglevel=` on its command line).
@@ -138,6 +142,10 @@ struct MachineArgs {
     /// it); for pv it must be a PV ELF (a multiboot-only kernel is refused).
     #[arg(long, value_name = "FILE|mini")]
     kernel: Option<PathBuf>,
+    /// A save image (`cargo xtask save --out FILE`) to restore at boot as a new domain (a module
+    /// `restore=NAME`, NAME from the file name); may be given more than once.
+    #[arg(long, value_name = "FILE")]
+    restore: Vec<PathBuf>,
 }
 
 /// `cargo xtask run`: the machine plus how to script the shell.
@@ -273,6 +281,11 @@ impl MachineArgs {
             scenario.hv_cmdline.push_str(extra);
         }
         scenario.memory_mib = self.memory;
+        scenario.restores = self
+            .restore
+            .iter()
+            .map(|f| (xtask::savecmd::image_name(f), f.clone()))
+            .collect();
         scenario.accel = self.accel;
         scenario.mode = self.mode;
         scenario.kernel = self.kernel_file();
@@ -300,6 +313,7 @@ fn main() -> ExitCode {
         Cmd::Compare(args) => xtask::compare::run(&args),
         Cmd::Qemu(args) => xtask::qemu_build::run(&args),
         Cmd::Fuzz(args) => xtask::fuzz::run(&args),
+        Cmd::Save(args) => xtask::savecmd::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

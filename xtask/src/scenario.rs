@@ -46,6 +46,9 @@ pub struct Scenario {
     /// Another kernel instead of ring1pv's guest kernel (`--kernel FILE`): natively QEMU's `-kernel`,
     /// otherwise every domain's module (a multiboot kernel for emulate and hvm; a PV ELF for pv).
     pub kernel: Option<std::path::PathBuf>,
+    /// Save images to restore at boot: (name, file), each a module `restore=NAME` (`cargo xtask run
+    /// --restore FILE`).
+    pub restores: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Scenario {
@@ -64,6 +67,7 @@ impl Scenario {
             mode: Mode::Pv,
             images: Vec::new(),
             kernel: None,
+            restores: Vec::new(),
         }
     }
 
@@ -84,7 +88,11 @@ impl Scenario {
             image: images.guest.clone(),
             cmdline: format!("image={name}"),
         });
-        domains.chain(kept).collect()
+        let restores = self.restores.iter().map(|(name, file)| Module {
+            image: file.clone(),
+            cmdline: format!("restore={name}"),
+        });
+        domains.chain(kept).chain(restores).collect()
     }
 }
 

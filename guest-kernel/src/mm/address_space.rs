@@ -129,6 +129,11 @@ impl AddressSpace {
         self.l4_mfn
     }
 
+    /// Look the L4's machine frame up again (after a restore moved every frame).
+    pub fn refresh_root(&mut self, env: &impl MmEnv) {
+        self.l4_mfn = env.pfn_to_mfn(self.l4);
+    }
+
     /// The L4's guest frame.
     pub fn root_pfn(&self) -> Pfn {
         self.l4

@@ -488,6 +488,11 @@ impl KernelEnv {
     }
 }
 
+/// Record the current root after a restore moved it to frame `root` (the hypervisor installed it).
+pub fn set_current_base(root: Mfn) {
+    CURRENT_BASE.store(root.0, Ordering::Relaxed);
+}
+
 /// The platform's page-table operations, recording the current root on a switch.
 impl Mmu for KernelEnv {
     #[inline]
@@ -520,7 +525,9 @@ impl MmEnv for KernelEnv {
     }
 
     fn kernel_base(&self) -> (Pfn, Mfn) {
-        (self.state.kernel_l4, self.state.kernel_l4_mfn)
+        // Looked up each time: a restore moves the kernel's L4 to another frame.
+        let l4 = self.state.kernel_l4;
+        (l4, Mfn(self.p2m(l4.0 as usize)))
     }
 
     fn pfn_to_mfn(&self, pfn: Pfn) -> Mfn {

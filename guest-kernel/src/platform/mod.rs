@@ -52,6 +52,27 @@ pub enum MachineOp {
     MaxMemKb(u64),
     /// Give it the console's input.
     ConsoleInput,
+    /// Ask it to suspend itself (for a save).
+    Suspend,
+    /// Let a suspended machine continue in place (or withdraw the request).
+    Resume,
+}
+
+/// A toolstack operation on the hypervisor's saved-image store.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ImageOp<'a> {
+    /// Save suspended machine `id` as `name`; the image's bytes.
+    Save { id: u16, name: &'a str },
+    /// Restore `name` as a new machine (paused if asked); its id.
+    Restore { name: &'a str, paused: bool },
+    /// Drop `name`.
+    Delete { name: &'a str },
+    /// Write `name` to the serial console (wire form) for the host.
+    Dump { name: &'a str },
+    /// Fill `out` with the stored images; how many.
+    List {
+        out: &'a mut [uapi::domctl::ImageInfo],
+    },
 }
 
 /// Which TLB entries a flush covers.
@@ -171,6 +192,8 @@ pub enum IrqSource {
     PeerOffer { peer: u16 },
     /// Connect to the source `remote` that the peer `peer` offered to this machine.
     PeerConnect { peer: u16, remote: Irq },
+    /// The toolstack asks this machine to suspend itself (PV: `VIRQ_SUSPEND`).
+    Suspend,
 }
 
 /// What an interrupt source is connected to now.
@@ -275,6 +298,20 @@ pub trait Platform: Mmu + Sync {
     /// hypervisor: `-EOPNOTSUPP`.
     fn machine_control(&self, id: u16, op: MachineOp) -> Result<(), Errno> {
         let _ = (id, op);
+        Err(Errno::EOPNOTSUPP)
+    }
+    /// Toolstack: the saved-image store (save, restore, delete, list). Without a hypervisor:
+    /// `-EOPNOTSUPP`.
+    fn machine_image(&self, op: ImageOp<'_>) -> Result<u64, Errno> {
+        let _ = op;
+        Err(Errno::EOPNOTSUPP)
+    }
+    /// Suspend this machine for the toolstack (PV: `SHUTDOWN_suspend` naming the start-info frame
+    /// `start_info`): `Ok(true)` when it continues in a restored machine (new frames, maybe a new id),
+    /// `Ok(false)` when it continues in place (a snapshot, or the request withdrawn). `-EOPNOTSUPP` without
+    /// a hypervisor.
+    fn suspend(&self, start_info: Mfn) -> Result<bool, Errno> {
+        let _ = start_info;
         Err(Errno::EOPNOTSUPP)
     }
 

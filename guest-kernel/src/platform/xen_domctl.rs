@@ -47,11 +47,75 @@ impl XenPv {
             MachineOp::Unpause => XEN_DOMCTL_UNPAUSEDOMAIN,
             MachineOp::MaxMemKb(_) => XEN_DOMCTL_MAX_MEM,
             MachineOp::ConsoleInput => XEN_DOMCTL_CONSOLE_INPUT,
+            MachineOp::Suspend => abi::domctl::XEN_DOMCTL_SUSPEND_REQUEST,
+            MachineOp::Resume => abi::domctl::XEN_DOMCTL_RESUMEDOMAIN,
         };
         let mut op = XenDomctl::new(cmd, id);
         if let MachineOp::MaxMemKb(kb) = what {
             op.set_arg(&XenDomctlMaxMem { max_memkb: kb });
         }
         self.domctl(&mut op)
+    }
+
+    /// The image-store commands (ours, abi deviation o).
+    pub fn image_op(&self, op: super::ImageOp<'_>) -> Result<u64, Errno> {
+        use super::ImageOp;
+        use abi::domctl::{
+            DOMCTL_RESTORE_PAUSED, DomctlImage, XEN_DOMCTL_IMAGE_DELETE, XEN_DOMCTL_IMAGE_LIST,
+            XEN_DOMCTL_RESTORE, XEN_DOMCTL_SAVE,
+        };
+        let named = |n: &str| DomctlImage::named(n).ok_or(Errno::EINVAL);
+        let (cmd, dom, mut arg) = match &op {
+            ImageOp::Save { id, name } => (XEN_DOMCTL_SAVE, *id, named(name)?),
+            ImageOp::Restore { name, paused } => {
+                let mut a = named(name)?;
+                a.flags = if *paused { DOMCTL_RESTORE_PAUSED } else { 0 };
+                (XEN_DOMCTL_RESTORE, 0, a)
+            }
+            ImageOp::Delete { name } => (XEN_DOMCTL_IMAGE_DELETE, 0, named(name)?),
+            ImageOp::Dump { name } => (abi::domctl::XEN_DOMCTL_IMAGE_DUMP, 0, named(name)?),
+            ImageOp::List { out } => (
+                XEN_DOMCTL_IMAGE_LIST,
+                0,
+                DomctlImage {
+                    buf: out.as_ptr() as u64,
+                    len: out.len() as u64,
+                    ..DomctlImage::default()
+                },
+            ),
+        };
+        let mut x = XenDomctl::new(cmd, dom);
+        x.set_arg(&arg);
+        self.domctl(&mut x)?;
+        arg = x.arg();
+        Ok(match op {
+            ImageOp::Save { .. } => arg.bytes,
+            ImageOp::Restore { .. } => u64::from(x.domain),
+            ImageOp::Delete { .. } | ImageOp::Dump { .. } => 0,
+            ImageOp::List { .. } => arg.len,
+        })
+    }
+
+    /// `SCHEDOP_shutdown(SHUTDOWN_suspend)` with the start-info frame in RDX (Xen's protocol): true if
+    /// this continues in a restored domain (the call returned 0), false if in place (1).
+    pub fn suspend(&self, start_info: abi::types::Mfn) -> Result<bool, Errno> {
+        let s = abi::xen::SchedShutdown {
+            reason: abi::sched::ShutdownReason::Suspend.as_u32(),
+        };
+        let r = raw(
+            nr::SCHED_OP,
+            [
+                abi::sched::SCHEDOP_SHUTDOWN,
+                &raw const s as u64,
+                start_info.0,
+                0,
+                0,
+            ],
+        );
+        match r {
+            0 => Ok(true),
+            1 => Ok(false),
+            r => Err(Errno::from_ret(r).unwrap_or(Errno::EINVAL)),
+        }
     }
 }

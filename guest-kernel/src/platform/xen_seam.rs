@@ -141,6 +141,14 @@ impl Platform for XenPv {
         self.control_domain(id, op)
     }
 
+    fn machine_image(&self, op: super::ImageOp<'_>) -> Result<u64, Errno> {
+        self.image_op(op)
+    }
+
+    fn suspend(&self, start_info: Mfn) -> Result<bool, Errno> {
+        XenPv::suspend(self, start_info)
+    }
+
     fn console_write(&self, bytes: &[u8]) -> Result<(), Errno> {
         XenPv::console_write(self, bytes)
     }
@@ -215,6 +223,7 @@ impl Platform for XenPv {
         match what {
             IrqSource::Timer => virq(VIRQ_TIMER),
             IrqSource::Console => virq(VIRQ_CONSOLE),
+            IrqSource::Suspend => virq(abi::domctl::VIRQ_SUSPEND),
             IrqSource::SelfIpi => {
                 let mut b = EvtchnBindIpi { vcpu: 0, port: 0 };
                 self.event_channel_op(EVTCHNOP_BIND_IPI, &mut b)?;

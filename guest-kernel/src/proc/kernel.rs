@@ -156,6 +156,7 @@ pub fn run_init(program: &str) -> ! {
         Err(e) => println!("kernel: no console input ({e})"),
     }
     super::ping::offer();
+    super::suspend::bind();
     *PROCS.lock() = Some(Procs {
         table: Table::new(),
         current: 0,
@@ -269,6 +270,7 @@ fn idle() {
 
 /// Take console input, then wake every blocked process whose wait is over.
 fn poll() {
+    super::suspend::poll();
     POLLED_TICK.store(TICKS.load(Ordering::Acquire), Ordering::Release);
     if CONSOLE_KICK.swap(false, Ordering::AcqRel) {
         read_console();

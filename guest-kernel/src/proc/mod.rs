@@ -50,6 +50,8 @@ mod loader;
 #[cfg(feature = "baremetal")]
 pub mod ping;
 #[cfg(feature = "baremetal")]
+pub mod suspend;
+#[cfg(feature = "baremetal")]
 mod syscall;
 #[cfg(feature = "baremetal")]
 mod usercopy;

@@ -43,6 +43,11 @@ pub fn offer() {
     }
 }
 
+/// Forget the offered port without closing it (a restore closed it already).
+pub fn forget() {
+    PORT.store(0, Ordering::Release);
+}
+
 /// Close the offered port (the server notices and stops).
 pub fn close() {
     let port = PORT.swap(0, Ordering::AcqRel);

@@ -24,11 +24,22 @@ pub enum ToolRequest {
         buf: UserRange,
         max: u64,
     },
+    /// A saved-image operation (`uapi::domctl::image`): on domain `id`, with the name (or, for `LIST`,
+    /// the output buffer) in `name` and the extra argument `arg`.
+    Image {
+        op: u64,
+        id: u16,
+        name: UserRange,
+        arg: u64,
+    },
 }
 
 /// True for the toolstack's system-call numbers.
 pub const fn is_toolstack(number: u64) -> bool {
-    matches!(number, nr::DOM_CREATE | nr::DOM_CONTROL | nr::DOM_LIST)
+    matches!(
+        number,
+        nr::DOM_CREATE | nr::DOM_CONTROL | nr::DOM_LIST | nr::DOM_IMAGE
+    )
 }
 
 /// Decode toolstack call `number` (one of [`is_toolstack`]). Domain ids past the limit are `-ESRCH`,
@@ -50,6 +61,8 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<ToolRequest, Errno> {
                 op::UNPAUSE => MachineOp::Unpause,
                 op::MAX_MEM => MachineOp::MaxMemKb(a[2]),
                 op::CONSOLE => MachineOp::ConsoleInput,
+                op::SUSPEND => MachineOp::Suspend,
+                op::RESUME => MachineOp::Resume,
                 _ => return Err(Errno::EINVAL),
             };
             ToolRequest::Control(id(a[1])?, what)
@@ -65,6 +78,27 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<ToolRequest, Errno> {
                 },
                 buf: user_range(a[1], max.checked_mul(size).ok_or(Errno::EFAULT)?)?,
                 max,
+            }
+        }
+        nr::DOM_IMAGE => {
+            let op = a[0];
+            let name = if op == uapi::domctl::image::LIST {
+                let size = core::mem::size_of::<uapi::domctl::ImageInfo>() as u64;
+                let max = a[4].min(uapi::domctl::MAX_SAVED_IMAGES as u64);
+                user_range(a[2], max * size)?
+            } else if (1..=uapi::domctl::SAVED_NAME_MAX as u64).contains(&a[3]) {
+                user_range(a[2], a[3])?
+            } else {
+                return Err(Errno::EINVAL);
+            };
+            if !(uapi::domctl::image::SAVE..=uapi::domctl::image::DUMP).contains(&op) {
+                return Err(Errno::EINVAL);
+            }
+            ToolRequest::Image {
+                op,
+                id: id(a[1])?,
+                name,
+                arg: a[4],
             }
         }
         _ => return Err(Errno::ENOSYS),
@@ -107,6 +141,34 @@ pub fn execute(req: ToolRequest) -> Result<u64, Errno> {
             }
             Ok(n)
         }
+        ToolRequest::Image { op, id, name, arg } => {
+            use crate::platform::ImageOp;
+            use uapi::domctl::image;
+            if op == image::LIST {
+                let mut out = [uapi::domctl::ImageInfo::default(); uapi::domctl::MAX_SAVED_IMAGES];
+                let max = (name.len as usize / core::mem::size_of::<uapi::domctl::ImageInfo>())
+                    .min(out.len());
+                check(name, true)?;
+                let n = ops().machine_image(ImageOp::List {
+                    out: &mut out[..max],
+                })? as usize;
+                copy_out(name.addr, out[..n.min(max)].as_bytes())?;
+                return Ok(n as u64);
+            }
+            let mut bytes = [0u8; uapi::domctl::SAVED_NAME_MAX];
+            let b = &mut bytes[..name.len as usize];
+            copy_in(name, b)?;
+            let name = core::str::from_utf8(b).map_err(|_| Errno::EINVAL)?;
+            ops().machine_image(match op {
+                image::SAVE => ImageOp::Save { id, name },
+                image::RESTORE => ImageOp::Restore {
+                    name,
+                    paused: arg & 1 != 0,
+                },
+                image::DUMP => ImageOp::Dump { name },
+                _ => ImageOp::Delete { name },
+            })
+        }
     }
 }
 
@@ -119,7 +181,8 @@ mod tests {
         for n in [nr::DOM_CREATE, nr::DOM_CONTROL, nr::DOM_LIST] {
             assert!(is_toolstack(n));
         }
-        for n in [0, uapi::NR_MAX, 31, 35, u64::MAX] {
+        assert!(is_toolstack(nr::DOM_IMAGE));
+        for n in [0, uapi::NR_MAX, 31, 36, u64::MAX] {
             assert!(!is_toolstack(n));
         }
     }
@@ -139,7 +202,7 @@ mod tests {
                 Err(Errno::ESRCH)
             );
         }
-        for what in [0, 6, u64::MAX] {
+        for what in [0, 8, u64::MAX] {
             assert_eq!(
                 decode(nr::DOM_CONTROL, [what, 1, 0, 0, 0]),
                 Err(Errno::EINVAL)

@@ -18,6 +18,7 @@ mod hypercall_abi;
 mod isolation;
 mod memory;
 mod memory_refusals;
+mod save_hostile;
 mod sharedinfo;
 mod sysctl;
 mod time_sched;
@@ -274,6 +275,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "domctl-hostile",
         about: "domctl: -EPERM for every other domain; garbage from domain 0 refused",
         run: domctl::domctl_hostile,
+    },
+    Scenario {
+        name: "save-hostile",
+        about: "save/restore: protocol errors, hostile images refused, nothing left behind",
+        run: save_hostile::save_hostile,
     },
     Scenario {
         name: "tick-forever",

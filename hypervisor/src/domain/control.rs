@@ -66,7 +66,62 @@ fn run(op: DomctlOp) -> Result<(), Errno> {
             Ok(())
         }
         DomctlOp::Create(at) => create(at),
+        DomctlOp::Save(cmd, id, at) => save_op(cmd, id, at),
     }
+}
+
+/// Write `bytes` into the current domain's memory at `at`.
+fn write_caller(at: Gva, bytes: &[u8]) -> Result<(), Errno> {
+    let mut table = DOMAINS.lock();
+    let caller = table.current_mut().ok_or(Errno::ESRCH)?;
+    let user = frame_ring(&caller.vcpu.regs) == 3;
+    GuestView::new(&mut IdentityMem, caller.mm.base, user).write(at, bytes)
+}
+
+/// The save protocol and the image store (`domain::save`), with the caller's envelope at `at`.
+fn save_op(cmd: u32, id: u16, at: Gva) -> Result<(), Errno> {
+    use abi::domctl::{
+        DOMCTL_RESTORE_PAUSED, DomctlImage, SavedImageInfo, XEN_DOMCTL_IMAGE_DELETE,
+        XEN_DOMCTL_IMAGE_LIST, XEN_DOMCTL_IMAGE_PUT, XEN_DOMCTL_RESTORE, XEN_DOMCTL_RESUMEDOMAIN,
+        XEN_DOMCTL_SAVE, XEN_DOMCTL_SUSPEND_REQUEST,
+    };
+    use zerocopy::IntoBytes;
+    let mut op: XenDomctl = read_caller(at)?;
+    let mut arg: DomctlImage = op.arg();
+    let name = || super::save_store::valid_name(arg.name_bytes());
+    match cmd {
+        XEN_DOMCTL_SUSPEND_REQUEST => return super::save::request(id),
+        XEN_DOMCTL_RESUMEDOMAIN => return super::save::resume(id),
+        XEN_DOMCTL_SAVE => arg.bytes = super::save::save(id, name()?)? as u64,
+        XEN_DOMCTL_RESTORE => {
+            op.domain = super::save::restore(name()?, arg.flags & DOMCTL_RESTORE_PAUSED != 0)?;
+        }
+        XEN_DOMCTL_IMAGE_PUT => {
+            let (buf, len) = (arg.buf, arg.len);
+            return super::save_images::put(name()?, len, |out| {
+                let mut table = DOMAINS.lock();
+                let caller = table.current_mut().ok_or(Errno::ESRCH)?;
+                let user = frame_ring(&caller.vcpu.regs) == 3;
+                GuestView::new(&mut IdentityMem, caller.mm.base, user).read(Gva(buf), out)
+            });
+        }
+        XEN_DOMCTL_IMAGE_DELETE => return super::save_images::delete(name()?),
+        abi::domctl::XEN_DOMCTL_IMAGE_DUMP => return super::save_images::dump(name()?),
+        XEN_DOMCTL_IMAGE_LIST => {
+            let mut out = [SavedImageInfo::default(); abi::domctl::MAX_SAVED_IMAGES];
+            let max = (arg.len as usize).min(out.len());
+            let n = super::save_images::list(&mut out[..max]);
+            write_caller(Gva(arg.buf), out[..n].as_bytes())?;
+            arg.len = n as u64;
+            arg.bytes = crate::setup::MACHINE
+                .lock()
+                .as_ref()
+                .map_or(0, |m| m.frames.free_count() * 4096);
+        }
+        _ => return Err(Errno::ENOSYS),
+    }
+    op.set_arg(&arg);
+    write_caller(at, op.as_bytes())
 }
 
 /// Stop domain `id` if it still runs, release its memory and free its slot at once.

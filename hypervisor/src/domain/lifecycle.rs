@@ -53,7 +53,12 @@ pub fn policy(hv: &HvInfo) -> Policy<'_> {
 
 /// Give every frame of `domid` back: drop pins and the base (all counts return to zero), then zero and
 /// free the frames and forget their M2P entries. Returns the number of frames freed.
-fn release_frames(m: &mut Machine<'_>, hv: &HvInfo, domid: u16, base: Option<Mfn>) -> u64 {
+pub(crate) fn release_frames(
+    m: &mut Machine<'_>,
+    hv: &HvInfo,
+    domid: u16,
+    base: Option<Mfn>,
+) -> u64 {
     let mut mem = IdentityMem;
     let (frames, m2p) = (&mut m.frames, &mut m.m2p);
     Mm::new(&mut m.ft, &mut mem, policy(hv)).teardown(domid, base, |mfn| {
@@ -264,11 +269,13 @@ pub fn create_domain(
             shared_info: shared,
             flush_tlb: true,
             preemptions: 0,
+            time_offset_ns: 0,
         },
         privileged: flags & SIF_PRIVILEGED != 0,
         console: crate::console::LineBuffer::new(),
         emu: None,
         hvm: None,
+        suspend: Default::default(),
     });
     table.refresh_shared_info();
     Ok(())

@@ -7,6 +7,12 @@ pub mod images;
 pub mod kind;
 #[cfg(feature = "baremetal")]
 pub mod lifecycle;
+#[cfg(feature = "baremetal")]
+pub mod save;
+pub mod save_canon;
+#[cfg(feature = "baremetal")]
+pub mod save_images;
+pub mod save_store;
 pub mod state;
 #[cfg(feature = "baremetal")]
 pub mod teardown_check;

@@ -74,6 +74,21 @@ pub struct Domain {
     pub emu: Option<crate::emulate::dispatch::EmuSlot>,
     /// The hvm vCPU (`kind=hvm`: SVM with nested paging); `None` for a PV domain.
     pub hvm: Option<crate::hvm::HvmVcpu>,
+    /// Where the domain is in the save protocol (`domain::save`).
+    pub suspend: Suspend,
+}
+
+/// A domain's part in the save protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Suspend {
+    /// Running normally.
+    #[default]
+    No,
+    /// The toolstack raised `VIRQ_SUSPEND`; the guest has not suspended yet.
+    Requested,
+    /// The guest called `SHUTDOWN_suspend` naming this start-info frame: it is paused, memory kept, until
+    /// it is saved, resumed or destroyed.
+    Suspended(abi::types::Mfn),
 }
 
 impl Domain {
@@ -245,11 +260,13 @@ mod tests {
                 shared_info: Mfn(2),
                 flush_tlb: true,
                 preemptions: 0,
+                time_offset_ns: 0,
             },
             privileged: false,
             console: LineBuffer::new(),
             emu: None,
             hvm: None,
+            suspend: Suspend::No,
         }
     }
 

@@ -690,9 +690,11 @@ pub fn create(
             shared_info: shared,
             flush_tlb: true,
             preemptions: 0,
+            time_offset_ns: 0,
         },
         privileged: domid == 0,
         console: crate::console::LineBuffer::new(),
+        suspend: Default::default(),
         emu: None,
         hvm: None,
     };

@@ -283,6 +283,36 @@ impl EventSystem {
         Ok(p as EvtchnPort)
     }
 
+    /// Restore: bind `dom`'s free `port` exactly as a saved domain had it. Only the local kinds — a VIRQ
+    /// not bound yet, or an IPI — can be restored (an interdomain or unbound port is closed on restore, as
+    /// Xen's resume reports them); anything else, a port out of range or in use: -EINVAL.
+    pub fn restore_local(
+        &mut self,
+        dom: DomId,
+        port: EvtchnPort,
+        state: PortState,
+    ) -> Result<(), Errno> {
+        let d = dom_index(dom)?;
+        let p = port_index(port)?;
+        if self.tables[d].ports[p] != PortState::Free {
+            return Err(Errno::EINVAL);
+        }
+        match state {
+            PortState::Virq { virq }
+                if virq < NR_VIRQS && self.tables[d].virq_to_port[virq as usize] == 0 =>
+            {
+                self.set(d, p, state);
+                self.tables[d].virq_to_port[virq as usize] = p as u16;
+                Ok(())
+            }
+            PortState::Ipi => {
+                self.set(d, p, state);
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
     /// `EVTCHNOP_bind_ipi`: a new port that notifies the caller's `vcpu` (0 only, else -ENOENT).
     pub fn bind_ipi(&mut self, caller: DomId, vcpu: u32) -> Result<EvtchnPort, Errno> {
         let d = dom_index(caller)?;

@@ -603,3 +603,41 @@ fn polled_masked_ports_wake_for_virqs_and_sends() {
     }));
     assert_eq!(w.upcall(1), [t]);
 }
+
+#[test]
+fn restore_binds_only_local_kinds_on_free_ports() {
+    let mut sys = Box::new(EventSystem::new());
+    sys.restore_local(3, 7, PortState::Virq { virq: VIRQ_TIMER })
+        .unwrap();
+    sys.restore_local(3, 9, PortState::Ipi).unwrap();
+    assert_eq!(sys.virq_port(3, VIRQ_TIMER), Some(7));
+    let bad = [
+        (7, PortState::Ipi),                       // in use
+        (8, PortState::Virq { virq: VIRQ_TIMER }), // VIRQ bound already
+        (8, PortState::Virq { virq: NR_VIRQS }),   // no such VIRQ
+        (0, PortState::Ipi),                       // port 0
+        (MAX_PORTS as u32, PortState::Ipi),        // beyond the table
+        (8, PortState::Unbound { remote: 0 }),     // not local
+        (
+            8,
+            PortState::Interdomain {
+                remote: 0,
+                remote_port: 1,
+            },
+        ),
+    ];
+    for (port, st) in bad {
+        assert_eq!(
+            sys.restore_local(3, port, st),
+            Err(Errno::EINVAL),
+            "{port} {st:?}"
+        );
+    }
+    assert_eq!(
+        sys.restore_local(MAX_DOMAINS as u16, 8, PortState::Ipi),
+        Err(Errno::ESRCH)
+    );
+    sys.check().unwrap();
+    // A new bind takes the lowest free port around the restored ones.
+    assert_eq!(sys.bind_ipi(3, 0), Ok(1));
+}

@@ -174,9 +174,11 @@ pub fn create(
             shared_info: shared,
             flush_tlb: false,
             preemptions: 0,
+            time_offset_ns: 0,
         },
         privileged: false,
         console: crate::console::LineBuffer::new(),
+        suspend: Default::default(),
         emu: None,
         hvm: Some(HvmVcpu {
             vmcb,

@@ -1,5 +1,7 @@
 //! `domctl` (hypercall 36): domain control for the privileged domain — create, destroy, pause, unpause,
-//! get info, max memory, get/set vCPU context (the numbers, structures and rules are in `abi::domctl`).
+//! get info, max memory, get/set vCPU context, and the save protocol and image store (suspend request,
+//! resume, save, restore, image put/delete/list/dump; `domain::save`) (the numbers, structures and rules
+//! are in `abi::domctl`).
 //!
 //! Decode, then perform. [`decode`] turns the envelope into a typed [`DomctlRequest`] with no side effect
 //! (interface version `-EACCES`, privilege `-EPERM`, command `-ENOSYS`, then the argument's shape). The
@@ -16,8 +18,10 @@ use abi::domctl::{
     CREATE_CMDLINE_MAX, DOMCTL_CREATE_PAUSED, DomctlCreate, IMAGE_NAME_MAX, MAX_DOMAIN_MEM_KB,
     MIN_DOMAIN_MEM_KB, VcpuGuestContext, XEN_DOMCTL_CONSOLE_INPUT, XEN_DOMCTL_CREATEDOMAIN,
     XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_GETVCPUCONTEXT,
-    XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_PAUSEDOMAIN,
-    XEN_DOMCTL_SETVCPUCONTEXT, XEN_DOMCTL_UNPAUSEDOMAIN, XenDomctl, XenDomctlMaxMem,
+    XEN_DOMCTL_IMAGE_DELETE, XEN_DOMCTL_IMAGE_DUMP, XEN_DOMCTL_IMAGE_LIST, XEN_DOMCTL_IMAGE_PUT,
+    XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_RESTORE,
+    XEN_DOMCTL_RESUMEDOMAIN, XEN_DOMCTL_SAVE, XEN_DOMCTL_SETVCPUCONTEXT,
+    XEN_DOMCTL_SUSPEND_REQUEST, XEN_DOMCTL_UNPAUSEDOMAIN, XenDomctl, XenDomctlMaxMem,
     XenDomctlVcpucontext,
 };
 use abi::errno::Errno;
@@ -58,6 +62,10 @@ pub enum DomctlRequest {
     SetVcpuContext(u16, Gva),
     /// Give the serial input to a domain.
     ConsoleInput(u16),
+    /// Suspend request, resume, save (`cmd`) on another domain.
+    OnDomain(u32, u16),
+    /// Restore, image put/delete/list (`cmd`): no target domain.
+    Image(u32),
 }
 
 /// An operation on another domain's slot, performed by the trap code after the handler (`domain::control`).
@@ -72,6 +80,9 @@ pub enum DomctlOp {
     MaxMem(u16, u64),
     /// Apply the context at this caller address (checked again there) to paused domain `id`.
     SetVcpuContext(u16, Gva),
+    /// A save-protocol or image-store command `cmd` on domain `id` (0 when it names none) with the
+    /// envelope at this caller address (`domain::save`).
+    Save(u32, u16, Gva),
 }
 
 /// Decode a `createdomain` argument. Pure.
@@ -120,12 +131,30 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         XEN_DOMCTL_SETVCPUCONTEXT,
         XEN_DOMCTL_GETVCPUCONTEXT,
         XEN_DOMCTL_CONSOLE_INPUT,
+        XEN_DOMCTL_RESUMEDOMAIN,
+        XEN_DOMCTL_SUSPEND_REQUEST,
+        XEN_DOMCTL_SAVE,
+        XEN_DOMCTL_RESTORE,
+        XEN_DOMCTL_IMAGE_PUT,
+        XEN_DOMCTL_IMAGE_DELETE,
+        XEN_DOMCTL_IMAGE_LIST,
+        XEN_DOMCTL_IMAGE_DUMP,
     ];
     if !known.contains(&op.cmd) {
         return Err(Errno::ENOSYS);
     }
     if op.cmd == XEN_DOMCTL_CREATEDOMAIN {
         return decode_create(&op.arg()).map(DomctlRequest::Create);
+    }
+    if matches!(
+        op.cmd,
+        XEN_DOMCTL_RESTORE
+            | XEN_DOMCTL_IMAGE_PUT
+            | XEN_DOMCTL_IMAGE_DELETE
+            | XEN_DOMCTL_IMAGE_LIST
+            | XEN_DOMCTL_IMAGE_DUMP
+    ) {
+        return Ok(DomctlRequest::Image(op.cmd));
     }
     let d = op.domain;
     if usize::from(d) >= MAX_DOMAINS {
@@ -161,6 +190,9 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         }
         XEN_DOMCTL_GETVCPUCONTEXT => DomctlRequest::GetVcpuContext(not_self()?, vcpu_ctxt()?),
         XEN_DOMCTL_CONSOLE_INPUT => DomctlRequest::ConsoleInput(d),
+        XEN_DOMCTL_RESUMEDOMAIN | XEN_DOMCTL_SUSPEND_REQUEST | XEN_DOMCTL_SAVE => {
+            DomctlRequest::OnDomain(op.cmd, not_self()?)
+        }
         _ => DomctlRequest::SetVcpuContext(not_self()?, vcpu_ctxt()?),
     })
 }
@@ -204,8 +236,13 @@ fn run<M: MachineMem>(
             Ok(None)
         }
         DomctlRequest::Pause(d, pause) => {
-            live_other(ctx, d)?;
+            let t = live_other(ctx, d)?;
             if !pause && !ctx.sched.paused(usize::from(d)) {
+                return Err(Errno::EINVAL);
+            }
+            // A suspended domain continues only through resumedomain (its suspend call must return 1);
+            // unpausing it would run it away from its save point while it still counts as suspended.
+            if !pause && matches!(t.suspend, crate::domain::state::Suspend::Suspended(_)) {
                 return Err(Errno::EINVAL);
             }
             ctx.sched.set_paused(usize::from(d), pause)?;
@@ -241,6 +278,19 @@ fn run<M: MachineMem>(
                 live_other(ctx, d)?;
             }
             Ok(Some(DomctlOp::MaxMem(d, pages)))
+        }
+        DomctlRequest::OnDomain(cmd, d) => {
+            live_other(ctx, d)?;
+            // The result (an image's size) may go into the envelope: prove it writable now.
+            ctx.guest().write_obj(at, &op)?;
+            Ok(Some(DomctlOp::Save(cmd, d, at)))
+        }
+        DomctlRequest::Image(cmd) => {
+            ctx.guest().write_obj(at, &op)?;
+            if cmd == XEN_DOMCTL_RESTORE && !(1..MAX_DOMAINS).any(|i| ctx.others.is_free(i)) {
+                return Err(Errno::ENOSPC);
+            }
+            Ok(Some(DomctlOp::Save(cmd, 0, at)))
         }
         DomctlRequest::Destroy(d) => {
             ctx.others.get(usize::from(d)).ok_or(Errno::ESRCH)?;

@@ -153,6 +153,7 @@ fn bad_domain_ids() {
         shared_info: abi::types::Mfn(19),
         flush_tlb: false,
         preemptions: 0,
+        time_offset_ns: 0,
     };
     w.others[5] = Some(other_domain(5, DomainState::Crashed, mm));
     assert_eq!(
@@ -320,6 +321,7 @@ fn create_needs_a_free_id() {
         shared_info: abi::types::Mfn(19),
         flush_tlb: false,
         preemptions: 0,
+        time_offset_ns: 0,
     };
     for i in (0..MAX_DOMAINS).filter(|&i| i != 1) {
         w.others[i] = Some(other_domain(i as u16, DomainState::Runnable, mm));
@@ -396,4 +398,60 @@ fn console_input_goes_to_a_live_domain_only() {
     assert_eq!(call(&mut w, &back), Action::Return(0));
     assert_eq!(crate::console::input_owner(), 1);
     crate::console::set_input_owner(0);
+}
+
+#[test]
+fn save_commands_decode_and_are_refused_on_oneself_and_for_the_unprivileged() {
+    use abi::domctl::{
+        XEN_DOMCTL_IMAGE_DELETE, XEN_DOMCTL_IMAGE_DUMP, XEN_DOMCTL_IMAGE_LIST,
+        XEN_DOMCTL_IMAGE_PUT, XEN_DOMCTL_RESTORE, XEN_DOMCTL_RESUMEDOMAIN, XEN_DOMCTL_SAVE,
+        XEN_DOMCTL_SUSPEND_REQUEST,
+    };
+    let on_domain = [
+        XEN_DOMCTL_SUSPEND_REQUEST,
+        XEN_DOMCTL_RESUMEDOMAIN,
+        XEN_DOMCTL_SAVE,
+    ];
+    let store = [
+        XEN_DOMCTL_RESTORE,
+        XEN_DOMCTL_IMAGE_PUT,
+        XEN_DOMCTL_IMAGE_DELETE,
+        XEN_DOMCTL_IMAGE_LIST,
+        XEN_DOMCTL_IMAGE_DUMP,
+    ];
+    for cmd in on_domain {
+        assert_eq!(
+            decode(&XenDomctl::new(cmd, 2), true, 0),
+            Ok(DomctlRequest::OnDomain(cmd, 2))
+        );
+        assert_eq!(decode(&XenDomctl::new(cmd, 0), true, 0), Err(Errno::EINVAL));
+        assert_eq!(
+            decode(&XenDomctl::new(cmd, ABI_MAX_DOMAINS as u16), true, 0),
+            Err(Errno::ESRCH)
+        );
+    }
+    for cmd in store {
+        assert_eq!(
+            decode(&XenDomctl::new(cmd, 9), true, 0),
+            Ok(DomctlRequest::Image(cmd))
+        );
+    }
+    for cmd in on_domain.into_iter().chain(store) {
+        assert_eq!(decode(&XenDomctl::new(cmd, 2), false, 3), Err(Errno::EPERM));
+    }
+    // The handler checks the target and hands a save on to the trap code with the envelope's address.
+    let mut w = world(true);
+    assert_eq!(
+        call(&mut w, &XenDomctl::new(XEN_DOMCTL_SAVE, 2)),
+        Action::Domctl(DomctlOp::Save(XEN_DOMCTL_SAVE, 2, Gva(OP)))
+    );
+    assert_eq!(
+        call(&mut w, &XenDomctl::new(XEN_DOMCTL_SAVE, 5)),
+        ret(Errno::ESRCH),
+        "no domain 5"
+    );
+    assert_eq!(
+        call(&mut w, &XenDomctl::new(XEN_DOMCTL_IMAGE_LIST, 0)),
+        Action::Domctl(DomctlOp::Save(XEN_DOMCTL_IMAGE_LIST, 0, Gva(OP)))
+    );
 }

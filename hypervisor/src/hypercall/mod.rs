@@ -66,6 +66,17 @@ pub struct DomainMm {
     pub flush_tlb: bool,
     /// How many times a long hypercall of this domain was preempted (continuations created).
     pub preemptions: u64,
+    /// Added to the hypervisor's system time in everything this domain sees (its pvclock) and taken off
+    /// the absolute deadlines it gives: 0 except for a domain restored from an image saved at a later
+    /// system time (another boot), so that its clock continues monotonically (`domain::save`).
+    pub time_offset_ns: u64,
+}
+
+impl DomainMm {
+    /// A deadline in the domain's time as the hypervisor's system time.
+    pub fn to_system_time(&self, t: u64) -> u64 {
+        t.saturating_sub(self.time_offset_ns)
+    }
 }
 
 /// Everything a handler may use: the caller's identity, its arguments, its memory and the machine state.

@@ -6,8 +6,9 @@
 //! - `SCHEDOP_poll` (`sched_poll`: ports, count, timeout): sleep until one of the ports is pending or the
 //!   absolute timeout passes; events stay masked. At most [`MAX_POLL_PORTS`] ports.
 //! - `SCHEDOP_shutdown`: stop with a reason; our extension (documented in `abi::sched`): the third
-//!   argument (RDX) carries the guest's exit code (ignored for `SHUTDOWN_suspend`, where Xen puts the
-//!   start_info MFN there).
+//!   argument (RDX) carries the guest's exit code; for `SHUTDOWN_suspend` it is, as in Xen, the MFN of the
+//!   caller's start-info page (`-EINVAL` if that frame is not the caller's), and the domain is kept,
+//!   paused, for the toolstack (`domain::save`).
 
 use abi::errno::Errno;
 use abi::sched::{
@@ -67,11 +68,14 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         SchedRequest::Shutdown(va, code) => {
             let s: SchedShutdown = ctx.guest().read_obj(va)?;
             let reason = ShutdownReason::from_u32(s.reason).ok_or(Errno::EINVAL)?;
-            let code = if reason == ShutdownReason::Suspend {
-                0
-            } else {
-                code
-            };
+            // Suspend (Xen's protocol): RDX names the caller's start-info frame, which must be its own
+            // (`domain::save`); the domain stays, paused, with its memory.
+            if reason == ShutdownReason::Suspend
+                && (ctx.args[2] != u64::from(code)
+                    || ctx.machine.ft.owner(abi::types::Mfn(ctx.args[2])) != Some(ctx.domid))
+            {
+                return Err(Errno::EINVAL);
+            }
             Ok(Action::Shutdown { reason, code })
         }
     });
@@ -144,7 +148,7 @@ fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Act
     {
         return Ok(Action::Return(0));
     }
-    let timeout = (p.timeout != 0).then_some(p.timeout);
+    let timeout = (p.timeout != 0).then_some(ctx.dom.to_system_time(p.timeout));
     ctx.polls.ports[usize::from(domid)] = ports;
     ctx.sched.block(usize::from(domid), timeout);
     Ok(Action::Yield)

@@ -83,6 +83,8 @@ pub struct DomainFacts {
     pub cpu_ns: u64,
     /// An hvm domain (SVM with nested paging): `XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP`.
     pub hvm: bool,
+    /// It suspended itself for the toolstack (`SHUTDOWN_suspend`, memory kept: `domain::save`).
+    pub suspended: bool,
 }
 
 /// The `xen_domctl_getdomaininfo` record of one domain. Pure. `gpaddr_bits` is the CPU's physical-address
@@ -111,7 +113,15 @@ pub fn record(f: &DomainFacts, gpaddr_bits: u8) -> XenDomctlGetdomaininfo {
                 XEN_DOMINF_BLOCKED
             } else {
                 0
-            } | if f.paused { XEN_DOMINF_PAUSED } else { 0 };
+            } | if f.paused { XEN_DOMINF_PAUSED } else { 0 }
+                | if f.suspended {
+                    // Xen's view of a suspended domain: shut down (reason suspend), not dying.
+                    XEN_DOMINF_SHUTDOWN
+                        | ((abi::sched::ShutdownReason::Suspend.as_u32() & XEN_DOMINF_SHUTDOWNMASK)
+                            << XEN_DOMINF_SHUTDOWNSHIFT)
+                } else {
+                    0
+                };
             info.tot_pages = f.tot_pages;
             info.shared_info_frame = f.shared_info.0;
         }
@@ -150,6 +160,7 @@ pub(crate) fn facts<M: MachineMem>(
             shared_info: ctx.dom.shared_info,
             cpu_ns,
             hvm: false,
+            suspended: false,
         });
     }
     let d = ctx.others.get(id)?;
@@ -164,6 +175,7 @@ pub(crate) fn facts<M: MachineMem>(
         shared_info: d.mm.shared_info,
         cpu_ns,
         hvm: d.hvm.is_some(),
+        suspended: matches!(d.suspend, crate::domain::state::Suspend::Suspended(_)),
     })
 }
 
@@ -352,6 +364,7 @@ mod tests {
             shared_info: Mfn(shared),
             flush_tlb: false,
             preemptions: 0,
+            time_offset_ns: 0,
         };
         w.others[0] = Some(other_domain(0, DomainState::Runnable, mm(41)));
         w.others[3] = Some(other_domain(3, DomainState::Crashed, mm(42)));

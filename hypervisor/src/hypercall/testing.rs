@@ -87,6 +87,7 @@ pub fn other_domain(id: u16, state: DomainState, mm: DomainMm) -> Domain {
         console: crate::console::LineBuffer::new(),
         emu: None,
         hvm: None,
+        suspend: Default::default(),
     }
 }
 
@@ -130,6 +131,7 @@ impl World {
             shared_info: Mfn(15),
             flush_tlb: false,
             preemptions: 0,
+            time_offset_ns: 0,
         };
         World {
             mem,
@@ -158,6 +160,7 @@ impl World {
                             shared_info: Mfn(19),
                             flush_tlb: false,
                             preemptions: 0,
+                            time_offset_ns: 0,
                         };
                         other_domain(2, DomainState::Runnable, mm)
                     })

@@ -10,7 +10,8 @@ use crate::time::pvclock::set_timer_op_deadline;
 
 /// `set_timer_op(timeout)`: a one-shot VIRQ_TIMER at `timeout` ns of system time; 0 cancels.
 pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let deadline = set_timer_op_deadline(ctx.args[0], (ctx.clock)());
+    let now = (ctx.clock)().wrapping_add(ctx.dom.time_offset_ns);
+    let deadline = set_timer_op_deadline(ctx.args[0], now).map(|t| ctx.dom.to_system_time(t));
     ctx.sched.set_singleshot(usize::from(ctx.domid), deadline);
     Action::Return(0)
 }
@@ -23,7 +24,7 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         return Action::Return(Errno::ENOENT.as_ret());
     }
     let d = usize::from(ctx.domid);
-    let now = (ctx.clock)();
+    let now = (ctx.clock)().wrapping_add(ctx.dom.time_offset_ns);
     let r = match cmd {
         VCPUOP_SET_SINGLESHOT_TIMER => ctx
             .guest()
@@ -32,7 +33,8 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
                 if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < now {
                     return Err(Errno::ETIME);
                 }
-                ctx.sched.set_singleshot(d, Some(t.timeout_abs_ns));
+                ctx.sched
+                    .set_singleshot(d, Some(ctx.dom.to_system_time(t.timeout_abs_ns)));
                 Ok(0)
             }),
         VCPUOP_STOP_SINGLESHOT_TIMER => {

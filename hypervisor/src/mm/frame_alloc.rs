@@ -94,6 +94,27 @@ impl<'a> FrameAllocator<'a> {
         Some(Mfn(frame))
     }
 
+    /// Takes `n` (> 0) contiguous free frames, the highest such run (away from the domains' frames, which are
+    /// taken lowest first); returns the first. Linear in the frames covered.
+    pub fn alloc_run(&mut self, n: u64) -> Option<Mfn> {
+        if n == 0 {
+            return None;
+        }
+        let mut run = 0;
+        for f in (0..self.total_frames()).rev() {
+            if self.is_free(Mfn(f)) {
+                run += 1;
+                if run == n {
+                    self.set_range(f, f + n, false);
+                    return Some(Mfn(f));
+                }
+            } else {
+                run = 0;
+            }
+        }
+        None
+    }
+
     /// Returns `mfn` to the free pool.
     pub fn free(&mut self, mfn: Mfn) -> Result<(), FreeError> {
         if mfn.0 >= self.total_frames() {
@@ -153,6 +174,24 @@ impl FrameSource for FrameAllocator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_come_from_the_top_and_skip_used_frames() {
+        let mut bits = [0u64; 4];
+        let mut a = FrameAllocator::new(&mut bits);
+        a.add_free_range(Maddr(0), Maddr(256 * PAGE_SIZE));
+        // Punch a hole so the top run is 250..256 (6 frames).
+        for f in [249u64, 100] {
+            a.reserve_range(Maddr(f * PAGE_SIZE), Maddr((f + 1) * PAGE_SIZE));
+        }
+        assert_eq!(a.alloc_run(6), Some(Mfn(250)));
+        assert_eq!(a.free_count(), 254 - 6);
+        assert_eq!(a.alloc_run(10), Some(Mfn(239)), "below the used frame");
+        assert_eq!(a.alloc_run(200), None, "no run that long");
+        assert_eq!(a.alloc_run(0), None);
+        assert_eq!(a.free_count(), 254 - 16);
+        assert!(!a.is_free(Mfn(239)) && !a.is_free(Mfn(248)) && a.is_free(Mfn(238)));
+    }
 
     fn count_bits(bits: &[u64]) -> u64 {
         bits.iter().map(|w| u64::from(w.count_ones())).sum()

@@ -1,5 +1,5 @@
-//! `xl`: domain 0's toolstack — list, create, destroy, pause and unpause domains, give one the console
-//! (see `user::xl`).
+//! `xl`: domain 0's toolstack — list, create, destroy, pause and unpause domains, give one the console,
+//! save, snapshot, restore and clone them (see `user::xl`).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -23,32 +23,160 @@ fn main(args: &str) -> i32 {
             println!("{}", xl::USAGE);
             Ok(())
         }
-        Xl::List => list(),
+        Xl::List => list().map_err(Failure::Plain),
         Xl::Create {
             image,
             mem_kb,
             paused,
             cmdline,
             count,
-        } => create(image, mem_kb, paused, cmdline, count),
-        Xl::Destroy(ids) => each(ids, uapi::domctl::op::DESTROY, "destroyed"),
-        Xl::Pause(ids) => each(ids, uapi::domctl::op::PAUSE, "paused"),
-        Xl::Unpause(ids) => each(ids, uapi::domctl::op::UNPAUSE, "unpaused"),
-        Xl::MemMax(d, kb) => control(uapi::domctl::op::MAX_MEM, d, kb, "memory ceiling set"),
+        } => create(image, mem_kb, paused, cmdline, count).map_err(Failure::Plain),
+        Xl::Destroy(ids) => {
+            each(ids, uapi::domctl::op::DESTROY, "destroyed").map_err(Failure::Plain)
+        }
+        Xl::Pause(ids) => each(ids, uapi::domctl::op::PAUSE, "paused").map_err(Failure::Plain),
+        Xl::Unpause(ids) => {
+            each(ids, uapi::domctl::op::UNPAUSE, "unpaused").map_err(Failure::Plain)
+        }
+        Xl::MemMax(d, kb) => {
+            control(uapi::domctl::op::MAX_MEM, d, kb, "memory ceiling set").map_err(Failure::Plain)
+        }
         Xl::Console(d) => control(
             uapi::domctl::op::CONSOLE,
             d,
             0,
             "has the console input now (Ctrl-] c brings it back to domain 0)",
-        ),
+        )
+        .map_err(Failure::Plain),
+        Xl::Save { id, name, keep } => save(id, name, keep).map_err(Failure::Image),
+        Xl::Restore { name, paused } => restore(name, paused).map_err(Failure::Image),
+        Xl::Clone(id) => clone(id).map_err(Failure::Image),
+        Xl::Images => images().map_err(Failure::Image),
+        Xl::ImageRm(name) => sys::dom_image(uapi::domctl::image::DELETE, 0, name, 0)
+            .map(|_| println!("xl: image '{name}' removed"))
+            .map_err(Failure::Image),
+        Xl::ImageDump(name) => sys::dom_image(uapi::domctl::image::DUMP, 0, name, 0)
+            .map(|_| println!("xl: image '{name}' written to the serial line"))
+            .map_err(Failure::Image),
     };
     match result {
         Ok(()) => 0,
-        Err(e) => {
+        Err(Failure::Plain(e)) => {
             eprintln!("xl: {} ({e})", xl::error_text(e));
             1
         }
+        Err(Failure::Image(e)) => {
+            eprintln!("xl: {} ({e})", xl::image_error_text(e));
+            1
+        }
     }
+}
+
+/// An error and which table explains it.
+enum Failure {
+    Plain(uapi::Errno),
+    Image(uapi::Errno),
+}
+
+/// How long a domain has to answer a suspend request.
+const SUSPEND_TIMEOUT_NS: u64 = 10_000_000_000;
+
+/// The state flags of domain `id`, if it exists.
+fn flags_of(id: u16) -> Result<Option<u32>, uapi::Errno> {
+    let mut buf = [uapi::DomInfo::default(); 1];
+    let n = sys::dom_list(id, &mut buf)?;
+    Ok((n == 1 && buf[0].domid == u32::from(id)).then_some(buf[0].flags))
+}
+
+/// Ask domain `id` to suspend and wait until it has (Xen's toolstack waits the same way); on a timeout
+/// the request is withdrawn.
+fn suspend(id: u16) -> Result<(), uapi::Errno> {
+    sys::dom_control(uapi::domctl::op::SUSPEND, u64::from(id), 0)?;
+    let start = sys::uptime()?;
+    loop {
+        match flags_of(id)? {
+            Some(f) if xl::suspended(f) => return Ok(()),
+            Some(_) => {}
+            None => return Err(uapi::Errno::ESRCH),
+        }
+        if sys::uptime()?.saturating_sub(start) > SUSPEND_TIMEOUT_NS {
+            let _ = sys::dom_control(uapi::domctl::op::RESUME, u64::from(id), 0);
+            return Err(uapi::Errno::ETIMEDOUT);
+        }
+        let _ = sys::sleep_ns(5_000_000);
+    }
+}
+
+/// Suspend `id`, save it as `name`; then resume it (`keep`: a snapshot) or destroy it (a save). If the save
+/// fails the domain is resumed: the source is never lost.
+fn save_as(id: u16, name: &str, keep: bool) -> Result<u64, uapi::Errno> {
+    suspend(id)?;
+    let saved = sys::dom_image(uapi::domctl::image::SAVE, id, name, 0);
+    if keep || saved.is_err() {
+        sys::dom_control(uapi::domctl::op::RESUME, u64::from(id), 0)?;
+    } else {
+        sys::dom_control(uapi::domctl::op::DESTROY, u64::from(id), 0)?;
+    }
+    saved
+}
+
+fn save(id: u16, name: &str, keep: bool) -> Result<(), uapi::Errno> {
+    let t0 = sys::uptime()?;
+    let bytes = save_as(id, name, keep)?;
+    let ms = (sys::uptime()? - t0) / 1_000_000;
+    if keep {
+        println!(
+            "xl: snapshot of domain {id} saved as '{name}' ({} KiB, {ms} ms); domain {id} continues",
+            bytes / 1024
+        );
+    } else {
+        println!(
+            "xl: domain {id} saved as '{name}' ({} KiB, {ms} ms) and destroyed",
+            bytes / 1024
+        );
+    }
+    Ok(())
+}
+
+fn restore(name: &str, paused: bool) -> Result<(), uapi::Errno> {
+    let t0 = sys::uptime()?;
+    let id = sys::dom_image(uapi::domctl::image::RESTORE, 0, name, u64::from(paused))?;
+    let ms = (sys::uptime()? - t0) / 1_000_000;
+    println!(
+        "xl: restored domain {id} from image '{name}' ({ms} ms{})",
+        if paused { ", paused" } else { "" }
+    );
+    Ok(())
+}
+
+/// A snapshot of `id` restored as a new domain; the snapshot image is dropped afterwards.
+fn clone(id: u16) -> Result<(), uapi::Errno> {
+    let mut name = user::io::StrBuf::<16>::new();
+    let _ = core::fmt::Write::write_fmt(&mut name, format_args!(".clone-{id}"));
+    let name = name.as_str();
+    save_as(id, name, true)?;
+    let made = sys::dom_image(uapi::domctl::image::RESTORE, 0, name, 0);
+    let _ = sys::dom_image(uapi::domctl::image::DELETE, 0, name, 0);
+    println!("xl: domain {id} cloned as domain {}", made?);
+    Ok(())
+}
+
+fn images() -> Result<(), uapi::Errno> {
+    let mut buf = [uapi::domctl::ImageInfo::default(); uapi::domctl::MAX_SAVED_IMAGES];
+    let n = sys::dom_images(&mut buf)?;
+    println!("{:<16} {:>10} {:>7} {:>6}", "NAME", "KiB", "PAGES", "FROM");
+    for i in &buf[..n] {
+        let len = i.name.iter().position(|&b| b == 0).unwrap_or(i.name.len());
+        let name = core::str::from_utf8(&i.name[..len]).unwrap_or("?");
+        println!(
+            "{name:<16} {:>10} {:>7} {:>6}",
+            i.bytes / 1024,
+            i.pages,
+            i.source
+        );
+    }
+    println!("{n} image(s)");
+    Ok(())
 }
 
 fn list() -> Result<(), uapi::Errno> {

@@ -423,7 +423,7 @@ impl Platform for Native {
                     .ok_or(Errno::ENOSPC)?
             }
             // No other machine to talk to.
-            IrqSource::PeerOffer { .. } | IrqSource::PeerConnect { .. } => {
+            IrqSource::PeerOffer { .. } | IrqSource::PeerConnect { .. } | IrqSource::Suspend => {
                 return Err(Errno::ENODEV);
             }
         };
