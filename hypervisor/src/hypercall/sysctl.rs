@@ -344,6 +344,7 @@ mod tests {
             shared_info: Mfn(9),
             cpu_ns: 0,
             hvm: true,
+            suspended: false,
         };
         let r = record(&f, 48);
         assert_eq!(
