@@ -10,8 +10,11 @@ use crate::time::pvclock::set_timer_op_deadline;
 
 /// `set_timer_op(timeout)`: a one-shot VIRQ_TIMER at `timeout` ns of system time; 0 cancels.
 pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let deadline = set_timer_op_deadline(ctx.args[0], (ctx.clock)());
-    ctx.sched.set_singleshot(usize::from(ctx.domid), deadline);
+    let deadline = set_timer_op_deadline(ctx.args[0], ctx.env.now_ns());
+    ctx.sched
+        .get()
+        .0
+        .set_singleshot(usize::from(ctx.domid), deadline);
     Action::Return(0)
 }
 
@@ -23,7 +26,7 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         return Action::Return(Errno::ENOENT.as_ret());
     }
     let d = usize::from(ctx.domid);
-    let now = (ctx.clock)();
+    let now = ctx.env.now_ns();
     let r = match cmd {
         VCPUOP_SET_SINGLESHOT_TIMER => ctx
             .guest()
@@ -32,11 +35,11 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
                 if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < now {
                     return Err(Errno::ETIME);
                 }
-                ctx.sched.set_singleshot(d, Some(t.timeout_abs_ns));
+                ctx.sched.get().0.set_singleshot(d, Some(t.timeout_abs_ns));
                 Ok(0)
             }),
         VCPUOP_STOP_SINGLESHOT_TIMER => {
-            ctx.sched.set_singleshot(d, None);
+            ctx.sched.get().0.set_singleshot(d, None);
             Ok(0)
         }
         VCPUOP_SET_PERIODIC_TIMER => ctx
@@ -44,10 +47,12 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             .read_obj::<VcpuSetPeriodicTimer>(Gva(arg))
             .and_then(|t| {
                 ctx.sched
+                    .get()
+                    .0
                     .set_periodic(d, Some(t.period_ns), now)
                     .map(|()| 0)
             }),
-        VCPUOP_STOP_PERIODIC_TIMER => ctx.sched.set_periodic(d, None, now).map(|()| 0),
+        VCPUOP_STOP_PERIODIC_TIMER => ctx.sched.get().0.set_periodic(d, None, now).map(|()| 0),
         _ => Err(Errno::ENOSYS),
     };
     Action::from(r)
