@@ -44,7 +44,8 @@ pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) 
     };
     let mut bits = SharedInfoPage::new(ctx.mem.frame_mut(frame));
     let (sched, polls) = ctx.sched.get();
-    if effect.apply(&mut bits, |port| polls.polls(dom, port)) {
+    let polling = polls.ports(dom);
+    if effect.apply(&mut bits, |port| polling.contains(&port)) {
         sched.wake(usize::from(dom));
         polls.clear(dom);
     }
