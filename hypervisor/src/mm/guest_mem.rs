@@ -120,6 +120,32 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
     /// Copy `data` to guest address `va` (at most [`MAX_COPY_TO_GUEST`] bytes); the mapping must be
     /// writable for the guest.
     pub fn write(&mut self, va: Gva, data: &[u8]) -> Result<(), Errno> {
+        let to_errno = |e| {
+            if e == walk::WalkError::TooLong {
+                Errno::EINVAL
+            } else {
+                Errno::EFAULT
+            }
+        };
+        if va.page_offset() + data.len() as u64 <= PAGE_SIZE {
+            // The common small write (a bounce frame, a result): one page, one piece.
+            let mut at = None;
+            walk::for_each_chunk(
+                &*self.mem,
+                self.root,
+                va,
+                data.len() as u64,
+                self.access(true),
+                MAX_COPY_TO_GUEST,
+                |ma, _| at = Some(ma),
+            )
+            .map_err(to_errno)?;
+            if let Some(ma) = at {
+                let start = ma.page_offset() as usize;
+                self.mem.frame_mut(ma.mfn())[start..start + data.len()].copy_from_slice(data);
+            }
+            return Ok(());
+        }
         // At most MAX_COPY_TO_GUEST / PAGE_SIZE + 1 pieces (an unaligned start adds one).
         const MAX_PIECES: usize = (MAX_COPY_TO_GUEST / PAGE_SIZE) as usize + 1;
         let mut pieces = [(Maddr(0), 0usize); MAX_PIECES];
@@ -139,13 +165,7 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
                 n_pieces += 1;
             },
         )
-        .map_err(|e| {
-            if e == walk::WalkError::TooLong {
-                Errno::EINVAL
-            } else {
-                Errno::EFAULT
-            }
-        })?;
+        .map_err(to_errno)?;
         let mut off = 0;
         for &(ma, n) in &pieces[..n_pieces.min(MAX_PIECES)] {
             let start = ma.page_offset() as usize;
