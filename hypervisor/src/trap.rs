@@ -68,6 +68,14 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
                     Next::Resume
                 }
             };
+            let bounced = frame.vector < 32 || frame.vector == abi::traps::SYSCALL_PSEUDO_VECTOR;
+            if next == Next::Resume && bounced {
+                // A bounce the vCPU resumes at once: its saved registers (just rewritten) go back into
+                // the live frame, and the same-vCPU return takes it from there if nothing needs deciding.
+                crate::arch::entry::copy_frame(frame, &dom.vcpu.regs);
+                crate::sched::resume_live(table, frame);
+                crate::sched::schedule(false, None);
+            }
             (next, false)
         }
     };
