@@ -11,6 +11,7 @@ use crate::mm::guest_mem::GuestView;
 use crate::regs::{EntryFrame, exception_name, frame_ring, page_fault_kind};
 use crate::trap::{Next, crash_domain};
 use crate::vcpu::{BounceError, bounce_frame, enter_handler};
+use zerocopy::IntoBytes;
 
 /// Offsets in shared_info of vCPU 0's `evtchn_upcall_pending`, `evtchn_upcall_mask` and `arch.cr2`.
 const UPCALL_PENDING: usize = 0;
@@ -37,13 +38,10 @@ fn bounce(
 ) -> Result<(), BounceError> {
     let masked = events_masked(dom);
     let b = bounce_frame(&dom.vcpu.regs, error, masked, dom.vcpu.pv.kernel_sp)?;
-    let mut bytes = [0u8; 64];
-    for (i, w) in b.words.iter().enumerate() {
-        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-    }
     let mut mem = IdentityMem;
+    // The words in memory order (x86 is little-endian: as the guest reads them).
     GuestView::new(&mut mem, dom.mm.base, false)
-        .write(Gva(b.rsp), &bytes[..b.words.len() * 8])
+        .write(Gva(b.rsp), b.words().as_bytes())
         .map_err(|_| BounceError::BadStack(b.rsp))?;
     enter_handler(&mut dom.vcpu.regs, &b, handler);
     if mask {

@@ -406,10 +406,12 @@ impl SchedPolicy {
     /// raised to at least `min_vruntime - slice`, and the next `pick` chooses again (so it preempts the
     /// running vCPU if it is owed time). Returns whether it was blocked.
     pub fn wake(&mut self, v: usize) -> bool {
-        self.changed = true;
         let floor = self.min_vruntime.saturating_sub(self.slice_ns);
         match self.vcpus.get_mut(v) {
             Some(e) if matches!(e.state, RunState::Blocked { .. }) => {
+                // Only a real wake-up moves the choice or the next deadline (waking a runnable vCPU,
+                // e.g. a domain's event to itself, changes nothing).
+                self.changed = true;
                 e.state = RunState::Runnable;
                 e.vruntime = e.vruntime.max(floor);
                 self.resched = true;

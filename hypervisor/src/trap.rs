@@ -4,11 +4,13 @@
 use abi::layout::HYPERCALL_VECTOR;
 
 use crate::arch::paging::IdentityMem;
+use crate::console::LineBuffer;
 use crate::deliver;
 use crate::domain::lifecycle::stop_domain;
 use crate::domain::state::MAX_DOMAINS;
 use crate::domain::state::{Domain, DomainState, DomainTable};
-use crate::hypercall::{self, Action, HypercallCtx, Others};
+use crate::hypercall::{self, Action, Env, HypercallCtx, Lazy, Others};
+use crate::mm::ptval::Policy;
 use crate::regs::{EntryFrame, frame_ring};
 use crate::setup::{DOMAINS, EVENTS, HV, MACHINE, SCHED, TIME, TimeBase};
 use abi::types::Mfn;
@@ -69,6 +71,14 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
                     Next::Resume
                 }
             };
+            let bounced = frame.vector < 32 || frame.vector == abi::traps::SYSCALL_PSEUDO_VECTOR;
+            if next == Next::Resume && bounced {
+                // A bounce the vCPU resumes at once: its saved registers (just rewritten) go back into
+                // the live frame, and the same-vCPU return takes it from there if nothing needs deciding.
+                crate::arch::entry::copy_frame(frame, &dom.vcpu.regs);
+                crate::sched::resume_live(table, frame);
+                crate::sched::schedule(false, None);
+            }
             (next, false)
         }
     };
@@ -145,27 +155,11 @@ fn hypercall(
     let args = hypercall::args_of(regs);
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
     let id = dom.id;
-    let hv = HV.get().expect("boot facts recorded");
     let action = {
-        let console = &mut dom.console;
-        let owner = crate::console::input_owner();
-        let direct = id == owner && crate::console::dom0_direct();
-        let mut sink = |bytes: &[u8]| {
-            if direct {
-                // Output kept in lines while another domain had the console comes first.
-                console.flush(crate::console::guest_direct);
-                crate::console::guest_direct(bytes)
-            } else {
-                console.push(bytes, |line| crate::console::guest_line(id, line))
-            }
+        let mut env = HvEnv {
+            console: &mut dom.console,
+            id,
         };
-        let mut machine = MACHINE.lock();
-        let mut events = EVENTS.lock();
-        let mut sched = SCHED.lock();
-        let (policy, polls) = &mut *sched;
-        let mut reader = crate::irq::read_console;
-        let console_in: Option<&mut hypercall::ConsoleReader<'_>> =
-            if id == owner { Some(&mut reader) } else { None };
         let mut mem = IdentityMem;
         let mut ctx = HypercallCtx {
             domid: id,
@@ -173,22 +167,17 @@ fn hypercall(
             args,
             user: frame_ring(regs) == 3,
             mem: &mut mem,
-            machine: machine.as_mut().expect("machine initialised"),
+            machine: Lazy::Unlocked(&MACHINE),
             dom: &mut dom.mm,
             regs: &mut *regs,
             vcpu: &mut dom.vcpu.pv,
-            events: &mut events,
-            sched: policy,
-            polls,
+            events: Lazy::Unlocked(&EVENTS),
+            sched: Lazy::Unlocked(&SCHED),
             shared_info: peers,
             others,
-            clock: &|| TIME.get().map_or(0, TimeBase::now_ns),
-            console_in,
-            hv_l4: &hv.hv_l4,
-            maxphyaddr: hv.maxphyaddr,
+            policy: policy(),
             budget: hypercall::BUDGET,
-            console: &mut sink,
-            hv_cmdline: &hv.cmdline,
+            env: &mut env,
         };
         hypercall::dispatch(number, &mut ctx)
     };
@@ -227,6 +216,59 @@ fn hypercall(
         _ => {}
     }
     Next::Switch
+}
+
+/// The validator's machine facts, from the boot facts (built once).
+fn policy() -> &'static Policy<'static> {
+    static POLICY: spin::Once<Policy<'static>> = spin::Once::new();
+    POLICY.call_once(|| {
+        let hv = HV.get().expect("boot facts recorded");
+        Policy {
+            maxphyaddr: hv.maxphyaddr,
+            hv_l4: &hv.hv_l4,
+        }
+    })
+}
+
+/// The hypervisor side of [`Env`] for a hypercall of domain `id`.
+struct HvEnv<'a> {
+    /// The caller's console line buffer.
+    console: &'a mut LineBuffer,
+    id: u16,
+}
+
+impl Env for HvEnv<'_> {
+    fn now_ns(&self) -> u64 {
+        TIME.get().map_or(0, TimeBase::now_ns)
+    }
+
+    fn console_write(&mut self, bytes: &[u8]) {
+        let id = self.id;
+        if id == crate::console::input_owner() && crate::console::dom0_direct() {
+            // Output kept in lines while another domain had the console comes first.
+            self.console.flush(crate::console::guest_direct);
+            crate::console::guest_direct(bytes)
+        } else {
+            self.console
+                .push(bytes, |line| crate::console::guest_line(id, line))
+        }
+    }
+
+    fn console_input_owner(&self) -> bool {
+        self.id == crate::console::input_owner()
+    }
+
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        if self.console_input_owner() {
+            crate::irq::read_console(buf)
+        } else {
+            0
+        }
+    }
+
+    fn hv_cmdline(&self) -> &str {
+        &HV.get().expect("boot facts recorded").cmdline
+    }
 }
 
 /// The one way the hypervisor stops a misbehaving domain: report why and where, then tear it down. The

@@ -111,8 +111,17 @@ pub fn decode_trap(t: &TrapInfo) -> Result<TrapEntry, TrapError> {
 pub struct Bounce {
     /// The new guest RSP (the frame's lowest address).
     pub rsp: u64,
+    /// The frame's words, lowest address first (the first [`Bounce::len`] are used).
+    pub slots: [u64; 8],
+    /// How many words the frame has (7, or 8 with an error code).
+    pub len: usize,
+}
+
+impl Bounce {
     /// The frame's words, lowest address first.
-    pub words: heapless::Vec<u64, 8>,
+    pub fn words(&self) -> &[u64] {
+        &self.slots[..self.len.min(self.slots.len())]
+    }
 }
 
 /// Why a bounce cannot be built.
@@ -154,24 +163,30 @@ pub fn bounce_frame(
     } else {
         return Err(BounceError::BadStack(regs.rsp));
     } & !0xf;
-    let mut words: heapless::Vec<u64, 8> = heapless::Vec::new();
     let virtual_if = if events_masked { 0 } else { rflags::IF };
     let fl = (regs.rflags & !rflags::IF) | virtual_if;
     let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);
-    let _ = words.push(regs.rcx);
-    let _ = words.push(regs.r11);
-    if let Some(e) = error_code {
-        let _ = words.push(e);
-    }
-    for w in [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff] {
-        let _ = words.push(w);
-    }
-    let size = words.len() as u64 * 8;
+    let iret = [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff];
+    let (slots, len) = match error_code {
+        Some(e) => (
+            [
+                regs.rcx, regs.r11, e, iret[0], iret[1], iret[2], iret[3], iret[4],
+            ],
+            8,
+        ),
+        None => (
+            [
+                regs.rcx, regs.r11, iret[0], iret[1], iret[2], iret[3], iret[4], 0,
+            ],
+            7,
+        ),
+    };
+    let size = len as u64 * 8;
     let rsp = top
         .checked_sub(size)
         .filter(|&s| guest_va_allowed(s) && guest_va_allowed(top - 1));
     let rsp = rsp.ok_or(BounceError::BadStack(top))?;
-    Ok(Bounce { rsp, words })
+    Ok(Bounce { rsp, slots, len })
 }
 
 /// The registers after a bounce: the handler runs in ring 1 on the bounce frame with the real interrupt
@@ -207,7 +222,7 @@ mod tests {
         // 0x...10008 - 128 = 0x...fff88, aligned down to 0x...fff80; 8 words = 64 bytes.
         assert_eq!(b.rsp, 0xffff_ffff_8000_ff80 - 64);
         assert_eq!(
-            b.words.as_slice(),
+            b.words(),
             &[
                 0xc,
                 0x11,
@@ -225,8 +240,9 @@ mod tests {
     fn ring3_frame_uses_kernel_stack_and_saves_mask() {
         let b = bounce_frame(&regs(0x33, 0x7000), None, true, 0xffff_ffff_8002_0000).unwrap();
         assert_eq!(b.rsp, 0xffff_ffff_8002_0000 - 56);
-        assert_eq!(b.words[3], 0x33 | 1 << 32);
-        assert_eq!(b.words[4] & rflags::IF, 0);
+        assert_eq!(b.words().len(), 7);
+        assert_eq!(b.words()[3], 0x33 | 1 << 32);
+        assert_eq!(b.words()[4] & rflags::IF, 0);
         assert_eq!(
             bounce_frame(&regs(0x33, 0x7000), None, false, 0),
             Err(BounceError::NoKernelStack)

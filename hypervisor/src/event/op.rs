@@ -80,6 +80,7 @@ fn read<T: FromBytes>(bytes: &[u8]) -> Result<T, Errno> {
 }
 
 /// Decode `cmd` and its argument bytes (exactly [`arg_size`]`(cmd)` of them, else -EINVAL). Pure.
+#[inline] // One call site, on the event-send path: inlined like the rest of the handler.
 pub fn decode(cmd: u64, arg: &[u8]) -> Result<EvtchnRequest, Errno> {
     Ok(match cmd {
         EVTCHNOP_ALLOC_UNBOUND => EvtchnRequest::AllocUnbound(read(arg)?),
@@ -163,6 +164,7 @@ impl Effect {
     /// Apply the effect to [`Effect::dom`]'s event bits; true if its vCPU must be kicked (woken if
     /// blocked; the upcall is delivered on its way back to the guest). `polled(port)`: the domain sleeps in
     /// `SCHEDOP_poll` on `port` (a send goes through [`super::mark_pending`], as a VIRQ does).
+    #[inline] // One call site, on the event-send path: inlined like the rest of the handler.
     pub fn apply(
         &self,
         bits: &mut impl EventBits,
@@ -215,6 +217,7 @@ impl Outcome {
 
 /// Carry out `req` for domain `caller` on the port tables. `exists(d)`: domain `d` exists (for remote
 /// domains). On error nothing has changed.
+#[inline] // One call site, on the event-send path: inlined like the rest of the handler.
 pub fn execute(
     sys: &mut EventSystem,
     caller: DomId,

@@ -225,19 +225,19 @@ fn run<M: MachineMem>(
     let op: XenDomctl = ctx.guest().read_obj(at)?;
     match decode(&op, ctx.privileged, ctx.domid)? {
         DomctlRequest::GetInfo(d) => {
-            let now = (ctx.clock)();
+            let now = ctx.env.now_ns();
             let f = sysctl::facts(ctx, usize::from(d), now).ok_or(Errno::ESRCH)?;
             let mut out = op;
             out.set_arg(&sysctl::record(
                 &f,
-                u8::try_from(ctx.maxphyaddr).unwrap_or(u8::MAX),
+                u8::try_from(ctx.policy.maxphyaddr).unwrap_or(u8::MAX),
             ));
             ctx.guest().write_obj(at, &out)?;
             Ok(None)
         }
         DomctlRequest::Pause(d, pause) => {
             let t = live_other(ctx, d)?;
-            if !pause && !ctx.sched.paused(usize::from(d)) {
+            if !pause && !ctx.sched.get().0.paused(usize::from(d)) {
                 return Err(Errno::EINVAL);
             }
             // A suspended domain continues only through resumedomain (its suspend call must return 1);
@@ -245,7 +245,7 @@ fn run<M: MachineMem>(
             if !pause && matches!(t.suspend, crate::domain::state::Suspend::Suspended(_)) {
                 return Err(Errno::EINVAL);
             }
-            ctx.sched.set_paused(usize::from(d), pause)?;
+            ctx.sched.get().0.set_paused(usize::from(d), pause)?;
             Ok(None)
         }
         DomctlRequest::GetVcpuContext(d, buf) => {
@@ -256,7 +256,7 @@ fn run<M: MachineMem>(
         }
         DomctlRequest::SetVcpuContext(d, buf) => {
             let t = live_other(ctx, d)?;
-            if !ctx.sched.paused(usize::from(d)) {
+            if !ctx.sched.get().0.paused(usize::from(d)) {
                 return Err(Errno::EINVAL);
             }
             let c: VcpuGuestContext = ctx.guest().read_obj(buf)?;
@@ -305,7 +305,7 @@ fn run<M: MachineMem>(
                 return Err(Errno::ENOSPC);
             }
             // The new domain's frames and its shared_info page.
-            if ctx.machine.frames.free_count() < p.pages + 1 {
+            if ctx.machine.get().frames.free_count() < p.pages + 1 {
                 return Err(Errno::ENOMEM);
             }
             Ok(Some(DomctlOp::Create(at)))

@@ -20,8 +20,8 @@ fn ret(e: Errno) -> Action {
 fn world(privileged: bool) -> World {
     let mut w = World::new();
     w.privileged = privileged;
-    w.sched.start(1, 256).unwrap();
-    w.sched.start(2, 256).unwrap();
+    w.sched.0.start(1, 256).unwrap();
+    w.sched.0.start(2, 256).unwrap();
     w
 }
 
@@ -73,7 +73,7 @@ fn unprivileged_callers_get_eperm_for_every_command() {
         assert_eq!(call(&mut w, &op), ret(Errno::EPERM), "cmd {}", op.cmd);
         assert_eq!(envelope(&mut w), op, "nothing written");
     }
-    assert!(!w.sched.paused(2));
+    assert!(!w.sched.0.paused(2));
 }
 
 #[test]
@@ -217,7 +217,7 @@ fn pause_and_unpause_show_in_the_info() {
         call(&mut w, &XenDomctl::new(XEN_DOMCTL_PAUSEDOMAIN, 2)),
         Action::Return(0)
     );
-    assert!(w.sched.paused(2));
+    assert!(w.sched.0.paused(2));
     let i = info(&mut w);
     assert_eq!(
         (i.domain, i.flags & XEN_DOMINF_PAUSED),
@@ -232,7 +232,7 @@ fn pause_and_unpause_show_in_the_info() {
         call(&mut w, &XenDomctl::new(XEN_DOMCTL_UNPAUSEDOMAIN, 2)),
         Action::Return(0)
     );
-    assert!(!w.sched.paused(2));
+    assert!(!w.sched.0.paused(2));
     assert_eq!(info(&mut w).flags & XEN_DOMINF_PAUSED, 0);
 }
 
@@ -363,7 +363,7 @@ fn vcpu_context_requests() {
         ..Default::default()
     });
     assert_eq!(call(&mut w, &op), ret(Errno::EINVAL), "not paused");
-    w.sched.set_paused(2, true).unwrap();
+    w.sched.0.set_paused(2, true).unwrap();
     assert_eq!(
         call(&mut w, &op),
         ret(Errno::EINVAL),

@@ -6,6 +6,7 @@ use abi::errno::Errno;
 use abi::types::Gva;
 
 use super::{Action, HypercallCtx, MachineMem};
+use crate::event::bits::SharedInfoPage;
 use crate::event::op::{self, Effect};
 
 /// Handle `event_channel_op(cmd, arg)`.
@@ -21,8 +22,8 @@ fn run<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, cmd: u64, arg: Gva) -> 
     let bytes = buf.get_mut(..size).ok_or(Errno::EINVAL)?;
     ctx.guest().read(arg, bytes)?;
     let req = op::decode(cmd, bytes)?;
-    let peers = *ctx.shared_info;
-    let out = op::execute(ctx.events, ctx.domid, &req, |d| {
+    let peers = ctx.shared_info;
+    let out = op::execute(ctx.events.get(), ctx.domid, &req, |d| {
         peers.get(usize::from(d)).is_some_and(Option::is_some)
     })?;
     if let Some(reply) = out.reply {
@@ -38,12 +39,14 @@ fn run<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, cmd: u64, arg: Gva) -> 
 /// Apply an event effect to its domain's shared_info and wake that domain if needed.
 pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) {
     let dom = effect.dom();
-    let polling = ctx.polls.ports(dom).clone();
-    let Some(mut bits) = ctx.event_bits(dom) else {
+    let Some(&Some(frame)) = ctx.shared_info.get(usize::from(dom)) else {
         return;
     };
+    let mut bits = SharedInfoPage::new(ctx.mem.frame_mut(frame));
+    let (sched, polls) = ctx.sched.get();
+    let polling = polls.ports(dom);
     if effect.apply(&mut bits, |port| polling.contains(&port)) {
-        ctx.sched.wake(usize::from(dom));
-        ctx.polls.clear(dom);
+        sched.wake(usize::from(dom));
+        polls.clear(dom);
     }
 }

@@ -95,7 +95,7 @@ fn release<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, mfn: Mfn) -> Result
     }
     let domid = ctx.domid;
     ctx.mm().free_frame(mfn, domid).map_err(|e| e.errno())?;
-    let m = &mut *ctx.machine;
+    let m = ctx.machine.get();
     m.m2p.invalidate(mfn);
     ctx.mem.frame_mut(mfn).fill(0);
     if m.frames.free(mfn).is_err() {
@@ -114,7 +114,7 @@ fn acquire<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Result<Mfn, Errn
     if ctx.dom.tot_pages >= ctx.dom.max_pages {
         return Err(Errno::ENOMEM);
     }
-    let m = &mut *ctx.machine;
+    let m = ctx.machine.get();
     let mfn = m.frames.alloc().ok_or(Errno::ENOMEM)?;
     ctx.mem.frame_mut(mfn).fill(0);
     if m.ft.assign(mfn, ctx.domid).is_err() {
@@ -195,7 +195,7 @@ pub fn memory_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             Action::from(r)
         }
         Ok(MemoryRequest::MachphysMapping(at)) => {
-            let len = ctx.machine.m2p.len();
+            let len = ctx.machine.get().m2p.len();
             let m = XenMachphysMapping {
                 v_start: RO_MPT_VIRT_START,
                 v_end: RO_MPT_VIRT_START + len * 8,

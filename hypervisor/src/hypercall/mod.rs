@@ -13,6 +13,7 @@ pub mod console_io;
 pub mod counters;
 pub mod domctl;
 pub mod event_channel_op;
+pub mod lazy;
 pub mod memory_op;
 pub mod mmu_update;
 pub mod mmuext_op;
@@ -34,9 +35,6 @@ use crate::mm::machine::Machine;
 use crate::mm::phys::FrameMem;
 use crate::mm::ptval::{Mm, Policy, PtMem};
 
-/// Fills a buffer with typed console input; returns the number of bytes.
-pub type ConsoleReader<'a> = dyn FnMut(&mut [u8]) -> usize + 'a;
-
 /// What hypercalls need of machine memory: frame access for guest copies, entry writes for page tables.
 pub trait MachineMem: PtMem + FrameMem {}
 impl<T: PtMem + FrameMem> MachineMem for T {}
@@ -46,6 +44,7 @@ use crate::event::channel::EventSystem;
 use crate::regs::EntryFrame;
 use crate::sched_policy::SchedPolicy;
 use crate::vcpu::VcpuState;
+pub use lazy::{Env, Lazy};
 
 /// Work units one entry into the hypervisor may spend before a long batch is preempted (one unit is one
 /// page-table update, one multicall entry, one reservation extent).
@@ -91,39 +90,30 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub user: bool,
     /// Machine memory (guest memory, page tables).
     pub mem: &'a mut M,
-    /// Free frames, frame table, M2P.
-    pub machine: &'a mut Machine<'m>,
+    /// Free frames, frame table, M2P (locked on first use).
+    pub machine: Lazy<'a, Machine<'m>>,
     /// The caller's memory-management state.
     pub dom: &'a mut DomainMm,
     /// The caller's registers (the hypercall's own frame; `iret` replaces it).
     pub regs: &'a mut EntryFrame,
     /// The caller's trap table, callbacks, kernel stack and segment bases.
     pub vcpu: &'a mut VcpuState,
-    /// Every domain's event channels.
-    pub events: &'a mut EventSystem,
-    /// The scheduling policy (blocking, timers).
-    pub sched: &'a mut SchedPolicy,
-    /// Which ports each domain is polling (`SCHEDOP_poll`).
-    pub polls: &'a mut sched_op::PollTable,
+    /// Every domain's event channels (locked on first use).
+    pub events: Lazy<'a, EventSystem>,
+    /// The scheduling policy (blocking, timers) and which ports each domain is polling
+    /// (`SCHEDOP_poll`), behind one lock (taken on first use).
+    pub sched: Lazy<'a, (SchedPolicy, sched_op::PollTable)>,
     /// Every domain's shared_info frame (indexed by domain id; `None`: no such domain).
     pub shared_info: &'a [Option<Mfn>; MAX_DOMAINS],
     /// Every *other* domain, read-only, by domain id, for the calls that report on or control domains
     /// (`sysctl`, `domctl`).
     pub others: Others<'a>,
-    /// Reads system time (ns since boot); only the time hypercalls call it.
-    pub clock: &'a dyn Fn() -> u64,
-    /// Where typed console input comes from (domain 0 only; `None` for the others).
-    pub console_in: Option<&'a mut ConsoleReader<'a>>,
-    /// The hypervisor's L4 entries, installed in every validated L4.
-    pub hv_l4: &'a [(usize, u64)],
-    /// The CPU's physical-address width (address bits above it are reserved in page-table entries).
-    pub maxphyaddr: u32,
+    /// The validator's machine facts: physical-address width, the hypervisor's L4 entries.
+    pub policy: &'a Policy<'a>,
     /// Remaining work units before a long batch must be preempted.
     pub budget: u32,
-    /// Where console output of this domain goes.
-    pub console: &'a mut dyn FnMut(&[u8]),
-    /// The hypervisor's own command line (for `XENVER_commandline`).
-    pub hv_cmdline: &'a str,
+    /// The clock, the console and the hypervisor's command line, for the handlers that use them.
+    pub env: &'a mut dyn Env,
 }
 
 impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
@@ -134,14 +124,7 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
 
     /// The page-table validation machinery over the caller's memory.
     pub fn mm(&mut self) -> Mm<'_, 'm, M> {
-        Mm::new(
-            &mut self.machine.ft,
-            self.mem,
-            Policy {
-                maxphyaddr: self.maxphyaddr,
-                hv_l4: self.hv_l4,
-            },
-        )
+        Mm::new(&mut self.machine.get().ft, self.mem, *self.policy)
     }
 
     /// The event bits of domain `dom`'s shared_info page (`None` for a domain that does not exist).

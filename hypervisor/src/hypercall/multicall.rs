@@ -11,8 +11,11 @@ use abi::hypercall::nr;
 use abi::types::Gva;
 use abi::xen::MulticallEntry;
 
+use zerocopy::{FromZeros, IntoBytes};
+
 use super::MachineMem;
 use super::{Action, HypercallCtx, dispatch};
+use crate::mm::guest_mem::PageCursor;
 
 /// Size of one `multicall_entry`.
 const ENTRY_SIZE: u64 = 64;
@@ -27,6 +30,9 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         return Action::Return(Errno::EINVAL.as_ret());
     }
     let saved = ctx.args;
+    // One walk per page of the entry array, for reading an entry and writing its result back; dropped
+    // after an entry that used the frame table or allocator (see `PageCursor`).
+    let mut cursor = PageCursor::default();
     for i in 0..count {
         let Some(at) = Gva(entries).checked_add(i * ENTRY_SIZE) else {
             return Action::Return(Errno::EFAULT.as_ret());
@@ -34,17 +40,30 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         if !ctx.spend() {
             return Action::Continue([at.0, count - i, 0, 0, 0]);
         }
-        let mut e: MulticallEntry = match ctx.guest().read_obj(at) {
-            Ok(e) => e,
-            Err(err) => return Action::Return(err.as_ret()),
-        };
+        let mut e = MulticallEntry::new_zeroed();
+        if ctx
+            .guest()
+            .read_writable_cached(&mut cursor, at, e.as_mut_bytes())
+            .is_err()
+        {
+            // Not in one writable page: read it as it is (writing the result back then fails).
+            e = match ctx.guest().read_obj(at) {
+                Ok(e) => e,
+                Err(err) => return Action::Return(err.as_ret()),
+            };
+        }
         // A nested multicall, and a domctl (performed by the trap code after the handler), are refused.
         let action = if e.op == nr::MULTICALL || e.op == nr::DOMCTL {
             Action::Return(Errno::EINVAL.as_ret())
         } else {
             ctx.args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
+            let uses = ctx.machine.uses();
             let a = dispatch(e.op, ctx);
             ctx.args = saved;
+            if ctx.machine.uses() != uses {
+                // It may have changed a mapping or freed a frame: walk again.
+                cursor = PageCursor::default();
+            }
             a
         };
         // Only what changed goes back: the result, or (for a preempted call) the arguments too.
@@ -73,10 +92,10 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             }
         };
         let written = if whole {
-            ctx.guest().write_obj(at, &e)
+            ctx.guest().write_obj_cached(&cursor, at, &e)
         } else {
             let result_at = Gva(at.0 + RESULT_OFFSET);
-            ctx.guest().write_obj(result_at, &e.result)
+            ctx.guest().write_obj_cached(&cursor, result_at, &e.result)
         };
         if let Err(err) = written {
             return Action::Return(err.as_ret());

@@ -49,7 +49,7 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let action = decode(ctx.args).and_then(|req| match req {
         SchedRequest::Yield => {
-            ctx.sched.yield_now(usize::from(ctx.domid));
+            ctx.sched.get().0.yield_now(usize::from(ctx.domid));
             Ok(Action::Yield)
         }
         SchedRequest::Block => {
@@ -61,7 +61,7 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
                 // An event is already pending: return at once; the upcall is delivered on the way out.
                 return Ok(Action::Return(0));
             }
-            ctx.sched.block(usize::from(domid), None);
+            ctx.sched.get().0.block(usize::from(domid), None);
             Ok(Action::Yield)
         }
         SchedRequest::Poll(at) => poll(ctx, at),
@@ -72,7 +72,7 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             // (`domain::save`); the domain stays, paused, with its memory.
             if reason == ShutdownReason::Suspend
                 && (ctx.args[2] != u64::from(code)
-                    || ctx.machine.ft.owner(abi::types::Mfn(ctx.args[2])) != Some(ctx.domid))
+                    || ctx.machine.get().ft.owner(abi::types::Mfn(ctx.args[2])) != Some(ctx.domid))
             {
                 return Err(Errno::EINVAL);
             }
@@ -149,8 +149,9 @@ fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Act
         return Ok(Action::Return(0));
     }
     let timeout = (p.timeout != 0).then_some(ctx.dom.to_system_time(p.timeout));
-    ctx.polls.ports[usize::from(domid)] = ports;
-    ctx.sched.block(usize::from(domid), timeout);
+    let (sched, polls) = ctx.sched.get();
+    polls.ports[usize::from(domid)] = ports;
+    sched.block(usize::from(domid), timeout);
     Ok(Action::Yield)
 }
 
@@ -219,7 +220,7 @@ mod tests {
         use zerocopy::{FromBytes, IntoBytes};
 
         let mut w = World::new();
-        w.sched.start(1, 256).unwrap();
+        w.sched.0.start(1, 256).unwrap();
         let arg = RW_PAGE + 0x200;
         let at = |va: u64| (va - RW_PAGE) as usize;
         let bind = EvtchnBindIpi { vcpu: 0, port: 0 };
@@ -244,8 +245,11 @@ mod tests {
             w.call(SCHED_OP, [SCHEDOP_POLL, poll, 0, 0, 0]),
             Action::Yield
         );
-        assert!(w.polls.polls(1, port));
-        assert_eq!(w.sched.state(1), Some(RunState::Blocked { wake_at: None }));
+        assert!(w.sched.1.polls(1, port));
+        assert_eq!(
+            w.sched.0.state(1),
+            Some(RunState::Blocked { wake_at: None })
+        );
         // An event on the masked port wakes it and ends the poll; no upcall.
         let send = EvtchnSend { port };
         w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 4].copy_from_slice(send.as_bytes());
@@ -253,8 +257,8 @@ mod tests {
             w.call(EVENT_CHANNEL_OP, [EVTCHNOP_SEND, arg, 0, 0, 0]),
             Action::Return(0)
         );
-        assert_eq!(w.sched.state(1), Some(RunState::Runnable));
-        assert!(w.polls.ports(1).is_empty());
+        assert_eq!(w.sched.0.state(1), Some(RunState::Runnable));
+        assert!(w.sched.1.ports(1).is_empty());
         let bits = SharedInfoPage::new(w.mem.frame_mut(Mfn(15)));
         assert!(bits.is_pending(port) && !bits.upcall_pending());
     }

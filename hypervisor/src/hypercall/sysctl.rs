@@ -142,11 +142,12 @@ pub fn record(f: &DomainFacts, gpaddr_bits: u8) -> XenDomctlGetdomaininfo {
 
 /// What is known about domain `id` at system time `now`, if it exists.
 pub(crate) fn facts<M: MachineMem>(
-    ctx: &HypercallCtx<'_, '_, M>,
+    ctx: &mut HypercallCtx<'_, '_, M>,
     id: usize,
     now: u64,
 ) -> Option<DomainFacts> {
-    let cpu_ns = ctx.sched.cpu_ns_at(id, now).unwrap_or(0);
+    let sched = &ctx.sched.get().0;
+    let cpu_ns = sched.cpu_ns_at(id, now).unwrap_or(0);
     if id == usize::from(ctx.domid) {
         // The caller: it is on the CPU right now.
         return Some(DomainFacts {
@@ -168,8 +169,8 @@ pub(crate) fn facts<M: MachineMem>(
         id: d.id,
         state: d.state,
         running: false,
-        blocked: matches!(ctx.sched.state(id), Some(RunState::Blocked { .. })),
-        paused: ctx.sched.paused(id),
+        blocked: matches!(sched.state(id), Some(RunState::Blocked { .. })),
+        paused: sched.paused(id),
         tot_pages: d.mm.tot_pages,
         max_pages: d.mm.max_pages,
         shared_info: d.mm.shared_info,
@@ -182,12 +183,12 @@ pub(crate) fn facts<M: MachineMem>(
 /// The records of the existing domains from id `first` on, in ascending id order, at most `max` of them;
 /// returns them and their number. Bounded by the domain table whatever `max` is.
 fn collect<M: MachineMem>(
-    ctx: &HypercallCtx<'_, '_, M>,
+    ctx: &mut HypercallCtx<'_, '_, M>,
     first: u16,
     max: u32,
 ) -> ([XenDomctlGetdomaininfo; MAX_DOMAINS], usize) {
-    let now = (ctx.clock)();
-    let bits = u8::try_from(ctx.maxphyaddr).unwrap_or(u8::MAX);
+    let now = ctx.env.now_ns();
+    let bits = u8::try_from(ctx.policy.maxphyaddr).unwrap_or(u8::MAX);
     let mut out = [XenDomctlGetdomaininfo::default(); MAX_DOMAINS];
     let mut n = 0;
     for id in usize::from(first)..MAX_DOMAINS {
@@ -379,9 +380,9 @@ mod tests {
             code: 0,
         };
         w.others[7] = Some(other_domain(7, poweroff, mm(44)));
-        w.sched.start(0, 256).unwrap();
-        w.sched.start(2, 256).unwrap();
-        assert!(w.sched.block(0, None));
+        w.sched.0.start(0, 256).unwrap();
+        w.sched.0.start(2, 256).unwrap();
+        assert!(w.sched.0.block(0, None));
         assert_eq!(list(&mut w, 0, 8, BUF), Action::Return(0));
         assert_eq!(num_domains(&mut w), 6);
         let r = records(&mut w, 6);
@@ -408,14 +409,14 @@ mod tests {
     #[test]
     fn cpu_time_is_real_ns_including_the_current_run() {
         let mut w = world();
-        w.sched.start(1, 256).unwrap();
-        w.sched.start(2, 1024).unwrap();
+        w.sched.0.start(1, 256).unwrap();
+        w.sched.0.start(2, 1024).unwrap();
         // Domain 1 runs 1..4 ms, domain 2 4..6 ms, domain 1 again from 6 ms; the call comes at 9 ms.
-        assert_eq!(w.sched.pick(1_000_000), Some(1));
-        w.sched.yield_now(1);
-        assert_eq!(w.sched.pick(4_000_000), Some(2));
-        w.sched.yield_now(2);
-        assert_eq!(w.sched.pick(6_000_000), Some(1));
+        assert_eq!(w.sched.0.pick(1_000_000), Some(1));
+        w.sched.0.yield_now(1);
+        assert_eq!(w.sched.0.pick(4_000_000), Some(2));
+        w.sched.0.yield_now(2);
+        assert_eq!(w.sched.0.pick(6_000_000), Some(1));
         w.now_ns = 9_000_000;
         assert_eq!(list(&mut w, 0, 8, BUF), Action::Return(0));
         let r = records(&mut w, 2);
@@ -425,7 +426,7 @@ mod tests {
         );
         assert_eq!(r[1].cpu_time, 2_000_000, "real ns, whatever the weight");
         // Reading charged nothing: the scheduler's books are unchanged.
-        assert_eq!(w.sched.cpu_ns(1), Some(3_000_000));
+        assert_eq!(w.sched.0.cpu_ns(1), Some(3_000_000));
     }
 
     #[test]

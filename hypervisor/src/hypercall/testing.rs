@@ -10,7 +10,7 @@
 
 use abi::types::{Maddr, Mfn};
 
-use super::{Action, BUDGET, DomainMm, HypercallCtx, dispatch};
+use super::{Action, BUDGET, DomainMm, Env, HypercallCtx, Lazy, dispatch};
 use crate::domain::state::{Domain, DomainState, FxArea, MAX_DOMAINS, Vcpu};
 use crate::mm::frame_alloc::FrameAllocator;
 use crate::mm::frame_table::{FrameTable, PageInfo};
@@ -57,10 +57,8 @@ pub struct World {
     pub vcpu: crate::vcpu::VcpuState,
     /// Event channels of all domains.
     pub events: &'static mut crate::event::channel::EventSystem,
-    /// The scheduling policy.
-    pub sched: &'static mut crate::sched_policy::SchedPolicy,
-    /// Poll sets.
-    pub polls: super::sched_op::PollTable,
+    /// The scheduling policy (`.0`) and the poll sets (`.1`).
+    pub sched: (crate::sched_policy::SchedPolicy, super::sched_op::PollTable),
     /// shared_info frames: domain 1's is frame 15, domain 2's frame 19.
     pub shared_info: [Option<Mfn>; MAX_DOMAINS],
     /// System time.
@@ -141,8 +139,10 @@ impl World {
             regs: Default::default(),
             vcpu: Default::default(),
             events: Box::leak(Box::new(crate::event::channel::EventSystem::new())),
-            sched: Box::leak(Box::new(crate::sched_policy::SchedPolicy::new())),
-            polls: super::sched_op::PollTable::new(),
+            sched: (
+                crate::sched_policy::SchedPolicy::new(),
+                super::sched_op::PollTable::new(),
+            ),
             shared_info: core::array::from_fn(|i| match i {
                 1 => Some(Mfn(15)),
                 2 => Some(Mfn(19)),
@@ -171,9 +171,10 @@ impl World {
 
     /// Run one hypercall with `budget` work units.
     pub fn call_with_budget(&mut self, number: u64, args: [u64; 5], budget: u32) -> Action {
-        let now_ns = self.now_ns;
-        let out = &mut self.out;
-        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        let mut env = TestEnv {
+            out: &mut self.out,
+            now_ns: self.now_ns,
+        };
         let others = super::Others::new(&self.others[..1], &self.others[2..]);
         let mut ctx = HypercallCtx {
             domid: 1,
@@ -181,22 +182,20 @@ impl World {
             args,
             user: false,
             mem: &mut self.mem,
-            machine: &mut self.machine,
+            machine: Lazy::ready(&mut self.machine),
             dom: &mut self.dom,
             regs: &mut self.regs,
             vcpu: &mut self.vcpu,
-            events: self.events,
-            sched: self.sched,
-            polls: &mut self.polls,
+            events: Lazy::ready(self.events),
+            sched: Lazy::ready(&mut self.sched),
             shared_info: &self.shared_info,
             others,
-            clock: &|| now_ns,
-            console_in: None,
-            hv_l4: &[],
-            maxphyaddr: MAXPHYADDR,
+            policy: &Policy {
+                maxphyaddr: MAXPHYADDR,
+                hv_l4: &[],
+            },
             budget,
-            console: &mut sink,
-            hv_cmdline: "loglevel=info",
+            env: &mut env,
         };
         dispatch(number, &mut ctx)
     }
@@ -225,6 +224,34 @@ impl World {
     pub fn entry(&self, t: Mfn, i: u64) -> u64 {
         use crate::mm::phys::PhysRead;
         self.mem.read_u64(Maddr(t.0 * 4096 + i * 8))
+    }
+}
+
+/// The test side of [`Env`]: console output collected, a fixed clock, no console input.
+struct TestEnv<'a> {
+    out: &'a mut Vec<u8>,
+    now_ns: u64,
+}
+
+impl Env for TestEnv<'_> {
+    fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    fn console_input_owner(&self) -> bool {
+        false
+    }
+
+    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+
+    fn hv_cmdline(&self) -> &str {
+        "loglevel=info"
     }
 }
 

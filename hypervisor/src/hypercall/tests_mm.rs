@@ -492,6 +492,49 @@ fn multicall_continues_a_preempted_entry() {
     }
 }
 
+/// A multicall whose first entry remaps the page holding the entry array itself (L1 entry 0, `RW_PAGE`,
+/// frame 10) to `new_pte`; returns the multicall's action.
+fn multicall_remapping_its_array(w: &mut World, new_pte: u64) -> Action {
+    w.mem.write_u64(ma(REQS + 0x400), pte(L1, 0));
+    w.mem.write_u64(ma(REQS + 0x408), new_pte);
+    put_calls(
+        w,
+        &[(
+            nr::MMU_UPDATE,
+            [REQS + 0x400, 1, 0, u64::from(DOMID_SELF), 0],
+        )],
+    );
+    w.call(nr::MULTICALL, [REQS, 1, 0, 0, 0])
+}
+
+#[test]
+fn multicall_result_follows_a_remapped_array() {
+    // The entry was read from frame 10; its call moves the array's page to frame 12: the result goes to
+    // the page the guest now has there, not to the frame the entry was read from.
+    let mut w = World::new();
+    let a = multicall_remapping_its_array(&mut w, 0xc000 | P | W);
+    assert_eq!(a, Action::Return(0));
+    assert_eq!(w.entry(L1, 0), 0xc000 | P | W);
+    assert_eq!(w.mem.read_u64(Maddr(12 * 4096 + (REQS - RW_PAGE) + 8)), 0);
+    assert_eq!(result(&w, 0), 0xdead, "the old frame is not written");
+}
+
+#[test]
+fn multicall_never_writes_a_page_its_entry_made_read_only() {
+    // The entry's call makes the array's own page read-only (a page the guest could now turn into a page
+    // table): the result cannot be written back, and the frame keeps what the guest put there.
+    let mut w = World::new();
+    let a = multicall_remapping_its_array(&mut w, 0xa000 | P);
+    assert_eq!(a, err(Errno::EFAULT));
+    assert_eq!(w.entry(L1, 0), 0xa000 | P);
+    assert_eq!(result(&w, 0), 0xdead);
+    assert_eq!(
+        w.machine.ft.info(Mfn(10)).unwrap().type_count,
+        0,
+        "no writable mapping of frame 10 is left"
+    );
+}
+
 fn reservation(w: &mut World, cmd: u64, mfns: &[u64], order: u32, domid: u16) -> Action {
     for (i, &m) in mfns.iter().enumerate() {
         w.mem.write_u64(ma(REQS + 0x200 + i as u64 * 8), m);

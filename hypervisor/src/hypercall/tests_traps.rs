@@ -310,15 +310,15 @@ fn event_channels_through_the_hypercall() {
 #[test]
 fn timers_block_and_poll() {
     let mut w = World::new();
-    w.sched.start(1, 256).unwrap();
+    w.sched.0.start(1, 256).unwrap();
     w.now_ns = 1_000_000;
     assert_eq!(
         w.call(nr::SET_TIMER_OP, [5_000_000, 0, 0, 0, 0]),
         Action::Return(0)
     );
-    assert_eq!(w.sched.singleshot(1), Some(5_000_000));
+    assert_eq!(w.sched.0.singleshot(1), Some(5_000_000));
     assert_eq!(w.call(nr::SET_TIMER_OP, [0, 0, 0, 0, 0]), Action::Return(0));
-    assert_eq!(w.sched.singleshot(1), None);
+    assert_eq!(w.sched.0.singleshot(1), None);
     let t = VcpuSetSingleshotTimer {
         timeout_abs_ns: 10,
         flags: VCPU_SSHOTTMR_FUTURE,
@@ -350,8 +350,8 @@ fn timers_block_and_poll() {
         Action::Yield
     );
     assert_eq!(w.mem.frame_mut_for_test(15)[1], 0);
-    assert!(matches!(w.sched.state(1), Some(RunState::Blocked { .. })));
-    w.sched.wake(1);
+    assert!(matches!(w.sched.0.state(1), Some(RunState::Blocked { .. })));
+    w.sched.0.wake(1);
     w.mem.frame_mut_for_test(15)[0] = 1;
     assert_eq!(
         w.call(nr::SCHED_OP, [SCHEDOP_BLOCK, 0, 0, 0, 0]),
@@ -399,7 +399,7 @@ fn timers_block_and_poll() {
         w.call(nr::SCHED_OP, [SCHEDOP_POLL, ARG, 0, 0, 0]),
         Action::Yield
     );
-    assert!(w.polls.polls(1, 4));
+    assert!(w.sched.1.polls(1, 4));
 }
 
 #[test]

@@ -10,9 +10,12 @@ use crate::time::pvclock::set_timer_op_deadline;
 
 /// `set_timer_op(timeout)`: a one-shot VIRQ_TIMER at `timeout` ns of system time; 0 cancels.
 pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let now = (ctx.clock)().wrapping_add(ctx.dom.time_offset_ns);
+    let now = ctx.env.now_ns().wrapping_add(ctx.dom.time_offset_ns);
     let deadline = set_timer_op_deadline(ctx.args[0], now).map(|t| ctx.dom.to_system_time(t));
-    ctx.sched.set_singleshot(usize::from(ctx.domid), deadline);
+    ctx.sched
+        .get()
+        .0
+        .set_singleshot(usize::from(ctx.domid), deadline);
     Action::Return(0)
 }
 
@@ -24,7 +27,7 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         return Action::Return(Errno::ENOENT.as_ret());
     }
     let d = usize::from(ctx.domid);
-    let now = (ctx.clock)().wrapping_add(ctx.dom.time_offset_ns);
+    let now = ctx.env.now_ns().wrapping_add(ctx.dom.time_offset_ns);
     let r = match cmd {
         VCPUOP_SET_SINGLESHOT_TIMER => ctx
             .guest()
@@ -34,11 +37,13 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
                     return Err(Errno::ETIME);
                 }
                 ctx.sched
+                    .get()
+                    .0
                     .set_singleshot(d, Some(ctx.dom.to_system_time(t.timeout_abs_ns)));
                 Ok(0)
             }),
         VCPUOP_STOP_SINGLESHOT_TIMER => {
-            ctx.sched.set_singleshot(d, None);
+            ctx.sched.get().0.set_singleshot(d, None);
             Ok(0)
         }
         VCPUOP_SET_PERIODIC_TIMER => ctx
@@ -46,10 +51,12 @@ pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             .read_obj::<VcpuSetPeriodicTimer>(Gva(arg))
             .and_then(|t| {
                 ctx.sched
+                    .get()
+                    .0
                     .set_periodic(d, Some(t.period_ns), now)
                     .map(|()| 0)
             }),
-        VCPUOP_STOP_PERIODIC_TIMER => ctx.sched.set_periodic(d, None, now).map(|()| 0),
+        VCPUOP_STOP_PERIODIC_TIMER => ctx.sched.get().0.set_periodic(d, None, now).map(|()| 0),
         _ => Err(Errno::ENOSYS),
     };
     Action::from(r)

@@ -91,7 +91,7 @@ pub fn xen_version<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             if !ctx.privileged {
                 return Err(Errno::EPERM);
             }
-            let line = padded::<XEN_COMMANDLINE_LEN>(ctx.hv_cmdline);
+            let line = padded::<XEN_COMMANDLINE_LEN>(ctx.env.hv_cmdline());
             ctx.guest().write(va, &line).map(|_| 0)
         }
     });

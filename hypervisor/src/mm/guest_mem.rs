@@ -14,7 +14,8 @@ use super::walk::{self, Access};
 /// Longest buffer a hypervisor copy *to* a guest handles at once.
 pub const MAX_COPY_TO_GUEST: u64 = 4 * PAGE_SIZE;
 
-/// The last page a [`GuestView::read_cached`] translated: (root, user access, page address) and its frame.
+/// The last page a [`GuestView::read_cached`] (or [`GuestView::read_writable_cached`]) translated:
+/// (root, access, page address) and its frame.
 ///
 /// A cursor lives for one hypercall's request loop (`mmu_update`, `mmuext_op`). Within it, a request may
 /// change the very tables that map the request array; later requests on the same page are then still read
@@ -22,10 +23,28 @@ pub const MAX_COPY_TO_GUEST: u64 = 4 * PAGE_SIZE;
 /// meanwhile: those hypercalls never free or transfer a frame (only `memory_op` does, and it never runs
 /// inside such a loop), so the hypervisor only ever reads memory the guest itself could read when the
 /// batch started. A new page-table root (`MMUEXT_NEW_BASEPTR`) is a different key and walks again.
+///
+/// `multicall` also writes through its cursor (a page translated with write access), and its entries may
+/// run any hypercall; it drops the cursor after every entry that used the frame table or the allocator
+/// (the only way a hypercall changes a mapping or frees a frame), so a write never lands in a frame that
+/// is no longer mapped writable by the caller.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageCursor {
-    key: Option<(Mfn, bool, u64)>,
+    key: Option<(Mfn, Access, u64)>,
     frame: Maddr,
+}
+
+impl PageCursor {
+    /// The machine address of `[va, va+len)` if it lies in the remembered page, translated for `root`
+    /// with `access`.
+    fn hit(&self, root: Mfn, access: Access, va: Gva, len: u64) -> Option<Maddr> {
+        let off = va.page_offset();
+        if self.key == Some((root, access, va.0 - off)) && off + len <= PAGE_SIZE {
+            Some(Maddr(self.frame.0 + off))
+        } else {
+            None
+        }
+    }
 }
 
 /// A view of one domain's virtual memory, through its current page-table root.
@@ -101,6 +120,32 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
     /// Copy `data` to guest address `va` (at most [`MAX_COPY_TO_GUEST`] bytes); the mapping must be
     /// writable for the guest.
     pub fn write(&mut self, va: Gva, data: &[u8]) -> Result<(), Errno> {
+        let to_errno = |e| {
+            if e == walk::WalkError::TooLong {
+                Errno::EINVAL
+            } else {
+                Errno::EFAULT
+            }
+        };
+        if va.page_offset() + data.len() as u64 <= PAGE_SIZE {
+            // The common small write (a bounce frame, a result): one page, one piece.
+            let mut at = None;
+            walk::for_each_chunk(
+                &*self.mem,
+                self.root,
+                va,
+                data.len() as u64,
+                self.access(true),
+                MAX_COPY_TO_GUEST,
+                |ma, _| at = Some(ma),
+            )
+            .map_err(to_errno)?;
+            if let Some(ma) = at {
+                let start = ma.page_offset() as usize;
+                self.mem.frame_mut(ma.mfn())[start..start + data.len()].copy_from_slice(data);
+            }
+            return Ok(());
+        }
         // At most MAX_COPY_TO_GUEST / PAGE_SIZE + 1 pieces (an unaligned start adds one).
         const MAX_PIECES: usize = (MAX_COPY_TO_GUEST / PAGE_SIZE) as usize + 1;
         let mut pieces = [(Maddr(0), 0usize); MAX_PIECES];
@@ -120,13 +165,7 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
                 n_pieces += 1;
             },
         )
-        .map_err(|e| {
-            if e == walk::WalkError::TooLong {
-                Errno::EINVAL
-            } else {
-                Errno::EFAULT
-            }
-        })?;
+        .map_err(to_errno)?;
         let mut off = 0;
         for &(ma, n) in &pieces[..n_pieces.min(MAX_PIECES)] {
             let start = ma.page_offset() as usize;
@@ -145,18 +184,54 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
         va: Gva,
         buf: &mut [u8],
     ) -> Result<(), Errno> {
-        let off = va.page_offset();
+        self.read_through(cursor, va, buf, self.access(false))
+    }
+
+    /// [`GuestView::read_cached`] with a page translated for writing (the element must be writable for
+    /// the guest: a read-only one fails with `-EFAULT`, and the caller may still read it with
+    /// [`GuestView::read`]); [`GuestView::write_cached`] then writes into the same page without a walk.
+    pub fn read_writable_cached(
+        &self,
+        cursor: &mut PageCursor,
+        va: Gva,
+        buf: &mut [u8],
+    ) -> Result<(), Errno> {
+        self.read_through(cursor, va, buf, self.access(true))
+    }
+
+    /// Copy `data` to `va` like [`GuestView::write`], without a walk if it lies in the page `cursor`
+    /// remembers as writable ([`GuestView::read_writable_cached`]).
+    pub fn write_cached(&mut self, cursor: &PageCursor, va: Gva, data: &[u8]) -> Result<(), Errno> {
+        let len = data.len() as u64;
+        match cursor.hit(self.root, self.access(true), va, len) {
+            Some(ma) => {
+                let start = ma.page_offset() as usize;
+                self.mem.frame_mut(ma.mfn())[start..start + data.len()].copy_from_slice(data);
+                Ok(())
+            }
+            None => self.write(va, data),
+        }
+    }
+
+    #[inline(always)] // The access is a constant in each caller.
+    fn read_through(
+        &self,
+        cursor: &mut PageCursor,
+        va: Gva,
+        buf: &mut [u8],
+        access: Access,
+    ) -> Result<(), Errno> {
         let len = buf.len() as u64;
-        let page = va.0 - off;
-        if cursor.key == Some((self.root, self.access_user, page)) && off + len <= PAGE_SIZE {
-            self.mem.read_bytes(Maddr(cursor.frame.0 + off), buf);
+        if let Some(ma) = cursor.hit(self.root, access, va, len) {
+            self.mem.read_bytes(ma, buf);
             return Ok(());
         }
+        let off = va.page_offset();
         let mut first = None;
         let mut pieces = 0;
         let mut done = 0;
         let mem = &*self.mem;
-        walk::for_each_chunk(mem, self.root, va, len, self.access(false), len, |ma, n| {
+        walk::for_each_chunk(mem, self.root, va, len, access, len, |ma, n| {
             mem.read_bytes(ma, &mut buf[done..done + n]);
             done += n;
             first.get_or_insert(ma);
@@ -166,7 +241,7 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
         // Remember the page only if the element lay in one page (then `first` is its translation).
         cursor.key = None;
         if let (1, Some(ma)) = (pieces, first) {
-            cursor.key = Some((self.root, self.access_user, page));
+            cursor.key = Some((self.root, access, va.0 - off));
             cursor.frame = Maddr(ma.0 - off);
         }
         Ok(())
@@ -182,6 +257,17 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
         let mut v = T::new_zeroed();
         self.read_cached(cursor, va, v.as_mut_bytes())?;
         Ok(v)
+    }
+
+    /// [`GuestView::write_cached`] for a plain-data object.
+    #[inline(always)]
+    pub fn write_obj_cached<T: IntoBytes + Immutable>(
+        &mut self,
+        cursor: &PageCursor,
+        va: Gva,
+        v: &T,
+    ) -> Result<(), Errno> {
+        self.write_cached(cursor, va, v.as_bytes())
     }
 
     /// Copy a plain-data object to guest address `va`.
@@ -316,7 +402,7 @@ mod tests {
         // Another root (an empty L4) does not see the first root's page.
         let v = GuestView::new(&mut m, Mfn(20), false);
         let mut cur2 = cur;
-        cur2.key = Some((root, false, 0x40_0000));
+        cur2.key = Some((root, Access::READ, 0x40_0000));
         cur2.frame = Mfn(10).addr();
         assert_eq!(
             v.read_obj_cached::<u8>(&mut cur2, Gva(0x40_0000)),

@@ -1,0 +1,110 @@
+//! Shared hypervisor state that a hypercall handler locks on first use ([`Lazy`]), and what the
+//! hypervisor around the handlers provides on request ([`Env`]): the hypercall context carries a
+//! reference for each instead of taking every lock and building every piece on every entry.
+//!
+//! A handler that never touches the frame table, the event channels or the scheduling policy (`NULL`,
+//! `xen_version`, `set_segment_base`, ...) takes none of their locks. A lock, once taken, is held until
+//! the hypercall's context is dropped, exactly as when the trap code took all of them up front; the
+//! hypervisor runs on one CPU with interrupts off, so the order in which handlers happen to take them
+//! cannot deadlock (the same lock is never taken twice: each lives in one context field).
+
+use crate::event::channel::EventSystem;
+use crate::mm::machine::Machine;
+use crate::sched_policy::SchedPolicy;
+
+use super::sched_op::PollTable;
+
+/// A type a hypercall handler reaches through a [`Lazy`]: what its lock guards, and how to get from
+/// there to it.
+pub trait Project {
+    /// The value behind the lock.
+    type Locked;
+    /// The handler's view of the locked value.
+    fn project(locked: &mut Self::Locked) -> &mut Self;
+}
+
+impl<'m> Project for Machine<'m> {
+    type Locked = Option<Machine<'m>>;
+    fn project<'l>(locked: &'l mut Option<Machine<'m>>) -> &'l mut Machine<'m> {
+        // Set once at boot, before any domain exists: no guest can reach a hypercall before.
+        locked.as_mut().expect("machine initialised")
+    }
+}
+
+impl Project for EventSystem {
+    type Locked = EventSystem;
+    fn project(locked: &mut EventSystem) -> &mut EventSystem {
+        locked
+    }
+}
+
+impl Project for (SchedPolicy, PollTable) {
+    type Locked = (SchedPolicy, PollTable);
+    fn project(locked: &mut Self) -> &mut Self {
+        locked
+    }
+}
+
+/// A piece of shared state: already borrowed, or behind a lock taken on the first [`Lazy::get`] and
+/// released when the `Lazy` is dropped (with the hypercall's context). The `u32` counts the
+/// [`Lazy::get`] calls ([`Lazy::uses`]).
+pub enum Lazy<'a, T: Project> {
+    /// Borrowed by whoever built the context (the host tests' fake machine).
+    Ready(&'a mut T, u32),
+    /// Not locked yet (no use so far).
+    Unlocked(&'a spin::Mutex<T::Locked>),
+    /// Locked by this context.
+    Held(spin::MutexGuard<'a, T::Locked>, u32),
+}
+
+impl<'a, T: Project> Lazy<'a, T> {
+    /// Borrowed state (no lock).
+    pub fn ready(value: &'a mut T) -> Self {
+        Lazy::Ready(value, 0)
+    }
+
+    /// The state, locking it first if this is the first use.
+    #[inline]
+    pub fn get(&mut self) -> &mut T {
+        if let Lazy::Unlocked(m) = *self {
+            *self = Lazy::Held(m.lock(), 0);
+        }
+        match self {
+            Lazy::Ready(r, n) => {
+                *n = n.wrapping_add(1);
+                r
+            }
+            Lazy::Held(g, n) => {
+                *n = n.wrapping_add(1);
+                T::project(g)
+            }
+            // Replaced just above.
+            Lazy::Unlocked(_) => unreachable!("locked above"),
+        }
+    }
+
+    /// How many times [`Lazy::get`] handed out the state so far (wrapping): code that must know
+    /// whether a call in between could have changed the state compares two readings.
+    pub fn uses(&self) -> u32 {
+        match self {
+            Lazy::Ready(_, n) | Lazy::Held(_, n) => *n,
+            Lazy::Unlocked(_) => 0,
+        }
+    }
+}
+
+/// What the hypervisor provides to the few handlers that need more than the caller's state: the
+/// clock, the console, the hypervisor's command line. One reference in the context, asked for only by
+/// those handlers.
+pub trait Env {
+    /// System time (ns since boot).
+    fn now_ns(&self) -> u64;
+    /// Console output of the calling domain.
+    fn console_write(&mut self, bytes: &[u8]);
+    /// The caller currently owns the console input.
+    fn console_input_owner(&self) -> bool;
+    /// Typed console input for the caller (the input owner): fills `buf`, returns the number of bytes.
+    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// The hypervisor's own command line (for `XENVER_commandline`).
+    fn hv_cmdline(&self) -> &str;
+}
