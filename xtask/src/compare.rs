@@ -50,8 +50,9 @@ pub struct CompareArgs {
     /// Only workloads whose name contains one of these words (osbench's filter), comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_filter)]
     pub filter: Vec<String>,
-    /// For emulate and hvm: also boot once per workload (osbench filtered to it, icount) and once idle,
-    /// and print each workload's exits per operation by reason (the `exits:` line is per boot).
+    /// For emulate and hvm: also boot once per workload (osbench filtered to it, icount), and print each
+    /// workload's exits per operation by reason, less those of a boot of the control workload
+    /// (compute_loop) alone (the `exits:` line is per boot).
     #[arg(long)]
     pub exits_per_workload: bool,
     /// Write the results as JSON to this file.
@@ -483,8 +484,13 @@ pub fn boot_mode(
     run_scenario_with(images, &s, options, &mut progress)
 }
 
-/// `--exits-per-workload`: for each emulate/hvm mode that ran, one idle boot and one boot per workload
-/// (icount), each giving domain 0's `exits:` line; the differences per operation.
+/// The control workload: its operations enter neither kernel nor hypervisor, so a boot that runs only it
+/// has every exit of a per-workload boot but the workload's own (boot, shell, typing, spawning osbench,
+/// its output line, poweroff). `--exits-per-workload` subtracts it.
+pub const CONTROL: &str = "compute_loop";
+
+/// `--exits-per-workload`: for each emulate/hvm mode that ran, one boot running only [`CONTROL`] and one
+/// boot per other workload (icount), each giving domain 0's `exits:` line; the differences per operation.
 fn exits_per_workload(
     images: &Images,
     args: &CompareArgs,
@@ -497,33 +503,34 @@ fn exits_per_workload(
         if !matches!(note.mode.as_str(), "emulate" | "hvm") || note.failed.is_some() {
             continue;
         }
-        let boot = |cmds: &[String]| {
-            boot_mode(images, &note.mode, cmds, true, timeout(args.iterations))
-                .ok()
-                .and_then(|o| exits::of_domain(&o.output, 0))
+        let boot = |w: &str| {
+            let cmds = commands(args.iterations, &[w.to_string()]);
+            boot_mode(images, &note.mode, &cmds, true, timeout(args.iterations)).and_then(|o| {
+                exits::of_domain(&o.output, 0).ok_or_else(|| format!("no exits line\n{o}"))
+            })
         };
         eprintln!(
-            "xtask: compare: {}: idle boot for the exits baseline",
+            "xtask: compare: {}: a boot of {CONTROL} alone for the exits baseline",
             note.mode
         );
-        let Some(base) = boot(&["poweroff".to_string()]) else {
-            eprintln!(
-                "xtask: compare: {}: no exits line from the idle boot",
-                note.mode
-            );
-            continue;
+        let base = match boot(CONTROL) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("xtask: compare: {}: baseline boot: {e}", note.mode);
+                continue;
+            }
         };
-        for w in &names {
+        for w in names.iter().filter(|w| w.as_str() != CONTROL) {
             eprintln!("xtask: compare: {}: exits of {w}", note.mode);
-            match boot(&commands(args.iterations, std::slice::from_ref(w))) {
-                Some(with) => out.push(exits::per_op(
+            match boot(w) {
+                Ok(with) => out.push(exits::per_op(
                     &note.mode,
                     w,
                     &base,
                     &with,
                     u64::from(args.iterations),
                 )),
-                None => eprintln!("xtask: compare: {}: no exits line for {w}", note.mode),
+                Err(e) => eprintln!("xtask: compare: {}: {w}: {e}", note.mode),
             }
         }
     }
