@@ -3,7 +3,9 @@
 //! through the remapped PIC, takes a page fault and handles it by mapping a page into its own tables (the
 //! read then runs again and sees the page's contents), and exits through isa-debug-exit. Under the
 //! hypervisor's hvm mode (`--mode hvm --kernel mini`) it must print the same lines; that test reports
-//! SKIP while the hypervisor cannot run hvm domains (before the hvm mode lands, or without SVM).
+//! SKIP while the hypervisor cannot run hvm domains (before the hvm mode lands, or without SVM). Under
+//! the emulate mode (`--mode emulate --kernel mini`: entered at `_start64`, deprivileged to ring 1, on
+//! the hypervisor's boot tables) it prints what a deprivileged kernel on tables it did not build sees.
 
 use abi::exit::EXIT_OK;
 use tests::{Outcome, expect, images};
@@ -63,6 +65,36 @@ fn mini_under_hvm_prints_the_same_lines() {
     // The hypervisor counted its exits (CONTRACTS 4): port I/O at least.
     expect(&o).line("the exits line of domain 0", |l| {
         l.contains("exits: domain 0 (hvm): total=") && l.contains(" ioio=")
+    });
+}
+
+/// What it prints under emulate: reading CS (never trapped) shows ring 1, and the page-fault handler,
+/// seeing a CR3 that is not its own `_start32` tables, resumes after the read instead of mapping a page.
+const EXPECTED_EMULATE: [&str; 6] = [
+    EXPECTED[0],
+    "mini: long mode, ring 1",
+    EXPECTED[2],
+    EXPECTED[3],
+    "mini: page fault at 0x4000000000 (error code 0x0) handled, resumed after the read (not its tables)",
+    EXPECTED[5],
+];
+
+#[test]
+fn mini_under_emulate_runs_deprivileged_on_the_loaders_tables() {
+    let o = boot(Mode::Emulate);
+    if let Some(why) = mode::unsupported(Mode::Emulate, &o) {
+        println!("Test result: SKIP ({why})");
+        return;
+    }
+    assert_eq!(mini_lines(&o), EXPECTED_EMULATE, "\n{o}");
+    // Every step went as expected (its own check), so it wrote 0 to isa-debug-exit: domain 0's poweroff.
+    expect(&o).poweroff(0).exit(EXIT_OK).no_panic();
+    // Its privileged instructions were trapped and emulated: port I/O, and the true page fault reflected
+    // to its handler, are counted (CONTRACTS 4).
+    expect(&o).line("the exits line of domain 0", |l| {
+        l.contains("exits: domain 0 (emulate): total=")
+            && l.contains(" io=")
+            && l.contains(" true-pf=1")
     });
 }
 

@@ -50,8 +50,9 @@ pub struct CompareArgs {
     /// Only workloads whose name contains one of these words (osbench's filter), comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_filter)]
     pub filter: Vec<String>,
-    /// For emulate and hvm: also boot once per workload (osbench filtered to it, icount) and once idle,
-    /// and print each workload's exits per operation by reason (the `exits:` line is per boot).
+    /// For emulate and hvm: also boot once per workload (osbench filtered to it, icount), and print each
+    /// workload's exits per operation by reason, less those of a boot of the control workload
+    /// (compute_loop) alone (the `exits:` line is per boot).
     #[arg(long)]
     pub exits_per_workload: bool,
     /// Write the results as JSON to this file.
@@ -60,8 +61,8 @@ pub struct CompareArgs {
     /// Draw a bar chart of the medians to this SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
-    /// Rewrite the generated table of docs/COMPARISON.md (between its `generated:table` markers) from this
-    /// run, with the run's metadata.
+    /// Rewrite the generated sections of docs/COMPARISON.md from this run, with the run's metadata: the
+    /// table (`generated:table` markers) and the per-workload exits (`generated:exits`).
     #[arg(long)]
     pub write_docs: bool,
 }
@@ -421,6 +422,34 @@ pub fn timeout(iterations: u32) -> Duration {
     Duration::from_secs(90) + Duration::from_millis(800) * iterations
 }
 
+/// The most bytes typed at once when typing is paced: below the emulated 16550's 16-byte receive FIFO.
+pub const PACED_CHUNK: usize = 12;
+
+/// The typing of `commands`, each at its own prompt. `paced`: a line longer than [`PACED_CHUNK`] bytes is
+/// typed in chunks, each once the shell has echoed the one before. Under emulate the hypervisor moves all
+/// the serial input it holds into the domain's 16-byte UART FIFO at once and drops what does not fit
+/// (`emulate::machine::service_domains`), so `osbench 20 null_syscall_int80` arrived as `osbench 20
+/// null_`; the shell echoes every byte it reads, so an echoed chunk means the FIFO is empty again. (Not
+/// for hvm: its direct console is gathered per line, so no partial echo comes; and it feeds the UART one
+/// byte at a time, losing nothing.)
+pub fn session(commands: &[String], paced: bool) -> Session {
+    let mut s = Session::new();
+    for c in commands {
+        if !paced || c.len() < PACED_CHUNK {
+            s = s.command(c);
+            continue;
+        }
+        let mut line = c.as_bytes().to_vec();
+        line.push(b'\n');
+        let mut trigger = crate::shell::PROMPT.to_string();
+        for chunk in line.chunks(PACED_CHUNK) {
+            s = s.when(&trigger, chunk);
+            trigger = String::from_utf8_lossy(chunk).into_owned();
+        }
+    }
+    s
+}
+
 /// Boot the guest kernel in `mode`, type `commands` at its shell (each at its own prompt), and return
 /// what happened. One arm per mode.
 pub fn boot_mode(
@@ -437,7 +466,7 @@ pub fn boot_mode(
     s.icount = icount;
     s.accel = Accel::Tcg;
     s.timeout = timeout;
-    let session = commands.iter().fold(Session::new(), |s, c| s.command(c));
+    let session = session(commands, mode == crate::mode::Mode::Emulate);
     let options = RunOptions {
         input: session.into_input(Some(timeout)),
         ..RunOptions::default()
@@ -455,8 +484,13 @@ pub fn boot_mode(
     run_scenario_with(images, &s, options, &mut progress)
 }
 
-/// `--exits-per-workload`: for each emulate/hvm mode that ran, one idle boot and one boot per workload
-/// (icount), each giving domain 0's `exits:` line; the differences per operation.
+/// The control workload: its operations enter neither kernel nor hypervisor, so a boot that runs only it
+/// has every exit of a per-workload boot but the workload's own (boot, shell, typing, spawning osbench,
+/// its output line, poweroff). `--exits-per-workload` subtracts it.
+pub const CONTROL: &str = "compute_loop";
+
+/// `--exits-per-workload`: for each emulate/hvm mode that ran, one boot running only [`CONTROL`] and one
+/// boot per other workload (icount), each giving domain 0's `exits:` line; the differences per operation.
 fn exits_per_workload(
     images: &Images,
     args: &CompareArgs,
@@ -469,33 +503,34 @@ fn exits_per_workload(
         if !matches!(note.mode.as_str(), "emulate" | "hvm") || note.failed.is_some() {
             continue;
         }
-        let boot = |cmds: &[String]| {
-            boot_mode(images, &note.mode, cmds, true, timeout(args.iterations))
-                .ok()
-                .and_then(|o| exits::of_domain(&o.output, 0))
+        let boot = |w: &str| {
+            let cmds = commands(args.iterations, &[w.to_string()]);
+            boot_mode(images, &note.mode, &cmds, true, timeout(args.iterations)).and_then(|o| {
+                exits::of_domain(&o.output, 0).ok_or_else(|| format!("no exits line\n{o}"))
+            })
         };
         eprintln!(
-            "xtask: compare: {}: idle boot for the exits baseline",
+            "xtask: compare: {}: a boot of {CONTROL} alone for the exits baseline",
             note.mode
         );
-        let Some(base) = boot(&["poweroff".to_string()]) else {
-            eprintln!(
-                "xtask: compare: {}: no exits line from the idle boot",
-                note.mode
-            );
-            continue;
+        let base = match boot(CONTROL) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("xtask: compare: {}: baseline boot: {e}", note.mode);
+                continue;
+            }
         };
-        for w in &names {
+        for w in names.iter().filter(|w| w.as_str() != CONTROL) {
             eprintln!("xtask: compare: {}: exits of {w}", note.mode);
-            match boot(&commands(args.iterations, std::slice::from_ref(w))) {
-                Some(with) => out.push(exits::per_op(
+            match boot(w) {
+                Ok(with) => out.push(exits::per_op(
                     &note.mode,
                     w,
                     &base,
                     &with,
                     u64::from(args.iterations),
                 )),
-                None => eprintln!("xtask: compare: {}: no exits line for {w}", note.mode),
+                Err(e) => eprintln!("xtask: compare: {}: {w}: {e}", note.mode),
             }
         }
     }
@@ -617,8 +652,8 @@ pub fn run(args: &CompareArgs) -> Result<u8, String> {
     println!();
     let mut table = format_table(&results);
     table += &exits::format_notes(&results, &notes);
-    table += &exits::format_per_workload(&results, &per_workload);
-    print!("{table}");
+    let exits_table = exits::format_per_workload(&results, &per_workload);
+    print!("{table}{exits_table}");
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let meta = Metadata {
         commit: git_commit(),
@@ -632,7 +667,7 @@ pub fn run(args: &CompareArgs) -> Result<u8, String> {
         if !ok {
             return Err("not rewriting docs/COMPARISON.md from a run with errors".into());
         }
-        write_docs(args, &meta, &table)?;
+        write_docs(args, &meta, &table, &exits_table)?;
     }
     if let Some(path) = &args.json {
         let text =
@@ -653,16 +688,38 @@ pub fn run(args: &CompareArgs) -> Result<u8, String> {
     Ok(if ok { 0 } else { 1 })
 }
 
-/// The document whose `generated:table` section `--write-docs` rewrites.
+/// The document whose `generated:table` and `generated:exits` sections `--write-docs` rewrites.
 pub const DOC: &str = "docs/COMPARISON.md";
 
-/// The generated section of [`DOC`]: the command line, the run's metadata and the table.
+/// The command line that reproduces a run (every option that changes what is measured).
+pub fn command_line(args: &CompareArgs) -> String {
+    let mut c = format!(
+        "cargo xtask compare --modes {} --iterations {}",
+        args.modes.join(","),
+        args.iterations
+    );
+    if args.passes != ModeArg::Both {
+        let pass = match args.passes {
+            ModeArg::Icount => "icount",
+            _ => "wall",
+        };
+        let _ = write!(c, " --passes {pass}");
+    }
+    if !args.filter.is_empty() {
+        let _ = write!(c, " --filter {}", args.filter.join(","));
+    }
+    if args.exits_per_workload {
+        c += " --exits-per-workload";
+    }
+    c + " --write-docs"
+}
+
+/// The generated `table` section of [`DOC`]: the command line, the run's metadata and the table (with
+/// the per-mode notes below it).
 pub fn docs_section(args: &CompareArgs, meta: &Metadata, table: &str) -> String {
     format!(
-        "Generated by `cargo xtask compare --modes {} --iterations {} --write-docs` at commit {} ({}; QEMU \
-         {}, TCG; CPU: {}).\n\n```text\n{table}```\n",
-        args.modes.join(","),
-        args.iterations,
+        "Generated by `{}` at commit {} ({}; QEMU {}, TCG; CPU: {}).\n\n```text\n{table}```\n",
+        command_line(args),
         meta.commit,
         meta.date,
         meta.qemu_version,
@@ -670,13 +727,41 @@ pub fn docs_section(args: &CompareArgs, meta: &Metadata, table: &str) -> String 
     )
 }
 
-fn write_docs(args: &CompareArgs, meta: &Metadata, table: &str) -> Result<(), String> {
+/// The generated `exits` section of [`DOC`]: the per-workload exits of the same run, or, for a run
+/// without `--exits-per-workload`, a line saying so (stale exits never sit beside a new table).
+pub fn exits_section(args: &CompareArgs, meta: &Metadata, exits_table: &str) -> String {
+    if exits_table.trim().is_empty() {
+        return format!(
+            "Not measured by the run that generated the table above (commit {}): `--exits-per-workload` \
+             was not given, or no emulate or hvm mode ran.\n",
+            meta.commit
+        );
+    }
+    format!(
+        "Generated by the same run (`{}`, commit {}).\n\n```text\n{}\n```\n",
+        command_line(args),
+        meta.commit,
+        exits_table.trim(),
+    )
+}
+
+fn write_docs(
+    args: &CompareArgs,
+    meta: &Metadata,
+    table: &str,
+    exits_table: &str,
+) -> Result<(), String> {
     let path = crate::workspace_root().join(DOC);
     let doc = std::fs::read_to_string(&path).map_err(|e| format!("{DOC}: {e}"))?;
     let doc =
         crate::bench::perfdoc::replace_section(&doc, "table", &docs_section(args, meta, table))?;
+    let doc = crate::bench::perfdoc::replace_section(
+        &doc,
+        "exits",
+        &exits_section(args, meta, exits_table),
+    )?;
     std::fs::write(&path, doc).map_err(|e| format!("{DOC}: {e}"))?;
-    eprintln!("xtask: compare: rewrote the generated table of {DOC}");
+    eprintln!("xtask: compare: rewrote the generated table and exits sections of {DOC}");
     Ok(())
 }
 

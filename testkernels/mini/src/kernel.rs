@@ -6,8 +6,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::x86_64 as arch;
 use crate::{
-    COM1, DEBUG_EXIT_PORT, EXIT_FAILURE, EXIT_SUCCESS, FAULT_ADDR, MULTIBOOT_MAGIC, PF_VECTOR,
-    PIC_BASE_VECTOR, ShutdownLine, TICK_HZ, TICKS, pit_divisor,
+    COM1, DEBUG_EXIT_PORT, EXIT_FAILURE, EXIT_SUCCESS, FAULT_ADDR, KERNEL_CS, MULTIBOOT_MAGIC,
+    PF_VECTOR, PIC_BASE_VECTOR, ShutdownLine, TICK_HZ, TICKS, pit_divisor,
 };
 
 // The runtime symbols (memcpy and friends) the compiler may call.
@@ -44,8 +44,10 @@ fn gate(handler: u64, cs: u16) -> Gate {
 }
 
 fn install_idt() {
-    // The gates name the code segment we run on (natively the boot GDT's 0x08).
-    let cs = arch::cs();
+    // The gates name the code segment of the kernel's own GDT, not the CS register: under a trap-and-
+    // emulate VMM `mov from CS` shows the real, deprivileged selector (ring 1), which the kernel's GDT
+    // does not hold.
+    let cs = KERNEL_CS;
     // SAFETY: interrupts are off and nothing else references the table before LIDT below.
     let table = unsafe { &mut *IDT.0.get() };
     for (vector, entry) in table.iter_mut().enumerate() {

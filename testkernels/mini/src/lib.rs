@@ -38,6 +38,9 @@ const _: () = assert!(FAULT_ADDR >= 1 << 30 && FAULT_ADDR < 1 << 47);
 pub const EXIT_SUCCESS: u32 = 0;
 /// The value written when something went wrong (an unexpected exception or a wrong result).
 pub const EXIT_FAILURE: u32 = 1;
+/// The 64-bit ring-0 code selector of the kernel's own GDT (loaded by `_start32` and again by `_start64`);
+/// its interrupt gates name it.
+pub const KERNEL_CS: u16 = 0x08;
 /// The COM1 UART's base port.
 pub const COM1: u16 = 0x3f8;
 /// The `isa-debug-exit` device's port.

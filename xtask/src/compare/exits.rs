@@ -159,7 +159,8 @@ pub fn format_notes(results: &[Measured], notes: &[ModeNote]) -> String {
 }
 
 /// One workload's exits per operation in one mode (`--exits-per-workload`): the exits of a boot that ran
-/// only that workload, minus those of a boot that ran nothing (boot, shell, poweroff), over its operations.
+/// only that workload, minus those of a boot that ran only the control workload (the same boot, shell,
+/// osbench process and output, but operations that cause no exit), over its operations.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkloadExits {
     /// The mode (emulate, hvm).
@@ -197,7 +198,7 @@ pub fn per_op(
     }
 }
 
-/// The per-workload exits table: one row per workload, per mode its exits per operation and the three
+/// The per-workload exits table: one row per workload, per mode its exits per operation and the four
 /// largest reasons, beside PV's hypercalls and bounces per operation when PV was measured.
 pub fn format_per_workload(results: &[Measured], rows: &[WorkloadExits]) -> String {
     let mut modes: Vec<&str> = Vec::new();
@@ -223,7 +224,7 @@ pub fn format_per_workload(results: &[Measured], rows: &[WorkloadExits]) -> Stri
     };
     let mut out = String::from(
         "
-exits per operation (one boot per workload, minus an idle boot):
+exits per operation (one boot per workload, minus a boot of the control workload compute_loop alone):
 ",
     );
     for w in workloads {
@@ -242,7 +243,7 @@ exits per operation (one boot per workload, minus an idle boot):
                     let top: Vec<String> = r
                         .reasons
                         .iter()
-                        .take(3)
+                        .take(4)
                         .map(|(n, v)| format!("{n}={v:.2}"))
                         .collect();
                     let _ = write!(line, " | {m} {:.2} exits/op ({})", r.per_op, top.join(" "));
@@ -300,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn per_workload_exits_subtract_the_idle_boot() {
+    fn per_workload_exits_subtract_the_baseline_boot() {
         let base = parse_line("exits: domain 0 (emulate): total=100 io=60 hlt=40").unwrap();
         let with =
             parse_line("exits: domain 0 (emulate): total=1100 io=70 hlt=40 mov-cr3=990").unwrap();
@@ -310,7 +311,7 @@ mod tests {
             w.reasons,
             [("mov-cr3".to_string(), 99.0), ("io".to_string(), 1.0)]
         );
-        // A run with fewer exits than the idle boot (noise) gives 0, not a negative count.
+        // A run with fewer exits than the baseline boot (noise) gives 0, not a negative count.
         let less = parse_line("exits: domain 0 (emulate): total=90 io=50").unwrap();
         assert_eq!(per_op("emulate", "x", &base, &less, 0).per_op, 0.0);
         let text = format_per_workload(&[], &[w]);

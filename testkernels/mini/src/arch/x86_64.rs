@@ -3,7 +3,7 @@
 //!
 //! # Entry
 //!
-//! The image is linked at physical 1 MiB and runs identity-mapped. The multiboot header's a.out-kludge
+//! The image is linked at physical 2 MiB and runs identity-mapped. The multiboot header's a.out-kludge
 //! fields (flag bit 16) give the load range, because QEMU's multiboot loader refuses an ELF64 image
 //! otherwise. The loader enters `_start32` in 32-bit protected mode, paging off, CPL 0, EAX = 0x2BADB002,
 //! EBX = the multiboot information's physical address. `_start32` builds one PML4 → PDPT → PD mapping
@@ -12,8 +12,11 @@
 //!
 //! `_start64` is also the kernel's 64-bit entry for a loader that sets up long mode itself: 64-bit mode,
 //! CPL 0 (or what the loader's vCPU calls it), paging on with the image and its .bss identity-mapped and
-//! writable, IF = 0; RDI = the multiboot magic, RSI = the information's address. It loads its own stack,
-//! clears DF and calls `kernel::main(magic, info)`.
+//! writable, IF = 0; RDI = the multiboot magic, RSI = the information's address. It loads its own GDT
+//! (the same two entries, through a 64-bit GDTR: such a loader need not leave one; the hypervisor's
+//! emulate kind leaves the virtual GDTR empty), its own stack, clears DF and calls
+//! `kernel::main(magic, info)`. The image follows the emulate kind's protocol (ELF64 with symbols,
+//! `_start64`, 2 MiB-aligned load address equal to the link address), so it runs there too, in ring 1.
 //!
 //! # Interrupt stubs
 //!
@@ -110,6 +113,7 @@ _start32:
 _start64:
     cli
     cld
+    lgdt mini_gdtr64(%rip)
     xor %eax, %eax
     mov %eax, %ds
     mov %eax, %es
@@ -213,6 +217,11 @@ mini_gdt:
 mini_gdtr:
     .word mini_gdtr - mini_gdt - 1
     .long mini_gdt
+    .balign 8
+    .word 0, 0, 0
+mini_gdtr64:                     /* the same table for LGDT in 64-bit mode (an 8-byte base) */
+    .word mini_gdtr - mini_gdt - 1
+    .quad mini_gdt
 
     .section .bss.mini_boot, "aw", @nobits
     .balign 4096
