@@ -81,6 +81,8 @@ fn the_shells_programs_behave_as_natively_and_under_pv() {
         "mmaptest",
         "fault irq",
         "fault popf",
+        // Longer than the UART's 16-byte receive FIFO: the hypervisor feeds only what it has room for.
+        "echo a-line-longer-than-the-16-byte-uart-fifo",
     ])
     .into_input(Some(Duration::from_secs(30)));
     let o = run_scenario(&s);
@@ -98,6 +100,9 @@ fn the_shells_programs_behave_as_natively_and_under_pv() {
         .line("popf", |l| {
             l.starts_with("fault: popf with IF clear in ring 3")
                 && l.contains("IF 1 before, 1 after, no fault")
+        })
+        .line("a typed line longer than the FIFO arrives whole", |l| {
+            l == "a-line-longer-than-the-16-byte-uart-fifo"
         })
         .poweroff(0)
         .exit(EXIT_OK);

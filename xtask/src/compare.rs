@@ -422,32 +422,9 @@ pub fn timeout(iterations: u32) -> Duration {
     Duration::from_secs(90) + Duration::from_millis(800) * iterations
 }
 
-/// The most bytes typed at once when typing is paced: below the emulated 16550's 16-byte receive FIFO.
-pub const PACED_CHUNK: usize = 12;
-
-/// The typing of `commands`, each at its own prompt. `paced`: a line longer than [`PACED_CHUNK`] bytes is
-/// typed in chunks, each once the shell has echoed the one before. Under emulate the hypervisor moves all
-/// the serial input it holds into the domain's 16-byte UART FIFO at once and drops what does not fit
-/// (`emulate::machine::service_domains`), so `osbench 20 null_syscall_int80` arrived as `osbench 20
-/// null_`; the shell echoes every byte it reads, so an echoed chunk means the FIFO is empty again. (Not
-/// for hvm: its direct console is gathered per line, so no partial echo comes; and it feeds the UART one
-/// byte at a time, losing nothing.)
-pub fn session(commands: &[String], paced: bool) -> Session {
-    let mut s = Session::new();
-    for c in commands {
-        if !paced || c.len() < PACED_CHUNK {
-            s = s.command(c);
-            continue;
-        }
-        let mut line = c.as_bytes().to_vec();
-        line.push(b'\n');
-        let mut trigger = crate::shell::PROMPT.to_string();
-        for chunk in line.chunks(PACED_CHUNK) {
-            s = s.when(&trigger, chunk);
-            trigger = String::from_utf8_lossy(chunk).into_owned();
-        }
-    }
-    s
+/// The typing of `commands`, each at its own prompt.
+pub fn session(commands: &[String]) -> Session {
+    commands.iter().fold(Session::new(), |s, c| s.command(c))
 }
 
 /// Boot the guest kernel in `mode`, type `commands` at its shell (each at its own prompt), and return
@@ -466,7 +443,7 @@ pub fn boot_mode(
     s.icount = icount;
     s.accel = Accel::Tcg;
     s.timeout = timeout;
-    let session = session(commands, mode == crate::mode::Mode::Emulate);
+    let session = session(commands);
     let options = RunOptions {
         input: session.into_input(Some(timeout)),
         ..RunOptions::default()

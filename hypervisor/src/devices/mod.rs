@@ -243,6 +243,12 @@ impl Board {
         self.sync_lines();
     }
 
+    /// How many bytes of serial input [`Board::push_input`] can take now without an overrun: a feeder
+    /// holds the rest back until the guest has read these.
+    pub fn input_room(&self) -> usize {
+        self.uart.rx_room()
+    }
+
     /// Record the domain's memory size in the CMOS memory-size bytes (see [`Rtc::set_memory_kib`]).
     pub fn set_memory_kib(&mut self, kib: u64) {
         self.rtc.set_memory_kib(kib);

@@ -172,6 +172,15 @@ impl Uart {
         [1, 4, 8, 14][usize::from(self.fcr >> 6)]
     }
 
+    /// How many more input bytes the receiver takes now without an overrun (0 in loopback, where line
+    /// input is lost anyway).
+    pub fn rx_room(&self) -> usize {
+        if self.mcr & MCR_LOOP != 0 {
+            return 0;
+        }
+        self.capacity().saturating_sub(self.rx.len())
+    }
+
     /// A byte arriving on the serial line (input for the domain); lost in loopback, where the receiver
     /// listens to the transmitter instead of the line.
     pub fn push_input(&mut self, b: u8) {

@@ -152,3 +152,30 @@ fn out2_gates_irq4() {
     u.read(DATA);
     assert!(!u.irq_level());
 }
+
+#[test]
+fn input_room_is_what_the_receiver_takes_without_overrun() {
+    let mut u = Uart::new();
+    assert_eq!(u.rx_room(), 1, "no FIFO: a one-byte holding register");
+    u.push_input(b'a');
+    assert_eq!(u.rx_room(), 0);
+    assert_eq!(u.read(DATA), b'a');
+    u.write(2, 0x01); // FCR: FIFO on
+    assert_eq!(u.rx_room(), 16);
+    // A feeder that honours the room never overruns, however much input is queued.
+    let mut queued: std::collections::VecDeque<u8> = (0..40u8).collect();
+    let mut got = Vec::new();
+    while !queued.is_empty() || u.read(LSR) & 1 != 0 {
+        while u.rx_room() > 0 {
+            let Some(b) = queued.pop_front() else { break };
+            u.push_input(b);
+        }
+        while u.read(LSR) & 1 != 0 {
+            got.push(u.read(DATA));
+        }
+    }
+    assert_eq!(got, (0..40u8).collect::<Vec<_>>());
+    assert_eq!(u.read(LSR) & 2, 0, "no overrun");
+    u.write(MCR, 0x10); // loopback: line input is lost, so there is no room for it
+    assert_eq!(u.rx_room(), 0);
+}

@@ -343,30 +343,14 @@ fn notes_report_failed_modes_and_exits_beside_pv_hypercalls() {
 }
 
 #[test]
-fn paced_typing_waits_for_the_echo_of_each_chunk() {
+fn each_command_is_typed_at_its_prompt() {
     use crate::input::Step;
     let cmds = commands(20, &["null_syscall_int80".to_string()]);
-    // Unpaced: one step per command at its prompt.
     assert_eq!(
-        session(&cmds, false).steps(),
+        session(&cmds).steps(),
         [
             Step::new("pvsh$ ", b"osbench 20 null_syscall_int80\n"),
             Step::new("pvsh$ ", b"poweroff\n"),
         ]
     );
-    // Paced: no chunk exceeds PACED_CHUNK (under the 16-byte FIFO); each chunk after the first waits for
-    // the previous one's echo; short commands are unchanged.
-    let paced = session(&cmds, true);
-    assert_eq!(
-        paced.steps(),
-        [
-            Step::new("pvsh$ ", b"osbench 20 n"),
-            Step::new("osbench 20 n", b"ull_syscall_"),
-            Step::new("ull_syscall_", b"int80\n"),
-            Step::new("pvsh$ ", b"poweroff\n"),
-        ]
-    );
-    assert!(paced.steps().iter().all(|s| s.bytes.len() <= PACED_CHUNK));
-    let typed: Vec<u8> = paced.steps().iter().flat_map(|s| s.bytes.clone()).collect();
-    assert_eq!(typed, b"osbench 20 null_syscall_int80\npoweroff\n");
 }
