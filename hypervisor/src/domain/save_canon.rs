@@ -66,6 +66,26 @@ fn reserved(level: u32, slot: usize) -> bool {
     level == 4 && (RESERVED_L4_FIRST..=RESERVED_L4_LAST).contains(&slot)
 }
 
+/// Rewrite every present entry of a level-`level` table in place: `frame(slot, frame)` gives the entry's
+/// new frame number; the hypervisor's reserved L4 slots become empty.
+fn rewrite(
+    level: u32,
+    table: &mut [u64; ENTRIES],
+    frame: impl Fn(usize, u64) -> Result<u64, CanonError>,
+) -> Result<(), CanonError> {
+    for (slot, e) in table.iter_mut().enumerate() {
+        if reserved(level, slot) {
+            *e = 0;
+            continue;
+        }
+        let pte = Pte(*e);
+        if pte.is_present() {
+            *e = with_frame(*e, frame(slot, pte.mfn().0)?);
+        }
+    }
+    Ok(())
+}
+
 /// Rewrite a level-`level` table in place from machine frames to pfns: `pfn_of(mfn)` is the pfn of one
 /// of the domain's frames (`None` if `mfn` is not the domain's or has no pfn), `shared_info` the domain's
 /// shared-info frame. On error the table is partly rewritten (it is a copy).
@@ -75,24 +95,13 @@ pub fn canonicalize(
     pfn_of: impl Fn(Mfn) -> Option<u64>,
     shared_info: Mfn,
 ) -> Result<(), CanonError> {
-    for (slot, e) in table.iter_mut().enumerate() {
-        if reserved(level, slot) {
-            *e = 0;
-            continue;
-        }
-        let pte = Pte(*e);
-        if !pte.is_present() {
-            continue;
-        }
-        let mfn = pte.mfn();
-        let pfn = if mfn == shared_info {
-            SHARED_INFO_PFN
+    rewrite(level, table, |slot, mfn| {
+        if Mfn(mfn) == shared_info {
+            Ok(SHARED_INFO_PFN)
         } else {
-            pfn_of(mfn).ok_or(CanonError::NoPfn { slot, mfn: mfn.0 })?
-        };
-        *e = with_frame(*e, pfn);
-    }
-    Ok(())
+            pfn_of(Mfn(mfn)).ok_or(CanonError::NoPfn { slot, mfn })
+        }
+    })
 }
 
 /// The inverse: rewrite a canonical table in place from pfns to the new domain's frames (`mfn_of(pfn)`,
@@ -103,24 +112,15 @@ pub fn uncanonicalize(
     mfn_of: impl Fn(u64) -> Option<Mfn>,
     shared_info: Mfn,
 ) -> Result<(), CanonError> {
-    for (slot, e) in table.iter_mut().enumerate() {
-        if reserved(level, slot) {
-            *e = 0;
-            continue;
-        }
-        let pte = Pte(*e);
-        if !pte.is_present() {
-            continue;
-        }
-        let pfn = pte.mfn().0;
-        let mfn = if pfn == SHARED_INFO_PFN {
-            shared_info
+    rewrite(level, table, |slot, pfn| {
+        if pfn == SHARED_INFO_PFN {
+            Ok(shared_info.0)
         } else {
-            mfn_of(pfn).ok_or(CanonError::NoFrame { slot, pfn })?
-        };
-        *e = with_frame(*e, mfn.0);
-    }
-    Ok(())
+            mfn_of(pfn)
+                .map(|m| m.0)
+                .ok_or(CanonError::NoFrame { slot, pfn })
+        }
+    })
 }
 
 #[cfg(test)]
