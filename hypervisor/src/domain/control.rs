@@ -54,12 +54,7 @@ fn run(op: DomctlOp) -> Result<(), Errno> {
         DomctlOp::SetVcpuContext(id, at) => {
             let c: abi::domctl::VcpuGuestContext = read_caller(at)?;
             let mut table = DOMAINS.lock();
-            let d = table
-                .slots
-                .get_mut(usize::from(id))
-                .and_then(Option::as_mut)
-                .filter(|d| d.runnable())
-                .ok_or(Errno::ESRCH)?;
+            let d = table.live_mut(id)?;
             let base = d.mm.base;
             vcpu_context::from_context(&mut d.vcpu, base, &c)?;
             log::info!("domain {id}: vCPU context set by the control domain");

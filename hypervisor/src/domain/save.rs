@@ -74,12 +74,7 @@ pub(super) fn free_run(m: &mut Machine<'_>, first: Mfn, frames: u64) {
 /// `XEN_DOMCTL_SUSPEND_REQUEST`: raise `VIRQ_SUSPEND` in domain `id`.
 pub fn request(id: u16) -> Result<(), Errno> {
     let mut table = DOMAINS.lock();
-    let d = table
-        .slots
-        .get_mut(usize::from(id))
-        .and_then(Option::as_mut)
-        .filter(|d| d.runnable())
-        .ok_or(Errno::ESRCH)?;
+    let d = table.live_mut(id)?;
     if d.suspend != Suspend::No {
         return Err(Errno::EBUSY);
     }
@@ -114,12 +109,7 @@ pub fn suspended(dom: &mut Domain, start_info: Mfn) {
 /// request not yet answered is withdrawn. `-EINVAL` for a domain in neither state.
 pub fn resume(id: u16) -> Result<(), Errno> {
     let mut table = DOMAINS.lock();
-    let d = table
-        .slots
-        .get_mut(usize::from(id))
-        .and_then(Option::as_mut)
-        .filter(|d| d.runnable())
-        .ok_or(Errno::ESRCH)?;
+    let d = table.live_mut(id)?;
     match d.suspend {
         Suspend::No => return Err(Errno::EINVAL),
         Suspend::Requested => {}

@@ -129,6 +129,16 @@ pub struct DomainTable {
 }
 
 impl DomainTable {
+    /// Domain `id` if it exists and may still run (`-ESRCH` otherwise): what a control operation on
+    /// another domain acts on.
+    pub fn live_mut(&mut self, id: u16) -> Result<&mut Domain, abi::errno::Errno> {
+        self.slots
+            .get_mut(usize::from(id))
+            .and_then(Option::as_mut)
+            .filter(|d| d.runnable())
+            .ok_or(abi::errno::Errno::ESRCH)
+    }
+
     /// An empty table.
     pub const fn new() -> DomainTable {
         DomainTable {
