@@ -171,7 +171,8 @@ _start64:
     xor %eax, %eax
     mov %eax, %ds
     mov %eax, %es
-    mov %eax, %ss
+    /* SS is left as the loader gave it until the backend loads its GDT and its data selector: a null SS
+       loaded in ring 1 (under the emulate kind) makes QEMU 7.2's TCG run the kernel at CPL 0. */
     mov %eax, %fs
     mov %eax, %gs
     lea native_boot_stack_top(%rip), %rsp

@@ -114,10 +114,13 @@ _start64:
     cli
     cld
     lgdt mini_gdtr64(%rip)
+    /* SS gets the data selector, not null: a null SS loaded in ring 1 (under a trap-and-emulate VMM)
+       makes QEMU 7.2's TCG run the code at CPL 0; a real selector load traps there and is emulated. */
+    mov $0x10, %eax
+    mov %eax, %ss
     xor %eax, %eax
     mov %eax, %ds
     mov %eax, %es
-    mov %eax, %ss
     mov %eax, %fs
     mov %eax, %gs
     lea mini_stack_top(%rip), %rsp
@@ -214,6 +217,7 @@ mini_exc_table:
 mini_gdt:
     .quad 0
     .quad 0x00af9a000000ffff     /* 0x08: 64-bit ring-0 code */
+    .quad 0x00cf92000000ffff     /* 0x10: ring-0 data (SS) */
 mini_gdtr:
     .word mini_gdtr - mini_gdt - 1
     .long mini_gdt
