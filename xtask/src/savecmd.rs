@@ -82,9 +82,14 @@ pub fn save_scenario(mem: u32, commands: &[String]) -> Scenario {
         .command(&format!("xl create -m {mem} guest shell"))
         .command("sleep 3")
         .command("xl console 1");
+    // Each command is typed at the prompt that follows the previous command's echo: the domain's shell may
+    // print a prompt of its own when it gets the console, and typing the next command (or the key that
+    // takes the console back) at that one races the commands still queued for domain 1.
     let mut trigger = "has the console input now".to_string();
     for c in commands {
-        session = session.when(&trigger, format!("{c}\n").as_bytes());
+        session = session
+            .when(&trigger, format!("{c}\n").as_bytes())
+            .when(c, b"");
         trigger = "pvsh$ ".into();
     }
     let session = session
