@@ -159,8 +159,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             let now = time.now_ns();
             // Domains may have stopped since the last decision: reap them (they leave the domain list), and
             // the peers' shared_info list follows.
-            // (`reap` clears a reaped domain's entry; whoever starts a domain refreshes the list, so it
-            // needs rebuilding only after a reap.)
+            // (`reap` clears a reaped domain's entry and `insert` sets a new one, so the list needs
+            // rebuilding only after a reap.)
             if table.reap() > 0 {
                 // The console's input owner may be gone: the input goes back to domain 0.
                 let owner = usize::from(crate::console::input_owner());
