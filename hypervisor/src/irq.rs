@@ -31,9 +31,9 @@ pub fn record(what: u8) {
     RECORDED.fetch_or(what, Ordering::Relaxed);
 }
 
-/// Whether `what` was recorded since the last take, clearing it.
-pub fn take(what: u8) -> bool {
-    RECORDED.fetch_and(!what, Ordering::Relaxed) & what != 0
+/// Everything recorded since the last take (a mask of [`TIMER`], [`CONSOLE`], [`DEBUG`]), clearing it.
+pub fn take_all() -> u8 {
+    RECORDED.swap(0, Ordering::Relaxed)
 }
 
 /// Whether anything at all was recorded that the scheduler has not taken yet.

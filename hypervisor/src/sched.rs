@@ -62,7 +62,8 @@ pub(crate) fn raise(table: &DomainTable, dom: usize, virq: u32) {
 
 /// Act on what the interrupt handlers recorded. Returns true if the timer fired.
 fn service_interrupts(table: &DomainTable, now: u64) -> bool {
-    let fired = irq::take(irq::TIMER);
+    let what = irq::take_all();
+    let fired = what & irq::TIMER != 0;
     if fired {
         ARMED.store(u64::MAX, Ordering::Relaxed);
         let due = SCHED.lock().0.timers_due(now);
@@ -73,7 +74,7 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
             SCHED.lock().1.clear(d as u16);
         }
     }
-    if irq::take(irq::CONSOLE) {
+    if what & irq::CONSOLE != 0 {
         // The input owner, or domain 0 again if the owner is gone.
         let mut owner = crate::console::input_owner();
         if !table
@@ -86,8 +87,9 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
         }
         raise(table, usize::from(owner), VIRQ_CONSOLE);
     }
-    irq::take(irq::DEBUG);
-    loop {
+    // A key is pushed before its bit is recorded (interrupts are off here), so a clear bit means an
+    // empty queue.
+    while what & irq::DEBUG != 0 {
         let key = irq::DEBUG_KEYS.lock().pop_front();
         let Some(key) = key else { break };
         crate::debugkeys::handle(key, table, now);
