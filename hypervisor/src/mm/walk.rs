@@ -84,6 +84,15 @@ pub fn translate(
     access: Access,
 ) -> Result<Maddr, WalkError> {
     check_va(va)?;
+    walk_allowed(mem, l4, va, access)
+}
+
+/// [`translate`] for an address already known to be canonical and outside the reserved slots (every
+/// page of a range [`check_range`] accepted: both ends canonical in the same half, and the reserved slots
+/// are one interval that the range does not meet).
+#[inline]
+fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<Maddr, WalkError> {
+    debug_assert!(va.is_canonical() && guest_va_allowed(va.0));
     // Every level needs these bits: one test per level when they are all there (the common case); the
     // exact error, in the order below, only when they are not.
     let mut need = PteFlags::PRESENT.bits();
@@ -166,11 +175,12 @@ pub fn for_each_chunk(
             Ok(())
         };
     }
+    // Every page of the range is canonical and allowed from here on: the walks skip that check.
     let last = check_range(va, len, max_len)?;
     let pages = ((last.0 >> 12) - (va.0 >> 12) + 1) as usize;
     if pages == 1 {
         // The common small access: one walk, one chunk (len <= PAGE_SIZE, so it fits in usize).
-        let ma = translate(mem, l4, va, access)?;
+        let ma = walk_allowed(mem, l4, va, access)?;
         f(ma, len as usize);
         return Ok(());
     }
@@ -178,7 +188,7 @@ pub fn for_each_chunk(
     let mut kept = [Maddr(0); KEPT_PAGES];
     let mut cur = va;
     for i in 0..pages {
-        let ma = translate(mem, l4, cur, access)?;
+        let ma = walk_allowed(mem, l4, cur, access)?;
         if let Some(slot) = kept.get_mut(i) {
             *slot = ma;
         }
@@ -193,7 +203,7 @@ pub fn for_each_chunk(
         let chunk = (PAGE_SIZE - cur.page_offset()).min(left);
         let ma = match kept.get(i) {
             Some(&ma) => ma,
-            None => translate(mem, l4, cur, access)?,
+            None => walk_allowed(mem, l4, cur, access)?,
         };
         // chunk <= PAGE_SIZE, so it fits in usize.
         f(ma, chunk as usize);
