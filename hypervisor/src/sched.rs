@@ -89,10 +89,12 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
     }
     // A key is pushed before its bit is recorded (interrupts are off here), so a clear bit means an
     // empty queue.
-    while what & irq::DEBUG != 0 {
-        let key = irq::DEBUG_KEYS.lock().pop_front();
-        let Some(key) = key else { break };
-        crate::debugkeys::handle(key, table, now);
+    if what & irq::DEBUG != 0 {
+        loop {
+            let key = irq::DEBUG_KEYS.lock().pop_front();
+            let Some(key) = key else { break };
+            crate::debugkeys::handle(key, table, now);
+        }
     }
     fired
 }
