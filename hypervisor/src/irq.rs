@@ -9,19 +9,39 @@
 //! the debug key: Ctrl-] followed by a letter (`h` for the list) makes the hypervisor dump its state;
 //! Ctrl-] twice sends one Ctrl-] to the guest.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::arch::{apic, serial};
 
 /// The debug-key prefix (Ctrl-]).
 pub const DEBUG_PREFIX: u8 = 0x1d;
 
-/// The timer interrupt fired since the scheduler last looked.
-pub static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
-/// Console input arrived for domain 0 since the scheduler last looked.
-pub static CONSOLE_INPUT: AtomicBool = AtomicBool::new(false);
-/// Set when [`DEBUG_KEYS`] is not empty (checked without taking its lock).
-pub static DEBUG_PENDING: AtomicBool = AtomicBool::new(false);
+/// What the interrupt handlers recorded since the scheduler last looked, one bit per kind ([`TIMER`],
+/// [`CONSOLE`], [`DEBUG`]): the return to a guest tests them all with one load ([`any_recorded`]).
+static RECORDED: AtomicU8 = AtomicU8::new(0);
+/// The timer interrupt fired.
+pub const TIMER: u8 = 1;
+/// Console input arrived for domain 0.
+pub const CONSOLE: u8 = 2;
+/// [`DEBUG_KEYS`] is not empty (checked without taking its lock).
+pub const DEBUG: u8 = 4;
+
+/// Record that `what` happened (one of [`TIMER`], [`CONSOLE`], [`DEBUG`]).
+pub fn record(what: u8) {
+    RECORDED.fetch_or(what, Ordering::Relaxed);
+}
+
+/// Everything recorded since the last take (a mask of [`TIMER`], [`CONSOLE`], [`DEBUG`]), clearing it.
+pub fn take_all() -> u8 {
+    RECORDED.swap(0, Ordering::Relaxed)
+}
+
+/// Whether anything at all was recorded that the scheduler has not taken yet.
+#[inline(always)]
+pub fn any_recorded() -> bool {
+    RECORDED.load(Ordering::Relaxed) != 0
+}
+
 /// Debug keys waiting to be acted on, in the order they were pressed.
 pub static DEBUG_KEYS: spin::Mutex<heapless::Deque<u8, 8>> =
     spin::Mutex::new(heapless::Deque::new());
@@ -35,7 +55,7 @@ pub static CONSOLE_IN: spin::Mutex<heapless::Deque<u8, 1024>> =
 pub fn interrupt(vector: u64) {
     match vector {
         v if v == u64::from(apic::TIMER_VECTOR) => {
-            TIMER_FIRED.store(true, Ordering::Relaxed);
+            record(TIMER);
             apic::eoi();
         }
         v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
@@ -55,7 +75,7 @@ fn input_byte(b: u8) {
     if PREFIX_SEEN.swap(false, Ordering::Relaxed) {
         if b != DEBUG_PREFIX {
             let _ = DEBUG_KEYS.lock().push_back(b);
-            DEBUG_PENDING.store(true, Ordering::Relaxed);
+            record(DEBUG);
             return;
         }
     } else if b == DEBUG_PREFIX {
@@ -68,7 +88,7 @@ fn input_byte(b: u8) {
         q.pop_front();
     }
     let _ = q.push_back(b);
-    CONSOLE_INPUT.store(true, Ordering::Relaxed);
+    record(CONSOLE);
 }
 
 /// Take up to `buf.len()` typed bytes.

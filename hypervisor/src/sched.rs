@@ -62,7 +62,8 @@ pub(crate) fn raise(table: &DomainTable, dom: usize, virq: u32) {
 
 /// Act on what the interrupt handlers recorded. Returns true if the timer fired.
 fn service_interrupts(table: &DomainTable, now: u64) -> bool {
-    let fired = irq::TIMER_FIRED.swap(false, Ordering::Relaxed);
+    let what = irq::take_all();
+    let fired = what & irq::TIMER != 0;
     if fired {
         ARMED.store(u64::MAX, Ordering::Relaxed);
         let due = SCHED.lock().0.timers_due(now);
@@ -73,7 +74,7 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
             SCHED.lock().1.clear(d as u16);
         }
     }
-    if irq::CONSOLE_INPUT.swap(false, Ordering::Relaxed) {
+    if what & irq::CONSOLE != 0 {
         // The input owner, or domain 0 again if the owner is gone.
         let mut owner = crate::console::input_owner();
         if !table
@@ -86,11 +87,14 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
         }
         raise(table, usize::from(owner), VIRQ_CONSOLE);
     }
-    irq::DEBUG_PENDING.store(false, Ordering::Relaxed);
-    loop {
-        let key = irq::DEBUG_KEYS.lock().pop_front();
-        let Some(key) = key else { break };
-        crate::debugkeys::handle(key, table, now);
+    // A key is pushed before its bit is recorded (interrupts are off here), so a clear bit means an
+    // empty queue.
+    if what & irq::DEBUG != 0 {
+        loop {
+            let key = irq::DEBUG_KEYS.lock().pop_front();
+            let Some(key) = key else { break };
+            crate::debugkeys::handle(key, table, now);
+        }
     }
     fired
 }
@@ -139,9 +143,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     let mut live = live;
     loop {
         let mut table = DOMAINS.lock();
-        let pending = irq::TIMER_FIRED.load(Ordering::Relaxed)
-            || irq::CONSOLE_INPUT.load(Ordering::Relaxed)
-            || irq::DEBUG_PENDING.load(Ordering::Relaxed);
+        let pending = irq::any_recorded();
         let (current, changed) = {
             let mut s = SCHED.lock();
             let cur = table.current.filter(|&c| {
@@ -161,14 +163,16 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             let now = time.now_ns();
             // Domains may have stopped since the last decision: reap them (they leave the domain list), and
             // the peers' shared_info list follows.
+            // (`reap` clears a reaped domain's entry and `insert` sets a new one, so the list needs
+            // rebuilding only after a reap.)
             if table.reap() > 0 {
                 // The console's input owner may be gone: the input goes back to domain 0.
                 let owner = usize::from(crate::console::input_owner());
                 if table.slots.get(owner).is_none_or(Option::is_none) {
                     crate::console::set_input_owner(0);
                 }
+                table.refresh_shared_info();
             }
-            table.refresh_shared_info();
             crate::emulate::machine::service(&mut table, now);
             let fired = service_interrupts(&table, now);
             let next = match current {
@@ -314,10 +318,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 /// (sanitize the frame in place, CR3 with any pending flush, the FXSAVE area) and nothing else. Otherwise
 /// it returns, having unlocked the table and changed nothing, and the caller goes through [`schedule`].
 pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
-    if irq::TIMER_FIRED.load(Ordering::Relaxed)
-        || irq::CONSOLE_INPUT.load(Ordering::Relaxed)
-        || irq::DEBUG_PENDING.load(Ordering::Relaxed)
-    {
+    if irq::any_recorded() {
         return;
     }
     let Some(c) = table.current else {

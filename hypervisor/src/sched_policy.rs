@@ -358,8 +358,15 @@ impl SchedPolicy {
         let Some(e) = self.vcpus.get_mut(v) else {
             return;
         };
-        let weight = e.weight.max(1) as u128;
-        let delta = (ran_ns as u128 * DEFAULT_WEIGHT as u128 / weight).min(u64::MAX as u128) as u64;
+        let weight = u64::from(e.weight.max(1));
+        // In 64 bits whenever the product fits (any run shorter than 2^56 ns, i.e. always in practice): a
+        // 128-bit division is a library call, and this runs on every scheduling decision.
+        let delta =
+            match ran_ns.checked_mul(u64::from(DEFAULT_WEIGHT)) {
+                Some(p) => p / weight,
+                None => (ran_ns as u128 * DEFAULT_WEIGHT as u128 / weight as u128)
+                    .min(u64::MAX as u128) as u64,
+            };
         e.vruntime = e.vruntime.saturating_add(delta);
         e.cpu_ns = e.cpu_ns.saturating_add(ran_ns);
         self.update_min_vruntime();

@@ -54,7 +54,7 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
             (crate::emulate::machine::trap(dom), false)
         } else if frame.vector == u64::from(HYPERCALL_VECTOR) {
             let next = hypercall(dom, frame, shared_info, others);
-            if next == Next::Resume {
+            if matches!(next, Next::Resume) {
                 // Straight back to the caller if nothing needs deciding (does not return then).
                 crate::sched::resume_live(table, frame);
                 crate::sched::schedule(false, Some(frame));
@@ -85,7 +85,7 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
     if let Next::Domctl(op) = next {
         crate::domain::control::perform(op);
     }
-    crate::sched::schedule(next == Next::Switch, live.then_some(frame))
+    crate::sched::schedule(matches!(next, Next::Switch), live.then_some(frame))
 }
 
 /// An exception from a guest. A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it

@@ -152,10 +152,12 @@ impl DomainTable {
         }
     }
 
-    /// Put `d` in slot `d.id` (replacing whatever was there).
+    /// Put `d` in slot `d.id` (replacing whatever was there), with its entry in the shared_info list (the
+    /// scheduler rebuilds that list only after a reap).
     pub fn insert(&mut self, d: Domain) {
         let i = usize::from(d.id);
         self.used = self.used.max(i + 1);
+        self.shared_info[i] = d.runnable().then_some(d.mm.shared_info);
         self.slots[i] = Some(d);
     }
 

@@ -2,8 +2,6 @@
 //! the devices raise, enter the guest, handle exits until one needs the scheduler (a physical interrupt,
 //! HLT with nothing to deliver, the domain stopping), and the `exits:` line when the domain stops.
 
-use core::sync::atomic::Ordering;
-
 use super::exits::{self, Action};
 use super::vmcb::Vmcb;
 use crate::arch::paging::IdentityMem;
@@ -35,9 +33,7 @@ fn host_cpuid(leaf: u32, sub: u32) -> Regs {
 }
 
 fn interrupt_recorded() -> bool {
-    crate::irq::TIMER_FIRED.load(Ordering::Relaxed)
-        || crate::irq::CONSOLE_INPUT.load(Ordering::Relaxed)
-        || crate::irq::DEBUG_PENDING.load(Ordering::Relaxed)
+    crate::irq::any_recorded()
 }
 
 /// The domain's VMCB (a hypervisor frame).

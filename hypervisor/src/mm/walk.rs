@@ -84,10 +84,33 @@ pub fn translate(
     access: Access,
 ) -> Result<Maddr, WalkError> {
     check_va(va)?;
+    walk_allowed(mem, l4, va, access)
+}
+
+/// [`translate`] for an address already known to be canonical and outside the reserved slots (every
+/// page of a range [`check_range`] accepted: both ends canonical in the same half, and the reserved slots
+/// are one interval that the range does not meet).
+#[inline]
+fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<Maddr, WalkError> {
+    debug_assert!(va.is_canonical() && guest_va_allowed(va.0));
+    // Every level needs these bits: one test per level when they are all there (the common case); the
+    // exact error, in the order below, only when they are not.
+    let mut need = PteFlags::PRESENT.bits();
+    if access.write {
+        need |= PteFlags::WRITABLE.bits();
+    }
+    if access.user {
+        need |= PteFlags::USER.bits();
+    }
     let mut table = l4;
     for level in (1..=4u32).rev() {
         let slot = table.addr().0 + (va.table_index(level) as u64) * 8;
         let pte = Pte(mem.read_u64(Maddr(slot)));
+        let huge = level >= 2 && pte.has(PteFlags::HUGE);
+        if pte.0 & need == need && !huge {
+            table = pte.mfn();
+            continue;
+        }
         if !pte.is_present() {
             return Err(WalkError::NotPresent { level });
         }
@@ -152,11 +175,12 @@ pub fn for_each_chunk(
             Ok(())
         };
     }
+    // Every page of the range is canonical and allowed from here on: the walks skip that check.
     let last = check_range(va, len, max_len)?;
     let pages = ((last.0 >> 12) - (va.0 >> 12) + 1) as usize;
     if pages == 1 {
         // The common small access: one walk, one chunk (len <= PAGE_SIZE, so it fits in usize).
-        let ma = translate(mem, l4, va, access)?;
+        let ma = walk_allowed(mem, l4, va, access)?;
         f(ma, len as usize);
         return Ok(());
     }
@@ -164,7 +188,7 @@ pub fn for_each_chunk(
     let mut kept = [Maddr(0); KEPT_PAGES];
     let mut cur = va;
     for i in 0..pages {
-        let ma = translate(mem, l4, cur, access)?;
+        let ma = walk_allowed(mem, l4, cur, access)?;
         if let Some(slot) = kept.get_mut(i) {
             *slot = ma;
         }
@@ -179,7 +203,7 @@ pub fn for_each_chunk(
         let chunk = (PAGE_SIZE - cur.page_offset()).min(left);
         let ma = match kept.get(i) {
             Some(&ma) => ma,
-            None => translate(mem, l4, cur, access)?,
+            None => walk_allowed(mem, l4, cur, access)?,
         };
         // chunk <= PAGE_SIZE, so it fits in usize.
         f(ma, chunk as usize);
@@ -367,6 +391,43 @@ mod tests {
                 translate(&t.m, l4, VA, Access::READ),
                 Err(WalkError::NotPresent { level })
             );
+        }
+    }
+
+    /// Every combination of PRESENT, WRITABLE, USER and bit 7 in the entry of every level, for every
+    /// access: the error (or success) is the one the rules give in their order — not present, then a
+    /// large page (levels 2..4), then the permission — whatever fast test `translate` makes first.
+    #[test]
+    fn every_flag_combination_gives_the_rules_first_error() {
+        let l4 = Mfn(1);
+        let bits = [P, W, U, PteFlags::HUGE];
+        for level in 1..=4u32 {
+            for combo in 0..16u32 {
+                let flags = (0..4)
+                    .filter(|b| combo & (1 << b) != 0)
+                    .fold(PteFlags::empty(), |f, b| f | bits[b]);
+                let mut t = Tables::new();
+                t.map(VA, Mfn(70), P | W | U, P | W | U);
+                let (tab, idx) = t.slot(VA, level);
+                let e = t.entry(tab, idx);
+                t.set(tab, idx, Pte::new(e.mfn(), flags));
+                for (write, user) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let want = if !flags.contains(P) {
+                        Err(WalkError::NotPresent { level })
+                    } else if level >= 2 && flags.contains(PteFlags::HUGE) {
+                        Err(WalkError::LargePage)
+                    } else if (write && !flags.contains(W)) || (user && !flags.contains(U)) {
+                        Err(WalkError::Protection)
+                    } else {
+                        Ok(Maddr(70 * 4096))
+                    };
+                    assert_eq!(
+                        translate(&t.m, l4, VA, Access { write, user }),
+                        want,
+                        "L{level} flags {flags:?} write {write} user {user}"
+                    );
+                }
+            }
         }
     }
 

@@ -65,28 +65,33 @@ pub const fn ticks_for_ns(ns: u64, mul: u32, shift: i8) -> u64 {
     if mul == 0 {
         return u64::MAX;
     }
-    // Shifted units x with floor(x * mul / 2^32) >= ns: x = ceil(ns * 2^32 / mul).
-    let mul = mul as u128;
-    let units = ((ns as u128) << 32).div_ceil(mul);
-    let ticks = if shift >= 0 {
+    // Shifted units x with floor(x * mul / 2^32) >= ns: x = ceil(ns * 2^32 / mul), by long division in
+    // 64-bit steps (the scheduler converts a deadline on every decision; a 128-bit division is a library
+    // call): ns = q * mul + r, so ns * 2^32 / mul = q * 2^32 + r * 2^32 / mul, and r * 2^32 < 2^64.
+    let m = mul as u64;
+    let (q, r) = (ns / m, ns % m);
+    let units = ((q as u128) << 32) + (r << 32).div_ceil(m) as u128;
+    if shift >= 0 {
         // units = ticks << shift, which the formula computes in 64 bits: beyond them the clock wraps,
         // so such a deadline is never reached.
         if units > u64::MAX as u128 {
             return u64::MAX;
         }
-        units.div_ceil(1u128 << shift as u32)
+        let units = units as u64;
+        let s = shift as u32;
+        if s >= 64 {
+            // units >= 1 (ns > 0): one tick already shifts past every bit.
+            return 1;
+        }
+        // ceil(units / 2^s) without a division.
+        (units >> s) + ((units & ((1u64 << s) - 1)) != 0) as u64
     } else {
         // units = ticks >> k: the smallest such ticks is units << k.
         let k = shift.unsigned_abs() as u32;
         if k >= 64 || units > (u64::MAX as u128) >> k {
             return u64::MAX;
         }
-        units << k
-    };
-    if ticks > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        ticks as u64
+        (units as u64) << k
     }
 }
 
@@ -367,6 +372,58 @@ mod tests {
             (1 << 31, 1),
             "1 GHz is the identity"
         );
+    }
+
+    /// The 128-bit formula `ticks_for_ns` computed before it moved to 64-bit steps.
+    fn ticks_for_ns_u128(ns: u64, mul: u32, shift: i8) -> u64 {
+        if ns == 0 {
+            return 0;
+        }
+        if mul == 0 {
+            return u64::MAX;
+        }
+        let units = ((ns as u128) << 32).div_ceil(mul as u128);
+        let ticks = if shift >= 0 {
+            if units > u64::MAX as u128 {
+                return u64::MAX;
+            }
+            units.div_ceil(1u128 << shift as u32)
+        } else {
+            let k = shift.unsigned_abs() as u32;
+            if k >= 64 || units > (u64::MAX as u128) >> k {
+                return u64::MAX;
+            }
+            units << k
+        };
+        ticks.min(u64::MAX as u128) as u64
+    }
+
+    #[test]
+    fn ticks_for_ns_equals_the_128_bit_formula_for_any_arguments() {
+        let mut seed = 0x0bad_cafe_f00d_1234u64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let edges = [0, 1, 2, u32::MAX as u64, 1 << 32, u64::MAX - 1, u64::MAX];
+        for i in 0..200_000u32 {
+            let ns = match i % 4 {
+                0 => edges[(rnd() % edges.len() as u64) as usize],
+                _ => rnd() >> (rnd() % 64),
+            };
+            let mul = match i % 3 {
+                0 => [0, 1, u32::MAX, 1 << 31][(rnd() % 4) as usize],
+                _ => rnd() as u32,
+            };
+            let shift = rnd() as i8;
+            assert_eq!(
+                ticks_for_ns(ns, mul, shift),
+                ticks_for_ns_u128(ns, mul, shift),
+                "ns {ns} mul {mul} shift {shift}"
+            );
+        }
     }
 
     #[test]
