@@ -39,6 +39,13 @@ pub const DONE: u8 = 10;
 /// destination → source: the image was refused (errno `u64`); the source resumes its domain.
 pub const REFUSED: u8 = 11;
 
+/// A data page by digest: pfn and `migrate_track`'s 64-bit digest; the destination copies a page of
+/// its own with that digest, or lists the pfn in [`MISSING`].
+pub const HASH: u8 = 12;
+/// destination → source, before the round's [`ACK`]: pfns (`u64` each, up to 512) whose [`HASH`] it
+/// could not match; the source sends them as [`PAGE`]s.
+pub const MISSING: u8 = 13;
+
 /// Why a frame was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
@@ -63,8 +70,9 @@ pub fn size_ok(kind: u8, len: usize) -> Result<(), FrameError> {
     let ok = match kind {
         START | ZERO | TAIL_BEGIN | ACK | DONE | REFUSED => len == 8,
         PAGE => len == 8 + 4096,
-        ROUND_END | TAIL_END => len == 16,
-        TAIL => len > 8 && len <= MAX_PAYLOAD,
+        ROUND_END | TAIL_END | HASH => len == 16,
+        MISSING => (8..=4096).contains(&len) && len.is_multiple_of(8),
+        TAIL => (9..=MAX_PAYLOAD).contains(&len),
         ABORT => len == 0,
         _ => return Err(FrameError::Kind),
     };

@@ -76,6 +76,9 @@ fn wrong_sizes_and_kinds_are_refused() {
     assert_eq!(size_ok(PAGE, 8), Err(FrameError::Length));
     assert_eq!(size_ok(TAIL, 8), Err(FrameError::Length));
     assert_eq!(size_ok(99, 8), Err(FrameError::Kind));
+    assert_eq!(size_ok(MISSING, 12), Err(FrameError::Length));
+    assert_eq!(size_ok(MISSING, 4104), Err(FrameError::Length));
+    assert_eq!(size_ok(HASH, 16), Ok(()));
     let mut f = frame(ABORT, &[]);
     f[1] = 2; // another stream version
     assert_eq!(read_all(&f), Err(FrameError::Magic));

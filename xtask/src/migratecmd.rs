@@ -217,15 +217,8 @@ pub fn migrate(images: &Images, args: &MigrateArgs) -> Result<Report, String> {
         .lines()
         .find(|l| l.contains("runs here:"))
         .map(|l| l.trim().to_string());
-    let split = s.output.find("xl migrate 1").unwrap_or(s.output.len());
-    r.last_source_count = counts(&s.output[..split]).last();
-    // Counter lines the source printed while the migration ran (before its suspend) count too.
-    if let Some(fin) = s.output.find("xl: migrate:") {
-        let before_end = s.output[..fin].rfind('\n').unwrap_or(fin);
-        r.last_source_count = counts(&s.output[..before_end])
-            .last()
-            .or(r.last_source_count);
-    }
+    // The source's domain prints until its suspend (and is destroyed after the confirmation).
+    r.last_source_count = counts(&s.output).last();
     r.first_dest_count = counts(&d.output).next();
     if let Some(fail) = s
         .output

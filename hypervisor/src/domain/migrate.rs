@@ -33,6 +33,14 @@ static HAVE: spin::Mutex<[u64; MAX_DOMAIN_PAGES / 64]> =
 static IN_TAIL: spin::Mutex<[u64; MAX_DOMAIN_PAGES / 64]> =
     spin::Mutex::new([0; MAX_DOMAIN_PAGES / 64]);
 static READER: spin::Mutex<Reader> = spin::Mutex::new(Reader::new());
+/// Source: pfn → mfn of the round being sent.
+static MFN_OF: spin::Mutex<[u64; MAX_DOMAIN_PAGES]> = spin::Mutex::new([0; MAX_DOMAIN_PAGES]);
+/// Destination: (digest, frame) of the receiving machine's domain-0 pages, sorted: a page sent by digest
+/// ([`mig::HASH`]) is copied from there (the same kernel runs on both machines).
+static INDEX: spin::Mutex<[(u64, u64); MAX_INDEX]> = spin::Mutex::new([(0, 0); MAX_INDEX]);
+const MAX_INDEX: usize = 16384;
+/// Destination: pfns of the round not matched by digest.
+static MISSED: spin::Mutex<[u64; MAX_DOMAIN_PAGES]> = spin::Mutex::new([0; MAX_DOMAIN_PAGES]);
 
 const SEC: u64 = 1_000_000_000;
 /// How long the source waits for a round's ACK.
@@ -54,7 +62,7 @@ fn put(bytes: &[u8]) -> Result<(), Errno> {
         while !com2::can_write() {
             backoff();
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 let t = *since.get_or_insert_with(now);
                 if now().saturating_sub(t) > WRITE_TIMEOUT_NS {
                     return Err(Errno::EIO);
@@ -97,7 +105,7 @@ fn next<R>(timeout: u64, f: impl FnOnce(u8, &[u8]) -> R) -> Result<R, Errno> {
             continue;
         }
         spins = spins.wrapping_add(1);
-        if spins % 1024 == 0 && now().saturating_sub(t0) > timeout {
+        if spins.is_multiple_of(1024) && now().saturating_sub(t0) > timeout {
             return Err(Errno::EIO);
         }
         backoff();
@@ -234,6 +242,7 @@ fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
         let m = machine.as_ref().ok_or(Errno::EIO)?;
         let mut sent = SENT.lock();
         let mut sent = Digests(&mut sent[..]);
+        let mut mfn_of = MFN_OF.lock();
         for f in 0..m.ft.len() as u64 {
             let mfn = Mfn(f);
             if m.ft.owner(mfn) != Some(id) || mfn == shared {
@@ -253,7 +262,13 @@ fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
             if bytes.iter().all(|&b| b == 0) {
                 send(mig::ZERO, &[&pfn.to_le_bytes()])?;
             } else {
-                send(mig::PAGE, &[&pfn.to_le_bytes(), &bytes[..]])?;
+                if let Some(slot) = mfn_of.get_mut(pfn as usize) {
+                    *slot = f;
+                }
+                send(
+                    mig::HASH,
+                    &[&pfn.to_le_bytes(), &digest(bytes).to_le_bytes()],
+                )?;
             }
             pages += 1;
         }
@@ -263,19 +278,43 @@ fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
         &[&round.to_le_bytes(), &pages.to_le_bytes()],
     )?;
     let t_sent = now();
-    let ack = next(ACK_TIMEOUT_NS, |k, p| (k, mig::word(p, 0))).inspect_err(|_| {
-        log::warn!(
-            "migrate: round {round}: {pages} pages written in {} ms; no answer for {} ms",
-            (t_sent - t0) / 1_000_000,
-            (now() - t_sent) / 1_000_000
-        )
-    })?;
+    // The pages the destination could not match by digest, as PAGEs, until its ACK.
+    let mut resent = 0u64;
+    let ack = loop {
+        let mut list = [0u64; 512];
+        let (k, w, n) = next(ACK_TIMEOUT_NS, |k, p| {
+            let n = if k == mig::MISSING { p.len() / 8 } else { 0 };
+            for (i, l) in list.iter_mut().enumerate().take(n) {
+                *l = mig::word(p, i * 8);
+            }
+            (k, mig::word(p, 0), n)
+        })
+        .inspect_err(|_| {
+            log::warn!(
+                "migrate: round {round}: {pages} pages written in {} ms; no answer for {} ms",
+                (t_sent - t0) / 1_000_000,
+                (now() - t_sent) / 1_000_000
+            )
+        })?;
+        if k != mig::MISSING {
+            break (k, w);
+        }
+        let mfn_of = MFN_OF.lock();
+        for &pfn in &list[..n] {
+            let f = mfn_of.get(pfn as usize).copied().unwrap_or(0);
+            if f == 0 {
+                return Err(Errno::EIO);
+            }
+            send(mig::PAGE, &[&pfn.to_le_bytes(), &frame(Mfn(f))[..]])?;
+            resent += 1;
+        }
+    };
     if ack != (mig::ACK, round) {
         log::warn!("migrate: round {round}: the destination answered {ack:?}");
         return Err(Errno::EIO);
     }
     log::info!(
-        "migrate: domain {id}: round {round}: {pages} pages, {} ms",
+        "migrate: domain {id}: round {round}: {pages} pages ({resent} not found by digest at the destination), {} ms",
         (now() - t0) / 1_000_000
     );
     Ok(pages)
@@ -311,8 +350,21 @@ fn tail(id: u16) -> Result<(u64, u16), Errno> {
         let r = r.and_then(|len| {
             let img = &buf[..len];
             send(mig::TAIL_BEGIN, &[&(len as u64).to_le_bytes()])?;
-            for (i, c) in img.chunks(4096).enumerate() {
-                send(mig::TAIL, &[&(i as u64 * 4096).to_le_bytes(), c])?;
+            // Only the runs of non-zero 64-byte blocks (canonical page tables are mostly zeros); the
+            // destination starts from zeros and checks the whole image's FNV-1a at the end.
+            let mut at = 0;
+            while at < img.len() {
+                let blk = |i: usize| img[i..(i + 64).min(img.len())].iter().any(|&b| b != 0);
+                if !blk(at) {
+                    at += 64;
+                    continue;
+                }
+                let mut end = at;
+                while end < img.len() && end - at < 4096 && blk(end) {
+                    end = (end + 64).min(img.len());
+                }
+                send(mig::TAIL, &[&(at as u64).to_le_bytes(), &img[at..end]])?;
+                at = end;
             }
             let sum = abi::save::wire::fnv(abi::save::wire::FNV_START, img);
             send(
@@ -359,6 +411,8 @@ struct Incoming {
     pages: Option<(Mfn, u64)>,
     tail: Option<(Mfn, u64, u64, u64)>,
     received: u64,
+    indexed: usize,
+    missed: usize,
 }
 
 impl Incoming {
@@ -384,6 +438,8 @@ pub fn receive() -> Result<(u16, u64), Errno> {
         pages: None,
         tail: None,
         received: 0,
+        indexed: 0,
+        missed: 0,
     };
     let r = receive_into(&mut inc);
     inc.free();
@@ -441,6 +497,17 @@ fn receive_frame(inc: &mut Incoming, kind: u8, p: &[u8]) -> Result<Step, Errno> 
             let m = machine.as_mut().ok_or(Errno::EIO)?;
             let first = m.frames.alloc_run(w0).ok_or(Errno::ENOMEM)?;
             inc.pages = Some((first, w0));
+            // The receiving domain 0's pages by digest.
+            let mut index = INDEX.lock();
+            let mut n = 0;
+            for f in 0..m.ft.len() as u64 {
+                if n < MAX_INDEX && m.ft.owner(Mfn(f)) == Some(0) && !is_table(m, Mfn(f)) {
+                    index[n] = (digest(frame(Mfn(f))), f);
+                    n += 1;
+                }
+            }
+            index[..n].sort_unstable();
+            inc.indexed = n;
             log::info!(
                 "migrate: incoming domain of {w0} pfns (t={} ms)",
                 now() / 1_000_000
@@ -460,7 +527,37 @@ fn receive_frame(inc: &mut Incoming, kind: u8, p: &[u8]) -> Result<Step, Errno> 
             bit(&mut HAVE.lock()[..], w0, true);
             inc.received += 1;
         }
+        mig::HASH => {
+            let (first, n) = inc.pages.ok_or(Errno::EINVAL)?;
+            if w0 >= n {
+                return Err(Errno::EINVAL);
+            }
+            let want = mig::word(p, 8);
+            let index = INDEX.lock();
+            let idx = &index[..inc.indexed];
+            let at = idx.partition_point(|&(d, _)| d < want);
+            match idx.get(at) {
+                Some(&(d, f)) if d == want => {
+                    let src = *frame(Mfn(f));
+                    frame(Mfn(first.0 + w0)).copy_from_slice(&src);
+                    bit(&mut HAVE.lock()[..], w0, true);
+                }
+                _ => {
+                    *MISSED.lock().get_mut(inc.missed).ok_or(Errno::EINVAL)? = w0;
+                    inc.missed += 1;
+                }
+            }
+            inc.received += 1;
+        }
         mig::ROUND_END => {
+            let missed = core::mem::take(&mut inc.missed);
+            for chunk in MISSED.lock()[..missed].chunks(512) {
+                let mut b = [0u8; 4096];
+                for (i, pfn) in chunk.iter().enumerate() {
+                    b[i * 8..i * 8 + 8].copy_from_slice(&pfn.to_le_bytes());
+                }
+                send(mig::MISSING, &[&b[..chunk.len() * 8]])?;
+            }
             log::info!(
                 "migrate: round {w0} received: {} pages (t={} ms)",
                 mig::word(p, 8),
@@ -477,16 +574,18 @@ fn receive_frame(inc: &mut Incoming, kind: u8, p: &[u8]) -> Result<Step, Errno> 
             let mut machine = MACHINE.lock();
             let m = machine.as_mut().ok_or(Errno::EIO)?;
             let first = m.frames.alloc_run(n).ok_or(Errno::ENOMEM)?;
+            run_mut(first, n).fill(0);
             inc.tail = Some((first, n, w0, 0));
         }
         mig::TAIL => {
             let (first, n, len, got) = inc.tail.as_mut().ok_or(Errno::EINVAL)?;
             let data = &p[8..];
-            if w0 != *got || *got + data.len() as u64 > *len {
+            // In order, zero runs left out.
+            if w0 < *got || w0 + data.len() as u64 > *len {
                 return Err(Errno::EINVAL);
             }
             run_mut(*first, *n)[w0 as usize..w0 as usize + data.len()].copy_from_slice(data);
-            *got += data.len() as u64;
+            *got = w0 + data.len() as u64;
         }
         mig::TAIL_END => return Ok(Step::Tail(w0, mig::word(p, 8))),
         mig::ABORT => return Ok(Step::Abort),
@@ -500,7 +599,7 @@ fn receive_frame(inc: &mut Incoming, kind: u8, p: &[u8]) -> Result<Step, Errno> 
 fn join_and_restore(inc: &mut Incoming, len: u64, sum: u64) -> Result<u16, Errno> {
     let (tfirst, tn, tlen, got) = inc.tail.ok_or(Errno::EINVAL)?;
     let (pfirst, pn) = inc.pages.ok_or(Errno::EINVAL)?;
-    if len != tlen || got != tlen {
+    if len != tlen || got > tlen {
         return Err(Errno::EINVAL);
     }
     let tail = &run_mut(tfirst, tn)[..tlen as usize];
