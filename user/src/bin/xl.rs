@@ -301,7 +301,9 @@ fn migrate(id: u16) -> Result<(), uapi::Errno> {
     let mut pages = match migrate_phase(id, uapi::domctl::image::MIGRATE_START) {
         Ok(p) => p,
         Err(e) => {
-            println!("xl: migrate: round 0 failed; domain {id} continues here");
+            if e != uapi::Errno::ESRCH {
+                println!("xl: migrate: round 0 failed; domain {id} continues here");
+            }
             return Err(e);
         }
     };
