@@ -125,6 +125,25 @@ pub const XEN_DOMCTL_IMAGE_LIST: u32 = 0x8006;
 /// Ours: write the stored image [`DomctlImage::name`] to the serial console in its wire form
 /// (`abi::save::wire`), for `cargo xtask save` to turn into a host file.
 pub const XEN_DOMCTL_IMAGE_DUMP: u32 = 0x8007;
+/// Ours: live migration of domain [`XenDomctl::domain`] over the second serial line (COM2), one phase per
+/// call in [`DomctlImage::flags`] ([`MIGRATE_START`] ... [`MIGRATE_CANCEL`]); the pages sent in
+/// [`DomctlImage::bytes`] (for [`MIGRATE_FINAL`] also the destination's domain id in [`DomctlImage::len`]).
+/// `-EBUSY` while another migration is under way, `-EIO` when the destination does not answer (the
+/// migration is abandoned; the source keeps its domain), `-EINVAL` when the destination refused the image.
+pub const XEN_DOMCTL_MIGRATE: u32 = 0x8008;
+/// Ours: receive one live migration on COM2 (blocks until it ends); the new domain's id in
+/// [`XenDomctl::domain`], the pages received in [`DomctlImage::bytes`].
+pub const XEN_DOMCTL_MIGRATE_RECEIVE: u32 = 0x8009;
+/// [`XEN_DOMCTL_MIGRATE`] phases: start (and send every page: round 0), another pre-copy round (the pages
+/// changed since the last), the stop-and-copy tail of a suspended domain (waits for the destination's
+/// answer), and giving up.
+pub const MIGRATE_START: u32 = 0;
+/// See [`MIGRATE_START`].
+pub const MIGRATE_ROUND: u32 = 1;
+/// See [`MIGRATE_START`].
+pub const MIGRATE_FINAL: u32 = 2;
+/// See [`MIGRATE_START`].
+pub const MIGRATE_CANCEL: u32 = 3;
 /// The VIRQ a suspend-aware guest binds: the toolstack's "please suspend" (Xen asks through xenstore's
 /// `control/shutdown`; here the first architecture VIRQ, `VIRQ_ARCH_0`, global).
 pub const VIRQ_SUSPEND: u32 = crate::event_channel::VIRQ_ARCH_0;

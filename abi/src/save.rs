@@ -401,3 +401,6 @@ pub mod wire;
 #[cfg(test)]
 #[path = "save_tests.rs"]
 mod tests;
+
+#[path = "save_mig.rs"]
+pub mod mig;

@@ -63,7 +63,7 @@ fn xl_creates_lists_pauses_unpauses_destroys_and_finished_domains_are_reaped() {
         "xl destroy 0",
         "xl pause 9",
         "xl create nope",
-        "xl migrate 1",
+        "xl frobnicate 1",
         "echo done",
     ]);
     expect(&o)

@@ -67,6 +67,21 @@ pub mod image {
     pub const LIST: u64 = 4;
     /// Write `name` to the serial console in its wire form (`abi::save::wire`; `cargo xtask save`).
     pub const DUMP: u64 = 5;
+    /// Live migration of domain `domid` over the second serial line, phase `arg` (`abi::domctl`'s
+    /// `MIGRATE_START` ... `MIGRATE_CANCEL`); returns the pages sent, and after the final phase the
+    /// destination's domain id in bits 32..48. The name is not used.
+    pub const MIGRATE: u64 = 6;
+    /// Receive one live migration on the second serial line (blocks); returns the new domain's id and the
+    /// pages received in bits 32.. . The name is not used.
+    pub const MIGRATE_RECEIVE: u64 = 7;
+    /// [`MIGRATE`] phases (`abi::domctl`'s).
+    pub const MIGRATE_START: u32 = abi::domctl::MIGRATE_START;
+    /// See [`MIGRATE_START`].
+    pub const MIGRATE_ROUND: u32 = abi::domctl::MIGRATE_ROUND;
+    /// See [`MIGRATE_START`].
+    pub const MIGRATE_FINAL: u32 = abi::domctl::MIGRATE_FINAL;
+    /// See [`MIGRATE_START`].
+    pub const MIGRATE_CANCEL: u32 = abi::domctl::MIGRATE_CANCEL;
 }
 
 /// Longest saved-image name.

@@ -83,6 +83,11 @@ pub const PROGRAMS: &[Entry] = &[
         "sleep (decimals and the suffix ms allowed)",
     ),
     entry(
+        "count",
+        "[MS]",
+        "print count N every MS ms (default 100), forever",
+    ),
+    entry(
         "spin",
         "[SECONDS]",
         "busy loop reporting its preemptions (Ctrl-C ends it)",

@@ -16,7 +16,8 @@ pub const USAGE: &str = "usage: xl list
        xl console DOMID   (serial input to DOMID; Ctrl-] c brings it back to domain 0)
        xl save DOMID NAME | xl snapshot DOMID NAME   (snapshot: the domain continues)
        xl restore [-p] NAME | xl clone DOMID | xl images | xl image-rm NAME
-       xl image-dump NAME   (to the serial line, for cargo xtask save)";
+       xl image-dump NAME   (to the serial line, for cargo xtask save)
+       xl migrate DOMID | xl migrate-receive   (live migration over the second serial line)";
 
 /// A parsed `xl` command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +55,10 @@ pub enum Xl<'a> {
     ImageRm(&'a str),
     /// `xl image-dump NAME`.
     ImageDump(&'a str),
+    /// `xl migrate DOMID`.
+    Migrate(u16),
+    /// `xl migrate-receive`.
+    MigrateReceive,
     /// `xl help` (or no subcommand).
     Help,
 }
@@ -150,6 +155,8 @@ pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
         "images" => Xl::Images,
         "image-rm" => Xl::ImageRm(image_name(words.next())?),
         "image-dump" => Xl::ImageDump(image_name(words.next())?),
+        "migrate" => Xl::Migrate(domid(words.next())?),
+        "migrate-receive" => Xl::MigrateReceive,
         "create" => return parse_create(rest),
         _ => return Err("unknown subcommand"),
     };
@@ -327,6 +334,9 @@ mod tests {
         assert_eq!(parse("images"), Ok(Xl::Images));
         assert_eq!(parse("image-rm a"), Ok(Xl::ImageRm("a")));
         assert_eq!(parse("image-dump a"), Ok(Xl::ImageDump("a")));
+        assert_eq!(parse("migrate 3"), Ok(Xl::Migrate(3)));
+        assert_eq!(parse("migrate-receive"), Ok(Xl::MigrateReceive));
+        assert!(parse("migrate").is_err());
         for bad in [
             "save 1",
             "save x n",

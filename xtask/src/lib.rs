@@ -29,6 +29,7 @@ pub mod images;
 pub mod input;
 pub mod kernel_file;
 pub mod kvm;
+pub mod migratecmd;
 pub mod mode;
 pub mod qemu;
 pub mod qemu_build;

@@ -87,6 +87,10 @@ enum Cmd {
     /// stream the image over the serial line into a host file (`xl image-dump`; see docs/ARCHITECTURE.md,
     /// "Save, restore, snapshot and clone"). `cargo xtask run --restore FILE` boots it back.
     Save(xtask::savecmd::SaveArgs),
+    /// Build, then boot two machines joined by a socket on their second serial ports, run `count` in a
+    /// shell domain on the first and live-migrate it to the second (`xl migrate`; see docs/ARCHITECTURE.md,
+    /// "Live migration"); prints rounds, pages per round and the downtime.
+    Migrate(xtask::migratecmd::MigrateArgs),
 }
 
 /// Hypervisor log levels (`loglevel=` on its command line).
@@ -314,6 +318,7 @@ fn main() -> ExitCode {
         Cmd::Qemu(args) => xtask::qemu_build::run(&args),
         Cmd::Fuzz(args) => xtask::fuzz::run(&args),
         Cmd::Save(args) => xtask::savecmd::run(&args),
+        Cmd::Migrate(args) => xtask::migratecmd::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -49,6 +49,8 @@ pub struct Scenario {
     /// Save images to restore at boot: (name, file), each a module `restore=NAME` (`cargo xtask run
     /// --restore FILE`).
     pub restores: Vec<(String, std::path::PathBuf)>,
+    /// More QEMU arguments, after the others (`cargo xtask migrate`: the second serial port).
+    pub extra_args: Vec<String>,
 }
 
 impl Scenario {
@@ -68,6 +70,7 @@ impl Scenario {
             images: Vec::new(),
             kernel: None,
             restores: Vec::new(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -166,7 +169,8 @@ pub fn run_scenario_with(
         icount: scenario.icount,
         interactive: options.input == Input::Terminal,
     };
-    let args = machine.args()?;
+    let mut args = machine.args()?;
+    args.extend(scenario.extra_args.iter().map(std::ffi::OsString::from));
     let timeout = options.enforce_timeout.then_some(scenario.timeout);
     let program = match &scenario.qemu {
         Some(program) => program.clone(),

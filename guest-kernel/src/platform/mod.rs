@@ -69,6 +69,10 @@ pub enum ImageOp<'a> {
     Delete { name: &'a str },
     /// Write `name` to the serial console (wire form) for the host.
     Dump { name: &'a str },
+    /// Live-migrate machine `id`, phase `phase`: pages sent (and the destination's id in bits 32..).
+    Migrate { id: u16, phase: u32 },
+    /// Receive one live migration: the new machine's id, pages received in bits 32.. .
+    MigrateReceive,
     /// Fill `out` with the stored images; how many.
     List {
         out: &'a mut [uapi::domctl::ImageInfo],

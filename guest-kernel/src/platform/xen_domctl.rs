@@ -74,6 +74,16 @@ impl XenPv {
             }
             ImageOp::Delete { name } => (XEN_DOMCTL_IMAGE_DELETE, 0, named(name)?),
             ImageOp::Dump { name } => (abi::domctl::XEN_DOMCTL_IMAGE_DUMP, 0, named(name)?),
+            ImageOp::Migrate { id, phase } => {
+                let mut a = named("migrate")?;
+                a.flags = *phase;
+                (abi::domctl::XEN_DOMCTL_MIGRATE, *id, a)
+            }
+            ImageOp::MigrateReceive => (
+                abi::domctl::XEN_DOMCTL_MIGRATE_RECEIVE,
+                0,
+                named("migrate")?,
+            ),
             ImageOp::List { out } => (
                 XEN_DOMCTL_IMAGE_LIST,
                 0,
@@ -93,6 +103,8 @@ impl XenPv {
             ImageOp::Restore { .. } => u64::from(x.domain),
             ImageOp::Delete { .. } | ImageOp::Dump { .. } => 0,
             ImageOp::List { .. } => arg.len,
+            ImageOp::Migrate { .. } => arg.bytes | (arg.len << 32),
+            ImageOp::MigrateReceive => u64::from(x.domain) | (arg.bytes << 32),
         })
     }
 

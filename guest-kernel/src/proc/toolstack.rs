@@ -91,7 +91,7 @@ pub fn decode(number: u64, a: [u64; 5]) -> Result<ToolRequest, Errno> {
             } else {
                 return Err(Errno::EINVAL);
             };
-            if !(uapi::domctl::image::SAVE..=uapi::domctl::image::DUMP).contains(&op) {
+            if !(uapi::domctl::image::SAVE..=uapi::domctl::image::MIGRATE_RECEIVE).contains(&op) {
                 return Err(Errno::EINVAL);
             }
             ToolRequest::Image {
@@ -166,6 +166,11 @@ pub fn execute(req: ToolRequest) -> Result<u64, Errno> {
                     paused: arg & 1 != 0,
                 },
                 image::DUMP => ImageOp::Dump { name },
+                image::MIGRATE => ImageOp::Migrate {
+                    id,
+                    phase: arg as u32,
+                },
+                image::MIGRATE_RECEIVE => ImageOp::MigrateReceive,
                 _ => ImageOp::Delete { name },
             })
         }

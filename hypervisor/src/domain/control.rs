@@ -102,6 +102,16 @@ fn save_op(cmd: u32, id: u16, at: Gva) -> Result<(), Errno> {
         }
         XEN_DOMCTL_IMAGE_DELETE => return super::save_images::delete(name()?),
         abi::domctl::XEN_DOMCTL_IMAGE_DUMP => return super::save_images::dump(name()?),
+        abi::domctl::XEN_DOMCTL_MIGRATE => {
+            let (pages, dest) = super::migrate::migrate(id, arg.flags)?;
+            arg.bytes = pages;
+            arg.len = u64::from(dest);
+        }
+        abi::domctl::XEN_DOMCTL_MIGRATE_RECEIVE => {
+            let (id, pages) = super::migrate::receive()?;
+            op.domain = id;
+            arg.bytes = pages;
+        }
         XEN_DOMCTL_IMAGE_LIST => {
             let mut out = [SavedImageInfo::default(); abi::domctl::MAX_SAVED_IMAGES];
             let max = (arg.len as usize).min(out.len());

@@ -8,6 +8,9 @@ pub mod kind;
 #[cfg(feature = "baremetal")]
 pub mod lifecycle;
 #[cfg(feature = "baremetal")]
+pub mod migrate;
+pub mod migrate_track;
+#[cfg(feature = "baremetal")]
 pub mod save;
 pub mod save_canon;
 #[cfg(feature = "baremetal")]

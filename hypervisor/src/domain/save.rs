@@ -56,7 +56,7 @@ pub(super) fn run_mut(first: Mfn, frames: u64) -> &'static mut [u8] {
     }
 }
 
-fn frame(mfn: Mfn) -> &'static mut [u8; 4096] {
+pub(super) fn frame(mfn: Mfn) -> &'static mut [u8; 4096] {
     // SAFETY: `mfn` is a frame of the domain being saved or restored (checked by the caller through the
     // frame table), identity mapped; that domain does not run during the operation.
     unsafe { &mut *(IdentityMem::frame_ptr(mfn) as *mut [u8; 4096]) }
@@ -126,7 +126,7 @@ pub fn resume(id: u16) -> Result<(), Errno> {
 /// Bytes the image of domain `id` can take at most: its frames as the encoder will write them (an
 /// all-zero data page is a `ZeroPage` record), the other records at their largest. Reads every frame once,
 /// so that an idle large domain fits the store.
-fn image_bound(m: &Machine<'_>, id: u16, shared: Mfn) -> u64 {
+pub(super) fn image_bound(m: &Machine<'_>, id: u16, shared: Mfn) -> u64 {
     let rec = |len: u64| 8 + len.next_multiple_of(8);
     let mut pages = 0;
     for f in 0..m.ft.len() as u64 {
@@ -171,7 +171,7 @@ pub fn save(id: u16, name: &str) -> Result<usize, Errno> {
     let mut store = STORE.lock();
     store.check_room(name, frames)?;
     let first = m.frames.alloc_run(frames).ok_or(Errno::ENOMEM)?;
-    let (result, pages, tables) = encode(d, si, m, run_mut(first, frames));
+    let (result, pages, tables) = encode(d, si, m, run_mut(first, frames), &mut |_, _| true);
     let len = match result {
         Ok(len) => len,
         Err(e) => {
@@ -198,12 +198,15 @@ pub fn save(id: u16, name: &str) -> Result<usize, Errno> {
     Ok(len)
 }
 
-/// Write the image of `d` (suspended, start info in `si`) into `buf`: (length, pages, page tables).
-fn encode(
+/// Write the image of `d` (suspended, start info in `si`) into `buf`: (length, pages, page tables). A data
+/// page goes in only if `keep(pfn, contents)` (a live migration's tail leaves out the pages the destination
+/// already has; page tables always go in).
+pub(super) fn encode(
     d: &Domain,
     si: Mfn,
     m: &Machine<'_>,
     buf: &mut [u8],
+    keep: &mut dyn FnMut(u64, &[u8; 4096]) -> bool,
 ) -> (Result<usize, Errno>, u64, u64) {
     let id = d.id;
     let shared = d.mm.shared_info;
@@ -306,6 +309,7 @@ fn encode(
                     .map_err(nospace)?;
                     tables += 1;
                 }
+                _ if !keep(pfn as u64, frame(mfn)) => {}
                 _ if frame(mfn).iter().all(|&b| b == 0) => e
                     .record(RecordKind::ZeroPage, &[&pfn_bytes])
                     .map_err(nospace)?,

@@ -139,6 +139,8 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         XEN_DOMCTL_IMAGE_DELETE,
         XEN_DOMCTL_IMAGE_LIST,
         XEN_DOMCTL_IMAGE_DUMP,
+        abi::domctl::XEN_DOMCTL_MIGRATE,
+        abi::domctl::XEN_DOMCTL_MIGRATE_RECEIVE,
     ];
     if !known.contains(&op.cmd) {
         return Err(Errno::ENOSYS);
@@ -153,6 +155,7 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
             | XEN_DOMCTL_IMAGE_DELETE
             | XEN_DOMCTL_IMAGE_LIST
             | XEN_DOMCTL_IMAGE_DUMP
+            | abi::domctl::XEN_DOMCTL_MIGRATE_RECEIVE
     ) {
         return Ok(DomctlRequest::Image(op.cmd));
     }
@@ -190,9 +193,10 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         }
         XEN_DOMCTL_GETVCPUCONTEXT => DomctlRequest::GetVcpuContext(not_self()?, vcpu_ctxt()?),
         XEN_DOMCTL_CONSOLE_INPUT => DomctlRequest::ConsoleInput(d),
-        XEN_DOMCTL_RESUMEDOMAIN | XEN_DOMCTL_SUSPEND_REQUEST | XEN_DOMCTL_SAVE => {
-            DomctlRequest::OnDomain(op.cmd, not_self()?)
-        }
+        XEN_DOMCTL_RESUMEDOMAIN
+        | XEN_DOMCTL_SUSPEND_REQUEST
+        | XEN_DOMCTL_SAVE
+        | abi::domctl::XEN_DOMCTL_MIGRATE => DomctlRequest::OnDomain(op.cmd, not_self()?),
         _ => DomctlRequest::SetVcpuContext(not_self()?, vcpu_ctxt()?),
     })
 }

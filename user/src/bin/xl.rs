@@ -58,6 +58,16 @@ fn main(args: &str) -> i32 {
         Xl::ImageDump(name) => sys::dom_image(uapi::domctl::image::DUMP, 0, name, 0)
             .map(|_| println!("xl: image '{name}' written to the serial line"))
             .map_err(Failure::Image),
+        Xl::Migrate(id) => migrate(id).map_err(Failure::Image),
+        Xl::MigrateReceive => sys::dom_image(uapi::domctl::image::MIGRATE_RECEIVE, 0, "m", 0)
+            .map(|r| {
+                println!(
+                    "xl: migrate-receive: domain {} runs here ({} pages received)",
+                    r & 0xffff,
+                    r >> 32
+                )
+            })
+            .map_err(Failure::Image),
     };
     match result {
         Ok(()) => 0,
@@ -270,4 +280,72 @@ fn control(op: u64, d: u16, arg: u64, done: &str) -> Result<(), uapi::Errno> {
     sys::dom_control(op, u64::from(d), arg)?;
     println!("xl: domain {d} {done}");
     Ok(())
+}
+
+/// Most pre-copy rounds after the first.
+const MAX_ROUNDS: u64 = 4;
+/// A round that sends at most this many pages ends the pre-copy.
+const CONVERGED_PAGES: u64 = 64;
+/// The domain runs this long between two rounds.
+const ROUND_GAP_NS: u64 = 200_000_000;
+
+fn migrate_phase(id: u16, phase: u32) -> Result<u64, uapi::Errno> {
+    sys::dom_image(uapi::domctl::image::MIGRATE, id, "m", u64::from(phase))
+}
+
+/// `xl migrate`: pre-copy rounds while the domain runs, then suspend, the stop-and-copy and the
+/// destination's confirmation; the domain is destroyed here only after it. On any failure the domain
+/// continues here (resumed if it was suspended).
+fn migrate(id: u16) -> Result<(), uapi::Errno> {
+    let t0 = sys::uptime()?;
+    let mut pages = match migrate_phase(id, uapi::domctl::image::MIGRATE_START) {
+        Ok(p) => p,
+        Err(e) => {
+            if e != uapi::Errno::ESRCH {
+                println!("xl: migrate: round 0 failed; domain {id} continues here");
+            }
+            return Err(e);
+        }
+    };
+    println!("xl: migrate: round 0: {pages} pages");
+    let mut round = 0;
+    while round < MAX_ROUNDS && pages > CONVERGED_PAGES {
+        let _ = sys::sleep_ns(ROUND_GAP_NS);
+        round += 1;
+        pages = match migrate_phase(id, uapi::domctl::image::MIGRATE_ROUND) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("xl: migrate: round {round} failed; domain {id} continues here");
+                return Err(e);
+            }
+        };
+        println!("xl: migrate: round {round}: {pages} pages");
+    }
+    let _ = sys::sleep_ns(ROUND_GAP_NS);
+    let t_suspend = sys::uptime()?;
+    if let Err(e) = suspend(id) {
+        let _ = migrate_phase(id, uapi::domctl::image::MIGRATE_CANCEL);
+        println!("xl: migrate: domain {id} did not suspend; it continues here");
+        return Err(e);
+    }
+    match migrate_phase(id, uapi::domctl::image::MIGRATE_FINAL) {
+        Ok(r) => {
+            let t1 = sys::uptime()?;
+            sys::dom_control(uapi::domctl::op::DESTROY, u64::from(id), 0)?;
+            println!(
+                "xl: migrate: stop-and-copy: {} pages; domain {id} runs on the destination as domain {}; downtime {} us (suspend to confirmation, source clock); {} rounds, {} ms in all",
+                r & 0xffff_ffff,
+                r >> 32,
+                (t1 - t_suspend) / 1000,
+                round + 2,
+                (t1 - t0) / 1_000_000
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sys::dom_control(uapi::domctl::op::RESUME, u64::from(id), 0);
+            println!("xl: migrate: the destination did not take domain {id}; it continues here");
+            Err(e)
+        }
+    }
 }

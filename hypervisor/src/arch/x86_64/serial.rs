@@ -47,3 +47,42 @@ pub fn debug_exit(status: u8) -> ! {
     super::cpu::outl(abi::exit::DEBUG_EXIT_PORT, u32::from(status));
     super::cpu::halt_forever()
 }
+
+/// The second 16550 (COM2): the live-migration line to another machine (binary, polled, never the console).
+pub mod com2 {
+    use super::super::cpu::{inb, outb};
+
+    const PORT: u16 = 0x2f8;
+
+    /// Program COM2 like COM1 (115200 8N1, FIFOs on, interrupts off); false if no UART answers (the
+    /// scratch register does not keep a value).
+    pub fn init() -> bool {
+        outb(PORT + 7, 0x5a);
+        if inb(PORT + 7) != 0x5a {
+            return false;
+        }
+        outb(PORT + 1, 0x00);
+        outb(PORT + 3, 0x80);
+        outb(PORT, 0x01);
+        outb(PORT + 1, 0x00);
+        outb(PORT + 3, 0x03);
+        outb(PORT + 2, 0xc7);
+        outb(PORT + 4, 0x03);
+        true
+    }
+
+    /// Take one received byte, if any.
+    pub fn try_read() -> Option<u8> {
+        (inb(PORT + 5) & 1 != 0).then(|| inb(PORT))
+    }
+
+    /// Is the transmitter ready for a byte?
+    pub fn can_write() -> bool {
+        inb(PORT + 5) & 0x20 != 0
+    }
+
+    /// Send one byte (the caller waited for [`can_write`]).
+    pub fn put(b: u8) {
+        outb(PORT, b);
+    }
+}

@@ -1,0 +1,669 @@
+//! Live migration of a PV domain over the second serial line (COM2, frames of `abi::save::mig`), see
+//! docs/ARCHITECTURE.md, "Live migration".
+//!
+//! Source ([`migrate`], one phase per `XEN_DOMCTL_MIGRATE` from domain 0's `xl migrate`, the domain running
+//! between calls): START sends every page (round 0), each ROUND the data pages whose contents changed since
+//! they were sent (`migrate_track`), each answered by the destination's ACK; FINAL, once the domain has
+//! suspended through the save protocol, sends the tail — a save image (`save::encode`) holding everything
+//! except the data pages the destination already has — and waits for DONE (the caller then destroys its
+//! copy) or REFUSED / silence (the caller resumes it). Destination ([`receive`], `xl migrate-receive`):
+//! keeps the pages by pfn, joins them with the tail into a whole image and restores it through
+//! `save::restore`'s checks; every failure frees all it received.
+
+use abi::domctl::{MIGRATE_CANCEL, MIGRATE_FINAL, MIGRATE_ROUND, MIGRATE_START, VIRQ_SUSPEND};
+use abi::errno::Errno;
+use abi::save::mig::{self, Reader};
+use abi::save::{Encoder, RecordKind};
+use abi::types::Mfn;
+
+use super::migrate_track::{Digests, Sent, digest};
+use super::save::{encode, frame, free_run, image_bound, now, run_mut};
+use super::state::Suspend;
+use crate::arch::serial::com2;
+use crate::mm::machine::Machine;
+use crate::setup::{DOMAINS, EVENTS, MACHINE, MAX_DOMAIN_PAGES};
+
+/// The migration under way on the source: domain, next round.
+static SOURCE: spin::Mutex<Option<(u16, u64)>> = spin::Mutex::new(None);
+/// Per pfn, the digest of what the destination holds (source side).
+static SENT: spin::Mutex<[u64; MAX_DOMAIN_PAGES]> = spin::Mutex::new([0; MAX_DOMAIN_PAGES]);
+/// Per pfn, received (destination side), and in the tail.
+static HAVE: spin::Mutex<[u64; MAX_DOMAIN_PAGES / 64]> =
+    spin::Mutex::new([0; MAX_DOMAIN_PAGES / 64]);
+static IN_TAIL: spin::Mutex<[u64; MAX_DOMAIN_PAGES / 64]> =
+    spin::Mutex::new([0; MAX_DOMAIN_PAGES / 64]);
+static READER: spin::Mutex<Reader> = spin::Mutex::new(Reader::new());
+/// Source: pfn → mfn of the round being sent.
+static MFN_OF: spin::Mutex<[u64; MAX_DOMAIN_PAGES]> = spin::Mutex::new([0; MAX_DOMAIN_PAGES]);
+/// Destination: (digest, frame) of the receiving machine's domain-0 pages, sorted: a page sent by digest
+/// ([`mig::HASH`]) is copied from there (the same kernel runs on both machines).
+static INDEX: spin::Mutex<[(u64, u64); MAX_INDEX]> = spin::Mutex::new([(0, 0); MAX_INDEX]);
+const MAX_INDEX: usize = 16384;
+/// Destination: pfns of the round not matched by digest.
+static MISSED: spin::Mutex<[u64; MAX_DOMAIN_PAGES]> = spin::Mutex::new([0; MAX_DOMAIN_PAGES]);
+
+const SEC: u64 = 1_000_000_000;
+/// How long the source waits for a round's ACK.
+const ACK_TIMEOUT_NS: u64 = 30 * SEC;
+/// How long the source waits for the destination's verdict on the tail (it restores meanwhile).
+const DONE_TIMEOUT_NS: u64 = 30 * SEC;
+/// How long the destination waits for the first frame, and between frames afterwards.
+const FIRST_TIMEOUT_NS: u64 = 300 * SEC;
+const IDLE_TIMEOUT_NS: u64 = 10 * SEC;
+/// How long one byte may wait for the transmitter (the other side not reading).
+const WRITE_TIMEOUT_NS: u64 = 10 * SEC;
+/// The name the destination stores the joined image under while restoring it.
+const NAME: &str = "migrating";
+
+fn put(bytes: &[u8]) -> Result<(), Errno> {
+    for &b in bytes {
+        let mut since = None;
+        let mut spins = 0u32;
+        while !com2::can_write() {
+            backoff();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1024) {
+                let t = *since.get_or_insert_with(now);
+                if now().saturating_sub(t) > WRITE_TIMEOUT_NS {
+                    return Err(Errno::EIO);
+                }
+            }
+        }
+        com2::put(b);
+    }
+    Ok(())
+}
+
+fn send(kind: u8, parts: &[&[u8]]) -> Result<(), Errno> {
+    let mut r = Ok(());
+    mig::send(kind, parts, |b| {
+        if r.is_ok() {
+            r = put(b);
+        }
+    });
+    r
+}
+
+/// Wait up to `timeout` for the next frame and hand it to `f`. `-EIO` on silence or a refused frame.
+fn next<R>(timeout: u64, f: impl FnOnce(u8, &[u8]) -> R) -> Result<R, Errno> {
+    let mut reader = READER.lock();
+    let t0 = now();
+    let mut spins = 0u32;
+    loop {
+        if let Some(b) = com2::try_read() {
+            match reader.push(b) {
+                Ok(true) => {
+                    let (k, p) = reader.frame();
+                    return Ok(f(k, p));
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    log::warn!("migrate: a frame refused on COM2: {e:?}");
+                    return Err(Errno::EIO);
+                }
+            }
+            continue;
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1024) && now().saturating_sub(t0) > timeout {
+            return Err(Errno::EIO);
+        }
+        backoff();
+    }
+}
+
+/// Wait a little without touching a port. Under QEMU every port access takes the emulator's global lock:
+/// polling the UART back to back starves the thread that moves the socket's bytes into it (measured:
+/// about 30 KB/s received without the pause).
+fn backoff() {
+    for _ in 0..2000 {
+        core::hint::spin_loop();
+    }
+}
+
+/// Open COM2 and forget any stale input.
+fn open() -> Result<(), Errno> {
+    if !com2::init() {
+        log::warn!("migrate: no second serial port (COM2)");
+        return Err(Errno::ENODEV);
+    }
+    while com2::try_read().is_some() {}
+    *READER.lock() = Reader::new();
+    Ok(())
+}
+
+/// `XEN_DOMCTL_MIGRATE` phase `phase` for domain `id`: (pages sent, destination's domain id).
+pub fn migrate(id: u16, phase: u32) -> Result<(u64, u16), Errno> {
+    let mut src = SOURCE.lock();
+    match phase {
+        MIGRATE_START => {
+            if let Some((other, _)) = *src {
+                let alive = DOMAINS
+                    .lock()
+                    .slots
+                    .get(usize::from(other))
+                    .and_then(Option::as_ref)
+                    .is_some_and(|d| d.runnable());
+                if alive {
+                    log::warn!("migrate: domain {other} is being migrated already");
+                    return Err(Errno::EBUSY);
+                }
+            }
+            {
+                let table = DOMAINS.lock();
+                let d = table
+                    .slots
+                    .get(usize::from(id))
+                    .and_then(Option::as_ref)
+                    .filter(|d| d.runnable())
+                    .ok_or(Errno::ESRCH)?;
+                if d.kind() != super::kind::DomainKind::Pv
+                    || EVENTS.lock().virq_port(id, VIRQ_SUSPEND).is_none()
+                {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if d.suspend != Suspend::No {
+                    return Err(Errno::EBUSY);
+                }
+            }
+            open()?;
+            SENT.lock().fill(0);
+            let nr = scan_nr(id)?;
+            send(mig::START, &[&nr.to_le_bytes()])?;
+            *src = Some((id, 0));
+            log::info!("migrate: domain {id} ({nr} pfns) to COM2");
+        }
+        MIGRATE_ROUND | MIGRATE_FINAL | MIGRATE_CANCEL => {
+            if src.map(|s| s.0) != Some(id) {
+                return Err(Errno::EINVAL);
+            }
+        }
+        _ => return Err(Errno::EINVAL),
+    }
+    let round = src.map_or(0, |s| s.1);
+    let result = match phase {
+        MIGRATE_CANCEL => Err(Errno::EINTR),
+        MIGRATE_FINAL => tail(id).map(|(p, d)| (p, d, true)),
+        _ => precopy(id, round).map(|p| (p, 0, false)),
+    };
+    match result {
+        Ok((pages, dest, done)) => {
+            *src = if done { None } else { Some((id, round + 1)) };
+            Ok((pages, dest))
+        }
+        Err(e) => {
+            let _ = send(mig::ABORT, &[]);
+            *src = None;
+            if phase == MIGRATE_CANCEL {
+                log::info!("migrate: domain {id}: migration cancelled; it stays here");
+                return Ok((0, 0));
+            }
+            log::warn!("migrate: domain {id}: migration abandoned ({e:?}); it stays here");
+            Err(e)
+        }
+    }
+}
+
+/// The P2M length to announce: one past the highest pfn of the domain's frames.
+fn scan_nr(id: u16) -> Result<u64, Errno> {
+    let machine = MACHINE.lock();
+    let m = machine.as_ref().ok_or(Errno::EIO)?;
+    let mut nr = 0;
+    for f in 0..m.ft.len() as u64 {
+        if m.ft.owner(Mfn(f)) == Some(id)
+            && let Some(p) = m.m2p.get(Mfn(f))
+            && p.0 < MAX_DOMAIN_PAGES as u64
+        {
+            nr = nr.max(p.0 + 1);
+        }
+    }
+    if nr == 0 { Err(Errno::EINVAL) } else { Ok(nr) }
+}
+
+fn is_table(m: &Machine<'_>, mfn: Mfn) -> bool {
+    m.ft.info(mfn)
+        .is_some_and(|i| i.ty.level().is_some() && i.type_count > 0 && i.is_validated())
+}
+
+/// One pre-copy round: the data pages changed since they were sent; then ROUND_END and the ACK.
+fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
+    let t0 = now();
+    let mut pages = 0u64;
+    {
+        let table = DOMAINS.lock();
+        let d = table
+            .slots
+            .get(usize::from(id))
+            .and_then(Option::as_ref)
+            .filter(|d| d.runnable() && d.suspend == Suspend::No)
+            .ok_or(Errno::ESRCH)?;
+        let shared = d.mm.shared_info;
+        let machine = MACHINE.lock();
+        let m = machine.as_ref().ok_or(Errno::EIO)?;
+        let mut sent = SENT.lock();
+        let mut sent = Digests(&mut sent[..]);
+        let mut mfn_of = MFN_OF.lock();
+        for f in 0..m.ft.len() as u64 {
+            let mfn = Mfn(f);
+            if m.ft.owner(mfn) != Some(id) || mfn == shared {
+                continue;
+            }
+            let Some(pfn) = m.m2p.get(mfn).map(|p| p.0) else {
+                continue;
+            };
+            if is_table(m, mfn) {
+                sent.forget(pfn);
+                continue;
+            }
+            let bytes = frame(mfn);
+            if !sent.changed(pfn, digest(bytes)) {
+                continue;
+            }
+            if bytes.iter().all(|&b| b == 0) {
+                send(mig::ZERO, &[&pfn.to_le_bytes()])?;
+            } else {
+                if let Some(slot) = mfn_of.get_mut(pfn as usize) {
+                    *slot = f;
+                }
+                send(
+                    mig::HASH,
+                    &[&pfn.to_le_bytes(), &digest(bytes).to_le_bytes()],
+                )?;
+            }
+            pages += 1;
+        }
+    }
+    send(
+        mig::ROUND_END,
+        &[&round.to_le_bytes(), &pages.to_le_bytes()],
+    )?;
+    let t_sent = now();
+    // The pages the destination could not match by digest, as PAGEs, until its ACK.
+    let mut resent = 0u64;
+    let ack = loop {
+        let mut list = [0u64; 512];
+        let (k, w, n) = next(ACK_TIMEOUT_NS, |k, p| {
+            let n = if k == mig::MISSING { p.len() / 8 } else { 0 };
+            for (i, l) in list.iter_mut().enumerate().take(n) {
+                *l = mig::word(p, i * 8);
+            }
+            (k, mig::word(p, 0), n)
+        })
+        .inspect_err(|_| {
+            log::warn!(
+                "migrate: round {round}: {pages} pages written in {} ms; no answer for {} ms",
+                (t_sent - t0) / 1_000_000,
+                (now() - t_sent) / 1_000_000
+            )
+        })?;
+        if k != mig::MISSING {
+            break (k, w);
+        }
+        let mfn_of = MFN_OF.lock();
+        for &pfn in &list[..n] {
+            let f = mfn_of.get(pfn as usize).copied().unwrap_or(0);
+            if f == 0 {
+                return Err(Errno::EIO);
+            }
+            send(mig::PAGE, &[&pfn.to_le_bytes(), &frame(Mfn(f))[..]])?;
+            resent += 1;
+        }
+    };
+    if ack != (mig::ACK, round) {
+        log::warn!("migrate: round {round}: the destination answered {ack:?}");
+        return Err(Errno::EIO);
+    }
+    log::info!(
+        "migrate: domain {id}: round {round}: {pages} pages ({resent} not found by digest at the destination), {} ms",
+        (now() - t0) / 1_000_000
+    );
+    Ok(pages)
+}
+
+/// The stop-and-copy: the suspended domain's tail image, then the destination's verdict.
+fn tail(id: u16) -> Result<(u64, u16), Errno> {
+    let t0 = now();
+    let mut data = 0u64;
+    let (len, tables) = {
+        let table = DOMAINS.lock();
+        let d = table
+            .slots
+            .get(usize::from(id))
+            .and_then(Option::as_ref)
+            .filter(|d| d.runnable())
+            .ok_or(Errno::ESRCH)?;
+        let Suspend::Suspended(si) = d.suspend else {
+            return Err(Errno::EINVAL);
+        };
+        let mut machine = MACHINE.lock();
+        let m = machine.as_mut().ok_or(Errno::EIO)?;
+        let frames = image_bound(m, id, d.mm.shared_info).div_ceil(4096);
+        let first = m.frames.alloc_run(frames).ok_or(Errno::ENOMEM)?;
+        let buf = run_mut(first, frames);
+        let mut sent = SENT.lock();
+        let mut sent = Digests(&mut sent[..]);
+        let (r, _, tables) = encode(d, si, m, buf, &mut |pfn, bytes| {
+            let c = sent.changed(pfn, digest(bytes));
+            data += u64::from(c);
+            c
+        });
+        let r = r.and_then(|len| {
+            let img = &buf[..len];
+            send(mig::TAIL_BEGIN, &[&(len as u64).to_le_bytes()])?;
+            // Only the runs of non-zero 64-byte blocks (canonical page tables are mostly zeros); the
+            // destination starts from zeros and checks the whole image's FNV-1a at the end.
+            let mut at = 0;
+            while at < img.len() {
+                let blk = |i: usize| img[i..(i + 64).min(img.len())].iter().any(|&b| b != 0);
+                if !blk(at) {
+                    at += 64;
+                    continue;
+                }
+                let mut end = at;
+                while end < img.len() && end - at < 4096 && blk(end) {
+                    end = (end + 64).min(img.len());
+                }
+                send(mig::TAIL, &[&(at as u64).to_le_bytes(), &img[at..end]])?;
+                at = end;
+            }
+            let sum = abi::save::wire::fnv(abi::save::wire::FNV_START, img);
+            send(
+                mig::TAIL_END,
+                &[&(len as u64).to_le_bytes(), &sum.to_le_bytes()],
+            )?;
+            Ok(len)
+        });
+        free_run(m, first, frames);
+        (r?, tables)
+    };
+    let sent_ms = (now() - t0) / 1_000_000;
+    let (kind, word) = next(DONE_TIMEOUT_NS, |k, p| (k, mig::word(p, 0)))?;
+    match kind {
+        mig::DONE => {
+            log::info!(
+                "migrate: domain {id}: stop-and-copy: {data} data pages + {tables} page tables, {len} bytes sent in {sent_ms} ms; running on the destination as domain {word} ({} ms after the suspend)",
+                (now() - t0) / 1_000_000
+            );
+            Ok((data + tables, word as u16))
+        }
+        mig::REFUSED => {
+            log::warn!("migrate: the destination refused the image (errno {word})");
+            Err(Errno::EINVAL)
+        }
+        k => {
+            log::warn!("migrate: the destination answered kind {k}");
+            Err(Errno::EIO)
+        }
+    }
+}
+
+fn bit(map: &mut [u64], i: u64, set: bool) -> bool {
+    let (w, b) = ((i / 64) as usize, i % 64);
+    let was = map[w] & (1 << b) != 0;
+    if set {
+        map[w] |= 1 << b;
+    }
+    was
+}
+
+/// What the destination holds so far.
+struct Incoming {
+    pages: Option<(Mfn, u64)>,
+    tail: Option<(Mfn, u64, u64, u64)>,
+    received: u64,
+    indexed: usize,
+    missed: usize,
+}
+
+impl Incoming {
+    fn free(&mut self) {
+        let mut machine = MACHINE.lock();
+        if let Some(m) = machine.as_mut() {
+            if let Some((first, n)) = self.pages.take() {
+                free_run(m, first, n);
+            }
+            if let Some((first, n, _, _)) = self.tail.take() {
+                free_run(m, first, n);
+            }
+        }
+    }
+}
+
+/// `XEN_DOMCTL_MIGRATE_RECEIVE`: take one migration from COM2; (new domain id, pages received).
+pub fn receive() -> Result<(u16, u64), Errno> {
+    open()?;
+    HAVE.lock().fill(0);
+    log::info!("migrate: waiting for a migration on COM2");
+    let mut inc = Incoming {
+        pages: None,
+        tail: None,
+        received: 0,
+        indexed: 0,
+        missed: 0,
+    };
+    let r = receive_into(&mut inc);
+    inc.free();
+    if let Err(e) = r {
+        log::warn!("migrate: incoming migration dropped ({e:?}); nothing of it is kept");
+    }
+    r
+}
+
+enum Step {
+    More,
+    Tail(u64, u64),
+    Abort,
+}
+
+fn receive_into(inc: &mut Incoming) -> Result<(u16, u64), Errno> {
+    let mut timeout = FIRST_TIMEOUT_NS;
+    let mut t_tail = 0;
+    loop {
+        let step = next(timeout, |k, p| receive_frame(inc, k, p))??;
+        timeout = IDLE_TIMEOUT_NS;
+        match step {
+            Step::More => {
+                if t_tail == 0 && inc.tail.is_some() {
+                    t_tail = now();
+                }
+            }
+            Step::Abort => return Err(Errno::EINTR),
+            Step::Tail(len, sum) => {
+                let r = join_and_restore(inc, len, sum);
+                let _ = match r {
+                    Ok(id) => send(mig::DONE, &[&u64::from(id).to_le_bytes()]),
+                    Err(e) => send(mig::REFUSED, &[&(e as i64 as u64).to_le_bytes()]),
+                };
+                let id = r?;
+                log::info!(
+                    "migrate: domain {id} runs here: {} pages received, tail to resume {} ms",
+                    inc.received,
+                    (now() - t_tail) / 1_000_000
+                );
+                return Ok((id, inc.received));
+            }
+        }
+    }
+}
+
+fn receive_frame(inc: &mut Incoming, kind: u8, p: &[u8]) -> Result<Step, Errno> {
+    let w0 = mig::word(p, 0);
+    match kind {
+        mig::START if inc.pages.is_none() => {
+            if w0 == 0 || w0 > MAX_DOMAIN_PAGES as u64 {
+                return Err(Errno::EINVAL);
+            }
+            let mut machine = MACHINE.lock();
+            let m = machine.as_mut().ok_or(Errno::EIO)?;
+            let first = m.frames.alloc_run(w0).ok_or(Errno::ENOMEM)?;
+            inc.pages = Some((first, w0));
+            // The receiving domain 0's pages by digest.
+            let mut index = INDEX.lock();
+            let mut n = 0;
+            for f in 0..m.ft.len() as u64 {
+                if n < MAX_INDEX && m.ft.owner(Mfn(f)) == Some(0) && !is_table(m, Mfn(f)) {
+                    index[n] = (digest(frame(Mfn(f))), f);
+                    n += 1;
+                }
+            }
+            index[..n].sort_unstable();
+            inc.indexed = n;
+            log::info!(
+                "migrate: incoming domain of {w0} pfns (t={} ms)",
+                now() / 1_000_000
+            );
+        }
+        mig::PAGE | mig::ZERO => {
+            let (first, n) = inc.pages.ok_or(Errno::EINVAL)?;
+            if w0 >= n {
+                return Err(Errno::EINVAL);
+            }
+            let dst = frame(Mfn(first.0 + w0));
+            if kind == mig::PAGE {
+                dst.copy_from_slice(&p[8..]);
+            } else {
+                dst.fill(0);
+            }
+            bit(&mut HAVE.lock()[..], w0, true);
+            inc.received += 1;
+        }
+        mig::HASH => {
+            let (first, n) = inc.pages.ok_or(Errno::EINVAL)?;
+            if w0 >= n {
+                return Err(Errno::EINVAL);
+            }
+            let want = mig::word(p, 8);
+            let index = INDEX.lock();
+            let idx = &index[..inc.indexed];
+            let at = idx.partition_point(|&(d, _)| d < want);
+            match idx.get(at) {
+                Some(&(d, f)) if d == want => {
+                    let src = *frame(Mfn(f));
+                    frame(Mfn(first.0 + w0)).copy_from_slice(&src);
+                    bit(&mut HAVE.lock()[..], w0, true);
+                }
+                _ => {
+                    *MISSED.lock().get_mut(inc.missed).ok_or(Errno::EINVAL)? = w0;
+                    inc.missed += 1;
+                }
+            }
+            inc.received += 1;
+        }
+        mig::ROUND_END => {
+            let missed = core::mem::take(&mut inc.missed);
+            for chunk in MISSED.lock()[..missed].chunks(512) {
+                let mut b = [0u8; 4096];
+                for (i, pfn) in chunk.iter().enumerate() {
+                    b[i * 8..i * 8 + 8].copy_from_slice(&pfn.to_le_bytes());
+                }
+                send(mig::MISSING, &[&b[..chunk.len() * 8]])?;
+            }
+            log::info!(
+                "migrate: round {w0} received: {} pages (t={} ms)",
+                mig::word(p, 8),
+                now() / 1_000_000
+            );
+            send(mig::ACK, &[&w0.to_le_bytes()])?;
+        }
+        mig::TAIL_BEGIN if inc.pages.is_some() && inc.tail.is_none() => {
+            if w0 < abi::save::HEADER_LEN as u64 || w0 > abi::domctl::SAVED_IMAGES_MAX_FRAMES * 4096
+            {
+                return Err(Errno::EINVAL);
+            }
+            let n = w0.div_ceil(4096);
+            let mut machine = MACHINE.lock();
+            let m = machine.as_mut().ok_or(Errno::EIO)?;
+            let first = m.frames.alloc_run(n).ok_or(Errno::ENOMEM)?;
+            run_mut(first, n).fill(0);
+            inc.tail = Some((first, n, w0, 0));
+        }
+        mig::TAIL => {
+            let (first, n, len, got) = inc.tail.as_mut().ok_or(Errno::EINVAL)?;
+            let data = &p[8..];
+            // In order, zero runs left out.
+            if w0 < *got || w0 + data.len() as u64 > *len {
+                return Err(Errno::EINVAL);
+            }
+            run_mut(*first, *n)[w0 as usize..w0 as usize + data.len()].copy_from_slice(data);
+            *got = w0 + data.len() as u64;
+        }
+        mig::TAIL_END => return Ok(Step::Tail(w0, mig::word(p, 8))),
+        mig::ABORT => return Ok(Step::Abort),
+        _ => return Err(Errno::EINVAL),
+    }
+    Ok(Step::More)
+}
+
+/// Join the pages received with the tail into one image, store it and restore it (the store's and
+/// restore's checks); the image is dropped afterwards either way.
+fn join_and_restore(inc: &mut Incoming, len: u64, sum: u64) -> Result<u16, Errno> {
+    let (tfirst, tn, tlen, got) = inc.tail.ok_or(Errno::EINVAL)?;
+    let (pfirst, pn) = inc.pages.ok_or(Errno::EINVAL)?;
+    if len != tlen || got > tlen {
+        return Err(Errno::EINVAL);
+    }
+    let tail = &run_mut(tfirst, tn)[..tlen as usize];
+    if abi::save::wire::fnv(abi::save::wire::FNV_START, tail) != sum {
+        log::warn!("migrate: the tail's checksum is wrong");
+        return Err(Errno::EINVAL);
+    }
+    let img = abi::save::decode(tail).map_err(|e| {
+        log::warn!("migrate: the tail image is refused: {e:?}");
+        Errno::EINVAL
+    })?;
+    let mut in_tail = IN_TAIL.lock();
+    in_tail.fill(0);
+    for (k, p) in img.records() {
+        if matches!(
+            k,
+            RecordKind::Page | RecordKind::ZeroPage | RecordKind::PageTable
+        ) {
+            let pfn = mig::word(p, 0);
+            if pfn >= pn {
+                return Err(Errno::EINVAL);
+            }
+            bit(&mut in_tail[..], pfn, true);
+        }
+    }
+    let have = HAVE.lock();
+    let page = |pfn: u64| &*frame(Mfn(pfirst.0 + pfn));
+    let extra = |pfn: u64| {
+        let w = (pfn / 64) as usize;
+        have[w] & (1 << (pfn % 64)) != 0 && in_tail[w] & (1 << (pfn % 64)) == 0
+    };
+    let mut total = tlen;
+    for pfn in (0..pn).filter(|&p| extra(p)) {
+        total += if page(pfn).iter().all(|&b| b == 0) {
+            16
+        } else {
+            8 + 8 + 4096
+        };
+    }
+    super::save_images::put(NAME, total, |out| {
+        let mut e = Encoder::new(out).map_err(|_| Errno::ENOMEM)?;
+        let nospace = |_| Errno::ENOMEM;
+        for (k, p) in img.records() {
+            e.record(k, &[p]).map_err(nospace)?;
+        }
+        for pfn in (0..pn).filter(|&p| extra(p)) {
+            let b = pfn.to_le_bytes();
+            if page(pfn).iter().all(|&x| x == 0) {
+                e.record(RecordKind::ZeroPage, &[&b]).map_err(nospace)?;
+            } else {
+                e.record(RecordKind::Page, &[&b, &page(pfn)[..]])
+                    .map_err(nospace)?;
+            }
+        }
+        if e.finish().map_err(nospace)? as u64 != total {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    })?;
+    drop(have);
+    drop(in_tail);
+    // The received pages are in the image now: free them before the restore needs the memory.
+    inc.free();
+    let r = super::save::restore(NAME, false);
+    let _ = super::save_images::delete(NAME);
+    r
+}

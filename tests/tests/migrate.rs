@@ -1,0 +1,64 @@
+//! Live migration between two QEMUs on the loopback (`cargo xtask migrate`, docs/ARCHITECTURE.md "Live
+//! migration"): a shell domain running `count` moves to the second machine and its counter goes on from
+//! the next value; a destination killed mid-stream leaves the source's domain running.
+
+use tests::images;
+use xtask::migratecmd::{MigrateArgs, migrate};
+
+fn args(kill_destination: bool) -> MigrateArgs {
+    MigrateArgs {
+        mem: 16,
+        period_ms: 100,
+        kill_destination,
+    }
+}
+
+#[test]
+fn a_counting_domain_moves_to_the_second_machine_without_a_gap() {
+    let r = migrate(images(), &args(false)).unwrap_or_else(|e| panic!("{e}"));
+    let show = || {
+        format!(
+            "--- source ---\n{}\n--- destination ---\n{}",
+            r.source, r.dest
+        )
+    };
+    assert!(r.final_line.is_some(), "no stop-and-copy\n{}", show());
+    assert!(
+        !r.rounds.is_empty() && r.rounds.len() <= 5,
+        "rounds {:?}\n{}",
+        r.rounds,
+        show()
+    );
+    assert!(
+        r.dest_line.is_some(),
+        "the destination did not resume it\n{}",
+        show()
+    );
+    let (a, b) = (r.last_source_count, r.first_dest_count);
+    assert!(
+        a.is_some() && b == a.map(|a| a + 1),
+        "source last {a:?}, destination first {b:?}\n{}",
+        show()
+    );
+    assert!(
+        r.source.contains("xl destroy") || !r.source.contains("migration abandoned"),
+        "{}",
+        show()
+    );
+}
+
+#[test]
+fn a_destination_killed_mid_stream_leaves_the_source_running() {
+    let r = migrate(images(), &args(true)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.final_line.is_none(), "{}", r.source);
+    assert!(
+        r.source.contains("migration abandoned"),
+        "the source did not notice\n{}",
+        r.source
+    );
+    assert!(
+        r.source_counts_after_failure > 0,
+        "the source's domain stopped counting\n{}",
+        r.source
+    );
+}

@@ -1,0 +1,287 @@
+//! `cargo xtask migrate`: two QEMUs, each running ring1pv, joined on the loopback by a TCP socket on their
+//! second serial ports (COM2). The destination's domain 0 waits in `xl migrate-receive`; the source's
+//! domain 0 starts a shell domain running `count` and migrates it with `xl migrate`. The report: rounds,
+//! pages per round, downtime (source: suspend to confirmation; destination: tail to resume) and whether
+//! the counter continued on the destination without a gap. `--kill-destination` kills the destination's
+//! QEMU as soon as the stream begins: the source must keep its domain running.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::images::{Images, Profile, build_images};
+use crate::scenario::{DEFAULT_HV_CMDLINE, Outcome, RunOptions, Scenario, run_scenario_with};
+use crate::shell::{DOM0_CONSOLE_DIRECT, SHELL, Session, XL_IMAGE};
+
+/// `cargo xtask migrate` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MigrateArgs {
+    /// Memory of the migrated domain, MiB.
+    #[arg(long, default_value_t = 16)]
+    pub mem: u32,
+    /// The workload's period (`count MS`), milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub period_ms: u32,
+    /// Kill the destination's QEMU once the stream has begun (the source must keep its domain).
+    #[arg(long)]
+    pub kill_destination: bool,
+}
+
+/// What a migration run showed.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Pages per round (round 0 first), from the source's `xl migrate`.
+    pub rounds: Vec<u64>,
+    /// The source's stop-and-copy line (pages, downtime), if the migration completed.
+    pub final_line: Option<String>,
+    /// The destination's line ("runs here ... tail to resume N ms").
+    pub dest_line: Option<String>,
+    /// The last counter value the source printed, and the first the destination printed.
+    pub last_source_count: Option<u64>,
+    /// See [`Report::last_source_count`].
+    pub first_dest_count: Option<u64>,
+    /// Counter values the source printed after `xl migrate` failed (its domain kept running).
+    pub source_counts_after_failure: usize,
+    /// Both consoles.
+    pub source: String,
+    /// See [`Report::source`].
+    pub dest: String,
+}
+
+const CTRL_BRACKET_C: &[u8] = &[0x1d, b'c'];
+const STEP: Duration = Duration::from_secs(90);
+
+fn counts(output: &str) -> impl Iterator<Item = u64> + '_ {
+    output.lines().filter_map(|l| {
+        // `(dN) count K` while domain 0 has the console, `count K` while the domain has it.
+        let l = l.trim();
+        let l = match l.strip_prefix("(d") {
+            Some(r) => r.split_once(") ")?.1,
+            None => l,
+        };
+        l.strip_prefix("count ")?.parse().ok()
+    })
+}
+
+fn source_scenario(args: &MigrateArgs, port: u16) -> Scenario {
+    let mut session = Session::new()
+        .command(&format!("xl create -m {} guest shell", args.mem))
+        .command("sleep 3")
+        .command("xl console 1")
+        .when(
+            "has the console input now",
+            format!("count {}\n", args.period_ms).as_bytes(),
+        )
+        .when("count 5", CTRL_BRACKET_C)
+        .when("[hv] console input: domain 0", b"echo resync-$?\n")
+        .when("resync-0", b"")
+        .command("xl migrate 1");
+    if args.kill_destination {
+        session = session
+            .command("sleep 2")
+            .command("xl list")
+            .command("xl destroy 1");
+    }
+    let mut s = Scenario::new(&[SHELL]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.images = vec![XL_IMAGE.to_string()];
+    s.timeout = Duration::from_secs(240);
+    s.input = session.logout().into_input(Some(STEP));
+    s.extra_args = vec!["-serial".into(), format!("tcp:127.0.0.1:{port}")];
+    s
+}
+
+fn dest_scenario(port: u16) -> Scenario {
+    let session = Session::new()
+        .command("xl migrate-receive")
+        .command("sleep 3")
+        .command("xl list")
+        .command("xl destroy 1")
+        .logout();
+    let mut s = Scenario::new(&[SHELL]);
+    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
+    s.images = vec![XL_IMAGE.to_string()];
+    s.timeout = Duration::from_secs(240);
+    s.input = session.into_input(Some(STEP));
+    s.extra_args = vec![
+        "-serial".into(),
+        format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+    ];
+    s
+}
+
+/// Kill the QEMU (started by this process) that listens with `needle` in its command line.
+fn kill_listener(needle: &str) {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Only our own child: its parent is this process.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .unwrap_or("");
+        if cmd.contains(needle) && parent == me {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Run one migration between two fresh machines.
+pub fn migrate(images: &Images, args: &MigrateArgs) -> Result<Report, String> {
+    let port = free_port()?;
+    let dest = dest_scenario(port);
+    let source = source_scenario(args, port);
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let kill = args.kill_destination;
+    let needle = format!("127.0.0.1:{port},server=on");
+    let (d, s) = std::thread::scope(|scope| {
+        let dh = scope.spawn(|| {
+            let mut ready = Some(ready_tx);
+            let mut sink = |line: &str| {
+                if let Some(t) = ready.take() {
+                    let _ = t.send(());
+                }
+                if kill && line.contains("migrate: incoming domain") {
+                    kill_listener(&needle);
+                }
+            };
+            run_scenario_with(
+                images,
+                &dest,
+                RunOptions {
+                    input: dest.input.clone(),
+                    ..RunOptions::default()
+                },
+                &mut sink,
+            )
+        });
+        // The source connects at start: the destination must be listening (it is once it prints).
+        let _ = ready_rx.recv_timeout(Duration::from_secs(60));
+        let sh = scope.spawn(|| {
+            run_scenario_with(
+                images,
+                &source,
+                RunOptions {
+                    input: source.input.clone(),
+                    ..RunOptions::default()
+                },
+                &mut |_: &str| {},
+            )
+        });
+        (dh.join(), sh.join())
+    });
+    let d: Outcome = d.map_err(|_| "the destination's thread panicked".to_string())??;
+    let s: Outcome = s.map_err(|_| "the source's thread panicked".to_string())??;
+    let dir = images
+        .hypervisor
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    for (name, o) in [("migrate-source.log", &s), ("migrate-destination.log", &d)] {
+        let _ = std::fs::write(dir.join(name), &o.output);
+    }
+    let mut r = Report {
+        source: s.output.clone(),
+        dest: d.output.clone(),
+        ..Report::default()
+    };
+    for l in s.output.lines() {
+        if let Some(rest) = l.split_once("xl: migrate: round ").map(|x| x.1)
+            && let Some((_, p)) = rest.split_once(": ")
+            && let Some(n) = p.strip_suffix(" pages").and_then(|n| n.trim().parse().ok())
+        {
+            r.rounds.push(n);
+        }
+        if l.contains("xl: migrate: stop-and-copy") {
+            r.final_line = Some(l.trim().to_string());
+        }
+    }
+    r.dest_line = d
+        .output
+        .lines()
+        .find(|l| l.contains("runs here:"))
+        .map(|l| l.trim().to_string());
+    // The source's domain prints until its suspend (and is destroyed after the confirmation).
+    r.last_source_count = counts(&s.output).last();
+    r.first_dest_count = counts(&d.output).next();
+    if let Some(fail) = s
+        .output
+        .find("did not take domain")
+        .or(s.output.find("failed; domain"))
+    {
+        r.source_counts_after_failure = counts(&s.output[fail..]).count();
+    }
+    Ok(r)
+}
+
+/// `cargo xtask migrate`.
+pub fn run(args: &MigrateArgs) -> Result<u8, String> {
+    let images = build_images(Profile::Release)?;
+    eprintln!(
+        "xtask: migrating a {} MiB shell domain running `count {}` between two machines (COM2 over the loopback){}",
+        args.mem,
+        args.period_ms,
+        if args.kill_destination {
+            "; the destination is killed mid-stream"
+        } else {
+            ""
+        }
+    );
+    let r = migrate(&images, args)?;
+    for (i, p) in r.rounds.iter().enumerate() {
+        eprintln!("xtask: round {i}: {p} pages");
+    }
+    if let Some(l) = &r.final_line {
+        eprintln!("xtask: source: {l}");
+    }
+    if let Some(l) = &r.dest_line {
+        eprintln!("xtask: destination: {l}");
+    }
+    if args.kill_destination {
+        if r.final_line.is_none() && r.source_counts_after_failure > 0 {
+            eprintln!(
+                "xtask: the destination vanished; the source kept its domain ({} counter lines afterwards)",
+                r.source_counts_after_failure
+            );
+            return Ok(0);
+        }
+        return Err(format!(
+            "the source did not survive the destination's loss\n--- source ---\n{}",
+            tail(&r.source, 40)
+        ));
+    }
+    match (r.last_source_count, r.first_dest_count, &r.final_line) {
+        (Some(a), Some(b), Some(_)) if b == a + 1 => {
+            eprintln!(
+                "xtask: the counter went on without a gap: source last {a}, destination first {b}"
+            );
+            Ok(0)
+        }
+        (a, b, _) => Err(format!(
+            "migration failed or the counter did not continue (source last {a:?}, destination first {b:?})\n--- source ---\n{}\n--- destination ---\n{}",
+            tail(&r.source, 40),
+            tail(&r.dest, 40)
+        )),
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(n)..].join("\n")
+}
