@@ -151,12 +151,7 @@ pub fn migrate(id: u16, phase: u32) -> Result<(u64, u16), Errno> {
             }
             {
                 let table = DOMAINS.lock();
-                let d = table
-                    .slots
-                    .get(usize::from(id))
-                    .and_then(Option::as_ref)
-                    .filter(|d| d.runnable())
-                    .ok_or(Errno::ESRCH)?;
+                let d = table.live(id)?;
                 if d.kind() != super::kind::DomainKind::Pv
                     || EVENTS.lock().virq_port(id, VIRQ_SUSPEND).is_none()
                 {
@@ -326,12 +321,7 @@ fn tail(id: u16) -> Result<(u64, u16), Errno> {
     let mut data = 0u64;
     let (len, tables) = {
         let table = DOMAINS.lock();
-        let d = table
-            .slots
-            .get(usize::from(id))
-            .and_then(Option::as_ref)
-            .filter(|d| d.runnable())
-            .ok_or(Errno::ESRCH)?;
+        let d = table.live(id)?;
         let Suspend::Suspended(si) = d.suspend else {
             return Err(Errno::EINVAL);
         };

@@ -156,12 +156,7 @@ pub(super) fn image_bound(m: &Machine<'_>, id: u16, shared: Mfn) -> u64 {
 pub fn save(id: u16, name: &str) -> Result<usize, Errno> {
     let t0 = now();
     let table = DOMAINS.lock();
-    let d = table
-        .slots
-        .get(usize::from(id))
-        .and_then(Option::as_ref)
-        .filter(|d| d.runnable())
-        .ok_or(Errno::ESRCH)?;
+    let d = table.live(id)?;
     let Suspend::Suspended(si) = d.suspend else {
         return Err(Errno::EINVAL);
     };

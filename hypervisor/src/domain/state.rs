@@ -129,6 +129,15 @@ pub struct DomainTable {
 }
 
 impl DomainTable {
+    /// Domain `id` if it exists and may still run (`-ESRCH` otherwise), to read.
+    pub fn live(&self, id: u16) -> Result<&Domain, abi::errno::Errno> {
+        self.slots
+            .get(usize::from(id))
+            .and_then(Option::as_ref)
+            .filter(|d| d.runnable())
+            .ok_or(abi::errno::Errno::ESRCH)
+    }
+
     /// Domain `id` if it exists and may still run (`-ESRCH` otherwise): what a control operation on
     /// another domain acts on.
     pub fn live_mut(&mut self, id: u16) -> Result<&mut Domain, abi::errno::Errno> {
