@@ -350,3 +350,15 @@ fn measure() {
         core::mem::size_of::<Board>()
     );
 }
+
+#[test]
+fn feed_input_takes_only_what_the_receiver_has_room_for() {
+    let mut b = Board::new(0);
+    let mut queued: std::collections::VecDeque<u8> = b"abc".iter().copied().collect();
+    b.feed_input(|| queued.pop_front());
+    assert_eq!(queued.len(), 2, "no FIFO: one byte, the rest stays queued");
+    assert_eq!(b.io_in(0x3f8, 1, 0), u32::from(b'a'));
+    b.feed_input(|| queued.pop_front());
+    assert_eq!(b.io_in(0x3f8, 1, 0), u32::from(b'b'));
+    assert_eq!(b.io_in(0x3fd, 1, 0) & 2, 0, "no overrun");
+}

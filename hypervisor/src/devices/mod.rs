@@ -249,6 +249,15 @@ impl Board {
         self.uart.rx_room()
     }
 
+    /// Move serial input from `next` into the UART while its receiver has room (the rest stays with the
+    /// caller's queue for a later call): the one feeder of both the emulate and the hvm kinds.
+    pub fn feed_input(&mut self, mut next: impl FnMut() -> Option<u8>) {
+        while self.input_room() > 0 {
+            let Some(b) = next() else { break };
+            self.push_input(b);
+        }
+    }
+
     /// Record the domain's memory size in the CMOS memory-size bytes (see [`Rtc::set_memory_kib`]).
     pub fn set_memory_kib(&mut self, kib: u64) {
         self.rtc.set_memory_kib(kib);

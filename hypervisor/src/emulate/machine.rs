@@ -466,10 +466,7 @@ fn service_domains(table: &mut crate::domain::state::DomainTable, now: u64) {
             // Only what the UART's receiver has room for: the rest stays queued for a later pass (after
             // the guest has read these), never overrun and lost.
             let mut input = crate::irq::CONSOLE_IN.lock();
-            while st.board.input_room() > 0 {
-                let Some(b) = input.pop_front() else { break };
-                st.board.push_input(b);
-            }
+            st.board.feed_input(|| input.pop_front());
         }
         st.board.advance(now);
         if st.board.pending_vector().is_some() && d.state == DomainState::Runnable {

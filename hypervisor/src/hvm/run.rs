@@ -149,17 +149,13 @@ pub fn run(dom: &mut Domain) -> RunEnd {
     }
 }
 
-/// Move one byte of typed input into the UART when its receive buffer is empty (the guest drains it
-/// through I/O exits, so the loop comes back here for the next byte; the UART is never overrun whatever its
-/// FIFO mode).
+/// Move typed input into the UART as far as its receiver has room (the guest drains it through I/O exits,
+/// so the loop comes back here for the rest; the UART is never overrun whatever its FIFO mode).
 fn feed_input(board: &mut crate::devices::Board) {
-    if !board.uart().rx.is_empty() {
-        return;
-    }
-    let mut b = [0u8; 1];
-    if crate::irq::read_console(&mut b) == 1 {
-        board.push_input(b[0]);
-    }
+    board.feed_input(|| {
+        let mut b = [0u8; 1];
+        (crate::irq::read_console(&mut b) == 1).then_some(b[0])
+    });
 }
 
 /// The guest's registers in the shape the crash report prints.
