@@ -449,7 +449,19 @@ fn receive_into(inc: &mut Incoming) -> Result<(u16, u64), Errno> {
     let mut timeout = FIRST_TIMEOUT_NS;
     let mut t_tail = 0;
     loop {
-        let step = next(timeout, |k, p| receive_frame(inc, k, p))??;
+        let t0 = now();
+        let step = next(timeout, |k, p| {
+            receive_frame(inc, k, p)
+                .inspect_err(|e| log::warn!("migrate: a frame of kind {k} refused ({e:?})"))
+        })
+        .inspect_err(|_| {
+            if now().saturating_sub(t0) >= timeout {
+                log::warn!(
+                    "migrate: the stream went silent ({} s without a frame)",
+                    timeout / SEC
+                );
+            }
+        })??;
         timeout = IDLE_TIMEOUT_NS;
         match step {
             Step::More => {
@@ -571,11 +583,12 @@ fn receive_frame(inc: &mut Incoming, kind: u8, p: &[u8]) -> Result<Step, Errno> 
             let (first, n, len, got) = inc.tail.as_mut().ok_or(Errno::EINVAL)?;
             let data = &p[8..];
             // In order, zero runs left out.
-            if w0 < *got || w0 + data.len() as u64 > *len {
+            let end = w0.checked_add(data.len() as u64).ok_or(Errno::EINVAL)?;
+            if w0 < *got || end > *len {
                 return Err(Errno::EINVAL);
             }
-            run_mut(*first, *n)[w0 as usize..w0 as usize + data.len()].copy_from_slice(data);
-            *got = w0 + data.len() as u64;
+            run_mut(*first, *n)[w0 as usize..end as usize].copy_from_slice(data);
+            *got = end;
         }
         mig::TAIL_END => return Ok(Step::Tail(w0, mig::word(p, 8))),
         mig::ABORT => return Ok(Step::Abort),
