@@ -14,6 +14,8 @@
 
 use std::sync::OnceLock;
 
+pub mod migpeer;
+
 pub use xtask::{Exit, Images, Outcome, Scenario, TestResult};
 
 /// The start of the hypervisor's closing summary line, its last words before it reports the exit status.

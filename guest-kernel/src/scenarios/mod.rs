@@ -18,6 +18,7 @@ mod hypercall_abi;
 mod isolation;
 mod memory;
 mod memory_refusals;
+mod migrate_hostile;
 mod save_hostile;
 mod sharedinfo;
 mod sysctl;
@@ -280,6 +281,16 @@ const SCENARIOS: &[Scenario] = &[
         name: "save-hostile",
         about: "save/restore: protocol errors, hostile images refused, nothing left behind",
         run: save_hostile::save_hostile,
+    },
+    Scenario {
+        name: "migrate-hostile-rx",
+        about: "migration receive: hostile streams from a host peer refused, nothing kept",
+        run: migrate_hostile::migrate_hostile_rx,
+    },
+    Scenario {
+        name: "migrate-hostile-tx",
+        about: "migration source: busy, crashed and destroyed domains, refused phases",
+        run: migrate_hostile::migrate_hostile_tx,
     },
     Scenario {
         name: "tick-forever",

@@ -33,12 +33,12 @@ use crate::platform::xen_pv::raw;
 use crate::println;
 use crate::xtf::Results;
 
-fn domctl(op: &mut XenDomctl) -> Option<Errno> {
+pub(super) fn domctl(op: &mut XenDomctl) -> Option<Errno> {
     let r = raw(nr::DOMCTL, [op as *mut XenDomctl as u64, 0, 0, 0, 0]);
     if r < 0 { Errno::from_ret(r) } else { None }
 }
 
-fn expect(r: &mut Results, what: &str, got: Option<Errno>, want: Option<Errno>) {
+pub(super) fn expect(r: &mut Results, what: &str, got: Option<Errno>, want: Option<Errno>) {
     if r.check(got == want) {
         println!("  ok   {what}: {got:?}");
     } else {
@@ -52,18 +52,18 @@ fn image_cmd(cmd: u32, dom: u16, name: &str) -> XenDomctl {
     op
 }
 
-fn create(kb: u64, cmdline: &str, flags: u32) -> Result<u16, Errno> {
+pub(super) fn create(kb: u64, cmdline: &str, flags: u32) -> Result<u16, Errno> {
     let mut op = XenDomctl::new(XEN_DOMCTL_CREATEDOMAIN, 0);
     op.set_arg(&DomctlCreate::new("guest", kb, cmdline, flags).unwrap_or_default());
     domctl(&mut op).map_or(Ok(op.domain), Err)
 }
 
-fn destroy(d: u16) -> Option<Errno> {
+pub(super) fn destroy(d: u16) -> Option<Errno> {
     domctl(&mut XenDomctl::new(XEN_DOMCTL_DESTROYDOMAIN, d))
 }
 
 /// The machine's free memory, bytes (`IMAGE_LIST` reports it).
-fn free_bytes() -> u64 {
+pub(super) fn free_bytes() -> u64 {
     let mut out = [SavedImageInfo::default(); 8];
     let mut op = XenDomctl::new(XEN_DOMCTL_IMAGE_LIST, 0);
     op.set_arg(&DomctlImage {
@@ -82,7 +82,7 @@ fn flags_of(d: u16) -> u32 {
 }
 
 /// Spin (yielding) until `done()` or about `ms` milliseconds pass.
-fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
+pub(super) fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
     let until = crate::time::now() + ms * 1_000_000;
     while crate::time::now() < until {
         if done() {
