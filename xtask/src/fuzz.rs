@@ -145,6 +145,8 @@ pub fn scenario(args: &FuzzArgs, seed: u64, count: u64) -> Scenario {
         format!("test=fuzz seed={seed} count={count} wild={}", args.wild),
         args.neighbour.clone(),
     ]);
+    // The guest kernel kept as image `guest`: the fuzzer's domctls create, save and restore domains of it.
+    s.images = vec![crate::shell::XL_IMAGE.to_string()];
     // TCG makes at least a few thousand calls per second; leave ample room before calling it a hang.
     let per_sec = if args.debug { 300 } else { 1500 };
     s.timeout = Duration::from_secs(60 + count / per_sec);

@@ -100,6 +100,8 @@ pub(super) struct Fuzzer {
     pub dirty_periodic: bool,
     /// Debug registers or CR0.TS may have been set through a hypercall numbered for them.
     pub dirty_misc: bool,
+    /// Domains this fuzzer created or restored (`fuzz_domctl`).
+    pub owned: Vec<u16>,
 }
 
 impl Fuzzer {
@@ -569,6 +571,7 @@ fn setup(env: KernelEnv, seed: u64, wild: u64, r: &mut Results) -> Option<Fuzzer
         dirty_pin: false,
         dirty_periodic: false,
         dirty_misc: false,
+        owned: Vec::new(),
     };
     // The kernel's timer port: the protected port bound to VIRQ_TIMER.
     let ports = f.protected.clone();
@@ -641,6 +644,7 @@ fn cleanup(f: &mut Fuzzer) {
         f.env.free_page(f.hole_pfn);
     }
     f.close_ports();
+    f.domctl_cleanup();
     println!(
         "fuzz: cleanup: {kept} scratch frames still typed (kept), hole frame {}",
         if hole_back {

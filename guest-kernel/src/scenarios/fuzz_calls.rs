@@ -21,7 +21,7 @@ use crate::boot::platform;
 use crate::fuzz::dist;
 
 /// Families of the random step and their weights (per 1000-ish).
-const FAMILIES: [(u64, u32); 21] = [
+const FAMILIES: [(u64, u32); 22] = [
     (nr::SET_TRAP_TABLE, 3),
     (nr::MMU_UPDATE, 14),
     (nr::STACK_SWITCH, 2),
@@ -40,6 +40,7 @@ const FAMILIES: [(u64, u32); 21] = [
     (nr::SCHED_OP, 3),
     (nr::CALLBACK_OP, 3),
     (nr::SYSCTL, 3),
+    (nr::DOMCTL, 4),
     (nr::NULL, 1),
     // Numbers this hypervisor does not implement (picked from UNKNOWN below).
     (u64::MAX, 4),
@@ -48,9 +49,9 @@ const FAMILIES: [(u64, u32); 21] = [
 ];
 
 /// Numbers without a handler here (Xen's other hypercalls, unassigned slots, beyond the table).
-const UNKNOWN: [u64; 34] = [
-    2, 5, 6, 7, 8, 9, 10, 11, 16, 19, 20, 21, 22, 27, 28, 31, 33, 34, 36, 37, 38, 39, 40, 41, 42,
-    43, 44, 47, 48, 54, 56, 63, 64, 0x82,
+const UNKNOWN: [u64; 33] = [
+    2, 5, 6, 7, 8, 9, 10, 11, 16, 19, 20, 21, 22, 27, 28, 31, 33, 34, 37, 38, 39, 40, 41, 42, 43,
+    44, 47, 48, 54, 56, 63, 64, 0x82,
 ];
 
 /// The `result` a multicall entry starts with: no hypercall returns it.
@@ -203,6 +204,7 @@ impl Fuzzer {
         match nr {
             nr::IRET => self.iret(),
             nr::MULTICALL => self.multicall(),
+            nr::DOMCTL => self.domctl_step(),
             _ => {
                 // Events masked: around calls that may replace the event callback, and around sched_op
                 // so that the timer armed for a block cannot fire before the block (which unmasks and

@@ -11,6 +11,7 @@ mod entry_isolation;
 mod events;
 mod fuzz;
 mod fuzz_calls;
+mod fuzz_domctl;
 mod fuzz_seq;
 mod hostile_calls;
 mod hostile_entry;
