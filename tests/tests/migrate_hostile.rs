@@ -101,7 +101,6 @@ fn hostile_streams_are_refused_nothing_is_kept_and_a_valid_one_runs() {
         &mut sink,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    drop(sink);
     drop(tx);
     let sent = peer.join().expect("the peer's thread");
     let names: Vec<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
