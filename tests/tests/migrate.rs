@@ -3,13 +3,14 @@
 //! the next value; a destination killed mid-stream leaves the source's domain running.
 
 use tests::images;
-use xtask::migratecmd::{MigrateArgs, migrate};
+use xtask::migratecmd::{Link, MigrateArgs, migrate};
 
 fn args(kill_destination: bool) -> MigrateArgs {
     MigrateArgs {
         mem: 16,
         period_ms: 100,
         kill_destination,
+        link: Link::Virtio,
     }
 }
 
