@@ -57,16 +57,22 @@ impl Link {
         }
     }
 
-    /// QEMU arguments joining this machine to the socket on `port` (listening if `server`).
+    /// QEMU arguments joining this machine to the socket on `port` (listening if `server`). `nodelay`:
+    /// without it Nagle's algorithm holds a small frame (an ACK, the tail's first frame) back until the
+    /// peer's delayed acknowledgement, about 40 ms on Linux's loopback — measured as one 37 ms wait in
+    /// the middle of a 10 ms tail.
     fn qemu_args(self, port: u16, server: bool) -> Vec<String> {
         let listen = if server { ",server=on,wait=off" } else { "" };
         match self {
-            Link::Uart => vec!["-serial".into(), format!("tcp:127.0.0.1:{port}{listen}")],
+            Link::Uart => vec![
+                "-serial".into(),
+                format!("tcp:127.0.0.1:{port}{listen},nodelay=on"),
+            ],
             Link::Virtio => vec![
                 "-device".into(),
                 "virtio-serial-pci,disable-modern=on,max_ports=1".into(),
                 "-chardev".into(),
-                format!("socket,id=mig,host=127.0.0.1,port={port}{listen}"),
+                format!("socket,id=mig,host=127.0.0.1,port={port}{listen},nodelay=on"),
                 "-device".into(),
                 "virtconsole,chardev=mig".into(),
             ],
