@@ -30,6 +30,9 @@ impl Mem for TestMem {
     }
 }
 
+/// One descriptor as the device sees it: address, length, flags.
+type Desc = (u64, u32, u16);
+
 /// A well-behaved device: takes avail entries in order, returns them through the used ring.
 struct Device {
     l: Layout,
@@ -47,7 +50,7 @@ impl Device {
     }
 
     /// Take the next avail chain: (head, its buffers as (addr, len, flags)).
-    fn take(&mut self, m: &TestMem) -> Option<(u16, Vec<(u64, u32, u16)>)> {
+    fn take(&mut self, m: &TestMem) -> Option<(u16, Vec<Desc>)> {
         if m.read16(self.l.avail + 2) == self.last_avail {
             return None;
         }
