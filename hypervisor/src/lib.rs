@@ -13,6 +13,7 @@ pub mod debugkeys;
 pub mod deliver;
 pub mod devices;
 pub mod domain;
+pub mod drivers;
 pub mod emulate;
 pub mod event;
 pub mod gdt;

@@ -1,27 +1,45 @@
 //! Live migration between two QEMUs on the loopback (`cargo xtask migrate`, docs/ARCHITECTURE.md "Live
 //! migration"): a shell domain running `count` moves to the second machine and its counter goes on from
-//! the next value; a destination killed mid-stream leaves the source's domain running.
+//! the next value — over the virtio console (the default link) and over COM2 (`--link uart`); a destination
+//! killed mid-stream leaves the source's domain running.
 
 use tests::images;
-use xtask::migratecmd::{MigrateArgs, migrate};
+use xtask::migratecmd::{Link, MigrateArgs, migrate};
 
-fn args(kill_destination: bool) -> MigrateArgs {
+fn args(kill_destination: bool, link: Link) -> MigrateArgs {
     MigrateArgs {
         mem: 16,
         period_ms: 100,
         kill_destination,
+        link,
     }
 }
 
 #[test]
 fn a_counting_domain_moves_to_the_second_machine_without_a_gap() {
-    let r = migrate(images(), &args(false)).unwrap_or_else(|e| panic!("{e}"));
+    moves_without_a_gap(Link::Virtio, "virtio console at");
+}
+
+#[test]
+fn the_uart_link_still_carries_a_migration() {
+    moves_without_a_gap(Link::Uart, "the migration link is COM2");
+}
+
+fn moves_without_a_gap(link: Link, link_line: &str) {
+    let r = migrate(images(), &args(false, link)).unwrap_or_else(|e| panic!("{e}"));
     let show = || {
         format!(
             "--- source ---\n{}\n--- destination ---\n{}",
             r.source, r.dest
         )
     };
+    for (side, l) in ["source", "destination"].iter().zip(&r.links) {
+        assert!(
+            l.as_deref().is_some_and(|l| l.contains(link_line)),
+            "the {side} did not use the {link:?} link: {l:?}\n{}",
+            show()
+        );
+    }
     assert!(r.final_line.is_some(), "no stop-and-copy\n{}", show());
     assert!(
         !r.rounds.is_empty() && r.rounds.len() <= 5,
@@ -49,7 +67,7 @@ fn a_counting_domain_moves_to_the_second_machine_without_a_gap() {
 
 #[test]
 fn a_destination_killed_mid_stream_leaves_the_source_running() {
-    let r = migrate(images(), &args(true)).unwrap_or_else(|e| panic!("{e}"));
+    let r = migrate(images(), &args(true, Link::Virtio)).unwrap_or_else(|e| panic!("{e}"));
     assert!(r.final_line.is_none(), "{}", r.source);
     assert!(
         r.source.contains("migration abandoned"),

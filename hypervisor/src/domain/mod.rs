@@ -9,6 +9,8 @@ pub mod kind;
 pub mod lifecycle;
 #[cfg(feature = "baremetal")]
 pub mod migrate;
+#[cfg(feature = "baremetal")]
+pub mod migrate_link;
 pub mod migrate_track;
 #[cfg(feature = "baremetal")]
 pub mod save;

@@ -7,6 +7,7 @@ pub mod entry;
 pub mod fidelity;
 pub mod layout;
 pub mod paging;
+pub mod pci;
 pub mod serial;
 pub mod svm;
 pub mod tables;
