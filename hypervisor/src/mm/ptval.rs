@@ -61,6 +61,13 @@ pub const ENTRIES: usize = 512;
 pub trait PtMem: PhysRead {
     /// Writes the little-endian `u64` at `addr` (8-byte aligned: always a page-table slot).
     fn write_u64(&mut self, addr: Maddr, val: u64);
+    /// The entry at `addr` as its references count it (log-dirty stores a writable L1 entry without RW:
+    /// `mm::logdirty`). Plain memory by default.
+    fn read_pte(&self, addr: Maddr) -> u64 {
+        self.read_u64(addr)
+    }
+    /// The page table in `mfn` lost its validated type (log-dirty forgets its protected slots).
+    fn table_dropped(&mut self, _mfn: Mfn) {}
 }
 
 /// What the validator must know about the machine and the hypervisor.
@@ -181,7 +188,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
     }
 
     fn read(&self, table: Mfn, index: usize) -> Pte {
-        Pte(self.mem.read_u64(slot(table, index)))
+        Pte(self.mem.read_pte(slot(table, index)))
     }
 
     /// Takes a general reference on `mfn`, which `dom` must own.
@@ -262,6 +269,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
             p.flags &= !PageInfo::VALIDATED;
             if let (Some(level), true) = (ty.level(), validated) {
                 self.devalidate(mfn, level, ENTRIES);
+                self.mem.table_dropped(mfn);
             }
         }
         self.put_page(mfn);
