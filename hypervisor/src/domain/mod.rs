@@ -8,6 +8,8 @@ pub mod kind;
 #[cfg(feature = "baremetal")]
 pub mod lifecycle;
 #[cfg(feature = "baremetal")]
+pub mod logdirty_ctl;
+#[cfg(feature = "baremetal")]
 pub mod migrate;
 pub mod migrate_track;
 #[cfg(feature = "baremetal")]

@@ -141,6 +141,7 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         XEN_DOMCTL_IMAGE_DUMP,
         abi::domctl::XEN_DOMCTL_MIGRATE,
         abi::domctl::XEN_DOMCTL_MIGRATE_RECEIVE,
+        abi::domctl::XEN_DOMCTL_SHADOW_OP,
     ];
     if !known.contains(&op.cmd) {
         return Err(Errno::ENOSYS);
@@ -196,7 +197,8 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         XEN_DOMCTL_RESUMEDOMAIN
         | XEN_DOMCTL_SUSPEND_REQUEST
         | XEN_DOMCTL_SAVE
-        | abi::domctl::XEN_DOMCTL_MIGRATE => DomctlRequest::OnDomain(op.cmd, not_self()?),
+        | abi::domctl::XEN_DOMCTL_MIGRATE
+        | abi::domctl::XEN_DOMCTL_SHADOW_OP => DomctlRequest::OnDomain(op.cmd, not_self()?),
         _ => DomctlRequest::SetVcpuContext(not_self()?, vcpu_ctxt()?),
     })
 }

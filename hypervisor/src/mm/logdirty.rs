@@ -237,10 +237,7 @@ impl<const W: usize, const R: usize> LogDirty<W, R> {
             Err(_) if self.n == R => None,
             Err(i) => {
                 self.recs.copy_within(i..self.n, i + 1);
-                self.recs[i] = Rec {
-                    l1,
-                    bits: [0; 8],
-                };
+                self.recs[i] = Rec { l1, bits: [0; 8] };
                 self.n += 1;
                 Some(i)
             }

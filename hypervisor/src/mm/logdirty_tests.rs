@@ -131,7 +131,8 @@ const POLICY: Policy<'static> = Policy {
 
 impl<const R: usize> World<R> {
     fn new() -> Self {
-        let infos: &'static mut [PageInfo] = Box::leak(vec![PageInfo::EMPTY; NF].into_boxed_slice());
+        let infos: &'static mut [PageInfo] =
+            Box::leak(vec![PageInfo::EMPTY; NF].into_boxed_slice());
         let mut ft = FrameTable::new(infos);
         for f in 0..NF as u64 {
             ft.assign(Mfn(f), if f < 16 { D } else { OTHER }).unwrap();
@@ -246,7 +247,12 @@ impl<const R: usize> World<R> {
                 let logical = self.model.get(&(t, s)).copied().unwrap_or(0);
                 prop_assert_eq!(stored & !RW, logical & !RW, "L1 {} slot {}", t, s);
                 if stored & RW != 0 {
-                    prop_assert!(logical & RW != 0, "L1 {} slot {}: writable, guest said RO", t, s);
+                    prop_assert!(
+                        logical & RW != 0,
+                        "L1 {} slot {}: writable, guest said RO",
+                        t,
+                        s
+                    );
                     prop_assert!(
                         ld.is_marked(Mfn((stored & ADDR) >> 12)),
                         "L1 {} slot {}: writable entry to an unmarked frame",
@@ -333,9 +339,12 @@ fn run<const R: usize>(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Update(t, s, x, f) => w.update(t, s, entry(x, f)),
             Op::WriteFrame4(s, x, f) => {
-                let typed = w.ft.info(Mfn(4)).is_some_and(|p| p.type_count > 0 && p.ty != PageType::Writable);
+                let typed =
+                    w.ft.info(Mfn(4))
+                        .is_some_and(|p| p.type_count > 0 && p.ty != PageType::Writable);
                 // A writable mapping of frame 4 in L1 3 (the guest writes through it).
-                let via = (0..8).find(|&k| w.model[&(3, k)] & (ADDR | P | RW) == (4 << 12) | P | RW);
+                let via =
+                    (0..8).find(|&k| w.model[&(3, k)] & (ADDR | P | RW) == (4 << 12) | P | RW);
                 if let (false, Some(k), true) = (typed, via, w.l1_at(0) == Some(3)) {
                     w.guest_write(0, k)?;
                     w.mem.frames[4][s] = entry(x, f);
@@ -351,12 +360,19 @@ fn run<const R: usize>(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Link4(on) => w.update(2, 1, if on { (4 << 12) | P | RW } else { 0 }),
             Op::Harvest => {
                 let mut got = BTreeSet::new();
-                w.with_ld(|ld, v| ld.clean(v, false, |pfn| {
-                    got.insert(pfn - 1000);
-                }))
+                w.with_ld(|ld, v| {
+                    ld.clean(v, false, |pfn| {
+                        got.insert(pfn - 1000);
+                    })
+                })
                 .unwrap();
                 for f in &w.written {
-                    prop_assert!(got.contains(f), "frame {} written but not harvested ({:?})", f, got);
+                    prop_assert!(
+                        got.contains(f),
+                        "frame {} written but not harvested ({:?})",
+                        f,
+                        got
+                    );
                 }
                 prop_assert!(got.contains(&15), "the held frame is always reported");
                 prop_assert!(got.iter().all(|&f| f < 16), "only the domain's frames");
@@ -397,7 +413,10 @@ fn logdirty_enable_twice_and_clean_when_off() {
     assert_eq!(w.with_ld(|ld, v| ld.enable(v, D)), Err(Errno::EINVAL));
     assert_eq!(w.with_ld(|ld, v| ld.enable(v, OTHER)), Err(Errno::EBUSY));
     w.with_ld(|ld, v| ld.disable(v));
-    assert_eq!(w.with_ld(|ld, v| ld.clean(v, false, |_| {})), Err(Errno::EINVAL));
+    assert_eq!(
+        w.with_ld(|ld, v| ld.clean(v, false, |_| {})),
+        Err(Errno::EINVAL)
+    );
     // Off: nothing is marked, nothing protected, the hooks pass values through.
     let mut ld = w.mem.ld.borrow_mut();
     ld.mark(Mfn(5));
@@ -412,15 +431,22 @@ fn logdirty_harvest_protects_and_fault_restores() {
     // Enable protected the writable entries of both L1s (3 linked, 4 pinned).
     assert_eq!(w.mem.frames[3][0] & RW, 0);
     assert!(w.mem.ld.borrow().is_protected(Mfn(3), 0));
-    assert!(!w.mem.ld.borrow().is_protected(Mfn(3), 1), "guest's RO entry");
+    assert!(
+        !w.mem.ld.borrow().is_protected(Mfn(3), 1),
+        "guest's RO entry"
+    );
     assert_eq!(w.mem.ld.borrow().protected_tables(), 2);
     // A write through slot 0 faults, is fixed, marks frame 5; through slot 1 (RO) it bounces.
     assert!(w.with_ld(|ld, v| ld.fault(v, D, Mfn(0), 0)));
     assert_eq!(w.mem.frames[3][0] & RW, RW);
     assert!(!w.with_ld(|ld, v| ld.fault(v, D, Mfn(0), 1 << 12)));
-    assert!(!w.with_ld(|ld, v| ld.fault(v, OTHER, Mfn(0), 2 << 12)), "another domain");
+    assert!(
+        !w.with_ld(|ld, v| ld.fault(v, OTHER, Mfn(0), 2 << 12)),
+        "another domain"
+    );
     let mut got = Vec::new();
-    w.with_ld(|ld, v| ld.clean(v, false, |p| got.push(p - 1000))).unwrap();
+    w.with_ld(|ld, v| ld.clean(v, false, |p| got.push(p - 1000)))
+        .unwrap();
     assert_eq!(got, vec![5, 15], "the written frame and the held one");
     assert_eq!(w.mem.frames[3][0] & RW, 0, "protected again");
     // PEEK reports without clearing.

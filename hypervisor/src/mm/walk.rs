@@ -117,6 +117,12 @@ fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result
         if level >= 2 && pte.has(PteFlags::HUGE) {
             return Err(WalkError::LargePage);
         }
+        // Log-dirty: an entry write-protected for tracking is writable for the hypervisor's own writes.
+        let pte = Pte(if access.write && level == 1 {
+            super::logdirty::walk_write(slot, pte.0)
+        } else {
+            pte.0
+        });
         if (access.write && !pte.has(PteFlags::WRITABLE))
             || (access.user && !pte.has(PteFlags::USER))
         {
