@@ -24,6 +24,10 @@ pub struct MigrateArgs {
     /// Kill the destination's QEMU once the stream has begun (the source must keep its domain).
     #[arg(long)]
     pub kill_destination: bool,
+    /// `xl migrate --verify`: the destination checks every data page against the source's digest and
+    /// refuses the domain (which then continues on the source) if one differs.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// What a migration run showed.
@@ -74,7 +78,11 @@ fn source_scenario(args: &MigrateArgs, port: u16) -> Scenario {
         .when("count 5", CTRL_BRACKET_C)
         .when("[hv] console input: domain 0", b"echo resync-$?\n")
         .when("resync-0", b"")
-        .command("xl migrate 1");
+        .command(if args.verify {
+            "xl migrate --verify 1"
+        } else {
+            "xl migrate 1"
+        });
     if args.kill_destination {
         session = session
             .command("sleep 2")

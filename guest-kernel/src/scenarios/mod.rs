@@ -16,6 +16,7 @@ mod hostile_calls;
 mod hostile_entry;
 mod hypercall_abi;
 mod isolation;
+mod logdirty_hostile;
 mod memory;
 mod memory_refusals;
 mod save_hostile;
@@ -280,6 +281,16 @@ const SCENARIOS: &[Scenario] = &[
         name: "save-hostile",
         about: "save/restore: protocol errors, hostile images refused, nothing left behind",
         run: save_hostile::save_hostile,
+    },
+    Scenario {
+        name: "logdirty-hostile",
+        about: "log-dirty (shadow_op): bad requests refused; a harvest sees exactly the written pages",
+        run: logdirty_hostile::logdirty_hostile,
+    },
+    Scenario {
+        name: "logdirty-writer",
+        about: "write four known pages every 20 ms until destroyed (for logdirty-hostile)",
+        run: logdirty_hostile::logdirty_writer,
     },
     Scenario {
         name: "tick-forever",
