@@ -142,12 +142,14 @@ impl<const R: usize> World<R> {
         frames[1][0] = (2 << 12) | P | RW;
         frames[2][0] = (3 << 12) | P | RW;
         let mut model = BTreeMap::new();
-        for s in 0..8 {
+        for s in 0..8usize {
             let v = ((5 + s as u64) << 12) | P | if s % 2 == 0 { RW } else { 0 };
-            frames[3][s] = v;
-            frames[4][s] = ((8 + s as u64) << 12) | P | RW;
+            let u = ((8 + s as u64) << 12) | P | RW;
             model.insert((3, s), v);
-            model.insert((4, s), frames[4][s]);
+            model.insert((4, s), u);
+        }
+        for (&(t, s), &v) in &model {
+            frames[t as usize][s] = v;
         }
         let mut w = World {
             ft,
