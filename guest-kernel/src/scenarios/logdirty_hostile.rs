@@ -179,7 +179,7 @@ pub fn logdirty_hostile(_cmdline: &str, r: &mut Results) {
         ("an unmapped bitmap", 0x1000),
         (
             "a read-only bitmap (kernel text)",
-            logdirty_hostile as usize as u64,
+            logdirty_hostile as fn(&str, &mut Results) as usize as u64,
         ),
     ] {
         let mut s = sop(SHADOW_OP_CLEAN);
