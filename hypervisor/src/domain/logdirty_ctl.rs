@@ -80,8 +80,14 @@ impl Frames for Tables {
 /// log-dirty protected, now writable again (the guest retries; nothing is bounced).
 #[inline(always)]
 pub fn write_fault(dom: &mut Domain, vector: u64, error_code: u64) -> bool {
+    logdirty::on() && write_fault_slow(dom, vector, error_code)
+}
+
+#[cold]
+#[inline(never)]
+fn write_fault_slow(dom: &mut Domain, vector: u64, error_code: u64) -> bool {
     // Present (bit 0) and write (bit 1).
-    if !logdirty::on() || vector != 14 || error_code & 3 != 3 {
+    if vector != 14 || error_code & 3 != 3 {
         return false;
     }
     let va = crate::arch::read_cr2();

@@ -11,12 +11,14 @@
 //!   target), so a frame the guest maps writable still can never become a page table.
 //! - **A write fault** of the guest on such an entry ([`LogDirty::fault`]) marks the target frame dirty and
 //!   puts RW back; the guest retries the instruction and never sees the fault.
-//! - **The validator** reads entries through [`LogDirty::logical`] (a protected entry reads as writable, so
-//!   `mmu_update`'s old entry and a devalidated table drop the right references), and every entry it writes
-//!   goes through [`LogDirty::stored`]: the slot forgets its protection (the guest's new value is stored as
-//!   given), the table frame is marked (the hypervisor wrote it) and so is the target of a writable entry.
-//!   The validator's reads also mark the target of every writable L1 entry it sees, so the entries of an L1
-//!   table validated after the harvest (a pin, a link into an L2, a new base) are covered until the next one.
+//! - **The validator** reads the entry `mmu_update` replaces through [`LogDirty::logical`] (a protected entry
+//!   reads as writable, so the right references are dropped); a table about to lose its type gets its RW
+//!   bits back first ([`LogDirty::dropped`]: its devalidation then reads what the references count); every
+//!   entry it writes goes through [`LogDirty::stored`]: the slot forgets its protection (the guest's new
+//!   value is stored as given), the table frame is marked (the hypervisor wrote it) and so is the target of
+//!   a writable entry. An L1 table validated after the harvest (a pin, a link into an L2, a new base) has
+//!   the targets of its writable entries marked ([`LogDirty::validated`]), so it is covered until the next
+//!   harvest protects it.
 //! - **The hypervisor's own writes** through the guest's mappings (copy_to_guest, bounce frames) walk the
 //!   tables in software: a protected entry is writable for them ([`LogDirty::walk_write`]) and marks its
 //!   target. Frames the hypervisor writes by machine address are marked with [`LogDirty::mark`], and the
@@ -276,8 +278,9 @@ impl<const W: usize, const R: usize> LogDirty<W, R> {
             .is_some_and(|w| w & (1 << (mfn.0 % 64)) != 0)
     }
 
-    /// The validator reads entry `slot` of `table`, stored as `raw`: the guest's logical entry (RW back if
-    /// protected); the target of a writable entry is marked (it may be an L1 being validated now).
+    /// `mmu_update` reads entry `slot` of validated table `table`, stored as `raw`, to replace it: the
+    /// guest's logical entry (RW back if protected, so the right references are dropped); the target of a
+    /// writable entry is marked.
     pub fn logical(&mut self, table: Mfn, slot: usize, raw: u64) -> u64 {
         if self.dom.is_none() {
             return raw;
@@ -306,9 +309,10 @@ impl<const W: usize, const R: usize> LogDirty<W, R> {
         }
     }
 
-    /// Table `table` lost its validated type (its references were dropped by logical reads just before):
-    /// its protected slots get RW back through `restore(slot)` — the frame is the guest's data again and
-    /// holds exactly what the guest wrote — and are forgotten; the frame is marked.
+    /// Table `table` is about to lose its validated type: its protected slots get RW back through
+    /// `restore(slot)` (so the devalidation that follows reads the entries its references count, and the
+    /// frame, the guest's data again, holds exactly what the guest wrote) and are forgotten; the frame is
+    /// marked.
     pub fn dropped(&mut self, table: Mfn, mut restore: impl FnMut(usize)) {
         if let Ok(i) = self.find(table.0) {
             let bits = self.recs[i].bits;
@@ -319,6 +323,19 @@ impl<const W: usize, const R: usize> LogDirty<W, R> {
                 restore(slot);
             }
             self.mark(table);
+        }
+    }
+
+    /// Table `table` was just validated as a level-`level` table with `entries`: the targets of its writable
+    /// entries are marked (an L1 validated after the harvest is not protected until the next one).
+    pub fn validated(&mut self, level: u32, entries: impl Iterator<Item = u64>) {
+        if self.dom.is_none() || level != 1 {
+            return;
+        }
+        for v in entries {
+            if v & (P | RW) == P | RW {
+                self.mark(Mfn((v & ADDR) >> 12));
+            }
         }
     }
 
@@ -392,12 +409,18 @@ fn split(addr: u64) -> (Mfn, usize) {
     (Mfn(addr >> 12), ((addr & 0xfff) / 8) as usize)
 }
 
-/// Hook: the validator reads the entry at machine address `addr`, stored as `raw`.
+// The hooks: when log-dirty is off each is one load and a branch, inlined at its call site; the work is
+// in out-of-line, cold functions (so the callers' fast paths keep their shape: the icount budgets).
+
+/// Hook: `mmu_update` reads the entry at machine address `addr`, stored as `raw`, to replace it.
 #[inline(always)]
 pub fn logical(addr: u64, raw: u64) -> u64 {
-    if !on() {
-        return raw;
-    }
+    if on() { logical_slow(addr, raw) } else { raw }
+}
+
+#[cold]
+#[inline(never)]
+fn logical_slow(addr: u64, raw: u64) -> u64 {
     let (t, s) = split(addr);
     STATE.lock().logical(t, s, raw)
 }
@@ -406,12 +429,26 @@ pub fn logical(addr: u64, raw: u64) -> u64 {
 #[inline(always)]
 pub fn stored(addr: u64, v: u64) {
     if on() {
-        let (t, s) = split(addr);
-        STATE.lock().stored(t, s, v);
+        stored_slow(addr, v);
     }
 }
 
-/// Hook: the table in frame `mfn` lost its validated type; `restore(slot)` puts RW back in a slot.
+#[cold]
+#[inline(never)]
+fn stored_slow(addr: u64, v: u64) {
+    let (t, s) = split(addr);
+    STATE.lock().stored(t, s, v);
+}
+
+/// Hook: table `mfn` of level `level` was just validated; `entries` reads its entries.
+#[inline(always)]
+pub fn validated<I: Iterator<Item = u64>>(level: u32, entries: impl FnOnce() -> I) {
+    if on() && level == 1 {
+        STATE.lock().validated(level, entries());
+    }
+}
+
+/// Hook: the table in frame `mfn` is about to lose its validated type; `restore(slot)` puts RW back.
 #[inline(always)]
 pub fn dropped(mfn: Mfn, restore: impl FnMut(usize)) {
     if on() {
@@ -422,9 +459,16 @@ pub fn dropped(mfn: Mfn, restore: impl FnMut(usize)) {
 /// Hook: a hypervisor write walked to the read-only entry at `addr` (an L1 slot), stored as `raw`.
 #[inline(always)]
 pub fn walk_write(addr: u64, raw: u64) -> u64 {
-    if !on() {
-        return raw;
+    if on() {
+        walk_write_slow(addr, raw)
+    } else {
+        raw
     }
+}
+
+#[cold]
+#[inline(never)]
+fn walk_write_slow(addr: u64, raw: u64) -> u64 {
     let (t, s) = split(addr);
     STATE.lock().walk_write(t, s, raw)
 }
@@ -433,8 +477,14 @@ pub fn walk_write(addr: u64, raw: u64) -> u64 {
 #[inline(always)]
 pub fn mark(mfn: Mfn) {
     if on() {
-        STATE.lock().mark(mfn);
+        mark_slow(mfn);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn mark_slow(mfn: Mfn) {
+    STATE.lock().mark(mfn);
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ impl<const R: usize> PtMem for TMem<R> {
         let raw = self.frames[t.0 as usize][s];
         self.ld.borrow_mut().logical(t, s, raw)
     }
+    fn table_validated(&mut self, mfn: Mfn, level: u32) {
+        let entries = self.frames[mfn.0 as usize];
+        self.ld.borrow_mut().validated(level, entries.into_iter());
+    }
     fn table_dropped(&mut self, mfn: Mfn) {
         let frame = &mut self.frames[mfn.0 as usize];
         self.ld.borrow_mut().dropped(mfn, |s| frame[s] |= RW);

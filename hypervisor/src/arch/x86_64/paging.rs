@@ -226,6 +226,10 @@ impl crate::mm::ptval::PtMem for IdentityMem {
         crate::mm::logdirty::logical(addr.0, self.read_u64(addr))
     }
 
+    fn table_validated(&mut self, mfn: Mfn, level: u32) {
+        crate::mm::logdirty::validated(level, || (0..512).map(|s| Self::read_entry(mfn, s)));
+    }
+
     fn table_dropped(&mut self, mfn: Mfn) {
         crate::mm::logdirty::dropped(mfn, |slot| {
             Self::write_entry(
