@@ -1,11 +1,13 @@
 //! Log-dirty tracking from domain 0 (`XEN_DOMCTL_SHADOW_OP`, docs/ARCHITECTURE.md "Live migration"):
 //! hostile requests refused (`test=logdirty-hostile`), and the harvest of a running domain that writes
-//! known pages: every page it wrote is reported, none of the pages next to them it never touched.
+//! known pages: every page it wrote is reported, none of the pages next to them it never touched; a domain
+//! that is not PV is refused (`test=logdirty-nonpv` beside an emulated shell).
 
 use std::collections::BTreeSet;
 
 use abi::exit::EXIT_OK;
 use tests::{Scenario, TestResult, expect, run_scenario};
+use xtask::Mode;
 use xtask::shell::XL_IMAGE;
 
 /// The numbers after `word` on the first line holding `prefix` (up to the next non-number).
@@ -53,4 +55,20 @@ fn hostile_requests_are_refused_and_the_harvest_sees_exactly_the_written_pages()
         "untouched {untouched:?} reported {harvest:?}\n{o}"
     );
     assert!(!o.output.contains("MISMATCH"), "teardown recount\n{o}");
+}
+
+#[test]
+fn a_domain_that_is_not_pv_gets_no_log_dirty() {
+    if tests::skip_if_unavailable(Mode::Emulate) {
+        return;
+    }
+    let o = run_scenario(&Scenario::new(&[
+        "test=logdirty-nonpv",
+        "kind=emulate shell",
+    ]));
+    expect(&o)
+        .result(0, TestResult::Success)
+        .contains("(d0)   ok   enable on a domain that is not PV: Some(EOPNOTSUPP)")
+        .poweroff(0)
+        .hypervisor_alive_at_end();
 }

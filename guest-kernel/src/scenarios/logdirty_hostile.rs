@@ -278,6 +278,25 @@ pub fn logdirty_hostile(_cmdline: &str, r: &mut Results) {
     );
 }
 
+/// `logdirty-nonpv` (domain 0, booted beside a domain 1 of another kind, e.g. an emulated shell): log-dirty on a domain that is not
+/// PV is `-EOPNOTSUPP` (its memory is not mapped through validated PV tables), and stays off.
+pub fn logdirty_nonpv(_cmdline: &str, r: &mut Results) {
+    sleep_ms(200);
+    expect(
+        r,
+        "enable on a domain that is not PV",
+        shadow(1, sop(SHADOW_OP_ENABLE_LOGDIRTY)).0,
+        Some(Errno::EOPNOTSUPP),
+    );
+    expect(
+        r,
+        "CLEAN on it",
+        clean_into(1, SHADOW_OP_CLEAN, map_bytes()).0,
+        Some(Errno::EINVAL),
+    );
+    expect(r, "destroy it", control(XEN_DOMCTL_DESTROYDOMAIN, 1), None);
+}
+
 /// Pages the writer keeps writing (even ones) next to pages it never touches (odd ones).
 #[repr(C, align(4096))]
 struct Pages([AtomicU64; 8 * 512]);

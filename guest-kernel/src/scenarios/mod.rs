@@ -288,6 +288,11 @@ const SCENARIOS: &[Scenario] = &[
         run: logdirty_hostile::logdirty_hostile,
     },
     Scenario {
+        name: "logdirty-nonpv",
+        about: "log-dirty on a domain that is not PV (domain 1): -EOPNOTSUPP",
+        run: logdirty_hostile::logdirty_nonpv,
+    },
+    Scenario {
         name: "logdirty-writer",
         about: "write four known pages every 20 ms until destroyed (for logdirty-hostile)",
         run: logdirty_hostile::logdirty_writer,
