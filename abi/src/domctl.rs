@@ -92,7 +92,9 @@ pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
 /// One domain's [`XenDomctlGetdomaininfo`].
 pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
 /// Log-dirty control of a PV domain (Xen's `XEN_DOMCTL_shadow_op`, only its log-dirty operations).
-/// Argument: [`XenDomctlShadowOp`]; see [`SHADOW_OP_CLEAN`].
+/// Argument: [`XenDomctlShadowOp`]; see [`SHADOW_OP_CLEAN`]. On the caller itself `-EINVAL`; every operation on
+/// a domain a live migration is moving is `-EBUSY` (the migration owns its bitmap); an unknown operation
+/// `-EINVAL`. Deviation p in the crate documentation says what the guest can observe meanwhile.
 pub const XEN_DOMCTL_SHADOW_OP: u32 = 10;
 /// [`XenDomctlShadowOp::op`]: log-dirty off (every protected entry writable again, the bitmap dropped);
 /// 0 also when it was off.

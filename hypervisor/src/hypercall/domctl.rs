@@ -1,7 +1,7 @@
 //! `domctl` (hypercall 36): domain control for the privileged domain — create, destroy, pause, unpause,
-//! get info, max memory, get/set vCPU context, and the save protocol and image store (suspend request,
-//! resume, save, restore, image put/delete/list/dump; `domain::save`) (the numbers, structures and rules
-//! are in `abi::domctl`).
+//! get info, max memory, get/set vCPU context, log-dirty control (`XEN_DOMCTL_SHADOW_OP`,
+//! `domain::logdirty_ctl`), and the save protocol and image store (suspend request, resume, save, restore,
+//! image put/delete/list/dump; `domain::save`) (the numbers, structures and rules are in `abi::domctl`).
 //!
 //! Decode, then perform. [`decode`] turns the envelope into a typed [`DomctlRequest`] with no side effect
 //! (interface version `-EACCES`, privilege `-EPERM`, command `-ENOSYS`, then the argument's shape). The
