@@ -91,8 +91,29 @@ pub const XEN_DOMCTL_PAUSEDOMAIN: u32 = 3;
 pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
 /// One domain's [`XenDomctlGetdomaininfo`].
 pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
-/// Log-dirty and shadow control (not implemented here: `-ENOSYS`).
+/// Log-dirty control of a PV domain (Xen's `XEN_DOMCTL_shadow_op`, only its log-dirty operations).
+/// Argument: [`XenDomctlShadowOp`]; see [`SHADOW_OP_CLEAN`]. On the caller itself `-EINVAL`; every operation on
+/// a domain a live migration is moving is `-EBUSY` (the migration owns its bitmap); an unknown operation
+/// `-EINVAL`. Deviation p in the crate documentation says what the guest can observe meanwhile.
 pub const XEN_DOMCTL_SHADOW_OP: u32 = 10;
+/// [`XenDomctlShadowOp::op`]: log-dirty off (every protected entry writable again, the bitmap dropped);
+/// 0 also when it was off.
+pub const SHADOW_OP_OFF: u32 = 0;
+/// [`XenDomctlShadowOp::op`]: log-dirty on for the domain: from now on every frame it writes (and every frame
+/// the hypervisor writes for it) is marked. `-EINVAL` if on for it already (Xen's answer), `-EBUSY` if on
+/// for another domain (one at a time here), `-EOPNOTSUPP` for a domain that is not PV.
+pub const SHADOW_OP_ENABLE_LOGDIRTY: u32 = 2;
+/// [`XenDomctlShadowOp::op`]: copy the dirty bitmap (bit `pfn` of byte `pfn / 8`, the domain's pfns
+/// below [`XenDomctlShadowOp::pages`], which comes back clamped to [`LOGDIRTY_MAX_PAGES`]) to
+/// [`XenDomctlShadowOp::dirty_bitmap`] (0: no copy), then clear it and write-protect the domain again.
+/// [`XenDomctlShadowOp::dirty_count`] gets the number of dirty pages, `fault_count` the write faults since the
+/// last `CLEAN`. `-EINVAL` while log-dirty is off for the domain or with a non-zero `mode`; `-EFAULT` for a
+/// bitmap the caller cannot write (checked before anything is cleared).
+pub const SHADOW_OP_CLEAN: u32 = 11;
+/// [`XenDomctlShadowOp::op`]: as [`SHADOW_OP_CLEAN`] without clearing.
+pub const SHADOW_OP_PEEK: u32 = 12;
+/// Most pfns a log-dirty bitmap covers (the largest domain, 256 MiB).
+pub const LOGDIRTY_MAX_PAGES: u64 = 65536;
 /// Set the most memory a domain may hold. Argument: [`XenDomctlMaxMem`].
 pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
 /// Set a paused domain's vCPU state. Argument: [`XenDomctlVcpucontext`].
@@ -144,6 +165,9 @@ pub const MIGRATE_ROUND: u32 = 1;
 pub const MIGRATE_FINAL: u32 = 2;
 /// See [`MIGRATE_START`].
 pub const MIGRATE_CANCEL: u32 = 3;
+/// Or'ed into [`MIGRATE_FINAL`]: the tail also carries a digest of every data page and the destination
+/// refuses the image if the pages it joined differ (`xl migrate --verify`: a lost write fails the migration).
+pub const MIGRATE_VERIFY: u32 = 0x100;
 /// The VIRQ a suspend-aware guest binds: the toolstack's "please suspend" (Xen asks through xenstore's
 /// `control/shutdown`; here the first architecture VIRQ, `VIRQ_ARCH_0`, global).
 pub const VIRQ_SUSPEND: u32 = crate::event_channel::VIRQ_ARCH_0;
@@ -330,6 +354,30 @@ pub struct XenDomctlMaxMem {
     pub max_memkb: u64,
 }
 
+/// Argument of [`XEN_DOMCTL_SHADOW_OP`] (`xen_domctl_shadow_op`, its layout), 40 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct XenDomctlShadowOp {
+    /// [`SHADOW_OP_OFF`], [`SHADOW_OP_ENABLE_LOGDIRTY`], [`SHADOW_OP_CLEAN`] or [`SHADOW_OP_PEEK`].
+    pub op: u32,
+    /// 0 (Xen's mode bits for its other enable operations).
+    pub mode: u32,
+    /// Unused (Xen's shadow allocation in MiB).
+    pub mb: u32,
+    pub _pad: u32,
+    /// Guest pointer to the bitmap (`CLEAN`, `PEEK`).
+    pub dirty_bitmap: u64,
+    /// In: bits the bitmap holds; out: bits written.
+    pub pages: u64,
+    /// Out: write faults fixed since the last `CLEAN`.
+    pub fault_count: u32,
+    /// Out: dirty pages reported.
+    pub dirty_count: u32,
+}
+layout!(XenDomctlShadowOp, 40; dirty_bitmap @ 16, pages @ 24, fault_count @ 32, dirty_count @ 36);
+
 /// Argument of [`XEN_DOMCTL_SETVCPUCONTEXT`] and [`XEN_DOMCTL_GETVCPUCONTEXT`] (`xen_domctl_vcpucontext`),
 /// 16 bytes.
 #[derive(
@@ -414,6 +462,15 @@ mod tests {
                 XEN_DOMCTL_GETVCPUCONTEXT,
             ],
             [1, 2, 3, 4, 5, 10, 11, 12, 13]
+        );
+        assert_eq!(
+            [
+                SHADOW_OP_OFF,
+                SHADOW_OP_ENABLE_LOGDIRTY,
+                SHADOW_OP_CLEAN,
+                SHADOW_OP_PEEK
+            ],
+            [0, 2, 11, 12]
         );
         assert_eq!(crate::hypercall::nr::DOMCTL, 36);
     }

@@ -88,7 +88,8 @@
 //! n. **`domctl`: the hypervisor builds the domains it creates.** `XEN_DOMCTL_createdomain` names an
 //!    available kernel image (a boot module kept by the hypervisor), a memory size and a command line, and
 //!    the hypervisor builds and starts the domain; destroy finishes at once; one vCPU; ids below
-//!    [`domctl::MAX_DOMAINS`]; stopped domains are reaped; log-dirty control is `-ENOSYS`; console input
+//!    [`domctl::MAX_DOMAINS`]; stopped domains are reaped; of `XEN_DOMCTL_shadow_op` only the log-dirty operations exist, for PV
+//!    domains, one domain at a time (deviation p); console input
 //!    is switched with our command `XEN_DOMCTL_CONSOLE_INPUT` ([`domctl`]). The save-image format is
 //!    ours ([`save`]).
 //! o. **Save and restore without foreign memory.** Xen's toolstack saves a domain by mapping its frames;
@@ -98,6 +99,16 @@
 //!    returns 1 if the domain continues in place ([`domctl::XEN_DOMCTL_RESUMEDOMAIN`]) and 0 in a restored
 //!    domain, whose page tables, start info and P2M (the `mfn_list` array of `nr_pages` entries) the
 //!    hypervisor has rewritten for the new frames; VIRQ and IPI ports are kept, interdomain ones closed.
+//! p. **Log-dirty by write protection of the guest's own tables.** Xen tracks a PV domain's writes with
+//!    shadow page tables; here, while log-dirty is on ([`domctl::SHADOW_OP_ENABLE_LOGDIRTY`]), the
+//!    hypervisor clears RW in the writable entries of the domain's validated L1 tables themselves after each
+//!    `CLEAN` and puts it back on the first write fault (which the guest never sees). The guest's logical
+//!    entry is remembered in the hypervisor (no PTE bit is taken) and is what `mmu_update` and the reference
+//!    counts see. What the guest can observe: reading an entry of a validated L1 table (its tables are mapped
+//!    read-only) may show RW clear for an entry it made writable; writing such a value back through
+//!    `mmu_update` makes the entry read-only for real, as it asked (a later write then faults to the guest).
+//!    A table that stops being one (unpinned, unlinked) gets its RW bits back at once, so data the guest
+//!    reads from a former table is what it wrote. `mmu_update` returns what it would without log-dirty.
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -45,6 +45,10 @@ pub const HASH: u8 = 12;
 /// destination → source, before the round's [`ACK`]: pfns (`u64` each, up to 512) whose [`HASH`] it
 /// could not match; the source sends them as [`PAGE`]s.
 pub const MISSING: u8 = 13;
+/// source → destination, in the tail of a verifying migration (`xl migrate --verify`), before
+/// [`TAIL_END`]: (pfn, digest) pairs, `u64` each, up to 256 a frame, of every data page of the suspended
+/// domain; the destination refuses the image ([`REFUSED`]) if a page it would restore differs.
+pub const VERIFY: u8 = 14;
 
 /// Why a frame was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +76,7 @@ pub fn size_ok(kind: u8, len: usize) -> Result<(), FrameError> {
         PAGE => len == 8 + 4096,
         ROUND_END | TAIL_END | HASH => len == 16,
         MISSING => (8..=4096).contains(&len) && len.is_multiple_of(8),
+        VERIFY => (16..=4096).contains(&len) && len.is_multiple_of(16),
         TAIL => (9..=MAX_PAYLOAD).contains(&len),
         ABORT => len == 0,
         _ => return Err(FrameError::Kind),

@@ -91,6 +91,9 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
 /// An exception from a guest. A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it
 /// cannot make an exception's delivery fault; a double fault means it ran at CPL 0 with an unusable stack.
 fn exception(dom: &mut Domain, frame: &EntryFrame) -> Next {
+    if crate::domain::logdirty_ctl::write_fault(dom, frame.vector, frame.error_code) {
+        return Next::Resume;
+    }
     if frame.vector != 8 {
         return deliver::exception(dom, frame);
     }

@@ -82,6 +82,8 @@ pub mod image {
     pub const MIGRATE_FINAL: u32 = abi::domctl::MIGRATE_FINAL;
     /// See [`MIGRATE_START`].
     pub const MIGRATE_CANCEL: u32 = abi::domctl::MIGRATE_CANCEL;
+    /// Or'ed into [`MIGRATE_FINAL`]: the destination verifies every data page (`xl migrate --verify`).
+    pub const MIGRATE_VERIFY: u32 = abi::domctl::MIGRATE_VERIFY;
 }
 
 /// Longest saved-image name.

@@ -17,7 +17,8 @@ pub const USAGE: &str = "usage: xl list
        xl save DOMID NAME | xl snapshot DOMID NAME   (snapshot: the domain continues)
        xl restore [-p] NAME | xl clone DOMID | xl images | xl image-rm NAME
        xl image-dump NAME   (to the serial line, for cargo xtask save)
-       xl migrate DOMID | xl migrate-receive   (live migration over the second serial line)";
+       xl migrate [--verify] DOMID | xl migrate-receive   (live migration over the second serial line;
+         --verify: the destination checks every page against the source's before it takes the domain)";
 
 /// A parsed `xl` command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +56,8 @@ pub enum Xl<'a> {
     ImageRm(&'a str),
     /// `xl image-dump NAME`.
     ImageDump(&'a str),
-    /// `xl migrate DOMID`.
-    Migrate(u16),
+    /// `xl migrate [--verify] DOMID`.
+    Migrate { id: u16, verify: bool },
     /// `xl migrate-receive`.
     MigrateReceive,
     /// `xl help` (or no subcommand).
@@ -155,7 +156,16 @@ pub fn parse(args: &str) -> Result<Xl<'_>, &'static str> {
         "images" => Xl::Images,
         "image-rm" => Xl::ImageRm(image_name(words.next())?),
         "image-dump" => Xl::ImageDump(image_name(words.next())?),
-        "migrate" => Xl::Migrate(domid(words.next())?),
+        "migrate" => match words.next() {
+            Some("--verify") => Xl::Migrate {
+                id: domid(words.next())?,
+                verify: true,
+            },
+            w => Xl::Migrate {
+                id: domid(w)?,
+                verify: false,
+            },
+        },
         "migrate-receive" => Xl::MigrateReceive,
         "create" => return parse_create(rest),
         _ => return Err("unknown subcommand"),
@@ -334,7 +344,22 @@ mod tests {
         assert_eq!(parse("images"), Ok(Xl::Images));
         assert_eq!(parse("image-rm a"), Ok(Xl::ImageRm("a")));
         assert_eq!(parse("image-dump a"), Ok(Xl::ImageDump("a")));
-        assert_eq!(parse("migrate 3"), Ok(Xl::Migrate(3)));
+        assert_eq!(
+            parse("migrate 3"),
+            Ok(Xl::Migrate {
+                id: 3,
+                verify: false
+            })
+        );
+        assert_eq!(
+            parse("migrate --verify 3"),
+            Ok(Xl::Migrate {
+                id: 3,
+                verify: true
+            })
+        );
+        assert!(parse("migrate --verify").is_err());
+        assert!(parse("migrate 3 --verify").is_err());
         assert_eq!(parse("migrate-receive"), Ok(Xl::MigrateReceive));
         assert!(parse("migrate").is_err());
         for bad in [

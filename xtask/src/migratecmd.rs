@@ -27,6 +27,10 @@ pub struct MigrateArgs {
     /// The device the two machines talk through.
     #[arg(long, value_enum, default_value_t = Link::Virtio)]
     pub link: Link,
+    /// `xl migrate --verify`: the destination checks every data page against the source's digest and
+    /// refuses the domain (which then continues on the source) if one differs.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 impl Default for MigrateArgs {
@@ -36,6 +40,7 @@ impl Default for MigrateArgs {
             period_ms: 100,
             kill_destination: false,
             link: Link::Virtio,
+            verify: false,
         }
     }
 }
@@ -138,7 +143,11 @@ fn source_scenario(args: &MigrateArgs, port: u16) -> Scenario {
         .when("count 5", CTRL_BRACKET_C)
         .when("[hv] console input: domain 0", b"echo resync-$?\n")
         .when("resync-0", b"")
-        .command("xl migrate 1");
+        .command(if args.verify {
+            "xl migrate --verify 1"
+        } else {
+            "xl migrate 1"
+        });
     if args.kill_destination {
         session = session
             .command("sleep 2")

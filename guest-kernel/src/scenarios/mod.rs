@@ -17,6 +17,7 @@ mod hostile_calls;
 mod hostile_entry;
 mod hypercall_abi;
 mod isolation;
+mod logdirty_hostile;
 mod memory;
 mod memory_refusals;
 mod migrate_hostile;
@@ -292,6 +293,21 @@ const SCENARIOS: &[Scenario] = &[
         name: "migrate-hostile-tx",
         about: "migration source: busy, crashed and destroyed domains, refused phases",
         run: migrate_hostile::migrate_hostile_tx,
+    },
+    Scenario {
+        name: "logdirty-hostile",
+        about: "log-dirty (shadow_op): bad requests refused; a harvest sees exactly the written pages",
+        run: logdirty_hostile::logdirty_hostile,
+    },
+    Scenario {
+        name: "logdirty-nonpv",
+        about: "log-dirty on a domain that is not PV (domain 1): -EOPNOTSUPP",
+        run: logdirty_hostile::logdirty_nonpv,
+    },
+    Scenario {
+        name: "logdirty-writer",
+        about: "write four known pages every 20 ms until destroyed (for logdirty-hostile)",
+        run: logdirty_hostile::logdirty_writer,
     },
     Scenario {
         name: "tick-forever",

@@ -82,6 +82,12 @@ fn save_op(cmd: u32, id: u16, at: Gva) -> Result<(), Errno> {
     };
     use zerocopy::IntoBytes;
     let mut op: XenDomctl = read_caller(at)?;
+    if cmd == abi::domctl::XEN_DOMCTL_SHADOW_OP {
+        let mut sop: abi::domctl::XenDomctlShadowOp = op.arg();
+        super::logdirty_ctl::shadow_op(id, &mut sop, |to, b| write_caller(Gva(to), b))?;
+        op.set_arg(&sop);
+        return write_caller(at, op.as_bytes());
+    }
     let mut arg: DomctlImage = op.arg();
     let name = || super::save_store::valid_name(arg.name_bytes());
     match cmd {

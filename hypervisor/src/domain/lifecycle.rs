@@ -306,6 +306,7 @@ pub fn stop_domain(dom: &mut Domain, state: DomainState) {
         crate::hvm::run::teardown_check(dom, machine.as_ref().expect("machine initialised"));
         crate::hvm::run::teardown(dom, machine.as_mut().expect("machine initialised"));
     } else {
+        super::logdirty_ctl::end_locked(id, machine.as_ref().expect("machine initialised"));
         super::teardown_check::check(
             machine.as_ref().expect("machine initialised"),
             hv,

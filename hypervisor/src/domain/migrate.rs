@@ -2,25 +2,32 @@
 //! serial line; frames of `abi::save::mig`), see docs/ARCHITECTURE.md, "Live migration".
 //!
 //! Source ([`migrate`], one phase per `XEN_DOMCTL_MIGRATE` from domain 0's `xl migrate`, the domain running
-//! between calls): START sends every page (round 0), each ROUND the data pages whose contents changed since
-//! they were sent (`migrate_track`), each answered by the destination's ACK; FINAL, once the domain has
-//! suspended through the save protocol, sends the tail — a save image (`save::encode`) holding everything
-//! except the data pages the destination already has — and waits for DONE (the caller then destroys its
-//! copy) or REFUSED / silence (the caller resumes it). Destination ([`receive`], `xl migrate-receive`):
-//! keeps the pages by pfn, joins them with the tail into a whole image and restores it through
-//! `save::restore`'s checks; every failure frees all it received.
+//! between calls): START turns log-dirty on (`mm::logdirty`: the domain's writable mappings are
+//! write-protected) and sends every page (round 0); each ROUND harvests the pages written since the last
+//! harvest (`logdirty_ctl::clean`) and sends those that are data pages, each round answered by the
+//! destination's ACK; FINAL, once the domain has suspended through the save protocol, harvests a last
+//! time, turns log-dirty off and sends the tail — a save image (`save::encode`) holding everything except
+//! the data pages the destination already has (not written since they were sent) — and waits for DONE
+//! (the caller then destroys its copy) or REFUSED / silence (the caller resumes it). With
+//! `MIGRATE_VERIFY` the tail also carries every data page's digest ([`mig::VERIFY`]), which the
+//! destination checks against the pages it joined. Every way out turns log-dirty off. Destination
+//! ([`receive`], `xl migrate-receive`): keeps the pages by pfn, joins them with the tail into a whole image
+//! and restores it through `save::restore`'s checks; every failure frees all it received.
 
-use abi::domctl::{MIGRATE_CANCEL, MIGRATE_FINAL, MIGRATE_ROUND, MIGRATE_START, VIRQ_SUSPEND};
+use abi::domctl::{
+    MIGRATE_CANCEL, MIGRATE_FINAL, MIGRATE_ROUND, MIGRATE_START, MIGRATE_VERIFY, VIRQ_SUSPEND,
+};
 use abi::errno::Errno;
 use abi::save::mig;
 use abi::save::{Encoder, RecordKind};
 use abi::types::Mfn;
 
+use super::logdirty_ctl;
 use super::migrate_link::{
     self as link, ACK_TIMEOUT_NS, DONE_TIMEOUT_NS, FIRST_TIMEOUT_NS, IDLE_TIMEOUT_NS, next, open,
     send,
 };
-use super::migrate_track::{Digests, Sent, digest};
+use super::migrate_track::{Pfns, digest};
 use super::save::{encode, frame, free_run, image_bound, now, run_mut};
 use super::state::Suspend;
 use crate::mm::machine::Machine;
@@ -28,8 +35,18 @@ use crate::setup::{DOMAINS, EVENTS, MACHINE, MAX_DOMAIN_PAGES};
 
 /// The migration under way on the source: domain, next round.
 static SOURCE: spin::Mutex<Option<(u16, u64)>> = spin::Mutex::new(None);
-/// Per pfn, the digest of what the destination holds (source side).
-static SENT: spin::Mutex<[u64; MAX_DOMAIN_PAGES]> = spin::Mutex::new([0; MAX_DOMAIN_PAGES]);
+/// Per pfn, the destination holds the page as a data page (source side): sent since it last was a page
+/// table, and every write since then is in the log-dirty harvest.
+static SENT: spin::Mutex<[u64; MAX_DOMAIN_PAGES / 64]> =
+    spin::Mutex::new([0; MAX_DOMAIN_PAGES / 64]);
+/// Per pfn, written since the last harvest (source side).
+static DIRTY: spin::Mutex<[u64; MAX_DOMAIN_PAGES / 64]> =
+    spin::Mutex::new([0; MAX_DOMAIN_PAGES / 64]);
+/// Source, verifying tail: (pfn, digest) of every data page.
+static VERIFY_OUT: spin::Mutex<[(u64, u64); MAX_DOMAIN_PAGES]> =
+    spin::Mutex::new([(0, 0); MAX_DOMAIN_PAGES]);
+/// Destination: per pfn, the digest the source's verifying tail gave (0: none).
+static VERIFY_IN: spin::Mutex<[u64; MAX_DOMAIN_PAGES]> = spin::Mutex::new([0; MAX_DOMAIN_PAGES]);
 /// Per pfn, received (destination side), and in the tail.
 static HAVE: spin::Mutex<[u64; MAX_DOMAIN_PAGES / 64]> =
     spin::Mutex::new([0; MAX_DOMAIN_PAGES / 64]);
@@ -49,6 +66,8 @@ const NAME: &str = "migrating";
 
 /// `XEN_DOMCTL_MIGRATE` phase `phase` for domain `id`: (pages sent, destination's domain id).
 pub fn migrate(id: u16, phase: u32) -> Result<(u64, u16), Errno> {
+    let verify = phase & MIGRATE_VERIFY != 0;
+    let phase = phase & !MIGRATE_VERIFY;
     let mut src = SOURCE.lock();
     match phase {
         MIGRATE_START => {
@@ -79,9 +98,14 @@ pub fn migrate(id: u16, phase: u32) -> Result<(u64, u16), Errno> {
             open()?;
             SENT.lock().fill(0);
             let nr = scan_nr(id)?;
-            send(mig::START, &[&nr.to_le_bytes()])?;
+            // Log-dirty first: a page written while round 0 runs is sent again in round 1.
+            logdirty_ctl::enable_for_migration(id)?;
+            if let Err(e) = send(mig::START, &[&nr.to_le_bytes()]) {
+                logdirty_ctl::disable(id);
+                return Err(e);
+            }
             *src = Some((id, 0));
-            log::info!("migrate: domain {id} ({nr} pfns) to COM2");
+            log::info!("migrate: domain {id} ({nr} pfns) to {}", link::name());
         }
         MIGRATE_ROUND | MIGRATE_FINAL | MIGRATE_CANCEL => {
             if src.map(|s| s.0) != Some(id) {
@@ -93,16 +117,21 @@ pub fn migrate(id: u16, phase: u32) -> Result<(u64, u16), Errno> {
     let round = src.map_or(0, |s| s.1);
     let result = match phase {
         MIGRATE_CANCEL => Err(Errno::EINTR),
-        MIGRATE_FINAL => tail(id).map(|(p, d)| (p, d, true)),
+        MIGRATE_FINAL => tail(id, verify).map(|(p, d)| (p, d, true)),
         _ => precopy(id, round).map(|p| (p, 0, false)),
     };
     match result {
         Ok((pages, dest, done)) => {
+            if done {
+                logdirty_ctl::disable(id);
+            }
             *src = if done { None } else { Some((id, round + 1)) };
             Ok((pages, dest))
         }
         Err(e) => {
             let _ = send(mig::ABORT, &[]);
+            // The domain stays here: never left write-protected.
+            logdirty_ctl::disable(id);
             *src = None;
             if phase == MIGRATE_CANCEL {
                 log::info!("migrate: domain {id}: migration cancelled; it stays here");
@@ -135,10 +164,25 @@ fn is_table(m: &Machine<'_>, mfn: Mfn) -> bool {
         .is_some_and(|i| i.ty.level().is_some() && i.type_count > 0 && i.is_validated())
 }
 
-/// One pre-copy round: the data pages changed since they were sent; then ROUND_END and the ACK.
+/// The harvest: the pfns written since the last one into [`DIRTY`]; how many.
+fn harvest(id: u16) -> Result<u64, Errno> {
+    let mut dirty = DIRTY.lock();
+    dirty.fill(0);
+    let mut set = Pfns(&mut dirty[..]);
+    let (n, faults) = logdirty_ctl::clean(id, false, |pfn| set.set(pfn))?;
+    log::debug!("migrate: domain {id}: harvest: {n} pages written, {faults} write faults");
+    Ok(u64::from(n))
+}
+
+/// One pre-copy round: round 0 every data page, later rounds the data pages written since the last
+/// harvest (and any the destination does not hold: a former page table, a new frame); then ROUND_END and
+/// the ACK.
 fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
     let t0 = now();
     let mut pages = 0u64;
+    if round > 0 {
+        harvest(id)?;
+    }
     {
         let table = DOMAINS.lock();
         let d = table
@@ -151,7 +195,9 @@ fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
         let machine = MACHINE.lock();
         let m = machine.as_ref().ok_or(Errno::EIO)?;
         let mut sent = SENT.lock();
-        let mut sent = Digests(&mut sent[..]);
+        let mut sent = Pfns(&mut sent[..]);
+        let mut dirty = DIRTY.lock();
+        let dirty = Pfns(&mut dirty[..]);
         let mut mfn_of = MFN_OF.lock();
         for f in 0..m.ft.len() as u64 {
             let mfn = Mfn(f);
@@ -162,13 +208,14 @@ fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
                 continue;
             };
             if is_table(m, mfn) {
-                sent.forget(pfn);
+                sent.clear(pfn);
                 continue;
             }
+            if sent.get(pfn) && !dirty.get(pfn) {
+                continue;
+            }
+            sent.set(pfn);
             let bytes = frame(mfn);
-            if !sent.changed(pfn, digest(bytes)) {
-                continue;
-            }
             if bytes.iter().all(|&b| b == 0) {
                 send(mig::ZERO, &[&pfn.to_le_bytes()])?;
             } else {
@@ -230,10 +277,15 @@ fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
     Ok(pages)
 }
 
-/// The stop-and-copy: the suspended domain's tail image, then the destination's verdict.
-fn tail(id: u16) -> Result<(u64, u16), Errno> {
+/// The stop-and-copy: the last harvest, log-dirty off (the tables go as the guest wrote them), the
+/// suspended domain's tail image (with `verify`, every data page's digest too), then the destination's
+/// verdict.
+fn tail(id: u16, verify: bool) -> Result<(u64, u16), Errno> {
     let t0 = now();
     let mut data = 0u64;
+    harvest(id)?;
+    logdirty_ctl::disable(id);
+    let mut nverify = 0usize;
     let (len, tables) = {
         let table = DOMAINS.lock();
         let d = table.live(id)?;
@@ -246,9 +298,18 @@ fn tail(id: u16) -> Result<(u64, u16), Errno> {
         let first = m.frames.alloc_run(frames).ok_or(Errno::ENOMEM)?;
         let buf = run_mut(first, frames);
         let mut sent = SENT.lock();
-        let mut sent = Digests(&mut sent[..]);
+        let sent = Pfns(&mut sent[..]);
+        let mut dirty = DIRTY.lock();
+        let dirty = Pfns(&mut dirty[..]);
+        let si_pfn = m.m2p.get(si).map(|p| p.0);
+        let mut digests = VERIFY_OUT.lock();
         let (r, _, tables) = encode(d, si, m, buf, &mut |pfn, bytes| {
-            let c = sent.changed(pfn, digest(bytes));
+            if verify && let Some(slot) = digests.get_mut(nverify) {
+                *slot = (pfn, digest(bytes));
+                nverify += 1;
+            }
+            // Written since sent, never sent as data, or the start info (the suspend wrote it).
+            let c = dirty.get(pfn) || !sent.get(pfn) || Some(pfn) == si_pfn;
             data += u64::from(c);
             c
         });
@@ -271,6 +332,14 @@ fn tail(id: u16) -> Result<(u64, u16), Errno> {
                 send(mig::TAIL, &[&(at as u64).to_le_bytes(), &img[at..end]])?;
                 at = end;
             }
+            for chunk in digests[..nverify].chunks(256) {
+                let mut b = [0u8; 4096];
+                for (i, (pfn, d)) in chunk.iter().enumerate() {
+                    b[i * 16..i * 16 + 8].copy_from_slice(&pfn.to_le_bytes());
+                    b[i * 16 + 8..i * 16 + 16].copy_from_slice(&d.to_le_bytes());
+                }
+                send(mig::VERIFY, &[&b[..chunk.len() * 16]])?;
+            }
             let sum = abi::save::wire::fnv(abi::save::wire::FNV_START, img);
             send(
                 mig::TAIL_END,
@@ -286,7 +355,12 @@ fn tail(id: u16) -> Result<(u64, u16), Errno> {
     match kind {
         mig::DONE => {
             log::info!(
-                "migrate: domain {id}: stop-and-copy: {data} data pages + {tables} page tables, {len} bytes sent in {sent_ms} ms; running on the destination as domain {word} ({} ms after the suspend)",
+                "migrate: domain {id}: stop-and-copy: {data} data pages + {tables} page tables, {len} bytes sent in {sent_ms} ms{}; running on the destination as domain {word} ({} ms after the suspend)",
+                if verify {
+                    " (every data page verified at the destination)"
+                } else {
+                    ""
+                },
                 (now() - t0) / 1_000_000
             );
             Ok((data + tables, word as u16))
@@ -318,6 +392,8 @@ struct Incoming {
     received: u64,
     indexed: usize,
     missed: usize,
+    /// Digests received in [`mig::VERIFY`] frames.
+    verify: usize,
 }
 
 impl Incoming {
@@ -334,10 +410,11 @@ impl Incoming {
     }
 }
 
-/// `XEN_DOMCTL_MIGRATE_RECEIVE`: take one migration from COM2; (new domain id, pages received).
+/// `XEN_DOMCTL_MIGRATE_RECEIVE`: take one migration from the link; (new domain id, pages received).
 pub fn receive() -> Result<(u16, u64), Errno> {
     open()?;
     HAVE.lock().fill(0);
+    VERIFY_IN.lock().fill(0);
     log::info!("migrate: waiting for a migration on {}", link::name());
     let mut inc = Incoming {
         pages: None,
@@ -345,6 +422,7 @@ pub fn receive() -> Result<(u16, u64), Errno> {
         received: 0,
         indexed: 0,
         missed: 0,
+        verify: 0,
     };
     let r = receive_into(&mut inc);
     inc.free();
@@ -505,11 +583,65 @@ fn receive_frame(inc: &mut Incoming, kind: u8, p: &[u8]) -> Result<Step, Errno> 
             run_mut(*first, *n)[w0 as usize..end as usize].copy_from_slice(data);
             *got = end;
         }
+        mig::VERIFY if inc.tail.is_some() => {
+            let (_, n) = inc.pages.ok_or(Errno::EINVAL)?;
+            let mut want = VERIFY_IN.lock();
+            for pair in p.chunks_exact(16) {
+                let (pfn, d) = (mig::word(pair, 0), mig::word(pair, 8));
+                if pfn >= n || d == 0 || want[pfn as usize] != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                want[pfn as usize] = d;
+                inc.verify += 1;
+            }
+        }
         mig::TAIL_END => return Ok(Step::Tail(w0, mig::word(p, 8))),
         mig::ABORT => return Ok(Step::Abort),
         _ => return Err(Errno::EINVAL),
     }
     Ok(Step::More)
+}
+
+/// `xl migrate --verify`: every data page the joined image would hold (the tail's, then the kept ones)
+/// has the digest the source sent, and every page the source listed is there. `-EIO` otherwise.
+fn verify<'p>(
+    img: &abi::save::Image<'_>,
+    pn: u64,
+    page: impl Fn(u64) -> &'p [u8; 4096],
+    extra: &dyn Fn(u64) -> bool,
+    listed: usize,
+) -> Result<(), Errno> {
+    let want = VERIFY_IN.lock();
+    let zero = digest(&[0; 4096]);
+    let mut checked = 0usize;
+    let mut check = |pfn: u64, d: u64| {
+        if want.get(pfn as usize) != Some(&d) {
+            log::warn!("migrate: verify: pfn {pfn:#x} differs from the source's page");
+            return Err(Errno::EIO);
+        }
+        checked += 1;
+        Ok(())
+    };
+    for (k, p) in img.records() {
+        match k {
+            RecordKind::Page => {
+                let mut b = [0u8; 4096];
+                b.copy_from_slice(p.get(8..8 + 4096).ok_or(Errno::EINVAL)?);
+                check(mig::word(p, 0), digest(&b))?;
+            }
+            RecordKind::ZeroPage => check(mig::word(p, 0), zero)?,
+            _ => {}
+        }
+    }
+    for pfn in (0..pn).filter(|&p| extra(p)) {
+        check(pfn, digest(page(pfn)))?;
+    }
+    if checked != listed {
+        log::warn!("migrate: verify: {listed} pages listed by the source, {checked} joined");
+        return Err(Errno::EIO);
+    }
+    log::info!("migrate: verify: all {checked} data pages match the source's");
+    Ok(())
 }
 
 /// Join the pages received with the tail into one image, store it and restore it (the store's and
@@ -549,6 +681,9 @@ fn join_and_restore(inc: &mut Incoming, len: u64, sum: u64) -> Result<u16, Errno
         let w = (pfn / 64) as usize;
         have[w] & (1 << (pfn % 64)) != 0 && in_tail[w] & (1 << (pfn % 64)) == 0
     };
+    if inc.verify > 0 {
+        verify(&img, pn, page, &extra, inc.verify)?;
+    }
     let mut total = tlen;
     for pfn in (0..pn).filter(|&p| extra(p)) {
         total += if all_zero(page(pfn)) {

@@ -1,39 +1,31 @@
-//! Which pages a live migration must send again (pure, host-tested): per pfn, a digest of the contents
-//! the destination last received. A round sends the pages whose digest changed; page tables are never
-//! sent in rounds (their contents hold machine frames: they go canonicalized in the tail), so they are
-//! forgotten and always go in the tail.
-//!
-//! This is change detection by content, not log-dirty by write protection: see docs/ARCHITECTURE.md,
-//! "Live migration", for why and what it costs.
+//! What a live migration's source knows per pfn (pure, host-tested): a bitmap of pfns ([`Pfns`]: the
+//! pages the destination holds as data pages, the pages the last log-dirty harvest reported) and the
+//! 64-bit page [`digest`] the stream uses to offer a page by content ([`abi::save::mig::HASH`]) and to
+//! verify the joined image (`xl migrate --verify`). Which pages changed is log-dirty's business
+//! (`mm::logdirty`), not a digest comparison.
 
-/// What the source knows the destination holds.
-pub trait Sent {
-    /// Record that `pfn` with `digest` is about to be sent; true if it must be (never sent, or changed).
-    fn changed(&mut self, pfn: u64, digest: u64) -> bool;
-    /// The destination's copy of `pfn` no longer counts (it became a page table).
-    fn forget(&mut self, pfn: u64);
-}
+/// A set of pfns, one bit each; pfns beyond it are never members and are not recorded.
+pub struct Pfns<'a>(pub &'a mut [u64]);
 
-/// The digests, one per pfn (0: nothing sent).
-pub struct Digests<'a>(pub &'a mut [u64]);
+impl Pfns<'_> {
+    /// Is `pfn` in the set?
+    pub fn get(&self, pfn: u64) -> bool {
+        self.0
+            .get((pfn / 64) as usize)
+            .is_some_and(|w| w & (1 << (pfn % 64)) != 0)
+    }
 
-impl Sent for Digests<'_> {
-    fn changed(&mut self, pfn: u64, digest: u64) -> bool {
-        let digest = digest.max(1);
-        match self.0.get_mut(pfn as usize) {
-            Some(d) if *d == digest => false,
-            Some(d) => {
-                *d = digest;
-                true
-            }
-            // Beyond the table: always sent, never remembered.
-            None => true,
+    /// Add `pfn`.
+    pub fn set(&mut self, pfn: u64) {
+        if let Some(w) = self.0.get_mut((pfn / 64) as usize) {
+            *w |= 1 << (pfn % 64);
         }
     }
 
-    fn forget(&mut self, pfn: u64) {
-        if let Some(d) = self.0.get_mut(pfn as usize) {
-            *d = 0;
+    /// Remove `pfn`.
+    pub fn clear(&mut self, pfn: u64) {
+        if let Some(w) = self.0.get_mut((pfn / 64) as usize) {
+            *w &= !(1 << (pfn % 64));
         }
     }
 }
@@ -53,30 +45,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_changed_pages_are_sent_again() {
-        let mut t = [0u64; 8];
-        let mut s = Digests(&mut t);
-        let a = [1u8; 4096];
-        let mut b = [1u8; 4096];
-        assert!(s.changed(3, digest(&a)), "never sent");
-        assert!(!s.changed(3, digest(&a)), "unchanged");
-        b[4095] = 2;
-        assert!(s.changed(3, digest(&b)), "one byte changed");
-        assert!(!s.changed(3, digest(&b)));
-        s.forget(3);
-        assert!(s.changed(3, digest(&b)), "forgotten: sent again");
-        assert!(
-            s.changed(99, digest(&a)) && s.changed(99, digest(&a)),
-            "beyond: always"
-        );
-    }
-
-    #[test]
-    fn a_zero_digest_is_still_a_digest() {
+    fn pfn_sets() {
         let mut t = [0u64; 2];
-        let mut s = Digests(&mut t);
-        assert!(s.changed(0, 0));
-        assert!(!s.changed(0, 0));
+        let mut s = Pfns(&mut t);
+        assert!(!s.get(3));
+        s.set(3);
+        s.set(127);
+        s.set(128);
+        assert!(
+            s.get(3) && s.get(127) && !s.get(128),
+            "beyond: never a member"
+        );
+        s.clear(3);
+        assert!(!s.get(3) && s.get(127));
+        s.clear(999);
     }
 
     #[test]
@@ -92,5 +74,6 @@ mod tests {
         x[0] = 1;
         y[8] = 1;
         assert_ne!(digest(&x), digest(&y), "same word at another place");
+        assert_ne!(d0, 0);
     }
 }

@@ -8,6 +8,8 @@ pub mod kind;
 #[cfg(feature = "baremetal")]
 pub mod lifecycle;
 #[cfg(feature = "baremetal")]
+pub mod logdirty_ctl;
+#[cfg(feature = "baremetal")]
 pub mod migrate;
 #[cfg(feature = "baremetal")]
 pub mod migrate_link;

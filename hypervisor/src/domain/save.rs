@@ -160,6 +160,10 @@ pub fn save(id: u16, name: &str) -> Result<usize, Errno> {
     let Suspend::Suspended(si) = d.suspend else {
         return Err(Errno::EINVAL);
     };
+    // Its tables are write-protected for log-dirty: the image would hold read-only entries.
+    if crate::mm::logdirty::STATE.lock().domain() == Some(id) {
+        return Err(Errno::EBUSY);
+    }
     let mut machine = MACHINE.lock();
     let m = machine.as_mut().ok_or(Errno::EIO)?;
     let frames = image_bound(m, id, d.mm.shared_info).div_ceil(4096);

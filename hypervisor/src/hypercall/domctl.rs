@@ -1,7 +1,7 @@
 //! `domctl` (hypercall 36): domain control for the privileged domain — create, destroy, pause, unpause,
-//! get info, max memory, get/set vCPU context, and the save protocol and image store (suspend request,
-//! resume, save, restore, image put/delete/list/dump; `domain::save`) (the numbers, structures and rules
-//! are in `abi::domctl`).
+//! get info, max memory, get/set vCPU context, log-dirty control (`XEN_DOMCTL_SHADOW_OP`,
+//! `domain::logdirty_ctl`), and the save protocol and image store (suspend request, resume, save, restore,
+//! image put/delete/list/dump; `domain::save`) (the numbers, structures and rules are in `abi::domctl`).
 //!
 //! Decode, then perform. [`decode`] turns the envelope into a typed [`DomctlRequest`] with no side effect
 //! (interface version `-EACCES`, privilege `-EPERM`, command `-ENOSYS`, then the argument's shape). The
@@ -141,6 +141,7 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         XEN_DOMCTL_IMAGE_DUMP,
         abi::domctl::XEN_DOMCTL_MIGRATE,
         abi::domctl::XEN_DOMCTL_MIGRATE_RECEIVE,
+        abi::domctl::XEN_DOMCTL_SHADOW_OP,
     ];
     if !known.contains(&op.cmd) {
         return Err(Errno::ENOSYS);
@@ -196,7 +197,8 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
         XEN_DOMCTL_RESUMEDOMAIN
         | XEN_DOMCTL_SUSPEND_REQUEST
         | XEN_DOMCTL_SAVE
-        | abi::domctl::XEN_DOMCTL_MIGRATE => DomctlRequest::OnDomain(op.cmd, not_self()?),
+        | abi::domctl::XEN_DOMCTL_MIGRATE
+        | abi::domctl::XEN_DOMCTL_SHADOW_OP => DomctlRequest::OnDomain(op.cmd, not_self()?),
         _ => DomctlRequest::SetVcpuContext(not_self()?, vcpu_ctxt()?),
     })
 }

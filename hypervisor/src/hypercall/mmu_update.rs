@@ -131,6 +131,7 @@ fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, req: MmuRequest) -> R
                 return Err(Errno::EPERM);
             }
             machine.m2p.set(mfn, pfn);
+            crate::mm::logdirty::mark(mfn);
             Ok(())
         }
     }
@@ -259,6 +260,7 @@ fn update_loop<M: MachineMem>(
                         return Err(Errno::EPERM);
                     }
                     m2p.set(mfn, pfn);
+                    crate::mm::logdirty::mark(mfn);
                     Ok(())
                 }
             });

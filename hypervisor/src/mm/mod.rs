@@ -4,6 +4,7 @@ pub mod audit;
 pub mod frame_alloc;
 pub mod frame_table;
 pub mod guest_mem;
+pub mod logdirty;
 pub mod machine;
 pub mod pcid;
 pub mod phys;

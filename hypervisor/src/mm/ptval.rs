@@ -61,6 +61,16 @@ pub const ENTRIES: usize = 512;
 pub trait PtMem: PhysRead {
     /// Writes the little-endian `u64` at `addr` (8-byte aligned: always a page-table slot).
     fn write_u64(&mut self, addr: Maddr, val: u64);
+    /// The entry at `addr` of a validated table as its references count it (log-dirty stores a writable L1
+    /// entry without RW: `mm::logdirty`). Plain memory by default.
+    fn read_pte(&self, addr: Maddr) -> u64 {
+        self.read_u64(addr)
+    }
+    /// The validated table in `mfn` is about to lose its type (log-dirty gives its entries RW back first).
+    fn table_dropped(&mut self, _mfn: Mfn) {}
+    /// The table in `mfn` was just validated as a level-`level` table (log-dirty marks the targets of its
+    /// writable entries).
+    fn table_validated(&mut self, _mfn: Mfn, _level: u32) {}
 }
 
 /// What the validator must know about the machine and the hypervisor.
@@ -235,6 +245,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
                 self.put_page(mfn);
                 return Err(e);
             }
+            self.mem.table_validated(mfn, level);
             if let Some(p) = self.ft.info_mut(mfn) {
                 p.flags |= PageInfo::VALIDATED;
             }
@@ -261,6 +272,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
             p.ty = PageType::None;
             p.flags &= !PageInfo::VALIDATED;
             if let (Some(level), true) = (ty.level(), validated) {
+                self.mem.table_dropped(mfn);
                 self.devalidate(mfn, level, ENTRIES);
             }
         }
@@ -354,7 +366,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if !counted(level, index) {
             return Err(MmError::ReservedSlot(index));
         }
-        let old = self.read(table, index);
+        let old = Pte(self.mem.read_pte(slot(table, index)));
         let mut new = Pte(new);
         if preserve_ad && old.is_present() {
             new.0 |= old.0 & (PteFlags::ACCESSED | PteFlags::DIRTY).bits();

@@ -120,6 +120,36 @@ fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result
         if (access.write && !pte.has(PteFlags::WRITABLE))
             || (access.user && !pte.has(PteFlags::USER))
         {
+            return protection(mem, l4, va, access);
+        }
+        table = pte.mfn();
+    }
+    Ok(Maddr(table.addr().0 | va.page_offset()))
+}
+
+/// A walk refused for lack of a permission. With log-dirty on (`mm::logdirty`) a write may go through an
+/// L1 entry write-protected only for tracking: the walk again, such entries writable for the hypervisor's
+/// own write (which marks the frame). Out of line, so the walk's common path keeps its shape.
+#[cold]
+#[inline(never)]
+fn protection(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<Maddr, WalkError> {
+    if !(access.write && super::logdirty::on()) {
+        return Err(WalkError::Protection);
+    }
+    let mut table = l4;
+    for level in (1..=4u32).rev() {
+        let slot = table.addr().0 + (va.table_index(level) as u64) * 8;
+        let mut pte = Pte(mem.read_u64(Maddr(slot)));
+        if level == 1 && !pte.has(PteFlags::WRITABLE) {
+            pte = Pte(super::logdirty::walk_write(slot, pte.0));
+        }
+        if !pte.is_present() {
+            return Err(WalkError::NotPresent { level });
+        }
+        if level >= 2 && pte.has(PteFlags::HUGE) {
+            return Err(WalkError::LargePage);
+        }
+        if !pte.has(PteFlags::WRITABLE) || (access.user && !pte.has(PteFlags::USER)) {
             return Err(WalkError::Protection);
         }
         table = pte.mfn();

@@ -58,7 +58,7 @@ fn main(args: &str) -> i32 {
         Xl::ImageDump(name) => sys::dom_image(uapi::domctl::image::DUMP, 0, name, 0)
             .map(|_| println!("xl: image '{name}' written to the serial line"))
             .map_err(Failure::Image),
-        Xl::Migrate(id) => migrate(id).map_err(Failure::Image),
+        Xl::Migrate { id, verify } => migrate(id, verify).map_err(Failure::Image),
         Xl::MigrateReceive => sys::dom_image(uapi::domctl::image::MIGRATE_RECEIVE, 0, "m", 0)
             .map(|r| {
                 println!(
@@ -296,7 +296,7 @@ fn migrate_phase(id: u16, phase: u32) -> Result<u64, uapi::Errno> {
 /// `xl migrate`: pre-copy rounds while the domain runs, then suspend, the stop-and-copy and the
 /// destination's confirmation; the domain is destroyed here only after it. On any failure the domain
 /// continues here (resumed if it was suspended).
-fn migrate(id: u16) -> Result<(), uapi::Errno> {
+fn migrate(id: u16, verify: bool) -> Result<(), uapi::Errno> {
     let t0 = sys::uptime()?;
     let mut pages = match migrate_phase(id, uapi::domctl::image::MIGRATE_START) {
         Ok(p) => p,
@@ -328,7 +328,12 @@ fn migrate(id: u16) -> Result<(), uapi::Errno> {
         println!("xl: migrate: domain {id} did not suspend; it continues here");
         return Err(e);
     }
-    match migrate_phase(id, uapi::domctl::image::MIGRATE_FINAL) {
+    let verify = if verify {
+        uapi::domctl::image::MIGRATE_VERIFY
+    } else {
+        0
+    };
+    match migrate_phase(id, uapi::domctl::image::MIGRATE_FINAL | verify) {
         Ok(r) => {
             let t1 = sys::uptime()?;
             sys::dom_control(uapi::domctl::op::DESTROY, u64::from(id), 0)?;

@@ -215,8 +215,28 @@ impl crate::mm::ptval::PtMem for IdentityMem {
             addr.0 < IDENTITY_LIMIT - 8 && addr.0.is_multiple_of(8),
             "page-table write outside the identity map"
         );
+        crate::mm::logdirty::stored(addr.0, val);
         // SAFETY: the validation code only writes entries of page-table frames it owns or the guest owns and
         // has validated; identity mapped; aligned.
         unsafe { (addr.0 as *mut u64).write_volatile(val) }
+    }
+
+    #[inline]
+    fn read_pte(&self, addr: Maddr) -> u64 {
+        crate::mm::logdirty::logical(addr.0, self.read_u64(addr))
+    }
+
+    fn table_validated(&mut self, mfn: Mfn, level: u32) {
+        crate::mm::logdirty::validated(level, || (0..512).map(|s| Self::read_entry(mfn, s)));
+    }
+
+    fn table_dropped(&mut self, mfn: Mfn) {
+        crate::mm::logdirty::dropped(mfn, |slot| {
+            Self::write_entry(
+                mfn,
+                slot,
+                Self::read_entry(mfn, slot) | crate::mm::pte::PteFlags::WRITABLE.bits(),
+            )
+        });
     }
 }
