@@ -289,7 +289,6 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
         );
         dom.mm.flush_tlb = false;
         let fx = dom.vcpu.fx.0.as_mut_ptr();
-        arch::set_fxsave_area(fx);
         match live.as_deref() {
             // A live frame is normally the slot itself: nothing to copy.
             Some(f) => {
@@ -352,7 +351,6 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
     );
     dom.mm.flush_tlb = false;
     let fx = dom.vcpu.fx.0.as_mut_ptr();
-    arch::set_fxsave_area(fx);
     debug_assert!(crate::regs::is_sanitized(frame));
     if !entry::is_exit_slot(frame) {
         entry::stage_frame(frame);

@@ -183,7 +183,12 @@ fn hypercall(
         };
         hypercall::dispatch(number, &mut ctx)
     };
-    log::trace!("domain {id}: hypercall {number} {args:x?} -> {action:?}");
+    // The arguments are still in the frame's registers unless the handler replaced the frame (`iret`):
+    // reading them there keeps them out of a stack copy kept alive across the call.
+    log::trace!(
+        "domain {id}: hypercall {number} {:x?} -> {action:?}",
+        hypercall::args_of(regs)
+    );
     match action {
         // The caller keeps the CPU: the result goes into the live frame only.
         Action::Return(v) => {
