@@ -266,12 +266,26 @@ pub fn upcall_due(dom: &Domain) -> bool {
 /// On the way back to a guest: deliver the event upcall if one is pending and events are not masked.
 /// Returns false if the domain had to be crashed.
 pub fn upcall(dom: &mut Domain) -> bool {
+    upcall_into(dom, None)
+}
+
+/// [`upcall`] into the live entry frame `f` of the vCPU that entered (the same-vCPU return, which then
+/// returns through `f`). If the domain had to be crashed (false), `f` has been copied into its saved
+/// registers first.
+pub fn upcall_live(dom: &mut Domain, f: &mut EntryFrame) -> bool {
+    upcall_into(dom, Some(f))
+}
+
+fn upcall_into(dom: &mut Domain, live: Option<&mut EntryFrame>) -> bool {
     if !upcall_due(dom) {
         return true;
     }
     let cb = dom.vcpu.pv.event_callback;
     count(&mut dom.vcpu.pv.counters.upcalls);
-    bounce_or_crash(dom, None, cb, None, true, "an event upcall") == Next::Resume
+    matches!(
+        bounce_or_crash(dom, live, cb, None, true, "an event upcall"),
+        Next::Resume
+    )
 }
 
 /// One more entry of a kind (the `counters` hypercall reads them).
