@@ -265,7 +265,15 @@ pub fn upcall_due(dom: &Domain) -> bool {
 
 /// On the way back to a guest: deliver the event upcall if one is pending and events are not masked.
 /// Returns false if the domain had to be crashed.
+#[inline(always)]
 pub fn upcall(dom: &mut Domain) -> bool {
+    !upcall_due(dom) || upcall_saved(dom)
+}
+
+/// The bounce of [`upcall`] into the saved registers, out of line (the return tests [`upcall_due`]
+/// inline).
+#[inline(never)]
+fn upcall_saved(dom: &mut Domain) -> bool {
     upcall_into(dom, None)
 }
 
@@ -276,6 +284,7 @@ pub fn upcall_live(dom: &mut Domain, f: &mut EntryFrame) -> bool {
     upcall_into(dom, Some(f))
 }
 
+#[inline(always)]
 fn upcall_into(dom: &mut Domain, live: Option<&mut EntryFrame>) -> bool {
     if !upcall_due(dom) {
         return true;

@@ -118,9 +118,7 @@ pub fn sanitize(f: &EntryFrame) -> Result<EntryFrame, SanitizeError> {
 /// and error code change.
 #[inline(always)]
 pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
-    // The non-canonical addresses and the hypervisor's reserved range (which starts at the first
-    // upper-half canonical address) are one range: one comparison refuses both.
-    if f.rip.wrapping_sub(FIRST_NONCANONICAL) < RESERVED_VA_END - FIRST_NONCANONICAL {
+    if !va_allowed(f.rip) {
         return Err(refused_rip(f.rip));
     }
     let (cs, ss) = if frame_ring(f) == 3 {
@@ -139,6 +137,14 @@ pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
 /// The lowest non-canonical address (48-bit virtual addresses).
 const FIRST_NONCANONICAL: u64 = 0x0000_8000_0000_0000;
 const _: () = assert!(RESERVED_VA_START == 0xffff_8000_0000_0000 && RESERVED_VA_END > RESERVED_VA_START);
+
+/// [`abi::layout::guest_va_allowed`] with one comparison, for the paths every return and bounce takes:
+/// the non-canonical addresses and the hypervisor's reserved range (which starts at the first upper-half
+/// canonical address) are one range, `[FIRST_NONCANONICAL, RESERVED_VA_END)`.
+#[inline(always)]
+pub fn va_allowed(va: u64) -> bool {
+    va.wrapping_sub(FIRST_NONCANONICAL) >= RESERVED_VA_END - FIRST_NONCANONICAL
+}
 
 /// Why [`sanitize_in_place`] refuses `rip` (one of the two kinds of address it refuses).
 #[cold]
@@ -270,6 +276,7 @@ mod tests {
         for rip in edges.into_iter().chain(random) {
             let r = sanitize(&frame(0x19, rip, 0));
             assert_eq!(r.is_ok(), abi::layout::guest_va_allowed(rip), "rip {rip:#x}");
+            assert_eq!(va_allowed(rip), abi::layout::guest_va_allowed(rip), "va {rip:#x}");
             let top = rip >> 47;
             let canonical = top == 0 || top == 0x1_ffff;
             match r {
