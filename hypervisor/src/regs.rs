@@ -136,7 +136,8 @@ pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
 
 /// The lowest non-canonical address (48-bit virtual addresses).
 const FIRST_NONCANONICAL: u64 = 0x0000_8000_0000_0000;
-const _: () = assert!(RESERVED_VA_START == 0xffff_8000_0000_0000 && RESERVED_VA_END > RESERVED_VA_START);
+const _: () =
+    assert!(RESERVED_VA_START == 0xffff_8000_0000_0000 && RESERVED_VA_END > RESERVED_VA_START);
 
 /// [`abi::layout::guest_va_allowed`] with one comparison, for the paths every return and bounce takes:
 /// the non-canonical addresses and the hypervisor's reserved range (which starts at the first upper-half
@@ -275,8 +276,16 @@ mod tests {
         });
         for rip in edges.into_iter().chain(random) {
             let r = sanitize(&frame(0x19, rip, 0));
-            assert_eq!(r.is_ok(), abi::layout::guest_va_allowed(rip), "rip {rip:#x}");
-            assert_eq!(va_allowed(rip), abi::layout::guest_va_allowed(rip), "va {rip:#x}");
+            assert_eq!(
+                r.is_ok(),
+                abi::layout::guest_va_allowed(rip),
+                "rip {rip:#x}"
+            );
+            assert_eq!(
+                va_allowed(rip),
+                abi::layout::guest_va_allowed(rip),
+                "va {rip:#x}"
+            );
             let top = rip >> 47;
             let canonical = top == 0 || top == 0x1_ffff;
             match r {

@@ -31,12 +31,12 @@ use abi::sched::ShutdownReason;
 use abi::types::Mfn;
 
 use crate::mm::guest_mem::GuestView;
-use crate::mm::walk;
-use abi::types::Gva;
-use zerocopy::{FromBytes, IntoBytes};
 use crate::mm::machine::Machine;
 use crate::mm::phys::FrameMem;
 use crate::mm::ptval::{Mm, Policy, PtMem};
+use crate::mm::walk;
+use abi::types::Gva;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// What hypercalls need of machine memory: frame access for guest copies, entry writes for page tables.
 pub trait MachineMem: PtMem + FrameMem {}
@@ -137,8 +137,8 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
                 write: false,
                 user: self.user,
             };
-            let ma =
-                walk::translate(&*self.mem, self.dom.base, va, access).map_err(|_| Errno::EFAULT)?;
+            let ma = walk::translate(&*self.mem, self.dom.base, va, access)
+                .map_err(|_| Errno::EFAULT)?;
             self.mem.read_bytes(ma, buf);
             return Ok(());
         }
