@@ -71,6 +71,23 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
         }
     }
 
+    /// The machine address of the guest bytes `[va, va+len)`, which must lie in one page (`len` at least 1),
+    /// translated with the permissions the guest needs for a read (or, with `write`, a write): one walk.
+    /// Anything else, or an address the guest may not use, is `-EFAULT`.
+    ///
+    /// For request arrays: translate the page of the first request, then read every request that lies in
+    /// it from there (one walk per page, not per request). The caller keeps the translation only while
+    /// the frame cannot change hands (see [`PageCursor`]).
+    #[inline]
+    pub fn translate_in_page(&self, va: Gva, len: u64, write: bool) -> Result<Maddr, Errno> {
+        if len == 0 || va.page_offset() + len > PAGE_SIZE {
+            return Err(Errno::EFAULT);
+        }
+        // The whole range is in `va`'s page: canonical and outside the reserved slots (which are whole
+        // pages) exactly when `va` is.
+        walk::translate(&*self.mem, self.root, va, self.access(write)).map_err(|_| Errno::EFAULT)
+    }
+
     /// Call `f` with the guest bytes `[va, va+len)` piece by piece, after validating all of them.
     /// `len > max` is `-EINVAL`; any unmapped, non-canonical or reserved byte is `-EFAULT`.
     pub fn read_chunks(
