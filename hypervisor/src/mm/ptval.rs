@@ -257,7 +257,11 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
             let p = self.owned_mut(mfn, dom)?;
             p.refs.checked_add(1).ok_or(MmError::CountOverflow(mfn))?;
             let have = p.ty;
-            return Err(MmError::TypeConflict { mfn, have, want: ty });
+            return Err(MmError::TypeConflict {
+                mfn,
+                have,
+                want: ty,
+            });
         }
         self.get_ref(mfn, ty, dom)
     }
@@ -283,9 +287,16 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if p.type_count > 0 {
             if p.ty != ty {
                 let have = p.ty;
-                return Err(MmError::TypeConflict { mfn, have, want: ty });
+                return Err(MmError::TypeConflict {
+                    mfn,
+                    have,
+                    want: ty,
+                });
             }
-            p.type_count = p.type_count.checked_add(1).ok_or(MmError::CountOverflow(mfn))?;
+            p.type_count = p
+                .type_count
+                .checked_add(1)
+                .ok_or(MmError::CountOverflow(mfn))?;
             p.refs = refs;
             return Ok(());
         }
@@ -336,7 +347,10 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
             p.refs = p.refs.saturating_sub(1);
             return;
         }
-        debug_assert!(p.type_count > 0, "type reference dropped on {mfn:?} without one");
+        debug_assert!(
+            p.type_count > 0,
+            "type reference dropped on {mfn:?} without one"
+        );
         if p.type_count == 0 {
             return;
         }
@@ -410,10 +424,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         // above): the address bits above MAXPHYADDR, and PS itself in an L4 entry (in an L1 it is PAT).
         let ps = if level == 4 { PteFlags::HUGE.bits() } else { 0 };
         let reserved = e.0 & (self.rsvd_addr | ps) != 0;
-        debug_assert_eq!(
-            reserved,
-            e.has_reserved_bits(level, self.policy.maxphyaddr)
-        );
+        debug_assert_eq!(reserved, e.has_reserved_bits(level, self.policy.maxphyaddr));
         if reserved {
             return Err(MmError::ReservedBits { level, index });
         }
