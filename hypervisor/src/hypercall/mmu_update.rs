@@ -24,7 +24,7 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use super::MachineMem;
 use super::{Action, DomainMm, HypercallCtx};
-use crate::mm::guest_mem::{GuestView, PageCursor};
+use crate::mm::guest_mem::GuestView;
 use crate::mm::machine::M2p;
 use crate::mm::pte::{Pte, PteFlags};
 use crate::mm::ptval::{Mm, PtWrite};
@@ -132,8 +132,11 @@ pub fn report_done<M: MachineMem>(
 
 /// Run a `mmu_update`-style batch: for each `size`-byte element, spend a work unit (or create the
 /// continuation Xen uses: the rest of the batch with `MMU_UPDATE_PREEMPTED` and the running `*pdone`), read
-/// it, and `step` it; the first error stops the batch. `*pdone` is reported on every way out. Shared by
-/// `mmu_update` and `mmuext_op`.
+/// it, and `step` it; the first error stops the batch. `*pdone` is reported on every way out. Used by
+/// `mmuext_op` (`mmu_update` has its own loop, [`update_loop`]).
+///
+/// The elements are read one walk per page, as in [`update_loop`]; an element that changes the caller's
+/// page-table root (`MMUEXT_NEW_BASEPTR`) makes the next one walk again, through the new root.
 pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     size: u64,
@@ -143,34 +146,50 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
         Ok(c) => c,
         Err(e) => return Action::Return(e.as_ret()),
     };
-    let mut done = resumed_done(ctx, &call);
-    // One walk per page of the request array, not per request (see `PageCursor` for why that is sound).
-    let mut cursor = PageCursor::default();
-    for i in 0..call.count {
+    let before = resumed_done(ctx, &call);
+    let mut i = 0;
+    let stop = 'pages: loop {
+        if i >= call.count {
+            break Action::Return(0);
+        }
         let Some(at) = call.reqs.checked_add(i * size) else {
-            report_done(ctx, &call, done);
-            return Action::Return(Errno::EFAULT.as_ret());
+            break Action::Return(Errno::EFAULT.as_ret());
         };
-        if !ctx.spend() {
-            report_done(ctx, &call, done);
-            let rest = (call.count - i) | MMU_UPDATE_PREEMPTED;
-            return Action::Continue([
-                at.0,
-                rest,
-                call.done.map_or(0, |p| p.0),
-                call.foreigndom,
-                0,
-            ]);
+        let n = ((PAGE_SIZE - at.page_offset()) / size).min(call.count - i);
+        let root = ctx.dom.base;
+        let page = match n {
+            0 => Err(Errno::EFAULT),
+            _ => ctx.guest().translate_in_page(at, n * size, false),
+        };
+        // A page that cannot be read, or an element across a page boundary: that element on its own.
+        let n = if page.is_ok() { n } else { 1 };
+        for k in 0..n {
+            let at = Gva(at.0 + k * size);
+            if !ctx.spend() {
+                let rest = (call.count - i) | MMU_UPDATE_PREEMPTED;
+                let pdone = call.done.map_or(0, |p| p.0);
+                break 'pages Action::Continue([at.0, rest, pdone, call.foreigndom, 0]);
+            }
+            let x = match page {
+                Ok(first) => {
+                    let mut x = T::new_zeroed();
+                    ctx.mem
+                        .read_bytes(Maddr(first.0 + k * size), x.as_mut_bytes());
+                    Ok(x)
+                }
+                Err(_) => ctx.guest().read_obj::<T>(at),
+            };
+            if let Err(e) = x.and_then(|x| step(ctx, x)) {
+                break 'pages Action::Return(e.as_ret());
+            }
+            i += 1;
+            if ctx.dom.base != root {
+                continue 'pages;
+            }
         }
-        let req = ctx.guest().read_obj_cached::<T>(&mut cursor, at);
-        if let Err(e) = req.and_then(|x| step(ctx, x)) {
-            report_done(ctx, &call, done);
-            return Action::Return(e.as_ret());
-        }
-        done += 1;
-    }
-    report_done(ctx, &call, done);
-    Action::Return(0)
+    };
+    report_done(ctx, &call, before + i);
+    stop
 }
 
 /// Handle `mmu_update`.
@@ -193,8 +212,8 @@ const REQ: u64 = core::mem::size_of::<MmuUpdate>() as u64;
 /// same checks, in the same order, with the same outcome for every request as [`run_batch`] (work unit,
 /// read, decode, apply), but the validator is set up once per call and the request array is translated
 /// once per page: every request that lies wholly in the page of the current one (and within the count and
-/// the budget) is read from there. That is sound for the reason [`PageCursor`] gives: no request frees a
-/// frame or gives it away, so the page's frame stays the guest's until the call ends.
+/// the budget) is read from there (sound for the reasons [`GuestView::translate_in_page`] gives: no
+/// request frees a frame or gives it away).
 fn update_loop<M: MachineMem>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     call: &MmuUpdateCall,

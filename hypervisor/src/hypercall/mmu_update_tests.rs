@@ -166,3 +166,30 @@ fn a_failing_request_spends_the_work_units_of_the_requests_read() {
         (Errno::EPERM.as_ret(), 0xdead)
     );
 }
+
+#[test]
+fn mmuext_op_walks_again_after_a_new_base() {
+    // Two operations in one page: NEW_BASEPTR to an empty L4 (frame 13), then a TLB flush. The second is
+    // read through the new base, under which the page is not mapped: EFAULT, after one applied.
+    let mut w = World::new();
+    let at = RW_PAGE + 0x200;
+    for (i, (cmd, arg1)) in [
+        (abi::mm::MMUEXT_NEW_BASEPTR, 13),
+        (abi::mm::MMUEXT_TLB_FLUSH_LOCAL, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let op = abi::xen::MmuextOp {
+            cmd,
+            arg1,
+            ..Default::default()
+        };
+        w.mem.write_bytes(ma(at + i as u64 * 24), op.as_bytes());
+    }
+    assert_eq!(
+        w.call(nr::MMUEXT_OP, [at, 2, 0, SELF, 0]),
+        Action::Return(Errno::EFAULT.as_ret())
+    );
+    assert_eq!(w.dom.base, Mfn(13));
+}
