@@ -255,19 +255,43 @@ fn update_loop<M: MachineMem>(
         };
         // n <= budget, a u32.
         *budget -= n as u32;
-        for k in 0..n {
+        let applied = if n == 1 {
+            // A single request (the common `mmu_update` of one entry): no call.
             let mut r = MmuUpdate::new_zeroed();
-            mm.mem
-                .read_bytes(Maddr(first.0 + k * REQ), r.as_mut_bytes());
-            if let Err(e) = update_one(&mut mm, m2p, dom, domid, r) {
-                // Only the requests up to this one spent their work unit.
-                *budget += (n - k - 1) as u32;
-                return (i + k, Action::Return(e.as_ret()));
-            }
+            mm.mem.read_bytes(first, r.as_mut_bytes());
+            update_one(&mut mm, m2p, dom, domid, r).map_err(|e| (0, e))
+        } else {
+            update_page(&mut mm, m2p, dom, domid, first, n)
+        };
+        if let Err((k, e)) = applied {
+            // Only the requests up to this one spent their work unit.
+            *budget += (n - k - 1) as u32;
+            return (i + k, Action::Return(e.as_ret()));
         }
         i += n;
     }
     (i, Action::Return(0))
+}
+
+/// Apply the `n` requests at machine address `first` (in one page of the caller's request array); on the
+/// first error, its index and errno. The loop every request of a batch runs, on its own so that nothing
+/// around it takes its registers.
+#[inline(never)]
+fn update_page<M: MachineMem>(
+    mm: &mut Mm<'_, '_, M>,
+    m2p: &mut M2p<'_>,
+    dom: &mut DomainMm,
+    domid: u16,
+    first: Maddr,
+    n: u64,
+) -> Result<(), (u64, Errno)> {
+    for k in 0..n {
+        let mut r = MmuUpdate::new_zeroed();
+        mm.mem
+            .read_bytes(Maddr(first.0 + k * REQ), r.as_mut_bytes());
+        update_one(mm, m2p, dom, domid, r).map_err(|e| (k, e))?;
+    }
+    Ok(())
 }
 
 /// Decode and apply one `mmu_update` request of domain `domid`.
