@@ -83,7 +83,12 @@ fn a_batch_over_two_pages_applies_every_request_in_order() {
     let mut w = World::new();
     let frames = [12u64, 13, 14];
     let reqs: Vec<(u64, u64)> = (0..300u64)
-        .map(|i| req(2 + i % 4, frames[(i % 3) as usize] << 12 | P | (i & 1) * W))
+        .map(|i| {
+            req(
+                2 + i % 4,
+                frames[(i % 3) as usize] << 12 | P | ((i & 1) * W),
+            )
+        })
         .collect();
     put(&mut w, RW_PAGE, &reqs);
     assert_eq!(update(&mut w, RW_PAGE, 300, 0), Action::Return(0));
