@@ -18,14 +18,16 @@ use abi::mm::{
     MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_UPDATE_PREEMPTED,
     UVMF_ALL, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG,
 };
-use abi::types::{Gva, Maddr, Mfn, Pfn};
+use abi::types::{Gva, Maddr, Mfn, PAGE_SIZE, Pfn};
 use abi::xen::{DOMID_SELF, MmuUpdate};
+use zerocopy::{FromZeros, IntoBytes};
 
 use super::MachineMem;
-use super::{Action, HypercallCtx};
-use crate::mm::guest_mem::{GuestView, PageCursor};
+use super::{Action, DomainMm, HypercallCtx};
+use crate::mm::guest_mem::GuestView;
+use crate::mm::machine::M2p;
 use crate::mm::pte::{Pte, PteFlags};
-use crate::mm::ptval::Mm;
+use crate::mm::ptval::{Mm, PtWrite};
 
 /// A decoded `mmu_update` call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,34 +111,6 @@ pub fn decode_request(r: MmuUpdate) -> Result<MmuRequest, Errno> {
     }
 }
 
-/// Apply one decoded request for the caller.
-fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, req: MmuRequest) -> Result<(), Errno> {
-    match req {
-        MmuRequest::PtUpdate {
-            table,
-            index,
-            val,
-            preserve_ad,
-        } => {
-            let domid = ctx.domid;
-            ctx.mm()
-                .mod_entry(table, index, val, domid, preserve_ad)
-                .map_err(|e| e.errno())?;
-            ctx.dom.flush_tlb = true;
-            Ok(())
-        }
-        MmuRequest::MachPhys { mfn, pfn } => {
-            let machine = ctx.machine.get();
-            if machine.ft.owner(mfn) != Some(ctx.domid) {
-                return Err(Errno::EPERM);
-            }
-            machine.m2p.set(mfn, pfn);
-            crate::mm::logdirty::mark(mfn);
-            Ok(())
-        }
-    }
-}
-
 /// Read the `done` count a preempted call left in the guest.
 pub fn resumed_done<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, call: &MmuUpdateCall) -> u64 {
     match (call.resumed, call.done) {
@@ -158,8 +132,11 @@ pub fn report_done<M: MachineMem>(
 
 /// Run a `mmu_update`-style batch: for each `size`-byte element, spend a work unit (or create the
 /// continuation Xen uses: the rest of the batch with `MMU_UPDATE_PREEMPTED` and the running `*pdone`), read
-/// it, and `step` it; the first error stops the batch. `*pdone` is reported on every way out. Shared by
-/// `mmu_update` and `mmuext_op`.
+/// it, and `step` it; the first error stops the batch. `*pdone` is reported on every way out. Used by
+/// `mmuext_op` (`mmu_update` has its own loop, [`update_loop`]).
+///
+/// The elements are read one walk per page, as in [`update_loop`]; an element that changes the caller's
+/// page-table root (`MMUEXT_NEW_BASEPTR`) makes the next one walk again, through the new root.
 pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     size: u64,
@@ -169,34 +146,50 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
         Ok(c) => c,
         Err(e) => return Action::Return(e.as_ret()),
     };
-    let mut done = resumed_done(ctx, &call);
-    // One walk per page of the request array, not per request (see `PageCursor` for why that is sound).
-    let mut cursor = PageCursor::default();
-    for i in 0..call.count {
+    let before = resumed_done(ctx, &call);
+    let mut i = 0;
+    let stop = 'pages: loop {
+        if i >= call.count {
+            break Action::Return(0);
+        }
         let Some(at) = call.reqs.checked_add(i * size) else {
-            report_done(ctx, &call, done);
-            return Action::Return(Errno::EFAULT.as_ret());
+            break Action::Return(Errno::EFAULT.as_ret());
         };
-        if !ctx.spend() {
-            report_done(ctx, &call, done);
-            let rest = (call.count - i) | MMU_UPDATE_PREEMPTED;
-            return Action::Continue([
-                at.0,
-                rest,
-                call.done.map_or(0, |p| p.0),
-                call.foreigndom,
-                0,
-            ]);
+        let n = ((PAGE_SIZE - at.page_offset()) / size).min(call.count - i);
+        let root = ctx.dom.base;
+        let page = match n {
+            0 => Err(Errno::EFAULT),
+            _ => ctx.guest().translate_in_page(at, n * size, false),
+        };
+        // A page that cannot be read, or an element across a page boundary: that element on its own.
+        let n = if page.is_ok() { n } else { 1 };
+        for k in 0..n {
+            let at = Gva(at.0 + k * size);
+            if !ctx.spend() {
+                let rest = (call.count - i) | MMU_UPDATE_PREEMPTED;
+                let pdone = call.done.map_or(0, |p| p.0);
+                break 'pages Action::Continue([at.0, rest, pdone, call.foreigndom, 0]);
+            }
+            let x = match page {
+                Ok(first) => {
+                    let mut x = T::new_zeroed();
+                    ctx.mem
+                        .read_bytes(Maddr(first.0 + k * size), x.as_mut_bytes());
+                    Ok(x)
+                }
+                Err(_) => ctx.guest().read_obj::<T>(at),
+            };
+            if let Err(e) = x.and_then(|x| step(ctx, x)) {
+                break 'pages Action::Return(e.as_ret());
+            }
+            i += 1;
+            if ctx.dom.base != root {
+                continue 'pages;
+            }
         }
-        let req = ctx.guest().read_obj_cached::<T>(&mut cursor, at);
-        if let Err(e) = req.and_then(|x| step(ctx, x)) {
-            report_done(ctx, &call, done);
-            return Action::Return(e.as_ret());
-        }
-        done += 1;
-    }
-    report_done(ctx, &call, done);
-    Action::Return(0)
+    };
+    report_done(ctx, &call, before + i);
+    stop
 }
 
 /// Handle `mmu_update`.
@@ -206,70 +199,140 @@ pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         Ok(c) => c,
         Err(e) => return Action::Return(e.as_ret()),
     };
-    let mut done = resumed_done(ctx, &call);
-    let stop = update_loop(ctx, &call, &mut done);
-    report_done(ctx, &call, done);
+    let before = resumed_done(ctx, &call);
+    let (applied, stop) = update_loop(ctx, &call);
+    report_done(ctx, &call, before + applied);
     stop
 }
 
-/// [`run_batch`] for `mmu_update`, with the validator set up once for the whole batch instead of once
-/// per request (the same checks, in the same order, with the same outcome for every request).
+/// Size of one `mmu_update` request.
+const REQ: u64 = core::mem::size_of::<MmuUpdate>() as u64;
+
+/// The request loop of `mmu_update`: returns how many requests were applied and how the call ends. The
+/// same checks, in the same order, with the same outcome for every request as [`run_batch`] (work unit,
+/// read, decode, apply), but the validator is set up once per call and the request array is translated
+/// once per page: every request that lies wholly in the page of the current one (and within the count and
+/// the budget) is read from there (sound for the reasons [`GuestView::translate_in_page`] gives: no
+/// request frees a frame or gives it away).
 fn update_loop<M: MachineMem>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     call: &MmuUpdateCall,
-    done: &mut u64,
-) -> Action {
+) -> (u64, Action) {
     let (domid, root, user) = (ctx.domid, ctx.dom.base, ctx.user);
     let machine = ctx.machine.get();
     let mut mm = Mm::new(&mut machine.ft, &mut *ctx.mem, *ctx.policy);
     let m2p = &mut machine.m2p;
-    // One walk per page of the request array, not per request (see `PageCursor` for why that is sound).
-    let mut cursor = PageCursor::default();
-    for i in 0..call.count {
-        let Some(at) = call.reqs.checked_add(i * 16) else {
-            return Action::Return(Errno::EFAULT.as_ret());
+    let dom = &mut *ctx.dom;
+    let budget = &mut ctx.budget;
+    let mut i = 0;
+    while i < call.count {
+        let Some(at) = call.reqs.checked_add(i * REQ) else {
+            return (i, Action::Return(Errno::EFAULT.as_ret()));
         };
-        if ctx.budget == 0 {
+        if *budget == 0 {
             let rest = (call.count - i) | MMU_UPDATE_PREEMPTED;
-            return Action::Continue([
-                at.0,
-                rest,
-                call.done.map_or(0, |p| p.0),
-                call.foreigndom,
-                0,
-            ]);
+            let pdone = call.done.map_or(0, |p| p.0);
+            return (i, Action::Continue([at.0, rest, pdone, call.foreigndom, 0]));
         }
-        ctx.budget -= 1;
-        let applied = GuestView::new(&mut *mm.mem, root, user)
-            .read_obj_cached::<MmuUpdate>(&mut cursor, at)
-            .and_then(decode_request)
-            .and_then(|req| match req {
-                MmuRequest::PtUpdate {
-                    table,
-                    index,
-                    val,
-                    preserve_ad,
-                } => {
-                    mm.mod_entry(table, index, val, domid, preserve_ad)
-                        .map_err(|e| e.errno())?;
-                    ctx.dom.flush_tlb = true;
-                    Ok(())
-                }
-                MmuRequest::MachPhys { mfn, pfn } => {
-                    if mm.ft.owner(mfn) != Some(domid) {
-                        return Err(Errno::EPERM);
-                    }
-                    m2p.set(mfn, pfn);
-                    crate::mm::logdirty::mark(mfn);
-                    Ok(())
-                }
-            });
-        if let Err(e) = applied {
-            return Action::Return(e.as_ret());
+        // The requests from `at` to the end of its page, as far as the count and the budget go (none if
+        // the request at `at` crosses into the next page: it is read on its own).
+        let n = ((PAGE_SIZE - at.page_offset()) / REQ)
+            .min(call.count - i)
+            .min(u64::from(*budget));
+        if n == 0 {
+            *budget -= 1;
+            let req = GuestView::new(&mut *mm.mem, root, user).read_obj::<MmuUpdate>(at);
+            if let Err(e) = req.and_then(|r| update_one(&mut mm, m2p, dom, domid, r)) {
+                return (i, Action::Return(e.as_ret()));
+            }
+            i += 1;
+            continue;
         }
-        *done += 1;
+        let page = GuestView::new(&mut *mm.mem, root, user).translate_in_page(at, n * REQ, false);
+        let Ok(first) = page else {
+            *budget -= 1;
+            return (i, Action::Return(Errno::EFAULT.as_ret()));
+        };
+        // n <= budget, a u32.
+        *budget -= n as u32;
+        let applied = if n == 1 {
+            // A single request (the common `mmu_update` of one entry): no call.
+            let mut r = MmuUpdate::new_zeroed();
+            mm.mem.read_bytes(first, r.as_mut_bytes());
+            update_one(&mut mm, m2p, dom, domid, r).map_err(|e| (0, e))
+        } else {
+            update_page(&mut mm, m2p, dom, domid, first, n)
+        };
+        if let Err((k, e)) = applied {
+            // Only the requests up to this one spent their work unit.
+            *budget += (n - k - 1) as u32;
+            return (i + k, Action::Return(e.as_ret()));
+        }
+        i += n;
     }
-    Action::Return(0)
+    (i, Action::Return(0))
+}
+
+/// Apply the `n` requests at machine address `first` (in one page of the caller's request array); on the
+/// first error, its index and errno. The loop every request of a batch runs, on its own so that nothing
+/// around it takes its registers.
+#[inline(never)]
+fn update_page<M: MachineMem>(
+    mm: &mut Mm<'_, '_, M>,
+    m2p: &mut M2p<'_>,
+    dom: &mut DomainMm,
+    domid: u16,
+    first: Maddr,
+    n: u64,
+) -> Result<(), (u64, Errno)> {
+    for k in 0..n {
+        let mut r = MmuUpdate::new_zeroed();
+        mm.mem
+            .read_bytes(Maddr(first.0 + k * REQ), r.as_mut_bytes());
+        update_one(mm, m2p, dom, domid, r).map_err(|e| (k, e))?;
+    }
+    Ok(())
+}
+
+/// Decode and apply one `mmu_update` request of domain `domid`.
+#[inline(always)]
+fn update_one<M: MachineMem>(
+    mm: &mut Mm<'_, '_, M>,
+    m2p: &mut M2p<'_>,
+    dom: &mut DomainMm,
+    domid: u16,
+    r: MmuUpdate,
+) -> Result<(), Errno> {
+    match decode_request(r)? {
+        MmuRequest::PtUpdate {
+            table,
+            index,
+            val,
+            preserve_ad,
+        } => {
+            let w = mm
+                .prepare(table, index, val, domid, preserve_ad)
+                .map_err(|e| e.errno())?;
+            perform(mm, dom, w);
+            Ok(())
+        }
+        MmuRequest::MachPhys { mfn, pfn } => {
+            if mm.ft.owner(mfn) != Some(domid) {
+                return Err(Errno::EPERM);
+            }
+            m2p.set(mfn, pfn);
+            crate::mm::logdirty::mark(mfn);
+            Ok(())
+        }
+    }
+}
+
+/// Carry out a checked page-table update of the caller (`mmu_update`, `update_va_mapping`): the one place
+/// where those hypercalls store an entry into a page-table frame. It cannot fail.
+#[inline(always)]
+fn perform<M: MachineMem>(mm: &mut Mm<'_, '_, M>, dom: &mut DomainMm, w: PtWrite) {
+    mm.perform(w);
+    dom.flush_tlb = true;
 }
 
 /// A decoded `update_va_mapping` call.
@@ -319,15 +382,13 @@ pub fn l1_for<M: MachineMem>(mem: &M, root: Mfn, va: Gva) -> Option<Mfn> {
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode_uvm(ctx.args).and_then(|u| {
         let l1 = l1_for(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;
-        apply(
-            ctx,
-            MmuRequest::PtUpdate {
-                table: l1,
-                index: u.va.table_index(1),
-                val: u.val,
-                preserve_ad: false,
-            },
-        )?;
+        let domid = ctx.domid;
+        let machine = ctx.machine.get();
+        let mut mm = Mm::new(&mut machine.ft, &mut *ctx.mem, *ctx.policy);
+        let w = mm
+            .prepare(l1, u.va.table_index(1), u.val, domid, false)
+            .map_err(|e| e.errno())?;
+        perform(&mut mm, ctx.dom, w);
         // Every page-table change already forces a flush of the domain's TLB entries before it runs again
         // (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU hypervisor.
         let _ = u.flush;
@@ -335,3 +396,7 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
     });
     Action::from(result)
 }
+
+#[cfg(test)]
+#[path = "mmu_update_tests.rs"]
+mod tests;

@@ -8,19 +8,18 @@
 
 use abi::errno::Errno;
 use abi::hypercall::nr;
-use abi::types::Gva;
+use abi::types::{Gva, Maddr, PAGE_SIZE};
 use abi::xen::MulticallEntry;
 
 use zerocopy::{FromZeros, IntoBytes};
 
 use super::MachineMem;
 use super::{Action, HypercallCtx, dispatch};
-use crate::mm::guest_mem::PageCursor;
 
 /// Size of one `multicall_entry`.
 const ENTRY_SIZE: u64 = 64;
 /// Offset of its `result` field.
-const RESULT_OFFSET: u64 = core::mem::offset_of!(MulticallEntry, result) as u64;
+const RESULT_OFFSET: usize = core::mem::offset_of!(MulticallEntry, result);
 
 /// Handle `multicall`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
@@ -30,79 +29,134 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         return Action::Return(Errno::EINVAL.as_ret());
     }
     let saved = ctx.args;
-    // One walk per page of the entry array, for reading an entry and writing its result back; dropped
-    // after an entry that used the frame table or allocator (see `PageCursor`).
-    let mut cursor = PageCursor::default();
-    for i in 0..count {
+    let mut i = 0;
+    'pages: while i < count {
         let Some(at) = Gva(entries).checked_add(i * ENTRY_SIZE) else {
             return Action::Return(Errno::EFAULT.as_ret());
         };
-        if !ctx.spend() {
-            return Action::Continue([at.0, count - i, 0, 0, 0]);
-        }
-        let mut e = MulticallEntry::new_zeroed();
-        if ctx
-            .guest()
-            .read_writable_cached(&mut cursor, at, e.as_mut_bytes())
-            .is_err()
-        {
-            // Not in one writable page: read it as it is (writing the result back then fails).
-            e = match ctx.guest().read_obj(at) {
-                Ok(e) => e,
-                Err(err) => return Action::Return(err.as_ret()),
-            };
-        }
-        // A nested multicall, and a domctl (performed by the trap code after the handler), are refused.
-        let action = if e.op == nr::MULTICALL || e.op == nr::DOMCTL {
-            Action::Return(Errno::EINVAL.as_ret())
-        } else {
-            ctx.args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
-            let uses = ctx.machine.uses();
-            let a = dispatch(e.op, ctx);
-            ctx.args = saved;
-            if ctx.machine.uses() != uses {
-                // It may have changed a mapping or freed a frame: walk again.
-                cursor = PageCursor::default();
-            }
-            a
+        // The entries from `at` to the end of its page, read and written back after one walk for write
+        // access: until an entry uses the frame table or the allocator (the only way a call changes a
+        // mapping or frees a frame), after which the next entry walks again. An entry across a page
+        // boundary, or in a page the guest cannot write, goes on its own through the general copies.
+        let n = ((PAGE_SIZE - at.page_offset()) / ENTRY_SIZE).min(count - i);
+        let page = match n {
+            0 => Err(Errno::EFAULT),
+            _ => ctx.guest().translate_in_page(at, n * ENTRY_SIZE, true),
         };
-        // Only what changed goes back: the result, or (for a preempted call) the arguments too.
-        let mut whole = false;
-        let stop = match action {
-            Action::Return(v) => {
-                e.result = v as u64;
-                None
+        let Ok(first) = page else {
+            match run_entry(ctx, at, None, count - i, saved) {
+                Step::Next | Step::Walk => i += 1,
+                Step::Stop(a) => return a,
             }
-            Action::Continue(args) => {
-                // Resume this entry where it stopped: its arguments now carry its progress.
-                e.args[..5].copy_from_slice(&args);
-                whole = true;
-                Some(Action::Continue([at.0, count - i, 0, 0, 0]))
-            }
-            Action::Yield => {
-                e.result = 0;
-                Some(Action::Yield)
-            }
-            // A call that changes the caller's flow (a shutdown, an `iret`, a crash) ends the batch.
-            Action::Shutdown { .. } | Action::Resume | Action::Crash(_) => Some(action),
-            // Not reached (refused above); answered like the refusal.
-            Action::Domctl(_) => {
-                e.result = Errno::EINVAL.as_ret() as u64;
-                None
-            }
+            continue;
         };
-        let written = if whole {
-            ctx.guest().write_obj_cached(&cursor, at, &e)
-        } else {
-            let result_at = Gva(at.0 + RESULT_OFFSET);
-            ctx.guest().write_obj_cached(&cursor, result_at, &e.result)
-        };
-        if let Err(err) = written {
-            return Action::Return(err.as_ret());
+        for k in 0..n {
+            let (va, ma) = (Gva(at.0 + k * ENTRY_SIZE), Maddr(first.0 + k * ENTRY_SIZE));
+            match run_entry(ctx, va, Some(ma), count - i - k, saved) {
+                Step::Next => {}
+                Step::Walk => {
+                    i += k + 1;
+                    continue 'pages;
+                }
+                Step::Stop(a) => return a,
+            }
         }
-        if let Some(a) = stop {
-            return a;
-        }
+        i += n;
     }
     Action::Return(0)
+}
+
+/// What the loop does after an entry.
+enum Step {
+    /// The next entry.
+    Next,
+    /// The next entry, after a new walk (this one used the frame table or the allocator).
+    Walk,
+    /// The multicall ends with this action.
+    Stop(Action),
+}
+
+/// Run the entry at guest address `at`, the first of the `left` entries still to run. `page`: its machine
+/// address, from a walk for write access that is still valid; `None`: read it and write its result
+/// through the general copies (a walk each).
+#[inline(always)]
+fn run_entry<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    at: Gva,
+    page: Option<Maddr>,
+    left: u64,
+    saved: [u64; 5],
+) -> Step {
+    if !ctx.spend() {
+        return Step::Stop(Action::Continue([at.0, left, 0, 0, 0]));
+    }
+    let mut e = MulticallEntry::new_zeroed();
+    match page {
+        Some(ma) => ctx.mem.read_bytes(ma, e.as_mut_bytes()),
+        // Not in one writable page: read it as it is (writing the result back then fails).
+        None => match ctx.guest().read_obj(at) {
+            Ok(x) => e = x,
+            Err(err) => return Step::Stop(Action::Return(err.as_ret())),
+        },
+    }
+    // A nested multicall, and a domctl (performed by the trap code after the handler), are refused.
+    let mut moved = false;
+    let action = if e.op == nr::MULTICALL || e.op == nr::DOMCTL {
+        Action::Return(Errno::EINVAL.as_ret())
+    } else {
+        ctx.args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
+        let uses = ctx.machine.uses();
+        let a = dispatch(e.op, ctx);
+        ctx.args = saved;
+        // It may have changed a mapping or freed a frame: the result goes back through a new walk.
+        moved = ctx.machine.uses() != uses;
+        a
+    };
+    // Only what changed goes back: the result, or (for a preempted call) the arguments too.
+    let mut whole = false;
+    let stop = match action {
+        Action::Return(v) => {
+            e.result = v as u64;
+            None
+        }
+        Action::Continue(args) => {
+            // Resume this entry where it stopped: its arguments now carry its progress.
+            e.args[..5].copy_from_slice(&args);
+            whole = true;
+            Some(Action::Continue([at.0, left, 0, 0, 0]))
+        }
+        Action::Yield => {
+            e.result = 0;
+            Some(Action::Yield)
+        }
+        // A call that changes the caller's flow (a shutdown, an `iret`, a crash) ends the batch.
+        Action::Shutdown { .. } | Action::Resume | Action::Crash(_) => Some(action),
+        // Not reached (refused above); answered like the refusal.
+        Action::Domctl(_) => {
+            e.result = Errno::EINVAL.as_ret() as u64;
+            None
+        }
+    };
+    let bytes = match whole {
+        true => e.as_bytes(),
+        false => &e.as_bytes()[RESULT_OFFSET..RESULT_OFFSET + 8],
+    };
+    let start = if whole { 0 } else { RESULT_OFFSET };
+    match page {
+        Some(ma) if !moved => {
+            // The whole entry lies in the translated page.
+            let off = ma.page_offset() as usize + start;
+            ctx.mem.frame_mut(ma.mfn())[off..off + bytes.len()].copy_from_slice(bytes);
+        }
+        _ => {
+            if let Err(err) = ctx.guest().write(Gva(at.0 + start as u64), bytes) {
+                return Step::Stop(Action::Return(err.as_ret()));
+            }
+        }
+    }
+    match stop {
+        Some(a) => Step::Stop(a),
+        None if moved => Step::Walk,
+        None => Step::Next,
+    }
 }

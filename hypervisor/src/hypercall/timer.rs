@@ -9,6 +9,7 @@ use super::{Action, HypercallCtx, MachineMem};
 use crate::time::pvclock::set_timer_op_deadline;
 
 /// `set_timer_op(timeout)`: a one-shot VIRQ_TIMER at `timeout` ns of system time; 0 cancels.
+#[inline] // Small: into `dispatch` (LLVM's own choice flips with unrelated changes elsewhere: ±10).
 pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let now = ctx.env.now_ns().wrapping_add(ctx.dom.time_offset_ns);
     let deadline = set_timer_op_deadline(ctx.args[0], now).map(|t| ctx.dom.to_system_time(t));

@@ -36,27 +36,42 @@ pub enum PageType {
 
 impl PageType {
     /// The page-table type of `level` (1..=4); [`PageType::None`] for any other level.
+    #[inline(always)]
     pub const fn table(level: u32) -> PageType {
-        match level {
-            1 => PageType::L1,
-            2 => PageType::L2,
-            3 => PageType::L3,
-            4 => PageType::L4,
-            _ => PageType::None,
+        // A table look-up, not a branch per level (this is on the path of every page-table update).
+        const TABLES: [PageType; 5] = [
+            PageType::None,
+            PageType::L1,
+            PageType::L2,
+            PageType::L3,
+            PageType::L4,
+        ];
+        if level < 5 {
+            TABLES[level as usize]
+        } else {
+            PageType::None
         }
     }
 
     /// The page-table level of this type, or `None` if it is not a page-table type.
+    #[inline(always)]
     pub const fn level(self) -> Option<u32> {
-        match self {
-            PageType::L1 => Some(1),
-            PageType::L2 => Some(2),
-            PageType::L3 => Some(3),
-            PageType::L4 => Some(4),
-            PageType::None | PageType::Writable => None,
+        // The discriminants of L1..L4 are their levels: one range test instead of a branch per type.
+        let l = self as u32;
+        if l >= PageType::L1 as u32 && l <= PageType::L4 as u32 {
+            Some(l)
+        } else {
+            None
         }
     }
 }
+
+const _: () = assert!(
+    PageType::L1 as u32 == 1
+        && PageType::L2 as u32 == 2
+        && PageType::L3 as u32 == 3
+        && PageType::L4 as u32 == 4
+);
 
 /// The state of one machine frame (Xen's `struct page_info`, reduced).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

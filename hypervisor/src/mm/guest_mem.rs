@@ -14,39 +14,6 @@ use super::walk::{self, Access};
 /// Longest buffer a hypervisor copy *to* a guest handles at once.
 pub const MAX_COPY_TO_GUEST: u64 = 4 * PAGE_SIZE;
 
-/// The last page a [`GuestView::read_cached`] (or [`GuestView::read_writable_cached`]) translated:
-/// (root, access, page address) and its frame.
-///
-/// A cursor lives for one hypercall's request loop (`mmu_update`, `mmuext_op`). Within it, a request may
-/// change the very tables that map the request array; later requests on the same page are then still read
-/// from the frame the array was mapped to when its page was translated. That frame cannot change hands
-/// meanwhile: those hypercalls never free or transfer a frame (only `memory_op` does, and it never runs
-/// inside such a loop), so the hypervisor only ever reads memory the guest itself could read when the
-/// batch started. A new page-table root (`MMUEXT_NEW_BASEPTR`) is a different key and walks again.
-///
-/// `multicall` also writes through its cursor (a page translated with write access), and its entries may
-/// run any hypercall; it drops the cursor after every entry that used the frame table or the allocator
-/// (the only way a hypercall changes a mapping or frees a frame), so a write never lands in a frame that
-/// is no longer mapped writable by the caller.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PageCursor {
-    key: Option<(Mfn, Access, u64)>,
-    frame: Maddr,
-}
-
-impl PageCursor {
-    /// The machine address of `[va, va+len)` if it lies in the remembered page, translated for `root`
-    /// with `access`.
-    fn hit(&self, root: Mfn, access: Access, va: Gva, len: u64) -> Option<Maddr> {
-        let off = va.page_offset();
-        if self.key == Some((root, access, va.0 - off)) && off + len <= PAGE_SIZE {
-            Some(Maddr(self.frame.0 + off))
-        } else {
-            None
-        }
-    }
-}
-
 /// A view of one domain's virtual memory, through its current page-table root.
 pub struct GuestView<'m, M: FrameMem> {
     mem: &'m mut M,
@@ -69,6 +36,28 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
             write,
             user: self.access_user,
         }
+    }
+
+    /// The machine address of the guest bytes `[va, va+len)`, which must lie in one page (`len` at least 1),
+    /// translated with the permissions the guest needs for a read (or, with `write`, a write): one walk.
+    /// Anything else, or an address the guest may not use, is `-EFAULT`.
+    ///
+    /// For request arrays (`mmu_update`, `mmuext_op`, `multicall`): translate the page of the first
+    /// request, then read every request that lies in it from there — one walk per page, not per request.
+    /// A request may change the very tables that map the array; later requests of the page are then still
+    /// read from the frame the page was mapped to when it was translated. That frame cannot change hands
+    /// meanwhile: only `memory_op` frees or transfers frames, and a `multicall` walks again after every
+    /// entry that used the frame table or the allocator; so the hypervisor only ever reads (and, for
+    /// `multicall`'s results, writes) memory the guest itself could read (write) when the page was
+    /// translated. A new page-table root (`MMUEXT_NEW_BASEPTR`) walks again.
+    #[inline]
+    pub fn translate_in_page(&self, va: Gva, len: u64, write: bool) -> Result<Maddr, Errno> {
+        if len == 0 || va.page_offset() + len > PAGE_SIZE {
+            return Err(Errno::EFAULT);
+        }
+        // The whole range is in `va`'s page: canonical and outside the reserved slots (which are whole
+        // pages) exactly when `va` is.
+        walk::translate(&*self.mem, self.root, va, self.access(write)).map_err(|_| Errno::EFAULT)
     }
 
     /// Call `f` with the guest bytes `[va, va+len)` piece by piece, after validating all of them.
@@ -100,6 +89,13 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
 
     /// Copy `buf.len()` bytes from guest address `va` (straight into `buf`, page by page).
     pub fn read(&self, va: Gva, buf: &mut [u8]) -> Result<(), Errno> {
+        let len = buf.len() as u64;
+        if len != 0 && va.page_offset() + len <= PAGE_SIZE {
+            // The common small read: one page, one walk.
+            let ma = self.translate_in_page(va, len, false)?;
+            self.mem.read_bytes(ma, buf);
+            return Ok(());
+        }
         let mut off = 0;
         let mem = &*self.mem;
         let len = buf.len() as u64;
@@ -127,23 +123,14 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
                 Errno::EFAULT
             }
         };
+        if data.is_empty() {
+            return Ok(());
+        }
         if va.page_offset() + data.len() as u64 <= PAGE_SIZE {
-            // The common small write (a bounce frame, a result): one page, one piece.
-            let mut at = None;
-            walk::for_each_chunk(
-                &*self.mem,
-                self.root,
-                va,
-                data.len() as u64,
-                self.access(true),
-                MAX_COPY_TO_GUEST,
-                |ma, _| at = Some(ma),
-            )
-            .map_err(to_errno)?;
-            if let Some(ma) = at {
-                let start = ma.page_offset() as usize;
-                self.mem.frame_mut(ma.mfn())[start..start + data.len()].copy_from_slice(data);
-            }
+            // The common small write (a bounce frame, a result): one page, one walk.
+            let ma = self.translate_in_page(va, data.len() as u64, true)?;
+            let start = ma.page_offset() as usize;
+            self.mem.frame_mut(ma.mfn())[start..start + data.len()].copy_from_slice(data);
             return Ok(());
         }
         // At most MAX_COPY_TO_GUEST / PAGE_SIZE + 1 pieces (an unaligned start adds one).
@@ -173,101 +160,6 @@ impl<'m, M: FrameMem> GuestView<'m, M> {
             off += n;
         }
         Ok(())
-    }
-
-    /// Copy element `buf` from `va` like [`GuestView::read`], through `cursor`: an element that lies in the
-    /// page the cursor last translated (for this view's root and access) is read without walking again.
-    /// For request arrays read one element after the other (one walk per page, not per element).
-    pub fn read_cached(
-        &self,
-        cursor: &mut PageCursor,
-        va: Gva,
-        buf: &mut [u8],
-    ) -> Result<(), Errno> {
-        self.read_through(cursor, va, buf, self.access(false))
-    }
-
-    /// [`GuestView::read_cached`] with a page translated for writing (the element must be writable for
-    /// the guest: a read-only one fails with `-EFAULT`, and the caller may still read it with
-    /// [`GuestView::read`]); [`GuestView::write_cached`] then writes into the same page without a walk.
-    pub fn read_writable_cached(
-        &self,
-        cursor: &mut PageCursor,
-        va: Gva,
-        buf: &mut [u8],
-    ) -> Result<(), Errno> {
-        self.read_through(cursor, va, buf, self.access(true))
-    }
-
-    /// Copy `data` to `va` like [`GuestView::write`], without a walk if it lies in the page `cursor`
-    /// remembers as writable ([`GuestView::read_writable_cached`]).
-    pub fn write_cached(&mut self, cursor: &PageCursor, va: Gva, data: &[u8]) -> Result<(), Errno> {
-        let len = data.len() as u64;
-        match cursor.hit(self.root, self.access(true), va, len) {
-            Some(ma) => {
-                let start = ma.page_offset() as usize;
-                self.mem.frame_mut(ma.mfn())[start..start + data.len()].copy_from_slice(data);
-                Ok(())
-            }
-            None => self.write(va, data),
-        }
-    }
-
-    #[inline(always)] // The access is a constant in each caller.
-    fn read_through(
-        &self,
-        cursor: &mut PageCursor,
-        va: Gva,
-        buf: &mut [u8],
-        access: Access,
-    ) -> Result<(), Errno> {
-        let len = buf.len() as u64;
-        if let Some(ma) = cursor.hit(self.root, access, va, len) {
-            self.mem.read_bytes(ma, buf);
-            return Ok(());
-        }
-        let off = va.page_offset();
-        let mut first = None;
-        let mut pieces = 0;
-        let mut done = 0;
-        let mem = &*self.mem;
-        walk::for_each_chunk(mem, self.root, va, len, access, len, |ma, n| {
-            mem.read_bytes(ma, &mut buf[done..done + n]);
-            done += n;
-            first.get_or_insert(ma);
-            pieces += 1;
-        })
-        .map_err(|_| Errno::EFAULT)?;
-        // Remember the page only if the element lay in one page (then `first` is its translation).
-        cursor.key = None;
-        if let (1, Some(ma)) = (pieces, first) {
-            cursor.key = Some((self.root, access, va.0 - off));
-            cursor.frame = Maddr(ma.0 - off);
-        }
-        Ok(())
-    }
-
-    /// [`GuestView::read_cached`] for a plain-data object.
-    #[inline(always)]
-    pub fn read_obj_cached<T: FromBytes + IntoBytes>(
-        &self,
-        cursor: &mut PageCursor,
-        va: Gva,
-    ) -> Result<T, Errno> {
-        let mut v = T::new_zeroed();
-        self.read_cached(cursor, va, v.as_mut_bytes())?;
-        Ok(v)
-    }
-
-    /// [`GuestView::write_cached`] for a plain-data object.
-    #[inline(always)]
-    pub fn write_obj_cached<T: IntoBytes + Immutable>(
-        &mut self,
-        cursor: &PageCursor,
-        va: Gva,
-        v: &T,
-    ) -> Result<(), Errno> {
-        self.write_cached(cursor, va, v.as_bytes())
     }
 
     /// Copy a plain-data object to guest address `va`.
@@ -343,69 +235,41 @@ mod tests {
     }
 
     #[test]
-    fn cached_reads_match_plain_reads_and_walk_once_per_page() {
+    fn translate_in_page_is_one_page_with_the_access_asked_for() {
         let (mut m, root) = machine();
-        for (i, b) in m.frame_mut(Mfn(10)).iter_mut().enumerate() {
-            *b = i as u8;
-        }
-        m.frame_mut(Mfn(11))[..8].copy_from_slice(&[0xee; 8]);
         let v = GuestView::new(&mut m, root, false);
-        let mut cur = PageCursor::default();
-        // Consecutive 16-byte elements of one page: identical to plain reads, the page is remembered.
-        for k in 0..255u64 {
-            let va = Gva(0x40_0000 + k * 16);
-            let a: [u8; 16] = v.read_obj_cached(&mut cur, va).unwrap();
-            let b: [u8; 16] = v.read_obj(va).unwrap();
-            assert_eq!(a, b);
-            assert_eq!(cur.key.map(|k| k.2), Some(0x40_0000));
-        }
-        // An element straddling into the next page is read correctly and not remembered.
-        let x: [u8; 16] = v.read_obj_cached(&mut cur, Gva(0x40_0ff8)).unwrap();
-        assert_eq!(&x[8..], &[0xee; 8]);
-        assert_eq!(cur.key, None);
-        // A failing read (unmapped page) fails, and the cursor keeps the page it had.
-        let _: [u8; 16] = v.read_obj_cached(&mut cur, Gva(0x40_0000)).unwrap();
         assert_eq!(
-            v.read_obj_cached::<[u8; 16]>(&mut cur, Gva(0x40_2000)),
-            Err(Errno::EFAULT)
-        );
-        assert_eq!(cur.key.map(|k| k.2), Some(0x40_0000));
-        // Non-canonical and reserved addresses fail on the cached path too.
-        assert_eq!(
-            v.read_obj_cached::<u64>(&mut cur, Gva(0x8000_0000_0000)),
-            Err(Errno::EFAULT)
+            v.translate_in_page(Gva(0x40_0010), 16, false),
+            Ok(Maddr(10 * 4096 + 0x10))
         );
         assert_eq!(
-            v.read_obj_cached::<u64>(&mut cur, Gva(abi::layout::ENTRY_REGION_VA)),
-            Err(Errno::EFAULT)
+            v.translate_in_page(Gva(0x40_0000), 4096, true),
+            Ok(Mfn(10).addr())
         );
-    }
-
-    #[test]
-    fn cursor_is_keyed_by_root_and_access() {
-        let (mut m, root) = machine();
-        m.frame_mut(Mfn(10))[0] = 7;
-        let mut cur = PageCursor::default();
-        {
-            let v = GuestView::new(&mut m, root, false);
-            assert_eq!(v.read_obj_cached::<u8>(&mut cur, Gva(0x40_0000)), Ok(7));
-        }
-        // The same address under a ring-3 view: the user bit is missing, so the walk (not the cursor)
-        // answers.
-        {
-            let v = GuestView::new(&mut m, root, true);
+        assert_eq!(
+            v.translate_in_page(Gva(0x40_1ff0), 16, false),
+            Ok(Maddr(11 * 4096 + 0xff0))
+        );
+        // Read-only for a write; across a page boundary (even into a mapped page); empty; unmapped,
+        // non-canonical, reserved.
+        for (va, len, write) in [
+            (0x40_1000, 8, true),
+            (0x40_0ff8, 16, false),
+            (0x40_0000, 0, false),
+            (0x40_2000, 8, false),
+            (0x8000_0000_0000, 8, false),
+            (abi::layout::ENTRY_REGION_VA, 8, false),
+        ] {
             assert_eq!(
-                v.read_obj_cached::<u8>(&mut cur, Gva(0x40_0000)),
-                Err(Errno::EFAULT)
+                v.translate_in_page(Gva(va), len, write),
+                Err(Errno::EFAULT),
+                "{va:#x}+{len} write={write}"
             );
         }
-        // Another root (an empty L4) does not see the first root's page.
-        let v = GuestView::new(&mut m, Mfn(20), false);
-        let mut cur2 = cur;
-        cur2.key = Some((root, Access::READ, 0x40_0000));
-        cur2.frame = Mfn(10).addr();
+        // Ring 3 needs the user bit.
+        let v = GuestView::new(&mut m, root, true);
         assert_eq!(
-            v.read_obj_cached::<u8>(&mut cur2, Gva(0x40_0000)),
+            v.translate_in_page(Gva(0x40_0010), 16, false),
             Err(Errno::EFAULT)
         );
     }

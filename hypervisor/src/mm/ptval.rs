@@ -52,7 +52,7 @@ use abi::types::{Maddr, Mfn};
 
 use super::frame_table::{FrameTable, NO_OWNER, PageInfo, PageType};
 use super::phys::PhysRead;
-use super::pte::{Pte, PteFlags};
+use super::pte::{Pte, PteFlags, reserved_addr_mask};
 
 /// Entries per page table.
 pub const ENTRIES: usize = 512;
@@ -160,6 +160,29 @@ const fn counted(level: u32, index: usize) -> bool {
     !(level == 4 && is_reserved_l4(index))
 }
 
+/// The counted entries of a level-`level` table (see [`counted`]), as two ranges of indices: for an L4 the
+/// slots below and above the hypervisor's, for the other levels all of them (and an empty range).
+#[inline(always)]
+fn counted_ranges(level: u32) -> [core::ops::Range<usize>; 2] {
+    if level == 4 {
+        [0..RESERVED_L4_FIRST, RESERVED_L4_LAST + 1..ENTRIES]
+    } else {
+        [0..ENTRIES, ENTRIES..ENTRIES]
+    }
+}
+
+/// The type reference a present entry `e` of a level-`level` table holds on its target besides its
+/// general reference: `Writable` for a writable L1 entry, none ([`PageType::None`]) for a read-only one,
+/// the table type of the level below for an L2..L4 entry.
+#[inline(always)]
+fn entry_type(e: Pte, level: u32) -> PageType {
+    match level {
+        1 if e.has(PteFlags::WRITABLE) => PageType::Writable,
+        1 => PageType::None,
+        _ => PageType::table(level - 1),
+    }
+}
+
 /// The machine address of entry `index` of `table`.
 fn slot(table: Mfn, index: usize) -> Maddr {
     Maddr(table.addr().0 + (index as u64) * 8)
@@ -174,15 +197,42 @@ pub struct Mm<'t, 'm, M: PtMem> {
     pub mem: &'t mut M,
     /// Machine facts and the hypervisor's L4 entries.
     pub policy: Policy<'t>,
+    /// `reserved_addr_mask(policy.maxphyaddr)`, computed once for all the entries this `Mm` checks.
+    rsvd_addr: u64,
+}
+
+/// A page-table update that passed every check and holds the references of its new entry: what
+/// [`Mm::prepare`] returns and [`Mm::perform`] carries out (which cannot fail). Dropping one without
+/// performing it would leak the new entry's references, hence `must_use`.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PtWrite {
+    /// The validated page table written.
+    pub table: Mfn,
+    /// The entry's index in it.
+    pub index: usize,
+    /// The table's level (1..=4).
+    pub level: u32,
+    /// The entry it replaces (its references are dropped by `perform`).
+    pub old: Pte,
+    /// The entry stored (its references are taken).
+    pub new: Pte,
 }
 
 impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
     /// Bundles the three for a sequence of operations.
     pub fn new(ft: &'t mut FrameTable<'m>, mem: &'t mut M, policy: Policy<'t>) -> Self {
-        Mm { ft, mem, policy }
+        let rsvd_addr = reserved_addr_mask(policy.maxphyaddr);
+        Mm {
+            ft,
+            mem,
+            policy,
+            rsvd_addr,
+        }
     }
 
     /// The state of `mfn` if `dom` owns it.
+    #[inline]
     fn owned_mut(&mut self, mfn: Mfn, dom: u16) -> Result<&mut PageInfo, MmError> {
         match self.ft.info_mut(mfn) {
             Some(p) if dom != NO_OWNER && p.owner == dom => Ok(p),
@@ -195,18 +245,15 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
     }
 
     /// Takes a general reference on `mfn`, which `dom` must own.
+    #[inline]
     pub fn get_page(&mut self, mfn: Mfn, dom: u16) -> Result<(), MmError> {
-        let p = self.owned_mut(mfn, dom)?;
-        p.refs = p.refs.checked_add(1).ok_or(MmError::CountOverflow(mfn))?;
-        Ok(())
+        self.get_ref(mfn, PageType::None, dom)
     }
 
     /// Drops a general reference on `mfn` (a hypervisor bug if there is none: ignored in release builds).
+    #[inline]
     pub fn put_page(&mut self, mfn: Mfn) {
-        if let Some(p) = self.ft.info_mut(mfn) {
-            debug_assert!(p.refs > 0, "put_page({mfn:?}) without a reference");
-            p.refs = p.refs.saturating_sub(1);
-        }
+        self.put_ref(mfn, false);
     }
 
     /// Takes a general and a type reference of type `ty` on `mfn`, which `dom` must own.
@@ -215,82 +262,144 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
     /// references of all its entries, recursively). Otherwise the frame must already have type `ty`.
     /// `ty` must not be [`PageType::None`] (that fails with a `TypeConflict`). On error nothing changed.
     pub fn get_page_type(&mut self, mfn: Mfn, ty: PageType, dom: u16) -> Result<(), MmError> {
-        self.get_page(mfn, dom)?;
-        // get_page succeeded, so the frame exists.
-        let Some(p) = self.ft.info_mut(mfn) else {
-            return Err(MmError::NotOwned(mfn));
-        };
-        if p.type_count > 0 || ty == PageType::None {
-            let (have, want) = (p.ty, ty);
-            let err = if have != want || want == PageType::None {
-                MmError::TypeConflict { mfn, have, want }
-            } else if let Some(c) = p.type_count.checked_add(1) {
-                p.type_count = c;
-                return Ok(());
-            } else {
-                MmError::CountOverflow(mfn)
-            };
-            self.put_page(mfn);
-            return Err(err);
+        if ty == PageType::None {
+            // The checks of a general reference come first (as for any other type); then the conflict.
+            let p = self.owned_mut(mfn, dom)?;
+            p.refs.checked_add(1).ok_or(MmError::CountOverflow(mfn))?;
+            let have = p.ty;
+            return Err(MmError::TypeConflict {
+                mfn,
+                have,
+                want: ty,
+            });
         }
-        // Type first, so the table's own entries see it (a self-reference is a type conflict).
-        p.ty = ty;
-        p.type_count = 1;
-        if let Some(level) = ty.level() {
-            if let Err(e) = self.validate(mfn, level, dom) {
-                if let Some(p) = self.ft.info_mut(mfn) {
-                    p.ty = PageType::None;
-                    p.type_count = 0;
-                }
-                self.put_page(mfn);
-                return Err(e);
-            }
-            self.mem.table_validated(mfn, level);
-            if let Some(p) = self.ft.info_mut(mfn) {
-                p.flags |= PageInfo::VALIDATED;
-            }
-        }
-        Ok(())
+        self.get_ref(mfn, ty, dom)
     }
 
     /// Drops a type reference (and its general reference) on `mfn`. When the type count reaches 0 the
     /// frame loses its type; a page table first drops the references of all its entries, recursively.
     pub fn put_page_type(&mut self, mfn: Mfn) {
+        self.put_ref(mfn, true);
+    }
+
+    /// The reference an entry takes on its target, in one look-up of the target's frame: a general
+    /// reference, plus a type reference of type `ty` unless `ty` is [`PageType::None`] (for a type
+    /// reference at type count 0 the frame takes the type, and a table type is validated first, out of
+    /// line in [`Mm::take_table_type`]). `mfn` must be `dom`'s. On error nothing changed.
+    #[inline(always)]
+    fn get_ref(&mut self, mfn: Mfn, ty: PageType, dom: u16) -> Result<(), MmError> {
+        let p = self.owned_mut(mfn, dom)?;
+        let refs = p.refs.checked_add(1).ok_or(MmError::CountOverflow(mfn))?;
+        if ty == PageType::None {
+            p.refs = refs;
+            return Ok(());
+        }
+        if p.type_count > 0 {
+            if p.ty != ty {
+                let have = p.ty;
+                return Err(MmError::TypeConflict {
+                    mfn,
+                    have,
+                    want: ty,
+                });
+            }
+            p.type_count = p
+                .type_count
+                .checked_add(1)
+                .ok_or(MmError::CountOverflow(mfn))?;
+            p.refs = refs;
+            return Ok(());
+        }
+        // Type first, so the table's own entries see it (a self-reference is a type conflict).
+        p.refs = refs;
+        p.ty = ty;
+        p.type_count = 1;
+        match ty.level() {
+            Some(level) => self.take_table_type(mfn, level, dom),
+            None => Ok(()),
+        }
+    }
+
+    /// The rest of [`Mm::get_ref`] for a frame that just took table type `level` (counts already set):
+    /// validates it, or on failure gives back the type and the general reference.
+    #[inline(never)]
+    fn take_table_type(&mut self, mfn: Mfn, level: u32, dom: u16) -> Result<(), MmError> {
+        let result = self.validate(mfn, level, dom);
+        if result.is_ok() {
+            self.mem.table_validated(mfn, level);
+        }
+        if let Some(p) = self.ft.info_mut(mfn) {
+            match result {
+                Ok(()) => p.flags |= PageInfo::VALIDATED,
+                Err(_) => {
+                    p.ty = PageType::None;
+                    p.type_count = 0;
+                    p.refs = p.refs.saturating_sub(1);
+                }
+            }
+        }
+        result
+    }
+
+    /// Drops what [`Mm::get_ref`] took, in one look-up: a general reference, and with `typed` a type
+    /// reference; at type count 0 the frame loses its type, and a validated table drops its entries'
+    /// references (out of line, [`Mm::drop_table_type`]).
+    ///
+    /// (The frame's general reference goes before its entries' do; the order does not matter: every type
+    /// reference is also a general one, so the count cannot reach zero early, and the entries' references
+    /// are counted on other frames or are general references of this one that devalidation drops by its
+    /// own look-ups.) Dropping a reference that is not there is a hypervisor bug: ignored in release
+    /// builds.
+    #[inline(always)]
+    fn put_ref(&mut self, mfn: Mfn, typed: bool) {
         let Some(p) = self.ft.info_mut(mfn) else {
             return;
         };
+        debug_assert!(p.refs > 0, "reference dropped on {mfn:?} without one");
+        if !typed {
+            p.refs = p.refs.saturating_sub(1);
+            return;
+        }
         debug_assert!(
             p.type_count > 0,
-            "put_page_type({mfn:?}) without a type reference"
+            "type reference dropped on {mfn:?} without one"
         );
         if p.type_count == 0 {
             return;
         }
+        p.refs = p.refs.saturating_sub(1);
         p.type_count -= 1;
         if p.type_count == 0 {
             let (ty, validated) = (p.ty, p.is_validated());
             p.ty = PageType::None;
             p.flags &= !PageInfo::VALIDATED;
             if let (Some(level), true) = (ty.level(), validated) {
-                self.mem.table_dropped(mfn);
-                self.devalidate(mfn, level, ENTRIES);
+                self.drop_table_type(mfn, level);
             }
         }
-        self.put_page(mfn);
+    }
+
+    /// The rest of [`Mm::put_ref`] for a table whose last type reference went: its entries' references.
+    #[inline(never)]
+    fn drop_table_type(&mut self, mfn: Mfn, level: u32) {
+        self.mem.table_dropped(mfn);
+        self.devalidate(mfn, level, ENTRIES);
     }
 
     /// Validates every counted entry of `table` (typed level `level`, owned by `dom`); on failure drops the
     /// references taken so far. A valid L4 then gets the hypervisor's slots (only here: L4s are never
     /// validated as part of another table, so nothing after this write can fail).
     fn validate(&mut self, table: Mfn, level: u32, dom: u16) -> Result<(), MmError> {
-        for index in 0..ENTRIES {
-            if !counted(level, index) {
-                continue;
-            }
-            let e = self.read(table, index);
-            if let Err(err) = self.get_entry(e, level, index, dom) {
-                self.devalidate(table, level, index);
-                return Err(err);
+        for range in counted_ranges(level) {
+            for index in range {
+                let e = self.read(table, index);
+                if !e.is_present() {
+                    continue;
+                }
+                if let Err(err) = self.get_entry(e, level, index, dom) {
+                    self.devalidate(table, level, index);
+                    return Err(err);
+                }
             }
         }
         if level == 4 {
@@ -305,15 +414,19 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
 
     /// Drops the references of the counted entries `0..end` of `table` (in reverse order).
     fn devalidate(&mut self, table: Mfn, level: u32, end: usize) {
-        for index in (0..end).rev() {
-            if counted(level, index) {
+        for range in counted_ranges(level).into_iter().rev() {
+            for index in (range.start..range.end.min(end)).rev() {
                 let e = self.read(table, index);
-                self.put_entry(e, level);
+                if e.is_present() {
+                    self.put_entry(e, level);
+                }
             }
         }
     }
 
-    /// Checks entry `e` (at `index` of a level-`level` table of `dom`) and takes its references.
+    /// Checks entry `e` (at `index` of a level-`level` table of `dom`) and takes its references: one
+    /// look-up of the target frame (see [`Mm::get_page_type`]).
+    #[inline(always)]
     fn get_entry(&mut self, e: Pte, level: u32, index: usize, dom: u16) -> Result<(), MmError> {
         if !e.is_present() {
             return Ok(());
@@ -321,32 +434,29 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if (level == 2 || level == 3) && e.has(PteFlags::HUGE) {
             return Err(MmError::LargePage { level, index });
         }
-        if e.has_reserved_bits(level, self.policy.maxphyaddr) {
+        // What `Pte::has_reserved_bits` finds in an entry without PS (PS in an L2/L3 entry was refused just
+        // above): the address bits above MAXPHYADDR, and PS itself in an L4 entry (in an L1 it is PAT).
+        let ps = if level == 4 { PteFlags::HUGE.bits() } else { 0 };
+        let reserved = e.0 & (self.rsvd_addr | ps) != 0;
+        debug_assert_eq!(reserved, e.has_reserved_bits(level, self.policy.maxphyaddr));
+        if reserved {
             return Err(MmError::ReservedBits { level, index });
         }
-        match level {
-            1 if e.has(PteFlags::WRITABLE) => self.get_page_type(e.mfn(), PageType::Writable, dom),
-            1 => self.get_page(e.mfn(), dom),
-            _ => self.get_page_type(e.mfn(), PageType::table(level - 1), dom),
-        }
+        self.get_ref(e.mfn(), entry_type(e, level), dom)
     }
 
     /// Drops the references a validated entry `e` of a level-`level` table holds.
+    #[inline(always)]
     fn put_entry(&mut self, e: Pte, level: u32) {
-        if !e.is_present() {
-            return;
-        }
-        if level == 1 && !e.has(PteFlags::WRITABLE) {
-            self.put_page(e.mfn());
-        } else {
-            self.put_page_type(e.mfn());
+        if e.is_present() {
+            self.put_ref(e.mfn(), entry_type(e, level) != PageType::None);
         }
     }
 
     /// `mmu_update` `NORMAL_PT_UPDATE` / `PT_UPDATE_PRESERVE_AD`: sets entry `index` of the validated page
     /// table `table` of `dom` to `new`. With `preserve_ad`, the ACCESSED/DIRTY bits of a present old entry
     /// are ORed into the new one (as Xen does). Returns whether the old entry was present (the caller must
-    /// flush the TLB). On error nothing changed.
+    /// flush the TLB). On error nothing changed. [`Mm::prepare`] then [`Mm::perform`].
     pub fn mod_entry(
         &mut self,
         table: Mfn,
@@ -355,6 +465,22 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         dom: u16,
         preserve_ad: bool,
     ) -> Result<bool, MmError> {
+        let w = self.prepare(table, index, new, dom, preserve_ad)?;
+        Ok(self.perform(w))
+    }
+
+    /// The checking half of [`Mm::mod_entry`]: every check, and the new entry's references taken (the
+    /// table's frame and the new target's are each looked up once). On error nothing changed; on success
+    /// nothing is written yet and the returned [`PtWrite`] must be [performed](Mm::perform).
+    #[inline(always)]
+    pub fn prepare(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        new: u64,
+        dom: u16,
+        preserve_ad: bool,
+    ) -> Result<PtWrite, MmError> {
         let p = self.owned_mut(table, dom)?;
         let level = match p.ty.level() {
             Some(l) if p.is_validated() => l,
@@ -372,9 +498,26 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
             new.0 |= old.0 & (PteFlags::ACCESSED | PteFlags::DIRTY).bits();
         }
         self.get_entry(new, level, index, dom)?;
-        self.mem.write_u64(slot(table, index), new.0);
-        self.put_entry(old, level);
-        Ok(old.is_present())
+        Ok(PtWrite {
+            table,
+            index,
+            level,
+            old,
+            new,
+        })
+    }
+
+    /// The acting half of [`Mm::mod_entry`], which cannot fail: stores `w.new` and drops the references of
+    /// `w.old` (after the new ones were taken, Xen's order, so rewriting an entry with itself never drops a
+    /// count to zero on the way). Returns whether the old entry was present (the TLB must be flushed).
+    ///
+    /// `w` must come from [`Mm::prepare`] on this frame table with nothing done to the table in between;
+    /// its `new` may be changed only to an entry holding the same references.
+    #[inline(always)]
+    pub fn perform(&mut self, w: PtWrite) -> bool {
+        self.mem.write_u64(slot(w.table, w.index), w.new.0);
+        self.put_entry(w.old, w.level);
+        w.old.is_present()
     }
 
     /// `decrease_reservation`: takes frame `mfn` away from `dom`, which is allowed only while nothing

@@ -5,7 +5,9 @@
 //! by either domain, and a teardown of both. After every step the invariants are checked from scratch,
 //! independently of `ptval`'s own bookkeeping: every count is recounted from the entries in memory of the
 //! frames flagged VALIDATED, the pins, the hypervisor holds and the bases the harness recorded. A failed
-//! operation must change nothing (frame table snapshot, no memory write). Default 100 000 cases;
+//! operation must change nothing (frame table snapshot, no memory write). Updates go through
+//! `Mm::prepare` and `Mm::perform` as `mmu_update` does: the prepared update must match the request and
+//! leave memory alone, and performing it writes exactly the one entry. Default 100 000 cases;
 //! `MM_PROPTEST_CASES=n` overrides.
 //!
 //! Most cases give each domain a *held* frame (`Mm::hold_hv_writable`: its shared_info page, which the
@@ -515,7 +517,34 @@ fn apply(mm: &mut Mm<'_, '_, Mem>, h: &Harness, op: Op) -> Result<bool, MmError>
             dom,
             ad,
             ..
-        } => mm.mod_entry(Mfn(table), index, val.0, dom, ad),
+        } => {
+            // The two halves `mmu_update` uses, with their contract checked: `prepare` writes nothing
+            // and describes the update exactly; `perform` stores it (one write) and cannot fail.
+            let writes = mm.mem.writes;
+            let old =
+                (index < ENTRIES).then(|| mm.mem.read_u64(Maddr(table * 4096 + index as u64 * 8)));
+            let w = mm.prepare(Mfn(table), index, val.0, dom, ad)?;
+            assert_eq!(mm.mem.writes, writes, "prepare wrote memory");
+            let ad_bits = (PteFlags::ACCESSED | PteFlags::DIRTY).bits();
+            let old = old.expect("a prepared update has an index below 512");
+            let want = if ad && old & P != 0 {
+                val.0 | (old & ad_bits)
+            } else {
+                val.0
+            };
+            assert_eq!(
+                (w.table, w.index, w.old.0, w.new.0),
+                (Mfn(table), index, old, want),
+                "the prepared update"
+            );
+            let flush = mm.perform(w);
+            assert_eq!(
+                mm.mem.writes,
+                writes + 1,
+                "perform wrote other than one entry"
+            );
+            Ok(flush)
+        }
         Op::Pin { mfn, level, dom } => mm.pin(Mfn(mfn), level, dom).map(|()| false),
         Op::Unpin { mfn, dom } => mm.unpin(Mfn(mfn), dom).map(|()| false),
         Op::Base { mfn, dom } => mm

@@ -90,7 +90,7 @@ pub fn translate(
 /// [`translate`] for an address already known to be canonical and outside the reserved slots (every
 /// page of a range [`check_range`] accepted: both ends canonical in the same half, and the reserved slots
 /// are one interval that the range does not meet).
-#[inline]
+#[inline(always)] // A few instructions per level: a call would be a good share of it.
 fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<Maddr, WalkError> {
     debug_assert!(va.is_canonical() && guest_va_allowed(va.0));
     // Every level needs these bits: one test per level when they are all there (the common case); the
@@ -106,8 +106,9 @@ fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result
     for level in (1..=4u32).rev() {
         let slot = table.addr().0 + (va.table_index(level) as u64) * 8;
         let pte = Pte(mem.read_u64(Maddr(slot)));
-        let huge = level >= 2 && pte.has(PteFlags::HUGE);
-        if pte.0 & need == need && !huge {
+        // The bits needed set and, above L1, PS clear: one mask, one compare.
+        let ps = if level >= 2 { PteFlags::HUGE.bits() } else { 0 };
+        if pte.0 & (need | ps) == need {
             table = pte.mfn();
             continue;
         }
