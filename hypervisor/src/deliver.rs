@@ -8,9 +8,11 @@ use abi::types::{Gva, Mfn};
 use crate::arch::paging::IdentityMem;
 use crate::domain::state::Domain;
 use crate::mm::guest_mem::GuestView;
+use crate::mm::phys::FrameMem;
+use crate::mm::walk;
 use crate::regs::{EntryFrame, exception_name, frame_ring, page_fault_kind};
 use crate::trap::{Next, crash_domain};
-use crate::vcpu::{BounceError, bounce_frame, enter_handler};
+use crate::vcpu::{Bounce, BounceError, bounce_frame, enter_handler};
 use zerocopy::IntoBytes;
 
 /// Offsets in shared_info of vCPU 0's `evtchn_upcall_pending`, `evtchn_upcall_mask` and `arch.cr2`.
@@ -19,9 +21,14 @@ const UPCALL_MASK: usize = 1;
 const ARCH_CR2: usize = 16;
 
 fn shared_info(dom: &Domain) -> &'static mut [u8; 4096] {
-    // SAFETY: the shared_info frame belongs to this domain for its whole life and is identity mapped; the
-    // guest is not running while the hypervisor is, so nothing else accesses it concurrently.
-    unsafe { &mut *(IdentityMem::frame_ptr(dom.mm.shared_info) as *mut [u8; 4096]) }
+    shared_info_of(dom.mm.shared_info)
+}
+
+/// The shared_info page `mfn` of a domain (see [`shared_info`]).
+fn shared_info_of(mfn: Mfn) -> &'static mut [u8; 4096] {
+    // SAFETY: callers pass a live domain's shared_info frame, which belongs to it for its whole life and is
+    // identity mapped; the guest is not running while the hypervisor is, so nothing else accesses it concurrently.
+    unsafe { &mut *(IdentityMem::frame_ptr(mfn) as *mut [u8; 4096]) }
 }
 
 /// True if the guest's events are masked (its virtual interrupt flag is clear).
@@ -29,44 +36,100 @@ pub fn events_masked(dom: &Domain) -> bool {
     shared_info(dom)[UPCALL_MASK] != 0
 }
 
-/// Push a bounce frame for the current state of `dom`'s vCPU and resume it at `handler`.
+/// Push a bounce frame for the interrupted state `regs` of `dom`'s vCPU and resume it at `handler`.
+///
+/// `regs` is the vCPU's register frame: the live entry frame of the entry being handled (a trap or
+/// system call, bounced where the entry code left it, with no copy into the vCPU and back), or the
+/// saved registers (`None`: an upcall on the way back to a vCPU that is not running).
 fn bounce(
     dom: &mut Domain,
+    live: Option<&mut EntryFrame>,
     handler: u64,
     error: Option<u64>,
     mask: bool,
 ) -> Result<(), BounceError> {
     let masked = events_masked(dom);
-    let b = bounce_frame(&dom.vcpu.regs, error, masked, dom.vcpu.pv.kernel_sp)?;
-    let mut mem = IdentityMem;
-    // The words in memory order (x86 is little-endian: as the guest reads them).
-    GuestView::new(&mut mem, dom.mm.base, false)
-        .write(Gva(b.rsp), b.words().as_bytes())
-        .map_err(|_| BounceError::BadStack(b.rsp))?;
-    enter_handler(&mut dom.vcpu.regs, &b, handler);
+    let (base, si, kernel_sp) = (dom.mm.base, dom.mm.shared_info, dom.vcpu.pv.kernel_sp);
+    let regs = match live {
+        Some(f) => f,
+        None => &mut dom.vcpu.regs,
+    };
+    let b = bounce_frame(regs, error, masked, kernel_sp)?;
+    write_bounce(base, &b)?;
+    enter_handler(regs, &b, handler);
     if mask {
-        shared_info(dom)[UPCALL_MASK] = 1;
+        shared_info_of(si)[UPCALL_MASK] = 1;
     }
     Ok(())
 }
 
+/// Write bounce frame `b` to the guest stack of the address space `base`: the one place the hypervisor
+/// writes a bounce frame into guest memory.
+///
+/// A frame within one page (the usual case: 56 or 64 bytes, 8-byte aligned) is written after one walk
+/// of the guest's tables for a supervisor write to its first byte, which checks the same things as the
+/// general copy (`GuestView::write`) does for a one-page range: a canonical, non-reserved address and a
+/// present, writable, 4 KiB mapping at every level. A frame that straddles two pages takes the general
+/// copy.
+fn write_bounce(base: Mfn, b: &Bounce) -> Result<(), BounceError> {
+    let words = b.words();
+    let len = words.len() as u64 * 8;
+    let mut mem = IdentityMem;
+    if Gva(b.rsp).page_offset() + len <= abi::types::PAGE_SIZE {
+        let ma = walk::translate(&mem, base, Gva(b.rsp), walk::Access::WRITE)
+            .map_err(|_| BounceError::BadStack(b.rsp))?;
+        let page = mem.frame_mut(ma.mfn());
+        let start = ma.page_offset() as usize;
+        for (dst, w) in page[start..start + len as usize]
+            .chunks_exact_mut(8)
+            .zip(words)
+        {
+            dst.copy_from_slice(&w.to_le_bytes());
+        }
+        return Ok(());
+    }
+    // The words in memory order (x86 is little-endian: as the guest reads them).
+    GuestView::new(&mut mem, base, false)
+        .write(Gva(b.rsp), words.as_bytes())
+        .map_err(|_| BounceError::BadStack(b.rsp))
+}
+
+/// Stop `dom` through [`crash_domain`], with the live frame (if any) made its saved registers first, so
+/// the report shows the registers of the entry that failed.
+#[cold]
+#[inline(never)]
+fn crash_live(dom: &mut Domain, live: Option<&mut EntryFrame>, why: core::fmt::Arguments<'_>) {
+    if let Some(f) = live {
+        crate::arch::entry::copy_frame(&mut dom.vcpu.regs, f);
+    }
+    crash_domain(dom, why);
+}
+
 fn bounce_or_crash(
     dom: &mut Domain,
+    mut live: Option<&mut EntryFrame>,
     handler: u64,
     error: Option<u64>,
     mask: bool,
     what: &str,
 ) -> Next {
-    log::trace!(
-        "domain {}: {what} at rip={:#x} (ring {}) -> handler {handler:#x}",
-        dom.id,
-        dom.vcpu.regs.rip,
-        frame_ring(&dom.vcpu.regs)
-    );
-    match bounce(dom, handler, error, mask) {
+    if log::log_enabled!(log::Level::Trace) {
+        let regs = live.as_deref().unwrap_or(&dom.vcpu.regs);
+        log::trace!(
+            "domain {}: {what} at rip={:#x} (ring {}) -> handler {handler:#x}",
+            dom.id,
+            regs.rip,
+            frame_ring(regs)
+        );
+    }
+    match bounce(dom, live.as_deref_mut(), handler, error, mask) {
         Ok(()) => Next::Resume,
         Err(e) => {
-            crash_domain(dom, format_args!("fault while delivering {what}: {e:?}"));
+            crash_live(
+                dom,
+                live,
+                format_args!("fault while delivering {what}: {e:?}"),
+            );
             Next::Switch
         }
     }
@@ -77,7 +140,7 @@ fn bounce_or_crash(
 ///
 /// The vector is taken from the instruction itself (`CD nn`), and the error code must name it: real CPUs
 /// report `n * 8 + 2`, QEMU's TCG reports the IDT byte offset `n * 16 + 2`; both are accepted.
-fn emulated_int(dom: &mut Domain, f: &EntryFrame) -> Option<Next> {
+fn emulated_int(dom: &mut Domain, f: &mut EntryFrame) -> Option<Next> {
     if f.vector != 13 || f.error_code & 3 != 2 {
         return None;
     }
@@ -94,10 +157,11 @@ fn emulated_int(dom: &mut Domain, f: &EntryFrame) -> Option<Next> {
     if t.address == 0 || t.dpl < frame_ring(f) {
         return None;
     }
-    dom.vcpu.regs.rip = f.rip.wrapping_add(2);
+    f.rip = f.rip.wrapping_add(2);
     count(&mut dom.vcpu.pv.counters.exceptions);
     Some(bounce_or_crash(
         dom,
+        Some(f),
         t.address,
         None,
         t.mask_events,
@@ -105,8 +169,10 @@ fn emulated_int(dom: &mut Domain, f: &EntryFrame) -> Option<Next> {
     ))
 }
 
-/// An exception taken by the guest: bounce it to the guest's handler, or crash the domain.
-pub fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
+/// An exception taken by the guest, whose registers are the live entry frame `f`: bounce it to the
+/// guest's handler in `f` (on [`Next::Resume`] the vCPU's saved registers are stale: `f` is newer), or
+/// crash the domain (`f` is then copied into the saved registers first).
+pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
     if let Some(next) = emulated_int(dom, f) {
         return next;
     }
@@ -124,23 +190,23 @@ pub fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
         } else {
             "not deliverable"
         };
+        let (rip, error_code) = (f.rip, f.error_code);
         if v == 14 {
-            let (access, kind, _) = page_fault_kind(f.error_code);
-            crash_domain(
+            let (access, kind, _) = page_fault_kind(error_code);
+            crash_live(
                 dom,
+                Some(f),
                 format_args!(
-                    "page fault ({access}, {kind}) at {cr2:#x} in ring {ring}, rip={:#x}, error {:#x} ({why})",
-                    f.rip, f.error_code
+                    "page fault ({access}, {kind}) at {cr2:#x} in ring {ring}, rip={rip:#x}, error {error_code:#x} ({why})"
                 ),
             );
         } else {
-            crash_domain(
+            crash_live(
                 dom,
+                Some(f),
                 format_args!(
-                    "{} (vector {v}, error {:#x}) in ring {ring} at rip={:#x} ({why})",
+                    "{} (vector {v}, error {error_code:#x}) in ring {ring} at rip={rip:#x} ({why})",
                     exception_name(v),
-                    f.error_code,
-                    f.rip
                 ),
             );
         }
@@ -151,24 +217,39 @@ pub fn exception(dom: &mut Domain, f: &EntryFrame) -> Next {
     }
     let error = has_error_code(v).then_some(f.error_code);
     count(&mut dom.vcpu.pv.counters.exceptions);
-    bounce_or_crash(dom, t.address, error, t.mask_events, exception_name(v))
+    bounce_or_crash(
+        dom,
+        Some(f),
+        t.address,
+        error,
+        t.mask_events,
+        exception_name(v),
+    )
 }
 
-/// SYSCALL from ring 3: bounce to the syscall callback (events masked), or deliver #UD as real hardware
-/// would without SYSCALL support.
-pub fn syscall(dom: &mut Domain) -> Next {
+/// SYSCALL from ring 3, whose registers are the live entry frame `f`: bounce to the syscall callback
+/// (events masked), or deliver #UD as real hardware would without SYSCALL support (as [`exception`]).
+pub fn syscall(dom: &mut Domain, f: &mut EntryFrame) -> Next {
     let cb = dom.vcpu.pv.syscall_callback;
     if cb != 0 {
         count(&mut dom.vcpu.pv.counters.syscalls);
-        return bounce_or_crash(dom, cb, None, true, "a system call");
+        return bounce_or_crash(dom, Some(f), cb, None, true, "a system call");
     }
     let ud = dom.vcpu.pv.traps[6];
     if ud.address != 0 {
-        return bounce_or_crash(dom, ud.address, None, ud.mask_events, "#UD for SYSCALL");
+        return bounce_or_crash(
+            dom,
+            Some(f),
+            ud.address,
+            None,
+            ud.mask_events,
+            "#UD for SYSCALL",
+        );
     }
-    let rip = dom.vcpu.regs.rip;
-    crash_domain(
+    let rip = f.rip;
+    crash_live(
         dom,
+        Some(f),
         format_args!("SYSCALL with no syscall callback and no #UD handler, rip={rip:#x}"),
     );
     Next::Switch
@@ -184,13 +265,36 @@ pub fn upcall_due(dom: &Domain) -> bool {
 
 /// On the way back to a guest: deliver the event upcall if one is pending and events are not masked.
 /// Returns false if the domain had to be crashed.
+#[inline(always)]
 pub fn upcall(dom: &mut Domain) -> bool {
+    !upcall_due(dom) || upcall_saved(dom)
+}
+
+/// The bounce of [`upcall`] into the saved registers, out of line (the return tests [`upcall_due`]
+/// inline).
+#[inline(never)]
+fn upcall_saved(dom: &mut Domain) -> bool {
+    upcall_into(dom, None)
+}
+
+/// [`upcall`] into the live entry frame `f` of the vCPU that entered (the same-vCPU return, which then
+/// returns through `f`). If the domain had to be crashed (false), `f` has been copied into its saved
+/// registers first.
+pub fn upcall_live(dom: &mut Domain, f: &mut EntryFrame) -> bool {
+    upcall_into(dom, Some(f))
+}
+
+#[inline(always)]
+fn upcall_into(dom: &mut Domain, live: Option<&mut EntryFrame>) -> bool {
     if !upcall_due(dom) {
         return true;
     }
     let cb = dom.vcpu.pv.event_callback;
     count(&mut dom.vcpu.pv.counters.upcalls);
-    bounce_or_crash(dom, cb, None, true, "an event upcall") == Next::Resume
+    matches!(
+        bounce_or_crash(dom, live, cb, None, true, "an event upcall"),
+        Next::Resume
+    )
 }
 
 /// One more entry of a kind (the `counters` hypercall reads them).

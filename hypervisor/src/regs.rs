@@ -6,7 +6,8 @@
 //! flag is virtual: `evtchn_upcall_mask`), and a canonical RIP outside the hypervisor's reserved range.
 
 use abi::layout::{
-    GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, guest_va_allowed,
+    GUEST_KERNEL_CS, GUEST_KERNEL_SS, GUEST_USER_CS, GUEST_USER_SS, RESERVED_VA_END,
+    RESERVED_VA_START,
 };
 
 /// The register frame of a guest entry, in the order the entry stubs leave it on the entry stack (the
@@ -117,12 +118,8 @@ pub fn sanitize(f: &EntryFrame) -> Result<EntryFrame, SanitizeError> {
 /// and error code change.
 #[inline(always)]
 pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
-    let top = f.rip >> 47;
-    if top != 0 && top != 0x1_ffff {
-        return Err(SanitizeError::NonCanonicalRip(f.rip));
-    }
-    if !guest_va_allowed(f.rip) {
-        return Err(SanitizeError::ReservedRip(f.rip));
+    if !va_allowed(f.rip) {
+        return Err(refused_rip(f.rip));
     }
     let (cs, ss) = if frame_ring(f) == 3 {
         (GUEST_USER_CS, GUEST_USER_SS)
@@ -135,6 +132,30 @@ pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
     f.vector = 0;
     f.error_code = 0;
     Ok(())
+}
+
+/// The lowest non-canonical address (48-bit virtual addresses).
+const FIRST_NONCANONICAL: u64 = 0x0000_8000_0000_0000;
+const _: () =
+    assert!(RESERVED_VA_START == 0xffff_8000_0000_0000 && RESERVED_VA_END > RESERVED_VA_START);
+
+/// [`abi::layout::guest_va_allowed`] with one comparison, for the paths every return and bounce takes:
+/// the non-canonical addresses and the hypervisor's reserved range (which starts at the first upper-half
+/// canonical address) are one range, `[FIRST_NONCANONICAL, RESERVED_VA_END)`.
+#[inline(always)]
+pub fn va_allowed(va: u64) -> bool {
+    va.wrapping_sub(FIRST_NONCANONICAL) >= RESERVED_VA_END - FIRST_NONCANONICAL
+}
+
+/// Why [`sanitize_in_place`] refuses `rip` (one of the two kinds of address it refuses).
+#[cold]
+fn refused_rip(rip: u64) -> SanitizeError {
+    let top = rip >> 47;
+    if top != 0 && top != 0x1_ffff {
+        SanitizeError::NonCanonicalRip(rip)
+    } else {
+        SanitizeError::ReservedRip(rip)
+    }
 }
 
 /// True if `f` is already what [`sanitize`] makes of it (for debug assertions on the exit path).
@@ -226,6 +247,53 @@ mod tests {
             }
         }
         assert!(!is_sanitized(&frame(0x19, 0x1000, rflags::IOPL)));
+    }
+
+    #[test]
+    fn rip_refused_exactly_where_guest_va_allowed_says_no() {
+        let edges = [
+            0,
+            0x1000,
+            0x0000_7fff_ffff_ffff,
+            0x0000_8000_0000_0000,
+            0x0000_8000_0000_0001,
+            0x1234_5678_9abc_def0,
+            0xffff_7fff_ffff_ffff,
+            abi::layout::RESERVED_VA_START,
+            abi::layout::ENTRY_REGION_VA,
+            abi::layout::RESERVED_VA_END - 1,
+            abi::layout::RESERVED_VA_END,
+            0xffff_ffff_8000_0000,
+            u64::MAX,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        // Random addresses, each also as a lower-half and an upper-half canonical address.
+        let random = (0..10_000).flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            [x, x & 0x0000_7fff_ffff_ffff, x | 0xffff_8000_0000_0000]
+        });
+        for rip in edges.into_iter().chain(random) {
+            let r = sanitize(&frame(0x19, rip, 0));
+            assert_eq!(
+                r.is_ok(),
+                abi::layout::guest_va_allowed(rip),
+                "rip {rip:#x}"
+            );
+            assert_eq!(
+                va_allowed(rip),
+                abi::layout::guest_va_allowed(rip),
+                "va {rip:#x}"
+            );
+            let top = rip >> 47;
+            let canonical = top == 0 || top == 0x1_ffff;
+            match r {
+                Err(SanitizeError::NonCanonicalRip(r)) => assert!(!canonical && r == rip),
+                Err(SanitizeError::ReservedRip(r)) => assert!(canonical && r == rip),
+                Ok(_) => {}
+            }
+        }
     }
 
     #[test]

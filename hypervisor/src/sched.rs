@@ -281,15 +281,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             info.system_time = info.system_time.wrapping_add(dom.mm.time_offset_ns);
             crate::time::pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
         }
-        let cr3 = pcid::cr3_value(
-            dom.mm.base.addr().0,
-            arch::pcid_enabled(),
-            pcid::domain_pcid(dom.id),
-            dom.mm.flush_tlb,
-        );
-        dom.mm.flush_tlb = false;
+        let cr3 = guest_cr3(dom);
         let fx = dom.vcpu.fx.0.as_mut_ptr();
-        arch::set_fxsave_area(fx);
         match live.as_deref() {
             // A live frame is normally the slot itself: nothing to copy.
             Some(f) => {
@@ -312,11 +305,14 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 }
 
 /// The same-vCPU return through a live frame, taken by `trap::guest_trap` while it still holds the
-/// domain table, when there is nothing at all to do on the way: no interrupt recorded, no scheduling
-/// change, the vCPU still runnable with its segments in the CPU, no upcall due, no segment base or gate to
-/// reload, a frame that sanitizes. Then it does exactly what [`schedule`]'s loop would do for it
-/// (sanitize the frame in place, CR3 with any pending flush, the FXSAVE area) and nothing else. Otherwise
-/// it returns, having unlocked the table and changed nothing, and the caller goes through [`schedule`].
+/// domain table, when there is nothing to decide on the way: no interrupt recorded, no scheduling
+/// change, the vCPU still runnable with its segments in the CPU, no segment base or gate to reload, a
+/// frame that sanitizes. Then it does exactly what [`schedule`]'s loop would do for it (deliver a due
+/// event upcall, here into the live frame; sanitize the frame in place, CR3 with any pending flush, the
+/// FXSAVE area) and nothing else. Otherwise it returns, having unlocked the table, and the caller goes
+/// through [`schedule`]; nothing has changed then, unless delivering the upcall crashed the domain (its
+/// registers are then saved) or bounced the frame (events are then masked, so `schedule` does not
+/// deliver it twice).
 pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
     if irq::any_recorded() {
         return;
@@ -337,22 +333,20 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
         return;
     };
     let pv = &dom.vcpu.pv;
-    if !dom.runnable() || pv.segments_dirty || pv.gates_dirty || deliver::upcall_due(dom) {
+    if !dom.runnable() || pv.segments_dirty || pv.gates_dirty {
         return;
+    }
+    // A due upcall is bounced into the live frame, which then returns as any other (the way `schedule`
+    // does it on the saved registers), out of line so that this path stays a leaf.
+    if deliver::upcall_due(dom) {
+        return resume_after_upcall(table, frame);
     }
     // On an error the frame is unchanged and the general path crashes the domain.
     if sanitize_in_place(frame).is_err() {
         return;
     }
-    let cr3 = pcid::cr3_value(
-        dom.mm.base.addr().0,
-        arch::pcid_enabled(),
-        pcid::domain_pcid(dom.id),
-        dom.mm.flush_tlb,
-    );
-    dom.mm.flush_tlb = false;
+    let cr3 = guest_cr3(dom);
     let fx = dom.vcpu.fx.0.as_mut_ptr();
-    arch::set_fxsave_area(fx);
     debug_assert!(crate::regs::is_sanitized(frame));
     if !entry::is_exit_slot(frame) {
         entry::stage_frame(frame);
@@ -361,6 +355,32 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
     // SAFETY: as in `schedule`: the current domain's validated base, its FXSAVE area in the static
     // domain table, a sanitized frame in the slot, no lock held.
     unsafe { entry::exit_to_guest(cr3, fx) }
+}
+
+/// [`resume_live`] with an event upcall due: bounce it into the live frame, then return through it (the
+/// bounce masks events, so no upcall is due any more). If the bounce crashed the domain (the frame is
+/// then in its saved registers), return and let `schedule` decide.
+#[inline(never)]
+fn resume_after_upcall(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
+    let Some(dom) = table.current.and_then(|c| table.slots[c].as_mut()) else {
+        return;
+    };
+    if deliver::upcall_live(dom, frame) {
+        resume_live(table, frame);
+    }
+}
+
+/// The CR3 value to return to `dom` with, taking its pending TLB flush (without PCID, as under QEMU's
+/// TCG or on older CPUs, the root itself).
+#[inline(always)]
+fn guest_cr3(dom: &mut crate::domain::state::Domain) -> u64 {
+    let flush = core::mem::take(&mut dom.mm.flush_tlb);
+    let root = dom.mm.base.addr().0;
+    if arch::pcid_enabled() {
+        pcid::cr3_value(root, true, pcid::domain_pcid(dom.id), flush)
+    } else {
+        pcid::cr3_value(root, false, 0, flush)
+    }
 }
 
 /// No runnable domain is left: report, check the hypervisor's integrity and stop the machine.

@@ -35,7 +35,8 @@ pub enum Next {
 /// A hypercall is handled on the frame in place: if the caller keeps the CPU, the frame goes back to it
 /// from the same slot (sanitized there, see [`crate::sched::schedule`]) without being copied into the vCPU
 /// and out again; otherwise it is copied into the vCPU's saved registers before anything else can look at
-/// them. Every other entry is copied into the vCPU at once.
+/// them. Traps and system calls are bounced on the frame in place the same way; only the emulated kinds
+/// copy it into the vCPU at once.
 pub fn guest_trap(frame: &mut EntryFrame) -> ! {
     let (next, live) = {
         let mut table = DOMAINS.lock();
@@ -61,23 +62,22 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
             }
             (next, false)
         } else {
-            crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
+            // Traps and system calls are bounced on the live frame (no copy into the vCPU and back): a
+            // bounce the vCPU resumes at once returns through the same-vCPU path, and every other way
+            // (an interrupt to act on, a crash) copies the frame into the saved registers first
+            // (`schedule`'s `save_live`, `deliver::crash_live`).
             let next = match frame.vector {
                 v if v < 32 => exception(dom, frame),
-                abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom),
+                abi::traps::SYSCALL_PSEUDO_VECTOR => deliver::syscall(dom, frame),
                 // A hardware interrupt: record it; the scheduler acts on it before returning to a guest.
                 v => {
                     crate::irq::interrupt(v);
                     Next::Resume
                 }
             };
-            let bounced = frame.vector < 32 || frame.vector == abi::traps::SYSCALL_PSEUDO_VECTOR;
-            if next == Next::Resume && bounced {
-                // A bounce the vCPU resumes at once: its saved registers (just rewritten) go back into
-                // the live frame, and the same-vCPU return takes it from there if nothing needs deciding.
-                crate::arch::entry::copy_frame(frame, &dom.vcpu.regs);
+            if matches!(next, Next::Resume) {
                 crate::sched::resume_live(table, frame);
-                crate::sched::schedule(false, None);
+                crate::sched::schedule(false, Some(frame));
             }
             (next, false)
         }
@@ -88,15 +88,17 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
     crate::sched::schedule(matches!(next, Next::Switch), live.then_some(frame))
 }
 
-/// An exception from a guest. A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it
+/// An exception from a guest, whose registers are the live entry frame `frame` (see
+/// [`deliver::exception`]). A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it
 /// cannot make an exception's delivery fault; a double fault means it ran at CPL 0 with an unusable stack.
-fn exception(dom: &mut Domain, frame: &EntryFrame) -> Next {
+fn exception(dom: &mut Domain, frame: &mut EntryFrame) -> Next {
     if crate::domain::logdirty_ctl::write_fault(dom, frame.vector, frame.error_code) {
         return Next::Resume;
     }
     if frame.vector != 8 {
         return deliver::exception(dom, frame);
     }
+    crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
     crash_domain(
         dom,
         format_args!(
@@ -184,7 +186,12 @@ fn hypercall(
         };
         hypercall::dispatch(number, &mut ctx)
     };
-    log::trace!("domain {id}: hypercall {number} {args:x?} -> {action:?}");
+    // The arguments are still in the frame's registers unless the handler replaced the frame (`iret`):
+    // reading them there keeps them out of a stack copy kept alive across the call.
+    log::trace!(
+        "domain {id}: hypercall {number} {:x?} -> {action:?}",
+        hypercall::args_of(regs)
+    );
     match action {
         // The caller keeps the CPU: the result goes into the live frame only.
         Action::Return(v) => {

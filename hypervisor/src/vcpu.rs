@@ -6,7 +6,7 @@ use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, guest_va_allowed};
 use abi::traps::{RED_ZONE, SAVED_MASK_SHIFT};
 use abi::xen::TrapInfo;
 
-use crate::regs::{EntryFrame, frame_ring, rflags};
+use crate::regs::{EntryFrame, frame_ring, rflags, va_allowed};
 
 /// One virtual trap-table entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -184,7 +184,7 @@ pub fn bounce_frame(
     let size = len as u64 * 8;
     let rsp = top
         .checked_sub(size)
-        .filter(|&s| guest_va_allowed(s) && guest_va_allowed(top - 1));
+        .filter(|&s| va_allowed(s) && va_allowed(top - 1));
     let rsp = rsp.ok_or(BounceError::BadStack(top))?;
     Ok(Bounce { rsp, slots, len })
 }

@@ -24,8 +24,8 @@ use abi::types::Mfn;
 
 use super::logdirty_ctl;
 use super::migrate_link::{
-    self as link, ACK_TIMEOUT_NS, DONE_TIMEOUT_NS, FIRST_TIMEOUT_NS, IDLE_TIMEOUT_NS, next, open,
-    send,
+    self as link, ACK_TIMEOUT_NS, DONE_TIMEOUT_NS, FIRST_TIMEOUT_NS, IDLE_TIMEOUT_NS, SEC, next,
+    open, send,
 };
 use super::migrate_track::{Pfns, digest};
 use super::save::{encode, frame, free_run, image_bound, now, run_mut};

@@ -10,7 +10,7 @@ use super::save::now;
 use crate::arch::serial::com2;
 use crate::drivers::virtio_console::{self, Console};
 
-const SEC: u64 = 1_000_000_000;
+pub(super) const SEC: u64 = 1_000_000_000;
 /// How long the source waits for a round's ACK.
 pub const ACK_TIMEOUT_NS: u64 = 30 * SEC;
 /// How long the source waits for the destination's verdict on the tail (it restores meanwhile).

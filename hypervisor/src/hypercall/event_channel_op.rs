@@ -20,7 +20,7 @@ fn run<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, cmd: u64, arg: Gva) -> 
     let size = op::arg_size(cmd)?;
     let mut buf = [0u8; 32];
     let bytes = buf.get_mut(..size).ok_or(Errno::EINVAL)?;
-    ctx.guest().read(arg, bytes)?;
+    ctx.read(arg, bytes)?;
     let req = op::decode(cmd, bytes)?;
     let peers = ctx.shared_info;
     let out = op::execute(ctx.events.get(), ctx.domid, &req, |d| {

@@ -34,6 +34,9 @@ use crate::mm::guest_mem::GuestView;
 use crate::mm::machine::Machine;
 use crate::mm::phys::FrameMem;
 use crate::mm::ptval::{Mm, Policy, PtMem};
+use crate::mm::walk;
+use abi::types::Gva;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// What hypercalls need of machine memory: frame access for guest copies, entry writes for page tables.
 pub trait MachineMem: PtMem + FrameMem {}
@@ -120,6 +123,33 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
     /// The caller's address space, for copying to and from it.
     pub fn guest(&mut self) -> GuestView<'_, M> {
         GuestView::new(self.mem, self.dom.base, self.user)
+    }
+
+    /// Copy the caller's bytes at `va` into `buf`, like `self.guest().read(va, buf)` (any unmapped,
+    /// non-canonical or reserved byte is `-EFAULT`). A range within one page (a hypercall's argument
+    /// structure, an `iret` context) is read after one walk of the caller's tables to its first byte,
+    /// which checks what the general copy checks for a one-page range: a canonical, non-reserved address
+    /// (page-aligned boundaries, so the whole range) and a present 4 KiB mapping with the caller's ring's
+    /// permission at every level.
+    pub fn read(&mut self, va: Gva, buf: &mut [u8]) -> Result<(), Errno> {
+        if va.page_offset() + buf.len() as u64 <= abi::types::PAGE_SIZE && !buf.is_empty() {
+            let access = walk::Access {
+                write: false,
+                user: self.user,
+            };
+            let ma = walk::translate(&*self.mem, self.dom.base, va, access)
+                .map_err(|_| Errno::EFAULT)?;
+            self.mem.read_bytes(ma, buf);
+            return Ok(());
+        }
+        self.guest().read(va, buf)
+    }
+
+    /// A plain-data object from the caller's address `va` ([`HypercallCtx::read`]).
+    pub fn read_obj<T: FromBytes + IntoBytes>(&mut self, va: Gva) -> Result<T, Errno> {
+        let mut v = T::new_zeroed();
+        self.read(va, v.as_mut_bytes())?;
+        Ok(v)
     }
 
     /// The page-table validation machinery over the caller's memory.

@@ -14,7 +14,7 @@ use abi::xen::{
 };
 
 use super::{Action, HypercallCtx, MachineMem};
-use crate::regs::{EntryFrame, rflags, sanitize};
+use crate::regs::{EntryFrame, rflags, sanitize_in_place};
 use crate::vcpu::{check_handler, decode_trap};
 
 /// Most entries one `set_trap_table` call reads (a full IDT plus the terminator).
@@ -147,6 +147,13 @@ pub fn set_segment_base<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Act
 /// unusable (the domain is crashed). Ring and flags are sanitized like every frame.
 pub fn apply_iret(regs: &EntryFrame, c: &IretContext) -> Option<EntryFrame> {
     let mut r = *regs;
+    apply_iret_in_place(&mut r, c).then_some(r)
+}
+
+/// [`apply_iret`] on the caller's frame itself (no copy of the frame): true if it was applied; on false
+/// (RIP unusable) `r` is unchanged.
+pub fn apply_iret_in_place(r: &mut EntryFrame, c: &IretContext) -> bool {
+    let old = (r.rax, r.r11, r.rcx, r.rip, r.cs, r.rflags, r.rsp, r.ss);
     r.rax = c.rax;
     r.r11 = c.r11;
     r.rcx = c.rcx;
@@ -155,25 +162,27 @@ pub fn apply_iret(regs: &EntryFrame, c: &IretContext) -> Option<EntryFrame> {
     r.rflags = c.rflags | rflags::IF;
     r.rsp = c.rsp;
     r.ss = c.ss & 0xffff;
-    sanitize(&r).ok()
+    if sanitize_in_place(r).is_ok() {
+        return true;
+    }
+    // A refused frame is left as sanitize_in_place found it: put the caller's registers back.
+    (r.rax, r.r11, r.rcx, r.rip, r.cs, r.rflags, r.rsp, r.ss) = old;
+    false
 }
 
 /// `iret`: return from a bounce through the `iret_context` at the guest's RSP, restoring the event mask.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn iret<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let at = Gva(ctx.regs.rsp);
-    let c: IretContext = match ctx.guest().read_obj(at) {
+    let c: IretContext = match ctx.read_obj(at) {
         Ok(c) => c,
         Err(_) => return Action::Crash("iret with an unreadable iret_context"),
     };
-    match apply_iret(ctx.regs, &c) {
-        Some(r) => {
-            *ctx.regs = r;
-            ctx.set_events_masked(c.rflags & rflags::IF == 0);
-            Action::Resume
-        }
-        None => Action::Crash("iret to a non-canonical or hypervisor address"),
+    if !apply_iret_in_place(ctx.regs, &c) {
+        return Action::Crash("iret to a non-canonical or hypervisor address");
     }
+    ctx.set_events_masked(c.rflags & rflags::IF == 0);
+    Action::Resume
 }
 
 #[cfg(test)]
@@ -232,6 +241,25 @@ mod tests {
             ),
             None
         );
+        // In place: a refused context leaves the frame exactly as it was.
+        let mut f = EntryFrame {
+            rax: 7,
+            rip: 0x4000,
+            cs: 0x19,
+            rflags: 0x202,
+            rsp: 0x1000,
+            ss: 0x21,
+            ..Default::default()
+        };
+        let before = f;
+        let bad = IretContext {
+            rip: 0x0000_8000_0000_0000,
+            ..c
+        };
+        assert!(!apply_iret_in_place(&mut f, &bad));
+        assert_eq!(f, before);
+        assert!(apply_iret_in_place(&mut f, &c));
+        assert_eq!(Some(f), apply_iret(&before, &c));
     }
 }
 

@@ -500,8 +500,8 @@ unsafe extern "C" {
     pub static entry_stubs: u8;
     /// End of the stub array; boot checks that every stub fit in [`STUB_SIZE`] bytes.
     pub static entry_stubs_end: u8;
-    /// The exit stub (image address; call it through its alias).
-    static exit_to_guest_stub: u8;
+    /// The exit stub (image address; call it through its alias, `EntryWords::exit_stub`).
+    pub static exit_to_guest_stub: u8;
     /// The SYSCALL entry (image address; LSTAR holds its alias).
     pub static syscall_entry: u8;
     /// Enter the fidelity probe's ring-1 code at `rip` with stack `rsp`; returns what
@@ -631,25 +631,30 @@ pub fn stage_frame(frame: &EntryFrame) {
 }
 
 /// Return to a guest: restore FPU state, switch to `guest_cr3` and IRETQ through the frame in the slot
-/// ([`stage_frame`], or the live frame of an entry handled in place). The caller must have sanitized it and made sure no lock is held (this
-/// function does not return).
+/// ([`stage_frame`], or the live frame of an entry handled in place). The caller must have sanitized it and
+/// made sure no lock is held (this function does not return). `fxsave` also becomes the area the next
+/// entry saves the guest's FPU state into.
 ///
 /// # Safety
 /// `guest_cr3` must be the root of a validated guest address space that maps the entry region and entry
-/// stack like every other; `fxsave` must point to a 16-byte aligned, valid FXSAVE image.
-pub unsafe fn exit_to_guest(guest_cr3: u64, fxsave: *const u8) -> ! {
+/// stack like every other; `fxsave` must point to a 16-byte aligned, valid FXSAVE image that stays put
+/// while the vCPU runs.
+#[inline(always)]
+pub unsafe fn exit_to_guest(guest_cr3: u64, fxsave: *mut u8) -> ! {
     let slot = super::layout::entry_stack_top() - FRAME_SIZE as u64;
-    let stub = super::layout::alias_of(core::ptr::addr_of!(exit_to_guest_stub) as u64);
-    // SAFETY: the stub is the exit sequence above, reached through its alias so it stays mapped after the
-    // CR3 switch; the caller guarantees the arguments and staged the frame at `slot`.
+    super::set_fxsave_area(fxsave);
+    // SAFETY: the stub is the exit sequence above, reached through its alias (`EntryWords::exit_stub`,
+    // set at boot) so it stays mapped after the CR3 switch; the caller guarantees the arguments and
+    // staged the frame at `slot`.
     unsafe {
         core::arch::asm!(
-            "jmp {stub}",
-            stub = in(reg) stub,
+            "jmp *{tables}+{w_exit}(%rip)",
+            tables = sym ENTRY_TABLES,
+            w_exit = const offset_of!(EntryTables, words) + offset_of!(EntryWords, exit_stub),
             in("rdi") slot,
             in("rsi") guest_cr3,
             in("rdx") fxsave,
-            options(noreturn)
+            options(noreturn, att_syntax)
         )
     }
 }

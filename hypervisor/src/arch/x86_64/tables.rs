@@ -114,6 +114,9 @@ pub struct EntryWords {
     pub rsp0_entry: u64,
     /// The same for each IST stack (IST1..IST4).
     pub ist_entry: [u64; 4],
+    /// The alias address of the exit stub (`entry::exit_to_guest` jumps through this word instead of
+    /// computing the alias on every exit).
+    pub exit_stub: u64,
 }
 
 /// Everything in `.entry.data`. Page aligned; the IDT fills the first page exactly.
@@ -167,6 +170,7 @@ pub static ENTRY_TABLES: EntryCell = EntryCell(UnsafeCell::new(EntryTables {
         _pad: 0,
         rsp0_entry: 0,
         ist_entry: [0; 4],
+        exit_stub: 0,
     },
 }));
 
