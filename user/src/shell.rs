@@ -88,6 +88,11 @@ pub const PROGRAMS: &[Entry] = &[
         "print count N every MS ms (default 100), forever",
     ),
     entry(
+        "dirty",
+        "PAGES [MS] [BUF]",
+        "write a word in PAGES pages every MS ms; count N",
+    ),
+    entry(
         "spin",
         "[SECONDS]",
         "busy loop reporting its preemptions (Ctrl-C ends it)",

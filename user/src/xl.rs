@@ -1,5 +1,8 @@
 //! `xl`, the toolstack of domain 0 (pure part, host-tested): parsing its command line, naming domain
-//! states and errors. The program is `src/bin/xl.rs`; the system calls are `uapi::domctl`.
+//! states and errors, and `xl migrate`'s rule for ending the pre-copy. The program is `src/bin/xl.rs`; the
+//! system calls are `uapi::domctl`.
+
+use core::fmt;
 
 use uapi::Errno;
 use uapi::domctl::{MAX_DOMAIN_MEM_KB, MAX_DOMAINS, MIN_DOMAIN_MEM_KB};
@@ -280,6 +283,66 @@ pub fn error_text(e: Errno) -> &'static str {
     }
 }
 
+/// Why `xl migrate`'s pre-copy ended (printed as `xl: migrate: pre-copy <this>`, which `cargo xtask migrate`
+/// reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrecopyStop {
+    /// Round `round` sent at most the converged threshold: the stop-and-copy carries about that much.
+    Converged { round: u64, pages: u64 },
+    /// Round `round` (after round 0) sent `pages`, not a quarter fewer than the round before (`before`):
+    /// the domain dirties pages about as fast as a round sends them, so further rounds would only resend
+    /// its working set; the stop-and-copy carries about one round's dirty set.
+    Steady { round: u64, pages: u64, before: u64 },
+    /// `rounds` rounds after round 0 were run, the most allowed, and the dirty set was still shrinking.
+    RoundLimit { rounds: u64 },
+}
+
+impl fmt::Display for PrecopyStop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PrecopyStop::Converged { round, pages } => {
+                write!(f, "converged: round {round} sent {pages} pages")
+            }
+            PrecopyStop::Steady {
+                round,
+                pages,
+                before,
+            } => write!(
+                f,
+                "stopped: the dirty set no longer shrinks (round {round} sent {pages} pages, the round before {before})"
+            ),
+            PrecopyStop::RoundLimit { rounds } => {
+                write!(f, "hit the round limit ({rounds} rounds after round 0)")
+            }
+        }
+    }
+}
+
+/// After pre-copy round `round` sent `pages` (and the round before sent `before`; `None` for round 0):
+/// why to stop now, or `None` for one more round. Stops when a round sent at most `converged` pages,
+/// when the dirty set no longer shrinks by a quarter a round, or after `max_rounds` rounds after round 0.
+pub fn precopy_stop(
+    round: u64,
+    before: Option<u64>,
+    pages: u64,
+    max_rounds: u64,
+    converged: u64,
+) -> Option<PrecopyStop> {
+    if pages <= converged {
+        return Some(PrecopyStop::Converged { round, pages });
+    }
+    if let Some(before) = before
+        && u128::from(pages) * 4 > u128::from(before) * 3
+    {
+        return Some(PrecopyStop::Steady {
+            round,
+            pages,
+            before,
+        });
+    }
+    (round >= max_rounds).then_some(PrecopyStop::RoundLimit { rounds: round })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,5 +488,66 @@ mod tests {
                 .is_err_and(|e| e.contains(&format!("({MAX_DOMAINS})")))
         );
         assert!(error_text(Errno::EOPNOTSUPP).contains("not virtualised"));
+    }
+
+    #[test]
+    fn precopy_stops_when_converged_steady_or_at_the_limit() {
+        let stop = |round, before, pages| precopy_stop(round, before, pages, 3, 64);
+        // Round 0 of an idle domain goes on; a round sending at most 64 pages converged.
+        assert_eq!(stop(0, None, 4096), None);
+        assert_eq!(
+            stop(1, Some(4096), 64),
+            Some(PrecopyStop::Converged {
+                round: 1,
+                pages: 64
+            })
+        );
+        assert_eq!(
+            stop(0, None, 10),
+            Some(PrecopyStop::Converged {
+                round: 0,
+                pages: 10
+            })
+        );
+        // A steady writer of 300 pages a round: round 1 shrank, round 2 did not: 3 rounds + the final.
+        assert_eq!(stop(1, Some(4096), 310), None);
+        assert_eq!(
+            stop(2, Some(310), 305),
+            Some(PrecopyStop::Steady {
+                round: 2,
+                pages: 305,
+                before: 310
+            })
+        );
+        // Shrinking by exactly a quarter is still shrinking; less is steady; growing is steady.
+        assert_eq!(stop(2, Some(400), 300), None);
+        assert!(matches!(
+            stop(2, Some(400), 301),
+            Some(PrecopyStop::Steady { .. })
+        ));
+        assert!(matches!(
+            stop(1, Some(100), 4000),
+            Some(PrecopyStop::Steady { .. })
+        ));
+        // Still shrinking at the limit: stop there; never more than max_rounds after round 0.
+        assert_eq!(
+            stop(3, Some(1000), 500),
+            Some(PrecopyStop::RoundLimit { rounds: 3 })
+        );
+        let mut before = None;
+        let mut pages = 100_000u64;
+        for round in 0..10 {
+            if stop(round, before, pages).is_some() {
+                assert!(round <= 3);
+                break;
+            }
+            assert!(round < 3);
+            before = Some(pages);
+            pages = pages * 3 / 4;
+        }
+        // No overflow on absurd counts.
+        assert!(stop(1, Some(u64::MAX), u64::MAX).is_some());
+        let shown = PrecopyStop::RoundLimit { rounds: 3 }.to_string();
+        assert!(shown.contains("round limit"), "{shown}");
     }
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask migrate`: two QEMUs, each running ring1pv, joined on the loopback by a TCP socket: on a
 //! virtio console (`--link virtio`, the default) or on their second serial ports (`--link uart`, COM2). The destination's domain 0 waits in `xl migrate-receive`; the source's
-//! domain 0 starts a shell domain running `count` and migrates it with `xl migrate`. The report: rounds,
-//! pages per round, downtime (source: suspend to confirmation; destination: tail to resume) and whether
-//! the counter continued on the destination without a gap. `--kill-destination` kills the destination's
+//! domain 0 starts a shell domain running `count` (or `dirty PAGES`, `--dirty`) and migrates it with
+//! `xl migrate`. The report: rounds, pages per round, why the pre-copy ended (converged, the dirty set
+//! stopped shrinking, or the round limit), downtime (source: suspend to confirmation; destination: tail to
+//! resume) and whether the counter continued on the destination without a gap. `--kill-destination` kills the destination's
 //! QEMU as soon as the stream begins: the source must keep its domain running.
 
 use std::sync::mpsc;
@@ -21,6 +22,10 @@ pub struct MigrateArgs {
     /// The workload's period (`count MS`), milliseconds.
     #[arg(long, default_value_t = 100)]
     pub period_ms: u32,
+    /// Run `dirty PAGES MS` instead of `count MS`: write one word into the same PAGES pages every period,
+    /// so every pre-copy round finds about PAGES pages dirty (pre-copy convergence).
+    #[arg(long, value_name = "PAGES")]
+    pub dirty: Option<u32>,
     /// Kill the destination's QEMU once the stream has begun (the source must keep its domain).
     #[arg(long)]
     pub kill_destination: bool,
@@ -38,6 +43,7 @@ impl Default for MigrateArgs {
         MigrateArgs {
             mem: 16,
             period_ms: 100,
+            dirty: None,
             kill_destination: false,
             link: Link::Virtio,
             verify: false,
@@ -98,6 +104,9 @@ impl Link {
 pub struct Report {
     /// Pages per round (round 0 first), from the source's `xl migrate`.
     pub rounds: Vec<u64>,
+    /// Why the source's pre-copy ended (`xl: migrate: pre-copy <this>`): starts with `converged` (a round
+    /// sent at most xl's threshold), `stopped` (the dirty set no longer shrank) or `hit the round limit`.
+    pub precopy_stop: Option<String>,
     /// The source's stop-and-copy line (pages, downtime), if the migration completed.
     pub final_line: Option<String>,
     /// The destination's line ("runs here ... tail to resume N ms").
@@ -131,6 +140,19 @@ fn counts(output: &str) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
+/// The command the migrated domain's shell runs.
+fn workload(args: &MigrateArgs) -> String {
+    match args.dirty {
+        Some(pages) => format!("dirty {pages} {}", args.period_ms),
+        None => format!("count {}", args.period_ms),
+    }
+}
+
+/// The pages of a `mem` MiB domain.
+pub fn domain_pages(mem_mib: u32) -> u64 {
+    u64::from(mem_mib) * 256
+}
+
 fn source_scenario(args: &MigrateArgs, port: u16) -> Scenario {
     let mut session = Session::new()
         .command(&format!("xl create -m {} guest shell", args.mem))
@@ -138,7 +160,7 @@ fn source_scenario(args: &MigrateArgs, port: u16) -> Scenario {
         .command("xl console 1")
         .when(
             "has the console input now",
-            format!("count {}\n", args.period_ms).as_bytes(),
+            format!("{}\n", workload(args)).as_bytes(),
         )
         .when("count 5", CTRL_BRACKET_C)
         .when("[hv] console input: domain 0", b"echo resync-$?\n")
@@ -278,6 +300,9 @@ pub fn migrate(images: &Images, args: &MigrateArgs) -> Result<Report, String> {
         {
             r.rounds.push(n);
         }
+        if let Some((_, why)) = l.split_once("xl: migrate: pre-copy ") {
+            r.precopy_stop = Some(why.trim().to_string());
+        }
         if l.contains("xl: migrate: stop-and-copy") {
             r.final_line = Some(l.trim().to_string());
         }
@@ -310,9 +335,9 @@ pub fn migrate(images: &Images, args: &MigrateArgs) -> Result<Report, String> {
 pub fn run(args: &MigrateArgs) -> Result<u8, String> {
     let images = build_images(Profile::Release)?;
     eprintln!(
-        "xtask: migrating a {} MiB shell domain running `count {}` between two machines (link: {} over the loopback){}",
+        "xtask: migrating a {} MiB shell domain running `{}` between two machines (link: {} over the loopback){}",
         args.mem,
-        args.period_ms,
+        workload(args),
         args.link.describe(),
         if args.kill_destination {
             "; the destination is killed mid-stream"
@@ -327,8 +352,18 @@ pub fn run(args: &MigrateArgs) -> Result<u8, String> {
             l.as_deref().unwrap_or("(not reported)")
         );
     }
+    let pages = domain_pages(args.mem);
     for (i, p) in r.rounds.iter().enumerate() {
-        eprintln!("xtask: round {i}: {p} pages");
+        eprintln!(
+            "xtask: round {i}: {p} pages ({:.1}% of {pages})",
+            *p as f64 * 100.0 / pages as f64
+        );
+    }
+    if let Some(why) = &r.precopy_stop {
+        eprintln!(
+            "xtask: pre-copy {why}; {} rounds in all with the stop-and-copy",
+            r.rounds.len() + 1
+        );
     }
     if let Some(l) = &r.final_line {
         eprintln!("xtask: source: {l}");

@@ -282,9 +282,9 @@ fn control(op: u64, d: u16, arg: u64, done: &str) -> Result<(), uapi::Errno> {
     Ok(())
 }
 
-/// Most pre-copy rounds after the first.
-const MAX_ROUNDS: u64 = 4;
-/// A round that sends at most this many pages ends the pre-copy.
+/// Most pre-copy rounds after the first: round 0, at most 3 more and the stop-and-copy are 5 rounds in all.
+const MAX_ROUNDS: u64 = 3;
+/// A round that sends at most this many pages ends the pre-copy (converged).
 const CONVERGED_PAGES: u64 = 64;
 /// The domain runs this long between two rounds.
 const ROUND_GAP_NS: u64 = 200_000_000;
@@ -293,7 +293,8 @@ fn migrate_phase(id: u16, phase: u32) -> Result<u64, uapi::Errno> {
     sys::dom_image(uapi::domctl::image::MIGRATE, id, "m", u64::from(phase))
 }
 
-/// `xl migrate`: pre-copy rounds while the domain runs, then suspend, the stop-and-copy and the
+/// `xl migrate`: pre-copy rounds while the domain runs (until one sends at most [`CONVERGED_PAGES`], the
+/// dirty set stops shrinking, or [`MAX_ROUNDS`]: `xl::precopy_stop`), then suspend, the stop-and-copy and the
 /// destination's confirmation; the domain is destroyed here only after it. On any failure the domain
 /// continues here (resumed if it was suspended).
 fn migrate(id: u16, verify: bool) -> Result<(), uapi::Errno> {
@@ -309,9 +310,14 @@ fn migrate(id: u16, verify: bool) -> Result<(), uapi::Errno> {
     };
     println!("xl: migrate: round 0: {pages} pages");
     let mut round = 0;
-    while round < MAX_ROUNDS && pages > CONVERGED_PAGES {
+    let mut before = None;
+    let stop = loop {
+        if let Some(stop) = xl::precopy_stop(round, before, pages, MAX_ROUNDS, CONVERGED_PAGES) {
+            break stop;
+        }
         let _ = sys::sleep_ns(ROUND_GAP_NS);
         round += 1;
+        before = Some(pages);
         pages = match migrate_phase(id, uapi::domctl::image::MIGRATE_ROUND) {
             Ok(p) => p,
             Err(e) => {
@@ -320,7 +326,8 @@ fn migrate(id: u16, verify: bool) -> Result<(), uapi::Errno> {
             }
         };
         println!("xl: migrate: round {round}: {pages} pages");
-    }
+    };
+    println!("xl: migrate: pre-copy {stop}");
     let _ = sys::sleep_ns(ROUND_GAP_NS);
     let t_suspend = sys::uptime()?;
     if let Err(e) = suspend(id) {
