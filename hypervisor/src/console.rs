@@ -93,13 +93,83 @@ impl Default for LineBuffer {
     }
 }
 
+/// How long after domain 0's last direct byte another domain's line waits for domain 0 to finish its line.
+pub const HOLD_NS: u64 = 50_000_000;
+
+/// Other domains' `(dN)` lines held back while domain 0's direct output is in the middle of a line it is
+/// still writing (a native kernel's banner under emulate arrives one port write at a time): printing them
+/// at once would cut domain 0's line in two. A line is held only while domain 0 wrote within [`HOLD_NS`]
+/// and there is room; everything held goes out, in order, once domain 0 ends its line, once the hold
+/// expires (checked on every console write and when the CPU goes idle), or before any `[hv]` line. Pure;
+/// the serial side below owns one.
+pub struct HoldBack<const N: usize> {
+    held: heapless::Vec<u8, N>,
+}
+
+impl<const N: usize> HoldBack<N> {
+    /// Nothing held.
+    pub const fn new() -> Self {
+        HoldBack {
+            held: heapless::Vec::new(),
+        }
+    }
+
+    /// Hold `(d{domid}) line\n` if domain 0 is mid-line and wrote at `last_direct_ns`, within [`HOLD_NS`]
+    /// of `now_ns`, and it fits; false: print it now.
+    pub fn hold(
+        &mut self,
+        mid_line: bool,
+        last_direct_ns: u64,
+        now_ns: u64,
+        domid: u16,
+        line: &[u8],
+    ) -> bool {
+        if !mid_line || now_ns.saturating_sub(last_direct_ns) >= HOLD_NS {
+            return false;
+        }
+        let mut prefix: heapless::String<12> = heapless::String::new();
+        let _ = core::fmt::Write::write_fmt(&mut prefix, format_args!("(d{domid}) "));
+        if self.held.len() + prefix.len() + line.len() + 1 > N {
+            return false;
+        }
+        // Room was checked: these cannot fail.
+        let _ = self.held.extend_from_slice(prefix.as_bytes());
+        let _ = self.held.extend_from_slice(line);
+        let _ = self.held.push(b'\n');
+        true
+    }
+
+    /// True if lines are held and the hold is over: domain 0 ended its line, or has not written for
+    /// [`HOLD_NS`].
+    pub fn due(&self, mid_line: bool, last_direct_ns: u64, now_ns: u64) -> bool {
+        !self.held.is_empty() && (!mid_line || now_ns.saturating_sub(last_direct_ns) >= HOLD_NS)
+    }
+
+    /// Hand every held byte to `emit` (once) and forget them.
+    pub fn drain(&mut self, emit: impl FnMut(u8)) {
+        self.held.iter().copied().for_each(emit);
+        self.held.clear();
+    }
+
+    /// True if nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+impl<const N: usize> Default for HoldBack<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(feature = "baremetal")]
 pub use self::serial::*;
 
 #[cfg(feature = "baremetal")]
 mod serial {
     use core::fmt::Write;
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use crate::arch::serial;
 
@@ -130,6 +200,17 @@ mod serial {
         DOM0_DIRECT.load(Ordering::Relaxed)
     }
 
+    /// Other domains' lines waiting for domain 0 to end its direct line ([`super::HoldBack`]).
+    static HELD: spin::Mutex<super::HoldBack<4096>> = spin::Mutex::new(super::HoldBack::new());
+    /// System time of domain 0's last direct byte.
+    static LAST_DIRECT_NS: AtomicU64 = AtomicU64::new(0);
+
+    fn now_ns() -> u64 {
+        crate::setup::TIME
+            .get()
+            .map_or(0, crate::setup::TimeBase::now_ns)
+    }
+
     /// Write domain 0's bytes as they come (filtered by [`super::direct_byte`]).
     pub fn guest_direct(bytes: &[u8]) {
         let _g = LOCK.lock();
@@ -138,11 +219,36 @@ mod serial {
         }
         if let Some(&last) = bytes.last() {
             MID_LINE.store(last != b'\n', Ordering::Relaxed);
+            LAST_DIRECT_NS.store(now_ns(), Ordering::Relaxed);
         }
+        release_held(false);
+    }
+
+    /// Print the held lines if their hold is over (or `force`: a `[hv]` line follows), starting a fresh
+    /// line first if domain 0 left one unfinished (lock held).
+    fn release_held(force: bool) {
+        let mut held = HELD.lock();
+        if held.is_empty() {
+            return;
+        }
+        let mid = MID_LINE.load(Ordering::Relaxed);
+        if force || held.due(mid, LAST_DIRECT_NS.load(Ordering::Relaxed), now_ns()) {
+            if MID_LINE.swap(false, Ordering::Relaxed) {
+                serial::write_byte(b'\n');
+            }
+            held.drain(serial::write_byte);
+        }
+    }
+
+    /// Print the held lines whose hold expired while nothing was written (the CPU is going idle).
+    pub fn release_expired() {
+        let _g = LOCK.lock();
+        release_held(false);
     }
 
     /// Start a fresh line if domain 0's direct output left one unfinished (lock held).
     fn fresh_line() {
+        release_held(true);
         if MID_LINE.swap(false, Ordering::Relaxed) {
             serial::write_byte(b'\n');
         }
@@ -164,6 +270,11 @@ mod serial {
     /// Print one line of domain `domid`'s output as `(dN) line`.
     pub fn guest_line(domid: u16, line: &[u8]) {
         let _g = LOCK.lock();
+        let mid = MID_LINE.load(Ordering::Relaxed);
+        let last = LAST_DIRECT_NS.load(Ordering::Relaxed);
+        if HELD.lock().hold(mid, last, now_ns(), domid, line) {
+            return;
+        }
         fresh_line();
         let _ = write!(Uart, "(d{domid}) ");
         line.iter().copied().for_each(serial::write_byte);
@@ -242,5 +353,37 @@ mod tests {
             n += 1;
         });
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn other_lines_wait_for_domain_0_to_end_its_line() {
+        let mut h: HoldBack<64> = HoldBack::new();
+        let mut out = Vec::new();
+        // Domain 0 at column > 0 and writing now: held.
+        assert!(h.hold(true, 1_000, 2_000, 1, b"round 1"));
+        assert!(!h.due(true, 1_000, 2_000));
+        // Domain 0 not mid-line, or quiet for the hold time: printed at once.
+        assert!(!h.hold(false, 1_000, 2_000, 2, b"x"));
+        assert!(!h.hold(true, 0, HOLD_NS, 2, b"x"));
+        // Domain 0 ends its line: due, drained once, in order.
+        assert!(h.hold(true, 1_000, 3_000, 1, b"round 2"));
+        assert!(h.due(false, 1_000, 3_000));
+        h.drain(|b| out.push(b));
+        assert_eq!(out, b"(d1) round 1\n(d1) round 2\n".to_vec());
+        assert!(h.is_empty() && !h.due(false, 0, 0));
+        // Expiry with domain 0 still mid-line.
+        assert!(h.hold(true, 10, 20, 3, b"late"));
+        assert!(!h.due(true, 10, 10 + HOLD_NS - 1));
+        assert!(h.due(true, 10, 10 + HOLD_NS));
+    }
+
+    #[test]
+    fn a_full_hold_back_prints_at_once_and_loses_nothing_held() {
+        let mut h: HoldBack<16> = HoldBack::new();
+        assert!(h.hold(true, 0, 0, 1, b"0123456")); // 5 + 7 + 1 = 13 bytes
+        assert!(!h.hold(true, 0, 0, 1, b"abc"));
+        let mut out = Vec::new();
+        h.drain(|b| out.push(b));
+        assert_eq!(out, b"(d1) 0123456\n".to_vec());
     }
 }

@@ -197,6 +197,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             }
             drop(table);
             // Everyone is blocked: sleep until an interrupt (timer or console) changes that.
+            crate::console::release_expired();
             arch::idle_wait();
             switch = true;
             continue;
