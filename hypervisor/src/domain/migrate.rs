@@ -23,7 +23,7 @@ use super::migrate_link::{
 };
 use super::migrate_track::{Digests, Sent, digest};
 use super::save::{encode, frame, free_run, image_bound, now, run_mut};
-use super::save_restore::{Frames, restore};
+use super::save_restore::{Frames, Restored, restore};
 use super::state::Suspend;
 use crate::mm::machine::Machine;
 use crate::setup::{DOMAINS, EVENTS, MACHINE, MAX_DOMAIN_PAGES};
@@ -397,20 +397,24 @@ fn receive_into(inc: &mut Incoming) -> Result<(u16, u64), Errno> {
                 let mut checked = 0;
                 let r = restore_received(inc, len, sum, &mut checked);
                 let t_restored = now();
-                let _ = match r {
-                    Ok(id) => send(mig::DONE, &[&u64::from(id).to_le_bytes()]),
-                    Err(e) => send(mig::REFUSED, &[&(e as i64 as u64).to_le_bytes()]),
+                let _ = match &r {
+                    Ok(d) => send(mig::DONE, &[&u64::from(d.id).to_le_bytes()]),
+                    Err(e) => send(mig::REFUSED, &[&(*e as i64 as u64).to_le_bytes()]),
                 };
-                let id = r?;
+                let t_done = now();
+                // Logged after the confirmation: the serial console is slow.
+                let r = r?;
+                r.log(&"the migration stream");
+                let id = r.id;
                 let us = |a: u64, b: u64| b.saturating_sub(a) / 1000;
                 log::info!(
                     "migrate: domain {id} runs here: {} pages received, tail to resume {} ms (receiving the tail {} us, checking it {} us, restoring {} us, confirming {} us)",
                     inc.received,
-                    (now() - t_tail) / 1_000_000,
+                    (t_done - t_tail) / 1_000_000,
                     us(t_tail, t_end),
                     checked,
                     us(t_end, t_restored).saturating_sub(checked),
-                    us(t_restored, now()),
+                    us(t_restored, t_done),
                 );
                 return Ok((id, inc.received));
             }
@@ -570,7 +574,7 @@ fn restore_received(
     len: u64,
     sum: u64,
     checked_us: &mut u64,
-) -> Result<u16, Errno> {
+) -> Result<Restored, Errno> {
     let t0 = now();
     let (tfirst, tn, tlen, got) = inc.tail.ok_or(Errno::EINVAL)?;
     let (pfirst, pn) = inc.pages.ok_or(Errno::EINVAL)?;

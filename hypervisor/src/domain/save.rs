@@ -337,5 +337,7 @@ pub fn restore(name: &str, paused: bool) -> Result<u16, Errno> {
         return Err(Errno::EINVAL);
     };
     let fresh = &mut super::save_restore::Fresh;
-    super::save_restore::restore(&img, fresh, paused, &format_args!("image '{name}'"))
+    let r = super::save_restore::restore(&img, fresh, paused, &format_args!("image '{name}'"))?;
+    r.log(&format_args!("image '{name}'"));
+    Ok(r.id)
 }

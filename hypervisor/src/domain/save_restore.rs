@@ -63,8 +63,11 @@ impl Frames for Fresh {
     }
 }
 
-/// What a restore did (for the log line).
-struct Restored {
+/// What a restore did: the new domain's id, and what [`Restored::log`] prints (later than the restore
+/// itself if the caller likes: a migration's destination confirms first, since a log line on the serial
+/// console costs up to milliseconds).
+pub(super) struct Restored {
+    pub id: u16,
     source: u64,
     pages: u64,
     adopted: u64,
@@ -72,25 +75,54 @@ struct Restored {
     pinned: u64,
     kept: u64,
     closed: u64,
-    /// Microseconds: frames given, contents written, pins + base, audit, start info + P2M + vCPU.
-    phases: [u64; 5],
+    /// The isolation audit: the guest's pages mapped, page tables among them.
+    audited: (u64, u64),
+    /// Microseconds: frames given, contents written, pins + base, audit, start info + P2M + vCPU;
+    /// scheduling; in all.
+    phases: [u64; 7],
+    paused: bool,
+}
+
+impl Restored {
+    /// The audit's and the restore's log lines; `what` names the image.
+    pub fn log(&self, what: &dyn core::fmt::Display) {
+        let id = self.id;
+        let [fr, co, va, au, rest, sched, all] = self.phases;
+        log::info!(
+            "isolation audit: domain {id}: {} own pages ({} page tables, read-only), 0 violations",
+            self.audited.0,
+            self.audited.1
+        );
+        log::info!(
+            "domain {id} restored from {what} (saved from domain {}): {} pages, {} page tables ({} pinned) revalidated, {} event channels kept, {} interdomain closed, {all} us ({} pages adopted in place; frames {fr}, contents {co}, pins and base {va}, audit {au}, start info/P2M/vCPU {rest}, scheduling {sched} us){}",
+            self.source,
+            self.pages,
+            self.tables,
+            self.pinned,
+            self.kept,
+            self.closed,
+            self.adopted,
+            if self.paused { ", paused" } else { "" }
+        );
+    }
 }
 
 type Refusal = (Errno, &'static str);
 
 /// Restore image `img` (checked by the codec) as a new domain whose frames come from `frames`, and start
-/// it (paused if `paused`). `what` names the image in the log lines. The new domain's id.
+/// it (paused if `paused`). `what` names the image in the refusal's log line; the caller logs a success
+/// ([`Restored::log`]).
 pub(super) fn restore(
     img: &Image<'_>,
     frames: &mut dyn Frames,
     paused: bool,
     what: &dyn core::fmt::Display,
-) -> Result<u16, Errno> {
+) -> Result<Restored, Errno> {
     let t0 = now();
     let id = DOMAINS.lock().free_id().ok_or(Errno::ENOSPC)?;
     let hv = HV.get().ok_or(Errno::EIO)?;
     match build(id, img, frames, hv) {
-        Ok((dom, r)) => {
+        Ok((dom, mut r)) => {
             let t_built = now();
             {
                 let (sched, polls) = &mut *SCHED.lock();
@@ -109,21 +141,10 @@ pub(super) fn restore(
             table.insert(dom);
             table.refresh_shared_info();
             table.last_created = id;
-            let [fr, co, va, au, rest] = r.phases;
-            log::info!(
-                "domain {id} restored from {what} (saved from domain {}): {} pages, {} page tables ({} pinned) revalidated, {} event channels kept, {} interdomain closed, {} us ({} pages adopted in place; frames {fr}, contents {co}, pins and base {va}, audit {au}, start info/P2M/vCPU {rest}, scheduling {} us){}",
-                r.source,
-                r.pages,
-                r.tables,
-                r.pinned,
-                r.kept,
-                r.closed,
-                (now() - t0) / 1000,
-                r.adopted,
-                (now() - t_built) / 1000,
-                if paused { ", paused" } else { "" }
-            );
-            Ok(id)
+            r.phases[5] = (now() - t_built) / 1000;
+            r.phases[6] = (now() - t0) / 1000;
+            r.paused = paused;
+            Ok(r)
         }
         Err((e, why)) => {
             log::warn!("restore of {what} refused: {why} ({e:?})");
@@ -273,7 +294,7 @@ fn fill(
     let bad = |why| ((Errno::EINVAL, why), None);
     let nr = dr.nr_pages;
     let mut clock = now();
-    let mut phases = [0u64; 5];
+    let mut phases = [0u64; 7];
     let mut lap = |i: usize| {
         let t = now();
         phases[i] = (t - clock) / 1000;
@@ -393,17 +414,13 @@ fn fill(
         m2p_slot: crate::arch::paging::M2P_L4_SLOT,
         m2p_frames: hv.m2p_frames,
     };
-    match audit::audit(&IdentityMem, base, id, |f| m.ft.owner(f), &hvm) {
-        Ok(r) => log::info!(
-            "isolation audit: domain {id}: {} own pages ({} page tables, read-only), 0 violations",
-            r.guest_pages,
-            r.page_table_pages
-        ),
+    let audited = match audit::audit(&IdentityMem, base, id, |f| m.ft.owner(f), &hvm) {
+        Ok(r) => (r.guest_pages, r.page_table_pages),
         Err(v) => {
             log::warn!("domain {id}: restored tables fail the isolation audit: {v}");
             return Err(fail("isolation audit"));
         }
-    }
+    };
     lap(3);
     // The P2M the guest keeps at start info's `mfn_list`: rewritten for the new frames.
     {
@@ -457,6 +474,9 @@ fn fill(
     Ok((
         dom,
         Restored {
+            id,
+            audited,
+            paused: false,
             source: dr.source,
             pages,
             adopted,
