@@ -169,6 +169,17 @@ pub const NR: u64 = 8;
 /// A small valid save image (the one `test=save-hostile` builds): pfns 0..4 the four page-table levels,
 /// 4 the start info, 5 the P2M, 6 code (`jmp $`), 7 stack, mapped at the kernel's base address.
 pub fn small_image() -> Vec<u8> {
+    image(&[], false)
+}
+
+/// The code page of [`small_image`] (`jmp $` throughout).
+pub fn code_page() -> Vec<u8> {
+    [0xeb, 0xfe].repeat(2048)
+}
+
+/// [`small_image`] without the data pages `left_out` (a migration's tail: the destination holds them),
+/// and with `writable_table` its L1 mapping itself writable (the validator refuses it).
+pub fn image(left_out: &[u64], writable_table: bool) -> Vec<u8> {
     let pte = |pfn: u64, flags: u64| (pfn << 12) | flags;
     let mut tables = [[0u64; 512]; 4];
     tables[0][511] = pte(1, 3);
@@ -176,6 +187,9 @@ pub fn small_image() -> Vec<u8> {
     tables[2][0] = pte(3, 3);
     for pfn in 0..NR {
         tables[3][pfn as usize] = pte(pfn, if pfn < 4 { 1 } else { 3 });
+    }
+    if writable_table {
+        tables[3][3] = pte(3, 3);
     }
     let mut si = abi::xen::StartInfo::new_zeroed();
     si.magic[..14].copy_from_slice(b"xen-3.0-x86_64");
@@ -205,7 +219,7 @@ pub fn small_image() -> Vec<u8> {
     };
     let mut start = vec![0u8; 4096];
     start[..core::mem::size_of::<abi::xen::StartInfo>()].copy_from_slice(si.as_bytes());
-    let code: Vec<u8> = [0xeb, 0xfe].repeat(2048);
+    let code = code_page();
     let mut buf = vec![0u8; 64 * 1024];
     let mut e = Encoder::new(&mut buf).expect("room for a header");
     let go = || -> Result<usize, abi::save::SaveError> {
@@ -220,7 +234,7 @@ pub fn small_image() -> Vec<u8> {
                 &[&w(pfn as u64), &w(word), t.as_bytes()],
             )?;
         }
-        for pfn in 4..NR {
+        for pfn in (4..NR).filter(|p| !left_out.contains(p)) {
             let body: &[u8] = if pfn == 4 { &start } else { &code };
             e.record(RecordKind::Page, &[&w(pfn), body])?;
         }
@@ -355,6 +369,22 @@ pub fn rx_case(p: &mut Peer, name: &str) -> Result<(), String> {
             p.send(&[start(NR), page(0), f[..100].to_vec()].concat())?;
             p.hang_up();
             Ok(())
+        }
+        "kept-pages-refused" | "kept-pages-valid" => {
+            // Pages 6 and 7 sent before the tail (the destination keeps them and the restore adopts their
+            // frames), the tail without them; refused, its L1 maps itself writable: the adopted frames
+            // must be freed with the rest.
+            let img = image(&[6, 7], name == "kept-pages-refused");
+            let code = code_page();
+            let pages = [6, 7].map(|pfn| frame(mig::PAGE, &[&w(pfn), &code]));
+            let stream = tail(&img, img.len() as u64, fnv(&img));
+            p.send(&[start(NR), pages.concat(), stream].concat())?;
+            let want = if name == "kept-pages-valid" {
+                mig::DONE
+            } else {
+                mig::REFUSED
+            };
+            p.expect(want, ANSWER).map(|_| ())
         }
         "valid" => {
             let img = small_image();

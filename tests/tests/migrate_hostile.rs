@@ -47,6 +47,14 @@ const RX_LINES: &[(&str, &str)] = &[
         "cut-mid-frame",
         "the stream went silent (10 s without a frame)",
     ),
+    (
+        "kept-pages-refused",
+        "restore of the migration stream refused: a pinned page table failed validation",
+    ),
+    (
+        "kept-pages-valid",
+        "(saved from domain 77): 8 pages, 4 page tables (1 pinned) revalidated, 1 event channels kept, 0 interdomain closed",
+    ),
     ("valid", "runs here: 0 pages received"),
 ];
 
@@ -127,7 +135,7 @@ fn hostile_streams_are_refused_nothing_is_kept_and_a_valid_one_runs() {
         let dropped = part.contains("nothing of it is kept");
         assert_eq!(
             dropped,
-            *name != "valid",
+            !name.ends_with("valid"),
             "case {name}: dropped {dropped}\n{part}"
         );
         assert!(
@@ -135,6 +143,12 @@ fn hostile_streams_are_refused_nothing_is_kept_and_a_valid_one_runs() {
             "case {name}: wrong errno\n{part}"
         );
     }
+    // A frame given back twice (say by a failed restore that adopted it and then by the receive) shows
+    // only as an ERROR line: free memory would look the same.
+    assert!(
+        !o.output.contains("[hv] ERROR"),
+        "the hypervisor reported an error\n{o}"
+    );
     expect(&o)
         .result(0, TestResult::Success)
         .no_panic()

@@ -4,7 +4,8 @@
 //! - rx: domain 0 calls `XEN_DOMCTL_MIGRATE_RECEIVE` once per case of [`RX_CASES`], printing the case's
 //!   name first; the peer, seeing the name and the hypervisor's "waiting" line, sends that case's stream
 //!   (bad CRC, wrong version, oversize length, unknown kind, pfns and counts out of range, a second
-//!   START, hostile tails, ABORT, silence, a frame cut short, and last a small valid domain). Each must
+//!   START, hostile tails, ABORT, silence, a frame cut short, pages received and then a tail the restore
+//!   refuses, and last a small valid domain, with and without pages received before its tail). Each must
 //!   end with the case's errno and the machine's free memory as it was before it: nothing received is
 //!   kept; the valid one must run here (it is destroyed, and the memory comes back too).
 //! - tx: the source side with the peer answering as a destination: a second migration while one is under
@@ -52,6 +53,8 @@ pub const RX_CASES: &[(&str, Option<Errno>)] = &[
     ("abort-mid-stream", Some(Errno::EINTR)),
     ("silence", Some(Errno::EIO)),
     ("cut-mid-frame", Some(Errno::EIO)),
+    ("kept-pages-refused", Some(Errno::EINVAL)),
+    ("kept-pages-valid", None),
     ("valid", None),
 ];
 

@@ -19,6 +19,8 @@ pub mod save;
 pub mod save_canon;
 #[cfg(feature = "baremetal")]
 pub mod save_images;
+#[cfg(feature = "baremetal")]
+pub mod save_restore;
 pub mod save_store;
 pub mod state;
 #[cfg(feature = "baremetal")]

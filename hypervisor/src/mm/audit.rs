@@ -119,7 +119,8 @@ pub fn audit(
     tables.push(l4).map_err(|_| Violation::TooManyTables)?;
     let mut report = AuditReport::default();
     let slots = [hv.entry_slot, hv.m2p_slot];
-    walk(mem, l4, 4, 0, &slots, &mut |_va, pte, level, in_hv| {
+    // (The L1 tables' entries are not read: they name no table.)
+    walk(mem, l4, 4, 2, 0, &slots, &mut |_va, pte, level, in_hv| {
         if level > 1 && in_hv.is_none() && !pte.has(PteFlags::HUGE) {
             tables
                 .push(pte.mfn())
@@ -127,8 +128,10 @@ pub fn audit(
         }
         Ok(())
     })?;
+    // Sorted, so that each leaf's "is it a page table?" is a binary search.
+    tables.sort_unstable_by_key(|t| t.0);
     // Pass 2: classify every leaf.
-    walk(mem, l4, 4, 0, &slots, &mut |va, pte, level, in_hv| {
+    walk(mem, l4, 4, 1, 0, &slots, &mut |va, pte, level, in_hv| {
         if level > 1 {
             if pte.has(PteFlags::HUGE) {
                 return Err(Violation::LargePage { va });
@@ -159,7 +162,7 @@ pub fn audit(
                 if owner(mfn) != Some(domid) {
                     return Err(Violation::ForeignFrame { va, mfn });
                 }
-                if tables.contains(&mfn) {
+                if tables.binary_search_by_key(&mfn.0, |t| t.0).is_ok() {
                     if writable {
                         return Err(Violation::WritablePageTable { va, mfn });
                     }
@@ -173,12 +176,14 @@ pub fn audit(
     Ok(report)
 }
 
-/// Visit every present entry below `table` (at `level`), calling `f(va, pte, level, hv_slot)` where `hv_slot`
-/// is the L4 slot if the entry lies in one of the hypervisor's `hv_slots`.
+/// Visit every present entry below `table` (at `level`) in the tables of levels down to `lowest`, calling
+/// `f(va, pte, level, hv_slot)` where `hv_slot` is the L4 slot if the entry lies in one of the
+/// hypervisor's `hv_slots`.
 fn walk(
     mem: &impl PhysRead,
     table: Mfn,
     level: u32,
+    lowest: u32,
     base: u64,
     hv_slots: &[usize],
     f: &mut impl FnMut(Gva, Pte, u32, Option<usize>) -> Result<(), Violation>,
@@ -193,8 +198,8 @@ fn walk(
         let va = sign_extend(va_raw);
         let slot = ((va_raw >> 39) & 0x1ff) as usize;
         f(va, pte, level, hv_slots.contains(&slot).then_some(slot))?;
-        if level > 1 && !pte.has(PteFlags::HUGE) {
-            walk(mem, pte.mfn(), level - 1, va_raw, hv_slots, f)?;
+        if level > lowest && !pte.has(PteFlags::HUGE) {
+            walk(mem, pte.mfn(), level - 1, lowest, va_raw, hv_slots, f)?;
         }
     }
     Ok(())
