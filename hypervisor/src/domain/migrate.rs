@@ -29,7 +29,7 @@ use super::migrate_link::{
     open, send,
 };
 use super::migrate_track::{Pfns, digest};
-use super::save::{encode, frame, free_run, image_bound, now, run_mut};
+use super::save::{encode, frame, free_run, image_bound, is_zero_page, now, run_mut};
 use super::save_restore::{Frames, Restored, restore};
 use super::state::Suspend;
 use crate::mm::machine::Machine;
@@ -218,7 +218,7 @@ fn precopy(id: u16, round: u64) -> Result<u64, Errno> {
             }
             sent.set(pfn);
             let bytes = frame(mfn);
-            if bytes.iter().all(|&b| b == 0) {
+            if is_zero_page(bytes) {
                 send(mig::ZERO, &[&pfn.to_le_bytes()])?;
             } else {
                 if let Some(slot) = mfn_of.get_mut(pfn as usize) {
@@ -296,22 +296,24 @@ fn tail(id: u16, verify: bool) -> Result<(u64, u16), Errno> {
         };
         let mut machine = MACHINE.lock();
         let m = machine.as_mut().ok_or(Errno::EIO)?;
-        let frames = image_bound(m, id, d.mm.shared_info).div_ceil(4096);
-        let first = m.frames.alloc_run(frames).ok_or(Errno::ENOMEM)?;
-        let buf = run_mut(first, frames);
         let mut sent = SENT.lock();
         let sent = Pfns(&mut sent[..]);
         let mut dirty = DIRTY.lock();
         let dirty = Pfns(&mut dirty[..]);
         let si_pfn = m.m2p.get(si).map(|p| p.0);
+        // Written since sent, never sent as data, or the start info (the suspend wrote it).
+        let goes = |pfn: u64| dirty.get(pfn) || !sent.get(pfn) || Some(pfn) == si_pfn;
+        // The buffer for the tail only (a whole image's bound read every page of the domain).
+        let frames = image_bound(m, id, d.mm.shared_info, goes).div_ceil(4096);
+        let first = m.frames.alloc_run(frames).ok_or(Errno::ENOMEM)?;
+        let buf = run_mut(first, frames);
         let mut digests = VERIFY_OUT.lock();
         let (r, _, tables) = encode(d, si, m, buf, &mut |pfn, bytes| {
             if verify && let Some(slot) = digests.get_mut(nverify) {
                 *slot = (pfn, digest(bytes));
                 nverify += 1;
             }
-            // Written since sent, never sent as data, or the start info (the suspend wrote it).
-            let c = dirty.get(pfn) || !sent.get(pfn) || Some(pfn) == si_pfn;
+            let c = goes(pfn);
             data += u64::from(c);
             c
         });
@@ -322,7 +324,16 @@ fn tail(id: u16, verify: bool) -> Result<(u64, u16), Errno> {
             // destination starts from zeros and checks the whole image's FNV-1a at the end.
             let mut at = 0;
             while at < img.len() {
-                let blk = |i: usize| img[i..(i + 64).min(img.len())].iter().any(|&b| b != 0);
+                let blk = |i: usize| {
+                    img[i..(i + 64).min(img.len())]
+                        .chunks(8)
+                        .fold(0u64, |a, w| {
+                            let mut b = [0u8; 8];
+                            b[..w.len()].copy_from_slice(w);
+                            a | u64::from_le_bytes(b)
+                        })
+                        != 0
+                };
                 if !blk(at) {
                     at += 64;
                     continue;
