@@ -91,6 +91,19 @@ pub struct HvInfo {
     pub maxphyaddr: u32,
 }
 
+impl HvInfo {
+    /// What a domain may see of the hypervisor, for the isolation audit.
+    pub fn mappings(&self) -> crate::mm::audit::HvMappings<'_> {
+        crate::mm::audit::HvMappings {
+            entry_slot: crate::arch::paging::ENTRY_L4_SLOT,
+            entry_frames: &self.space.entry_frames,
+            stack_frames: &self.space.stack_frames,
+            m2p_slot: crate::arch::paging::M2P_L4_SLOT,
+            m2p_frames: self.m2p_frames,
+        }
+    }
+}
+
 static mut FREE_BITMAP: [u64; MAX_FRAMES / 64] = [0; MAX_FRAMES / 64];
 static mut PAGE_INFO: [PageInfo; MAX_FRAMES] = [PageInfo::EMPTY; MAX_FRAMES];
 

@@ -4,7 +4,7 @@
 //! killed mid-stream leaves the source's domain running.
 
 use tests::images;
-use xtask::migratecmd::{Link, MigrateArgs, domain_pages, migrate};
+use xtask::migratecmd::{Link, MigrateArgs, Report, domain_pages, migrate};
 
 fn args(kill_destination: bool, link: Link) -> MigrateArgs {
     MigrateArgs {
@@ -26,6 +26,24 @@ fn a_counting_domain_moves_to_the_second_machine_without_a_gap() {
 #[test]
 fn the_uart_link_still_carries_a_migration() {
     moves_without_a_gap(Link::Uart, "the migration link is COM2");
+}
+
+/// The destination resumed the domain after verifying every page, and its counter went on from the
+/// source's last value.
+fn resumed_verified_and_continued(r: &Report, show: &str) {
+    assert!(
+        r.dest_line.is_some(),
+        "the destination did not resume it\n{show}"
+    );
+    assert!(
+        r.dest.contains("migrate: verify: all"),
+        "the destination did not verify the pages\n{show}"
+    );
+    let (a, b) = (r.last_source_count, r.first_dest_count);
+    assert!(
+        a.is_some() && b == a.map(|a| a + 1),
+        "source last {a:?}, destination first {b:?}\n{show}"
+    );
 }
 
 fn moves_without_a_gap(link: Link, link_line: &str) {
@@ -50,22 +68,7 @@ fn moves_without_a_gap(link: Link, link_line: &str) {
         r.rounds,
         show()
     );
-    assert!(
-        r.dest_line.is_some(),
-        "the destination did not resume it\n{}",
-        show()
-    );
-    assert!(
-        r.dest.contains("migrate: verify: all"),
-        "the destination did not verify the pages\n{}",
-        show()
-    );
-    let (a, b) = (r.last_source_count, r.first_dest_count);
-    assert!(
-        a.is_some() && b == a.map(|a| a + 1),
-        "source last {a:?}, destination first {b:?}\n{}",
-        show()
-    );
+    resumed_verified_and_continued(&r, &show());
     assert!(
         r.source.contains("xl destroy") || !r.source.contains("migration abandoned"),
         "{}",
@@ -146,17 +149,7 @@ fn a_domain_dirtying_8_percent_a_round_converges_in_at_most_5_rounds() {
         "the stop-and-copy carried {last} pages, not about one round's dirty set ({dirty})\n{}",
         show()
     );
-    assert!(
-        r.dest_line.is_some() && r.dest.contains("migrate: verify: all"),
-        "the destination did not resume and verify it\n{}",
-        show()
-    );
-    let (a, b) = (r.last_source_count, r.first_dest_count);
-    assert!(
-        a.is_some() && b == a.map(|a| a + 1),
-        "source last {a:?}, destination first {b:?}\n{}",
-        show()
-    );
+    resumed_verified_and_continued(&r, &show());
     assert!(
         start.elapsed() < std::time::Duration::from_secs(120),
         "took {:?}",

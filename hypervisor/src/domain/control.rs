@@ -43,11 +43,7 @@ fn run(op: DomctlOp) -> Result<(), Errno> {
         DomctlOp::Destroy(id) => destroy(id),
         DomctlOp::MaxMem(id, pages) => {
             let mut table = DOMAINS.lock();
-            let d = table
-                .slots
-                .get_mut(usize::from(id))
-                .and_then(Option::as_mut)
-                .ok_or(Errno::ESRCH)?;
+            let d = table.any_mut(id)?;
             d.mm.max_pages = pages;
             Ok(())
         }

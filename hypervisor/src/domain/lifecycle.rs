@@ -14,9 +14,9 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use super::builder::{self, BuildParams};
 use super::state::{Domain, DomainState, FxArea, Vcpu};
-use crate::arch::paging::{ENTRY_L4_SLOT, IdentityMem};
+use crate::arch::paging::IdentityMem;
 use crate::hypercall::DomainMm;
-use crate::mm::audit::{self, HvMappings};
+use crate::mm::audit;
 use crate::mm::machine::Machine;
 use crate::mm::ptval::{Mm, Policy};
 use crate::regs::{EntryFrame, rflags};
@@ -198,13 +198,7 @@ pub fn create_domain(
     }
     // The hard rule, checked on the real tables: nothing of the hypervisor but the read-only entry region,
     // the entry stacks and the read-only M2P; no foreign frame; no writable page table.
-    let hvm = HvMappings {
-        entry_slot: ENTRY_L4_SLOT,
-        entry_frames: &hv.space.entry_frames,
-        stack_frames: &hv.space.stack_frames,
-        m2p_slot: crate::arch::paging::M2P_L4_SLOT,
-        m2p_frames: hv.m2p_frames,
-    };
+    let hvm = hv.mappings();
     match audit::audit(&IdentityMem, built.l4, domid, |f| m.ft.owner(f), &hvm) {
         Ok(r) => log::info!(
             "isolation audit: domain {domid}: {} own pages ({} page tables, read-only), {} entry-region pages (read-only), {} entry-stack pages, {} M2P pages (read-only), cpu-fidelity: {}, 0 violations",

@@ -156,11 +156,7 @@ pub fn disable(id: u16) {
         && end_locked(id, m)
     {
         // Stale read-only translations would fault spuriously once the fixup is gone.
-        if let Some(d) = table
-            .slots
-            .get_mut(usize::from(id))
-            .and_then(Option::as_mut)
-        {
+        if let Ok(d) = table.any_mut(id) {
             d.mm.flush_tlb = true;
         }
         log::info!("log-dirty: off for domain {id}");
@@ -170,11 +166,7 @@ pub fn disable(id: u16) {
 /// `CLEAN` (or `PEEK`) for `id`: `out(pfn)` for each dirty pfn; (dirty pages, faults since the last clean).
 pub fn clean(id: u16, peek: bool, mut out: impl FnMut(u64)) -> Result<(u32, u32), Errno> {
     let mut table = DOMAINS.lock();
-    let d = table
-        .slots
-        .get_mut(usize::from(id))
-        .and_then(Option::as_mut)
-        .ok_or(Errno::ESRCH)?;
+    let d = table.any_mut(id)?;
     let machine = MACHINE.lock();
     let m = machine.as_ref().ok_or(Errno::EIO)?;
     let r = logdirty::with(|s| {

@@ -469,7 +469,7 @@ fn receive_into(inc: &mut Incoming) -> Result<(u16, u64), Errno> {
             if now().saturating_sub(t0) >= timeout {
                 log::warn!(
                     "migrate: the stream went silent ({} s without a frame)",
-                    timeout / 1_000_000_000
+                    timeout / SEC
                 );
             }
         })??;

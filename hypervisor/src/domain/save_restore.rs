@@ -21,10 +21,10 @@ use super::lifecycle::{policy, release_frames};
 use super::save::{P2M, TABLE, frame, now};
 use super::save_canon::uncanonicalize;
 use super::state::{Domain, DomainState, FxArea, Suspend, Vcpu};
-use crate::arch::paging::{ENTRY_L4_SLOT, IdentityMem};
+use crate::arch::paging::IdentityMem;
 use crate::event::PortState;
 use crate::hypercall::{DomainMm, vcpu_context};
-use crate::mm::audit::{self, HvMappings};
+use crate::mm::audit;
 use crate::mm::guest_mem::GuestView;
 use crate::mm::machine::Machine;
 use crate::mm::ptval::Mm;
@@ -407,13 +407,7 @@ fn fill(
     }
     lap(2);
     let fail = |why| ((Errno::EINVAL, why), Some(base));
-    let hvm = HvMappings {
-        entry_slot: ENTRY_L4_SLOT,
-        entry_frames: &hv.space.entry_frames,
-        stack_frames: &hv.space.stack_frames,
-        m2p_slot: crate::arch::paging::M2P_L4_SLOT,
-        m2p_frames: hv.m2p_frames,
-    };
+    let hvm = hv.mappings();
     let audited = match audit::audit(&IdentityMem, base, id, |f| m.ft.owner(f), &hvm) {
         Ok(r) => (r.guest_pages, r.page_table_pages),
         Err(v) => {

@@ -148,6 +148,15 @@ impl DomainTable {
             .ok_or(abi::errno::Errno::ESRCH)
     }
 
+    /// Domain `id` in whatever state (`-ESRCH` if there is none): control operations that also apply to a
+    /// dying domain.
+    pub fn any_mut(&mut self, id: u16) -> Result<&mut Domain, abi::errno::Errno> {
+        self.slots
+            .get_mut(usize::from(id))
+            .and_then(Option::as_mut)
+            .ok_or(abi::errno::Errno::ESRCH)
+    }
+
     /// An empty table.
     pub const fn new() -> DomainTable {
         DomainTable {

@@ -9,8 +9,8 @@
 
 use abi::types::Mfn;
 
-use crate::arch::paging::{ENTRY_L4_SLOT, IdentityMem, M2P_L4_SLOT};
-use crate::mm::audit::{self, HvMappings};
+use crate::arch::paging::IdentityMem;
+use crate::mm::audit;
 use crate::mm::frame_table::PageType;
 use crate::mm::machine::Machine;
 use crate::mm::recount::{RecountScratch, recount};
@@ -44,13 +44,7 @@ pub fn check(m: &Machine<'_>, hv: &HvInfo, domid: u16, base: Mfn) {
         demand: &mut s.demand,
     };
     let counted = recount(&m.ft, &IdentityMem, domid, Some(base), scratch);
-    let hvm = HvMappings {
-        entry_slot: ENTRY_L4_SLOT,
-        entry_frames: &hv.space.entry_frames,
-        stack_frames: &hv.space.stack_frames,
-        m2p_slot: M2P_L4_SLOT,
-        m2p_frames: hv.m2p_frames,
-    };
+    let hvm = hv.mappings();
     // The base must still be one of the domain's L4s for the audit to mean anything.
     let audited = match m.ft.info(base) {
         Some(p) if m.ft.owner(base) == Some(domid) && p.ty == PageType::L4 => {
