@@ -106,21 +106,40 @@ pub fn decode_trap(t: &TrapInfo) -> Result<TrapEntry, TrapError> {
     })
 }
 
-/// A bounce frame: the words pushed, lowest address first, and where they go.
+/// A bounce frame: where it goes and its words, kept as named values (not an array to copy) so the
+/// one writer, `deliver::write_bounce`, stores each straight into the guest stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bounce {
     /// The new guest RSP (the frame's lowest address).
     pub rsp: u64,
-    /// The frame's words, lowest address first (the first [`Bounce::len`] are used).
-    pub slots: [u64; 8],
-    /// How many words the frame has (7, or 8 with an error code).
-    pub len: usize,
+    /// The interrupted RCX (the frame's lowest word).
+    pub rcx: u64,
+    /// The interrupted R11.
+    pub r11: u64,
+    /// The error code, if the vector has one (the word after R11).
+    pub error: Option<u64>,
+    /// The IRETQ words RIP, CS (with the saved event mask), RFLAGS (virtual IF), RSP, SS (the top five).
+    pub iret: [u64; 5],
 }
 
 impl Bounce {
+    /// How many words the frame has (7, or 8 with an error code).
+    pub fn len(&self) -> usize {
+        7 + usize::from(self.error.is_some())
+    }
+
     /// The frame's words, lowest address first.
-    pub fn words(&self) -> &[u64] {
-        &self.slots[..self.len.min(self.slots.len())]
+    pub fn words(&self) -> heapless::Vec<u64, 8> {
+        let mut w = heapless::Vec::new();
+        let all = [self.rcx, self.r11]
+            .into_iter()
+            .chain(self.error)
+            .chain(self.iret);
+        for x in all {
+            // At most 8 words: never full.
+            let _ = w.push(x);
+        }
+        w
     }
 }
 
@@ -145,6 +164,7 @@ impl core::fmt::Debug for BounceError {
 /// Build the bounce frame for the interrupted state `regs` (abi::traps layout): pick the stack (ring 1:
 /// below the red zone, 16-byte aligned; ring 3: the registered kernel stack), record the saved event mask
 /// in the CS slot and the virtual interrupt flag in RFLAGS.
+#[inline(always)] // Its result goes straight into stores to the guest stack: no struct in between.
 pub fn bounce_frame(
     regs: &EntryFrame,
     error_code: Option<u64>,
@@ -167,26 +187,18 @@ pub fn bounce_frame(
     let fl = (regs.rflags & !rflags::IF) | virtual_if;
     let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);
     let iret = [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff];
-    let (slots, len) = match error_code {
-        Some(e) => (
-            [
-                regs.rcx, regs.r11, e, iret[0], iret[1], iret[2], iret[3], iret[4],
-            ],
-            8,
-        ),
-        None => (
-            [
-                regs.rcx, regs.r11, iret[0], iret[1], iret[2], iret[3], iret[4], 0,
-            ],
-            7,
-        ),
-    };
-    let size = len as u64 * 8;
+    let size = if error_code.is_some() { 64 } else { 56 };
     let rsp = top
         .checked_sub(size)
         .filter(|&s| va_allowed(s) && va_allowed(top - 1));
     let rsp = rsp.ok_or(BounceError::BadStack(top))?;
-    Ok(Bounce { rsp, slots, len })
+    Ok(Bounce {
+        rsp,
+        rcx: regs.rcx,
+        r11: regs.r11,
+        error: error_code,
+        iret,
+    })
 }
 
 /// The registers after a bounce: the handler runs in ring 1 on the bounce frame with the real interrupt
@@ -222,7 +234,7 @@ mod tests {
         // 0x...10008 - 128 = 0x...fff88, aligned down to 0x...fff80; 8 words = 64 bytes.
         assert_eq!(b.rsp, 0xffff_ffff_8000_ff80 - 64);
         assert_eq!(
-            b.words(),
+            b.words().as_slice(),
             &[
                 0xc,
                 0x11,

@@ -87,6 +87,18 @@ pub fn translate(
     walk_allowed(mem, l4, va, access)
 }
 
+/// [`translate`] for an address the caller has already checked with [`abi::layout::guest_va_allowed`]
+/// (or an equivalent test, such as `regs::va_allowed`): only the tables are walked.
+#[inline(always)]
+pub fn translate_allowed(
+    mem: &impl PhysRead,
+    l4: Mfn,
+    va: Gva,
+    access: Access,
+) -> Result<Maddr, WalkError> {
+    walk_allowed(mem, l4, va, access)
+}
+
 /// [`translate`] for an address already known to be canonical and outside the reserved slots (every
 /// page of a range [`check_range`] accepted: both ends canonical in the same half, and the reserved slots
 /// are one interval that the range does not meet).
