@@ -12,7 +12,7 @@ use crate::mm::phys::FrameMem;
 use crate::mm::walk;
 use crate::regs::{EntryFrame, exception_name, frame_ring, page_fault_kind};
 use crate::trap::{Next, crash_domain};
-use crate::vcpu::{Bounce, BounceError, bounce_frame, enter_handler};
+use crate::vcpu::{Bounce, BounceError, bounce_at, bounce_sp, enter_handler_at};
 use zerocopy::IntoBytes;
 
 /// Offsets in shared_info of vCPU 0's `evtchn_upcall_pending`, `evtchn_upcall_mask` and `arch.cr2`.
@@ -49,24 +49,25 @@ fn bounce(
     error: Option<u64>,
     mask: bool,
 ) -> Result<(), BounceError> {
-    let si = shared_info_of(dom.mm.shared_info);
-    let masked = si[UPCALL_MASK] != 0;
-    let (base, kernel_sp) = (dom.mm.base, dom.vcpu.pv.kernel_sp);
+    let (base, kernel_sp, si) = (dom.mm.base, dom.vcpu.pv.kernel_sp, dom.mm.shared_info);
     let regs = match live {
         Some(f) => f,
         None => &mut dom.vcpu.regs,
     };
-    let b = bounce_frame(regs, error, masked, kernel_sp)?;
-    write_bounce(base, &b)?;
-    enter_handler(regs, &b, handler);
+    // The place first, then the walk, then the words (read from `regs` only when they are stored).
+    let rsp = bounce_sp(regs, error.is_some(), kernel_sp)?;
+    let si = shared_info_of(si);
+    let masked = si[UPCALL_MASK] != 0;
+    write_bounce(base, regs, rsp, error, masked)?;
+    enter_handler_at(regs, rsp, handler);
     if mask {
         si[UPCALL_MASK] = 1;
     }
     Ok(())
 }
 
-/// Write bounce frame `b` to the guest stack of the address space `base`: the one place the hypervisor
-/// writes a bounce frame into guest memory.
+/// Write the bounce frame for `regs` at `rsp` (from `bounce_sp`) to the guest stack of the address
+/// space `base`: the one place the hypervisor writes a bounce frame into guest memory.
 ///
 /// A frame within one page (the usual case: 56 or 64 bytes, 8-byte aligned) is written with one store
 /// per word after one walk of the guest's tables for a supervisor write to its first byte, which checks
@@ -74,20 +75,27 @@ fn bounce(
 /// non-reserved address and a present, writable, 4 KiB mapping at every level. A frame that straddles
 /// two pages takes the general copy.
 #[inline(always)]
-fn write_bounce(base: Mfn, b: &Bounce) -> Result<(), BounceError> {
-    let words = b.len();
-    let offset = Gva(b.rsp).page_offset();
+fn write_bounce(
+    base: Mfn,
+    regs: &EntryFrame,
+    rsp: u64,
+    error: Option<u64>,
+    masked: bool,
+) -> Result<(), BounceError> {
+    let words = if error.is_some() { 8 } else { 7 };
+    let offset = Gva(rsp).page_offset();
     if offset + words as u64 * 8 > abi::types::PAGE_SIZE {
-        return write_bounce_split(base, b);
+        return write_bounce_split(base, &bounce_at(regs, rsp, error, masked));
     }
-    // `bounce_frame` made `b.rsp` pass `regs::va_allowed` (canonical and outside the reserved slots,
+    // `bounce_sp` made `rsp` pass `regs::va_allowed` (canonical and outside the reserved slots,
     // `translate`'s own address check), so only the tables are walked.
-    let ma = walk::translate_allowed(&IdentityMem, base, Gva(b.rsp), walk::Access::WRITE)
-        .map_err(|_| BounceError::BadStack(b.rsp))?;
+    let ma = walk::translate_allowed(&IdentityMem, base, Gva(rsp), walk::Access::WRITE)
+        .map_err(|_| BounceError::BadStack(rsp))?;
     let first = (IdentityMem::frame_ptr(ma.mfn()) as *mut u64).wrapping_add(offset as usize / 8);
-    // SAFETY: the walk found a present, writable, 4 KiB guest mapping for `b.rsp`: frame `ma.mfn()` is
+    let b = bounce_at(regs, rsp, error, masked);
+    // SAFETY: the walk found a present, writable, 4 KiB guest mapping for `rsp`: frame `ma.mfn()` is
     // identity mapped (`frame_ptr` checks). `offset + 8 * words <= PAGE_SIZE` (tested above), and
-    // `offset` is a multiple of 8 (`bounce_frame` aligns the top to 16 and the frame is whole words), so
+    // `offset` is a multiple of 8 (`bounce_sp` aligns the top to 16 and the frame is whole words), so
     // every store is an aligned word inside that frame. The guest is not running while the hypervisor is.
     unsafe {
         first.write(b.rcx);
@@ -96,9 +104,11 @@ fn write_bounce(base: Mfn, b: &Bounce) -> Result<(), BounceError> {
             first.add(2).write(e);
         }
         let iret = first.add(words - 5);
-        for (i, w) in b.iret.iter().enumerate() {
-            iret.add(i).write(*w);
-        }
+        iret.write(b.iret[0]);
+        iret.add(1).write(b.iret[1]);
+        iret.add(2).write(b.iret[2]);
+        iret.add(3).write(b.iret[3]);
+        iret.add(4).write(b.iret[4]);
     }
     Ok(())
 }
@@ -227,6 +237,7 @@ fn emulated_int(dom: &mut Domain, f: &mut EntryFrame) -> Option<Next> {
 /// An exception taken by the guest, whose registers are the live entry frame `f`: bounce it to the
 /// guest's handler in `f` (on [`Next::Resume`] the vCPU's saved registers are stale: `f` is newer), or
 /// crash the domain (`f` is then copied into the saved registers first).
+#[inline(always)] // Into `trap::exception`, its one caller: one frame for the whole bounce.
 pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
     let v = f.vector;
     if v == 13

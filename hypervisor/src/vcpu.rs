@@ -161,16 +161,24 @@ impl core::fmt::Debug for BounceError {
     }
 }
 
-/// Build the bounce frame for the interrupted state `regs` (abi::traps layout): pick the stack (ring 1:
-/// below the red zone, 16-byte aligned; ring 3: the registered kernel stack), record the saved event mask
-/// in the CS slot and the virtual interrupt flag in RFLAGS.
-#[inline(always)] // Its result goes straight into stores to the guest stack: no struct in between.
+/// Build the bounce frame for the interrupted state `regs` (abi::traps layout): its place
+/// ([`bounce_sp`]) and its words ([`bounce_at`]).
 pub fn bounce_frame(
     regs: &EntryFrame,
     error_code: Option<u64>,
     events_masked: bool,
     kernel_sp: u64,
 ) -> Result<Bounce, BounceError> {
+    let rsp = bounce_sp(regs, error_code.is_some(), kernel_sp)?;
+    Ok(bounce_at(regs, rsp, error_code, events_masked))
+}
+
+/// Where the bounce frame for `regs` goes (its lowest address, the handler's RSP): on the stack the
+/// handler runs on (ring 1: the interrupted stack below the red zone; ring 3: the registered kernel
+/// stack), 16-byte aligned at the top, 7 words or 8 with an error code (`with_error`). The whole frame
+/// passes `regs::va_allowed` (canonical, outside the reserved slots).
+#[inline(always)]
+pub fn bounce_sp(regs: &EntryFrame, with_error: bool, kernel_sp: u64) -> Result<u64, BounceError> {
     let top = if frame_ring(regs) == 3 {
         if kernel_sp == 0 {
             return Err(BounceError::NoKernelStack);
@@ -183,29 +191,40 @@ pub fn bounce_frame(
     } else {
         return Err(BounceError::BadStack(regs.rsp));
     } & !0xf;
-    let virtual_if = if events_masked { 0 } else { rflags::IF };
-    let fl = (regs.rflags & !rflags::IF) | virtual_if;
-    let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);
-    let iret = [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff];
-    let size = if error_code.is_some() { 64 } else { 56 };
+    let size = if with_error { 64 } else { 56 };
     let rsp = top
         .checked_sub(size)
         .filter(|&s| va_allowed(s) && va_allowed(top - 1));
-    let rsp = rsp.ok_or(BounceError::BadStack(top))?;
-    Ok(Bounce {
+    rsp.ok_or(BounceError::BadStack(top))
+}
+
+/// The bounce frame at `rsp` (from [`bounce_sp`]) for the interrupted state `regs`: the saved event mask
+/// in the CS slot and the virtual interrupt flag in RFLAGS.
+#[inline(always)]
+pub fn bounce_at(regs: &EntryFrame, rsp: u64, error_code: Option<u64>, events_masked: bool) -> Bounce {
+    let virtual_if = if events_masked { 0 } else { rflags::IF };
+    let fl = (regs.rflags & !rflags::IF) | virtual_if;
+    let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);
+    Bounce {
         rsp,
         rcx: regs.rcx,
         r11: regs.r11,
         error: error_code,
-        iret,
-    })
+        iret: [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff],
+    }
 }
 
 /// The registers after a bounce: the handler runs in ring 1 on the bounce frame with the real interrupt
 /// flag on, single-stepping and direction/alignment flags off.
 pub fn enter_handler(regs: &mut EntryFrame, b: &Bounce, handler: u64) {
+    enter_handler_at(regs, b.rsp, handler);
+}
+
+/// [`enter_handler`] with the frame at `rsp`.
+#[inline(always)]
+pub fn enter_handler_at(regs: &mut EntryFrame, rsp: u64, handler: u64) {
     regs.rip = handler;
-    regs.rsp = b.rsp;
+    regs.rsp = rsp;
     regs.cs = u64::from(GUEST_KERNEL_CS);
     regs.ss = u64::from(GUEST_KERNEL_SS);
     regs.rflags = rflags::IF | rflags::FIXED1;
