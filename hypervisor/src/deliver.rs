@@ -87,8 +87,9 @@ fn write_bounce(
     if offset + words as u64 * 8 > abi::types::PAGE_SIZE {
         return write_bounce_split(base, &bounce_at(regs, rsp, error, masked));
     }
-    // `bounce_sp` made `rsp` pass `regs::va_allowed` (canonical and outside the reserved slots,
-    // `translate`'s own address check), so only the tables are walked.
+    // `bounce_sp` made every byte of the frame pass `regs::va_allowed` (`regs::short_range_allowed`:
+    // canonical and outside the reserved slots, `translate`'s own address check), so only the tables
+    // are walked.
     let ma = walk::translate_allowed(&IdentityMem, base, Gva(rsp), walk::Access::WRITE)
         .map_err(|_| BounceError::BadStack(rsp))?;
     let first = (IdentityMem::frame_ptr(ma.mfn()) as *mut u64).wrapping_add(offset as usize / 8);

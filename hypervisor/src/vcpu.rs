@@ -6,7 +6,7 @@ use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, guest_va_allowed};
 use abi::traps::{RED_ZONE, SAVED_MASK_SHIFT};
 use abi::xen::TrapInfo;
 
-use crate::regs::{EntryFrame, frame_ring, rflags, va_allowed};
+use crate::regs::{EntryFrame, frame_ring, rflags, short_range_allowed};
 
 /// One virtual trap-table entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -194,7 +194,7 @@ pub fn bounce_sp(regs: &EntryFrame, with_error: bool, kernel_sp: u64) -> Result<
     let size = if with_error { 64 } else { 56 };
     let rsp = top
         .checked_sub(size)
-        .filter(|&s| va_allowed(s) && va_allowed(top - 1));
+        .filter(|&s| short_range_allowed(s, top));
     rsp.ok_or(BounceError::BadStack(top))
 }
 
