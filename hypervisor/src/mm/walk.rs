@@ -165,6 +165,42 @@ fn walk_exact(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<M
     Ok(Maddr(table.addr().0 | va.page_offset()))
 }
 
+/// The L1 table that maps `va` in the address space rooted at `l4`: `None` if an entry of L4..L2 is not
+/// present or has PS set (no permission is needed: the caller updates the L1 entry itself). The common
+/// case straight through, as in [`walk_allowed`]; an entry that fails the one test (or names a frame at
+/// or above 4 GiB) sends the walk to [`l1_table_exact`].
+#[inline(always)]
+pub fn l1_table(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
+    let need = PteFlags::PRESENT.bits();
+    let mask = need | PteFlags::HUGE.bits() | HIGH_FRAME_BITS;
+    let mut table = l4.addr().0;
+    for level in [4u32, 3, 2] {
+        let pte = mem.read_u64(Maddr(table + va.table_index(level) as u64 * 8));
+        if pte & mask != need {
+            return l1_table_exact(mem, l4, va);
+        }
+        table = pte & (Pte::ADDR_MASK & 0xffff_ffff);
+    }
+    Some(Maddr(table).mfn())
+}
+
+/// [`l1_table`] with the rules at each level, out of line.
+#[cold]
+#[inline(never)]
+fn l1_table_exact(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
+    let mut table = l4;
+    for level in [4u32, 3, 2] {
+        let e = Pte(mem.read_u64(Maddr(
+            table.addr().0 + va.table_index(level) as u64 * 8,
+        )));
+        if !e.is_present() || e.has(PteFlags::HUGE) {
+            return None;
+        }
+        table = e.mfn();
+    }
+    Some(table)
+}
+
 /// A walk refused for lack of a permission. With log-dirty on (`mm::logdirty`) a write may go through an
 /// L1 entry write-protected only for tracking: the walk again, such entries writable for the hypervisor's
 /// own write (which marks the frame). Out of line, so the walk's common path keeps its shape.
@@ -529,6 +565,31 @@ mod tests {
             translate(&t.m, l4, VA, Access::READ),
             Err(WalkError::NotPresent { level: 1 })
         );
+    }
+
+    #[test]
+    fn l1_table_of_every_kind_of_entry() {
+        let l4 = Mfn(1);
+        let mut t = Tables::new();
+        t.map(VA, Mfn(70), P | W, P | W);
+        let (l1, _) = t.slot(VA, 1);
+        assert_eq!(l1_table(&t.m, l4, VA), Some(l1));
+        // No permission needed at any level; PS or a missing entry at L4..L2 refused.
+        for level in 2..=4u32 {
+            let (tab, idx) = t.slot(VA, level);
+            let e = t.entry(tab, idx);
+            t.set(tab, idx, e.with_flags(P | U));
+            assert_eq!(l1_table(&t.m, l4, VA), Some(l1), "L{level}");
+            t.set(tab, idx, e.with_flags(P | W | PteFlags::HUGE));
+            assert_eq!(l1_table(&t.m, l4, VA), None, "L{level}");
+            t.set(tab, idx, e.with_flags(W));
+            assert_eq!(l1_table(&t.m, l4, VA), None, "L{level}");
+            t.set(tab, idx, e);
+        }
+        // An L1 above 4 GiB: found by the exact walk.
+        let (tab, idx) = t.slot(VA, 2);
+        t.set(tab, idx, Pte::new(Mfn(0x10_0000), P | W));
+        assert_eq!(l1_table(&t.m, l4, VA), Some(Mfn(0x10_0000)));
     }
 
     #[test]
