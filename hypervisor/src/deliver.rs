@@ -48,6 +48,7 @@ fn bounce(
     handler: u64,
     error: Option<u64>,
     mask: bool,
+    cr2: Option<u64>,
 ) -> Result<(), BounceError> {
     let (base, kernel_sp, si) = (dom.mm.base, dom.vcpu.pv.kernel_sp, dom.mm.shared_info);
     let regs = match live {
@@ -57,6 +58,9 @@ fn bounce(
     // The place first, then the walk, then the words (read from `regs` only when they are stored).
     let rsp = bounce_sp(regs, error.is_some(), kernel_sp)?;
     let si = shared_info_of(si);
+    if let Some(cr2) = cr2 {
+        si[ARCH_CR2..ARCH_CR2 + 8].copy_from_slice(&cr2.to_le_bytes());
+    }
     let masked = si[UPCALL_MASK] != 0;
     write_bounce(base, regs, rsp, error, masked)?;
     enter_handler_at(regs, rsp, handler);
@@ -171,11 +175,12 @@ fn bounce_or_crash(
     error: Option<u64>,
     mask: bool,
     what: What,
+    cr2: Option<u64>,
 ) -> Next {
     if log::log_enabled!(log::Level::Trace) {
         trace_bounce(dom, live.as_deref(), handler, what);
     }
-    match bounce(dom, live.as_deref_mut(), handler, error, mask) {
+    match bounce(dom, live.as_deref_mut(), handler, error, mask, cr2) {
         Ok(()) => Next::Resume,
         Err(e) => {
             crash_live(
@@ -232,6 +237,7 @@ fn emulated_int(dom: &mut Domain, f: &mut EntryFrame) -> Option<Next> {
         None,
         t.mask_events,
         What::SoftInt,
+        None,
     ))
 }
 
@@ -250,14 +256,14 @@ pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
         log::warn!("domain {}: NMI while it ran; ignored", dom.id);
         return Next::Resume;
     }
-    let t = dom.vcpu.pv.traps[v as usize];
+    // The caller passes exceptions only (v < 32): the truncation to u8 changes nothing and spares the
+    // bounds check on the 256-entry table.
+    let t = dom.vcpu.pv.traps[usize::from(v as u8)];
     if t.address == 0 || v == 8 || v == 18 {
         return undeliverable(dom, f, t.address == 0);
     }
-    if v == 14 {
-        let cr2 = crate::arch::read_cr2();
-        shared_info(dom)[ARCH_CR2..ARCH_CR2 + 8].copy_from_slice(&cr2.to_le_bytes());
-    }
+    // A page fault's address goes to the guest's shared_info (written with the frame).
+    let cr2 = (v == 14).then(crate::arch::read_cr2);
     let error = has_error_code(v).then_some(f.error_code);
     count(&mut dom.vcpu.pv.counters.exceptions);
     bounce_or_crash(
@@ -267,6 +273,7 @@ pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
         error,
         t.mask_events,
         What::Exception(v),
+        cr2,
     )
 }
 
@@ -310,7 +317,7 @@ pub fn syscall(dom: &mut Domain, f: &mut EntryFrame) -> Next {
     let cb = dom.vcpu.pv.syscall_callback;
     if cb != 0 {
         count(&mut dom.vcpu.pv.counters.syscalls);
-        return bounce_or_crash(dom, Some(f), cb, None, true, What::Syscall);
+        return bounce_or_crash(dom, Some(f), cb, None, true, What::Syscall, None);
     }
     let ud = dom.vcpu.pv.traps[6];
     if ud.address != 0 {
@@ -321,6 +328,7 @@ pub fn syscall(dom: &mut Domain, f: &mut EntryFrame) -> Next {
             None,
             ud.mask_events,
             What::UdForSyscall,
+            None,
         );
     }
     let rip = f.rip;
@@ -369,7 +377,7 @@ fn upcall_into(dom: &mut Domain, live: Option<&mut EntryFrame>) -> bool {
     let cb = dom.vcpu.pv.event_callback;
     count(&mut dom.vcpu.pv.counters.upcalls);
     matches!(
-        bounce_or_crash(dom, live, cb, None, true, What::Upcall),
+        bounce_or_crash(dom, live, cb, None, true, What::Upcall, None),
         Next::Resume
     )
 }
