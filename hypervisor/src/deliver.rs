@@ -182,15 +182,21 @@ fn bounce_or_crash(
     }
     match bounce(dom, live.as_deref_mut(), handler, error, mask, cr2) {
         Ok(()) => Next::Resume,
-        Err(e) => {
-            crash_live(
-                dom,
-                live,
-                format_args!("fault while delivering {what}: {e:?}"),
-            );
-            Next::Switch
-        }
+        Err(e) => bounce_failed(dom, live, what, e),
     }
+}
+
+/// A bounce that could not be delivered: crash the domain (out of line, so the message is built only
+/// here).
+#[cold]
+#[inline(never)]
+fn bounce_failed(dom: &mut Domain, live: Option<&mut EntryFrame>, what: What, e: BounceError) -> Next {
+    crash_live(
+        dom,
+        live,
+        format_args!("fault while delivering {what}: {e:?}"),
+    );
+    Next::Switch
 }
 
 #[cold]
