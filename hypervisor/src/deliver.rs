@@ -190,7 +190,12 @@ fn bounce_or_crash(
 /// here).
 #[cold]
 #[inline(never)]
-fn bounce_failed(dom: &mut Domain, live: Option<&mut EntryFrame>, what: What, e: BounceError) -> Next {
+fn bounce_failed(
+    dom: &mut Domain,
+    live: Option<&mut EntryFrame>,
+    what: What,
+    e: BounceError,
+) -> Next {
     crash_live(
         dom,
         live,

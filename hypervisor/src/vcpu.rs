@@ -201,7 +201,12 @@ pub fn bounce_sp(regs: &EntryFrame, with_error: bool, kernel_sp: u64) -> Result<
 /// The bounce frame at `rsp` (from [`bounce_sp`]) for the interrupted state `regs`: the saved event mask
 /// in the CS slot and the virtual interrupt flag in RFLAGS.
 #[inline(always)]
-pub fn bounce_at(regs: &EntryFrame, rsp: u64, error_code: Option<u64>, events_masked: bool) -> Bounce {
+pub fn bounce_at(
+    regs: &EntryFrame,
+    rsp: u64,
+    error_code: Option<u64>,
+    events_masked: bool,
+) -> Bounce {
     let virtual_if = if events_masked { 0 } else { rflags::IF };
     let fl = (regs.rflags & !rflags::IF) | virtual_if;
     let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);

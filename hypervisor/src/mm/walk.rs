@@ -190,9 +190,7 @@ pub fn l1_table(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
 fn l1_table_exact(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
     let mut table = l4;
     for level in [4u32, 3, 2] {
-        let e = Pte(mem.read_u64(Maddr(
-            table.addr().0 + va.table_index(level) as u64 * 8,
-        )));
+        let e = Pte(mem.read_u64(Maddr(table.addr().0 + va.table_index(level) as u64 * 8)));
         if !e.is_present() || e.has(PteFlags::HUGE) {
             return None;
         }
