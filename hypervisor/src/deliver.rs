@@ -8,7 +8,6 @@ use abi::types::{Gva, Mfn};
 use crate::arch::paging::IdentityMem;
 use crate::domain::state::Domain;
 use crate::mm::guest_mem::GuestView;
-use crate::mm::phys::FrameMem;
 use crate::mm::walk;
 use crate::regs::{EntryFrame, exception_name, frame_ring, page_fault_kind};
 use crate::trap::{Next, crash_domain};

@@ -124,7 +124,7 @@ pub struct Bounce {
 
 impl Bounce {
     /// How many words the frame has (7, or 8 with an error code).
-    pub fn len(&self) -> usize {
+    pub fn word_count(&self) -> usize {
         7 + usize::from(self.error.is_some())
     }
 
@@ -277,6 +277,7 @@ mod tests {
         let b = bounce_frame(&regs(0x33, 0x7000), None, true, 0xffff_ffff_8002_0000).unwrap();
         assert_eq!(b.rsp, 0xffff_ffff_8002_0000 - 56);
         assert_eq!(b.words().len(), 7);
+        assert_eq!(b.word_count(), 7);
         assert_eq!(b.words()[3], 0x33 | 1 << 32);
         assert_eq!(b.words()[4] & rflags::IF, 0);
         assert_eq!(
