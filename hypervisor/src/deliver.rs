@@ -8,11 +8,10 @@ use abi::types::{Gva, Mfn};
 use crate::arch::paging::IdentityMem;
 use crate::domain::state::Domain;
 use crate::mm::guest_mem::GuestView;
-use crate::mm::phys::FrameMem;
 use crate::mm::walk;
 use crate::regs::{EntryFrame, exception_name, frame_ring, page_fault_kind};
 use crate::trap::{Next, crash_domain};
-use crate::vcpu::{Bounce, BounceError, bounce_frame, enter_handler};
+use crate::vcpu::{Bounce, BounceError, bounce_at, bounce_sp, enter_handler_at};
 use zerocopy::IntoBytes;
 
 /// Offsets in shared_info of vCPU 0's `evtchn_upcall_pending`, `evtchn_upcall_mask` and `arch.cr2`.
@@ -41,56 +40,91 @@ pub fn events_masked(dom: &Domain) -> bool {
 /// `regs` is the vCPU's register frame: the live entry frame of the entry being handled (a trap or
 /// system call, bounced where the entry code left it, with no copy into the vCPU and back), or the
 /// saved registers (`None`: an upcall on the way back to a vCPU that is not running).
+#[inline(always)]
 fn bounce(
     dom: &mut Domain,
     live: Option<&mut EntryFrame>,
     handler: u64,
     error: Option<u64>,
     mask: bool,
+    cr2: Option<u64>,
 ) -> Result<(), BounceError> {
-    let masked = events_masked(dom);
-    let (base, si, kernel_sp) = (dom.mm.base, dom.mm.shared_info, dom.vcpu.pv.kernel_sp);
+    let (base, kernel_sp, si) = (dom.mm.base, dom.vcpu.pv.kernel_sp, dom.mm.shared_info);
     let regs = match live {
         Some(f) => f,
         None => &mut dom.vcpu.regs,
     };
-    let b = bounce_frame(regs, error, masked, kernel_sp)?;
-    write_bounce(base, &b)?;
-    enter_handler(regs, &b, handler);
+    // The place first, then the walk, then the words (read from `regs` only when they are stored).
+    let rsp = bounce_sp(regs, error.is_some(), kernel_sp)?;
+    let si = shared_info_of(si);
+    if let Some(cr2) = cr2 {
+        si[ARCH_CR2..ARCH_CR2 + 8].copy_from_slice(&cr2.to_le_bytes());
+    }
+    let masked = si[UPCALL_MASK] != 0;
+    write_bounce(base, regs, rsp, error, masked)?;
+    enter_handler_at(regs, rsp, handler);
     if mask {
-        shared_info_of(si)[UPCALL_MASK] = 1;
+        si[UPCALL_MASK] = 1;
     }
     Ok(())
 }
 
-/// Write bounce frame `b` to the guest stack of the address space `base`: the one place the hypervisor
-/// writes a bounce frame into guest memory.
+/// Write the bounce frame for `regs` at `rsp` (from `bounce_sp`) to the guest stack of the address
+/// space `base`: the one place the hypervisor writes a bounce frame into guest memory.
 ///
-/// A frame within one page (the usual case: 56 or 64 bytes, 8-byte aligned) is written after one walk
-/// of the guest's tables for a supervisor write to its first byte, which checks the same things as the
-/// general copy (`GuestView::write`) does for a one-page range: a canonical, non-reserved address and a
-/// present, writable, 4 KiB mapping at every level. A frame that straddles two pages takes the general
-/// copy.
-fn write_bounce(base: Mfn, b: &Bounce) -> Result<(), BounceError> {
-    let words = b.words();
-    let len = words.len() as u64 * 8;
-    let mut mem = IdentityMem;
-    if Gva(b.rsp).page_offset() + len <= abi::types::PAGE_SIZE {
-        let ma = walk::translate(&mem, base, Gva(b.rsp), walk::Access::WRITE)
-            .map_err(|_| BounceError::BadStack(b.rsp))?;
-        let page = mem.frame_mut(ma.mfn());
-        let start = ma.page_offset() as usize;
-        for (dst, w) in page[start..start + len as usize]
-            .chunks_exact_mut(8)
-            .zip(words)
-        {
-            dst.copy_from_slice(&w.to_le_bytes());
-        }
-        return Ok(());
+/// A frame within one page (the usual case: 56 or 64 bytes, 8-byte aligned) is written with one store
+/// per word after one walk of the guest's tables for a supervisor write to its first byte, which checks
+/// the same things as the general copy (`GuestView::write`) does for a one-page range: a canonical,
+/// non-reserved address and a present, writable, 4 KiB mapping at every level. A frame that straddles
+/// two pages takes the general copy.
+#[inline(always)]
+fn write_bounce(
+    base: Mfn,
+    regs: &EntryFrame,
+    rsp: u64,
+    error: Option<u64>,
+    masked: bool,
+) -> Result<(), BounceError> {
+    let words = if error.is_some() { 8 } else { 7 };
+    let offset = Gva(rsp).page_offset();
+    if offset + words as u64 * 8 > abi::types::PAGE_SIZE {
+        return write_bounce_split(base, &bounce_at(regs, rsp, error, masked));
     }
-    // The words in memory order (x86 is little-endian: as the guest reads them).
+    // `bounce_sp` made every byte of the frame pass `regs::va_allowed` (`regs::short_range_allowed`:
+    // canonical and outside the reserved slots, `translate`'s own address check), so only the tables
+    // are walked.
+    let ma = walk::translate_allowed(&IdentityMem, base, Gva(rsp), walk::Access::WRITE)
+        .map_err(|_| BounceError::BadStack(rsp))?;
+    let first = (IdentityMem::frame_ptr(ma.mfn()) as *mut u64).wrapping_add(offset as usize / 8);
+    let b = bounce_at(regs, rsp, error, masked);
+    // SAFETY: the walk found a present, writable, 4 KiB guest mapping for `rsp`: frame `ma.mfn()` is
+    // identity mapped (`frame_ptr` checks). `offset + 8 * words <= PAGE_SIZE` (tested above), and
+    // `offset` is a multiple of 8 (`bounce_sp` aligns the top to 16 and the frame is whole words), so
+    // every store is an aligned word inside that frame. The guest is not running while the hypervisor is.
+    unsafe {
+        first.write(b.rcx);
+        first.add(1).write(b.r11);
+        if let Some(e) = b.error {
+            first.add(2).write(e);
+        }
+        let iret = first.add(words - 5);
+        iret.write(b.iret[0]);
+        iret.add(1).write(b.iret[1]);
+        iret.add(2).write(b.iret[2]);
+        iret.add(3).write(b.iret[3]);
+        iret.add(4).write(b.iret[4]);
+    }
+    Ok(())
+}
+
+/// [`write_bounce`] for a frame across a page boundary: the general copy, the words in memory order (x86
+/// is little-endian: as the guest reads them).
+#[cold]
+#[inline(never)]
+fn write_bounce_split(base: Mfn, b: &Bounce) -> Result<(), BounceError> {
+    let mut mem = IdentityMem;
     GuestView::new(&mut mem, base, false)
-        .write(Gva(b.rsp), words.as_bytes())
+        .write(Gva(b.rsp), b.words().as_slice().as_bytes())
         .map_err(|_| BounceError::BadStack(b.rsp))
 }
 
@@ -105,34 +139,80 @@ fn crash_live(dom: &mut Domain, live: Option<&mut EntryFrame>, why: core::fmt::A
     crash_domain(dom, why);
 }
 
+/// What is being delivered (for the trace and crash messages only: named when printed).
+#[derive(Clone, Copy)]
+enum What {
+    /// Exception `vector`.
+    Exception(u64),
+    /// An emulated `int n`.
+    SoftInt,
+    /// A system call.
+    Syscall,
+    /// The #UD of a SYSCALL without a callback.
+    UdForSyscall,
+    /// An event upcall.
+    Upcall,
+}
+
+impl core::fmt::Display for What {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match *self {
+            What::Exception(v) => exception_name(v),
+            What::SoftInt => "a software interrupt",
+            What::Syscall => "a system call",
+            What::UdForSyscall => "#UD for SYSCALL",
+            What::Upcall => "an event upcall",
+        })
+    }
+}
+
+#[inline(always)]
 fn bounce_or_crash(
     dom: &mut Domain,
     mut live: Option<&mut EntryFrame>,
     handler: u64,
     error: Option<u64>,
     mask: bool,
-    what: &str,
+    what: What,
+    cr2: Option<u64>,
 ) -> Next {
     if log::log_enabled!(log::Level::Trace) {
-        let regs = live.as_deref().unwrap_or(&dom.vcpu.regs);
-        log::trace!(
-            "domain {}: {what} at rip={:#x} (ring {}) -> handler {handler:#x}",
-            dom.id,
-            regs.rip,
-            frame_ring(regs)
-        );
+        trace_bounce(dom, live.as_deref(), handler, what);
     }
-    match bounce(dom, live.as_deref_mut(), handler, error, mask) {
+    match bounce(dom, live.as_deref_mut(), handler, error, mask, cr2) {
         Ok(()) => Next::Resume,
-        Err(e) => {
-            crash_live(
-                dom,
-                live,
-                format_args!("fault while delivering {what}: {e:?}"),
-            );
-            Next::Switch
-        }
+        Err(e) => bounce_failed(dom, live, what, e),
     }
+}
+
+/// A bounce that could not be delivered: crash the domain (out of line, so the message is built only
+/// here).
+#[cold]
+#[inline(never)]
+fn bounce_failed(
+    dom: &mut Domain,
+    live: Option<&mut EntryFrame>,
+    what: What,
+    e: BounceError,
+) -> Next {
+    crash_live(
+        dom,
+        live,
+        format_args!("fault while delivering {what}: {e:?}"),
+    );
+    Next::Switch
+}
+
+#[cold]
+#[inline(never)]
+fn trace_bounce(dom: &Domain, live: Option<&EntryFrame>, handler: u64, what: What) {
+    let regs = live.unwrap_or(&dom.vcpu.regs);
+    log::trace!(
+        "domain {}: {what} at rip={:#x} (ring {}) -> handler {handler:#x}",
+        dom.id,
+        regs.rip,
+        frame_ring(regs)
+    );
 }
 
 /// `int n` from a ring whose real gate refused it (#GP with the IDT bit): if the guest opened vector `n`
@@ -140,6 +220,7 @@ fn bounce_or_crash(
 ///
 /// The vector is taken from the instruction itself (`CD nn`), and the error code must name it: real CPUs
 /// report `n * 8 + 2`, QEMU's TCG reports the IDT byte offset `n * 16 + 2`; both are accepted.
+#[inline(never)]
 fn emulated_int(dom: &mut Domain, f: &mut EntryFrame) -> Option<Next> {
     if f.vector != 13 || f.error_code & 3 != 2 {
         return None;
@@ -165,56 +246,34 @@ fn emulated_int(dom: &mut Domain, f: &mut EntryFrame) -> Option<Next> {
         t.address,
         None,
         t.mask_events,
-        "a software interrupt",
+        What::SoftInt,
+        None,
     ))
 }
 
 /// An exception taken by the guest, whose registers are the live entry frame `f`: bounce it to the
 /// guest's handler in `f` (on [`Next::Resume`] the vCPU's saved registers are stale: `f` is newer), or
 /// crash the domain (`f` is then copied into the saved registers first).
+#[inline(always)] // Into `trap::exception`, its one caller: one frame for the whole bounce.
 pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
-    if let Some(next) = emulated_int(dom, f) {
+    let v = f.vector;
+    if v == 13
+        && let Some(next) = emulated_int(dom, f)
+    {
         return next;
     }
-    let ring = frame_ring(f);
-    let v = f.vector;
     if v == 2 {
         log::warn!("domain {}: NMI while it ran; ignored", dom.id);
         return Next::Resume;
     }
-    let cr2 = if v == 14 { crate::arch::read_cr2() } else { 0 };
-    let t = dom.vcpu.pv.traps[v as usize];
+    // The caller passes exceptions only (v < 32): the truncation to u8 changes nothing and spares the
+    // bounds check on the 256-entry table.
+    let t = dom.vcpu.pv.traps[usize::from(v as u8)];
     if t.address == 0 || v == 8 || v == 18 {
-        let why = if t.address == 0 {
-            "no handler"
-        } else {
-            "not deliverable"
-        };
-        let (rip, error_code) = (f.rip, f.error_code);
-        if v == 14 {
-            let (access, kind, _) = page_fault_kind(error_code);
-            crash_live(
-                dom,
-                Some(f),
-                format_args!(
-                    "page fault ({access}, {kind}) at {cr2:#x} in ring {ring}, rip={rip:#x}, error {error_code:#x} ({why})"
-                ),
-            );
-        } else {
-            crash_live(
-                dom,
-                Some(f),
-                format_args!(
-                    "{} (vector {v}, error {error_code:#x}) in ring {ring} at rip={rip:#x} ({why})",
-                    exception_name(v),
-                ),
-            );
-        }
-        return Next::Switch;
+        return undeliverable(dom, f, t.address == 0);
     }
-    if v == 14 {
-        shared_info(dom)[ARCH_CR2..ARCH_CR2 + 8].copy_from_slice(&cr2.to_le_bytes());
-    }
+    // A page fault's address goes to the guest's shared_info (written with the frame).
+    let cr2 = (v == 14).then(crate::arch::read_cr2);
     let error = has_error_code(v).then_some(f.error_code);
     count(&mut dom.vcpu.pv.counters.exceptions);
     bounce_or_crash(
@@ -223,8 +282,43 @@ pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
         t.address,
         error,
         t.mask_events,
-        exception_name(v),
+        What::Exception(v),
+        cr2,
     )
+}
+
+/// An exception with no handler (`no_handler`) or one never delivered (#DF, #MC): crash the domain.
+#[cold]
+#[inline(never)]
+fn undeliverable(dom: &mut Domain, f: &mut EntryFrame, no_handler: bool) -> Next {
+    let why = if no_handler {
+        "no handler"
+    } else {
+        "not deliverable"
+    };
+    let (ring, v, rip, error_code) = (frame_ring(f), f.vector, f.rip, f.error_code);
+    if v == 14 {
+        // Nothing since the fault has faulted in the hypervisor: CR2 is still the guest's.
+        let cr2 = crate::arch::read_cr2();
+        let (access, kind, _) = page_fault_kind(error_code);
+        crash_live(
+            dom,
+            Some(f),
+            format_args!(
+                "page fault ({access}, {kind}) at {cr2:#x} in ring {ring}, rip={rip:#x}, error {error_code:#x} ({why})"
+            ),
+        );
+    } else {
+        crash_live(
+            dom,
+            Some(f),
+            format_args!(
+                "{} (vector {v}, error {error_code:#x}) in ring {ring} at rip={rip:#x} ({why})",
+                exception_name(v),
+            ),
+        );
+    }
+    Next::Switch
 }
 
 /// SYSCALL from ring 3, whose registers are the live entry frame `f`: bounce to the syscall callback
@@ -233,7 +327,7 @@ pub fn syscall(dom: &mut Domain, f: &mut EntryFrame) -> Next {
     let cb = dom.vcpu.pv.syscall_callback;
     if cb != 0 {
         count(&mut dom.vcpu.pv.counters.syscalls);
-        return bounce_or_crash(dom, Some(f), cb, None, true, "a system call");
+        return bounce_or_crash(dom, Some(f), cb, None, true, What::Syscall, None);
     }
     let ud = dom.vcpu.pv.traps[6];
     if ud.address != 0 {
@@ -243,7 +337,8 @@ pub fn syscall(dom: &mut Domain, f: &mut EntryFrame) -> Next {
             ud.address,
             None,
             ud.mask_events,
-            "#UD for SYSCALL",
+            What::UdForSyscall,
+            None,
         );
     }
     let rip = f.rip;
@@ -292,7 +387,7 @@ fn upcall_into(dom: &mut Domain, live: Option<&mut EntryFrame>) -> bool {
     let cb = dom.vcpu.pv.event_callback;
     count(&mut dom.vcpu.pv.counters.upcalls);
     matches!(
-        bounce_or_crash(dom, live, cb, None, true, "an event upcall"),
+        bounce_or_crash(dom, live, cb, None, true, What::Upcall, None),
         Next::Resume
     )
 }

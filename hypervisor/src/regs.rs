@@ -147,6 +147,17 @@ pub fn va_allowed(va: u64) -> bool {
     va.wrapping_sub(FIRST_NONCANONICAL) >= RESERVED_VA_END - FIRST_NONCANONICAL
 }
 
+/// True if every address of `[lo, end)` passes [`va_allowed`], for a non-empty range (`lo < end`) no
+/// longer than the refused range `[FIRST_NONCANONICAL, RESERVED_VA_END)` (a bounce frame: 64 bytes at
+/// most): such a range cannot contain the whole refused range, so it avoids it exactly when it ends at
+/// or below its start or begins at or above its end. Two comparisons, where testing both ends with
+/// [`va_allowed`] takes two subtractions and two comparisons more.
+#[inline(always)]
+pub fn short_range_allowed(lo: u64, end: u64) -> bool {
+    debug_assert!(lo < end && end - lo <= RESERVED_VA_END - FIRST_NONCANONICAL);
+    end <= FIRST_NONCANONICAL || lo >= RESERVED_VA_END
+}
+
 /// Why [`sanitize_in_place`] refuses `rip` (one of the two kinds of address it refuses).
 #[cold]
 fn refused_rip(rip: u64) -> SanitizeError {
@@ -292,6 +303,40 @@ mod tests {
                 Err(SanitizeError::NonCanonicalRip(r)) => assert!(!canonical && r == rip),
                 Err(SanitizeError::ReservedRip(r)) => assert!(canonical && r == rip),
                 Ok(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn short_range_allowed_is_both_ends_allowed() {
+        let edges = [
+            0x40,
+            0x1000,
+            FIRST_NONCANONICAL - 0x40,
+            FIRST_NONCANONICAL - 8,
+            FIRST_NONCANONICAL,
+            FIRST_NONCANONICAL + 8,
+            FIRST_NONCANONICAL + 0x40,
+            0xffff_7fff_ffff_fff8,
+            abi::layout::RESERVED_VA_START,
+            abi::layout::ENTRY_REGION_VA,
+            RESERVED_VA_END - 0x40,
+            RESERVED_VA_END - 8,
+            RESERVED_VA_END,
+            RESERVED_VA_END + 8,
+            0xffff_ffff_8000_0000,
+            u64::MAX - 0x3f,
+        ];
+        for e in edges {
+            for d in [0u64, 8, 16, 56, 64] {
+                for size in [8u64, 56, 64] {
+                    let Some(lo) = e.checked_sub(d) else { continue };
+                    let Some(end) = lo.checked_add(size) else {
+                        continue;
+                    };
+                    let want = (lo..end).step_by(8).all(va_allowed) && va_allowed(end - 1);
+                    assert_eq!(short_range_allowed(lo, end), want, "{lo:#x}..{end:#x}");
+                }
             }
         }
     }

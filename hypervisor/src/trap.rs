@@ -91,6 +91,7 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
 /// An exception from a guest, whose registers are the live entry frame `frame` (see
 /// [`deliver::exception`]). A guest at CPL 1 always has a usable stack to switch to (TSS.RSP0), so it
 /// cannot make an exception's delivery fault; a double fault means it ran at CPL 0 with an unusable stack.
+#[inline(never)]
 fn exception(dom: &mut Domain, frame: &mut EntryFrame) -> Next {
     if crate::domain::logdirty_ctl::write_fault(dom, frame.vector, frame.error_code) {
         return Next::Resume;

@@ -6,7 +6,7 @@ use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, guest_va_allowed};
 use abi::traps::{RED_ZONE, SAVED_MASK_SHIFT};
 use abi::xen::TrapInfo;
 
-use crate::regs::{EntryFrame, frame_ring, rflags, va_allowed};
+use crate::regs::{EntryFrame, frame_ring, rflags, short_range_allowed};
 
 /// One virtual trap-table entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,21 +106,40 @@ pub fn decode_trap(t: &TrapInfo) -> Result<TrapEntry, TrapError> {
     })
 }
 
-/// A bounce frame: the words pushed, lowest address first, and where they go.
+/// A bounce frame: where it goes and its words, kept as named values (not an array to copy) so the
+/// one writer, `deliver::write_bounce`, stores each straight into the guest stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bounce {
     /// The new guest RSP (the frame's lowest address).
     pub rsp: u64,
-    /// The frame's words, lowest address first (the first [`Bounce::len`] are used).
-    pub slots: [u64; 8],
-    /// How many words the frame has (7, or 8 with an error code).
-    pub len: usize,
+    /// The interrupted RCX (the frame's lowest word).
+    pub rcx: u64,
+    /// The interrupted R11.
+    pub r11: u64,
+    /// The error code, if the vector has one (the word after R11).
+    pub error: Option<u64>,
+    /// The IRETQ words RIP, CS (with the saved event mask), RFLAGS (virtual IF), RSP, SS (the top five).
+    pub iret: [u64; 5],
 }
 
 impl Bounce {
+    /// How many words the frame has (7, or 8 with an error code).
+    pub fn word_count(&self) -> usize {
+        7 + usize::from(self.error.is_some())
+    }
+
     /// The frame's words, lowest address first.
-    pub fn words(&self) -> &[u64] {
-        &self.slots[..self.len.min(self.slots.len())]
+    pub fn words(&self) -> heapless::Vec<u64, 8> {
+        let mut w = heapless::Vec::new();
+        let all = [self.rcx, self.r11]
+            .into_iter()
+            .chain(self.error)
+            .chain(self.iret);
+        for x in all {
+            // At most 8 words: never full.
+            let _ = w.push(x);
+        }
+        w
     }
 }
 
@@ -142,15 +161,24 @@ impl core::fmt::Debug for BounceError {
     }
 }
 
-/// Build the bounce frame for the interrupted state `regs` (abi::traps layout): pick the stack (ring 1:
-/// below the red zone, 16-byte aligned; ring 3: the registered kernel stack), record the saved event mask
-/// in the CS slot and the virtual interrupt flag in RFLAGS.
+/// Build the bounce frame for the interrupted state `regs` (abi::traps layout): its place
+/// ([`bounce_sp`]) and its words ([`bounce_at`]).
 pub fn bounce_frame(
     regs: &EntryFrame,
     error_code: Option<u64>,
     events_masked: bool,
     kernel_sp: u64,
 ) -> Result<Bounce, BounceError> {
+    let rsp = bounce_sp(regs, error_code.is_some(), kernel_sp)?;
+    Ok(bounce_at(regs, rsp, error_code, events_masked))
+}
+
+/// Where the bounce frame for `regs` goes (its lowest address, the handler's RSP): on the stack the
+/// handler runs on (ring 1: the interrupted stack below the red zone; ring 3: the registered kernel
+/// stack), 16-byte aligned at the top, 7 words or 8 with an error code (`with_error`). The whole frame
+/// passes `regs::va_allowed` (canonical, outside the reserved slots).
+#[inline(always)]
+pub fn bounce_sp(regs: &EntryFrame, with_error: bool, kernel_sp: u64) -> Result<u64, BounceError> {
     let top = if frame_ring(regs) == 3 {
         if kernel_sp == 0 {
             return Err(BounceError::NoKernelStack);
@@ -163,37 +191,45 @@ pub fn bounce_frame(
     } else {
         return Err(BounceError::BadStack(regs.rsp));
     } & !0xf;
+    let size = if with_error { 64 } else { 56 };
+    let rsp = top
+        .checked_sub(size)
+        .filter(|&s| short_range_allowed(s, top));
+    rsp.ok_or(BounceError::BadStack(top))
+}
+
+/// The bounce frame at `rsp` (from [`bounce_sp`]) for the interrupted state `regs`: the saved event mask
+/// in the CS slot and the virtual interrupt flag in RFLAGS.
+#[inline(always)]
+pub fn bounce_at(
+    regs: &EntryFrame,
+    rsp: u64,
+    error_code: Option<u64>,
+    events_masked: bool,
+) -> Bounce {
     let virtual_if = if events_masked { 0 } else { rflags::IF };
     let fl = (regs.rflags & !rflags::IF) | virtual_if;
     let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);
-    let iret = [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff];
-    let (slots, len) = match error_code {
-        Some(e) => (
-            [
-                regs.rcx, regs.r11, e, iret[0], iret[1], iret[2], iret[3], iret[4],
-            ],
-            8,
-        ),
-        None => (
-            [
-                regs.rcx, regs.r11, iret[0], iret[1], iret[2], iret[3], iret[4], 0,
-            ],
-            7,
-        ),
-    };
-    let size = len as u64 * 8;
-    let rsp = top
-        .checked_sub(size)
-        .filter(|&s| va_allowed(s) && va_allowed(top - 1));
-    let rsp = rsp.ok_or(BounceError::BadStack(top))?;
-    Ok(Bounce { rsp, slots, len })
+    Bounce {
+        rsp,
+        rcx: regs.rcx,
+        r11: regs.r11,
+        error: error_code,
+        iret: [regs.rip, cs, fl, regs.rsp, regs.ss & 0xffff],
+    }
 }
 
 /// The registers after a bounce: the handler runs in ring 1 on the bounce frame with the real interrupt
 /// flag on, single-stepping and direction/alignment flags off.
 pub fn enter_handler(regs: &mut EntryFrame, b: &Bounce, handler: u64) {
+    enter_handler_at(regs, b.rsp, handler);
+}
+
+/// [`enter_handler`] with the frame at `rsp`.
+#[inline(always)]
+pub fn enter_handler_at(regs: &mut EntryFrame, rsp: u64, handler: u64) {
     regs.rip = handler;
-    regs.rsp = b.rsp;
+    regs.rsp = rsp;
     regs.cs = u64::from(GUEST_KERNEL_CS);
     regs.ss = u64::from(GUEST_KERNEL_SS);
     regs.rflags = rflags::IF | rflags::FIXED1;
@@ -222,7 +258,7 @@ mod tests {
         // 0x...10008 - 128 = 0x...fff88, aligned down to 0x...fff80; 8 words = 64 bytes.
         assert_eq!(b.rsp, 0xffff_ffff_8000_ff80 - 64);
         assert_eq!(
-            b.words(),
+            b.words().as_slice(),
             &[
                 0xc,
                 0x11,
@@ -241,6 +277,7 @@ mod tests {
         let b = bounce_frame(&regs(0x33, 0x7000), None, true, 0xffff_ffff_8002_0000).unwrap();
         assert_eq!(b.rsp, 0xffff_ffff_8002_0000 - 56);
         assert_eq!(b.words().len(), 7);
+        assert_eq!(b.word_count(), 7);
         assert_eq!(b.words()[3], 0x33 | 1 << 32);
         assert_eq!(b.words()[4] & rflags::IF, 0);
         assert_eq!(

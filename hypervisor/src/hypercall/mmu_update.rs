@@ -13,7 +13,6 @@
 //! current address space, then the requested flush.
 
 use abi::errno::Errno;
-use abi::layout::guest_va_allowed;
 use abi::mm::{
     MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_UPDATE_PREEMPTED,
     UVMF_ALL, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG,
@@ -26,7 +25,6 @@ use super::MachineMem;
 use super::{Action, DomainMm, HypercallCtx};
 use crate::mm::guest_mem::GuestView;
 use crate::mm::machine::M2p;
-use crate::mm::pte::{Pte, PteFlags};
 use crate::mm::ptval::{Mm, PtWrite};
 
 /// A decoded `mmu_update` call.
@@ -350,7 +348,8 @@ pub struct UpdateVaMapping {
 pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
     let [va, val, flags, ..] = args;
     let va = Gva(va);
-    if !guest_va_allowed(va.0) {
+    // `guest_va_allowed` in one comparison.
+    if !crate::regs::va_allowed(va.0) {
         return Err(Errno::EINVAL);
     }
     // Only LOCAL/ALL are supported; UVMF_MULTI's vCPU-mask pointer in the upper bits is not.
@@ -364,24 +363,11 @@ pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
     })
 }
 
-/// The L1 table that maps `va` in the address space rooted at `root` (None if a level is missing).
-pub fn l1_for<M: MachineMem>(mem: &M, root: Mfn, va: Gva) -> Option<Mfn> {
-    let mut table = root;
-    for level in [4u32, 3, 2] {
-        let e = Pte(mem.read_u64(Maddr(table.addr().0 + va.table_index(level) as u64 * 8)));
-        if !e.is_present() || e.has(PteFlags::HUGE) {
-            return None;
-        }
-        table = e.mfn();
-    }
-    Some(table)
-}
-
 /// Handle `update_va_mapping`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let result = decode_uvm(ctx.args).and_then(|u| {
-        let l1 = l1_for(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;
+        let l1 = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;
         let domid = ctx.domid;
         let machine = ctx.machine.get();
         let mut mm = Mm::new(&mut machine.ft, &mut *ctx.mem, *ctx.policy);

@@ -87,14 +87,37 @@ pub fn translate(
     walk_allowed(mem, l4, va, access)
 }
 
+/// [`translate`] for an address the caller has already checked with [`abi::layout::guest_va_allowed`]
+/// (or an equivalent test, such as `regs::va_allowed`): only the tables are walked.
+#[inline(always)]
+pub fn translate_allowed(
+    mem: &impl PhysRead,
+    l4: Mfn,
+    va: Gva,
+    access: Access,
+) -> Result<Maddr, WalkError> {
+    walk_allowed(mem, l4, va, access)
+}
+
+/// The address bits (32..51) of a page-table entry naming a frame at or above 4 GiB. The fast walk
+/// ([`walk_allowed`]) takes an entry only if they are clear; an entry with any of them set goes to the
+/// exact walk ([`walk_exact`]), which gives the same result.
+const HIGH_FRAME_BITS: u64 = Pte::ADDR_MASK & !0xffff_ffff;
+
 /// [`translate`] for an address already known to be canonical and outside the reserved slots (every
 /// page of a range [`check_range`] accepted: both ends canonical in the same half, and the reserved slots
 /// are one interval that the range does not meet).
+///
+/// The common case straight through: at each level one mask-and-compare of the entry against every bit
+/// the access needs (present, writable for a write, user for a user access), PS clear above L1 and a
+/// frame below 4 GiB. The next table's address is then the entry's low 32 bits with the flags masked
+/// off, which the reader can see is below 4 GiB (the identity map's bound check on it folds away).
+/// Any entry that fails the test sends the whole walk to [`walk_exact`]: the rules in their order, the
+/// exact error, and the log-dirty path for a write through a write-protected L1 entry. Nothing changes
+/// the tables in between (the guest is not running), so both walks read the same entries.
 #[inline(always)] // A few instructions per level: a call would be a good share of it.
 fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<Maddr, WalkError> {
     debug_assert!(va.is_canonical() && guest_va_allowed(va.0));
-    // Every level needs these bits: one test per level when they are all there (the common case); the
-    // exact error, in the order below, only when they are not.
     let mut need = PteFlags::PRESENT.bits();
     if access.write {
         need |= PteFlags::WRITABLE.bits();
@@ -102,16 +125,30 @@ fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result
     if access.user {
         need |= PteFlags::USER.bits();
     }
+    let mut table = l4.addr().0;
+    for level in (1..=4u32).rev() {
+        let slot = table + (va.table_index(level) as u64) * 8;
+        let pte = mem.read_u64(Maddr(slot));
+        let ps = if level >= 2 { PteFlags::HUGE.bits() } else { 0 };
+        if pte & (need | ps | HIGH_FRAME_BITS) != need {
+            return walk_exact(mem, l4, va, access);
+        }
+        // Bits 32..51 are clear (tested above): the frame's address is the low 32 bits' address part.
+        table = pte & (Pte::ADDR_MASK & 0xffff_ffff);
+    }
+    Ok(Maddr(table | va.page_offset()))
+}
+
+/// The walk with the exact rules, in order at each level: not present, then a large page (L4..L2),
+/// then the permission ([`protection`]). Out of line: [`walk_allowed`] comes here only when an entry
+/// fails its one test.
+#[cold]
+#[inline(never)]
+fn walk_exact(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<Maddr, WalkError> {
     let mut table = l4;
     for level in (1..=4u32).rev() {
         let slot = table.addr().0 + (va.table_index(level) as u64) * 8;
         let pte = Pte(mem.read_u64(Maddr(slot)));
-        // The bits needed set and, above L1, PS clear: one mask, one compare.
-        let ps = if level >= 2 { PteFlags::HUGE.bits() } else { 0 };
-        if pte.0 & (need | ps) == need {
-            table = pte.mfn();
-            continue;
-        }
         if !pte.is_present() {
             return Err(WalkError::NotPresent { level });
         }
@@ -126,6 +163,40 @@ fn walk_allowed(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result
         table = pte.mfn();
     }
     Ok(Maddr(table.addr().0 | va.page_offset()))
+}
+
+/// The L1 table that maps `va` in the address space rooted at `l4`: `None` if an entry of L4..L2 is not
+/// present or has PS set (no permission is needed: the caller updates the L1 entry itself). The common
+/// case straight through, as in [`walk_allowed`]; an entry that fails the one test (or names a frame at
+/// or above 4 GiB) sends the walk to [`l1_table_exact`].
+#[inline(always)]
+pub fn l1_table(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
+    let need = PteFlags::PRESENT.bits();
+    let mask = need | PteFlags::HUGE.bits() | HIGH_FRAME_BITS;
+    let mut table = l4.addr().0;
+    for level in [4u32, 3, 2] {
+        let pte = mem.read_u64(Maddr(table + va.table_index(level) as u64 * 8));
+        if pte & mask != need {
+            return l1_table_exact(mem, l4, va);
+        }
+        table = pte & (Pte::ADDR_MASK & 0xffff_ffff);
+    }
+    Some(Maddr(table).mfn())
+}
+
+/// [`l1_table`] with the rules at each level, out of line.
+#[cold]
+#[inline(never)]
+fn l1_table_exact(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
+    let mut table = l4;
+    for level in [4u32, 3, 2] {
+        let e = Pte(mem.read_u64(Maddr(table.addr().0 + va.table_index(level) as u64 * 8)));
+        if !e.is_present() || e.has(PteFlags::HUGE) {
+            return None;
+        }
+        table = e.mfn();
+    }
+    Some(table)
 }
 
 /// A walk refused for lack of a permission. With log-dirty on (`mm::logdirty`) a write may go through an
@@ -460,6 +531,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Entries naming frames at or above 4 GiB leave the fast test for the exact walk: the same result.
+    #[test]
+    fn frames_above_4g_take_the_exact_walk() {
+        let l4 = Mfn(1);
+        let high = Mfn(0x10_0000); // 4 GiB
+        let mut t = Tables::new();
+        t.map(VA, high, P | W, P | W);
+        assert_eq!(
+            translate(&t.m, l4, Gva(VA.0 + 0x18), Access::WRITE),
+            Ok(Maddr(high.addr().0 + 0x18))
+        );
+        let (tab, idx) = t.slot(VA, 1);
+        t.set(tab, idx, Pte::new(high, P));
+        assert_eq!(
+            translate(&t.m, l4, VA, Access::WRITE),
+            Err(WalkError::Protection)
+        );
+        // A table above 4 GiB: the fake machine reads zeroes there, so the next level is not present.
+        let (tab, idx) = t.slot(VA, 2);
+        t.set(tab, idx, Pte::new(Mfn(0x10_0001), P | W));
+        assert_eq!(
+            translate(&t.m, l4, VA, Access::READ),
+            Err(WalkError::NotPresent { level: 1 })
+        );
+        // Bit 51, the highest address bit.
+        t.set(tab, idx, Pte(P.bits() | (1 << 51)));
+        assert_eq!(
+            translate(&t.m, l4, VA, Access::READ),
+            Err(WalkError::NotPresent { level: 1 })
+        );
+    }
+
+    #[test]
+    fn l1_table_of_every_kind_of_entry() {
+        let l4 = Mfn(1);
+        let mut t = Tables::new();
+        t.map(VA, Mfn(70), P | W, P | W);
+        let (l1, _) = t.slot(VA, 1);
+        assert_eq!(l1_table(&t.m, l4, VA), Some(l1));
+        // No permission needed at any level; PS or a missing entry at L4..L2 refused.
+        for level in 2..=4u32 {
+            let (tab, idx) = t.slot(VA, level);
+            let e = t.entry(tab, idx);
+            t.set(tab, idx, e.with_flags(P | U));
+            assert_eq!(l1_table(&t.m, l4, VA), Some(l1), "L{level}");
+            t.set(tab, idx, e.with_flags(P | W | PteFlags::HUGE));
+            assert_eq!(l1_table(&t.m, l4, VA), None, "L{level}");
+            t.set(tab, idx, e.with_flags(W));
+            assert_eq!(l1_table(&t.m, l4, VA), None, "L{level}");
+            t.set(tab, idx, e);
+        }
+        // An L1 above 4 GiB: found by the exact walk.
+        let (tab, idx) = t.slot(VA, 2);
+        t.set(tab, idx, Pte::new(Mfn(0x10_0000), P | W));
+        assert_eq!(l1_table(&t.m, l4, VA), Some(Mfn(0x10_0000)));
     }
 
     #[test]

@@ -68,8 +68,11 @@ impl IdentityMem {
 }
 
 impl PhysRead for IdentityMem {
+    #[inline]
     fn read_u64(&self, addr: Maddr) -> u64 {
-        if addr.0 >= IDENTITY_LIMIT - 8 {
+        // The 8 bytes `[addr, addr + 8)` must lie below the limit (a caller that has shown `addr` is at
+        // most `IDENTITY_LIMIT - 8`, such as the page walk's, has this test folded away).
+        if addr.0 > IDENTITY_LIMIT - 8 {
             return 0;
         }
         // SAFETY: in the identity map; unaligned reads are fine on x86.
