@@ -16,6 +16,7 @@ use crate::domain::state::DomainTable;
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
+use crate::pending;
 use crate::regs::{EntryFrame, sanitize_in_place};
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
 use crate::trap::crash_domain;
@@ -314,20 +315,15 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 /// registers are then saved) or bounced the frame (events are then masked, so `schedule` does not
 /// deliver it twice).
 pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
-    if irq::any_recorded() {
-        return;
-    }
     let Some(c) = table.current else {
         return;
     };
     if table.segments_loaded != Some(c) {
         return;
     }
-    {
-        let s = SCHED.lock();
-        if s.0.changed() || !matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable)) {
-            return;
-        }
+    // One load for "an interrupt recorded or the policy possibly changed" (`pending`'s contract).
+    if pending::any() && !nothing_pending(c) {
+        return;
     }
     let Some(dom) = table.slots[c].as_mut() else {
         return;
@@ -355,6 +351,23 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
     // SAFETY: as in `schedule`: the current domain's validated base, its FXSAVE area in the static
     // domain table, a sanitized frame in the slot, no lock held.
     unsafe { entry::exit_to_guest(cr3, fx) }
+}
+
+/// The pending word is not clear: true if, all the same, vCPU `c` may simply resume (no interrupt
+/// recorded, the policy unchanged and `c` runnable in it), having cleared [`pending::SCHED`]; false if
+/// `schedule` must decide.
+#[inline(always)]
+fn nothing_pending(c: usize) -> bool {
+    if irq::any_recorded() {
+        return false;
+    }
+    let s = SCHED.unraised().lock();
+    if s.0.changed() || !matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable)) {
+        return false;
+    }
+    // Checked under the lock: nothing to decide until the next lock of the policy raises it again.
+    pending::clear(pending::SCHED);
+    true
 }
 
 /// [`resume_live`] with an event upcall due: bounce it into the live frame, then return through it (the

@@ -157,8 +157,28 @@ fn hypercall(
 ) -> Next {
     // Every hypercall passes here exactly once (a multicall's entries are dispatched inside it).
     let number = regs.rax;
-    let args = hypercall::args_of(regs);
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
+    // First the light table: a handler that answers from the registers and the caller's own domain
+    // needs none of the full context below (no locks, no guest memory).
+    if let Some(v) = hypercall::light::handler(number).and_then(|h| h(dom, regs)) {
+        log::trace!("domain {}: hypercall {number} (light) -> {v}", dom.id);
+        regs.rax = v as u64;
+        return Next::Resume;
+    }
+    full_hypercall(number, dom, regs, peers, others)
+}
+
+/// [`hypercall`] through the full context and [`hypercall::dispatch`]: every call the light table does
+/// not answer.
+#[inline(always)]
+fn full_hypercall(
+    number: u64,
+    dom: &mut Domain,
+    regs: &mut EntryFrame,
+    peers: &[Option<Mfn>; MAX_DOMAINS],
+    others: Others<'_>,
+) -> Next {
+    let args = hypercall::args_of(regs);
     let id = dom.id;
     let action = {
         let mut env = HvEnv {
@@ -177,14 +197,22 @@ fn hypercall(
             regs: &mut *regs,
             vcpu: &mut dom.vcpu.pv,
             events: Lazy::Unlocked(&EVENTS),
-            sched: Lazy::Unlocked(&SCHED),
+            sched: Lazy::Unlocked(SCHED.unraised()),
             shared_info: peers,
             others,
             policy: policy(),
             budget: hypercall::BUDGET,
             env: &mut env,
         };
-        hypercall::dispatch(number, &mut ctx)
+        // The full table, indexed straight with the number (what `hypercall::dispatch` does, without
+        // the call into it).
+        static FULL: [Option<hypercall::Handler<IdentityMem>>; hypercall::TABLE_SLOTS] =
+            hypercall::table::<IdentityMem>();
+        let action = match hypercall::handler(&FULL, number) {
+            Some(h) => h(&mut ctx),
+            None => Action::Return(abi::errno::Errno::ENOSYS.as_ret()),
+        };
+        action
     };
     // The arguments are still in the frame's registers unless the handler replaced the frame (`iret`):
     // reading them there keeps them out of a stack copy kept alive across the call.
