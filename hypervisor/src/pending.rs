@@ -40,6 +40,13 @@ pub fn any() -> bool {
     WORD.load(Ordering::Relaxed) != 0
 }
 
+/// The whole word (a mask of the kinds that may be pending), for a caller that tests several with one
+/// load.
+#[inline(always)]
+pub fn word() -> u32 {
+    WORD.load(Ordering::Relaxed)
+}
+
 /// Whether work of `kind` may be pending.
 #[inline(always)]
 pub fn is_raised(kind: u32) -> bool {

@@ -307,7 +307,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 
 /// The same-vCPU return through a live frame, taken by `trap::guest_trap` while it still holds the
 /// domain table, when there is nothing to decide on the way: no interrupt recorded, no scheduling
-/// change, the vCPU still runnable with its segments in the CPU, no segment base or gate to reload, a
+/// change (both read from the one `pending` word; the policy's lock is taken only when the word says it
+/// may have changed), the vCPU still runnable with its segments in the CPU, no segment base or gate to reload, a
 /// frame that sanitizes. Then it does exactly what [`schedule`]'s loop would do for it (deliver a due
 /// event upcall, here into the live frame; sanitize the frame in place, CR3 with any pending flush, the
 /// FXSAVE area) and nothing else. Otherwise it returns, having unlocked the table, and the caller goes
@@ -322,7 +323,8 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
         return;
     }
     // One load for "an interrupt recorded or the policy possibly changed" (`pending`'s contract).
-    if pending::any() && !nothing_pending(c) {
+    let pending = pending::word();
+    if pending != 0 && (pending & pending::IRQ != 0 || !policy_unchanged(c)) {
         return;
     }
     let Some(dom) = table.slots[c].as_mut() else {
@@ -353,14 +355,11 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
     unsafe { entry::exit_to_guest(cr3, fx) }
 }
 
-/// The pending word is not clear: true if, all the same, vCPU `c` may simply resume (no interrupt
-/// recorded, the policy unchanged and `c` runnable in it), having cleared [`pending::SCHED`]; false if
-/// `schedule` must decide.
+/// [`pending::SCHED`] is set (and no interrupt recorded): true if, all the same, vCPU `c` may simply
+/// resume (the policy unchanged and `c` runnable in it), having cleared the bit; false if `schedule` must
+/// decide.
 #[inline(always)]
-fn nothing_pending(c: usize) -> bool {
-    if irq::any_recorded() {
-        return false;
-    }
+fn policy_unchanged(c: usize) -> bool {
     let s = SCHED.unraised().lock();
     if s.0.changed() || !matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable)) {
         return false;

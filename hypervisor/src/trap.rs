@@ -160,19 +160,59 @@ fn hypercall(
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
     // First the light table: a handler that answers from the registers and the caller's own domain
     // needs none of the full context below (no locks, no guest memory).
-    if let Some(v) = hypercall::light::handler(number).and_then(|h| h(dom, regs)) {
+    let slot = usize::try_from(number)
+        .ok()
+        .and_then(|n| SLOTS.get(n))
+        .copied()
+        .unwrap_or(Slot::EMPTY);
+    if let Some(h) = slot.light
+        && let Some(v) = h(dom, regs)
+    {
         log::trace!("domain {}: hypercall {number} (light) -> {v}", dom.id);
         regs.rax = v as u64;
         return Next::Resume;
     }
-    full_hypercall(number, dom, regs, peers, others)
+    full_hypercall(number, slot.full, dom, regs, peers, others)
 }
 
-/// [`hypercall`] through the full context and [`hypercall::dispatch`]: every call the light table does
-/// not answer.
+/// One hypercall number's handlers: the light one (`hypercall::light`), tried first, and the full one.
+#[derive(Clone, Copy)]
+struct Slot {
+    light: Option<hypercall::light::LightFn>,
+    full: Option<hypercall::Handler<IdentityMem>>,
+}
+
+impl Slot {
+    /// A number without handlers (`-ENOSYS`).
+    const EMPTY: Slot = Slot {
+        light: None,
+        full: None,
+    };
+}
+
+/// The light and the full table merged, indexed by the hypercall number straight from the frame (one
+/// bounds check, one slot).
+static SLOTS: [Slot; hypercall::TABLE_SLOTS] = {
+    let light = hypercall::light::table();
+    let full = hypercall::table::<IdentityMem>();
+    let mut slots = [Slot::EMPTY; hypercall::TABLE_SLOTS];
+    let mut i = 0;
+    while i < hypercall::TABLE_SLOTS {
+        slots[i] = Slot {
+            light: light[i],
+            full: full[i],
+        };
+        i += 1;
+    }
+    slots
+};
+
+/// [`hypercall`] through the full context and the number's full `handler` (as [`hypercall::dispatch`]):
+/// every call the light table does not answer.
 #[inline(always)]
 fn full_hypercall(
     number: u64,
+    handler: Option<hypercall::Handler<IdentityMem>>,
     dom: &mut Domain,
     regs: &mut EntryFrame,
     peers: &[Option<Mfn>; MAX_DOMAINS],
@@ -204,15 +244,11 @@ fn full_hypercall(
             budget: hypercall::BUDGET,
             env: &mut env,
         };
-        // The full table, indexed straight with the number (what `hypercall::dispatch` does, without
-        // the call into it).
-        static FULL: [Option<hypercall::Handler<IdentityMem>>; hypercall::TABLE_SLOTS] =
-            hypercall::table::<IdentityMem>();
-        let action = match hypercall::handler(&FULL, number) {
+        // The number's slot in the one table (what `hypercall::dispatch` does, without the call into it).
+        match handler {
             Some(h) => h(&mut ctx),
             None => Action::Return(abi::errno::Errno::ENOSYS.as_ret()),
-        };
-        action
+        }
     };
     // The arguments are still in the frame's registers unless the handler replaced the frame (`iret`):
     // reading them there keeps them out of a stack copy kept alive across the call.

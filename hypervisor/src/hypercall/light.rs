@@ -22,7 +22,8 @@ const SLOTS: usize = super::TABLE_SLOTS;
 /// The light handlers by hypercall number (`None`: the full context is always needed).
 static TABLE: [Option<LightFn>; SLOTS] = table();
 
-const fn table() -> [Option<LightFn>; SLOTS] {
+/// The light handlers by number (also merged into the trap path's one table of slots).
+pub const fn table() -> [Option<LightFn>; SLOTS] {
     let mut t: [Option<LightFn>; SLOTS] = [None; SLOTS];
     t[nr::NULL as usize] = Some(null);
     t[nr::XEN_VERSION as usize] = Some(super::xen_version::light);
@@ -61,9 +62,15 @@ mod tests {
             let Some(h) = handler(n) else { continue };
             for &a0 in &args {
                 for &a1 in &[0, crate::hypercall::testing::RW_PAGE, u64::MAX] {
-                    let mut frame = EntryFrame::default();
-                    frame.rax = n;
-                    [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8] = [a0, a1, a0, a1, a0];
+                    let frame = EntryFrame {
+                        rax: n,
+                        rdi: a0,
+                        rsi: a1,
+                        rdx: a0,
+                        r10: a1,
+                        r8: a0,
+                        ..EntryFrame::default()
+                    };
                     if let Some(v) = h(&dom, &frame) {
                         answered += 1;
                         let mut w = World::new();
