@@ -29,10 +29,12 @@ pub const DEBUG: u8 = 4;
 /// Record that `what` happened (one of [`TIMER`], [`CONSOLE`], [`DEBUG`]).
 pub fn record(what: u8) {
     RECORDED.fetch_or(what, Ordering::Relaxed);
+    crate::pending::raise(crate::pending::IRQ);
 }
 
 /// Everything recorded since the last take (a mask of [`TIMER`], [`CONSOLE`], [`DEBUG`]), clearing it.
 pub fn take_all() -> u8 {
+    crate::pending::clear(crate::pending::IRQ);
     RECORDED.swap(0, Ordering::Relaxed)
 }
 

@@ -21,6 +21,7 @@ pub mod hvm;
 pub mod hypercall;
 pub mod loader;
 pub mod mm;
+pub mod pending;
 pub mod regs;
 pub mod sched_policy;
 pub mod time;

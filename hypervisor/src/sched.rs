@@ -16,6 +16,7 @@ use crate::domain::state::DomainTable;
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
+use crate::pending;
 use crate::regs::{EntryFrame, sanitize_in_place};
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
 use crate::trap::crash_domain;
@@ -307,7 +308,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 
 /// The same-vCPU return through a live frame, taken by `trap::guest_trap` while it still holds the
 /// domain table, when there is nothing to decide on the way: no interrupt recorded, no scheduling
-/// change, the vCPU still runnable with its segments in the CPU, no segment base or gate to reload, a
+/// change (both read from the one `pending` word; the policy's lock is taken only when the word says it
+/// may have changed), the vCPU still runnable with its segments in the CPU, no segment base or gate to reload, a
 /// frame that sanitizes. Then it does exactly what [`schedule`]'s loop would do for it (deliver a due
 /// event upcall, here into the live frame; sanitize the frame in place, CR3 with any pending flush, the
 /// FXSAVE area) and nothing else. Otherwise it returns, having unlocked the table, and the caller goes
@@ -315,20 +317,16 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 /// registers are then saved) or bounced the frame (events are then masked, so `schedule` does not
 /// deliver it twice).
 pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
-    if irq::any_recorded() {
-        return;
-    }
     let Some(c) = table.current else {
         return;
     };
     if table.segments_loaded != Some(c) {
         return;
     }
-    {
-        let s = SCHED.lock();
-        if s.0.changed() || !matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable)) {
-            return;
-        }
+    // One load for "an interrupt recorded or the policy possibly changed" (`pending`'s contract).
+    let pending = pending::word();
+    if pending != 0 && (pending & pending::IRQ != 0 || !policy_unchanged(c)) {
+        return;
     }
     let Some(dom) = table.slots[c].as_mut() else {
         return;
@@ -356,6 +354,20 @@ pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut Ent
     // SAFETY: as in `schedule`: the current domain's validated base, its FXSAVE area in the static
     // domain table, a sanitized frame in the slot, no lock held.
     unsafe { entry::exit_to_guest(cr3, fx) }
+}
+
+/// [`pending::SCHED`] is set (and no interrupt recorded): true if, all the same, vCPU `c` may simply
+/// resume (the policy unchanged and `c` runnable in it), having cleared the bit; false if `schedule` must
+/// decide.
+#[inline(always)]
+fn policy_unchanged(c: usize) -> bool {
+    let s = SCHED.unraised().lock();
+    if s.0.changed() || !matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable)) {
+        return false;
+    }
+    // Checked under the lock: nothing to decide until the next lock of the policy raises it again.
+    pending::clear(pending::SCHED);
+    true
 }
 
 /// [`resume_live`] with an event upcall due: bounce it into the live frame, then return through it (the

@@ -49,8 +49,26 @@ pub static MACHINE: spin::Mutex<Option<Machine<'static>>> = spin::Mutex::new(Non
 /// Every domain's event channels.
 pub static EVENTS: spin::Mutex<EventSystem> = spin::Mutex::new(EventSystem::new());
 /// The scheduling policy and the poll sets.
-pub static SCHED: spin::Mutex<(SchedPolicy, PollTable)> =
-    spin::Mutex::new((SchedPolicy::new(), PollTable::new()));
+pub static SCHED: SchedLock = SchedLock(spin::Mutex::new((SchedPolicy::new(), PollTable::new())));
+
+/// The lock around the scheduling policy: every [`SchedLock::lock`] raises [`crate::pending::SCHED`], so
+/// the same-vCPU return knows the policy may have changed (the `pending` module's contract).
+pub struct SchedLock(spin::Mutex<(SchedPolicy, PollTable)>);
+
+impl SchedLock {
+    /// Lock the policy, marking it possibly changed.
+    pub fn lock(&self) -> spin::MutexGuard<'_, (SchedPolicy, PollTable)> {
+        crate::pending::raise(crate::pending::SCHED);
+        self.0.lock()
+    }
+
+    /// The mutex itself, for code that raises [`crate::pending::SCHED`] on its own terms: the hypercall
+    /// context's lazy lock (raised after the handler if it took it) and the return's check (which clears
+    /// the bit).
+    pub fn unraised(&self) -> &spin::Mutex<(SchedPolicy, PollTable)> {
+        &self.0
+    }
+}
 /// Facts fixed at boot.
 pub static HV: spin::Once<HvInfo> = spin::Once::new();
 /// The time base: TSC frequency and the pvclock scale, and the hardware timer.

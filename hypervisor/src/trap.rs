@@ -158,8 +158,68 @@ fn hypercall(
 ) -> Next {
     // Every hypercall passes here exactly once (a multicall's entries are dispatched inside it).
     let number = regs.rax;
-    let args = hypercall::args_of(regs);
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
+    // First the light table: a handler that answers from the registers and the caller's own domain
+    // needs none of the full context below (no locks, no guest memory).
+    let slot = usize::try_from(number)
+        .ok()
+        .and_then(|n| SLOTS.get(n))
+        .copied()
+        .unwrap_or(Slot::EMPTY);
+    if let Some(h) = slot.light
+        && let Some(v) = h(dom, regs)
+    {
+        log::trace!("domain {}: hypercall {number} (light) -> {v}", dom.id);
+        regs.rax = v as u64;
+        return Next::Resume;
+    }
+    full_hypercall(number, slot.full, dom, regs, peers, others)
+}
+
+/// One hypercall number's handlers: the light one (`hypercall::light`), tried first, and the full one.
+#[derive(Clone, Copy)]
+struct Slot {
+    light: Option<hypercall::light::LightFn>,
+    full: Option<hypercall::Handler<IdentityMem>>,
+}
+
+impl Slot {
+    /// A number without handlers (`-ENOSYS`).
+    const EMPTY: Slot = Slot {
+        light: None,
+        full: None,
+    };
+}
+
+/// The light and the full table merged, indexed by the hypercall number straight from the frame (one
+/// bounds check, one slot).
+static SLOTS: [Slot; hypercall::TABLE_SLOTS] = {
+    let light = hypercall::light::table();
+    let full = hypercall::table::<IdentityMem>();
+    let mut slots = [Slot::EMPTY; hypercall::TABLE_SLOTS];
+    let mut i = 0;
+    while i < hypercall::TABLE_SLOTS {
+        slots[i] = Slot {
+            light: light[i],
+            full: full[i],
+        };
+        i += 1;
+    }
+    slots
+};
+
+/// [`hypercall`] through the full context and the number's full `handler` (as [`hypercall::dispatch`]):
+/// every call the light table does not answer.
+#[inline(always)]
+fn full_hypercall(
+    number: u64,
+    handler: Option<hypercall::Handler<IdentityMem>>,
+    dom: &mut Domain,
+    regs: &mut EntryFrame,
+    peers: &[Option<Mfn>; MAX_DOMAINS],
+    others: Others<'_>,
+) -> Next {
+    let args = hypercall::args_of(regs);
     let id = dom.id;
     let action = {
         let mut env = HvEnv {
@@ -178,14 +238,18 @@ fn hypercall(
             regs: &mut *regs,
             vcpu: &mut dom.vcpu.pv,
             events: Lazy::Unlocked(&EVENTS),
-            sched: Lazy::Unlocked(&SCHED),
+            sched: Lazy::Unlocked(SCHED.unraised()),
             shared_info: peers,
             others,
             policy: policy(),
             budget: hypercall::BUDGET,
             env: &mut env,
         };
-        hypercall::dispatch(number, &mut ctx)
+        // The number's slot in the one table (what `hypercall::dispatch` does, without the call into it).
+        match handler {
+            Some(h) => h(&mut ctx),
+            None => Action::Return(abi::errno::Errno::ENOSYS.as_ret()),
+        }
     };
     // The arguments are still in the frame's registers unless the handler replaced the frame (`iret`):
     // reading them there keeps them out of a stack copy kept alive across the call.

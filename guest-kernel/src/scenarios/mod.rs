@@ -9,6 +9,7 @@ mod console_input;
 mod domctl;
 mod entry_isolation;
 mod events;
+mod fast_return;
 mod fuzz;
 mod fuzz_calls;
 mod fuzz_domctl;
@@ -168,6 +169,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "evtchn-pong",
         about: "domain 1 of the ping-pong (mode=poll: SCHEDOP_poll)",
         run: events::evtchn_pong,
+    },
+    Scenario {
+        name: "evtchn-prompt",
+        about: "an event raised inside a hypercall is delivered on that hypercall's return",
+        run: fast_return::evtchn_prompt,
     },
     Scenario {
         name: "evtchn-mask",

@@ -21,6 +21,9 @@ pub trait Project {
     type Locked;
     /// The handler's view of the locked value.
     fn project(locked: &mut Self::Locked) -> &mut Self;
+    /// Called when a context takes the lock (once per context, before taking it).
+    #[inline(always)]
+    fn on_lock() {}
 }
 
 impl<'m> Project for Machine<'m> {
@@ -42,6 +45,10 @@ impl Project for (SchedPolicy, PollTable) {
     type Locked = (SchedPolicy, PollTable);
     fn project(locked: &mut Self) -> &mut Self {
         locked
+    }
+    /// A handler that takes the policy may change it: the return must check it (`crate::pending`).
+    fn on_lock() {
+        crate::pending::raise(crate::pending::SCHED);
     }
 }
 
@@ -67,6 +74,7 @@ impl<'a, T: Project> Lazy<'a, T> {
     #[inline]
     pub fn get(&mut self) -> &mut T {
         if let Lazy::Unlocked(m) = *self {
+            T::on_lock();
             *self = Lazy::Held(m.lock(), 0);
         }
         match self {

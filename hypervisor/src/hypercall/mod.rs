@@ -14,6 +14,7 @@ pub mod counters;
 pub mod domctl;
 pub mod event_channel_op;
 pub mod lazy;
+pub mod light;
 pub mod memory_op;
 pub mod mmu_update;
 pub mod mmuext_op;
@@ -261,31 +262,60 @@ pub fn set_args(f: &mut EntryFrame, args: [u64; 5]) {
     [f.rdi, f.rsi, f.rdx, f.r10, f.r8] = args;
 }
 
+/// A full handler: everything it needs is in (or reached through) the context.
+pub type Handler<M> = for<'b, 'a, 'm> fn(&'b mut HypercallCtx<'a, 'm, M>) -> Action;
+
+/// One slot per hypercall number below this (the light table has as many).
+pub const TABLE_SLOTS: usize = 64;
+
+/// The full handlers by hypercall number (`None`: `-ENOSYS`). The trap path indexes this table with the
+/// number straight from the frame ([`handler`]); [`dispatch`] (multicall entries, the host tests) goes
+/// through the same table, so there is one list of what each number does.
+pub const fn table<M: MachineMem>() -> [Option<Handler<M>>; TABLE_SLOTS] {
+    let mut t: [Option<Handler<M>>; TABLE_SLOTS] = [None; TABLE_SLOTS];
+    t[nr::SET_TRAP_TABLE as usize] = Some(traps::set_trap_table::<M>);
+    t[nr::MMU_UPDATE as usize] = Some(mmu_update::mmu_update::<M>);
+    t[nr::STACK_SWITCH as usize] = Some(traps::stack_switch::<M>);
+    t[nr::SET_CALLBACKS as usize] = Some(traps::set_callbacks::<M>);
+    t[nr::SET_TIMER_OP as usize] = Some(timer::set_timer_op::<M>);
+    t[nr::MEMORY_OP as usize] = Some(memory_op::memory_op::<M>);
+    t[nr::VCPU_OP as usize] = Some(timer::vcpu_op::<M>);
+    t[nr::EVENT_CHANNEL_OP as usize] = Some(event_channel_op::event_channel_op::<M>);
+    t[nr::MULTICALL as usize] = Some(multicall::multicall::<M>);
+    t[nr::UPDATE_VA_MAPPING as usize] = Some(mmu_update::update_va_mapping::<M>);
+    t[nr::XEN_VERSION as usize] = Some(xen_version::xen_version::<M>);
+    t[nr::CONSOLE_IO as usize] = Some(console_io::console_io::<M>);
+    t[nr::IRET as usize] = Some(traps::iret::<M>);
+    t[nr::SET_SEGMENT_BASE as usize] = Some(traps::set_segment_base::<M>);
+    t[nr::MMUEXT_OP as usize] = Some(mmuext_op::mmuext_op::<M>);
+    t[nr::CALLBACK_OP as usize] = Some(traps::callback_op::<M>);
+    t[nr::SCHED_OP as usize] = Some(sched_op::sched_op::<M>);
+    t[nr::SYSCTL as usize] = Some(sysctl::sysctl::<M>);
+    t[nr::DOMCTL as usize] = Some(domctl::domctl::<M>);
+    t[nr::NULL as usize] = Some(null::<M>);
+    t[nr::COUNTERS as usize] = Some(counters::counters::<M>);
+    t
+}
+
+/// `NULL` (our extension): returns 0.
+fn null<M: MachineMem>(_: &mut HypercallCtx<'_, '_, M>) -> Action {
+    Action::Return(0)
+}
+
+/// The handler of `number` in `table` (`None`: `-ENOSYS`).
+#[inline(always)]
+pub fn handler<M: MachineMem>(
+    table: &[Option<Handler<M>>; TABLE_SLOTS],
+    number: u64,
+) -> Option<Handler<M>> {
+    *table.get(usize::try_from(number).ok()?)?
+}
+
 /// Run hypercall `number` for the caller described by `ctx`. Unknown numbers get `-ENOSYS`.
 pub fn dispatch<M: MachineMem>(number: u64, ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    match number {
-        nr::SET_TRAP_TABLE => traps::set_trap_table(ctx),
-        nr::MMU_UPDATE => mmu_update::mmu_update(ctx),
-        nr::STACK_SWITCH => traps::stack_switch(ctx),
-        nr::SET_CALLBACKS => traps::set_callbacks(ctx),
-        nr::SET_TIMER_OP => timer::set_timer_op(ctx),
-        nr::MEMORY_OP => memory_op::memory_op(ctx),
-        nr::VCPU_OP => timer::vcpu_op(ctx),
-        nr::EVENT_CHANNEL_OP => event_channel_op::event_channel_op(ctx),
-        nr::MULTICALL => multicall::multicall(ctx),
-        nr::UPDATE_VA_MAPPING => mmu_update::update_va_mapping(ctx),
-        nr::XEN_VERSION => xen_version::xen_version(ctx),
-        nr::CONSOLE_IO => console_io::console_io(ctx),
-        nr::IRET => traps::iret(ctx),
-        nr::SET_SEGMENT_BASE => traps::set_segment_base(ctx),
-        nr::MMUEXT_OP => mmuext_op::mmuext_op(ctx),
-        nr::CALLBACK_OP => traps::callback_op(ctx),
-        nr::SCHED_OP => sched_op::sched_op(ctx),
-        nr::SYSCTL => sysctl::sysctl(ctx),
-        nr::DOMCTL => domctl::domctl(ctx),
-        nr::NULL => Action::Return(0),
-        nr::COUNTERS => counters::counters(ctx),
-        _ => Action::Return(Errno::ENOSYS.as_ret()),
+    match handler(&const { table::<M>() }, number) {
+        Some(h) => h(ctx),
+        None => Action::Return(Errno::ENOSYS.as_ret()),
     }
 }
 
