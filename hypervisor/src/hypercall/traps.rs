@@ -15,7 +15,7 @@ use abi::xen::{
 
 use super::{Action, HypercallCtx, MachineMem};
 use crate::regs::{EntryFrame, rflags, sanitize_in_place};
-use crate::vcpu::{check_handler, decode_trap};
+use crate::vcpu::{VcpuState, check_handler, decode_trap};
 
 /// Most entries one `set_trap_table` call reads (a full IDT plus the terminator).
 const MAX_TRAP_ENTRIES: u64 = 257;
@@ -55,31 +55,42 @@ pub fn set_trap_table<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Actio
 /// `stack_switch(ss, rsp)`: the ring-1 stack for traps from ring 3.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn stack_switch<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let [ss, rsp, ..] = ctx.args;
+    Action::Return(stack_switch_on(ctx.vcpu, ctx.args))
+}
+
+/// `stack_switch` on `vcpu` with the call's `args` (the full handler and the light one, `hypercall::light`,
+/// share it; a guest kernel calls it on every switch between processes).
+pub fn stack_switch_on(vcpu: &mut VcpuState, args: [u64; 5]) -> i64 {
+    let [ss, rsp, ..] = args;
     if ss & !3 != u64::from(GUEST_KERNEL_SS & !3) || rsp == 0 || !guest_va_allowed(rsp) {
-        return Action::Return(Errno::EINVAL.as_ret());
+        return Errno::EINVAL.as_ret();
     }
-    ctx.vcpu.kernel_sp = rsp;
-    ctx.vcpu.gates_dirty = true;
-    Action::Return(0)
+    vcpu.kernel_sp = rsp;
+    vcpu.gates_dirty = true;
+    0
 }
 
 /// `set_callbacks(event, failsafe, syscall)`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn set_callbacks<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let [event, failsafe, syscall, ..] = ctx.args;
+    Action::Return(set_callbacks_on(ctx.vcpu, ctx.args))
+}
+
+/// `set_callbacks` on `vcpu` with the call's `args` (the full handler and the light one share it).
+pub fn set_callbacks_on(vcpu: &mut VcpuState, args: [u64; 5]) -> i64 {
+    let [event, failsafe, syscall, ..] = args;
     match (
         check_handler(event),
         check_handler(failsafe),
         check_handler(syscall),
     ) {
         (Ok(e), Ok(f), Ok(s)) => {
-            ctx.vcpu.event_callback = e;
-            ctx.vcpu.failsafe_callback = f;
-            ctx.vcpu.syscall_callback = s;
-            Action::Return(0)
+            vcpu.event_callback = e;
+            vcpu.failsafe_callback = f;
+            vcpu.syscall_callback = s;
+            0
         }
-        _ => Action::Return(Errno::EINVAL.as_ret()),
+        _ => Errno::EINVAL.as_ret(),
     }
 }
 
