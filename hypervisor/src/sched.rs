@@ -154,20 +154,31 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     loop {
         let mut table = DOMAINS.lock();
         let pending = irq::any_recorded();
-        let (current, changed) = {
+        let (current, changed, stopped) = {
             let mut s = SCHED.lock();
             let cur = table.current.filter(|&c| {
                 table.slots[c].as_ref().is_some_and(|d| d.runnable())
                     && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
             });
-            (cur, s.0.take_changed())
+            (cur, s.0.take_changed(), s.0.stopped_since())
         };
-        // The fast path: the caller keeps the CPU and nothing happened that needs a decision.
-        let fast = !switch && !pending && !changed && current.is_some();
+        // The fast path: the caller keeps the CPU and nothing happened that needs a decision. A policy
+        // change alone (an event woke another vCPU, a timer was set) needs no decision either when no
+        // domain stopped: the caller keeps the CPU all the same (a choice is made only on a switch or
+        // when the timer fired), so only the timer is brought up to date for the new deadline; with
+        // no vCPU stopped there is no domain to reap (a domain leaves the runnable state only through
+        // `lifecycle::stop_domain`, which stops its vCPU in the policy).
+        let fast = !switch && !pending && current.is_some() && (!changed || !stopped);
         if !fast {
             save_live(&mut table, &mut live);
         }
         let next = if fast {
+            if changed {
+                let now = time.now_ns();
+                crate::emulate::machine::service(&mut table, now);
+                let deadline = SCHED.lock().0.next_deadline(now);
+                arm_for(deadline, None);
+            }
             current
         } else {
             let now = time.now_ns();
@@ -175,7 +186,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             // the peers' shared_info list follows.
             // (`reap` clears a reaped domain's entry and `insert` sets a new one, so the list needs
             // rebuilding only after a reap.)
-            if table.reap() > 0 {
+            // (Only a stopped vCPU leaves a domain to reap, see `fast` above.)
+            if SCHED.lock().0.take_stopped() && table.reap() > 0 {
                 // The console's input owner may be gone: the input goes back to domain 0.
                 let owner = usize::from(crate::console::input_owner());
                 if table.slots.get(owner).is_none_or(Option::is_none) {

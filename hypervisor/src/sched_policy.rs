@@ -116,66 +116,95 @@ struct Running {
     slice_end: u64,
 }
 
-/// A set of vCPUs; iterates in ascending order.
+/// A set of vCPUs; iterates in ascending order. Two 64-bit words (not a `u128`, whose shifts and bit
+/// scans take several instructions each): the policy's choice iterates its runnable set on every
+/// decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VcpuSet(u128);
+pub struct VcpuSet([u64; 2]);
 
 static_assertions::const_assert!(NR_VCPUS <= 128);
 
 impl VcpuSet {
     /// The empty set.
-    pub const EMPTY: VcpuSet = VcpuSet(0);
+    pub const EMPTY: VcpuSet = VcpuSet([0; 2]);
 
     fn insert(&mut self, v: usize) {
-        self.0 |= 1 << v;
+        self.set(v, true);
     }
 
-    /// Put `v` in the set (`true`) or take it out; `v` must be below [`NR_VCPUS`].
+    /// Put `v` in the set (`true`) or take it out; nothing for `v` beyond [`NR_VCPUS`].
     fn set(&mut self, v: usize, member: bool) {
-        if member {
-            self.0 |= 1 << v;
-        } else {
-            self.0 &= !(1 << v);
-        }
-    }
-
-    /// The set without `v` (`None`: unchanged).
-    fn without(self, v: Option<usize>) -> VcpuSet {
-        match v {
-            Some(v) if v < NR_VCPUS => VcpuSet(self.0 & !(1 << v)),
-            _ => self,
-        }
-    }
-
-    /// The members from `v` on (all of them for `v` = 0).
-    fn from(self, v: usize) -> VcpuSet {
         if v >= NR_VCPUS {
-            VcpuSet::EMPTY
+            return;
+        }
+        let bit = 1u64 << (v % 64);
+        if member {
+            self.0[v / 64] |= bit;
         } else {
-            VcpuSet(self.0 & (!0u128 << v))
+            self.0[v / 64] &= !bit;
         }
     }
 
     /// `v` is in the set.
     pub const fn contains(&self, v: usize) -> bool {
-        v < NR_VCPUS && self.0 & 1 << v != 0
+        v < NR_VCPUS && self.0[v / 64] & (1 << (v % 64)) != 0
     }
 
     /// No vCPU in the set.
     pub const fn is_empty(&self) -> bool {
-        self.0 == 0
+        self.0[0] | self.0[1] == 0
+    }
+
+    /// The set without `v` (`None`: unchanged).
+    fn without(mut self, v: Option<usize>) -> VcpuSet {
+        if let Some(v) = v {
+            self.set(v, false);
+        }
+        self
+    }
+
+    /// The members from `v` on (all of them for `v` = 0).
+    fn from(self, v: usize) -> VcpuSet {
+        match v {
+            0..64 => VcpuSet([self.0[0] & (!0u64 << v), self.0[1]]),
+            64..NR_VCPUS => VcpuSet([0, self.0[1] & (!0u64 << (v - 64))]),
+            _ => VcpuSet::EMPTY,
+        }
+    }
+
+    /// Call `f` on every member, in ascending order (a plain loop per word: the hot paths use this, not
+    /// the iterator).
+    #[inline(always)]
+    fn each(self, mut f: impl FnMut(usize)) {
+        for (w, mut bits) in self.0.into_iter().enumerate() {
+            while bits != 0 {
+                f(w * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
+
+    /// The members not in `other`.
+    fn minus(self, other: VcpuSet) -> VcpuSet {
+        VcpuSet([self.0[0] & !other.0[0], self.0[1] & !other.0[1]])
     }
 }
 
 impl Iterator for VcpuSet {
     type Item = usize;
 
+    #[inline]
     fn next(&mut self) -> Option<usize> {
-        if self.0 == 0 {
+        let w = if self.0[0] != 0 {
+            0
+        } else if self.0[1] != 0 {
+            1
+        } else {
             return None;
-        }
-        let v = self.0.trailing_zeros() as usize;
-        self.0 &= self.0 - 1;
+        };
+        let word = &mut self.0[w];
+        let v = w * 64 + word.trailing_zeros() as usize;
+        *word &= *word - 1;
         Some(v)
     }
 }
@@ -213,6 +242,8 @@ pub struct SchedPolicy {
     yielded: Option<usize>,
     /// Something that can move the next deadline or the choice changed since [`SchedPolicy::take_changed`].
     changed: bool,
+    /// A vCPU was stopped since [`SchedPolicy::take_stopped`] (the hypervisor then has domains to reap).
+    stopped: bool,
     /// The vCPUs for which [`Entity::runnable`] holds, kept by [`SchedPolicy::sync`] after every change of a
     /// state or pause flag: a choice and the next deadline visit only these, not every started vCPU.
     runnable: VcpuSet,
@@ -239,6 +270,7 @@ impl SchedPolicy {
             resched: false,
             yielded: None,
             changed: true,
+            stopped: false,
             runnable: VcpuSet::EMPTY,
             timed: VcpuSet::EMPTY,
         }
@@ -263,6 +295,16 @@ impl SchedPolicy {
     /// the hypervisor then re-arms its timer; otherwise a vCPU that keeps the CPU skips that work.
     pub fn take_changed(&mut self) -> bool {
         core::mem::replace(&mut self.changed, false)
+    }
+
+    /// True (once) if a vCPU was stopped since the last call.
+    pub fn take_stopped(&mut self) -> bool {
+        core::mem::replace(&mut self.stopped, false)
+    }
+
+    /// Whether [`SchedPolicy::take_stopped`] would return true (without consuming it).
+    pub fn stopped_since(&self) -> bool {
+        self.stopped
     }
 
     /// Whether [`SchedPolicy::take_changed`] would return true (without consuming it).
@@ -369,6 +411,7 @@ impl SchedPolicy {
     /// `pick` charges it for its last run and chooses another.
     pub fn stop(&mut self, v: usize) {
         self.changed = true;
+        self.stopped = true;
         if let Some(e) = self.vcpus.get_mut(v) {
             e.state = RunState::Stopped;
             e.singleshot = None;
@@ -420,7 +463,10 @@ impl SchedPolicy {
     }
 
     fn update_min_vruntime(&mut self) {
-        let min = self.runnable.map(|v| self.vcpus[v].vruntime).min();
+        let mut min: Option<u64> = None;
+        let vcpus = &self.vcpus;
+        self.runnable
+            .each(|v| min = Some(min.map_or(vcpus[v].vruntime, |m| m.min(vcpus[v].vruntime))));
         if let Some(m) = min {
             self.min_vruntime = self.min_vruntime.max(m);
         }
@@ -601,14 +647,17 @@ impl SchedPolicy {
         };
         let start = (self.cursor + 1) % NR_VCPUS;
         let after = eligible.from(start);
-        let before = VcpuSet(eligible.0 & !after.0);
-        let mut best: Option<usize> = None;
-        for v in after.chain(before) {
-            if best.is_none_or(|b| self.vcpus[v].vruntime < self.vcpus[b].vruntime) {
-                best = Some(v);
+        let before = eligible.minus(after);
+        let mut best: Option<(usize, u64)> = None;
+        let mut consider = |v: usize| {
+            let vr = self.vcpus[v].vruntime;
+            if best.is_none_or(|(_, b)| vr < b) {
+                best = Some((v, vr));
             }
-        }
-        best
+        };
+        after.each(&mut consider);
+        before.each(&mut consider);
+        best.map(|(v, _)| v)
     }
 
     /// When the hypervisor must next get control (absolute ns), for its one-shot timer: the earliest of the
@@ -628,7 +677,7 @@ impl SchedPolicy {
             _ => {}
         }
         // Only vCPUs with a timer or a `wake_at` (none of them stopped) have a deadline.
-        for v in self.timed {
+        self.timed.each(|v| {
             let e = &self.vcpus[v];
             if let Some(t) = e.singleshot {
                 consider(t);
@@ -639,7 +688,7 @@ impl SchedPolicy {
             if let RunState::Blocked { wake_at: Some(t) } = e.state {
                 consider(t);
             }
-        }
+        });
         deadline
     }
 }
