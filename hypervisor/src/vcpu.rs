@@ -145,6 +145,7 @@ impl core::fmt::Debug for BounceError {
 /// Build the bounce frame for the interrupted state `regs` (abi::traps layout): pick the stack (ring 1:
 /// below the red zone, 16-byte aligned; ring 3: the registered kernel stack), record the saved event mask
 /// in the CS slot and the virtual interrupt flag in RFLAGS.
+#[inline] // One call site (deliver.rs), on every bounce: keep it inlined whatever the codegen units.
 pub fn bounce_frame(
     regs: &EntryFrame,
     error_code: Option<u64>,
