@@ -154,21 +154,24 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     loop {
         let mut table = DOMAINS.lock();
         let pending = irq::any_recorded();
-        let (current, changed, stopped) = {
-            let mut s = SCHED.lock();
-            let cur = table.current.filter(|&c| {
-                table.slots[c].as_ref().is_some_and(|d| d.runnable())
-                    && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
-            });
-            (cur, s.0.take_changed(), s.0.stopped_since())
-        };
         // The fast path: the caller keeps the CPU and nothing happened that needs a decision. A policy
         // change alone (an event woke another vCPU, a timer was set) needs no decision either when no
         // domain stopped: the caller keeps the CPU all the same (a choice is made only on a switch or
         // when the timer fired), so only the timer is brought up to date for the new deadline; with
         // no vCPU stopped there is no domain to reap (a domain leaves the runnable state only through
-        // `lifecycle::stop_domain`, which stops its vCPU in the policy).
-        let fast = !switch && !pending && current.is_some() && (!changed || !stopped);
+        // `lifecycle::stop_domain`, which stops its vCPU in the policy). The full decision consumes the
+        // "stopped" mark, under the same lock, and reaps only if it was set.
+        let (current, changed, fast, stopped) = {
+            let mut s = SCHED.lock();
+            let cur = table.current.filter(|&c| {
+                table.slots[c].as_ref().is_some_and(|d| d.runnable())
+                    && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
+            });
+            let changed = s.0.take_changed();
+            let fast = !switch && !pending && cur.is_some() && (!changed || !s.0.stopped_since());
+            let stopped = !fast && s.0.take_stopped();
+            (cur, changed, fast, stopped)
+        };
         if !fast {
             save_live(&mut table, &mut live);
         }
@@ -187,7 +190,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             // (`reap` clears a reaped domain's entry and `insert` sets a new one, so the list needs
             // rebuilding only after a reap.)
             // (Only a stopped vCPU leaves a domain to reap, see `fast` above.)
-            if SCHED.lock().0.take_stopped() && table.reap() > 0 {
+            if stopped && table.reap() > 0 {
                 // The console's input owner may be gone: the input goes back to domain 0.
                 let owner = usize::from(crate::console::input_owner());
                 if table.slots.get(owner).is_none_or(Option::is_none) {
