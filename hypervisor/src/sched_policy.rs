@@ -669,7 +669,8 @@ impl SchedPolicy {
         let mut consider = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
         match self.running {
             Some(r) if self.runnable.contains(r.vcpu) => {
-                if !self.runnable.without(Some(r.vcpu)).is_empty() {
+                let others = !self.runnable.without(Some(r.vcpu)).is_empty();
+                if others {
                     consider(r.slice_end);
                 }
             }

@@ -84,7 +84,8 @@ fn oracle_next_deadline(p: &SchedPolicy, now: u64) -> Option<u64> {
     let any_runnable = p.vcpus.iter().any(Entity::runnable);
     match p.running {
         Some(r) if p.vcpus[r.vcpu].runnable() => {
-            if (0..NR_VCPUS).any(|v| v != r.vcpu && p.vcpus[v].runnable()) {
+            let others = (0..NR_VCPUS).any(|v| v != r.vcpu && p.vcpus[v].runnable());
+            if others {
                 consider(r.slice_end);
             }
         }
