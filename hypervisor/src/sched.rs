@@ -21,7 +21,7 @@ use crate::regs::{EntryFrame, sanitize_in_place};
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
 use crate::trap::crash_domain;
 
-/// The TSC deadline the timer is armed for (u64::MAX: disarmed).
+/// The deadline (ns of system time) the hardware timer is armed for (u64::MAX: none armed, or it fired).
 static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
 
 fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8; 4096]> {
@@ -100,25 +100,35 @@ fn service_interrupts(table: &DomainTable, now: u64) -> bool {
     fired
 }
 
-/// Arm the hardware timer for the policy's next deadline, if it changed.
-fn arm_timer(now: u64) {
-    arm_timer_also(now, None);
+/// Make sure the hardware timer fires no later than the earlier of `policy` (the policy's next deadline)
+/// and `extra` (an hvm domain's next device interrupt, which must end its run on time), in ns of system
+/// time.
+///
+/// Lazily: a timer already armed for that deadline or an earlier one is left alone. An early expiry is
+/// harmless — the scheduler then decides again (`pick` keeps a vCPU whose slice has not ended, nothing is
+/// due) and arms for the deadline of that moment — so only a deadline earlier than the armed one costs
+/// the conversion to a TSC value and the timer write. The common case it saves: every switch between
+/// runnable vCPUs starts a fresh slice, moving the deadline a little later each time; on hardware a
+/// TSC-deadline MSR or APIC write per switch is replaced by at most one early interrupt per slice. (A
+/// timer that fired no longer counts as armed: `service_interrupts` clears [`ARMED`].)
+fn arm_for(policy: Option<u64>, extra: Option<u64>) {
+    let want = match (policy, extra) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(u64::MAX),
+    };
+    if want >= ARMED.load(Ordering::Relaxed) {
+        return;
+    }
+    ARMED.store(want, Ordering::Relaxed);
+    let time = TIME.get().expect("time initialised");
+    let tsc = time.clock.lock().tsc_at(want);
+    time.timer.arm(Some(tsc));
 }
 
-/// Arm the hardware timer for the earlier of the policy's next deadline and `extra` (an hvm domain's next
-/// device interrupt, which must end its run on time), if that changed.
+/// Arm the hardware timer for the earlier of the policy's next deadline and `extra` (see [`arm_for`]).
 pub fn arm_timer_also(now: u64, extra: Option<u64>) {
-    let time = TIME.get().expect("time initialised");
     let policy = SCHED.lock().0.next_deadline(now);
-    let next = match (policy, extra) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-    .map(|ns| time.clock.lock().tsc_at(ns));
-    let want = next.unwrap_or(u64::MAX);
-    if ARMED.swap(want, Ordering::Relaxed) != want {
-        time.timer.arm(next);
-    }
+    arm_for(policy, extra);
 }
 
 /// Give the current domain's live frame (an entry handled in place) back to its saved registers.
@@ -145,20 +155,34 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     loop {
         let mut table = DOMAINS.lock();
         let pending = irq::any_recorded();
-        let (current, changed) = {
+        // The fast path: the caller keeps the CPU and nothing happened that needs a decision. A policy
+        // change alone (an event woke another vCPU, a timer was set) needs no decision either when no
+        // domain stopped: the caller keeps the CPU all the same (a choice is made only on a switch or
+        // when the timer fired), so only the timer is brought up to date for the new deadline; with
+        // no vCPU stopped there is no domain to reap (a domain leaves the runnable state only through
+        // `lifecycle::stop_domain`, which stops its vCPU in the policy). The full decision consumes the
+        // "stopped" mark, under the same lock, and reaps only if it was set.
+        let (current, changed, fast, stopped) = {
             let mut s = SCHED.lock();
             let cur = table.current.filter(|&c| {
                 table.slots[c].as_ref().is_some_and(|d| d.runnable())
                     && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
             });
-            (cur, s.0.take_changed())
+            let changed = s.0.take_changed();
+            let fast = !switch && !pending && cur.is_some() && (!changed || !s.0.stopped_since());
+            let stopped = !fast && s.0.take_stopped();
+            (cur, changed, fast, stopped)
         };
-        // The fast path: the caller keeps the CPU and nothing happened that needs a decision.
-        let fast = !switch && !pending && !changed && current.is_some();
         if !fast {
             save_live(&mut table, &mut live);
         }
         let next = if fast {
+            if changed {
+                let now = time.now_ns();
+                crate::emulate::machine::service(&mut table, now);
+                let deadline = SCHED.lock().0.next_deadline(now);
+                arm_for(deadline, None);
+            }
             current
         } else {
             let now = time.now_ns();
@@ -166,7 +190,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             // the peers' shared_info list follows.
             // (`reap` clears a reaped domain's entry and `insert` sets a new one, so the list needs
             // rebuilding only after a reap.)
-            if table.reap() > 0 {
+            // (Only a stopped vCPU leaves a domain to reap, see `fast` above.)
+            if stopped && table.reap() > 0 {
                 // The console's input owner may be gone: the input goes back to domain 0.
                 let owner = usize::from(crate::console::input_owner());
                 if table.slots.get(owner).is_none_or(Option::is_none) {
@@ -176,11 +201,16 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             }
             crate::emulate::machine::service(&mut table, now);
             let fired = service_interrupts(&table, now);
-            let next = match current {
-                Some(c) if !switch && !fired => Some(c),
-                _ => SCHED.lock().0.pick(now),
+            // One lock for the choice and the deadline that follows from it.
+            let (next, deadline) = {
+                let mut s = SCHED.lock();
+                let next = match current {
+                    Some(c) if !switch && !fired => Some(c),
+                    _ => s.0.pick(now),
+                };
+                (next, s.0.next_deadline(now))
             };
-            arm_timer(now);
+            arm_for(deadline, None);
             next
         };
         let Some(i) = next else {

@@ -116,40 +116,95 @@ struct Running {
     slice_end: u64,
 }
 
-/// A set of vCPUs; iterates in ascending order.
+/// A set of vCPUs; iterates in ascending order. Two 64-bit words (not a `u128`, whose shifts and bit
+/// scans take several instructions each): the policy's choice iterates its runnable set on every
+/// decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VcpuSet(u128);
+pub struct VcpuSet([u64; 2]);
 
 static_assertions::const_assert!(NR_VCPUS <= 128);
 
 impl VcpuSet {
     /// The empty set.
-    pub const EMPTY: VcpuSet = VcpuSet(0);
+    pub const EMPTY: VcpuSet = VcpuSet([0; 2]);
 
     fn insert(&mut self, v: usize) {
-        self.0 |= 1 << v;
+        self.set(v, true);
+    }
+
+    /// Put `v` in the set (`true`) or take it out; nothing for `v` beyond [`NR_VCPUS`].
+    fn set(&mut self, v: usize, member: bool) {
+        if v >= NR_VCPUS {
+            return;
+        }
+        let bit = 1u64 << (v % 64);
+        if member {
+            self.0[v / 64] |= bit;
+        } else {
+            self.0[v / 64] &= !bit;
+        }
     }
 
     /// `v` is in the set.
     pub const fn contains(&self, v: usize) -> bool {
-        v < NR_VCPUS && self.0 & 1 << v != 0
+        v < NR_VCPUS && self.0[v / 64] & (1 << (v % 64)) != 0
     }
 
     /// No vCPU in the set.
     pub const fn is_empty(&self) -> bool {
-        self.0 == 0
+        self.0[0] | self.0[1] == 0
+    }
+
+    /// The set without `v` (`None`: unchanged).
+    fn without(mut self, v: Option<usize>) -> VcpuSet {
+        if let Some(v) = v {
+            self.set(v, false);
+        }
+        self
+    }
+
+    /// The members from `v` on (all of them for `v` = 0).
+    fn from(self, v: usize) -> VcpuSet {
+        match v {
+            0..64 => VcpuSet([self.0[0] & (!0u64 << v), self.0[1]]),
+            64..NR_VCPUS => VcpuSet([0, self.0[1] & (!0u64 << (v - 64))]),
+            _ => VcpuSet::EMPTY,
+        }
+    }
+
+    /// Call `f` on every member, in ascending order (a plain loop per word: the hot paths use this, not
+    /// the iterator).
+    #[inline(always)]
+    fn each(self, mut f: impl FnMut(usize)) {
+        for (w, mut bits) in self.0.into_iter().enumerate() {
+            while bits != 0 {
+                f(w * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
+
+    /// The members not in `other`.
+    fn minus(self, other: VcpuSet) -> VcpuSet {
+        VcpuSet([self.0[0] & !other.0[0], self.0[1] & !other.0[1]])
     }
 }
 
 impl Iterator for VcpuSet {
     type Item = usize;
 
+    #[inline]
     fn next(&mut self) -> Option<usize> {
-        if self.0 == 0 {
+        let w = if self.0[0] != 0 {
+            0
+        } else if self.0[1] != 0 {
+            1
+        } else {
             return None;
-        }
-        let v = self.0.trailing_zeros() as usize;
-        self.0 &= self.0 - 1;
+        };
+        let word = &mut self.0[w];
+        let v = w * 64 + word.trailing_zeros() as usize;
+        *word &= *word - 1;
         Some(v)
     }
 }
@@ -175,9 +230,6 @@ impl Iterator for Due {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedPolicy {
     vcpus: [Entity; NR_VCPUS],
-    /// Every vCPU from here on has never been started (is stopped): the scans stop here, so their cost
-    /// follows the domains in use, not [`NR_VCPUS`].
-    high: usize,
     running: Option<Running>,
     slice_ns: u64,
     /// Monotonic floor of the runnable vCPUs' virtual runtimes.
@@ -190,6 +242,14 @@ pub struct SchedPolicy {
     yielded: Option<usize>,
     /// Something that can move the next deadline or the choice changed since [`SchedPolicy::take_changed`].
     changed: bool,
+    /// A vCPU was stopped since [`SchedPolicy::take_stopped`] (the hypervisor then has domains to reap).
+    stopped: bool,
+    /// The vCPUs for which [`Entity::runnable`] holds, kept by [`SchedPolicy::sync`] after every change of a
+    /// state or pause flag: a choice and the next deadline visit only these, not every started vCPU.
+    runnable: VcpuSet,
+    /// The vCPUs (not stopped) with a guest timer or a `wake_at`: the only ones whose deadlines
+    /// [`SchedPolicy::next_deadline`] and [`SchedPolicy::timers_due`] need to look at.
+    timed: VcpuSet,
 }
 
 impl Default for SchedPolicy {
@@ -203,7 +263,6 @@ impl SchedPolicy {
     pub const fn new() -> SchedPolicy {
         SchedPolicy {
             vcpus: [Entity::STOPPED; NR_VCPUS],
-            high: 0,
             running: None,
             slice_ns: DEFAULT_SLICE_NS,
             min_vruntime: 0,
@@ -211,13 +270,41 @@ impl SchedPolicy {
             resched: false,
             yielded: None,
             changed: true,
+            stopped: false,
+            runnable: VcpuSet::EMPTY,
+            timed: VcpuSet::EMPTY,
         }
+    }
+
+    /// Bring `v`'s bits in [`SchedPolicy::runnable`] and [`SchedPolicy::timed`] up to date with its entity
+    /// (after any change of its state, pause flag or timers).
+    #[inline]
+    fn sync(&mut self, v: usize) {
+        let Some(e) = self.vcpus.get(v) else {
+            return;
+        };
+        let timed = e.state != RunState::Stopped
+            && (e.singleshot.is_some()
+                || e.periodic.is_some()
+                || matches!(e.state, RunState::Blocked { wake_at: Some(_) }));
+        self.runnable.set(v, e.runnable());
+        self.timed.set(v, timed);
     }
 
     /// True (once) if a state change since the last call may have moved the next deadline or the choice:
     /// the hypervisor then re-arms its timer; otherwise a vCPU that keeps the CPU skips that work.
     pub fn take_changed(&mut self) -> bool {
         core::mem::replace(&mut self.changed, false)
+    }
+
+    /// True (once) if a vCPU was stopped since the last call.
+    pub fn take_stopped(&mut self) -> bool {
+        core::mem::replace(&mut self.stopped, false)
+    }
+
+    /// Whether [`SchedPolicy::take_stopped`] would return true (without consuming it).
+    pub fn stopped_since(&self) -> bool {
+        self.stopped
     }
 
     /// Whether [`SchedPolicy::take_changed`] would return true (without consuming it).
@@ -294,7 +381,6 @@ impl SchedPolicy {
         self.changed = true;
         self.set_weight(v, weight)?;
         let min = self.min_vruntime;
-        self.high = self.high.max(v + 1);
         let e = &mut self.vcpus[v];
         if e.state == RunState::Stopped {
             *e = Entity {
@@ -304,6 +390,7 @@ impl SchedPolicy {
                 ..Entity::STOPPED
             };
             self.resched = true;
+            self.sync(v);
         }
         Ok(())
     }
@@ -324,12 +411,14 @@ impl SchedPolicy {
     /// `pick` charges it for its last run and chooses another.
     pub fn stop(&mut self, v: usize) {
         self.changed = true;
+        self.stopped = true;
         if let Some(e) = self.vcpus.get_mut(v) {
             e.state = RunState::Stopped;
             e.singleshot = None;
             e.periodic = None;
             e.paused = false;
             self.resched = true;
+            self.sync(v);
         }
     }
 
@@ -342,6 +431,7 @@ impl SchedPolicy {
                 e.paused = paused;
                 self.changed = true;
                 self.resched = true;
+                self.sync(v);
                 Ok(())
             }
             _ => Err(Errno::EINVAL),
@@ -373,11 +463,10 @@ impl SchedPolicy {
     }
 
     fn update_min_vruntime(&mut self) {
-        let min = self.vcpus[..self.high]
-            .iter()
-            .filter(|e| e.runnable())
-            .map(|e| e.vruntime)
-            .min();
+        let mut min: Option<u64> = None;
+        let vcpus = &self.vcpus;
+        self.runnable
+            .each(|v| min = Some(min.map_or(vcpus[v].vruntime, |m| m.min(vcpus[v].vruntime))));
         if let Some(m) = min {
             self.min_vruntime = self.min_vruntime.max(m);
         }
@@ -403,6 +492,7 @@ impl SchedPolicy {
                 if self.running() == Some(v) {
                     self.resched = true;
                 }
+                self.sync(v);
                 true
             }
             _ => false,
@@ -412,20 +502,28 @@ impl SchedPolicy {
     /// Make blocked `v` runnable (an event kicked it, or its `wake_at` passed). Its virtual runtime is
     /// raised to at least `min_vruntime - slice`, and the next `pick` chooses again (so it preempts the
     /// running vCPU if it is owed time). Returns whether it was blocked.
+    #[inline]
     pub fn wake(&mut self, v: usize) -> bool {
-        let floor = self.min_vruntime.saturating_sub(self.slice_ns);
-        match self.vcpus.get_mut(v) {
-            Some(e) if matches!(e.state, RunState::Blocked { .. }) => {
-                // Only a real wake-up moves the choice or the next deadline (waking a runnable vCPU,
-                // e.g. a domain's event to itself, changes nothing).
-                self.changed = true;
-                e.state = RunState::Runnable;
-                e.vruntime = e.vruntime.max(floor);
-                self.resched = true;
-                true
-            }
-            _ => false,
+        // Waking a vCPU that is not blocked (e.g. a domain's event to itself) changes nothing: that test
+        // stays inline in the event paths, the wake-up itself does not.
+        if !matches!(self.state(v), Some(RunState::Blocked { .. })) {
+            return false;
         }
+        self.wake_blocked(v);
+        true
+    }
+
+    /// [`SchedPolicy::wake`] of a blocked vCPU `v`.
+    #[inline(never)]
+    fn wake_blocked(&mut self, v: usize) {
+        let floor = self.min_vruntime.saturating_sub(self.slice_ns);
+        // Only a real wake-up moves the choice or the next deadline.
+        self.changed = true;
+        let e = &mut self.vcpus[v];
+        e.state = RunState::Runnable;
+        e.vruntime = e.vruntime.max(floor);
+        self.resched = true;
+        self.sync(v);
     }
 
     /// `v` gives up the rest of its slice (`SCHEDOP_yield`): the next `pick` chooses another runnable vCPU
@@ -444,6 +542,7 @@ impl SchedPolicy {
         self.changed = true;
         if let Some(e) = self.vcpus.get_mut(v) {
             e.singleshot = deadline;
+            self.sync(v);
         }
     }
 
@@ -460,6 +559,7 @@ impl SchedPolicy {
             }),
             Some(_) => return Err(Errno::EINVAL),
         };
+        self.sync(v);
         Ok(())
     }
 
@@ -469,11 +569,9 @@ impl SchedPolicy {
     pub fn timers_due(&mut self, now: u64) -> Due {
         self.changed = true;
         let mut due = Due::default();
-        for v in 0..self.high {
+        // Only a vCPU with a timer or a `wake_at` can have one due (stopped ones have none).
+        for v in self.timed {
             let e = &mut self.vcpus[v];
-            if e.state == RunState::Stopped {
-                continue;
-            }
             if e.singleshot.is_some_and(|t| t <= now) {
                 e.singleshot = None;
                 due.timers.insert(v);
@@ -491,6 +589,7 @@ impl SchedPolicy {
                 self.wake(v);
                 due.woken.insert(v);
             }
+            self.sync(v);
         }
         due
     }
@@ -532,26 +631,33 @@ impl SchedPolicy {
     }
 
     /// The runnable vCPU with the lowest virtual runtime, avoiding one that yielded if possible.
+    ///
+    /// Visits only the runnable vCPUs (the [`SchedPolicy::runnable`] set), in round-robin order: from
+    /// the one after the last vCPU picked up to the highest, then from the lowest (the order of a scan over
+    /// all vCPUs starting after the last one picked); strict `<` keeps the
+    /// first of equals. With one eligible vCPU (the usual case of a yield between two domains, or a
+    /// single runnable domain) that is one step. The result is the same as a scan over every started
+    /// vCPU in that order (`sched_policy_proptest.rs` checks it against such a scan).
     fn choose(&self) -> Option<usize> {
-        let runnable = |v: usize| self.vcpus[v].runnable();
-        let others = (0..self.high).any(|v| runnable(v) && Some(v) != self.yielded);
-        let eligible = |v: usize| runnable(v) && (!others || Some(v) != self.yielded);
-        let mut best: Option<usize> = None;
-        // Round-robin order: starting after the last vCPU picked; strict `<` keeps the first of equals.
-        // Only the vCPUs ever started are visited (the others are stopped, never eligible), in the same
-        // order as over all of them.
-        let n = self.high.max(1);
-        let start = match (self.cursor + 1) % NR_VCPUS {
-            s if s < n => s,
-            _ => 0,
+        let others = self.runnable.without(self.yielded);
+        let eligible = if others.is_empty() {
+            self.runnable
+        } else {
+            others
         };
-        for k in 0..n {
-            let v = (start + k) % n;
-            if eligible(v) && best.is_none_or(|b| self.vcpus[v].vruntime < self.vcpus[b].vruntime) {
-                best = Some(v);
+        let start = (self.cursor + 1) % NR_VCPUS;
+        let after = eligible.from(start);
+        let before = eligible.minus(after);
+        let mut best: Option<(usize, u64)> = None;
+        let mut consider = |v: usize| {
+            let vr = self.vcpus[v].vruntime;
+            if best.is_none_or(|(_, b)| vr < b) {
+                best = Some((v, vr));
             }
-        }
-        best
+        };
+        after.each(&mut consider);
+        before.each(&mut consider);
+        best.map(|(v, _)| v)
     }
 
     /// When the hypervisor must next get control (absolute ns), for its one-shot timer: the earliest of the
@@ -561,21 +667,19 @@ impl SchedPolicy {
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         let mut deadline: Option<u64> = None;
         let mut consider = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
-        let any_runnable = self.vcpus[..self.high].iter().any(Entity::runnable);
         match self.running {
-            Some(r) if self.vcpus[r.vcpu].runnable() => {
-                let others = (0..self.high).any(|v| v != r.vcpu && self.vcpus[v].runnable());
+            Some(r) if self.runnable.contains(r.vcpu) => {
+                let others = !self.runnable.without(Some(r.vcpu)).is_empty();
                 if others {
                     consider(r.slice_end);
                 }
             }
-            _ if any_runnable => consider(now),
+            _ if !self.runnable.is_empty() => consider(now),
             _ => {}
         }
-        for e in self.vcpus[..self.high]
-            .iter()
-            .filter(|e| e.state != RunState::Stopped)
-        {
+        // Only vCPUs with a timer or a `wake_at` (none of them stopped) have a deadline.
+        self.timed.each(|v| {
+            let e = &self.vcpus[v];
             if let Some(t) = e.singleshot {
                 consider(t);
             }
@@ -585,10 +689,14 @@ impl SchedPolicy {
             if let RunState::Blocked { wake_at: Some(t) } = e.state {
                 consider(t);
             }
-        }
+        });
         deadline
     }
 }
+
+#[cfg(test)]
+#[path = "sched_policy_proptest.rs"]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
