@@ -88,6 +88,30 @@ pub fn run_scenario(scenario: &Scenario) -> Outcome {
     }
 }
 
+/// Domain 0's shell on the direct console with the guest kernel kept as image `guest` (what `xl create`,
+/// `xl restore` and friends use), typing `session` with `step` as each step's timeout.
+pub fn xl_shell(session: xtask::shell::Session, step: std::time::Duration) -> Outcome {
+    let mut s = Scenario::new(&[xtask::shell::SHELL]);
+    s.hv_cmdline = format!(
+        "{} {}",
+        xtask::scenario::DEFAULT_HV_CMDLINE,
+        xtask::shell::DOM0_CONSOLE_DIRECT
+    );
+    s.images = vec![xtask::shell::XL_IMAGE.to_string()];
+    s.input = session.into_input(Some(step));
+    run_scenario(&s)
+}
+
+/// The index of the first output line at or after `from` that contains `needle` (panics with the output
+/// if there is none).
+#[track_caller]
+pub fn line_at(o: &Outcome, from: usize, needle: &str) -> usize {
+    match o.output.lines().skip(from).position(|l| l.contains(needle)) {
+        Some(i) => from + i,
+        None => panic!("expected a line with {needle:?} after line {from}\n{o}"),
+    }
+}
+
 /// Boots `cmdline` as domain 0 next to a `demo` domain 1 and checks the standard containment outcome:
 /// domain 0 crashed with `reason`, domain 1 powered off normally, no hypervisor panic, the hypervisor's text
 /// and rodata intact, and the hypervisor alive at the end.

@@ -6,28 +6,14 @@
 use std::time::Duration;
 
 use abi::exit::EXIT_OK;
-use tests::{Outcome, Scenario, TestResult, expect, run_scenario};
+use tests::{Outcome, Scenario, TestResult, expect, line_at, run_scenario, xl_shell};
 use xtask::scenario::DEFAULT_HV_CMDLINE;
 use xtask::shell::{DOM0_CONSOLE_DIRECT, SHELL, Session, XL_IMAGE};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-const CTRL_BRACKET_C: &[u8] = &[0x1d, b'c'];
 
 fn run(session: Session) -> Outcome {
-    let mut s = Scenario::new(&[SHELL]);
-    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
-    s.images = vec![XL_IMAGE.to_string()];
-    s.input = session.into_input(Some(STEP_TIMEOUT));
-    run_scenario(&s)
-}
-
-/// The index of the first output line at or after `from` that contains `needle`.
-#[track_caller]
-fn line_at(o: &Outcome, from: usize, needle: &str) -> usize {
-    match o.output.lines().skip(from).position(|l| l.contains(needle)) {
-        Some(i) => from + i,
-        None => panic!("expected a line with {needle:?} after line {from}\n{o}"),
-    }
+    xl_shell(session, STEP_TIMEOUT)
 }
 
 #[test]
@@ -40,9 +26,7 @@ fn a_shell_saved_mid_session_and_restored_keeps_its_state_and_runs_commands() {
         .when("started", b"exitcode 42\n")
         .when("[exit 42]", b"")
         // Its prompt first: printed later, it would pass for domain 0's.
-        .when("pvsh$ ", CTRL_BRACKET_C)
-        .when("[hv] console input: domain 0", b"echo resync-$?\n")
-        .when("resync-0", b"")
+        .console_to_domain_0("pvsh$ ")
         .command("xl save 1 mid-session")
         .command("xl images")
         .command("xl list")
@@ -55,9 +39,7 @@ fn a_shell_saved_mid_session_and_restored_keeps_its_state_and_runs_commands() {
         .when("up ", b"sleep 1\n")
         .when("pvsh$", b"echo still-running $?\n")
         .when("still-running 0", b"")
-        .when("pvsh$ ", CTRL_BRACKET_C)
-        .when("[hv] console input: domain 0", b"echo resync-$?\n")
-        .when("resync-0", b"")
+        .console_to_domain_0("pvsh$ ")
         .command("xl destroy 2")
         .command("xl image-rm mid-session")
         .command("xl images")
@@ -118,9 +100,7 @@ fn spinning_domain() -> Session {
         .command("xl console 1")
         .when("has the console input now", b"spin 40 &\n")
         .when("started", b"")
-        .when("pvsh$ ", CTRL_BRACKET_C)
-        .when("[hv] console input: domain 0", b"echo resync-$?\n")
-        .when("resync-0", b"")
+        .console_to_domain_0("pvsh$ ")
 }
 
 /// The `spin` reports of domain `d` after output line `from`.
@@ -280,9 +260,7 @@ fn an_image_streamed_to_a_host_file_boots_back_in_a_fresh_hypervisor() {
         .when("has the console input now", b"echo status-was $?\n")
         .when("status-was 42", b"uptime\n")
         .when("up ", b"")
-        .when("pvsh$ ", CTRL_BRACKET_C)
-        .when("[hv] console input: domain 0", b"echo resync-$?\n")
-        .when("resync-0", b"")
+        .console_to_domain_0("pvsh$ ")
         .command("xl destroy 1")
         .logout();
     let mut s = Scenario::new(&[SHELL]);

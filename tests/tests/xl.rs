@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use abi::exit::EXIT_OK;
-use tests::{Outcome, Scenario, TestResult, expect, run_scenario};
+use tests::{Outcome, Scenario, TestResult, expect, line_at, run_scenario, xl_shell};
 use xtask::scenario::DEFAULT_HV_CMDLINE;
 use xtask::shell::{DOM0_CONSOLE_DIRECT, PING_SERVER, SHELL, Session, XL_IMAGE};
 
@@ -16,20 +16,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The shell alone, with the guest kernel kept as image `guest`, typing `commands`.
 fn shell_with_image(commands: &[&str]) -> Outcome {
-    let mut s = Scenario::new(&[SHELL]);
-    s.hv_cmdline = format!("{DEFAULT_HV_CMDLINE} {DOM0_CONSOLE_DIRECT}");
-    s.images = vec![XL_IMAGE.to_string()];
-    s.input = Session::of_commands(commands).into_input(Some(STEP_TIMEOUT));
-    run_scenario(&s)
-}
-
-/// The index of the first output line at or after `from` that contains `needle`.
-#[track_caller]
-fn line_at(o: &Outcome, from: usize, needle: &str) -> usize {
-    match o.output.lines().skip(from).position(|l| l.contains(needle)) {
-        Some(i) => from + i,
-        None => panic!("expected a line with {needle:?} after line {from}\n{o}"),
-    }
+    xl_shell(Session::of_commands(commands), STEP_TIMEOUT)
 }
 
 /// The tick numbers domain 1 printed between output lines `from` and `to`.

@@ -130,7 +130,6 @@ pub struct Report {
     pub dest: String,
 }
 
-const CTRL_BRACKET_C: &[u8] = &[0x1d, b'c'];
 const STEP: Duration = Duration::from_secs(90);
 
 fn counts(output: &str) -> impl Iterator<Item = u64> + '_ {
@@ -167,9 +166,7 @@ fn source_scenario(args: &MigrateArgs, port: u16) -> Scenario {
             "has the console input now",
             format!("{}\n", workload(args)).as_bytes(),
         )
-        .when("count 5", CTRL_BRACKET_C)
-        .when("[hv] console input: domain 0", b"echo resync-$?\n")
-        .when("resync-0", b"")
+        .console_to_domain_0("count 5")
         .command(if args.verify {
             "xl migrate --verify 1"
         } else {

@@ -93,9 +93,7 @@ pub fn save_scenario(mem: u32, commands: &[String]) -> Scenario {
         trigger = "pvsh$ ".into();
     }
     let session = session
-        .when(&trigger, &[0x1d, b'c'])
-        .when("[hv] console input: domain 0", b"echo resync-$?\n")
-        .when("resync-0", b"")
+        .console_to_domain_0(&trigger)
         .command(&format!("xl save 1 {NAME}"))
         .command(&format!("xl image-dump {NAME}"))
         // Serial input typed while the hypervisor streams is lost: log out only after the dump.

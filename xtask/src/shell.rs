@@ -158,6 +158,14 @@ impl Session {
         self
     }
 
+    /// When `trigger` appears, give the serial input back to domain 0 (Ctrl-] `c`) and resynchronise on
+    /// domain 0's shell: an `echo` of its status, so that the next prompt waited for is domain 0's.
+    pub fn console_to_domain_0(self, trigger: &str) -> Self {
+        self.when(trigger, &[0x1d, b'c'])
+            .when("[hv] console input: domain 0", b"echo resync-$?\n")
+            .when("resync-0", b"")
+    }
+
     /// At the next prompt, type Ctrl-D: the shell prints `logout` and exits with its last status.
     pub fn logout(self) -> Self {
         self.when(PROMPT, &[CTRL_D])
