@@ -35,12 +35,13 @@ pub fn events_masked(dom: &Domain) -> bool {
     shared_info(dom)[UPCALL_MASK] != 0
 }
 
-/// What a bounce delivers, besides the interrupted state: the handler, the error code (if the vector has
-/// one), whether events are masked on entry, and the fault address for shared_info (a page fault).
+/// What a bounce delivers, besides the interrupted state: the handler, the error code (pushed only if the
+/// bounce is `with_error`), whether events are masked on entry, and the fault address for shared_info (a
+/// page fault).
 #[derive(Clone, Copy)]
 struct Delivery {
     handler: u64,
-    error: Option<u64>,
+    error_code: u64,
     mask: bool,
     cr2: Option<u64>,
 }
@@ -51,9 +52,9 @@ struct Delivery {
 /// system call, bounced where the entry code left it, with no copy into the vCPU and back), or the
 /// saved registers (`None`: an upcall on the way back to a vCPU that is not running).
 ///
-/// The place comes first (the stack, then the walk of the guest's tables for it); `late` gives the rest
-/// ([`Delivery`], whose `error` must be `Some` exactly when `with_error`) only once the place is known,
-/// from the vCPU's registered state and `regs`: so nothing read for the frame is held across the walk.
+/// The place comes first (the stack, then the walk of the guest's tables for it, both sized by
+/// `with_error`); `late` gives the rest ([`Delivery`]) only once the place is known, from the vCPU's
+/// registered state and `regs`: so nothing read for the frame is held across the walk.
 #[inline(always)]
 fn bounce(
     dom: &mut Domain,
@@ -69,15 +70,16 @@ fn bounce(
     let rsp = bounce_sp(regs, with_error, kernel_sp)?;
     let first = bounce_place(base, rsp, with_error)?;
     let d = late(&dom.vcpu.pv, regs);
-    debug_assert_eq!(d.error.is_some(), with_error);
+    // The frame has an error code exactly when its place was sized for one.
+    let error = with_error.then_some(d.error_code);
     let si = shared_info_of(si);
     if let Some(cr2) = d.cr2 {
         si[ARCH_CR2..ARCH_CR2 + 8].copy_from_slice(&cr2.to_le_bytes());
     }
     let masked = si[UPCALL_MASK] != 0;
     match first {
-        Some(first) => write_bounce(first, &bounce_at(regs, rsp, d.error, masked)),
-        None => write_bounce_split(base, &bounce_at(regs, rsp, d.error, masked))?,
+        Some(first) => write_bounce(first, &bounce_at(regs, rsp, error, masked)),
+        None => write_bounce_split(base, &bounce_at(regs, rsp, error, masked))?,
     }
     enter_handler_at(regs, rsp, d.handler);
     if d.mask {
@@ -117,7 +119,8 @@ fn bounce_place(base: Mfn, rsp: u64, with_error: bool) -> Result<Option<*mut u64
 fn write_bounce(first: *mut u64, b: &Bounce) {
     // SAFETY: `bounce_place` found a present, writable, 4 KiB guest mapping for `b.rsp` and `first` is
     // its host address in the identity map (`frame_ptr` checks the frame); the frame's `word_count()`
-    // words fit in that page from `first` (tested there, with `b.error` set exactly for an 8-word frame),
+    // words fit in that page from `first` (tested there for the size `bounce` gives `b`: `b.error` is
+    // set exactly when the place was sized for an 8-word frame),
     // and `b.rsp` is a multiple of 8 (`bounce_sp` aligns the top to 16 and the frame is whole words), so
     // every store is an aligned word inside that frame. The guest is not running while the hypervisor is.
     unsafe {
@@ -202,7 +205,7 @@ fn bounce_or_crash(
     }
     let d = Delivery {
         handler,
-        error,
+        error_code: error.unwrap_or(0),
         mask,
         cr2,
     };
@@ -327,7 +330,7 @@ pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
             let t = pv.traps[slot];
             Delivery {
                 handler: t.address,
-                error: with_error.then_some(f.error_code),
+                error_code: f.error_code,
                 mask: t.mask_events,
                 // A page fault's address goes to the guest's shared_info. Nothing has faulted in the
                 // hypervisor since the guest's fault: CR2 is still the guest's.
