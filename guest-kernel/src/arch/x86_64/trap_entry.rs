@@ -14,7 +14,9 @@
 //! The common path pushes the vector and the other general registers, executes CLD, saves the FPU/SSE
 //! state with FXSAVE into a 64-byte-aligned 512-byte area below the frame (the interrupted code may be
 //! kernel code in the middle of using XMM registers, and the Rust handlers clobber them), loads the default
-//! MXCSR, and calls `trap_dispatch(&mut TrapFrame) -> ReturnPath` on the same stack.
+//! MXCSR, and calls `trap_dispatch(&mut TrapFrame) -> ReturnPath` on the same stack. The PV exception
+//! stubs (vectors 0..=31) use a twin of it (`guest_exception_common`, the same macros) that calls
+//! `trap_exception` instead, whose kernel-mode path skips the general dispatcher's work for other entries.
 //!
 //! # Exit (which path is used when: `crate::trap::frame::plan_return`)
 //!
