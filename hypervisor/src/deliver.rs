@@ -35,86 +35,110 @@ pub fn events_masked(dom: &Domain) -> bool {
     shared_info(dom)[UPCALL_MASK] != 0
 }
 
-/// Push a bounce frame for the interrupted state `regs` of `dom`'s vCPU and resume it at `handler`.
+/// What a bounce delivers, besides the interrupted state: the handler, the error code (pushed only if the
+/// bounce is `with_error`), whether events are masked on entry, and the fault address for shared_info (a
+/// page fault).
+#[derive(Clone, Copy)]
+struct Delivery {
+    handler: u64,
+    error_code: u64,
+    mask: bool,
+    cr2: Option<u64>,
+}
+
+/// Push a bounce frame for the interrupted state `regs` of `dom`'s vCPU and resume it at the handler.
 ///
 /// `regs` is the vCPU's register frame: the live entry frame of the entry being handled (a trap or
 /// system call, bounced where the entry code left it, with no copy into the vCPU and back), or the
 /// saved registers (`None`: an upcall on the way back to a vCPU that is not running).
+///
+/// The place comes first (the stack, then the walk of the guest's tables for it, both sized by
+/// `with_error`); `late` gives the rest ([`Delivery`]) only once the place is known, from the vCPU's
+/// registered state and `regs`: so nothing read for the frame is held across the walk.
 #[inline(always)]
 fn bounce(
     dom: &mut Domain,
     live: Option<&mut EntryFrame>,
-    handler: u64,
-    error: Option<u64>,
-    mask: bool,
-    cr2: Option<u64>,
+    with_error: bool,
+    late: impl FnOnce(&crate::vcpu::VcpuState, &EntryFrame) -> Delivery,
 ) -> Result<(), BounceError> {
     let (base, kernel_sp, si) = (dom.mm.base, dom.vcpu.pv.kernel_sp, dom.mm.shared_info);
     let regs = match live {
         Some(f) => f,
         None => &mut dom.vcpu.regs,
     };
-    // The place first, then the walk, then the words (read from `regs` only when they are stored).
-    let rsp = bounce_sp(regs, error.is_some(), kernel_sp)?;
+    let rsp = bounce_sp(regs, with_error, kernel_sp)?;
+    let first = bounce_place(base, rsp, with_error)?;
+    let d = late(&dom.vcpu.pv, regs);
+    // The frame has an error code exactly when its place was sized for one.
+    let error = with_error.then_some(d.error_code);
     let si = shared_info_of(si);
-    if let Some(cr2) = cr2 {
+    if let Some(cr2) = d.cr2 {
         si[ARCH_CR2..ARCH_CR2 + 8].copy_from_slice(&cr2.to_le_bytes());
     }
     let masked = si[UPCALL_MASK] != 0;
-    write_bounce(base, regs, rsp, error, masked)?;
-    enter_handler_at(regs, rsp, handler);
-    if mask {
+    match first {
+        Some(first) => write_bounce(first, &bounce_at(regs, rsp, error, masked)),
+        None => write_bounce_split(base, &bounce_at(regs, rsp, error, masked))?,
+    }
+    enter_handler_at(regs, rsp, d.handler);
+    if d.mask {
         si[UPCALL_MASK] = 1;
     }
     Ok(())
 }
 
-/// Write the bounce frame for `regs` at `rsp` (from `bounce_sp`) to the guest stack of the address
-/// space `base`: the one place the hypervisor writes a bounce frame into guest memory.
+/// Where the bounce frame at `rsp` (from `bounce_sp`, 8 words if `with_error`, else 7) goes in the
+/// address space `base`: the host address of its first word if the frame lies within one page (the
+/// usual case: 56 or 64 bytes, 8-byte aligned), `None` if it straddles two (written by the general copy,
+/// `write_bounce_split`, which checks both pages).
 ///
-/// A frame within one page (the usual case: 56 or 64 bytes, 8-byte aligned) is written with one store
-/// per word after one walk of the guest's tables for a supervisor write to its first byte, which checks
-/// the same things as the general copy (`GuestView::write`) does for a one-page range: a canonical,
-/// non-reserved address and a present, writable, 4 KiB mapping at every level. A frame that straddles
-/// two pages takes the general copy.
+/// The one-page case walks the guest's tables once, for a supervisor write to the frame's first byte,
+/// which checks the same things as the general copy (`GuestView::write`) does for a one-page range: a
+/// canonical, non-reserved address and a present, writable, 4 KiB mapping at every level.
 #[inline(always)]
-fn write_bounce(
-    base: Mfn,
-    regs: &EntryFrame,
-    rsp: u64,
-    error: Option<u64>,
-    masked: bool,
-) -> Result<(), BounceError> {
-    let words = if error.is_some() { 8 } else { 7 };
+fn bounce_place(base: Mfn, rsp: u64, with_error: bool) -> Result<Option<*mut u64>, BounceError> {
+    let bytes = if with_error { 64 } else { 56 };
     let offset = Gva(rsp).page_offset();
-    if offset + words as u64 * 8 > abi::types::PAGE_SIZE {
-        return write_bounce_split(base, &bounce_at(regs, rsp, error, masked));
+    if offset + bytes > abi::types::PAGE_SIZE {
+        return Ok(None);
     }
     // `bounce_sp` made every byte of the frame pass `regs::va_allowed` (`regs::short_range_allowed`:
     // canonical and outside the reserved slots, `translate`'s own address check), so only the tables
     // are walked.
     let ma = walk::translate_allowed(&IdentityMem, base, Gva(rsp), walk::Access::WRITE)
         .map_err(|_| BounceError::BadStack(rsp))?;
-    let first = (IdentityMem::frame_ptr(ma.mfn()) as *mut u64).wrapping_add(offset as usize / 8);
-    let b = bounce_at(regs, rsp, error, masked);
-    // SAFETY: the walk found a present, writable, 4 KiB guest mapping for `rsp`: frame `ma.mfn()` is
-    // identity mapped (`frame_ptr` checks). `offset + 8 * words <= PAGE_SIZE` (tested above), and
-    // `offset` is a multiple of 8 (`bounce_sp` aligns the top to 16 and the frame is whole words), so
+    Ok(Some(
+        (IdentityMem::frame_ptr(ma.mfn()) as *mut u64).wrapping_add(offset as usize / 8),
+    ))
+}
+
+/// Write the bounce frame `b` at `first`, the host address of its first word from [`bounce_place`]: the
+/// one place the hypervisor stores a one-page bounce frame into guest memory (one store per word).
+#[inline(always)]
+fn write_bounce(first: *mut u64, b: &Bounce) {
+    // SAFETY: `bounce_place` found a present, writable, 4 KiB guest mapping for `b.rsp` and `first` is
+    // its host address in the identity map (`frame_ptr` checks the frame); the frame's `word_count()`
+    // words fit in that page from `first` (tested there for the size `bounce` gives `b`: `b.error` is
+    // set exactly when the place was sized for an 8-word frame),
+    // and `b.rsp` is a multiple of 8 (`bounce_sp` aligns the top to 16 and the frame is whole words), so
     // every store is an aligned word inside that frame. The guest is not running while the hypervisor is.
     unsafe {
         first.write(b.rcx);
         first.add(1).write(b.r11);
-        if let Some(e) = b.error {
-            first.add(2).write(e);
-        }
-        let iret = first.add(words - 5);
+        let iret = match b.error {
+            Some(e) => {
+                first.add(2).write(e);
+                first.add(3)
+            }
+            None => first.add(2),
+        };
         iret.write(b.iret[0]);
         iret.add(1).write(b.iret[1]);
         iret.add(2).write(b.iret[2]);
         iret.add(3).write(b.iret[3]);
         iret.add(4).write(b.iret[4]);
     }
-    Ok(())
 }
 
 /// [`write_bounce`] for a frame across a page boundary: the general copy, the words in memory order (x86
@@ -169,7 +193,7 @@ impl core::fmt::Display for What {
 #[inline(always)]
 fn bounce_or_crash(
     dom: &mut Domain,
-    mut live: Option<&mut EntryFrame>,
+    live: Option<&mut EntryFrame>,
     handler: u64,
     error: Option<u64>,
     mask: bool,
@@ -179,7 +203,25 @@ fn bounce_or_crash(
     if log::log_enabled!(log::Level::Trace) {
         trace_bounce(dom, live.as_deref(), handler, what);
     }
-    match bounce(dom, live.as_deref_mut(), handler, error, mask, cr2) {
+    let d = Delivery {
+        handler,
+        error_code: error.unwrap_or(0),
+        mask,
+        cr2,
+    };
+    bounce_late_or_crash(dom, live, error.is_some(), what, move |_, _| d)
+}
+
+/// [`bounce_or_crash`] with the [`Delivery`] given late (see [`bounce`]); the caller traces.
+#[inline(always)]
+fn bounce_late_or_crash(
+    dom: &mut Domain,
+    mut live: Option<&mut EntryFrame>,
+    with_error: bool,
+    what: What,
+    late: impl FnOnce(&crate::vcpu::VcpuState, &EntryFrame) -> Delivery,
+) -> Next {
+    match bounce(dom, live.as_deref_mut(), with_error, late) {
         Ok(()) => Next::Resume,
         Err(e) => bounce_failed(dom, live, what, e),
     }
@@ -257,34 +299,67 @@ fn emulated_int(dom: &mut Domain, f: &mut EntryFrame) -> Option<Next> {
 #[inline(always)] // Into `trap::exception`, its one caller: one frame for the whole bounce.
 pub fn exception(dom: &mut Domain, f: &mut EntryFrame) -> Next {
     let v = f.vector;
-    if v == 13
-        && let Some(next) = emulated_int(dom, f)
+    // The caller passes exceptions only (v < 32): `v & 31` changes nothing and keeps the shift in range.
+    if SPECIAL_VECTORS >> (v & 31) & 1 != 0
+        && let Some(next) = special_exception(dom, f)
     {
         return next;
     }
-    if v == 2 {
-        log::warn!("domain {}: NMI while it ran; ignored", dom.id);
-        return Next::Resume;
+    // The truncation to u8 changes nothing either and spares the bounds check on the 256-entry table.
+    let slot = usize::from(v as u8);
+    if dom.vcpu.pv.traps[slot].address == 0 {
+        return undeliverable(dom, f, true);
     }
-    // The caller passes exceptions only (v < 32): the truncation to u8 changes nothing and spares the
-    // bounds check on the 256-entry table.
-    let t = dom.vcpu.pv.traps[usize::from(v as u8)];
-    if t.address == 0 || v == 8 || v == 18 {
-        return undeliverable(dom, f, t.address == 0);
-    }
-    // A page fault's address goes to the guest's shared_info (written with the frame).
-    let cr2 = (v == 14).then(crate::arch::read_cr2);
-    let error = has_error_code(v).then_some(f.error_code);
     count(&mut dom.vcpu.pv.counters.exceptions);
-    bounce_or_crash(
+    if log::log_enabled!(log::Level::Trace) {
+        trace_bounce(
+            dom,
+            Some(f),
+            dom.vcpu.pv.traps[slot].address,
+            What::Exception(v),
+        );
+    }
+    // The handler, error code and fault address are read once the frame's place is known.
+    let with_error = has_error_code(v);
+    bounce_late_or_crash(
         dom,
         Some(f),
-        t.address,
-        error,
-        t.mask_events,
+        with_error,
         What::Exception(v),
-        cr2,
+        move |pv, f| {
+            let t = pv.traps[slot];
+            Delivery {
+                handler: t.address,
+                error_code: f.error_code,
+                mask: t.mask_events,
+                // A page fault's address goes to the guest's shared_info. Nothing has faulted in the
+                // hypervisor since the guest's fault: CR2 is still the guest's.
+                cr2: (v == 14).then(crate::arch::read_cr2),
+            }
+        },
     )
+}
+
+/// The exceptions that are not simply bounced to the guest's handler (one test on the common path, see
+/// [`special_exception`]): NMI, #DF, #GP (which may be an emulated `int n`) and #MC.
+const SPECIAL_VECTORS: u32 = 1 << 2 | 1 << 8 | 1 << 13 | 1 << 18;
+
+/// [`exception`] for a vector of [`SPECIAL_VECTORS`]: the result, or `None` to bounce it as any other.
+/// Out of line: they are rare (a #GP that is not an emulated `int n` is bounced after this returns).
+#[inline(never)]
+fn special_exception(dom: &mut Domain, f: &mut EntryFrame) -> Option<Next> {
+    match f.vector {
+        13 => emulated_int(dom, f),
+        2 => {
+            log::warn!("domain {}: NMI while it ran; ignored", dom.id);
+            Some(Next::Resume)
+        }
+        v @ (8 | 18) => {
+            let no_handler = dom.vcpu.pv.traps[usize::from(v as u8)].address == 0;
+            Some(undeliverable(dom, f, no_handler))
+        }
+        _ => None,
+    }
 }
 
 /// An exception with no handler (`no_handler`) or one never delivered (#DF, #MC): crash the domain.

@@ -96,9 +96,16 @@ fn exception(dom: &mut Domain, frame: &mut EntryFrame) -> Next {
     if crate::domain::logdirty_ctl::write_fault(dom, frame.vector, frame.error_code) {
         return Next::Resume;
     }
-    if frame.vector != 8 {
-        return deliver::exception(dom, frame);
+    if frame.vector == 8 {
+        return double_fault(dom, frame);
     }
+    deliver::exception(dom, frame)
+}
+
+/// A double fault from a guest (see [`exception`]): crash it, out of line (the message is built only here).
+#[cold]
+#[inline(never)]
+fn double_fault(dom: &mut Domain, frame: &mut EntryFrame) -> Next {
     crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
     crash_domain(
         dom,

@@ -6,7 +6,7 @@ use abi::layout::{GUEST_KERNEL_CS, GUEST_KERNEL_SS, guest_va_allowed};
 use abi::traps::{RED_ZONE, SAVED_MASK_SHIFT};
 use abi::xen::TrapInfo;
 
-use crate::regs::{EntryFrame, frame_ring, rflags, short_range_allowed};
+use crate::regs::{EntryFrame, frame_ring, rflags, va_allowed};
 
 /// One virtual trap-table entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,26 +176,37 @@ pub fn bounce_frame(
 /// Where the bounce frame for `regs` goes (its lowest address, the handler's RSP): on the stack the
 /// handler runs on (ring 1: the interrupted stack below the red zone; ring 3: the registered kernel
 /// stack), 16-byte aligned at the top, 7 words or 8 with an error code (`with_error`). The whole frame
-/// passes `regs::va_allowed` (canonical, outside the reserved slots).
+/// passes `regs::va_allowed` (canonical, outside the reserved slots); from ring 1 the interrupted RSP
+/// must be canonical too.
+///
+/// Each case is two address tests and one comparison: a range no longer than the refused range
+/// `[FIRST_NONCANONICAL, RESERVED_VA_END)` (here at most 207 bytes) whose two ends pass
+/// `regs::va_allowed` cannot meet it, and `lo < end` rules out a subtraction that wrapped. So from ring 1
+/// `[lo, rsp]` is tested (the frame, the red zone and the interrupted RSP itself), from ring 3
+/// `[lo, top - 1]` — the same answers as checking the interrupted RSP for canonical form and the frame
+/// with checked subtractions (`bounce_sp_reference` in the tests compares both).
 #[inline(always)]
 pub fn bounce_sp(regs: &EntryFrame, with_error: bool, kernel_sp: u64) -> Result<u64, BounceError> {
-    let top = if frame_ring(regs) == 3 {
+    let size = if with_error { 64 } else { 56 };
+    if frame_ring(regs) == 3 {
         if kernel_sp == 0 {
             return Err(BounceError::NoKernelStack);
         }
-        kernel_sp
-    } else if abi::types::Gva(regs.rsp).is_canonical() {
-        regs.rsp
-            .checked_sub(RED_ZONE)
-            .ok_or(BounceError::BadStack(regs.rsp))?
+        let top = kernel_sp & !0xf;
+        let lo = top.wrapping_sub(size);
+        // `lo < top`: no wrap, so `top >= 1` and `top - 1` does not wrap either.
+        if lo < top && va_allowed(lo) && va_allowed(top - 1) {
+            return Ok(lo);
+        }
+        return Err(BounceError::BadStack(top));
+    }
+    let rsp = regs.rsp;
+    let lo = (rsp.wrapping_sub(RED_ZONE) & !0xf).wrapping_sub(size);
+    if lo < rsp && va_allowed(lo) && va_allowed(rsp) {
+        Ok(lo)
     } else {
-        return Err(BounceError::BadStack(regs.rsp));
-    } & !0xf;
-    let size = if with_error { 64 } else { 56 };
-    let rsp = top
-        .checked_sub(size)
-        .filter(|&s| short_range_allowed(s, top));
-    rsp.ok_or(BounceError::BadStack(top))
+        Err(BounceError::BadStack(rsp))
+    }
 }
 
 /// The bounce frame at `rsp` (from [`bounce_sp`]) for the interrupted state `regs`: the saved event mask
@@ -207,9 +218,11 @@ pub fn bounce_at(
     error_code: Option<u64>,
     events_masked: bool,
 ) -> Bounce {
-    let virtual_if = if events_masked { 0 } else { rflags::IF };
-    let fl = (regs.rflags & !rflags::IF) | virtual_if;
-    let cs = (regs.cs & 0xffff) | (u64::from(events_masked) << SAVED_MASK_SHIFT);
+    // Branch-free: the mask as a bit, into CS's saved-mask byte and (inverted) into IF (set, then
+    // cleared again if masked; written unlike the CS expression so that the two stay scalar).
+    let m = u64::from(events_masked);
+    let fl = (regs.rflags | rflags::IF) ^ (m * rflags::IF);
+    let cs = (regs.cs & 0xffff) | (m << SAVED_MASK_SHIFT);
     Bounce {
         rsp,
         rcx: regs.rcx,
@@ -308,6 +321,75 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// `bounce_sp` as it was written first: the interrupted RSP canonical, checked subtractions, and the
+    /// frame's range tested with `short_range_allowed`.
+    fn bounce_sp_reference(regs: &EntryFrame, with_error: bool, kernel_sp: u64) -> Option<u64> {
+        let top = if frame_ring(regs) == 3 {
+            if kernel_sp == 0 {
+                return None;
+            }
+            kernel_sp
+        } else if abi::types::Gva(regs.rsp).is_canonical() {
+            regs.rsp.checked_sub(RED_ZONE)?
+        } else {
+            return None;
+        } & !0xf;
+        let size = if with_error { 64 } else { 56 };
+        top.checked_sub(size)
+            .filter(|&s| crate::regs::short_range_allowed(s, top))
+    }
+
+    /// Addresses near every boundary the checks care about, and some anywhere.
+    fn interesting_sps() -> Vec<u64> {
+        let edges = [
+            0u64,
+            0x8000_0000_0000,
+            abi::layout::RESERVED_VA_START,
+            abi::layout::RESERVED_VA_END,
+            abi::layout::ENTRY_REGION_VA,
+            u64::MAX,
+            0xffff_ffff_8000_0000,
+            0x7fff_ffff_f000,
+        ];
+        let mut v = Vec::new();
+        for e in edges {
+            for d in 0..=300u64 {
+                v.push(e.wrapping_add(d));
+                v.push(e.wrapping_sub(d));
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.push(x);
+            v.push(x & 0x0000_ffff_ffff_ffff);
+            v.push(x | 0xffff_0000_0000_0000);
+        }
+        v
+    }
+
+    #[test]
+    fn bounce_sp_matches_the_checked_formulation() {
+        for sp in interesting_sps() {
+            for with_error in [false, true] {
+                let r1 = regs(0x19, sp);
+                assert_eq!(
+                    bounce_sp(&r1, with_error, 0).ok(),
+                    bounce_sp_reference(&r1, with_error, 0),
+                    "ring 1, rsp {sp:#x}, error {with_error}"
+                );
+                let r3 = regs(0x33, 0x7000);
+                assert_eq!(
+                    bounce_sp(&r3, with_error, sp).ok(),
+                    bounce_sp_reference(&r3, with_error, sp),
+                    "ring 3, kernel_sp {sp:#x}, error {with_error}"
+                );
+            }
+        }
     }
 
     #[test]

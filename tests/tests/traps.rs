@@ -24,6 +24,8 @@ fn kernel_exceptions_reach_the_guest_handlers() {
         .result(0, TestResult::Success)
         .contains("(d0)   ok   page fault (read, not present): CR2 0xdeadb0ef")
         .contains("(d0)   ok   breakpoint: XMM0-15 survive a handler that clobbers them")
+        .contains("(d0)   ok   breakpoint with events masked: the handler saw it")
+        .contains("(d0)   ok   breakpoint with events enabled: the handler saw it")
         .poweroff(0)
         .exit(EXIT_OK)
         .hypervisor_alive_at_end();

@@ -154,6 +154,7 @@ impl XenPv {
     }
 
     /// `sched_op(SCHEDOP_poll)`: wait until one of `ports` is pending or system time `timeout` (0: none).
+    #[inline] // A codegen-unit shuffle had moved it out of line (+15 on evtchn_pingpong_interdomain).
     pub fn sched_poll(&self, ports: &[EvtchnPort], timeout: u64) -> Result<(), Errno> {
         let p = SchedPoll {
             ports: ports.as_ptr() as u64,

@@ -210,12 +210,66 @@ pub fn trap_kernel(_: &str, r: &mut Results) {
             );
         }
     }
+    mask_round_trips(r);
     // And the kernel goes on normally with the handlers gone.
     check(
         r,
         "the kernel continues after five handled exceptions",
         true,
     );
+}
+
+/// What [`flip_mask`] saw: 1 if the interrupted code had events masked, 0 if not (`u64::MAX`: not run).
+static FLIP_SAW_MASKED: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// A breakpoint handler that leaves the event mask the other way round from how the interrupted code had
+/// it: the return path must give the interrupted code its own mask back (`trap::frame::plan_return`).
+fn flip_mask(f: &mut TrapFrame, ctx: &TrapCtx) -> Disposition {
+    if ctx.from_user || f.rip != EXPECT_RIP.load(Ordering::SeqCst) {
+        return Disposition::Unhandled;
+    }
+    FLIP_SAW_MASKED.store(u64::from(ctx.events_were_masked), Ordering::SeqCst);
+    let p = crate::platform::ops();
+    if ctx.events_were_masked {
+        p.irq_restore(true);
+    } else {
+        p.irq_disable();
+    }
+    // A trap: RIP is already the next instruction.
+    Disposition::Resume
+}
+
+/// A kernel-mode exception whose handler flips the event mask, from masked and from enabled code: the
+/// handler sees the interrupted mask and the interrupted code finds its own mask again.
+fn mask_round_trips(r: &mut Results) {
+    let p = crate::platform::ops();
+    let was_enabled = p.irq_disable();
+    for masked in [true, false] {
+        p.irq_restore(!masked);
+        let _g = HANDLERS.scoped(3, flip_mask);
+        EXPECT_RIP.store(
+            &raw const probes::guest_probe_bp_next as u64,
+            Ordering::SeqCst,
+        );
+        FLIP_SAW_MASKED.store(u64::MAX, Ordering::SeqCst);
+        // SAFETY: the probe executes `int3` once; the handler installed above resumes after it, and the
+        // probe touches only caller-saved registers (XMM0-15 are restored by the entry path).
+        unsafe { probes::guest_probe_bp() };
+        let masked_after = !p.irqs_enabled();
+        p.irq_disable();
+        let saw = FLIP_SAW_MASKED.load(Ordering::SeqCst);
+        check(
+            r,
+            &alloc::format!(
+                "breakpoint with events {}: the handler saw it (saw {saw}) and flipped the mask; the \
+                 interrupted code has its mask back ({})",
+                if masked { "masked" } else { "enabled" },
+                if masked_after { "masked" } else { "enabled" },
+            ),
+            saw == u64::from(masked) && masked_after == masked,
+        );
+    }
+    p.irq_restore(was_enabled);
 }
 
 /// Syscalls seen by `user_syscall` and whether RCX held the return address.

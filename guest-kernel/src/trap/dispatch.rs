@@ -13,7 +13,7 @@ use super::frame::{
 };
 use super::{HANDLERS, KILLED, sys};
 use crate::arch::x86_64::trap_entry::stubs;
-use crate::platform::{EntryPoints, Gate, Halt, TrapGates, ops};
+use crate::platform::{EntryPoints, Gate, Halt, Platform, TrapGates, ops};
 use crate::println;
 
 /// Size of the ring-1 stack used for traps from ring 3 (`stack_switch`).
@@ -192,7 +192,68 @@ pub fn trap_count() -> u64 {
     TRAPS.load(Ordering::Relaxed)
 }
 
-/// Called by the common entry path with the frame; returns the [`ReturnPath`] (as u64).
+/// Called by the exception stubs' common path (vectors 0..=31, bounce frames) instead of
+/// [`trap_dispatch`]: the same result. An exception taken in user mode takes the general path; one taken
+/// in kernel mode (ring 1: page faults the kernel resolves or fixes up, breakpoints, `ud2` probes, ...)
+/// takes [`kernel_exception`], built for each backend so that its two platform queries (the fault
+/// address, the event mask) are direct calls the compiler can inline, not calls through `ops()`.
+pub extern "C" fn trap_exception(frame: &mut TrapFrame) -> u64 {
+    if frame.from_user() {
+        return trap_dispatch(frame);
+    }
+    TRAPS.fetch_add(1, Ordering::Relaxed);
+    match crate::platform::backend() {
+        crate::platform::Backend::XenPv => {
+            kernel_exception(&crate::platform::xen_pv::XEN_PV, frame)
+        }
+        crate::platform::Backend::Native => {
+            kernel_exception(&crate::platform::native::backend::NATIVE, frame)
+        }
+    }
+}
+
+/// [`trap_exception`] for an exception from ring 1 on the platform `p` (the one in use): what the general
+/// path ([`trap_dispatch`]) does for it, in its order, without what cannot apply — it is a bounce
+/// (the frame's virtual IF is the interrupted mask), not from user mode (so never process mode), not the
+/// event upcall. The exception gates do not mask events, so the return plan compares the interrupted
+/// mask with the one the handler left, as there.
+#[inline(always)]
+fn kernel_exception(p: &impl Platform, frame: &mut TrapFrame) -> u64 {
+    debug_assert!(frame.vector < 32 && !frame.from_user());
+    let events_were_masked = frame.rflags & RFLAGS_IF == 0;
+    frame.clear_saved_mask();
+    let vector = frame.vector;
+    let ctx = TrapCtx {
+        vector,
+        from_user: false,
+        cr2: if vector == 14 { p.fault_address() } else { 0 },
+        events_were_masked,
+    };
+    handle(frame, &ctx);
+    finish(p, frame, events_were_masked, !p.irqs_enabled())
+}
+
+/// The return plan of a trap whose interrupted context had `events_were_masked`, with the mask now
+/// `masked_now`: set the mask if needed, prepare the frame for the `iret` hypercall if that is the way out.
+#[inline(always)]
+fn finish(
+    p: &(impl Platform + ?Sized),
+    frame: &mut TrapFrame,
+    events_were_masked: bool,
+    masked_now: bool,
+) -> u64 {
+    let plan = plan_return(events_were_masked, masked_now);
+    if let Some(m) = plan.set_mask {
+        p.irq_set_flag(!m);
+    }
+    if plan.path == ReturnPath::Hypercall {
+        frame.prepare_iret(plan.resume_masked);
+    }
+    plan.path as u64
+}
+
+/// Called by the common entry path with the frame; returns the [`ReturnPath`] (as u64). Every entry but
+/// a PV exception stub's (see [`trap_exception`]).
 pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
     TRAPS.fetch_add(1, Ordering::Relaxed);
     let p = ops();
@@ -246,6 +307,17 @@ fn handle(frame: &mut TrapFrame, ctx: &TrapCtx) {
     let d = HANDLERS
         .get(ctx.vector)
         .map_or(Disposition::Unhandled, |h| h(frame, ctx));
+    if d != Disposition::Resume {
+        not_resumed(frame, ctx, d);
+    }
+}
+
+/// A handler's verdict other than [`Disposition::Resume`] (or no handler): leave user mode, or the
+/// default (report, then kill what faulted). Out of line, so that [`handle`] stays small wherever it is
+/// inlined.
+#[cold]
+#[inline(never)]
+fn not_resumed(frame: &mut TrapFrame, ctx: &TrapCtx, d: Disposition) {
     match d {
         Disposition::Resume => {}
         Disposition::ExitUser(v) => {

@@ -14,7 +14,9 @@
 //! The common path pushes the vector and the other general registers, executes CLD, saves the FPU/SSE
 //! state with FXSAVE into a 64-byte-aligned 512-byte area below the frame (the interrupted code may be
 //! kernel code in the middle of using XMM registers, and the Rust handlers clobber them), loads the default
-//! MXCSR, and calls `trap_dispatch(&mut TrapFrame) -> ReturnPath` on the same stack.
+//! MXCSR, and calls `trap_dispatch(&mut TrapFrame) -> ReturnPath` on the same stack. The PV exception
+//! stubs (vectors 0..=31) use a twin of it (`guest_exception_common`, the same macros) that calls
+//! `trap_exception` instead, whose kernel-mode path skips the general dispatcher's work for other entries.
 //!
 //! # Exit (which path is used when: `crate::trap::frame::plan_return`)
 //!
@@ -90,7 +92,7 @@ global_asm!(
     r#"
     .section .text.guest_trap_entry, "ax"
 
-    .macro GUEST_BOUNCE_NOERR name, vec
+    .macro GUEST_BOUNCE_NOERR name, vec, common=guest_trap_common
     .balign 16
     .global guest_trap_stub_\name
 guest_trap_stub_\name:
@@ -101,10 +103,10 @@ guest_trap_stub_\name:
     push %r11
     push %rax
     mov $\vec, %eax
-    jmp guest_trap_common
+    jmp \common
     .endm
 
-    .macro GUEST_BOUNCE_ERR name, vec
+    .macro GUEST_BOUNCE_ERR name, vec, common=guest_exception_common
     .balign 16
     .global guest_trap_stub_\name
 guest_trap_stub_\name:
@@ -114,41 +116,41 @@ guest_trap_stub_\name:
     push %r11
     push %rax
     mov $\vec, %eax
-    jmp guest_trap_common
+    jmp \common
     .endm
 
-    GUEST_BOUNCE_NOERR 0, 0
-    GUEST_BOUNCE_NOERR 1, 1
-    GUEST_BOUNCE_NOERR 2, 2
-    GUEST_BOUNCE_NOERR 3, 3
-    GUEST_BOUNCE_NOERR 4, 4
-    GUEST_BOUNCE_NOERR 5, 5
-    GUEST_BOUNCE_NOERR 6, 6
-    GUEST_BOUNCE_NOERR 7, 7
+    GUEST_BOUNCE_NOERR 0, 0, guest_exception_common
+    GUEST_BOUNCE_NOERR 1, 1, guest_exception_common
+    GUEST_BOUNCE_NOERR 2, 2, guest_exception_common
+    GUEST_BOUNCE_NOERR 3, 3, guest_exception_common
+    GUEST_BOUNCE_NOERR 4, 4, guest_exception_common
+    GUEST_BOUNCE_NOERR 5, 5, guest_exception_common
+    GUEST_BOUNCE_NOERR 6, 6, guest_exception_common
+    GUEST_BOUNCE_NOERR 7, 7, guest_exception_common
     GUEST_BOUNCE_ERR   8, 8
-    GUEST_BOUNCE_NOERR 9, 9
+    GUEST_BOUNCE_NOERR 9, 9, guest_exception_common
     GUEST_BOUNCE_ERR   10, 10
     GUEST_BOUNCE_ERR   11, 11
     GUEST_BOUNCE_ERR   12, 12
     GUEST_BOUNCE_ERR   13, 13
     GUEST_BOUNCE_ERR   14, 14
-    GUEST_BOUNCE_NOERR 15, 15
-    GUEST_BOUNCE_NOERR 16, 16
+    GUEST_BOUNCE_NOERR 15, 15, guest_exception_common
+    GUEST_BOUNCE_NOERR 16, 16, guest_exception_common
     GUEST_BOUNCE_ERR   17, 17
-    GUEST_BOUNCE_NOERR 18, 18
-    GUEST_BOUNCE_NOERR 19, 19
-    GUEST_BOUNCE_NOERR 20, 20
+    GUEST_BOUNCE_NOERR 18, 18, guest_exception_common
+    GUEST_BOUNCE_NOERR 19, 19, guest_exception_common
+    GUEST_BOUNCE_NOERR 20, 20, guest_exception_common
     GUEST_BOUNCE_ERR   21, 21
-    GUEST_BOUNCE_NOERR 22, 22
-    GUEST_BOUNCE_NOERR 23, 23
-    GUEST_BOUNCE_NOERR 24, 24
-    GUEST_BOUNCE_NOERR 25, 25
-    GUEST_BOUNCE_NOERR 26, 26
-    GUEST_BOUNCE_NOERR 27, 27
-    GUEST_BOUNCE_NOERR 28, 28
+    GUEST_BOUNCE_NOERR 22, 22, guest_exception_common
+    GUEST_BOUNCE_NOERR 23, 23, guest_exception_common
+    GUEST_BOUNCE_NOERR 24, 24, guest_exception_common
+    GUEST_BOUNCE_NOERR 25, 25, guest_exception_common
+    GUEST_BOUNCE_NOERR 26, 26, guest_exception_common
+    GUEST_BOUNCE_NOERR 27, 27, guest_exception_common
+    GUEST_BOUNCE_NOERR 28, 28, guest_exception_common
     GUEST_BOUNCE_ERR   29, 29
     GUEST_BOUNCE_ERR   30, 30
-    GUEST_BOUNCE_NOERR 31, 31
+    GUEST_BOUNCE_NOERR 31, 31, guest_exception_common
     GUEST_BOUNCE_NOERR event, {event}
     GUEST_BOUNCE_NOERR syscall, {syscall}
 
@@ -163,8 +165,8 @@ guest_trap_stub_int80:
     mov $0x80, %eax
     jmp guest_trap_common
 
-    .balign 16
-guest_trap_common:
+    // The common path up to the dispatcher's answer (the flags of `test %rax, %rax`), calling `dispatch`.
+    .macro GUEST_TRAP_SAVE_CALL dispatch
     push %rax
     push %rdx
     push %rsi
@@ -185,12 +187,14 @@ guest_trap_common:
     fxsave64 (%rsp)
     ldmxcsr guest_trap_mxcsr(%rip)
     mov %rbx, %rdi
-    call {dispatch}
+    call \dispatch
     fxrstor64 (%rsp)
     mov %rbx, %rsp
     test %rax, %rax
-    jnz 2f
-guest_trap_exit_iretq:
+    .endm
+
+    // The IRETQ exit: every register back, vector and error code dropped.
+    .macro GUEST_TRAP_EXIT_IRETQ
     pop %r15
     pop %r14
     pop %r13
@@ -209,6 +213,22 @@ guest_trap_exit_iretq:
     pop %rcx
     add $8, %rsp
     iretq
+    .endm
+
+    // Exceptions 0..=31 (bounce frames): the same path with their own dispatcher, which serves an
+    // exception taken in kernel mode without the general dispatcher's work (`trap_exception`).
+    .balign 16
+guest_exception_common:
+    GUEST_TRAP_SAVE_CALL {exception}
+    jnz guest_trap_exit_hypercall
+    GUEST_TRAP_EXIT_IRETQ
+
+    .balign 16
+guest_trap_common:
+    GUEST_TRAP_SAVE_CALL {dispatch}
+    jnz 2f
+guest_trap_exit_iretq:
+    GUEST_TRAP_EXIT_IRETQ
 2:
     .global guest_trap_exit_hypercall
 guest_trap_exit_hypercall:
@@ -492,6 +512,7 @@ guest_trap_stub_table:
     user_ss = const GUEST_USER_SS,
     user_cs = const GUEST_USER_CS,
     dispatch = sym crate::trap::dispatch::trap_dispatch,
+    exception = sym crate::trap::dispatch::trap_exception,
     iret_failed = sym crate::trap::dispatch::trap_iret_failed,
     failsafe = sym crate::trap::dispatch::trap_failsafe,
     native = sym NATIVE_EXIT,
