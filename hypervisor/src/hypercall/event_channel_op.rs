@@ -43,6 +43,16 @@ pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) 
         return;
     };
     let mut bits = SharedInfoPage::new(ctx.mem.frame_mut(frame));
+    if dom == ctx.domid {
+        // The caller's own bits (a send on an IPI or loopback port, an unmask, a close): the caller is
+        // running this hypercall, so it is neither blocked nor polling (`SCHEDOP_block`/`SCHEDOP_poll`
+        // end the hypercall that blocks, and a multicall stops at them), and a kick needs no wake-up:
+        // the return delivers the upcall (`deliver::upcall_due`). So no scheduler lock (which would also
+        // make the return check the policy). (A poll entry can outlive its poll only harmlessly: its one
+        // use is to wake a blocked poller, and the next poll replaces it.)
+        effect.apply(&mut bits, |_| false);
+        return;
+    }
     let (sched, polls) = ctx.sched.get();
     let polling = polls.ports(dom);
     if effect.apply(&mut bits, |port| polling.contains(&port)) {

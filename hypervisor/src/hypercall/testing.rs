@@ -68,6 +68,9 @@ pub struct World {
     /// The other domains (indexed by id; slot 1, the caller, stays `None`): domain 2, runnable, owning
     /// frames 16..=18 with its shared_info page at frame 19.
     pub others: Vec<Option<Domain>>,
+    /// The calling domain's id (1 unless a test makes another domain the caller: its calls then use
+    /// domain 1's memory and registers, which is enough for calls that read only an argument).
+    pub caller: u16,
 }
 
 /// A domain for [`World::others`], with the given state and memory-management facts.
@@ -166,6 +169,7 @@ impl World {
                     })
                 })
                 .collect(),
+            caller: 1,
         }
     }
 
@@ -177,7 +181,7 @@ impl World {
         };
         let others = super::Others::new(&self.others[..1], &self.others[2..]);
         let mut ctx = HypercallCtx {
-            domid: 1,
+            domid: self.caller,
             privileged: self.privileged,
             args,
             user: false,
