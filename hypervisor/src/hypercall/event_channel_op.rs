@@ -73,8 +73,13 @@ pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) 
     let (sched, polls) = ctx.sched.get();
     let polling = polls.ports(dom);
     if effect.apply(&mut bits, |port| polling.contains(&port)) {
-        sched.wake(usize::from(dom));
+        // The caller is the running vCPU: a wake-up it causes moves only its own slice end, armed here,
+        // so that its return needs no scheduling decision (`SchedPolicy::wake_by`).
+        let deadline = sched.wake_by(usize::from(dom), usize::from(ctx.domid));
         polls.clear(dom);
+        if let Some(d) = deadline {
+            ctx.env.arm_deadline(d);
+        }
     }
 }
 

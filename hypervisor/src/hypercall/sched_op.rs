@@ -297,7 +297,10 @@ mod tests {
             w.sched.0.state(1),
             Some(RunState::Blocked { wake_at: None })
         );
-        // Domain 2's event on the masked port wakes it and ends the poll; no upcall.
+        // Domain 2, now running, sends on the masked port: that wakes domain 1 and ends its poll; no
+        // upcall. Only domain 2's slice end moved: armed by the handler, no policy change left to act on.
+        assert_eq!(w.sched.0.pick(0), Some(2));
+        w.sched.0.take_changed();
         let send = EvtchnSend { port: remote };
         w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 4].copy_from_slice(send.as_bytes());
         w.caller = 2;
@@ -306,6 +309,9 @@ mod tests {
             Action::Return(0)
         );
         assert_eq!(w.sched.0.state(1), Some(RunState::Runnable));
+        assert!(!w.sched.0.changed());
+        assert_eq!(w.armed.len(), 1);
+        assert_eq!(Some(w.armed[0]), w.sched.0.next_deadline(0));
         assert!(w.sched.1.ports(1).is_empty());
         let bits = SharedInfoPage::new(w.mem.frame_mut(Mfn(15)));
         assert!(bits.is_pending(port) && !bits.upcall_pending());

@@ -68,6 +68,8 @@ pub struct World {
     /// The other domains (indexed by id; slot 1, the caller, stays `None`): domain 2, runnable, owning
     /// frames 16..=18 with its shared_info page at frame 19.
     pub others: Vec<Option<Domain>>,
+    /// The deadlines handlers asked the timer to be armed for (`Env::arm_deadline`), in order.
+    pub armed: Vec<u64>,
     /// The calling domain's id (1 unless a test makes another domain the caller: its calls then use
     /// domain 1's memory and registers, which is enough for calls that read only an argument).
     pub caller: u16,
@@ -169,6 +171,7 @@ impl World {
                     })
                 })
                 .collect(),
+            armed: Vec::new(),
             caller: 1,
         }
     }
@@ -178,6 +181,7 @@ impl World {
         let mut env = TestEnv {
             out: &mut self.out,
             now_ns: self.now_ns,
+            armed: &mut self.armed,
         };
         let others = super::Others::new(&self.others[..1], &self.others[2..]);
         let mut ctx = HypercallCtx {
@@ -235,6 +239,7 @@ impl World {
 struct TestEnv<'a> {
     out: &'a mut Vec<u8>,
     now_ns: u64,
+    armed: &'a mut Vec<u64>,
 }
 
 impl Env for TestEnv<'_> {
@@ -256,6 +261,10 @@ impl Env for TestEnv<'_> {
 
     fn hv_cmdline(&self) -> &str {
         "loglevel=info"
+    }
+
+    fn arm_deadline(&mut self, deadline: u64) {
+        self.armed.push(deadline);
     }
 }
 
