@@ -149,7 +149,45 @@ guest_trap_stub_\name:
     GUEST_BOUNCE_ERR   29, 29
     GUEST_BOUNCE_ERR   30, 30
     GUEST_BOUNCE_NOERR 31, 31
-    GUEST_BOUNCE_NOERR event, {event}
+    // The event callback: the bounce frame turned into a TrapFrame as by GUEST_BOUNCE_NOERR, saved as by
+    // guest_trap_common, but handed to event_dispatch (the upcall's own path, not the general
+    // trap_dispatch); it leaves through the common exits.
+    .balign 16
+    .global guest_trap_stub_event
+guest_trap_stub_event:
+    pop %rcx
+    pop %r11
+    pushq $0
+    push %rcx
+    push %r11
+    push %rax
+    mov ${event}, %eax
+    push %rax
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rbx
+    sub $512, %rsp
+    and $-64, %rsp
+    fxsave64 (%rsp)
+    ldmxcsr guest_trap_mxcsr(%rip)
+    mov %rbx, %rdi
+    call {event_dispatch}
+    fxrstor64 (%rsp)
+    mov %rbx, %rsp
+    test %rax, %rax
+    jnz guest_trap_exit_hypercall
+    jmp guest_trap_exit_iretq
     GUEST_BOUNCE_NOERR syscall, {syscall}
 
     // The direct int 0x80 gate: a hardware frame, no RCX/R11, no error code.
@@ -492,6 +530,7 @@ guest_trap_stub_table:
     user_ss = const GUEST_USER_SS,
     user_cs = const GUEST_USER_CS,
     dispatch = sym crate::trap::dispatch::trap_dispatch,
+    event_dispatch = sym crate::trap::dispatch::event_dispatch,
     iret_failed = sym crate::trap::dispatch::trap_iret_failed,
     failsafe = sym crate::trap::dispatch::trap_failsafe,
     native = sym NATIVE_EXIT,
