@@ -14,11 +14,13 @@ use abi::errno::Errno;
 use abi::sched::{
     SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedPoll, ShutdownReason,
 };
-use abi::types::Gva;
+use abi::types::{Gva, Maddr, PAGE_SIZE};
 use abi::xen::SchedShutdown;
+use zerocopy::{FromZeros, IntoBytes};
 
 use super::MachineMem;
 use super::{Action, HypercallCtx};
+use crate::mm::walk;
 
 /// A decoded `sched_op` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,14 +128,15 @@ impl Default for PollTable {
 }
 
 fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Action, Errno> {
-    // The argument and the port array through the context's reads (one walk for a range within a
-    // page, the general copy otherwise).
-    let p: SchedPoll = ctx.read_obj(at)?;
+    // The argument, then the port array through the same translation when it lies in the argument's
+    // page (the usual case: both on the caller's stack), else through the context's read.
+    let mut p = SchedPoll::new_zeroed();
+    let page = read_in_page(ctx, at, p.as_mut_bytes())?;
     let n = p.nr_ports as usize;
     if n == 0 || n > MAX_POLL_PORTS {
         return Err(Errno::EINVAL);
     }
-    let ports = poll_ports(ctx, Gva(p.ports), n)?;
+    let ports = poll_ports(ctx, Gva(p.ports), n, page)?;
     let domid = ctx.domid;
     let bits = ctx.event_bits(domid).ok_or(Errno::ESRCH)?;
     if ports
@@ -149,18 +152,54 @@ fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Act
     Ok(Action::Yield)
 }
 
-/// The `n` (1..=[`MAX_POLL_PORTS`]) ports of a poll at `at`: read as one array; if that fails, port
-/// by port, so the errors are those of reading them in order (-EFAULT at the first unreadable one,
-/// -EINVAL at the first beyond the port table).
+/// A page of the caller's already translated for its reads: the page's address and where it starts in
+/// machine memory.
+type Translated = (Gva, Maddr);
+
+/// Copy the caller's bytes at `va` into `buf` as [`HypercallCtx::read`] does; if they lie in one page,
+/// that page, translated (one walk of the caller's tables, for the caller's ring, as `read` does for a
+/// one-page range), so that a later read in the same page needs no walk of its own.
+fn read_in_page<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    va: Gva,
+    buf: &mut [u8],
+) -> Result<Option<Translated>, Errno> {
+    if buf.is_empty() || va.page_offset() + buf.len() as u64 > PAGE_SIZE {
+        ctx.read(va, buf)?;
+        return Ok(None);
+    }
+    let access = walk::Access {
+        write: false,
+        user: ctx.user,
+    };
+    let ma = walk::translate(&*ctx.mem, ctx.dom.base, va, access).map_err(|_| Errno::EFAULT)?;
+    ctx.mem.read_bytes(ma, buf);
+    Ok(Some((va.page_base(), Maddr(ma.0 - va.page_offset()))))
+}
+
+/// The `n` (1..=[`MAX_POLL_PORTS`]) ports of a poll at `at`: read as one array (from `page`, if it is
+/// translated already and holds the whole array); if that fails, port by port, so the errors are those
+/// of reading them in order (-EFAULT at the first unreadable one, -EINVAL at the first beyond the port
+/// table).
 fn poll_ports<M: MachineMem>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     at: Gva,
     n: usize,
+    page: Option<Translated>,
 ) -> Result<heapless::Vec<u32, MAX_POLL_PORTS>, Errno> {
     let mut raw = [0u32; MAX_POLL_PORTS];
     let raw = &mut raw[..n];
     let mut ports: heapless::Vec<u32, MAX_POLL_PORTS> = heapless::Vec::new();
-    let whole = ctx.read(at, zerocopy::IntoBytes::as_mut_bytes(raw)).is_ok();
+    let bytes = raw.as_mut_bytes();
+    let whole = match page {
+        Some((base, start))
+            if at.page_base() == base && at.page_offset() + bytes.len() as u64 <= PAGE_SIZE =>
+        {
+            ctx.mem.read_bytes(Maddr(start.0 + at.page_offset()), bytes);
+            true
+        }
+        _ => ctx.read(at, bytes).is_ok(),
+    };
     for (i, port) in raw.iter_mut().enumerate() {
         if !whole {
             let a = at.checked_add(i as u64 * 4).ok_or(Errno::EFAULT)?;
