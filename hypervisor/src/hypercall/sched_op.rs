@@ -136,7 +136,9 @@ fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Act
     if n == 0 || n > MAX_POLL_PORTS {
         return Err(Errno::EINVAL);
     }
-    let ports = poll_ports(ctx, Gva(p.ports), n, page)?;
+    let mut raw = [0u32; MAX_POLL_PORTS];
+    let ports = &mut raw[..n];
+    poll_ports(ctx, Gva(p.ports), ports, page)?;
     let domid = ctx.domid;
     let bits = ctx.event_bits(domid).ok_or(Errno::ESRCH)?;
     if ports
@@ -147,7 +149,10 @@ fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Act
     }
     let timeout = (p.timeout != 0).then_some(ctx.dom.to_system_time(p.timeout));
     let (sched, polls) = ctx.sched.get();
-    polls.ports[usize::from(domid)] = ports;
+    let slot = &mut polls.ports[usize::from(domid)];
+    slot.clear();
+    // `ports` holds at most MAX_POLL_PORTS, the slot's capacity.
+    let _ = slot.extend_from_slice(ports);
     sched.block(usize::from(domid), timeout);
     Ok(Action::Yield)
 }
@@ -177,19 +182,17 @@ fn read_in_page<M: MachineMem>(
     Ok(Some((va.page_base(), Maddr(ma.0 - va.page_offset()))))
 }
 
-/// The `n` (1..=[`MAX_POLL_PORTS`]) ports of a poll at `at`: read as one array (from `page`, if it is
-/// translated already and holds the whole array); if that fails, port by port, so the errors are those
-/// of reading them in order (-EFAULT at the first unreadable one, -EINVAL at the first beyond the port
-/// table).
+/// The ports of a poll at `at` into `raw` (1..=[`MAX_POLL_PORTS`] of them): read as one array (from
+/// `page`, if it is translated already and holds the whole array); if that fails, port by port, so the
+/// errors are those of reading them in order (-EFAULT at the first unreadable one, -EINVAL at the first
+/// beyond the port table).
+#[inline(always)]
 fn poll_ports<M: MachineMem>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     at: Gva,
-    n: usize,
+    raw: &mut [u32],
     page: Option<Translated>,
-) -> Result<heapless::Vec<u32, MAX_POLL_PORTS>, Errno> {
-    let mut raw = [0u32; MAX_POLL_PORTS];
-    let raw = &mut raw[..n];
-    let mut ports: heapless::Vec<u32, MAX_POLL_PORTS> = heapless::Vec::new();
+) -> Result<(), Errno> {
     let bytes = raw.as_mut_bytes();
     let whole = match page {
         Some((base, start))
@@ -208,9 +211,8 @@ fn poll_ports<M: MachineMem>(
         if *port as usize >= crate::event::channel::MAX_PORTS {
             return Err(Errno::EINVAL);
         }
-        let _ = ports.push(*port);
     }
-    Ok(ports)
+    Ok(())
 }
 
 #[cfg(test)]
