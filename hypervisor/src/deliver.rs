@@ -448,10 +448,13 @@ fn upcall_saved(dom: &mut Domain) -> bool {
 }
 
 /// [`upcall`] into the live entry frame `f` of the vCPU that entered (the same-vCPU return, which then
-/// returns through `f`). If the domain had to be crashed (false), `f` has been copied into its saved
-/// registers first.
+/// returns through `f`), for a caller that has just found [`upcall_due`] true (`sched::resume_live`,
+/// under the same lock: nothing changed since), so it is not tested again. If the domain had to be
+/// crashed (false), `f` has been copied into its saved registers first.
+#[inline(always)] // Into its one caller, `sched::resume_after_upcall`: one frame for the bounce.
 pub fn upcall_live(dom: &mut Domain, f: &mut EntryFrame) -> bool {
-    upcall_into(dom, Some(f))
+    debug_assert!(upcall_due(dom));
+    upcall_deliver(dom, Some(f))
 }
 
 #[inline(always)]
@@ -459,6 +462,13 @@ fn upcall_into(dom: &mut Domain, live: Option<&mut EntryFrame>) -> bool {
     if !upcall_due(dom) {
         return true;
     }
+    upcall_deliver(dom, live)
+}
+
+/// Bounce `dom`'s vCPU (its live frame, or its saved registers) to its event callback, events masked;
+/// [`upcall_due`] holds. False if the domain had to be crashed.
+#[inline(always)]
+fn upcall_deliver(dom: &mut Domain, live: Option<&mut EntryFrame>) -> bool {
     let cb = dom.vcpu.pv.event_callback;
     count(&mut dom.vcpu.pv.counters.upcalls);
     matches!(

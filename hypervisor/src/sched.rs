@@ -125,6 +125,13 @@ fn arm_for(policy: Option<u64>, extra: Option<u64>) {
     time.timer.arm(Some(tsc));
 }
 
+/// Make sure the hardware timer fires no later than `deadline` (see [`arm_for`]): for a hypercall
+/// whose change to the policy moved only that deadline (`SchedPolicy::wake_by`), so that its return
+/// needs no decision.
+pub fn arm_deadline(deadline: u64) {
+    arm_for(Some(deadline), None);
+}
+
 /// Arm the hardware timer for the earlier of the policy's next deadline and `extra` (see [`arm_for`]).
 pub fn arm_timer_also(now: u64, extra: Option<u64>) {
     let policy = SCHED.lock().0.next_deadline(now);
@@ -208,6 +215,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                     Some(c) if !switch && !fired => Some(c),
                     _ => s.0.pick(now),
                 };
+                // (`pick` leaves the policy unmarked: this deadline is armed just below.)
                 (next, s.0.next_deadline(now))
             };
             arm_for(deadline, None);

@@ -515,6 +515,36 @@ impl SchedPolicy {
         true
     }
 
+    /// [`SchedPolicy::wake`] by an event that `by`, the vCPU running now, sent in a hypercall of its own.
+    ///
+    /// If `v` is blocked and `by` is the running, runnable vCPU, the wake-up moves only one deadline:
+    /// `by`'s slice end, which counts from now on because another vCPU is runnable (the woken vCPU's
+    /// `wake_at` is dropped, which can only make a deadline later; a timer that then fires early is
+    /// harmless, `crate::sched`'s lazy arming relies on that already). So the policy is not marked
+    /// changed — which would send the caller's return through the scheduler to recompute
+    /// [`SchedPolicy::next_deadline`] — and that slice end is returned instead, for the caller to arm the
+    /// timer for (`Env::arm_deadline`); `by` keeps the CPU until then or until it blocks or yields, and
+    /// the next choice considers the woken vCPU (`resched`), exactly as after [`SchedPolicy::wake`]. In
+    /// any other case this is [`SchedPolicy::wake`] and returns `None`.
+    #[inline]
+    pub fn wake_by(&mut self, v: usize, by: usize) -> Option<u64> {
+        if !matches!(self.state(v), Some(RunState::Blocked { .. })) {
+            return None;
+        }
+        match self.running {
+            Some(r) if r.vcpu == by && self.vcpus[by].runnable() => {
+                let changed = self.changed;
+                self.wake_blocked(v);
+                self.changed = changed;
+                Some(r.slice_end)
+            }
+            _ => {
+                self.wake_blocked(v);
+                None
+            }
+        }
+    }
+
     /// [`SchedPolicy::wake`] of a blocked vCPU `v`.
     #[inline(never)]
     fn wake_blocked(&mut self, v: usize) {
@@ -601,8 +631,11 @@ impl SchedPolicy {
     /// nothing asked for a new choice (a wake, block, yield, start or stop); otherwise the runnable vCPU
     /// with the lowest virtual runtime is chosen (ties: round-robin after the last one picked), and a
     /// fresh slice starts unless the same vCPU continues inside its current slice.
+    ///
+    /// The choice moves the next deadline (a new slice end), but does not mark the policy changed: its
+    /// one caller, the scheduler's decision, arms the timer for [`SchedPolicy::next_deadline`] right
+    /// after, under the same lock, so the chosen vCPU's returns need no decision for it.
     pub fn pick(&mut self, now: u64) -> Option<usize> {
-        self.changed = true;
         self.charge(now);
         if let Some(r) = self.running
             && !self.resched
@@ -887,6 +920,57 @@ mod tests {
         p.stop(0);
         assert_eq!(p.cpu_ns_at(0, 20 * MS), Some(5 * MS), "kept after stopping");
         assert_eq!(p.cpu_ns_at(NR_VCPUS, 0), None);
+    }
+
+    /// `wake_by` leaves the policy exactly as `wake` does except for the changed mark, and arming the
+    /// deadline it returns keeps the timer no later than the policy's next deadline: the new next deadline
+    /// is never earlier than the earlier of the old one and the returned slice end.
+    #[test]
+    fn wake_by_the_running_vcpu_moves_only_its_slice_end() {
+        for (timer, wake_at, third) in [
+            (None, None, false),
+            (Some(3 * MS), None, false),
+            (None, Some(2 * MS), true),
+            (Some(50 * MS), Some(SEC), true),
+        ] {
+            let mut p = SchedPolicy::new();
+            p.start(0, 256).unwrap();
+            p.start(1, 256).unwrap();
+            if third {
+                p.start(2, 256).unwrap();
+                p.block(2, None);
+            }
+            assert_eq!(p.pick(0), Some(0));
+            p.block(1, wake_at);
+            p.set_singleshot(0, timer);
+            assert_eq!(p.pick(MS), Some(0));
+            let now = MS + 10;
+            let before = p.next_deadline(now);
+            let mut plain = p.clone();
+            p.take_changed();
+            let d = p
+                .wake_by(1, 0)
+                .expect("the running vCPU woke a blocked one");
+            assert!(!p.changed(), "no policy change to act on");
+            plain.wake(1);
+            plain.changed = false;
+            assert_eq!(p, plain, "the same state as after wake");
+            let after = p
+                .next_deadline(now)
+                .expect("two runnable vCPUs: a slice end");
+            let armed = before.map_or(d, |b| b.min(d));
+            assert!(
+                armed <= after,
+                "armed {armed} later than the deadline {after}"
+            );
+            // Not blocked: nothing; not woken by the running vCPU: a plain wake.
+            assert_eq!(p.wake_by(1, 0), None);
+            if third {
+                p.take_changed();
+                assert_eq!(p.wake_by(2, 1), None);
+                assert!(p.changed() && p.state(2) == Some(RunState::Runnable));
+            }
+        }
     }
 
     #[test]

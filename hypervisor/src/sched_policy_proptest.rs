@@ -45,7 +45,6 @@ fn oracle_account(p: &mut SchedPolicy, v: usize, ran_ns: u64) {
 
 /// `pick` with the oracle's choice and accounting.
 fn oracle_pick(p: &mut SchedPolicy, now: u64) -> Option<usize> {
-    p.changed = true;
     if let Some(r) = p.running.as_mut() {
         let ran = now.saturating_sub(r.since);
         r.since = r.since.max(now);

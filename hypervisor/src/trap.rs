@@ -351,6 +351,10 @@ impl Env for HvEnv<'_> {
     fn hv_cmdline(&self) -> &str {
         &HV.get().expect("boot facts recorded").cmdline
     }
+
+    fn arm_deadline(&mut self, deadline: u64) {
+        crate::sched::arm_deadline(deadline);
+    }
 }
 
 /// The one way the hypervisor stops a misbehaving domain: report why and where, then tear it down. The

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use abi::errno::Errno;
 
 use super::frame::{
-    Disposition, EntryKind, RFLAGS_IF, ReturnPath, TrapCtx, TrapFrame, VECTOR_INT80,
+    Disposition, EntryKind, RFLAGS_IF, ReturnPath, TrapCtx, TrapFrame, VECTOR_EVENT, VECTOR_INT80,
     VECTOR_SYSCALL, is_trap_class, plan_return, vector_name,
 };
 use super::{HANDLERS, KILLED, sys};
@@ -294,6 +294,36 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         }
     }
     let plan = plan_return(events_were_masked, masked_now());
+    if let Some(m) = plan.set_mask {
+        p.irq_set_flag(!m);
+    }
+    if plan.path == ReturnPath::Hypercall {
+        frame.prepare_iret(plan.resume_masked);
+    }
+    plan.path as u64
+}
+
+/// Called by the event callback's entry (`guest_trap_stub_event`, every upcall on PV: timer, console,
+/// I/O, IPIs) with the frame; returns the [`ReturnPath`] (as u64). The same steps as [`trap_dispatch`]
+/// takes for [`EntryKind::Event`] — a bounce frame, so the interrupted context's event mask is its
+/// saved virtual IF; in process mode events stay masked while the kernel works and the return may
+/// switch processes; the upcall; then [`plan_return`] — without the general path's handler context,
+/// which an upcall does not use. (Natively the interrupt stubs enter [`trap_dispatch`].)
+pub extern "C" fn event_dispatch(frame: &mut TrapFrame) -> u64 {
+    debug_assert_eq!(frame.vector, VECTOR_EVENT);
+    TRAPS.fetch_add(1, Ordering::Relaxed);
+    let p = ops();
+    let events_were_masked = frame.rflags & RFLAGS_IF == 0;
+    frame.clear_saved_mask();
+    let process = frame.from_user() && crate::proc::active() && !super::user::active();
+    if process && !events_were_masked {
+        p.irq_disable();
+    }
+    crate::event::upcall();
+    if process {
+        crate::proc::return_to_user();
+    }
+    let plan = plan_return(events_were_masked, !p.irqs_enabled());
     if let Some(m) = plan.set_mask {
         p.irq_set_flag(!m);
     }

@@ -3,6 +3,7 @@
 //! now has an upcall pending (or was polling that port).
 
 use abi::errno::Errno;
+use abi::event_channel::{EVTCHNOP_SEND, EvtchnSend};
 use abi::types::Gva;
 
 use super::{Action, HypercallCtx, MachineMem};
@@ -17,6 +18,9 @@ pub fn event_channel_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Act
 }
 
 fn run<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, cmd: u64, arg: Gva) -> Result<(), Errno> {
+    if cmd == EVTCHNOP_SEND {
+        return send(ctx, arg);
+    }
     let size = op::arg_size(cmd)?;
     let mut buf = [0u8; 32];
     let bytes = buf.get_mut(..size).ok_or(Errno::EINVAL)?;
@@ -36,6 +40,19 @@ fn run<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, cmd: u64, arg: Gva) -> 
     Ok(())
 }
 
+/// `EVTCHNOP_send`: the command behind every notification a domain signals (IPIs, interdomain and
+/// loopback ports: each kick of an I/O ring), so it skips the general path's argument buffer and decode
+/// and reads its one field directly. The steps are the general path's (`op::execute`'s `Send` arm): the
+/// port table's [`EventSystem::send`](crate::event::channel::EventSystem::send), then the effect.
+#[inline(always)]
+fn send<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, arg: Gva) -> Result<(), Errno> {
+    let a: EvtchnSend = ctx.read_obj(arg)?;
+    if let Some((dom, port)) = ctx.events.get().send(ctx.domid, a.port)? {
+        apply(ctx, &Effect::SetPending { dom, port });
+    }
+    Ok(())
+}
+
 /// Apply an event effect to its domain's shared_info and wake that domain if needed.
 pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) {
     let dom = effect.dom();
@@ -43,10 +60,95 @@ pub fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, effect: &Effect) 
         return;
     };
     let mut bits = SharedInfoPage::new(ctx.mem.frame_mut(frame));
+    if dom == ctx.domid {
+        // The caller's own bits (a send on an IPI or loopback port, an unmask, a close): the caller is
+        // running this hypercall, so it is neither blocked nor polling (`SCHEDOP_block`/`SCHEDOP_poll`
+        // end the hypercall that blocks, and a multicall stops at them), and a kick needs no wake-up:
+        // the return delivers the upcall (`deliver::upcall_due`). So no scheduler lock (which would also
+        // make the return check the policy). (A poll entry can outlive its poll only harmlessly: its one
+        // use is to wake a blocked poller, and the next poll replaces it.)
+        effect.apply(&mut bits, |_| false);
+        return;
+    }
     let (sched, polls) = ctx.sched.get();
     let polling = polls.ports(dom);
     if effect.apply(&mut bits, |port| polling.contains(&port)) {
-        sched.wake(usize::from(dom));
+        // The caller is the running vCPU: a wake-up it causes moves only its own slice end, armed here,
+        // so that its return needs no scheduling decision (`SchedPolicy::wake_by`).
+        let deadline = sched.wake_by(usize::from(dom), usize::from(ctx.domid));
         polls.clear(dom);
+        if let Some(d) = deadline {
+            ctx.env.arm_deadline(d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use abi::errno::Errno;
+    use abi::event_channel::{EVTCHNOP_SEND, EvtchnSend};
+    use abi::hypercall::nr;
+    use abi::xen::DOMID_SELF;
+    use zerocopy::IntoBytes;
+
+    use super::super::Action;
+    use super::super::testing::{FrameForTest, RO_PAGE, RW_PAGE, World};
+    use crate::event::op;
+
+    /// `EVTCHNOP_send`'s own path answers as the general one (`op::event_channel_op`) for every kind
+    /// of port and hostile ones, reads its argument from a read-only page or the last word of a page,
+    /// and refuses an argument that runs off a page into an unmapped one.
+    #[test]
+    fn send_agrees_with_the_general_path() {
+        let mut w = World::new();
+        let ev = &mut *w.events;
+        let ipi = ev.bind_ipi(1, 0).unwrap();
+        let unbound = ev.alloc_unbound(1, DOMID_SELF, 2, |_| true).unwrap();
+        let virq = ev.bind_virq(1, abi::event_channel::VIRQ_TIMER, 0).unwrap();
+        let offer = ev.alloc_unbound(2, DOMID_SELF, 1, |_| true).unwrap();
+        let inter = ev.bind_interdomain(1, 2, offer, |_| true).unwrap();
+        let foreign = ev.bind_ipi(2, 0).unwrap();
+        let ports = [
+            0,
+            ipi,
+            unbound,
+            virq,
+            inter,
+            foreign,
+            9,
+            1023,
+            1024,
+            4095,
+            4096,
+            u32::MAX,
+        ];
+        for (i, &port) in ports.iter().enumerate() {
+            // Alternately the last word of the writable page and the start of the read-only one.
+            let at = if i % 2 == 0 { RW_PAGE + 0xffc } else { RO_PAGE };
+            let frame = if i % 2 == 0 { 10 } else { 11 };
+            let off = (at & 0xfff) as usize;
+            w.mem.frame_mut_for_test(frame)[off..off + 4]
+                .copy_from_slice(EvtchnSend { port }.as_bytes());
+            // (`EventSystem::send` takes the tables shared: neither path changes them.)
+            let want = op::event_channel_op(
+                w.events,
+                1,
+                EVTCHNOP_SEND,
+                EvtchnSend { port }.as_bytes(),
+                |d| d <= 2,
+            )
+            .map(|_| 0)
+            .unwrap_or_else(|e| e.as_ret());
+            let got = w.call(nr::EVENT_CHANNEL_OP, [EVTCHNOP_SEND, at, 0, 0, 0]);
+            assert_eq!(got, Action::Return(want), "port {port}");
+        }
+        // The 4-byte argument straddling the read-only page's end (the next page is not mapped).
+        assert_eq!(
+            w.call(
+                nr::EVENT_CHANNEL_OP,
+                [EVTCHNOP_SEND, RO_PAGE + 0xffe, 0, 0, 0]
+            ),
+            Action::Return(Errno::EFAULT.as_ret())
+        );
     }
 }

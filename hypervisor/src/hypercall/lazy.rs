@@ -115,4 +115,7 @@ pub trait Env {
     fn console_read(&mut self, buf: &mut [u8]) -> usize;
     /// The hypervisor's own command line (for `XENVER_commandline`).
     fn hv_cmdline(&self) -> &str;
+    /// Make the hypervisor's timer fire no later than `deadline` (ns of system time), for a handler
+    /// whose change to the scheduling policy moved only that deadline (`SchedPolicy::wake_by`).
+    fn arm_deadline(&mut self, deadline: u64);
 }

@@ -14,11 +14,13 @@ use abi::errno::Errno;
 use abi::sched::{
     SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedPoll, ShutdownReason,
 };
-use abi::types::Gva;
+use abi::types::{Gva, Maddr, PAGE_SIZE};
 use abi::xen::SchedShutdown;
+use zerocopy::{FromZeros, IntoBytes};
 
 use super::MachineMem;
 use super::{Action, HypercallCtx};
+use crate::mm::walk;
 
 /// A decoded `sched_op` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,20 +128,17 @@ impl Default for PollTable {
 }
 
 fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Action, Errno> {
-    let p: SchedPoll = ctx.guest().read_obj(at)?;
+    // The argument, then the port array through the same translation when it lies in the argument's
+    // page (the usual case: both on the caller's stack), else through the context's read.
+    let mut p = SchedPoll::new_zeroed();
+    let page = read_in_page(ctx, at, p.as_mut_bytes())?;
     let n = p.nr_ports as usize;
     if n == 0 || n > MAX_POLL_PORTS {
         return Err(Errno::EINVAL);
     }
-    let mut ports: heapless::Vec<u32, MAX_POLL_PORTS> = heapless::Vec::new();
-    for i in 0..n as u64 {
-        let at = Gva(p.ports).checked_add(i * 4).ok_or(Errno::EFAULT)?;
-        let port: u32 = ctx.guest().read_obj(at)?;
-        if port as usize >= crate::event::channel::MAX_PORTS {
-            return Err(Errno::EINVAL);
-        }
-        let _ = ports.push(port);
-    }
+    let mut raw = [0u32; MAX_POLL_PORTS];
+    let ports = &mut raw[..n];
+    poll_ports(ctx, Gva(p.ports), ports, page)?;
     let domid = ctx.domid;
     let bits = ctx.event_bits(domid).ok_or(Errno::ESRCH)?;
     if ports
@@ -150,9 +149,70 @@ fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Act
     }
     let timeout = (p.timeout != 0).then_some(ctx.dom.to_system_time(p.timeout));
     let (sched, polls) = ctx.sched.get();
-    polls.ports[usize::from(domid)] = ports;
+    let slot = &mut polls.ports[usize::from(domid)];
+    slot.clear();
+    // `ports` holds at most MAX_POLL_PORTS, the slot's capacity.
+    let _ = slot.extend_from_slice(ports);
     sched.block(usize::from(domid), timeout);
     Ok(Action::Yield)
+}
+
+/// A page of the caller's already translated for its reads: the page's address and where it starts in
+/// machine memory.
+type Translated = (Gva, Maddr);
+
+/// Copy the caller's bytes at `va` into `buf` as [`HypercallCtx::read`] does; if they lie in one page,
+/// that page, translated (one walk of the caller's tables, for the caller's ring, as `read` does for a
+/// one-page range), so that a later read in the same page needs no walk of its own.
+fn read_in_page<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    va: Gva,
+    buf: &mut [u8],
+) -> Result<Option<Translated>, Errno> {
+    if buf.is_empty() || va.page_offset() + buf.len() as u64 > PAGE_SIZE {
+        ctx.read(va, buf)?;
+        return Ok(None);
+    }
+    let access = walk::Access {
+        write: false,
+        user: ctx.user,
+    };
+    let ma = walk::translate(&*ctx.mem, ctx.dom.base, va, access).map_err(|_| Errno::EFAULT)?;
+    ctx.mem.read_bytes(ma, buf);
+    Ok(Some((va.page_base(), Maddr(ma.0 - va.page_offset()))))
+}
+
+/// The ports of a poll at `at` into `raw` (1..=[`MAX_POLL_PORTS`] of them): read as one array (from
+/// `page`, if it is translated already and holds the whole array); if that fails, port by port, so the
+/// errors are those of reading them in order (-EFAULT at the first unreadable one, -EINVAL at the first
+/// beyond the port table).
+#[inline(always)]
+fn poll_ports<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    at: Gva,
+    raw: &mut [u32],
+    page: Option<Translated>,
+) -> Result<(), Errno> {
+    let bytes = raw.as_mut_bytes();
+    let whole = match page {
+        Some((base, start))
+            if at.page_base() == base && at.page_offset() + bytes.len() as u64 <= PAGE_SIZE =>
+        {
+            ctx.mem.read_bytes(Maddr(start.0 + at.page_offset()), bytes);
+            true
+        }
+        _ => ctx.read(at, bytes).is_ok(),
+    };
+    for (i, port) in raw.iter_mut().enumerate() {
+        if !whole {
+            let a = at.checked_add(i as u64 * 4).ok_or(Errno::EFAULT)?;
+            *port = ctx.guest().read_obj(a)?;
+        }
+        if *port as usize >= crate::event::channel::MAX_PORTS {
+            return Err(Errno::EINVAL);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -209,27 +269,55 @@ mod tests {
         );
     }
 
-    /// A vCPU polling a masked port sleeps until an event on that port, which wakes it and ends the poll;
-    /// the event stays pending, with no upcall.
+    /// A vCPU polling a masked port sleeps until an event on that port (sent by another domain),
+    /// which wakes it and ends the poll; the event stays pending, with no upcall.
     #[test]
     fn poll_on_a_masked_port_wakes_at_the_event() {
         use crate::event::bits::{EventBits, SharedInfoPage, guest};
         use crate::sched_policy::RunState;
-        use abi::event_channel::{EVTCHNOP_BIND_IPI, EVTCHNOP_SEND, EvtchnBindIpi, EvtchnSend};
+        use abi::event_channel::{
+            EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_SEND, EvtchnAllocUnbound,
+            EvtchnBindInterdomain, EvtchnSend,
+        };
         use abi::hypercall::nr::EVENT_CHANNEL_OP;
+        use abi::xen::DOMID_SELF;
         use zerocopy::{FromBytes, IntoBytes};
 
         let mut w = World::new();
         w.sched.0.start(1, 256).unwrap();
+        w.sched.0.start(2, 256).unwrap();
         let arg = RW_PAGE + 0x200;
         let at = |va: u64| (va - RW_PAGE) as usize;
-        let bind = EvtchnBindIpi { vcpu: 0, port: 0 };
-        w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 8].copy_from_slice(bind.as_bytes());
-        let r = w.call(EVENT_CHANNEL_OP, [EVTCHNOP_BIND_IPI, arg, 0, 0, 0]);
+        // Domain 1 offers a port to domain 2, which binds it (its calls read their argument through
+        // domain 1's test tables: only the caller's identity matters to these calls).
+        let offer = EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 2,
+            port: 0,
+        };
+        w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 8].copy_from_slice(offer.as_bytes());
+        let r = w.call(EVENT_CHANNEL_OP, [EVTCHNOP_ALLOC_UNBOUND, arg, 0, 0, 0]);
         assert_eq!(r, Action::Return(0));
-        let port = EvtchnBindIpi::read_from_bytes(&w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 8])
-            .unwrap()
-            .port;
+        let port =
+            EvtchnAllocUnbound::read_from_bytes(&w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 8])
+                .unwrap()
+                .port;
+        let bind = EvtchnBindInterdomain {
+            remote_dom: 1,
+            _pad0: 0,
+            remote_port: port,
+            local_port: 0,
+        };
+        w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 12].copy_from_slice(bind.as_bytes());
+        w.caller = 2;
+        let r = w.call(EVENT_CHANNEL_OP, [EVTCHNOP_BIND_INTERDOMAIN, arg, 0, 0, 0]);
+        assert_eq!(r, Action::Return(0));
+        let remote = EvtchnBindInterdomain::read_from_bytes(
+            &w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 12],
+        )
+        .unwrap()
+        .local_port;
+        w.caller = 1;
         guest::set_mask(w.mem.frame_mut(Mfn(15)), port, true);
         // SCHEDOP_poll(port, no timeout): blocks.
         let (poll, ports) = (RW_PAGE + 0x300, RW_PAGE + 0x340);
@@ -250,16 +338,64 @@ mod tests {
             w.sched.0.state(1),
             Some(RunState::Blocked { wake_at: None })
         );
-        // An event on the masked port wakes it and ends the poll; no upcall.
-        let send = EvtchnSend { port };
+        // Domain 2, now running, sends on the masked port: that wakes domain 1 and ends its poll; no
+        // upcall. Only domain 2's slice end moved: armed by the handler, no policy change left to act on.
+        assert_eq!(w.sched.0.pick(0), Some(2));
+        w.sched.0.take_changed();
+        let send = EvtchnSend { port: remote };
         w.mem.frame_mut(Mfn(10))[at(arg)..at(arg) + 4].copy_from_slice(send.as_bytes());
+        w.caller = 2;
         assert_eq!(
             w.call(EVENT_CHANNEL_OP, [EVTCHNOP_SEND, arg, 0, 0, 0]),
             Action::Return(0)
         );
         assert_eq!(w.sched.0.state(1), Some(RunState::Runnable));
+        assert!(!w.sched.0.changed());
+        assert_eq!(w.armed.len(), 1);
+        assert_eq!(Some(w.armed[0]), w.sched.0.next_deadline(0));
         assert!(w.sched.1.ports(1).is_empty());
         let bits = SharedInfoPage::new(w.mem.frame_mut(Mfn(15)));
         assert!(bits.is_pending(port) && !bits.upcall_pending());
+    }
+
+    /// The ports of a poll: read as one array when they are readable, else port by port with the
+    /// errors of reading them in order; a port beyond the table is -EINVAL, too many ports -EINVAL.
+    #[test]
+    fn poll_port_array_errors() {
+        use zerocopy::IntoBytes;
+        let mut w = World::new();
+        w.sched.0.start(1, 256).unwrap();
+        let at = |va: u64| (va - RW_PAGE) as usize;
+        let poll = RW_PAGE + 0x300;
+        let call = |w: &mut World, ports: u64, n: u32, values: &[u32]| {
+            let p = SchedPoll {
+                ports,
+                nr_ports: n,
+                _pad0: 0,
+                timeout: 0,
+            };
+            w.mem.frame_mut(Mfn(10))[at(poll)..at(poll) + 24].copy_from_slice(p.as_bytes());
+            for (i, v) in values.iter().enumerate() {
+                let a = at(ports) + 4 * i;
+                w.mem.frame_mut(Mfn(10))[a..a + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            w.call(SCHED_OP, [SCHEDOP_POLL, poll, 0, 0, 0])
+        };
+        let einval = Action::Return(Errno::EINVAL.as_ret());
+        let efault = Action::Return(Errno::EFAULT.as_ret());
+        assert_eq!(call(&mut w, RW_PAGE + 0x400, 0, &[]), einval);
+        assert_eq!(call(&mut w, RW_PAGE + 0x400, 17, &[]), einval);
+        assert_eq!(call(&mut w, RW_PAGE + 0x400, 3, &[1, 1024, 2]), einval);
+        // The array runs off the read-only page (frame 11) into an unmapped one: the first port is
+        // checked first.
+        let last = RO_PAGE + 0xffc;
+        for (first, want) in [(4096u32, einval), (5, efault)] {
+            w.mem.frame_mut(Mfn(11))[0xffc..].copy_from_slice(&first.to_le_bytes());
+            assert_eq!(call(&mut w, last, 2, &[]), want, "first port {first}");
+        }
+        assert_eq!(call(&mut w, 0, 1, &[]), efault);
+        // Valid ports, none pending: the caller blocks polling them.
+        assert_eq!(call(&mut w, RW_PAGE + 0x400, 3, &[1, 2, 3]), Action::Yield);
+        assert_eq!(w.sched.1.ports(1).as_slice(), &[1, 2, 3]);
     }
 }

@@ -68,6 +68,11 @@ pub struct World {
     /// The other domains (indexed by id; slot 1, the caller, stays `None`): domain 2, runnable, owning
     /// frames 16..=18 with its shared_info page at frame 19.
     pub others: Vec<Option<Domain>>,
+    /// The deadlines handlers asked the timer to be armed for (`Env::arm_deadline`), in order.
+    pub armed: Vec<u64>,
+    /// The calling domain's id (1 unless a test makes another domain the caller: its calls then use
+    /// domain 1's memory and registers, which is enough for calls that read only an argument).
+    pub caller: u16,
 }
 
 /// A domain for [`World::others`], with the given state and memory-management facts.
@@ -166,6 +171,8 @@ impl World {
                     })
                 })
                 .collect(),
+            armed: Vec::new(),
+            caller: 1,
         }
     }
 
@@ -174,10 +181,11 @@ impl World {
         let mut env = TestEnv {
             out: &mut self.out,
             now_ns: self.now_ns,
+            armed: &mut self.armed,
         };
         let others = super::Others::new(&self.others[..1], &self.others[2..]);
         let mut ctx = HypercallCtx {
-            domid: 1,
+            domid: self.caller,
             privileged: self.privileged,
             args,
             user: false,
@@ -231,6 +239,7 @@ impl World {
 struct TestEnv<'a> {
     out: &'a mut Vec<u8>,
     now_ns: u64,
+    armed: &'a mut Vec<u64>,
 }
 
 impl Env for TestEnv<'_> {
@@ -252,6 +261,10 @@ impl Env for TestEnv<'_> {
 
     fn hv_cmdline(&self) -> &str {
         "loglevel=info"
+    }
+
+    fn arm_deadline(&mut self, deadline: u64) {
+        self.armed.push(deadline);
     }
 }
 

@@ -8,12 +8,14 @@ use abi::callback::{
 };
 use abi::errno::Errno;
 use abi::layout::{GUEST_KERNEL_SS, guest_va_allowed};
-use abi::types::Gva;
+use abi::types::{Gva, PAGE_SIZE};
 use abi::xen::{
     IretContext, SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL, TrapInfo,
 };
+use zerocopy::FromBytes;
 
 use super::{Action, HypercallCtx, MachineMem};
+use crate::mm::walk;
 use crate::regs::{EntryFrame, rflags, sanitize_in_place};
 use crate::vcpu::{VcpuState, check_handler, decode_trap};
 
@@ -181,11 +183,35 @@ pub fn apply_iret_in_place(r: &mut EntryFrame, c: &IretContext) -> bool {
     false
 }
 
+/// The `iret_context` at `at` (the caller's RSP), as [`HypercallCtx::read_obj`] reads it. Within one
+/// page (the usual case: the top of the caller's stack) it is read in place from the frame found by one
+/// walk of the caller's tables, which checks what `HypercallCtx::read` checks for a one-page range (a
+/// canonical, non-reserved address; a present 4 KiB mapping with the caller's ring's permission at
+/// every level), so the words are copied once, not through a zeroed buffer and a returned copy.
+#[inline(always)]
+fn read_iret_context<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    at: Gva,
+) -> Result<IretContext, Errno> {
+    const LEN: usize = size_of::<IretContext>();
+    if at.page_offset() as usize + LEN > PAGE_SIZE as usize {
+        return ctx.read_obj(at);
+    }
+    let access = walk::Access {
+        write: false,
+        user: ctx.user,
+    };
+    let ma = walk::translate(&*ctx.mem, ctx.dom.base, at, access).map_err(|_| Errno::EFAULT)?;
+    let off = at.page_offset() as usize;
+    let frame = ctx.mem.frame_mut(ma.mfn());
+    IretContext::read_from_bytes(&frame[off..off + LEN]).map_err(|_| Errno::EFAULT)
+}
+
 /// `iret`: return from a bounce through the `iret_context` at the guest's RSP, restoring the event mask.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn iret<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let at = Gva(ctx.regs.rsp);
-    let c: IretContext = match ctx.read_obj(at) {
+    let c: IretContext = match read_iret_context(ctx, at) {
         Ok(c) => c,
         Err(_) => return Action::Crash("iret with an unreadable iret_context"),
     };
@@ -271,6 +297,65 @@ mod tests {
         assert_eq!(f, before);
         assert!(apply_iret_in_place(&mut f, &c));
         assert_eq!(Some(f), apply_iret(&before, &c));
+    }
+}
+
+#[cfg(test)]
+mod iret_read_tests {
+    use abi::hypercall::nr;
+    use abi::xen::IretContext;
+    use zerocopy::IntoBytes;
+
+    use super::super::Action;
+    use super::super::testing::{FrameForTest, RO_PAGE, RW_PAGE, World};
+
+    /// The `iret_context` is read wherever the caller's RSP puts it: in one page (in place, after one
+    /// walk), across the writable and the read-only page (the general copy), and refused (the domain
+    /// crashed) where any of its bytes is unmapped.
+    #[test]
+    fn the_context_is_read_in_one_page_or_across_two() {
+        let c = IretContext {
+            rax: 5,
+            r11: 6,
+            rcx: 7,
+            rip: RW_PAGE + 0x10,
+            cs: 0x19,
+            rflags: 0x202,
+            rsp: RW_PAGE + 0x800,
+            ss: 0x21,
+            ..Default::default()
+        };
+        let bytes = c.as_bytes();
+        // Frames 10 and 11 map RW_PAGE and RO_PAGE, adjacent: a context may straddle them.
+        for at in [
+            RW_PAGE + 0x100,
+            RO_PAGE + 0x1000 - bytes.len() as u64,
+            RO_PAGE - 8,
+            RO_PAGE - 0x40,
+        ] {
+            let mut w = World::new();
+            for (i, b) in bytes.iter().enumerate() {
+                let va = at + i as u64;
+                let frame = if va < RO_PAGE { 10 } else { 11 };
+                w.mem.frame_mut_for_test(frame)[(va & 0xfff) as usize] = *b;
+            }
+            w.regs.rsp = at;
+            assert_eq!(w.call(nr::IRET, [0; 5]), Action::Resume, "at {at:#x}");
+            assert_eq!(
+                (w.regs.rax, w.regs.r11, w.regs.rcx, w.regs.rip, w.regs.rsp),
+                (5, 6, 7, RW_PAGE + 0x10, RW_PAGE + 0x800),
+                "at {at:#x}"
+            );
+        }
+        // Running off the read-only page into the unmapped one, or unmapped altogether.
+        for at in [RO_PAGE + 0x1000 - 8, RO_PAGE + 0x1000, 0] {
+            let mut w = World::new();
+            w.regs.rsp = at;
+            assert!(
+                matches!(w.call(nr::IRET, [0; 5]), Action::Crash(_)),
+                "at {at:#x}"
+            );
+        }
     }
 }
 

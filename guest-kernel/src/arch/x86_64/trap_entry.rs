@@ -151,7 +151,10 @@ guest_trap_stub_\name:
     GUEST_BOUNCE_ERR   29, 29
     GUEST_BOUNCE_ERR   30, 30
     GUEST_BOUNCE_NOERR 31, 31, guest_exception_common
-    GUEST_BOUNCE_NOERR event, {event}
+    // The event callback: the bounce frame turned into a TrapFrame as for any vector, saved as by
+    // guest_trap_common, but handed to event_dispatch (the upcall's own path, not the general
+    // trap_dispatch); it leaves through the common exits.
+    GUEST_BOUNCE_NOERR event, {event}, guest_event_common
     GUEST_BOUNCE_NOERR syscall, {syscall}
 
     // The direct int 0x80 gate: a hardware frame, no RCX/R11, no error code.
@@ -222,6 +225,12 @@ guest_exception_common:
     GUEST_TRAP_SAVE_CALL {exception}
     jnz guest_trap_exit_hypercall
     GUEST_TRAP_EXIT_IRETQ
+
+    .balign 16
+guest_event_common:
+    GUEST_TRAP_SAVE_CALL {event_dispatch}
+    jnz guest_trap_exit_hypercall
+    jmp guest_trap_exit_iretq
 
     .balign 16
 guest_trap_common:
@@ -513,6 +522,7 @@ guest_trap_stub_table:
     user_cs = const GUEST_USER_CS,
     dispatch = sym crate::trap::dispatch::trap_dispatch,
     exception = sym crate::trap::dispatch::trap_exception,
+    event_dispatch = sym crate::trap::dispatch::event_dispatch,
     iret_failed = sym crate::trap::dispatch::trap_iret_failed,
     failsafe = sym crate::trap::dispatch::trap_failsafe,
     native = sym NATIVE_EXIT,
