@@ -497,7 +497,14 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if preserve_ad && old.is_present() {
             new.0 |= old.0 & (PteFlags::ACCESSED | PteFlags::DIRTY).bits();
         }
-        self.get_entry(new, level, index, dom)?;
+        // An L1 entry (every mapping of a page: most updates) is checked with its level known, so the
+        // checks of the upper levels (superpage, L4's PS, the table type below) fold away; the same
+        // checks as for any other level.
+        if level == 1 {
+            self.get_entry(new, 1, index, dom)?;
+        } else {
+            self.get_entry(new, level, index, dom)?;
+        }
         Ok(PtWrite {
             table,
             index,
@@ -516,7 +523,12 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
     #[inline(always)]
     pub fn perform(&mut self, w: PtWrite) -> bool {
         self.mem.write_u64(slot(w.table, w.index), w.new.0);
-        self.put_entry(w.old, w.level);
+        // As in `prepare`: an L1 entry's references with the level known.
+        if w.level == 1 {
+            self.put_entry(w.old, 1);
+        } else {
+            self.put_entry(w.old, w.level);
+        }
         w.old.is_present()
     }
 
