@@ -489,6 +489,27 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if index >= ENTRIES {
             return Err(MmError::BadIndex(index));
         }
+        // An L1 entry (every mapping of a page: most updates) is checked with its level known, so the
+        // checks of the upper levels (reserved L4 slots, superpage, L4's PS, the table type below) fold
+        // away; the same checks as for any other level.
+        if level == 1 {
+            self.prepare_at(table, index, 1, new, dom, preserve_ad)
+        } else {
+            self.prepare_at(table, index, level, new, dom, preserve_ad)
+        }
+    }
+
+    /// The rest of [`Mm::prepare`] once the table's `level` is known.
+    #[inline(always)]
+    fn prepare_at(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        level: u32,
+        new: u64,
+        dom: u16,
+        preserve_ad: bool,
+    ) -> Result<PtWrite, MmError> {
         if !counted(level, index) {
             return Err(MmError::ReservedSlot(index));
         }
@@ -497,14 +518,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if preserve_ad && old.is_present() {
             new.0 |= old.0 & (PteFlags::ACCESSED | PteFlags::DIRTY).bits();
         }
-        // An L1 entry (every mapping of a page: most updates) is checked with its level known, so the
-        // checks of the upper levels (superpage, L4's PS, the table type below) fold away; the same
-        // checks as for any other level.
-        if level == 1 {
-            self.get_entry(new, 1, index, dom)?;
-        } else {
-            self.get_entry(new, level, index, dom)?;
-        }
+        self.get_entry(new, level, index, dom)?;
         Ok(PtWrite {
             table,
             index,
