@@ -370,11 +370,15 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         p.refs = p.refs.saturating_sub(1);
         p.type_count -= 1;
         if p.type_count == 0 {
-            let (ty, validated) = (p.ty, p.is_validated());
+            let ty = p.ty;
             p.ty = PageType::None;
-            p.flags &= !PageInfo::VALIDATED;
-            if let (Some(level), true) = (ty.level(), validated) {
-                self.drop_table_type(mfn, level);
+            // Only a validated frame (a table) has more to undo: one flag test for the others (a frame
+            // that was mapped writable, the common case).
+            if p.is_validated() {
+                p.flags &= !PageInfo::VALIDATED;
+                if let Some(level) = ty.level() {
+                    self.drop_table_type(mfn, level);
+                }
             }
         }
     }
@@ -482,6 +486,10 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         preserve_ad: bool,
     ) -> Result<PtWrite, MmError> {
         let p = self.owned_mut(table, dom)?;
+        // An L1 entry (every mapping of a page: most updates) is checked with its level known, so the
+        // checks of the upper levels (reserved L4 slots, superpage, L4's PS, the table type below) fold
+        // away; the same checks as for any other level.
+        let l1 = p.ty == PageType::L1;
         let level = match p.ty.level() {
             Some(l) if p.is_validated() => l,
             _ => return Err(MmError::NotPageTable(table)),
@@ -489,10 +497,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if index >= ENTRIES {
             return Err(MmError::BadIndex(index));
         }
-        // An L1 entry (every mapping of a page: most updates) is checked with its level known, so the
-        // checks of the upper levels (reserved L4 slots, superpage, L4's PS, the table type below) fold
-        // away; the same checks as for any other level.
-        if level == 1 {
+        if l1 {
             self.prepare_at(table, index, 1, new, dom, preserve_ad)
         } else {
             self.prepare_at(table, index, level, new, dom, preserve_ad)
