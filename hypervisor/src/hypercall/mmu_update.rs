@@ -25,6 +25,7 @@ use super::MachineMem;
 use super::{Action, DomainMm, HypercallCtx};
 use crate::mm::guest_mem::GuestView;
 use crate::mm::machine::M2p;
+use crate::mm::pte::reserved_addr_mask;
 use crate::mm::ptval::{Mm, PtWrite, mod_l1_entry};
 
 /// A decoded `mmu_update` call.
@@ -313,6 +314,12 @@ fn update_one<M: MachineMem>(
             val,
             preserve_ad,
         } => {
+            // An entry of an L1 (most requests): the L1 update; any other table the general one.
+            if !preserve_ad && let Some(done) = mm.mod_l1_entry(table, index, val, domid) {
+                done.map_err(|e| e.errno())?;
+                dom.flush_tlb = true;
+                return Ok(());
+            }
             let w = mm
                 .prepare(table, index, val, domid, preserve_ad)
                 .map_err(|e| e.errno())?;
@@ -377,10 +384,12 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
         let machine = ctx.machine.get();
         // The walk ends at an L1 of the caller's validated tables: the L1 update (`mod_l1_entry`), or,
         // should the table be anything else, the general one with its exact outcome.
+        let rsvd = reserved_addr_mask(ctx.policy.maxphyaddr);
         let done = mod_l1_entry(
             &mut machine.ft,
             &mut *ctx.mem,
             ctx.policy,
+            rsvd,
             l1,
             index,
             u.val,

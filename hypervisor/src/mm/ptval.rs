@@ -551,6 +551,28 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         w.old.is_present()
     }
 
+    /// [`mod_l1_entry`] with this validator's frame table, memory and reserved-bit mask: `None` unless
+    /// `table` is a validated L1 of `dom` and `index < 512` (then [`Mm::mod_entry`] is the way).
+    #[inline(always)]
+    pub fn mod_l1_entry(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        new: u64,
+        dom: u16,
+    ) -> Option<Result<bool, MmError>> {
+        mod_l1_entry(
+            self.ft,
+            self.mem,
+            &self.policy,
+            self.rsvd_addr,
+            table,
+            index,
+            new,
+            dom,
+        )
+    }
+
     /// `decrease_reservation`: takes frame `mfn` away from `dom`, which is allowed only while nothing
     /// references it (`InUse` otherwise). The frame is left unowned with every field reset.
     pub fn free_frame(&mut self, mfn: Mfn, dom: u16) -> Result<(), MmError> {
@@ -679,11 +701,13 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
 /// 1 (the property test runs both on every update it generates and compares results, frame tables and
 /// memory). Without an [`Mm`] (one is built only where the old target would lose a table type, which the
 /// invariants rule out for an L1 entry's target), so its fields are not set up and spilled on the way.
+/// `rsvd_addr` is `reserved_addr_mask(policy.maxphyaddr)` (an [`Mm`] has it: [`Mm::mod_l1_entry`]).
 #[inline(always)]
 pub fn mod_l1_entry<M: PtMem>(
     ft: &mut FrameTable<'_>,
     mem: &mut M,
     policy: &Policy<'_>,
+    rsvd_addr: u64,
     table: Mfn,
     index: usize,
     new: u64,
@@ -703,7 +727,8 @@ pub fn mod_l1_entry<M: PtMem>(
     let new = Pte(new);
     if new.is_present() {
         // `Mm::get_entry` at level 1: PS is PAT there, so only the address bits above MAXPHYADDR.
-        if new.0 & reserved_addr_mask(policy.maxphyaddr) != 0 {
+        debug_assert_eq!(rsvd_addr, reserved_addr_mask(policy.maxphyaddr));
+        if new.0 & rsvd_addr != 0 {
             return Some(Err(MmError::ReservedBits { level: 1, index }));
         }
         // `Mm::get_ref` for a general reference, plus a `Writable` one for a writable entry.

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use super::super::frame_table::{FrameTable, NO_OWNER, PageInfo, PageType};
+use super::super::pte::reserved_addr_mask;
 use super::super::ptval::{ENTRIES, MmError, mod_l1_entry};
 use super::{Mem, infos, policy};
 
@@ -58,7 +59,18 @@ pub fn check(
         frames: before.frames,
         writes: 0,
     };
-    let fast = mod_l1_entry(&mut ft2, &mut mem2, &policy(), Mfn(table), index, val, dom);
+    let policy = policy();
+    let rsvd = reserved_addr_mask(policy.maxphyaddr);
+    let fast = mod_l1_entry(
+        &mut ft2,
+        &mut mem2,
+        &policy,
+        rsvd,
+        Mfn(table),
+        index,
+        val,
+        dom,
+    );
     let Some(fast) = fast else {
         prop_assert!(!l1, "the L1 path declined an L1 update: {:?}", outcome);
         DECLINED.fetch_add(1, Ordering::Relaxed);
