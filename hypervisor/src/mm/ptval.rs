@@ -703,6 +703,7 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
 /// invariants rule out for an L1 entry's target), so its fields are not set up and spilled on the way.
 /// `rsvd_addr` is `reserved_addr_mask(policy.maxphyaddr)` (an [`Mm`] has it: [`Mm::mod_l1_entry`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // An `Mm`'s parts, passed apart on purpose (see above), and the update.
 pub fn mod_l1_entry<M: PtMem>(
     ft: &mut FrameTable<'_>,
     mem: &mut M,
