@@ -12,8 +12,9 @@ use proptest::test_runner::TestCaseError;
 
 use super::super::frame_table::{FrameTable, NO_OWNER, PageInfo, PageType};
 use super::super::pte::reserved_addr_mask;
+use super::super::ptval::Mm;
 use super::super::ptval::{ENTRIES, MmError, mod_l1_entry};
-use super::{Mem, infos, policy};
+use super::{Harness, Mem, Op, apply, infos, policy};
 
 /// Updates replayed through the L1 path and compared; updates it declined (`None`).
 pub static COMPARED: AtomicU64 = AtomicU64::new(0);
@@ -100,4 +101,32 @@ pub fn check(
         "writes of the L1 path"
     );
     Ok(())
+}
+
+/// [`apply`], and for an update without `preserve_ad` the same update through `ptval::mod_l1_entry`
+/// on a copy of the state, compared (this module).
+pub fn apply_checked(
+    mm: &mut Mm<'_, '_, Mem>,
+    h: &Harness,
+    op: Op,
+) -> Result<Result<bool, MmError>, TestCaseError> {
+    let before = match op {
+        Op::Mod { ad: false, .. } => Some(snapshot(mm.ft, mm.mem)),
+        _ => None,
+    };
+    let outcome = apply(mm, h, op);
+    if let (
+        Some(before),
+        Op::Mod {
+            table,
+            index,
+            val,
+            dom,
+            ..
+        },
+    ) = (before, op)
+    {
+        check(before, (table, index, val.0, dom), outcome, mm.ft, mm.mem)?;
+    }
+    Ok(outcome)
 }

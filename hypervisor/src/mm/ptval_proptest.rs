@@ -508,34 +508,6 @@ fn resolve(op: Op, ft: &FrameTable<'_>) -> Op {
     }
 }
 
-/// [`apply`], and for an update without `preserve_ad` the same update through `ptval::mod_l1_entry`
-/// on a copy of the state, compared ([`l1_oracle`]).
-fn apply_checked(
-    mm: &mut Mm<'_, '_, Mem>,
-    h: &Harness,
-    op: Op,
-) -> Result<Result<bool, MmError>, TestCaseError> {
-    let before = match op {
-        Op::Mod { ad: false, .. } => Some(l1_oracle::snapshot(mm.ft, mm.mem)),
-        _ => None,
-    };
-    let outcome = apply(mm, h, op);
-    if let (
-        Some(before),
-        Op::Mod {
-            table,
-            index,
-            val,
-            dom,
-            ..
-        },
-    ) = (before, op)
-    {
-        l1_oracle::check(before, (table, index, val.0, dom), outcome, mm.ft, mm.mem)?;
-    }
-    Ok(outcome)
-}
-
 #[path = "ptval_l1_oracle.rs"]
 mod l1_oracle;
 
@@ -732,7 +704,7 @@ fn run_case(
             Op::Unpin { .. } => 2,
             Op::Base { .. } => 3,
         };
-        match apply_checked(&mut Mm::new(&mut ft, &mut mem, policy()), &h, op)? {
+        match l1_oracle::apply_checked(&mut Mm::new(&mut ft, &mut mem, policy()), &h, op)? {
             Err(e) => {
                 if let Some(strict) = at_held {
                     bump(&stats.held_refused);
