@@ -484,8 +484,7 @@ impl SchedPolicy {
 
     /// `v` goes to sleep (`SCHEDOP_block`, `SCHEDOP_poll`) until [`wake`](Self::wake) or, if given, until
     /// `wake_at`. Only a runnable vCPU blocks; returns whether it did.
-    #[inline] // Into `sched_op`'s block and poll (a codegen-unit shuffle had moved it out of line: +18 on
-    // evtchn_pingpong_interdomain).
+    #[inline] // On every `SCHEDOP_block`/`poll` (`sched_op`): kept inline whatever the crate's partition.
     pub fn block(&mut self, v: usize, wake_at: Option<u64>) -> bool {
         self.changed = true;
         match self.vcpus.get_mut(v) {

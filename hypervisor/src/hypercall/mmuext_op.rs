@@ -51,6 +51,8 @@ pub fn decode_op(op: MmuextOp) -> Result<ExtOp, Errno> {
     })
 }
 
+/// Carry out one decoded entry (pinned inline into `mmuext_op`'s loop: see `run_batch`).
+#[inline(always)]
 fn apply<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, op: ExtOp) -> Result<(), Errno> {
     let domid = ctx.domid;
     match op {

@@ -313,6 +313,35 @@ fn update_va_mapping_rules() {
     }
 }
 
+/// `update_va_mapping` takes its L1 path only on a validated L1 of the caller; should the walk end
+/// anywhere else (here an L2 entry rewritten behind the validator's back), the general path refuses
+/// exactly as before, and nothing changes.
+#[test]
+fn update_va_mapping_off_an_l1_takes_the_general_path() {
+    for (target, want) in [(12u64, Errno::EINVAL), (16, Errno::EPERM)] {
+        let mut w = World::new();
+        w.mem
+            .write_u64(Maddr(3 * 4096 + 2 * 8), (target << 12) | P | W);
+        let infos = |w: &World| {
+            let ft = &w.machine.ft;
+            (0..ft.len() as u64)
+                .map(|f| ft.info(Mfn(f)).copied())
+                .collect::<Vec<_>>()
+        };
+        let (before, page) = (infos(&w), w.entry(Mfn(target), 1));
+        assert_eq!(
+            w.call(
+                nr::UPDATE_VA_MAPPING,
+                [RO_PAGE, 0xc000 | P, UVMF_INVLPG, 0, 0]
+            ),
+            err(want),
+            "walk ending at frame {target}"
+        );
+        assert!(infos(&w) == before, "frame table changed");
+        assert_eq!(w.entry(Mfn(target), 1), page, "frame {target} written");
+    }
+}
+
 fn ext(w: &mut World, ops: &[(u32, u64)]) -> Action {
     for (i, &(cmd, arg1)) in ops.iter().enumerate() {
         let op = abi::xen::MmuextOp {

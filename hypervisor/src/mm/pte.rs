@@ -53,14 +53,14 @@ pub const MAX_PHYS_ADDR_BITS: u32 = 52;
 /// The address bits (12..=51 inclusive) of an entry that are reserved on a CPU with `maxphyaddr` physical
 /// address bits, i.e. bits `maxphyaddr..=51`. `maxphyaddr` is clamped to `12..=52`.
 pub const fn reserved_addr_mask(maxphyaddr: u32) -> u64 {
-    let m = if maxphyaddr < PAGE_SHIFT {
-        PAGE_SHIFT
-    } else if maxphyaddr > MAX_PHYS_ADDR_BITS {
-        MAX_PHYS_ADDR_BITS
-    } else {
-        maxphyaddr
+    // The clamp folds into one shift: below 12 every address bit is reserved whatever the width (the mask has
+    // no lower bits), from 52 to 63 the shift leaves none of bits 12..=51, and only a width of 64 or more
+    // needs a test (the shift would overflow). Computed on every page-table hypercall (`Mm::new`).
+    let above = match u64::MAX.checked_shl(maxphyaddr) {
+        Some(v) => v,
+        None => 0,
     };
-    Pte::ADDR_MASK & !((1u64 << m) - 1)
+    Pte::ADDR_MASK & above
 }
 
 impl Pte {
@@ -214,6 +214,12 @@ mod tests {
         assert_eq!(reserved_addr_mask(60), 0);
         assert_eq!(reserved_addr_mask(36), 0x000f_fff0_0000_0000);
         assert_eq!(reserved_addr_mask(0), Pte::ADDR_MASK);
+        // The shift form agrees with the clamped definition for every width.
+        for m in 0..=200u32 {
+            let clamped = m.clamp(PAGE_SHIFT, MAX_PHYS_ADDR_BITS);
+            let want = Pte::ADDR_MASK & !((1u64 << clamped) - 1);
+            assert_eq!(reserved_addr_mask(m), want, "maxphyaddr {m}");
+        }
         let p = Pte(0x0000_0010_0000_0001); // address bit 36
         assert!(p.has_reserved_bits(1, 36));
         assert!(!p.has_reserved_bits(1, 37));

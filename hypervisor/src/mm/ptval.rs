@@ -370,11 +370,15 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         p.refs = p.refs.saturating_sub(1);
         p.type_count -= 1;
         if p.type_count == 0 {
-            let (ty, validated) = (p.ty, p.is_validated());
+            let ty = p.ty;
             p.ty = PageType::None;
-            p.flags &= !PageInfo::VALIDATED;
-            if let (Some(level), true) = (ty.level(), validated) {
-                self.drop_table_type(mfn, level);
+            // Only a validated frame (a table) has more to undo: one flag test for the others (a frame
+            // that was mapped writable, the common case).
+            if p.is_validated() {
+                p.flags &= !PageInfo::VALIDATED;
+                if let Some(level) = ty.level() {
+                    self.drop_table_type(mfn, level);
+                }
             }
         }
     }
@@ -482,6 +486,10 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         preserve_ad: bool,
     ) -> Result<PtWrite, MmError> {
         let p = self.owned_mut(table, dom)?;
+        // An L1 entry (every mapping of a page: most updates) is checked with its level known, so the
+        // checks of the upper levels (reserved L4 slots, superpage, L4's PS, the table type below) fold
+        // away; the same checks as for any other level.
+        let l1 = p.ty == PageType::L1;
         let level = match p.ty.level() {
             Some(l) if p.is_validated() => l,
             _ => return Err(MmError::NotPageTable(table)),
@@ -489,6 +497,24 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         if index >= ENTRIES {
             return Err(MmError::BadIndex(index));
         }
+        if l1 {
+            self.prepare_at(table, index, 1, new, dom, preserve_ad)
+        } else {
+            self.prepare_at(table, index, level, new, dom, preserve_ad)
+        }
+    }
+
+    /// The rest of [`Mm::prepare`] once the table's `level` is known.
+    #[inline(always)]
+    fn prepare_at(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        level: u32,
+        new: u64,
+        dom: u16,
+        preserve_ad: bool,
+    ) -> Result<PtWrite, MmError> {
         if !counted(level, index) {
             return Err(MmError::ReservedSlot(index));
         }
@@ -516,8 +542,35 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
     #[inline(always)]
     pub fn perform(&mut self, w: PtWrite) -> bool {
         self.mem.write_u64(slot(w.table, w.index), w.new.0);
-        self.put_entry(w.old, w.level);
+        // As in `prepare`: an L1 entry's references with the level known.
+        if w.level == 1 {
+            self.put_entry(w.old, 1);
+        } else {
+            self.put_entry(w.old, w.level);
+        }
         w.old.is_present()
+    }
+
+    /// [`mod_l1_entry`] with this validator's frame table, memory and reserved-bit mask: `None` unless
+    /// `table` is a validated L1 of `dom` and `index < 512` (then [`Mm::mod_entry`] is the way).
+    #[inline(always)]
+    pub fn mod_l1_entry(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        new: u64,
+        dom: u16,
+    ) -> Option<Result<bool, MmError>> {
+        mod_l1_entry(
+            self.ft,
+            self.mem,
+            &self.policy,
+            self.rsvd_addr,
+            table,
+            index,
+            new,
+            dom,
+        )
     }
 
     /// `decrease_reservation`: takes frame `mfn` away from `dom`, which is allowed only while nothing
@@ -635,6 +688,10 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         self.ft.release_all(dom, release)
     }
 }
+
+#[path = "ptval_l1.rs"]
+mod l1;
+pub use l1::mod_l1_entry;
 
 #[cfg(test)]
 impl PtMem for super::phys::fake::FakeMachine {

@@ -83,7 +83,11 @@ pub fn translate(
     va: Gva,
     access: Access,
 ) -> Result<Maddr, WalkError> {
-    check_va(va)?;
+    // Canonical and outside the reserved slots in one comparison (`regs::va_allowed`, tested against
+    // `check_va`'s two); only a refused address takes `check_va` for the exact error.
+    if !crate::regs::va_allowed(va.0) {
+        check_va(va)?;
+    }
     walk_allowed(mem, l4, va, access)
 }
 

@@ -167,6 +167,7 @@ static UMIP_ON: AtomicBool = AtomicBool::new(false);
 
 /// CR4.UMIP on while an emulate domain runs (so SGDT/SIDT/SLDT/STR/SMSW trap and are emulated with the
 /// virtual values) and off for PV domains (whose kernels may read the real tables). No-op without UMIP.
+#[inline] // On every domain switch (`sched::schedule`): pinned inline so the switch does not depend on how the crate is partitioned.
 pub fn set_umip(on: bool) {
     if UMIP_PRESENT.load(Ordering::Relaxed) && UMIP_ON.swap(on, Ordering::Relaxed) != on {
         // SAFETY: CPUID reports UMIP; it only makes those five instructions fault outside ring 0.

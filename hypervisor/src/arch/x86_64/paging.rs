@@ -213,6 +213,9 @@ pub fn build_m2p_mapping(frames: &mut impl FrameSource, first: Mfn, nr: u64) -> 
 }
 
 impl crate::mm::ptval::PtMem for IdentityMem {
+    // Inline: one test and a store on every page-table update (`Mm::perform`), where the slot's alignment
+    // is known and the test folds to the bound.
+    #[inline(always)]
     fn write_u64(&mut self, addr: Maddr, val: u64) {
         assert!(
             addr.0 < IDENTITY_LIMIT - 8 && addr.0.is_multiple_of(8),
