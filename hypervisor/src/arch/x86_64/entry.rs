@@ -145,6 +145,10 @@ entry_stubs:
     .if (vec == {fast1}) || (vec == {fast0})
     /* Measurement floors: return at once, before any address-space switch (no state is touched). */
     iretq
+    .elseif vec == {hypercall_vec}
+    pushq $0
+    pushq $vec
+    jmp hypercall_entry
     .else
     .if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
     .else
@@ -174,6 +178,67 @@ common_entry:
     fxsave64 (%rax)
     ldmxcsr {tables}+{w_mxcsr}(%rip)
     movabs ${guest_trap}, %rax
+    call *%rax
+    ud2
+
+    /* The hypercall vector: common_entry's checks and saves, then `fast_hypercall` (the light hypercalls
+       of a vCPU that keeps the CPU, see trap::fast_hypercall). It returns the CR3 value to return with
+       after it answered the call (result in the frame's RAX, frame sanitized), or 0 having changed nothing,
+       and then the entry continues as any other, into guest_trap. It is an ordinary extern "C" function:
+       it preserves RBX, RBP and R12-R15, which still hold the guest's values (nothing above changed them),
+       so the fast return reloads only the other registers from the frame. Anything that does not return
+       here leaves through exit_to_guest_stub like every other path. */
+hypercall_entry:
+    cld
+    testb $3, {cs_off}(%rsp)
+    jz common_entry
+    cmp {tables}+{w_rsp0}(%rip), %rsp
+    jne common_entry
+    push_gprs
+    mov {tables}+{w_cr3}(%rip), %rax
+    mov %rax, %cr3
+    mov %rsp, %rdi
+    mov {tables}+{w_stack}(%rip), %rsp
+    mov {tables}+{w_fpu}(%rip), %rax
+    fxsave64 (%rax)
+    ldmxcsr {tables}+{w_mxcsr}(%rip)
+    /* Nothing pending, and a number with a light handler (RSI: the handler); else the general path. */
+    movabs ${pending_word}, %rax
+    cmpl $0, (%rax)
+    jne 8f
+    mov {f_rax}(%rdi), %rax
+    cmp ${slots}, %rax
+    jae 8f
+    movabs ${light_table}, %rsi
+    mov (%rsi,%rax,8), %rsi
+    test %rsi, %rsi
+    jz 8f
+    movabs ${fast_hypercall}, %rax
+    call *%rax
+    test %rax, %rax
+    jz 9f
+    /* The fast return: the FPU state saved above, then (the frame is at the top of the entry stack,
+       where the checks above found it: RSP0 points at its vector slot) the guest's CR3 and the
+       caller-saved registers, and IRETQ through the sanitized frame. */
+    mov {tables}+{w_fpu}(%rip), %rdx
+    fxrstor64 (%rdx)
+    mov {tables}+{w_rsp0}(%rip), %rsp
+    mov %rax, %cr3
+    mov {v_rax}(%rsp), %rax
+    mov {v_rcx}(%rsp), %rcx
+    mov {v_rdx}(%rsp), %rdx
+    mov {v_rsi}(%rsp), %rsi
+    mov {v_rdi}(%rsp), %rdi
+    mov {v_r8}(%rsp), %r8
+    mov {v_r9}(%rsp), %r9
+    mov {v_r10}(%rsp), %r10
+    mov {v_r11}(%rsp), %r11
+    add $16, %rsp
+    iretq
+9:  /* Not answered: the general path on the same frame (RSP is back at the private stack's top). */
+    mov {tables}+{w_rsp0}(%rip), %rdi
+    sub ${v_base}, %rdi
+8:  movabs ${guest_trap}, %rax
     call *%rax
     ud2
 
@@ -470,6 +535,21 @@ fidelity_probe_ring1:
     w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
     w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
     guest_trap = sym guest_trap,
+    fast_hypercall = sym fast_hypercall,
+    f_rax = const offset_of!(EntryFrame, rax),
+    slots = const crate::hypercall::light::SLOTS,
+    light_table = sym crate::hypercall::light::TABLE,
+    pending_word = sym crate::pending::WORD,
+    v_base = const offset_of!(EntryFrame, vector),
+    v_rax = const offset_of!(EntryFrame, rax) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rcx = const offset_of!(EntryFrame, rcx) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rdx = const offset_of!(EntryFrame, rdx) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rsi = const offset_of!(EntryFrame, rsi) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rdi = const offset_of!(EntryFrame, rdi) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r8 = const offset_of!(EntryFrame, r8) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r9 = const offset_of!(EntryFrame, r9) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r10 = const offset_of!(EntryFrame, r10) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r11 = const offset_of!(EntryFrame, r11) as isize - offset_of!(EntryFrame, vector) as isize,
     s_vmcb = const SvmFrame::VMCB,
     s_gprs = const SvmFrame::GPRS,
     s_host = const SvmFrame::HOST,
@@ -567,6 +647,24 @@ extern "C" fn guest_trap(frame: *mut EntryFrame) -> ! {
     // is the only reference to it.
     let frame = unsafe { &mut *frame };
     crate::trap::guest_trap(frame)
+}
+
+/// Called by `hypercall_entry` like [`guest_trap`] (and with the same frame) when the `pending` word is
+/// zero and the frame's RAX has a light handler, `light` (read from [`crate::hypercall::light::TABLE`]): the
+/// fast hypercall path ([`crate::trap::fast_hypercall`]). Returns the CR3 value the entry code returns to
+/// the guest with (frame answered and sanitized), or 0 if the call takes the general path (nothing
+/// changed).
+// A Rust-ABI function pointer as an argument: the caller is `hypercall_entry`, which passes the non-null
+// entry of `light::TABLE` for the frame's RAX (an `Option<LightFn>`, laid out as a nullable pointer).
+#[allow(improper_ctypes_definitions)]
+extern "C" fn fast_hypercall(
+    frame: *mut EntryFrame,
+    light: crate::hypercall::light::LightFn,
+) -> u64 {
+    // SAFETY: as in `guest_trap`: the frame `hypercall_entry` just built on the entry stack, the only
+    // reference to it.
+    let frame = unsafe { &mut *frame };
+    crate::trap::fast_hypercall(frame, light)
 }
 
 /// Called by `common_entry` (private stack, hypervisor address space, guest FPU state not saved) for an
