@@ -375,8 +375,24 @@ pub fn resume_live<const ARM: bool>(
     // A due upcall is bounced into the live frame, which then returns as any other (the way `schedule`
     // does it on the saved registers), out of line so that this path stays a leaf.
     if deliver::upcall_due(dom) {
-        return resume_after_upcall::<ARM>(table, frame);
+        return resume_after_upcall::<ARM>(table, c, frame);
     }
+    resume_checked::<ARM>(table, c, frame)
+}
+
+/// The end of [`resume_live`], once its checks have passed for vCPU `c` (current, segments loaded,
+/// nothing pending, runnable, nothing dirty, no upcall due): sanitize the frame in place, CR3 with any
+/// pending flush, the FXSAVE area, and (with `ARM`) record `pending::Armed`. Returns (having unlocked the
+/// table, the frame unchanged) only if the frame does not sanitize.
+#[inline(always)]
+fn resume_checked<const ARM: bool>(
+    mut table: spin::MutexGuard<'_, DomainTable>,
+    c: usize,
+    frame: &mut EntryFrame,
+) {
+    let Some(dom) = table.slots[c].as_mut() else {
+        return;
+    };
     // On an error the frame is unchanged and the general path crashes the domain.
     if sanitize_in_place(frame).is_err() {
         return;
@@ -422,19 +438,23 @@ fn policy_unchanged(c: usize) -> bool {
     true
 }
 
-/// [`resume_live`] with an event upcall due: bounce it into the live frame, then return through it (the
-/// bounce masks events, so no upcall is due any more). If the bounce crashed the domain (the frame is
-/// then in its saved registers), return and let `schedule` decide.
+/// [`resume_live`] with an event upcall due for vCPU `c`, its other checks passed: bounce the upcall into
+/// the live frame, then return through it. The bounce changes only the frame and the guest's event mask
+/// (so no upcall is due any more): what `resume_live` checked still holds, and the return goes straight
+/// to [`resume_checked`]. If the bounce crashed the domain (the frame is then in its saved registers),
+/// return and let `schedule` decide.
 #[inline(never)]
 fn resume_after_upcall<const ARM: bool>(
     mut table: spin::MutexGuard<'_, DomainTable>,
+    c: usize,
     frame: &mut EntryFrame,
 ) {
-    let Some(dom) = table.current.and_then(|c| table.slots[c].as_mut()) else {
+    let Some(dom) = table.slots[c].as_mut() else {
         return;
     };
     if deliver::upcall_live(dom, frame) {
-        resume_live::<ARM>(table, frame);
+        debug_assert!(!deliver::upcall_due(dom));
+        resume_checked::<ARM>(table, c, frame);
     }
 }
 
