@@ -12,7 +12,7 @@ use abi::event_channel::{VIRQ_CONSOLE, VIRQ_TIMER};
 
 use crate::arch::{self, entry, serial};
 use crate::deliver;
-use crate::domain::state::DomainTable;
+use crate::domain::state::{DomainTable, MAX_DOMAINS};
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
@@ -365,11 +365,12 @@ pub fn resume_live<const ARM: bool>(
     {
         return;
     }
-    let Some(dom) = table.slots[c].as_mut() else {
+    // (`c % MAX_DOMAINS` is `c`, a slot index; written so it needs no bounds check.)
+    let Some(dom) = table.slots[c % MAX_DOMAINS].as_mut() else {
         return;
     };
     let pv = &dom.vcpu.pv;
-    if !dom.runnable() || pv.segments_dirty || pv.gates_dirty {
+    if !dom.runnable() || (pv.segments_dirty | pv.gates_dirty) {
         return;
     }
     // A due upcall is bounced into the live frame, which then returns as any other (the way `schedule`
@@ -390,7 +391,7 @@ fn resume_checked<const ARM: bool>(
     c: usize,
     frame: &mut EntryFrame,
 ) {
-    let Some(dom) = table.slots[c].as_mut() else {
+    let Some(dom) = table.slots[c % MAX_DOMAINS].as_mut() else {
         return;
     };
     // On an error the frame is unchanged and the general path crashes the domain.

@@ -37,7 +37,14 @@ pub enum Next {
 /// and out again; otherwise it is copied into the vCPU's saved registers before anything else can look at
 /// them. Traps and system calls are bounced on the frame in place the same way; only the emulated kinds
 /// copy it into the vCPU at once.
-pub fn guest_trap(frame: &mut EntryFrame) -> ! {
+///
+/// Called straight from the entry code (`common_entry`, `hypercall_entry`; an `extern "C"` function, so
+/// no trampoline), on the hypervisor stack, in the hypervisor's address space, with the guest's FPU state
+/// saved. The entry code passes the frame it just built on the entry stack (mapped at the same alias
+/// address in the hypervisor's address space) or copied from an IST stack to the private stack; no Rust
+/// code runs on the entry stack and nothing else writes either place until the next exit, so `frame` is
+/// the only reference to it.
+pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
     let (next, live) = {
         let mut table = DOMAINS.lock();
         let DomainTable {

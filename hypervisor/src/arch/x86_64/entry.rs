@@ -14,8 +14,8 @@
 //! and, for some exceptions, an error code. The stub pushes a zero error code where the CPU did not, then
 //! the vector number; `common_entry` pushes the 15 general-purpose registers, loads the hypervisor's CR3,
 //! moves to the hypervisor's private stack, saves the guest's FPU/SSE state with FXSAVE (before any Rust
-//! code can touch an XMM register), installs a clean MXCSR and calls [`guest_trap`] with a pointer to the
-//! frame.
+//! code can touch an XMM register), installs a clean MXCSR and calls [`crate::trap::guest_trap`] with a
+//! pointer to the frame.
 //!
 //! # What stays behind on the guest-visible stacks
 //! The entry and IST stacks are mapped (read-write) in *every* domain's address space, so whatever an
@@ -534,7 +534,7 @@ fidelity_probe_ring1:
     w_fatal = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fatal_stack_top),
     w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
     w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
-    guest_trap = sym guest_trap,
+    guest_trap = sym crate::trap::guest_trap,
     fast_hypercall = sym fast_hypercall,
     f_rax = const offset_of!(EntryFrame, rax),
     slots = const crate::hypercall::light::SLOTS,
@@ -638,18 +638,7 @@ pub unsafe fn svm_run(vmcb_pa: u64, gprs: &mut GuestGprs, fxsave: *mut u8, host_
     unsafe { svm_run_stub(vmcb_pa, gprs, fxsave, host_save_pa) }
 }
 
-/// Called by `common_entry` on the hypervisor stack, in the hypervisor's address space, with the guest's
-/// FPU state already saved.
-extern "C" fn guest_trap(frame: *mut EntryFrame) -> ! {
-    // SAFETY: `common_entry` passes the frame it just built on the entry stack (mapped at the same alias
-    // address in the hypervisor's address space) or copied from an IST stack to the private stack; no
-    // Rust code runs on the entry stack and nothing else writes either place until the next exit, so this
-    // is the only reference to it.
-    let frame = unsafe { &mut *frame };
-    crate::trap::guest_trap(frame)
-}
-
-/// Called by `hypercall_entry` like [`guest_trap`] (and with the same frame) when the `pending` word is
+/// Called by `hypercall_entry` like [`crate::trap::guest_trap`] (and with the same frame) when the `pending` word is
 /// zero and the frame's RAX has a light handler, `light` (read from [`crate::hypercall::light::TABLE`]): the
 /// fast hypercall path ([`crate::trap::fast_hypercall`]). Returns the CR3 value the entry code returns to
 /// the guest with (frame answered and sanitized), or 0 if the call takes the general path (nothing
@@ -661,8 +650,9 @@ extern "C" fn fast_hypercall(
     frame: *mut EntryFrame,
     light: crate::hypercall::light::LightFn,
 ) -> u64 {
-    // SAFETY: as in `guest_trap`: the frame `hypercall_entry` just built on the entry stack, the only
-    // reference to it.
+    // SAFETY: the frame `hypercall_entry` just built on the entry stack (mapped at the same alias address
+    // in the hypervisor's address space); no Rust code runs on the entry stack and nothing else writes it
+    // until the next exit, so this is the only reference to it.
     let frame = unsafe { &mut *frame };
     crate::trap::fast_hypercall(frame, light)
 }
