@@ -102,19 +102,18 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
     crate::sched::schedule(matches!(next, Next::Switch), live.then_some(frame))
 }
 
-/// The fast hypercall path, entered by the hypercall entry code (`hypercall_entry`) with `light`, the
-/// light handler of the frame's number, when the `pending` word is zero: a hypercall whose number has a
-/// light handler (`hypercall::light`: any call
-/// answered from the caller's registers and its own domain alone — `NULL`, `xen_version`'s register-only
-/// sub-commands, `stack_switch`, `set_callbacks`), entered while the `pending` word is zero: no interrupt
-/// recorded, the scheduling policy unchanged, and the domain table not locked since the same-vCPU return
-/// recorded [`crate::pending::Armed`] (the caller is current, runnable, its segments loaded, no segment,
-/// gate or TLB work outstanding, and the CR3 value to return with). Then nothing of that needs checking
-/// again: run the light handler on the live frame, deliver a due event upcall (through the general
-/// return), sanitize the frame in place and return the recorded CR3 value, which the entry code
-/// (`hypercall_entry`) returns to the guest with. Returns 0 (having changed nothing) when this request
-/// needs the general path: anything pending, no light handler, the light handler declined it, or the table
-/// is locked; the entry code then calls [`guest_trap`].
+/// The fast hypercall path. The hypercall entry code (`hypercall_entry`) calls it with `light`, the light
+/// handler of the frame's number, when the `pending` word is zero: no interrupt recorded, the scheduling
+/// policy unchanged, and the domain table not locked since a same-vCPU return recorded
+/// [`crate::pending::Armed`] (the caller is current, runnable, its segments loaded, no segment, gate or
+/// TLB work outstanding; the CR3 value to return with). It serves a general class, every call a light
+/// handler answers from the caller's registers and its own domain alone (`hypercall::light`: `NULL`,
+/// `xen_version`'s register-only sub-commands, `stack_switch`, `set_callbacks`), and none of the recorded
+/// facts needs checking again: run the light handler on the live frame, test for an event upcall (then
+/// the general return delivers it), sanitize the frame in place and return the recorded CR3 value, which
+/// the entry code returns to the guest with. Returns 0 (having changed nothing) when this request needs
+/// the general path: the light handler declined it, or the table is locked; the entry code then calls
+/// [`guest_trap`].
 #[inline(always)]
 pub fn fast_hypercall(frame: &mut EntryFrame, light: hypercall::light::LightFn) -> u64 {
     debug_assert!(crate::pending::word() == 0);

@@ -17,6 +17,14 @@
 //! code can touch an XMM register), installs a clean MXCSR and calls [`crate::trap::guest_trap`] with a
 //! pointer to the frame.
 //!
+//! # The hypercall vector
+//! Its stub jumps to `hypercall_entry`, which makes the same checks and saves as `common_entry`, then, if
+//! the `pending` word is zero and the number has a light handler, calls
+//! [`crate::trap::fast_hypercall`]. When that answered (it returns the CR3 value, the result in the
+//! frame's RAX, the frame sanitized), the entry restores the FPU state, loads the guest's CR3 and the
+//! caller-saved registers from the frame (the callee-saved ones were preserved by the call and still hold
+//! the guest's values), and IRETQs. Otherwise it calls [`crate::trap::guest_trap`] like any other entry.
+//!
 //! # What stays behind on the guest-visible stacks
 //! The entry and IST stacks are mapped (read-write) in *every* domain's address space, so whatever an
 //! entry leaves on them, the next domain can read. The entry-stack (RSP0) frame is left where it is: it
