@@ -128,7 +128,7 @@ pub fn fast_hypercall(frame: &mut EntryFrame, light: hypercall::light::LightFn) 
         return 0;
     };
     // `None`: this request needs more; the light handler changed nothing, the general path handles it.
-    let Some(v) = light(dom, frame) else {
+    let Some(v) = light(frame, dom) else {
         return 0;
     };
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
@@ -241,7 +241,7 @@ fn hypercall(
         .copied()
         .unwrap_or(Slot::EMPTY);
     if let Some(h) = slot.light
-        && let Some(v) = h(dom, regs)
+        && let Some(v) = h(regs, dom)
     {
         log::trace!("domain {}: hypercall {number} (light) -> {v}", dom.id);
         regs.rax = v as u64;
