@@ -18,14 +18,18 @@ use abi::hypercall::nr;
 use crate::domain::state::Domain;
 use crate::regs::EntryFrame;
 
-/// A handler that needs only the caller's domain and frame ([module docs](self)).
-pub type LightFn = fn(&mut Domain, &EntryFrame) -> Option<i64>;
+/// A handler that needs only the caller's frame and domain ([module docs](self)). (Frame first: the fast
+/// path, `trap::fast_hypercall`, holds the frame in the first argument register already.)
+pub type LightFn = fn(&EntryFrame, &mut Domain) -> Option<i64>;
 
 /// One slot per hypercall number below this.
-const SLOTS: usize = super::TABLE_SLOTS;
+pub const SLOTS: usize = super::TABLE_SLOTS;
 
-/// The light handlers by hypercall number (`None`: the full context is always needed).
-static TABLE: [Option<LightFn>; SLOTS] = table();
+/// The light handlers by hypercall number (`None`: the full context is always needed). The hypercall
+/// entry code (`arch::entry`, `hypercall_entry`) indexes it with the frame's RAX to choose the fast path.
+pub static TABLE: [Option<LightFn>; SLOTS] = table();
+// The entry code reads an entry as one pointer, null for `None`.
+const _: () = assert!(core::mem::size_of::<Option<LightFn>>() == 8);
 
 /// The light handlers by number (also merged into the trap path's one table of slots).
 pub const fn table() -> [Option<LightFn>; SLOTS] {
@@ -47,12 +51,12 @@ pub fn handler(number: u64) -> Option<LightFn> {
 }
 
 /// `NULL` (our extension): returns 0, does nothing.
-fn null(_: &mut Domain, _: &EntryFrame) -> Option<i64> {
+fn null(_: &EntryFrame, _: &mut Domain) -> Option<i64> {
     Some(0)
 }
 
 /// `stack_switch(ss, rsp)`, always answered here.
-fn stack_switch(d: &mut Domain, f: &EntryFrame) -> Option<i64> {
+fn stack_switch(f: &EntryFrame, d: &mut Domain) -> Option<i64> {
     Some(super::traps::stack_switch_on(
         &mut d.vcpu.pv,
         super::args_of(f),
@@ -60,7 +64,7 @@ fn stack_switch(d: &mut Domain, f: &EntryFrame) -> Option<i64> {
 }
 
 /// `set_callbacks(event, failsafe, syscall)`, always answered here.
-fn set_callbacks(d: &mut Domain, f: &EntryFrame) -> Option<i64> {
+fn set_callbacks(f: &EntryFrame, d: &mut Domain) -> Option<i64> {
     Some(super::traps::set_callbacks_on(
         &mut d.vcpu.pv,
         super::args_of(f),
@@ -117,7 +121,7 @@ mod tests {
                     let mut dom =
                         other_domain(0, crate::domain::state::DomainState::Runnable, fresh.mm);
                     dom.vcpu.pv = fresh.vcpu.pv;
-                    if let Some(v) = h(&mut dom, &frame) {
+                    if let Some(v) = h(&frame, &mut dom) {
                         answered += 1;
                         let mut w = World::new();
                         w.vcpu = fresh.vcpu.pv;
@@ -140,8 +144,8 @@ mod tests {
         assert!(handler(SLOTS as u64).is_none() && handler(u64::MAX).is_none());
         assert_eq!(
             handler(nr::NULL).map(|h| h(
+                &EntryFrame::default(),
                 &mut other_domain(0, crate::domain::state::DomainState::Runnable, fresh.mm),
-                &EntryFrame::default()
             )),
             Some(Some(0))
         );

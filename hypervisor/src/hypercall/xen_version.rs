@@ -73,7 +73,7 @@ fn from_registers(args: [u64; 5]) -> Option<i64> {
 }
 
 /// The light-table entry (`hypercall::light`): what [`from_registers`] answers, without the full context.
-pub fn light(_: &mut crate::domain::state::Domain, f: &crate::regs::EntryFrame) -> Option<i64> {
+pub fn light(f: &crate::regs::EntryFrame, _: &mut crate::domain::state::Domain) -> Option<i64> {
     from_registers(super::args_of(f))
 }
 
