@@ -19,6 +19,7 @@ use crate::mm::pcid;
 use crate::pending;
 use crate::regs::{EntryFrame, sanitize_in_place};
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
+use crate::time::pvclock;
 use crate::trap::crash_domain;
 
 /// The deadline (ns of system time) the hardware timer is armed for (u64::MAX: none armed, or it fired).
@@ -131,6 +132,20 @@ pub fn arm_timer_also(now: u64, extra: Option<u64>) {
     arm_for(policy, extra);
 }
 
+/// Publish a new `vcpu_time_info` record for vCPU `pv` in its shared_info `page` at system time `now`
+/// (see [`pvclock::must_republish`]), and remember what it left in the page. Out of line: most switches
+/// keep the record.
+#[inline(never)]
+fn republish(page: &mut [u8; 4096], pv: &mut crate::vcpu::VcpuState, offset_ns: u64, now: u64) {
+    let time = TIME.get().expect("time initialised");
+    let mut info = time.clock.lock().publish(arch::cpu::rdtsc());
+    // A domain restored from a later boot's image sees its own clock continue.
+    info.system_time = info.system_time.wrapping_add(offset_ns);
+    pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
+    pv.time_record = pvclock::vcpu0_time_words(page);
+    pv.time_due = now.saturating_add(pvclock::REPUBLISH_NS);
+}
+
 /// Give the current domain's live frame (an entry handled in place) back to its saved registers.
 fn save_live(table: &mut DomainTable, live: &mut Option<&mut EntryFrame>) {
     if let Some(f) = live.take()
@@ -176,6 +191,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
         if !fast {
             save_live(&mut table, &mut live);
         }
+        // The system time of this decision (the slow path reads the clock; a switch needs it).
+        let mut decided_at = None;
         let next = if fast {
             if changed {
                 let now = time.now_ns();
@@ -211,6 +228,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 (next, s.0.next_deadline(now))
             };
             arm_for(deadline, None);
+            decided_at = Some(now);
             next
         };
         let Some(i) = next else {
@@ -308,10 +326,13 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 &mut *(crate::arch::paging::IdentityMem::frame_ptr(dom.mm.shared_info)
                     as *mut [u8; 4096])
             };
-            let mut info = time.clock.lock().publish(arch::cpu::rdtsc());
-            // A domain restored from a later boot's image sees its own clock continue.
-            info.system_time = info.system_time.wrapping_add(dom.mm.time_offset_ns);
-            crate::time::pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
+            // The vCPU's time record: kept while the page still holds exactly what was last published
+            // there (a record stays exact however old it is), published again on a first run, a new or
+            // restored page, a record the guest overwrote, and at least every `REPUBLISH_NS`.
+            let now = decided_at.unwrap_or_else(|| time.now_ns());
+            if pvclock::must_republish(page, &pv.time_record, pv.time_due, now) {
+                republish(page, pv, dom.mm.time_offset_ns, now);
+            }
         }
         let cr3 = guest_cr3(dom);
         let fx = dom.vcpu.fx.0.as_mut_ptr();

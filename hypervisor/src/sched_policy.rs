@@ -156,11 +156,13 @@ impl VcpuSet {
     }
 
     /// The set without `v` (`None`: unchanged).
-    fn without(mut self, v: Option<usize>) -> VcpuSet {
-        if let Some(v) = v {
-            self.set(v, false);
+    fn without(self, v: Option<usize>) -> VcpuSet {
+        // Both words masked (no store and reload of the set through memory to index it).
+        match v {
+            Some(v @ 0..64) => VcpuSet([self.0[0] & !(1 << v), self.0[1]]),
+            Some(v @ 64..NR_VCPUS) => VcpuSet([self.0[0], self.0[1] & !(1 << (v - 64))]),
+            _ => self,
         }
-        self
     }
 
     /// The members from `v` on (all of them for `v` = 0).
@@ -181,6 +183,18 @@ impl VcpuSet {
                 f(w * 64 + bits.trailing_zeros() as usize);
                 bits &= bits - 1;
             }
+        }
+    }
+
+    /// The one member, if the set has exactly one (two tests: no bit scan over an empty word).
+    #[inline(always)]
+    fn single(&self) -> Option<usize> {
+        let [lo, hi] = self.0;
+        match (lo, hi) {
+            (0, 0) => None,
+            (w, 0) if w & (w - 1) == 0 => Some(w.trailing_zeros() as usize),
+            (0, w) if w & (w - 1) == 0 => Some(64 + w.trailing_zeros() as usize),
+            _ => None,
         }
     }
 
@@ -645,6 +659,11 @@ impl SchedPolicy {
         } else {
             others
         };
+        // One eligible vCPU (a yield or a block with one other vCPU runnable, a single runnable domain):
+        // it is the choice whatever the virtual runtimes and the round-robin order.
+        if let Some(v) = eligible.single() {
+            return Some(v);
+        }
         let start = (self.cursor + 1) % NR_VCPUS;
         let after = eligible.from(start);
         let before = eligible.minus(after);
@@ -665,11 +684,16 @@ impl SchedPolicy {
     /// vCPU's `wake_at`. `now` if a choice is pending (runnable vCPUs but none picked). `None`: no timer is
     /// needed (only events can change anything).
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        let mut deadline: Option<u64> = None;
-        let mut consider = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        // The earliest so far and whether there is one (not an `Option` rebuilt at every step).
+        let (mut earliest, mut any) = (u64::MAX, false);
+        let mut consider = |t: u64| {
+            earliest = earliest.min(t);
+            any = true;
+        };
         match self.running {
             Some(r) if self.runnable.contains(r.vcpu) => {
-                let others = !self.runnable.without(Some(r.vcpu)).is_empty();
+                // Another vCPU is runnable unless the running one is the only member.
+                let others = self.runnable.single() != Some(r.vcpu);
                 if others {
                     consider(r.slice_end);
                 }
@@ -690,7 +714,7 @@ impl SchedPolicy {
                 consider(t);
             }
         });
-        deadline
+        any.then_some(earliest)
     }
 }
 
@@ -815,6 +839,28 @@ mod tests {
 
     fn close(got: f64, want: f64) -> bool {
         (got - want).abs() <= 0.05 * want
+    }
+
+    #[test]
+    fn a_set_knows_its_single_member() {
+        let set = |vs: &[usize]| {
+            let mut s = VcpuSet::EMPTY;
+            vs.iter().for_each(|&v| s.insert(v));
+            s
+        };
+        assert_eq!(set(&[]).single(), None);
+        for v in [0, 1, 5, 63, 64, 65, NR_VCPUS - 1] {
+            assert_eq!(set(&[v]).single(), Some(v), "{v}");
+        }
+        for vs in [
+            &[0, 1][..],
+            &[3, 64],
+            &[64, 100],
+            &[0, NR_VCPUS - 1],
+            &[2, 5, 9],
+        ] {
+            assert_eq!(set(vs).single(), None, "{vs:?}");
+        }
     }
 
     #[test]
