@@ -25,6 +25,29 @@ use crate::trap::crash_domain;
 /// The deadline (ns of system time) the hardware timer is armed for (u64::MAX: none armed, or it fired).
 static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
 
+/// The handler the IDT's direct `int 0x80` gate enters (0: the hypervisor's stub, no direct gate; a
+/// non-canonical value, which no handler can be, before the first install). Only [`schedule`] writes
+/// that gate.
+static INSTALLED_GATE: AtomicU64 = AtomicU64::new(1 << 63);
+
+/// Save the segment state in the CPU into vCPU `pv`, which is leaving it; returns that state for
+/// [`arch::switch_segments`], or `None` if the CPU's bases are not `pv`'s (`segments_dirty`: a
+/// `set_segment_base` or context load since `pv` last ran, whose bases are newer than the CPU's and are
+/// kept — only the selectors, which only the guest itself changes, are read then).
+#[inline(always)]
+fn save_segments(pv: &mut crate::vcpu::VcpuState) -> Option<arch::GuestSegments> {
+    let selectors = arch::cpu::read_data_selectors();
+    pv.selectors = selectors.0;
+    if pv.segments_dirty {
+        return None;
+    }
+    [pv.fs_base, pv.gs_base] = arch::user_segment_bases();
+    Some(arch::GuestSegments {
+        selectors,
+        bases: [pv.fs_base, pv.gs_base, pv.gs_kernel],
+    })
+}
+
 fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8; 4096]> {
     let d = table.slots.get(dom)?.as_ref().filter(|d| d.runnable())?;
     // SAFETY: the frame is the domain's shared_info page, identity mapped, and no guest runs now.
@@ -294,29 +317,38 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             log::debug!("switching to domain {i}");
         }
         table.current = Some(i);
-        // Segment state: save the one in the CPU (if it belongs to another live domain), load ours.
+        // Segment state: save the one in the CPU (if it belongs to another live domain), load ours —
+        // over the saved one, only what differs.
+        let mut in_cpu = None;
         if prev_loaded != Some(i) {
             if let Some(p) = prev_loaded.and_then(|p| table.slots[p].as_mut()) {
-                let s = arch::save_segments();
-                p.vcpu.pv.selectors = s.selectors.0;
-                [p.vcpu.pv.fs_base, p.vcpu.pv.gs_base, p.vcpu.pv.gs_kernel] = s.bases;
+                in_cpu = save_segments(&mut p.vcpu.pv);
             }
             table.segments_loaded = Some(i);
         }
         let dom = table.slots[i].as_mut().expect("checked above");
         let pv = &mut dom.vcpu.pv;
         if prev_loaded != Some(i) {
-            arch::load_segments(&arch::GuestSegments {
+            let ours = arch::GuestSegments {
                 selectors: arch::cpu::DataSelectors(pv.selectors),
                 bases: [pv.fs_base, pv.gs_base, pv.gs_kernel],
-            });
+            };
+            match in_cpu {
+                Some(cpu) => arch::switch_segments(&cpu, &ours),
+                None => arch::load_segments(&ours),
+            }
             pv.segments_dirty = false;
         } else if pv.segments_dirty {
             arch::load_segment_bases([pv.fs_base, pv.gs_base, pv.gs_kernel]);
             pv.segments_dirty = false;
         }
         if switching || pv.gates_dirty {
-            arch::set_direct_gate(pv.direct_gate());
+            // The IDT's direct gate is rewritten only when it names another handler (vCPUs of one guest
+            // kernel usually have the same); TSS.RSP1 is one store.
+            let gate = pv.direct_gate();
+            if INSTALLED_GATE.swap(gate.unwrap_or(0), Ordering::Relaxed) != gate.unwrap_or(0) {
+                arch::set_direct_gate(gate);
+            }
             arch::set_rsp1(pv.kernel_sp);
             pv.gates_dirty = false;
         }

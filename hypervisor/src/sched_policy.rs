@@ -458,6 +458,7 @@ impl SchedPolicy {
     }
 
     /// Charge `ran_ns` of CPU time to `v`: its virtual runtime advances by `ran_ns * 256 / weight`.
+    #[inline] // Into `pick` (every decision charges the vCPU that ran).
     pub fn account(&mut self, v: usize, ran_ns: u64) {
         let Some(e) = self.vcpus.get_mut(v) else {
             return;
@@ -624,22 +625,22 @@ impl SchedPolicy {
             return Some(r.vcpu);
         }
         let choice = self.choose();
-        let prev = self.running;
         self.resched = false;
         self.yielded = None;
-        self.running = choice.map(|v| {
-            let slice_end = match prev {
-                Some(r) if r.vcpu == v && now < r.slice_end => r.slice_end,
-                _ => now.saturating_add(self.slice_ns),
-            };
-            Running {
-                vcpu: v,
-                since: now,
-                slice_end,
+        match choice {
+            Some(v) => {
+                let slice_end = match self.running {
+                    Some(r) if r.vcpu == v && now < r.slice_end => r.slice_end,
+                    _ => now.saturating_add(self.slice_ns),
+                };
+                self.running = Some(Running {
+                    vcpu: v,
+                    since: now,
+                    slice_end,
+                });
+                self.cursor = v;
             }
-        });
-        if let Some(v) = choice {
-            self.cursor = v;
+            None => self.running = None,
         }
         choice
     }

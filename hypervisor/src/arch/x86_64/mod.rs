@@ -286,6 +286,35 @@ pub fn load_segments(s: &GuestSegments) {
     }
 }
 
+/// The FS and user GS bases in the CPU: what a guest that leaves the CPU may have changed itself (by
+/// loading FS or GS). The kernel GS base needs no read: ring 1 cannot write it (no SWAPGS, no WRMSR),
+/// so the CPU holds the vCPU's `gs_kernel` while its segments are loaded and not dirty.
+pub fn user_segment_bases() -> [u64; 2] {
+    use cpu::msr;
+    // SAFETY: the base MSRs exist on every x86_64 CPU; reading them has no side effects.
+    unsafe { [cpu::rdmsr(msr::FS_BASE), cpu::rdmsr(msr::GS_BASE)] }
+}
+
+/// Load guest segment state `next` over `cpu`, the state known to be in the CPU (read from it, or
+/// loaded, for the guest that ran last): only what differs. Different selectors load everything (a
+/// selector load clears the FS/GS base); equal ones name the same descriptors of the fixed GDT, so only
+/// the base MSRs that differ are written.
+pub fn switch_segments(cpu: &GuestSegments, next: &GuestSegments) {
+    use cpu::msr;
+    if cpu.selectors != next.selectors {
+        return load_segments(next);
+    }
+    for (i, m) in [msr::FS_BASE, msr::GS_BASE, msr::KERNEL_GS_BASE]
+        .into_iter()
+        .enumerate()
+    {
+        if cpu.bases[i] != next.bases[i] {
+            // SAFETY: as in `load_segments`: canonical bases, MSRs present on every x86_64 CPU.
+            unsafe { cpu::wrmsr(m, next.bases[i]) };
+        }
+    }
+}
+
 /// Load only the FS/GS base MSRs (after `set_segment_base` for the guest that is on the CPU).
 pub fn load_segment_bases(bases: [u64; 3]) {
     use cpu::msr;
