@@ -190,6 +190,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     let time = TIME.get().expect("time initialised");
     let mut switch = switch;
     let mut live = live;
+    // The same-vCPU return was tried after a policy change (see below).
+    let mut tried_resume = false;
     loop {
         let mut table = DOMAINS.lock();
         let pending = irq::any_recorded();
@@ -222,6 +224,14 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 crate::emulate::machine::service(&mut table, now);
                 let deadline = SCHED.lock().0.next_deadline(now);
                 arm_for(deadline, None);
+                // The policy change was all that kept the caller from the same-vCPU return (an event
+                // that woke another vCPU, a timer set): with the timer up to date, return through it —
+                // once; if it cannot (it then changed nothing), the general way below.
+                if !tried_resume && let Some(f) = live.as_deref_mut() {
+                    tried_resume = true;
+                    resume_live(table, f);
+                    continue;
+                }
             }
             current
         } else {
