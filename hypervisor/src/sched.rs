@@ -145,7 +145,7 @@ fn arm_for(policy: Option<u64>, extra: Option<u64>) {
     }
     ARMED.store(want, Ordering::Relaxed);
     let time = TIME.get().expect("time initialised");
-    let tsc = time.clock.lock().tsc_at(want);
+    let tsc = time.scale.tsc_at(want);
     time.timer.arm(Some(tsc));
 }
 
