@@ -87,6 +87,11 @@ pub(crate) fn raise(table: &DomainTable, dom: usize, virq: u32) {
 
 /// Act on what the interrupt handlers recorded. Returns true if the timer fired.
 fn service_interrupts(table: &DomainTable, now: u64) -> bool {
+    // Nothing recorded (the usual decision: a yield, a block): one load, no read-modify-writes (the
+    // `pending` word's IRQ bit is set only together with a record, see `irq::record`).
+    if !irq::any_recorded() {
+        return false;
+    }
     let what = irq::take_all();
     let fired = what & irq::TIMER != 0;
     if fired {

@@ -168,7 +168,11 @@ static UMIP_ON: AtomicBool = AtomicBool::new(false);
 /// CR4.UMIP on while an emulate domain runs (so SGDT/SIDT/SLDT/STR/SMSW trap and are emulated with the
 /// virtual values) and off for PV domains (whose kernels may read the real tables). No-op without UMIP.
 pub fn set_umip(on: bool) {
-    if UMIP_PRESENT.load(Ordering::Relaxed) && UMIP_ON.swap(on, Ordering::Relaxed) != on {
+    // A load first: on almost every switch the bit is already as wanted (no locked swap then).
+    if UMIP_PRESENT.load(Ordering::Relaxed)
+        && UMIP_ON.load(Ordering::Relaxed) != on
+        && UMIP_ON.swap(on, Ordering::Relaxed) != on
+    {
         // SAFETY: CPUID reports UMIP; it only makes those five instructions fault outside ring 0.
         unsafe { cpu::write_cr4(cpu::read_cr4() ^ (1 << 11)) };
     }
