@@ -209,14 +209,22 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
         // "stopped" mark, under the same lock, and reaps only if it was set.
         let (current, changed, fast, stopped) = {
             let mut s = SCHED.lock();
-            let cur = table.current.filter(|&c| {
-                table.slots[c].as_ref().is_some_and(|d| d.runnable())
-                    && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
-            });
-            let changed = s.0.take_changed();
-            let fast = !switch && !pending && cur.is_some() && (!changed || !s.0.stopped_since());
-            let stopped = !fast && s.0.take_stopped();
-            (cur, changed, fast, stopped)
+            if switch {
+                // A decision in any case (the current vCPU is not a candidate to keep the CPU): only
+                // the marks are consumed.
+                let changed = s.0.take_changed();
+                (None, changed, false, s.0.take_stopped())
+            } else {
+                let cur = table.current.filter(|&c| {
+                    table.slots[c].as_ref().is_some_and(|d| d.runnable())
+                        && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
+                });
+                let changed = s.0.take_changed();
+                let fast =
+                    !switch && !pending && cur.is_some() && (!changed || !s.0.stopped_since());
+                let stopped = !fast && s.0.take_stopped();
+                (cur, changed, fast, stopped)
+            }
         };
         if !fast {
             save_live(&mut table, &mut live);
