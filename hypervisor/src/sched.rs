@@ -369,7 +369,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             // The IDT's direct gate is rewritten only when it names another handler (vCPUs of one guest
             // kernel usually have the same); TSS.RSP1 is one store.
             let gate = pv.direct_gate();
-            if INSTALLED_GATE.swap(gate.unwrap_or(0), Ordering::Relaxed) != gate.unwrap_or(0) {
+            if INSTALLED_GATE.load(Ordering::Relaxed) != gate.unwrap_or(0) {
+                INSTALLED_GATE.store(gate.unwrap_or(0), Ordering::Relaxed);
                 arch::set_direct_gate(gate);
             }
             arch::set_rsp1(pv.kernel_sp);
