@@ -466,12 +466,17 @@ impl SchedPolicy {
         let weight = u64::from(e.weight.max(1));
         // In 64 bits whenever the product fits (any run shorter than 2^56 ns, i.e. always in practice): a
         // 128-bit division is a library call, and this runs on every scheduling decision.
-        let delta =
+        // At the default weight virtual time is real time (exactly: `ran_ns * 256 / 256`), with no
+        // multiplication or division (every vCPU that was given no weight).
+        let delta = if weight == u64::from(DEFAULT_WEIGHT) {
+            ran_ns
+        } else {
             match ran_ns.checked_mul(u64::from(DEFAULT_WEIGHT)) {
                 Some(p) => p / weight,
                 None => (ran_ns as u128 * DEFAULT_WEIGHT as u128 / weight as u128)
                     .min(u64::MAX as u128) as u64,
-            };
+            }
+        };
         e.vruntime = e.vruntime.saturating_add(delta);
         e.cpu_ns = e.cpu_ns.saturating_add(ran_ns);
         self.update_min_vruntime();
