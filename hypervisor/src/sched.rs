@@ -19,10 +19,34 @@ use crate::mm::pcid;
 use crate::pending;
 use crate::regs::{EntryFrame, sanitize_in_place};
 use crate::setup::{DOMAINS, EVENTS, HV, SCHED, TIME, integrity_checksum};
+use crate::time::pvclock;
 use crate::trap::crash_domain;
 
 /// The deadline (ns of system time) the hardware timer is armed for (u64::MAX: none armed, or it fired).
 static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The handler the IDT's direct `int 0x80` gate enters (0: the hypervisor's stub, no direct gate; a
+/// non-canonical value, which no handler can be, before the first install). Only [`schedule`] writes
+/// that gate.
+static INSTALLED_GATE: AtomicU64 = AtomicU64::new(1 << 63);
+
+/// Save the segment state in the CPU into vCPU `pv`, which is leaving it; returns that state for
+/// [`arch::switch_segments`], or `None` if the CPU's bases are not `pv`'s (`segments_dirty`: a
+/// `set_segment_base` or context load since `pv` last ran, whose bases are newer than the CPU's and are
+/// kept — only the selectors, which only the guest itself changes, are read then).
+#[inline(always)]
+fn save_segments(pv: &mut crate::vcpu::VcpuState) -> Option<arch::GuestSegments> {
+    let selectors = arch::cpu::read_data_selectors();
+    pv.selectors = selectors.0;
+    if pv.segments_dirty {
+        return None;
+    }
+    [pv.fs_base, pv.gs_base] = arch::user_segment_bases();
+    Some(arch::GuestSegments {
+        selectors,
+        bases: [pv.fs_base, pv.gs_base, pv.gs_kernel],
+    })
+}
 
 fn shared_info_page(table: &DomainTable, dom: usize) -> Option<&'static mut [u8; 4096]> {
     let d = table.slots.get(dom)?.as_ref().filter(|d| d.runnable())?;
@@ -63,6 +87,11 @@ pub(crate) fn raise(table: &DomainTable, dom: usize, virq: u32) {
 
 /// Act on what the interrupt handlers recorded. Returns true if the timer fired.
 fn service_interrupts(table: &DomainTable, now: u64) -> bool {
+    // Nothing recorded (the usual decision: a yield, a block): one load, no read-modify-writes (the
+    // `pending` word's IRQ bit is set only together with a record, see `irq::record`).
+    if !irq::any_recorded() {
+        return false;
+    }
     let what = irq::take_all();
     let fired = what & irq::TIMER != 0;
     if fired {
@@ -121,7 +150,7 @@ fn arm_for(policy: Option<u64>, extra: Option<u64>) {
     }
     ARMED.store(want, Ordering::Relaxed);
     let time = TIME.get().expect("time initialised");
-    let tsc = time.clock.lock().tsc_at(want);
+    let tsc = time.scale.tsc_at(want);
     time.timer.arm(Some(tsc));
 }
 
@@ -136,6 +165,20 @@ pub fn arm_deadline(deadline: u64) {
 pub fn arm_timer_also(now: u64, extra: Option<u64>) {
     let policy = SCHED.lock().0.next_deadline(now);
     arm_for(policy, extra);
+}
+
+/// Publish a new `vcpu_time_info` record for vCPU `pv` in its shared_info `page` at system time `now`
+/// (see [`pvclock::must_republish`]), and remember what it left in the page. Out of line: most switches
+/// keep the record.
+#[inline(never)]
+fn republish(page: &mut [u8; 4096], pv: &mut crate::vcpu::VcpuState, offset_ns: u64, now: u64) {
+    let time = TIME.get().expect("time initialised");
+    let mut info = time.clock.lock().publish(arch::cpu::rdtsc());
+    // A domain restored from a later boot's image sees its own clock continue.
+    info.system_time = info.system_time.wrapping_add(offset_ns);
+    pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
+    pv.time_record = pvclock::vcpu0_time_words(page);
+    pv.time_due = now.saturating_add(pvclock::REPUBLISH_NS);
 }
 
 /// Give the current domain's live frame (an entry handled in place) back to its saved registers.
@@ -159,6 +202,8 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
     let time = TIME.get().expect("time initialised");
     let mut switch = switch;
     let mut live = live;
+    // The same-vCPU return was tried after a policy change (see below).
+    let mut tried_resume = false;
     loop {
         let mut table = DOMAINS.lock();
         let pending = irq::any_recorded();
@@ -171,24 +216,42 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
         // "stopped" mark, under the same lock, and reaps only if it was set.
         let (current, changed, fast, stopped) = {
             let mut s = SCHED.lock();
-            let cur = table.current.filter(|&c| {
-                table.slots[c].as_ref().is_some_and(|d| d.runnable())
-                    && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
-            });
-            let changed = s.0.take_changed();
-            let fast = !switch && !pending && cur.is_some() && (!changed || !s.0.stopped_since());
-            let stopped = !fast && s.0.take_stopped();
-            (cur, changed, fast, stopped)
+            if switch {
+                // A decision in any case (the current vCPU is not a candidate to keep the CPU): only
+                // the marks are consumed.
+                let changed = s.0.take_changed();
+                (None, changed, false, s.0.take_stopped())
+            } else {
+                let cur = table.current.filter(|&c| {
+                    table.slots[c].as_ref().is_some_and(|d| d.runnable())
+                        && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
+                });
+                let changed = s.0.take_changed();
+                let fast =
+                    !switch && !pending && cur.is_some() && (!changed || !s.0.stopped_since());
+                let stopped = !fast && s.0.take_stopped();
+                (cur, changed, fast, stopped)
+            }
         };
         if !fast {
             save_live(&mut table, &mut live);
         }
+        // The system time of this decision (the slow path reads the clock; a switch needs it).
+        let mut decided_at = None;
         let next = if fast {
             if changed {
                 let now = time.now_ns();
                 crate::emulate::machine::service(&mut table, now);
                 let deadline = SCHED.lock().0.next_deadline(now);
                 arm_for(deadline, None);
+                // The policy change was all that kept the caller from the same-vCPU return (an event
+                // that woke another vCPU, a timer set): with the timer up to date, return through it —
+                // once; if it cannot (it then changed nothing), the general way below.
+                if !tried_resume && let Some(f) = live.as_deref_mut() {
+                    tried_resume = true;
+                    resume_live::<false>(table, f);
+                    continue;
+                }
             }
             current
         } else {
@@ -219,6 +282,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 (next, s.0.next_deadline(now))
             };
             arm_for(deadline, None);
+            decided_at = Some(now);
             next
         };
         let Some(i) = next else {
@@ -284,29 +348,39 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             log::debug!("switching to domain {i}");
         }
         table.current = Some(i);
-        // Segment state: save the one in the CPU (if it belongs to another live domain), load ours.
+        // Segment state: save the one in the CPU (if it belongs to another live domain), load ours —
+        // over the saved one, only what differs.
+        let mut in_cpu = None;
         if prev_loaded != Some(i) {
             if let Some(p) = prev_loaded.and_then(|p| table.slots[p].as_mut()) {
-                let s = arch::save_segments();
-                p.vcpu.pv.selectors = s.selectors.0;
-                [p.vcpu.pv.fs_base, p.vcpu.pv.gs_base, p.vcpu.pv.gs_kernel] = s.bases;
+                in_cpu = save_segments(&mut p.vcpu.pv);
             }
             table.segments_loaded = Some(i);
         }
         let dom = table.slots[i].as_mut().expect("checked above");
         let pv = &mut dom.vcpu.pv;
         if prev_loaded != Some(i) {
-            arch::load_segments(&arch::GuestSegments {
+            let ours = arch::GuestSegments {
                 selectors: arch::cpu::DataSelectors(pv.selectors),
                 bases: [pv.fs_base, pv.gs_base, pv.gs_kernel],
-            });
+            };
+            match in_cpu {
+                Some(cpu) => arch::switch_segments(&cpu, &ours),
+                None => arch::load_segments(&ours),
+            }
             pv.segments_dirty = false;
         } else if pv.segments_dirty {
             arch::load_segment_bases([pv.fs_base, pv.gs_base, pv.gs_kernel]);
             pv.segments_dirty = false;
         }
         if switching || pv.gates_dirty {
-            arch::set_direct_gate(pv.direct_gate());
+            // The IDT's direct gate is rewritten only when it names another handler (vCPUs of one guest
+            // kernel usually have the same); TSS.RSP1 is one store.
+            let gate = pv.direct_gate();
+            if INSTALLED_GATE.load(Ordering::Relaxed) != gate.unwrap_or(0) {
+                INSTALLED_GATE.store(gate.unwrap_or(0), Ordering::Relaxed);
+                arch::set_direct_gate(gate);
+            }
             arch::set_rsp1(pv.kernel_sp);
             pv.gates_dirty = false;
         }
@@ -316,10 +390,13 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 &mut *(crate::arch::paging::IdentityMem::frame_ptr(dom.mm.shared_info)
                     as *mut [u8; 4096])
             };
-            let mut info = time.clock.lock().publish(arch::cpu::rdtsc());
-            // A domain restored from a later boot's image sees its own clock continue.
-            info.system_time = info.system_time.wrapping_add(dom.mm.time_offset_ns);
-            crate::time::pvclock::write_vcpu_time(page.as_mut_slice(), 0, &info);
+            // The vCPU's time record: kept while the page still holds exactly what was last published
+            // there (a record stays exact however old it is), published again on a first run, a new or
+            // restored page, a record the guest overwrote, and at least every `REPUBLISH_NS`.
+            let now = decided_at.unwrap_or_else(|| time.now_ns());
+            if pvclock::must_republish(page, &pv.time_record, pv.time_due, now) {
+                republish(page, pv, dom.mm.time_offset_ns, now);
+            }
         }
         let cr3 = guest_cr3(dom);
         let fx = dom.vcpu.fx.0.as_mut_ptr();

@@ -156,11 +156,13 @@ impl VcpuSet {
     }
 
     /// The set without `v` (`None`: unchanged).
-    fn without(mut self, v: Option<usize>) -> VcpuSet {
-        if let Some(v) = v {
-            self.set(v, false);
+    fn without(self, v: Option<usize>) -> VcpuSet {
+        // Both words masked (no store and reload of the set through memory to index it).
+        match v {
+            Some(v @ 0..64) => VcpuSet([self.0[0] & !(1 << v), self.0[1]]),
+            Some(v @ 64..NR_VCPUS) => VcpuSet([self.0[0], self.0[1] & !(1 << (v - 64))]),
+            _ => self,
         }
-        self
     }
 
     /// The members from `v` on (all of them for `v` = 0).
@@ -181,6 +183,18 @@ impl VcpuSet {
                 f(w * 64 + bits.trailing_zeros() as usize);
                 bits &= bits - 1;
             }
+        }
+    }
+
+    /// The one member, if the set has exactly one (two tests: no bit scan over an empty word).
+    #[inline(always)]
+    fn single(&self) -> Option<usize> {
+        let [lo, hi] = self.0;
+        match (lo, hi) {
+            (0, 0) => None,
+            (w, 0) if w & (w - 1) == 0 => Some(w.trailing_zeros() as usize),
+            (0, w) if w & (w - 1) == 0 => Some(64 + w.trailing_zeros() as usize),
+            _ => None,
         }
     }
 
@@ -444,6 +458,7 @@ impl SchedPolicy {
     }
 
     /// Charge `ran_ns` of CPU time to `v`: its virtual runtime advances by `ran_ns * 256 / weight`.
+    #[inline] // Into `pick` (every decision charges the vCPU that ran).
     pub fn account(&mut self, v: usize, ran_ns: u64) {
         let Some(e) = self.vcpus.get_mut(v) else {
             return;
@@ -451,12 +466,17 @@ impl SchedPolicy {
         let weight = u64::from(e.weight.max(1));
         // In 64 bits whenever the product fits (any run shorter than 2^56 ns, i.e. always in practice): a
         // 128-bit division is a library call, and this runs on every scheduling decision.
-        let delta =
+        // At the default weight virtual time is real time (exactly: `ran_ns * 256 / 256`), with no
+        // multiplication or division (every vCPU that was given no weight).
+        let delta = if weight == u64::from(DEFAULT_WEIGHT) {
+            ran_ns
+        } else {
             match ran_ns.checked_mul(u64::from(DEFAULT_WEIGHT)) {
                 Some(p) => p / weight,
                 None => (ran_ns as u128 * DEFAULT_WEIGHT as u128 / weight as u128)
                     .min(u64::MAX as u128) as u64,
-            };
+            }
+        };
         e.vruntime = e.vruntime.saturating_add(delta);
         e.cpu_ns = e.cpu_ns.saturating_add(ran_ns);
         self.update_min_vruntime();
@@ -644,22 +664,22 @@ impl SchedPolicy {
             return Some(r.vcpu);
         }
         let choice = self.choose();
-        let prev = self.running;
         self.resched = false;
         self.yielded = None;
-        self.running = choice.map(|v| {
-            let slice_end = match prev {
-                Some(r) if r.vcpu == v && now < r.slice_end => r.slice_end,
-                _ => now.saturating_add(self.slice_ns),
-            };
-            Running {
-                vcpu: v,
-                since: now,
-                slice_end,
+        match choice {
+            Some(v) => {
+                let slice_end = match self.running {
+                    Some(r) if r.vcpu == v && now < r.slice_end => r.slice_end,
+                    _ => now.saturating_add(self.slice_ns),
+                };
+                self.running = Some(Running {
+                    vcpu: v,
+                    since: now,
+                    slice_end,
+                });
+                self.cursor = v;
             }
-        });
-        if let Some(v) = choice {
-            self.cursor = v;
+            None => self.running = None,
         }
         choice
     }
@@ -679,6 +699,11 @@ impl SchedPolicy {
         } else {
             others
         };
+        // One eligible vCPU (a yield or a block with one other vCPU runnable, a single runnable domain):
+        // it is the choice whatever the virtual runtimes and the round-robin order.
+        if let Some(v) = eligible.single() {
+            return Some(v);
+        }
         let start = (self.cursor + 1) % NR_VCPUS;
         let after = eligible.from(start);
         let before = eligible.minus(after);
@@ -699,11 +724,16 @@ impl SchedPolicy {
     /// vCPU's `wake_at`. `now` if a choice is pending (runnable vCPUs but none picked). `None`: no timer is
     /// needed (only events can change anything).
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        let mut deadline: Option<u64> = None;
-        let mut consider = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        // The earliest so far and whether there is one (not an `Option` rebuilt at every step).
+        let (mut earliest, mut any) = (u64::MAX, false);
+        let mut consider = |t: u64| {
+            earliest = earliest.min(t);
+            any = true;
+        };
         match self.running {
             Some(r) if self.runnable.contains(r.vcpu) => {
-                let others = !self.runnable.without(Some(r.vcpu)).is_empty();
+                // Another vCPU is runnable unless the running one is the only member.
+                let others = self.runnable.single() != Some(r.vcpu);
                 if others {
                     consider(r.slice_end);
                 }
@@ -724,7 +754,7 @@ impl SchedPolicy {
                 consider(t);
             }
         });
-        deadline
+        any.then_some(earliest)
     }
 }
 
@@ -849,6 +879,28 @@ mod tests {
 
     fn close(got: f64, want: f64) -> bool {
         (got - want).abs() <= 0.05 * want
+    }
+
+    #[test]
+    fn a_set_knows_its_single_member() {
+        let set = |vs: &[usize]| {
+            let mut s = VcpuSet::EMPTY;
+            vs.iter().for_each(|&v| s.insert(v));
+            s
+        };
+        assert_eq!(set(&[]).single(), None);
+        for v in [0, 1, 5, 63, 64, 65, NR_VCPUS - 1] {
+            assert_eq!(set(&[v]).single(), Some(v), "{v}");
+        }
+        for vs in [
+            &[0, 1][..],
+            &[3, 64],
+            &[64, 100],
+            &[0, NR_VCPUS - 1],
+            &[2, 5, 9],
+        ] {
+            assert_eq!(set(vs).single(), None, "{vs:?}");
+        }
     }
 
     #[test]

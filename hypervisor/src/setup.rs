@@ -97,8 +97,12 @@ pub static TIME: spin::Once<TimeBase> = spin::Once::new();
 
 /// The time base fixed at boot.
 pub struct TimeBase {
-    /// TSC to system time.
+    /// TSC to system time, for publications (`Clock::publish` keeps the last one).
     pub clock: spin::Mutex<Clock>,
+    /// The same clock as made at boot, for reading without the lock: its time base and scale never
+    /// change (only a publication's floor does), so `now_ns` and `tsc_at` give what the locked clock
+    /// would.
+    pub scale: Clock,
     /// The one-shot timer.
     pub timer: apic::Timer,
     /// Wall-clock time at system time 0 (seconds, nanoseconds).
@@ -108,7 +112,7 @@ pub struct TimeBase {
 impl TimeBase {
     /// System time now (ns since boot).
     pub fn now_ns(&self) -> u64 {
-        self.clock.lock().now_ns(arch::cpu::rdtsc())
+        self.scale.now_ns(arch::cpu::rdtsc())
     }
 }
 
@@ -485,6 +489,7 @@ fn init_time() {
     );
     TIME.call_once(|| TimeBase {
         clock: spin::Mutex::new(clock),
+        scale: clock,
         timer,
         wallclock,
     });

@@ -46,6 +46,14 @@ pub struct VcpuState {
     pub gates_dirty: bool,
     /// Entries on the domain's behalf, by kind (read with the `counters` hypercall).
     pub counters: abi::counters::DomainCounters,
+    /// The `vcpu_time_info` record last published to the domain's shared_info page, as the page's four
+    /// words (`time::pvclock::vcpu0_time_words`), and the system time (ns) from which it is published
+    /// again anyway (`sched::schedule`): a switch to the vCPU republishes only if the page no longer
+    /// holds exactly that record (first run, a new or restored page, the guest wrote it) or that time
+    /// has come. A publication stays exact however old it is (`time::pvclock`'s module docs).
+    pub time_record: [u64; 4],
+    /// See [`VcpuState::time_record`]; 0: publish at the next switch.
+    pub time_due: u64,
 }
 
 impl Default for VcpuState {
@@ -63,6 +71,8 @@ impl Default for VcpuState {
             selectors: [0; 4],
             gates_dirty: true,
             counters: abi::counters::DomainCounters::default(),
+            time_record: [0; 4],
+            time_due: 0,
         }
     }
 }

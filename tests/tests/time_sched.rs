@@ -99,3 +99,28 @@ fn three_domains_share_the_cpu_by_weight() {
         "the blocking domain woke only {wakeups} times in 2 s\n{outcome}"
     );
 }
+
+#[test]
+fn segment_bases_survive_switches_between_domains() {
+    // Two domains set their FS and GS bases (sometimes equal to the other's, sometimes not) and yield to
+    // each other: the switch writes only the segment state that differs, and each must read its own.
+    let outcome = run(&["test=segments-switch slot=0", "test=segments-switch slot=1"]);
+    expect(&outcome)
+        .result(0, TestResult::Success)
+        .result(1, TestResult::Success)
+        .poweroff(0)
+        .poweroff(1)
+        .exit(EXIT_OK)
+        .hypervisor_alive_at_end();
+    for d in 0..2 {
+        let line = outcome
+            .domain_output(d)
+            .into_iter()
+            .find(|l| l.starts_with("segments-switch: "))
+            .unwrap_or_else(|| panic!("no segments-switch line from domain {d}\n{outcome}"));
+        assert!(
+            line.contains(" 0 wrong reads") && !line.contains(" 0 bases set"),
+            "domain {d}: {line}\n{outcome}"
+        );
+    }
+}

@@ -217,6 +217,11 @@ const SCENARIOS: &[Scenario] = &[
         run: time_sched::sched_compute,
     },
     Scenario {
+        name: "segments-switch",
+        about: "slot=0|1 with a partner: FS/GS bases set and read back across yields",
+        run: time_sched::segments_switch,
+    },
+    Scenario {
         name: "console-input",
         about: "domain 0 reads a typed line (VIRQ_CONSOLE + console_io read)",
         run: console_input::console_input,

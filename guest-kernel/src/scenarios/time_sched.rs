@@ -1,6 +1,7 @@
 //! Time and scheduling scenarios (issue 4): a measured 10 ms sleep and the vCPU timers (`sleep-10ms`),
 //! pvclock monotonicity over 10⁶ reads (`clock-monotonic`), and three domains sharing the CPU by
-//! weight (`sched-spin`, `sched-block`, `sched-compute`).
+//! weight (`sched-spin`, `sched-block`, `sched-compute`); segment bases across domain switches
+//! (`segments-switch`).
 //!
 //! # The scheduling window
 //!
@@ -317,4 +318,62 @@ pub fn sched_block(cmdline: &str, r: &mut Results) {
         max_late / 1000
     );
     report_count(r, "sched-block", "wakeups", n, start, end);
+}
+
+/// The values `segments-switch` points its FS and GS bases at (one u64 each).
+static SEG_MARKS: [u64; 4] = [
+    0x5e65_0000_0000_0000,
+    0x5e65_0000_0000_0001,
+    0x5e65_0000_0000_0002,
+    0x5e65_0000_0000_0003,
+];
+
+/// Run alongside another domain doing the same (`slot=` 0 or 1 tells them apart): `rounds=` times
+/// (default 2000) set this vCPU's FS and user GS bases through `set_segment_base` (in a pattern that
+/// makes them sometimes equal to the other domain's, sometimes not, and sometimes leaves them as they
+/// were), yield, and read both through FS:0 and GS:0. The hypervisor writes only the segment state that
+/// differs between the vCPUs on a switch; every read must still see this vCPU's own mark.
+pub fn segments_switch(cmdline: &str, r: &mut Results) {
+    use crate::arch::x86_64::trap_probes::{guest_read_fs, guest_read_gs};
+    use abi::xen::{SEGBASE_FS, SEGBASE_GS_USER};
+    let slot = option(cmdline, "slot").and_then(parse_u64).unwrap_or(0) as usize;
+    let rounds = option(cmdline, "rounds")
+        .and_then(parse_u64)
+        .unwrap_or(2000);
+    let base = |i: usize| &raw const SEG_MARKS[i % SEG_MARKS.len()] as u64;
+    let (mut fs, mut gs) = (slot, slot + 2);
+    let mut set = u64::from(XEN_PV.set_segment_base(SEGBASE_FS, base(fs)).is_ok())
+        + u64::from(XEN_PV.set_segment_base(SEGBASE_GS_USER, base(gs)).is_ok());
+    let mut wrong = 0u64;
+    for i in 0..rounds as usize {
+        // Change FS on two rounds of three, GS on one of two, each to one of the four marks.
+        if i % 3 != 0 {
+            fs = (i + slot) % SEG_MARKS.len();
+            set += u64::from(XEN_PV.set_segment_base(SEGBASE_FS, base(fs)).is_ok());
+        }
+        if i % 2 == 0 {
+            gs = (i / 2 + 3 * slot) % SEG_MARKS.len();
+            set += u64::from(XEN_PV.set_segment_base(SEGBASE_GS_USER, base(gs)).is_ok());
+        }
+        let _ = platform().yield_cpu();
+        // SAFETY: both bases point at this kernel's own statics (set just above or in an earlier round).
+        let seen = unsafe { [guest_read_fs(0), guest_read_gs(0)] };
+        if seen != [SEG_MARKS[fs], SEG_MARKS[gs]] {
+            if wrong == 0 {
+                println!(
+                    "round {i}: FS:0 {:#x} GS:0 {:#x}, expected {:#x} {:#x}",
+                    seen[0], seen[1], SEG_MARKS[fs], SEG_MARKS[gs]
+                );
+            }
+            wrong += 1;
+        }
+    }
+    let _ = XEN_PV.set_segment_base(SEGBASE_FS, 0);
+    let _ = XEN_PV.set_segment_base(SEGBASE_GS_USER, 0);
+    println!("segments-switch: {rounds} rounds, {set} bases set, {wrong} wrong reads");
+    check(
+        r,
+        &alloc::format!("FS and GS kept this vCPU's bases across {rounds} yields ({wrong} wrong)"),
+        wrong == 0,
+    );
 }

@@ -49,6 +49,18 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 /// Handle `sched_op`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    // `SCHEDOP_yield` (a cooperative switch, a guest's spin-wait) needs only the policy: it is answered
+    // here, without the stack frame of the other requests' handler (guest memory, polls, shutdown).
+    if ctx.args[0] == SCHEDOP_YIELD {
+        ctx.sched.get().0.yield_now(usize::from(ctx.domid));
+        return Action::Yield;
+    }
+    sched_op_other(ctx)
+}
+
+/// [`sched_op`] for the requests but yield (`decode` gives all of them; a yield is answered above).
+#[inline(never)]
+fn sched_op_other<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let action = decode(ctx.args).and_then(|req| match req {
         SchedRequest::Yield => {
             ctx.sched.get().0.yield_now(usize::from(ctx.domid));

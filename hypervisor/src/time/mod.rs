@@ -11,8 +11,9 @@
 //! - **Boot**: calibrate `tsc_hz`; `clock = Clock::new(tsc_hz, rdtsc())`; `secs = rtc::read_unix_seconds(cmos)`;
 //!   `(s, ns) = pvclock::wallclock_base(secs, clock.now_ns(rdtsc()))`; for every domain's shared_info page
 //!   `pvclock::write_wallclock(page, s, ns)`.
-//! - **Before entering a vCPU** (at least on every switch to it, and periodically, e.g. once a second, so
-//!   the guest's extrapolation stays short): `pvclock::write_vcpu_time(page, 0, &clock.publish(rdtsc()))`.
+//! - **Before entering a vCPU** (on a switch to it, when its page no longer holds the record last
+//!   published there or [`pvclock::REPUBLISH_NS`] have passed: `pvclock::must_republish`):
+//!   `pvclock::write_vcpu_time(page, 0, &clock.publish(rdtsc()))`.
 //! - **Timers**: the scheduler's deadlines are ns of system time; `clock.tsc_at(ns)` for a TSC-deadline
 //!   timer, or `pvclock::ns_to_ticks(ns - now, lapic_hz)` for a LAPIC one-shot count.
 //!   `set_timer_op(t)`: `pvclock::set_timer_op_deadline(t, now)` gives the guest timer (or `None`: cancel).

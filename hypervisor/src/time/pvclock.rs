@@ -231,6 +231,34 @@ pub const fn vcpu_time_offset(vcpu: usize) -> usize {
     offset_of!(SharedInfo, vcpu_info) + vcpu * size_of::<VcpuInfo>() + offset_of!(VcpuInfo, time)
 }
 
+/// The longest a switch to a vCPU keeps its published `vcpu_time_info` record before publishing a new one
+/// (ns of system time). A record stays exact however old it is (see the module docs: a reading is within
+/// 1 ns of the hypervisor's clock whatever the distance to `tsc_timestamp`), so this only bounds how long a
+/// guest goes without seeing its record move, as Xen's once-a-second recalibration does; it is not needed
+/// for accuracy. (Before: a new record on every switch, ~60 instructions each.)
+pub const REPUBLISH_NS: u64 = 1_000_000;
+
+/// `vcpu_info[0].time` of the shared_info page `page` as four little-endian words (version and pad,
+/// `tsc_timestamp`, `system_time`, multiplier/shift/flags): what a switch compares with the record it
+/// last wrote.
+#[inline(always)]
+pub fn vcpu0_time_words(page: &[u8; 4096]) -> [u64; 4] {
+    const AT: usize = vcpu_time_offset(0);
+    core::array::from_fn(|i| {
+        page.get(AT + 8 * i..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map_or(0, |b| u64::from_le_bytes(*b))
+    })
+}
+
+/// Whether a switch to a vCPU at system time `now` must publish its time record again: the page no longer
+/// holds `record`, the words the last publication left there (`vcpu0_time_words` after it: a first run, a
+/// new or restored page, or the guest wrote its own record), or `now` reached `due`.
+#[inline(always)]
+pub fn must_republish(page: &[u8; 4096], record: &[u64; 4], due: u64, now: u64) -> bool {
+    now >= due || vcpu0_time_words(page) != *record
+}
+
 /// Write the version of a seqlock-protected block: begin (odd) or end (even).
 fn seq_begin(mem: &mut (impl SharedWords + ?Sized), at: usize) -> u32 {
     let v = mem.read_u32(at).wrapping_add(1) | 1;
@@ -603,6 +631,38 @@ mod tests {
         let si = SharedInfo::read_from_bytes(&page[..size_of::<SharedInfo>()]).unwrap();
         assert_eq!(si.vcpu_info[0].time.system_time, info.system_time);
         assert_eq!(si.vcpu_info[0].time.version, 2);
+    }
+
+    #[test]
+    fn a_record_is_republished_only_when_changed_or_due() {
+        let mut c = Clock::new(2_400_000_000, 0);
+        let mut page = [0u8; 4096];
+        assert!(
+            must_republish(&page, &[0; 4], 0, 0),
+            "never published: due at once"
+        );
+        write_vcpu_time(&mut page, 0, &c.publish(24_000_000_017));
+        let record = vcpu0_time_words(&page);
+        let base = vcpu_time_offset(0);
+        let got = VcpuTimeInfo::read_from_bytes(&page[base..base + 32]).unwrap();
+        assert_eq!(record[0], u64::from(got.version));
+        assert_eq!(record[1], got.tsc_timestamp);
+        assert_eq!(record[2], got.system_time);
+        assert_eq!(record[3] as u32, got.tsc_to_system_mul);
+        let due = 10;
+        assert!(!must_republish(&page, &record, due, 9));
+        assert!(must_republish(&page, &record, due, 10), "due");
+        // Any byte of the record changed (by the guest, or a page not written by us): publish again.
+        for i in 0..32 {
+            let mut p = page;
+            p[base + i] ^= 1;
+            assert!(must_republish(&p, &record, due, 0), "byte {i} changed");
+        }
+        // Bytes outside the record do not matter.
+        let mut p = page;
+        p[base - 1] ^= 1;
+        p[base + 32] ^= 1;
+        assert!(!must_republish(&p, &record, due, 0));
     }
 
     #[test]

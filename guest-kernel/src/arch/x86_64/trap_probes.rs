@@ -143,6 +143,12 @@ guest_read_fs:
     mov %fs:(%rdi), %rax
     ret
 
+    // u64 guest_read_gs(offset): the u64 at GS base + offset.
+    .global guest_read_gs
+guest_read_gs:
+    mov %gs:(%rdi), %rax
+    ret
+
     // The ring-3 program (copied to a user page: position independent, no absolute references).
     .section .rodata.guest_user_blob, "a"
     .balign 16
@@ -336,6 +342,8 @@ unsafe extern "C" {
     pub fn guest_iret_probe(cs: u64, rflags: u64, ss: u64, out: *mut [u64; 3], rip: u64) -> i64;
     /// The u64 at FS base + `offset`.
     pub fn guest_read_fs(offset: u64) -> u64;
+    /// The u64 at GS base + `offset`.
+    pub fn guest_read_gs(offset: u64) -> u64;
 
     pub static guest_probe_de_insn: u8;
     pub static guest_probe_de_next: u8;

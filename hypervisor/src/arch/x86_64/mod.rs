@@ -169,7 +169,11 @@ static UMIP_ON: AtomicBool = AtomicBool::new(false);
 /// virtual values) and off for PV domains (whose kernels may read the real tables). No-op without UMIP.
 #[inline] // On every domain switch (`sched::schedule`): pinned inline so the switch does not depend on how the crate is partitioned.
 pub fn set_umip(on: bool) {
-    if UMIP_PRESENT.load(Ordering::Relaxed) && UMIP_ON.swap(on, Ordering::Relaxed) != on {
+    // A load first: on almost every switch the bit is already as wanted (no locked swap then).
+    if UMIP_PRESENT.load(Ordering::Relaxed)
+        && UMIP_ON.load(Ordering::Relaxed) != on
+        && UMIP_ON.swap(on, Ordering::Relaxed) != on
+    {
         // SAFETY: CPUID reports UMIP; it only makes those five instructions fault outside ring 0.
         unsafe { cpu::write_cr4(cpu::read_cr4() ^ (1 << 11)) };
     }
@@ -284,6 +288,35 @@ pub fn load_segments(s: &GuestSegments) {
         cpu::wrmsr(msr::FS_BASE, s.bases[0]);
         cpu::wrmsr(msr::GS_BASE, s.bases[1]);
         cpu::wrmsr(msr::KERNEL_GS_BASE, s.bases[2]);
+    }
+}
+
+/// The FS and user GS bases in the CPU: what a guest that leaves the CPU may have changed itself (by
+/// loading FS or GS). The kernel GS base needs no read: ring 1 cannot write it (no SWAPGS, no WRMSR),
+/// so the CPU holds the vCPU's `gs_kernel` while its segments are loaded and not dirty.
+pub fn user_segment_bases() -> [u64; 2] {
+    use cpu::msr;
+    // SAFETY: the base MSRs exist on every x86_64 CPU; reading them has no side effects.
+    unsafe { [cpu::rdmsr(msr::FS_BASE), cpu::rdmsr(msr::GS_BASE)] }
+}
+
+/// Load guest segment state `next` over `cpu`, the state known to be in the CPU (read from it, or
+/// loaded, for the guest that ran last): only what differs. Different selectors load everything (a
+/// selector load clears the FS/GS base); equal ones name the same descriptors of the fixed GDT, so only
+/// the base MSRs that differ are written.
+pub fn switch_segments(cpu: &GuestSegments, next: &GuestSegments) {
+    use cpu::msr;
+    if cpu.selectors != next.selectors {
+        return load_segments(next);
+    }
+    for (i, m) in [msr::FS_BASE, msr::GS_BASE, msr::KERNEL_GS_BASE]
+        .into_iter()
+        .enumerate()
+    {
+        if cpu.bases[i] != next.bases[i] {
+            // SAFETY: as in `load_segments`: canonical bases, MSRs present on every x86_64 CPU.
+            unsafe { cpu::wrmsr(m, next.bases[i]) };
+        }
     }
 }
 
