@@ -26,3 +26,39 @@ pub unsafe fn hypercall5(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -
     }
     ret
 }
+
+/// Issue hypercall `nr` with `a1` and `a2` (the other arguments 0) after setting the RFLAGS bits `set`
+/// (with POPF); returns RAX and RFLAGS as the hypercall's return left them (PUSHF right after it). The
+/// caller's RFLAGS are restored afterwards.
+///
+/// # Safety
+/// As [`hypercall5`]; `set` must be bits POPF may change in this ring without harm to the code around
+/// (e.g. NT, AC).
+#[inline(never)]
+pub unsafe fn hypercall_rflags(nr: u64, a1: u64, a2: u64, set: u64) -> (i64, u64) {
+    let ret: i64;
+    let after: u64;
+    // SAFETY: as in `hypercall5`; the block pushes three words and pops them again (no `nostack`), and
+    // restores RFLAGS as they were before it.
+    unsafe {
+        asm!(
+            "pushfq",
+            "pushfq",
+            "or qword ptr [rsp], {set}",
+            "popfq",
+            "int 0x82",
+            "pushfq",
+            "pop {after}",
+            "popfq",
+            set = in(reg) set,
+            after = lateout(reg) after,
+            inlateout("rax") nr as i64 => ret,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") 0u64 => _,
+            inlateout("r10") 0u64 => _,
+            inlateout("r8") 0u64 => _,
+        );
+    }
+    (ret, after)
+}
