@@ -22,6 +22,9 @@ fn events_raised_in_a_hypercall_are_delivered_on_its_return() {
         .contains(
             "(d0)   ok   a light number's request that needs guest memory is answered after a light call",
         )
+        .contains(
+            "(d0)   ok   light calls keep RBX, RBP and R12-R15, on the fast return and on the general one",
+        )
         .poweroff(0)
         .exit(EXIT_OK)
         .hypervisor_alive_at_end();

@@ -2,12 +2,14 @@
 //! answered in its entry code) returns. RFLAGS come back sanitized (NT, which POPF may set in ring 1,
 //! cleared; AC, guest-controlled, kept); and a light number whose request needs more than the registers
 //! (`xen_version(XENVER_extraversion)`, declined by the light handler) is still answered right after a
-//! light call, on the general path.
+//! light call, on the general path; and the callee-saved registers come back unchanged from a light call
+//! answered on the fast path and from one whose return has work (`stack_switch` dirties the gates, so
+//! its answer leaves through the general return).
 
 use abi::hypercall::nr;
 use abi::version::{EXTRAVERSION, XEN_EXTRAVERSION_LEN, XENVER_EXTRAVERSION, XENVER_VERSION};
 
-use crate::arch::hypercall::hypercall_rflags;
+use crate::arch::hypercall::{hypercall_keeps_callee_saved, hypercall_rflags};
 use crate::platform::xen_pv::raw;
 use crate::println;
 use crate::xtf::Results;
@@ -27,6 +29,7 @@ const AC: u64 = 1 << 18;
 pub(super) fn light_returns(r: &mut Results) {
     let mut flags = true;
     let mut declined = true;
+    let mut kept = true;
     for round in 0..ROUNDS {
         raw(nr::NULL, [0; 5]);
         // SAFETY: NULL and XENVER_VERSION take no pointer; NT and AC do not disturb this code (no IRET,
@@ -55,7 +58,26 @@ pub(super) fn light_returns(r: &mut Results) {
             println!("round {round}: extraversion returned {ret}, {name:?}");
             declined = false;
         }
-        if !(flags && declined) {
+        let kernel_ss = u64::from(abi::layout::GUEST_KERNEL_SS);
+        let stack = crate::trap::dispatch::trap_stack_top();
+        let seed = 0x5eed_0000_0000_0000 | (round << 8);
+        raw(nr::NULL, [0; 5]);
+        // SAFETY: NULL takes no pointer; STACK_SWITCH is given the kernel stack the trap setup installs
+        // (what the fuzzer's restore gives it too), so nothing changes.
+        let calls = unsafe {
+            [
+                hypercall_keeps_callee_saved(nr::NULL, 0, 0, seed),
+                hypercall_keeps_callee_saved(nr::STACK_SWITCH, kernel_ss, stack, seed + 0x10),
+                hypercall_keeps_callee_saved(nr::NULL, 0, 0, seed + 0x20),
+            ]
+        };
+        for (i, (ret, same)) in calls.into_iter().enumerate() {
+            if ret != 0 || !same {
+                println!("round {round}, call {i}: returned {ret}, callee-saved kept: {same}");
+                kept = false;
+            }
+        }
+        if !(flags && declined && kept) {
             break;
         }
     }
@@ -68,5 +90,10 @@ pub(super) fn light_returns(r: &mut Results) {
         r,
         "a light number's request that needs guest memory is answered after a light call",
         declined,
+    );
+    check(
+        r,
+        "light calls keep RBX, RBP and R12-R15, on the fast return and on the general one",
+        kept,
     );
 }

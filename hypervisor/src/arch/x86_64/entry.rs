@@ -19,8 +19,10 @@
 //!
 //! # The hypercall vector
 //! Its IDT gate points straight at `hypercall_entry` (its stub in the array is an ordinary one, unused),
-//! which makes the vector and error-code slots with one `sub` and the same checks and saves as
-//! `common_entry` (the number stays in RAX). If the `pending` word is zero (so the state the last
+//! which makes `common_entry`'s checks (on the CPU's frame), makes the vector, error-code and register
+//! slots with one `sub`, stores the caller-saved registers (the number stays in RAX; the callee-saved
+//! ones go into the frame only on the ways to the general code) and makes `common_entry`'s switches and
+//! saves. If the `pending` word is zero (so the state the last
 //! same-vCPU return recorded, `pending::Armed`, holds) and the number has a light handler
 //! (`hypercall::light::ENTRY`), it calls that with the frame and the recorded domain, with no lock and
 //! no Rust code of its own around it (see [`crate::trap::fast_hypercall_return`] for why that is sound
@@ -38,9 +40,11 @@
 //! holds only the entering domain's own registers, and [`exit_to_guest`] overwrites exactly those
 //! [`FRAME_SIZE`] bytes with the next guest's own frame before any guest runs again (nothing else ever
 //! writes that stack: Rust code runs on the private stack, and the SYSCALL path's RSP slot is the frame's
-//! RSP field). The fast hypercall return leaves the frame's vector and error-code slots as they were:
-//! they hold what the last exit wrote there (zeros: every exit's frame is sanitized, which clears them),
-//! since every entry that writes them ends in an exit and the fast path itself writes neither. An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
+//! RSP field). The fast hypercall return leaves the frame's vector and error-code slots and its six
+//! callee-saved register slots as they were: they hold what the last exit wrote there (the current
+//! domain's own registers; vector and error code zero, as sanitization leaves them) or what an entry of
+//! that same domain wrote since, for every entry that writes them ends in an exit that rewrites the whole
+//! frame, and the fast path itself writes none of them. An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
 //! `common_entry` copies it to the private stack and zeroes the IST copy (`rep movsq`, `rep stosq`)
 //! before any Rust code runs. A #DB from ring 0 (a guest's single-step or breakpoint that the CPU held
 //! back across `mov %ss` and delivered on the first instruction of an entry stub, XSA-260) is dropped and
@@ -122,6 +126,11 @@ const CS_FROM_STUB_RSP: usize = offset_of!(EntryFrame, cs) - offset_of!(EntryFra
 pub const STUB_ENTRY_DEPTH: u64 = (FRAME_SIZE - offset_of!(EntryFrame, vector)) as u64;
 const_assert_eq!(STUB_ENTRY_DEPTH, 56);
 
+/// How far below the entry stack's top RSP is right after the CPU delivered an entry from a guest (its
+/// five words), where `hypercall_entry` starts.
+pub const CPU_ENTRY_DEPTH: u64 = (FRAME_SIZE - offset_of!(EntryFrame, rip)) as u64;
+const_assert_eq!(CPU_ENTRY_DEPTH, 40);
+
 global_asm!(
     r#"
     /* The 15 general-purpose registers in EntryFrame order (R15 ends up at the lowest address). */
@@ -146,6 +155,15 @@ global_asm!(
     xor %eax, %eax
     mov ${frame_words}, %ecx
     rep stosq
+    .endm
+    /* hypercall_entry: the callee-saved registers (still the guest's) into the frame at RDI. */
+    .macro hc_callee_saved
+    mov %rbx, {f_rbx}(%rdi)
+    mov %rbp, {f_rbp}(%rdi)
+    mov %r12, {f_r12}(%rdi)
+    mov %r13, {f_r13}(%rdi)
+    mov %r14, {f_r14}(%rdi)
+    mov %r15, {f_r15}(%rdi)
     .endm
     .macro pop_gprs
     pop %r15; pop %r14; pop %r13; pop %r12; pop %r11; pop %r10; pop %r9; pop %r8
@@ -196,20 +214,33 @@ common_entry:
 
     /* The hypercall vector's gate points here (no stub): common_entry's checks and saves, then the
        light hypercalls of a vCPU that keeps the CPU (see trap::fast_hypercall_return for the class it
-       serves). Its vector and error-code slots are made with one `sub`, and written (vector, 0) only on
-       the ways to the general code; a fast return leaves them as the last exit did (zeros: see the
-       module docs). Every GPR is saved in the frame before any is used (RAX, the number, stays in RAX);
-       RBX, RBP and R12-R15 are preserved by the light handler (an ordinary extern "C" function) and
-       still hold the guest's values at the fast return, which reloads only the other nine. */
+       serves). Its vector and error-code slots are made with the register slots, by one `sub`, and
+       written (vector, 0) only on the ways to the general code; a fast return leaves them as the last exit did (zeros: see the
+       module docs). The caller-saved registers are stored in the frame before any is used (RAX, the
+       number, stays in RAX); RBX, RBP and R12-R15 are preserved by the light handler (an ordinary
+       extern "C" function), so they still hold the guest's values at the fast return, which reloads only
+       the other nine, and on the ways to the general code, which store them into the frame first. */
     .global hypercall_entry
 hypercall_entry:
-    sub $16, %rsp
     cld
-    testb $3, {cs_off}(%rsp)
+    testb $3, {cpu_cs}(%rsp)
     jz .Lhc_other
-    cmp {tables}+{w_rsp0}(%rip), %rsp
+    cmp {tables}+{w_cpu_entry}(%rip), %rsp
     jne .Lhc_other
-    push_gprs
+    /* The frame's slots below the CPU's five words: vector and error code, and the registers, of which
+       the nine caller-saved ones are stored here; the six callee-saved ones only on the ways to the
+       general code (.Lhc_trap, .Lhc_return), which need the whole frame. A fast return leaves those six
+       slots as the last exit wrote them (this domain's own registers). */
+    sub ${f_rip}, %rsp
+    mov %rax, {f_rax}(%rsp)
+    mov %rcx, {f_rcx}(%rsp)
+    mov %rdx, {f_rdx}(%rsp)
+    mov %rsi, {f_rsi}(%rsp)
+    mov %rdi, {f_rdi}(%rsp)
+    mov %r8, {f_r8}(%rsp)
+    mov %r9, {f_r9}(%rsp)
+    mov %r10, {f_r10}(%rsp)
+    mov %r11, {f_r11}(%rsp)
     mov {tables}+{w_cr3}(%rip), %rcx
     mov %rcx, %cr3
     mov %rsp, %rdi
@@ -287,6 +318,7 @@ hypercall_entry:
 .Lhc_return:
     /* Answered (result in the frame's RAX, the frame not yet changed otherwise): the general return. */
     lea -{v_base}(%rsp), %rdi
+    hc_callee_saved
     movq ${hypercall_vec}, (%rsp)
     movq $0, 8(%rsp)
     mov {tables}+{w_stack}(%rip), %rsp
@@ -298,6 +330,7 @@ hypercall_entry:
     mov {tables}+{w_stack}(%rip), %rsp
 .Lhc_trap:
     /* The general path on the same frame (RDI), like any other entry. */
+    hc_callee_saved
     movq ${hypercall_vec}, {f_vector}(%rdi)
     movq $0, {f_error}(%rdi)
     movabs ${guest_trap}, %rax
@@ -305,8 +338,8 @@ hypercall_entry:
     ud2
 .Lhc_other:
     /* Not from a guest on its entry stack: what the stub would have pushed, then as any other vector. */
-    movq $0, 8(%rsp)
-    movq ${hypercall_vec}, (%rsp)
+    pushq $0
+    pushq ${hypercall_vec}
     jmp common_entry
 
 5:  /* A guest CS but not the entry stack: an IST stack, or no stack switch at all. */
@@ -604,6 +637,24 @@ fidelity_probe_ring1:
     guest_trap = sym crate::trap::guest_trap,
     fast_return = sym fast_hypercall_return,
     f_vector = const offset_of!(EntryFrame, vector),
+    f_rip = const offset_of!(EntryFrame, rip),
+    cpu_cs = const offset_of!(EntryFrame, cs) - offset_of!(EntryFrame, rip),
+    w_cpu_entry = const offset_of!(EntryTables, words) + offset_of!(EntryWords, cpu_entry),
+    f_rax = const offset_of!(EntryFrame, rax),
+    f_rcx = const offset_of!(EntryFrame, rcx),
+    f_rdx = const offset_of!(EntryFrame, rdx),
+    f_rsi = const offset_of!(EntryFrame, rsi),
+    f_rdi = const offset_of!(EntryFrame, rdi),
+    f_r8 = const offset_of!(EntryFrame, r8),
+    f_r9 = const offset_of!(EntryFrame, r9),
+    f_r10 = const offset_of!(EntryFrame, r10),
+    f_r11 = const offset_of!(EntryFrame, r11),
+    f_rbx = const offset_of!(EntryFrame, rbx),
+    f_rbp = const offset_of!(EntryFrame, rbp),
+    f_r12 = const offset_of!(EntryFrame, r12),
+    f_r13 = const offset_of!(EntryFrame, r13),
+    f_r14 = const offset_of!(EntryFrame, r14),
+    f_r15 = const offset_of!(EntryFrame, r15),
     f_error = const offset_of!(EntryFrame, error_code),
     slots = const crate::hypercall::light::SLOTS,
     light_entry = sym crate::hypercall::light::ENTRY,

@@ -84,6 +84,7 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
     }
     tables.tss.ist = ist;
     tables.words.rsp0_entry = layout::entry_stack_top() - entry::STUB_ENTRY_DEPTH;
+    tables.words.cpu_entry = layout::entry_stack_top() - entry::CPU_ENTRY_DEPTH;
     tables.words.exit_stub = alias_of(&raw const entry::exit_to_guest_stub as u64);
     for (k, w) in tables.words.ist_entry.iter_mut().enumerate() {
         *w = stack_top(k + 1) - entry::STUB_ENTRY_DEPTH;
