@@ -23,6 +23,7 @@
 //! The hypervisor runs on one CPU with interrupts off outside the idle loop, so `Relaxed` suffices (the
 //! idle loop's interrupt handlers only record, through `irq::record`).
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// An interrupt was recorded that the scheduler has not acted on (`irq::record`).
@@ -34,21 +35,46 @@ pub const SCHED: u32 = 2;
 /// [`Armed`] state: the fast hypercall path must not use it.
 pub const DISARMED: u32 = 4;
 
-/// The pending kinds, one bit each. Starts with [`SCHED`] and [`DISARMED`] set: nothing has been checked
-/// yet.
-///
-/// The hypercall entry code (`arch::entry`, `hypercall_entry`) reads it as one 32-bit word: zero is the
-/// condition for the fast hypercall path.
-pub static WORD: AtomicU32 = AtomicU32::new(SCHED | DISARMED);
+/// The pending kinds, one bit each, and the recorded fast-return state, in one place so that the
+/// hypercall entry code reaches both through one address ([`STATE`]).
+#[repr(C)]
+pub struct State {
+    /// The pending kinds, one bit each. Starts with [`SCHED`] and [`DISARMED`] set: nothing has been
+    /// checked yet. The hypercall entry code (`arch::entry`, `hypercall_entry`) reads it as one 32-bit
+    /// word: zero is the condition for the fast hypercall path.
+    pub word: AtomicU32,
+    /// What the last same-vCPU return recorded ([`Armed`]); meaningful only while [`DISARMED`] is clear.
+    armed: UnsafeCell<Armed>,
+}
 
-/// What the same-vCPU return found true when it last returned to a vCPU with nothing to decide, kept in
-/// the domain table (valid only while [`DISARMED`] is clear, i.e. until the table is next locked): the
-/// vCPU `slot` is current, runnable, its segments in the CPU, no segment, gate or TLB work outstanding,
-/// and `cr3` is the value to return to it with (its root, PCID and no-flush bit).
+// SAFETY: the hypervisor runs on one CPU with interrupts off outside the idle loop (whose interrupt
+// handlers touch only `word`, atomically). `armed` is written only by [`arm`], whose caller holds the
+// domain table, and read only by the hypercall entry code, which runs with no Rust code live on the CPU
+// (entered from a guest): the two never overlap.
+unsafe impl Sync for State {}
+
+/// The one pending word and the fast return's recorded state.
+pub static STATE: State = State {
+    word: AtomicU32::new(SCHED | DISARMED),
+    armed: UnsafeCell::new(Armed::NONE),
+};
+
+/// Offset of [`State`]'s word, for the entry code.
+pub const STATE_WORD: usize = core::mem::offset_of!(State, word);
+/// Offset of [`State`]'s recorded [`Armed`] state, for the entry code.
+pub const STATE_ARMED: usize = core::mem::offset_of!(State, armed);
+
+/// What the same-vCPU return found true when it last returned to a vCPU with nothing to decide (valid
+/// only while [`DISARMED`] is clear, i.e. until the domain table is next locked): the vCPU of `dom` is
+/// current, runnable, its segments in the CPU, no segment, gate or TLB work outstanding, and `cr3` is the
+/// value to return to it with (its root, PCID and no-flush bit). Read by the hypercall entry code
+/// (`arch::entry`, `hypercall_entry`) at the offsets of its fields.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Armed {
-    /// The current domain's slot in the table.
-    pub slot: usize,
+    /// The hypervisor address of the current `Domain` (its slot in the static domain table: it stays
+    /// there until the slot is reused, which takes the table's lock, which raises [`DISARMED`]).
+    pub dom: u64,
     /// Its CR3 value for a return without a TLB flush.
     pub cr3: u64,
     /// The hypervisor address (identity map) of its shared_info page's `evtchn_upcall_pending` byte.
@@ -58,41 +84,52 @@ pub struct Armed {
 impl Armed {
     /// Nothing recorded yet (never used while [`DISARMED`] is set, which it is from boot).
     pub const NONE: Armed = Armed {
-        slot: 0,
+        dom: 0,
         cr3: 0,
         upcall_pending: 0,
     };
 }
 
+/// Record `armed` for the fast hypercall path, then clear [`DISARMED`] (the caller has just checked
+/// everything [`Armed`] states). Only for the same-vCPU return, which holds the domain table (`_table`,
+/// the proof) and releases it before it returns to the guest without taking any other lock.
+#[inline(always)]
+pub fn arm(_table: &mut crate::domain::state::DomainTable, armed: Armed) {
+    // SAFETY: see `State`'s `Sync`: the entry code reads `armed` only on a later entry from a guest, and
+    // no other reference to it exists (this function is its only writer).
+    unsafe { STATE.armed.get().write(armed) };
+    clear(DISARMED);
+}
+
 /// Record that work of `kind` (one or more of [`IRQ`], [`SCHED`], [`DISARMED`]) may be pending.
 #[inline(always)]
 pub fn raise(kind: u32) {
-    WORD.fetch_or(kind, Ordering::Relaxed);
+    STATE.word.fetch_or(kind, Ordering::Relaxed);
 }
 
 /// Whether anything at all may be pending (one load).
 #[inline(always)]
 pub fn any() -> bool {
-    WORD.load(Ordering::Relaxed) != 0
+    STATE.word.load(Ordering::Relaxed) != 0
 }
 
 /// The whole word (a mask of the kinds that may be pending), for a caller that tests several with one
 /// load.
 #[inline(always)]
 pub fn word() -> u32 {
-    WORD.load(Ordering::Relaxed)
+    STATE.word.load(Ordering::Relaxed)
 }
 
 /// Whether work of `kind` may be pending.
 #[inline(always)]
 pub fn is_raised(kind: u32) -> bool {
-    WORD.load(Ordering::Relaxed) & kind != 0
+    STATE.word.load(Ordering::Relaxed) & kind != 0
 }
 
 /// The caller has looked at all work of `kind` and acted on it (or found none).
 #[inline(always)]
 pub fn clear(kind: u32) {
-    WORD.fetch_and(!kind, Ordering::Relaxed);
+    STATE.word.fetch_and(!kind, Ordering::Relaxed);
 }
 
 #[cfg(test)]

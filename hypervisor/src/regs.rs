@@ -115,7 +115,9 @@ pub fn sanitize(f: &EntryFrame) -> Result<EntryFrame, SanitizeError> {
 
 /// [`sanitize`] without a copy: rewrite `f` itself (on an error `f` is unchanged). Only the five slots
 /// IRETQ consumes besides the general registers (RIP is checked, CS, SS, RFLAGS rewritten) and the vector
-/// and error code change.
+/// and error code change. (The fast hypercall return, `arch::entry`'s `hypercall_entry`, does the same
+/// in assembly with [`va_allowed`]'s constants and the tables below, except that it leaves the vector
+/// and error-code slots alone: see there why they already hold zeros.)
 #[inline(always)]
 pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
     if !va_allowed(f.rip) {
@@ -133,18 +135,18 @@ pub fn sanitize_in_place(f: &mut EntryFrame) -> Result<(), SanitizeError> {
 }
 
 /// The CS a frame returns with, by its CS's RPL ([`frame_ring`]: ring 3 only for RPL 3).
-static RETURN_CS: [u64; 4] = {
+pub static RETURN_CS: [u64; 4] = {
     let k = GUEST_KERNEL_CS as u64;
     [k, k, k, GUEST_USER_CS as u64]
 };
 /// The SS a frame returns with, by its CS's RPL (as [`RETURN_CS`]).
-static RETURN_SS: [u64; 4] = {
+pub static RETURN_SS: [u64; 4] = {
     let k = GUEST_KERNEL_SS as u64;
     [k, k, k, GUEST_USER_SS as u64]
 };
 
 /// The lowest non-canonical address (48-bit virtual addresses).
-const FIRST_NONCANONICAL: u64 = 0x0000_8000_0000_0000;
+pub const FIRST_NONCANONICAL: u64 = 0x0000_8000_0000_0000;
 const _: () =
     assert!(RESERVED_VA_START == 0xffff_8000_0000_0000 && RESERVED_VA_END > RESERVED_VA_START);
 

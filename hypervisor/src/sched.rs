@@ -493,16 +493,13 @@ fn resume_checked<const ARM: bool>(
     // caller's light hypercall was just answered), record it, with the CR3 value for a return without a
     // flush (this return does any flush due), and clear `DISARMED` until the next lock of the table. (A
     // root at machine address 0 never arms: 0 is the fast path's "not answered".)
-    if ARM {
-        let upcall_pending = deliver::upcall_pending_addr(dom);
-        table.armed = pending::Armed {
-            slot: c,
+    if ARM && keep_cr3 != 0 {
+        let armed = pending::Armed {
+            dom: core::ptr::from_mut(dom) as u64,
             cr3: keep_cr3,
-            upcall_pending,
+            upcall_pending: deliver::upcall_pending_addr(dom),
         };
-        if keep_cr3 != 0 {
-            pending::clear(pending::DISARMED);
-        }
+        pending::arm(&mut table, armed);
     }
     drop(table);
     // SAFETY: as in `schedule`: the current domain's validated base, its FXSAVE area in the static

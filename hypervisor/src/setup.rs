@@ -71,7 +71,10 @@ impl SchedLock {
 }
 /// The lock around the domain table: every [`DomainsLock::lock`] raises [`crate::pending::DISARMED`], so
 /// the fast hypercall path knows the state the last return recorded may be stale (the `pending` module's
-/// contract).
+/// contract). It is the only way to the table: so while `DISARMED` is clear, no guard of the table exists
+/// (the same-vCPU return clears it while it holds one, and releases that before it returns to the guest),
+/// which the fast hypercall path (`arch::entry`, `hypercall_entry`) relies on to use the recorded domain
+/// without the lock.
 pub struct DomainsLock(spin::Mutex<DomainTable>);
 
 impl DomainsLock {
@@ -80,13 +83,6 @@ impl DomainsLock {
     pub fn lock(&self) -> spin::MutexGuard<'_, DomainTable> {
         crate::pending::raise(crate::pending::DISARMED);
         self.0.lock()
-    }
-
-    /// The mutex itself, for the fast hypercall path only (`trap::fast_hypercall`): it runs while
-    /// [`crate::pending::DISARMED`] is clear and changes nothing that the recorded state covers.
-    #[inline(always)]
-    pub fn unraised(&self) -> &spin::Mutex<DomainTable> {
-        &self.0
     }
 }
 

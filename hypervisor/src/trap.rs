@@ -102,63 +102,28 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
     crate::sched::schedule(matches!(next, Next::Switch), live.then_some(frame))
 }
 
-/// The fast hypercall path. The hypercall entry code (`hypercall_entry`) calls it with `light`, the light
-/// handler of the frame's number, when the `pending` word is zero: no interrupt recorded, the scheduling
-/// policy unchanged, and the domain table not locked since a same-vCPU return recorded
-/// [`crate::pending::Armed`] (the caller is current, runnable, its segments loaded, no segment, gate or
-/// TLB work outstanding; the CR3 value to return with). It serves a general class, every call a light
-/// handler answers from the caller's registers and its own domain alone (`hypercall::light`: `NULL`,
-/// `xen_version`'s register-only sub-commands, `stack_switch`, `set_callbacks`), and none of the recorded
-/// facts needs checking again: run the light handler on the live frame, test for an event upcall (then
-/// the general return delivers it), sanitize the frame in place and return the recorded CR3 value, which
-/// the entry code returns to the guest with. Returns 0 (having changed nothing) when this request needs
-/// the general path: the light handler declined it, or the table is locked; the entry code then calls
-/// [`guest_trap`].
-#[inline(always)]
-pub fn fast_hypercall(frame: &mut EntryFrame, light: hypercall::light::LightFn) -> u64 {
-    debug_assert!(crate::pending::word() == 0);
-    // Single CPU with interrupts off: nothing holds the table at a guest entry, so this always succeeds;
-    // the fallback keeps it sound regardless. No raise: this path changes nothing `Armed` covers but what
-    // it checks below (a light handler may dirty the gates).
-    let Some(mut table) = DOMAINS.unraised().try_lock() else {
-        return 0;
-    };
-    let DomainTable { slots, armed, .. } = &mut *table;
-    let Some(dom) = slots.get_mut(armed.slot).and_then(Option::as_mut) else {
-        return 0;
-    };
-    // `None`: this request needs more; the light handler changed nothing, the general path handles it.
-    let Some(v) = light(frame, dom) else {
-        return 0;
-    };
-    dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
-    frame.rax = v as u64;
-    // From here on the call has been made: anything unusual continues on the general return (the result
-    // is in the frame, as after `hypercall`), which does not return here. That is: work the light
-    // handler left for the return (`stack_switch` dirties the gates), or an event upcall pending (the
-    // general return tests mask and callback and delivers it: a guest may make any hypercall just to
-    // have its events delivered, as Linux's `xen_force_evtchn_callback` does with `xen_version`).
-    let pv = &dom.vcpu.pv;
-    let armed = *armed;
-    // SAFETY: `upcall_pending` is the address of a byte of the current domain's shared_info page in the
-    // identity map, recorded by the last same-vCPU return; the table has not been locked since
-    // (`DISARMED` clear), so that domain is still current and alive and the page still its own. The
-    // guest is not running, so nothing writes the byte concurrently.
-    let upcall = unsafe { core::ptr::read(armed.upcall_pending as *const u8) };
-    if (u8::from(pv.gates_dirty) | u8::from(pv.segments_dirty) | upcall) != 0 {
-        crate::pending::raise(crate::pending::DISARMED);
-        crate::sched::resume_live::<true>(table, frame);
-        crate::sched::schedule(false, Some(frame));
-    }
-    // On an error the frame is unchanged: the general return crashes the domain.
-    if crate::regs::sanitize_in_place(frame).is_err() {
-        crate::pending::raise(crate::pending::DISARMED);
-        drop(table);
-        crate::sched::schedule(false, Some(frame));
-    }
-    debug_assert!(crate::arch::entry::is_exit_slot(frame) && crate::regs::is_sanitized(frame));
-    drop(table);
-    armed.cr3
+/// The fast hypercall path's way back into the general code. The path itself is assembly
+/// (`arch::entry`, `hypercall_entry`): when the `pending` word is zero (no interrupt recorded, the
+/// scheduling policy unchanged, and the domain table not locked since a same-vCPU return recorded
+/// [`crate::pending::Armed`]: the caller is current, runnable, its segments loaded, no segment, gate or
+/// TLB work outstanding; the CR3 value to return with), it calls the frame's number's light handler
+/// (`hypercall::light::ENTRY`) with the frame and the recorded domain, without the domain table's lock:
+/// no guard of it can exist then (every lock raises `DISARMED`, see `setup::DomainsLock`), no Rust code is
+/// live on the CPU (entered from a guest, one CPU, interrupts off), and a light handler takes no lock
+/// (the `light` module's contract: it answers from the frame and its own domain alone). The class it
+/// serves is every call a light handler answers (`NULL`, `xen_version`'s register-only sub-commands,
+/// `stack_switch`, `set_callbacks`), whatever the number. If nothing is left for the return, the entry
+/// code sanitizes the frame and returns with the recorded CR3 value; a declined request goes to
+/// [`guest_trap`] unchanged; and an answered one whose return has work (an event upcall pending: a guest
+/// may make any hypercall just to have its events delivered, as Linux's `xen_force_evtchn_callback` does
+/// with `xen_version`; gates or segments dirtied by the handler; a RIP the sanitizer refuses) comes here,
+/// with the result in the frame's RAX, for the general return (as after `hypercall`), which does not
+/// return.
+#[cold]
+pub fn fast_hypercall_return(frame: &mut EntryFrame) -> ! {
+    let table = DOMAINS.lock();
+    crate::sched::resume_live::<true>(table, frame);
+    crate::sched::schedule(false, Some(frame))
 }
 
 /// An exception from a guest, whose registers are the live entry frame `frame` (see

@@ -1,6 +1,7 @@
 //! The hypercall return path (issue 14's fast path): an event made deliverable inside a hypercall is
 //! delivered on that hypercall's own return, on the full path and on the light table's path (the fast
-//! path among them); and a light hypercall after an address-space switch returns into the new one.
+//! path among them); a light hypercall after an address-space switch returns into the new one; the fast
+//! path returns sanitized RFLAGS and sends a request its light handler declines to the general path.
 
 use abi::exit::EXIT_OK;
 use tests::{TestResult, expect, run};
@@ -14,6 +15,15 @@ fn events_raised_in_a_hypercall_are_delivered_on_its_return() {
         .contains("(d0)   ok   unmasking delivers it on the return of xen_version (light table)")
         .contains(
             "(d0)   ok   light hypercalls after NEW_BASEPTR return into the new address space",
+        )
+        .contains(
+            "(d0)   ok   light hypercalls return NT cleared and AC kept (fast path sanitizes RFLAGS)",
+        )
+        .contains(
+            "(d0)   ok   a light number's request that needs guest memory is answered after a light call",
+        )
+        .contains(
+            "(d0)   ok   light calls keep RBX, RBP and R12-R15, on the fast return and on the general one",
         )
         .poweroff(0)
         .exit(EXIT_OK)

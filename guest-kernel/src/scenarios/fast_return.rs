@@ -89,4 +89,5 @@ pub fn evtchn_prompt(_: &str, r: &mut Results) {
     platform().irq_restore(enabled);
     expect(r, "close the IPI port", event::close(p), Ok(()));
     super::fast_return_base::light_after_base_switch(r);
+    super::fast_return_light::light_returns(r);
 }

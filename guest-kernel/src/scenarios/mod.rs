@@ -11,6 +11,7 @@ mod entry_isolation;
 mod events;
 mod fast_return;
 mod fast_return_base;
+mod fast_return_light;
 mod fuzz;
 mod fuzz_calls;
 mod fuzz_domctl;

@@ -41,6 +41,80 @@ pub const fn table() -> [Option<LightFn>; SLOTS] {
     t
 }
 
+/// What a light handler's entry-ABI twin ([`ENTRY`]) returns to the hypercall entry code, in RAX and
+/// RDX (a 16-byte `repr(C)` aggregate: the System V ABI returns it in those two registers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// [`DECLINED`], [`ANSWERED`], or more than that: answered, but the return has work first.
+    pub status: u64,
+    /// The result for the guest's RAX (when answered).
+    pub value: i64,
+}
+
+/// [`Answer::status`]: the request needs the general path; nothing was changed.
+pub const DECLINED: u64 = 0;
+/// [`Answer::status`]: answered (counted in the vCPU's hypercall counter), and nothing the handler did
+/// needs the general return (no gate or segment work; anything above this value: some).
+pub const ANSWERED: u64 = 1;
+
+/// A light handler as the hypercall entry code calls it (`arch::entry`, `hypercall_entry`): the frame
+/// and the current domain (the pointer the last same-vCPU return recorded, `pending::Armed`).
+#[allow(improper_ctypes_definitions)] // Rust-only types behind references: the caller passes pointers.
+pub type EntryFn = extern "C" fn(&EntryFrame, &mut Domain) -> Answer;
+
+/// `h`'s answer as [`Answer`], counting an answered call in the vCPU's counter and adding whatever work
+/// the handler left for the return (a `stack_switch` dirties the gates).
+#[inline(always)]
+fn answer(r: Option<i64>, d: &mut Domain) -> Answer {
+    let Some(value) = r else {
+        return Answer {
+            status: DECLINED,
+            value: 0,
+        };
+    };
+    let pv = &mut d.vcpu.pv;
+    pv.counters.hypercalls = pv.counters.hypercalls.wrapping_add(1);
+    Answer {
+        status: ANSWERED + u64::from(pv.gates_dirty | pv.segments_dirty),
+        value,
+    }
+}
+
+/// The entry-ABI twins of the light handlers: `extern "C"` functions of the same name with the `_entry`
+/// suffix, each the handler itself (inlined) and [`answer`].
+macro_rules! entry_twins {
+    ($($twin:ident => $handler:path;)*) => {$(
+        #[allow(improper_ctypes_definitions)]
+        extern "C" fn $twin(f: &EntryFrame, d: &mut Domain) -> Answer {
+            let r = $handler(f, d);
+            answer(r, d)
+        }
+    )*};
+}
+entry_twins! {
+    null_entry => null;
+    xen_version_entry => super::xen_version::light;
+    stack_switch_entry => stack_switch;
+    set_callbacks_entry => set_callbacks;
+}
+
+/// [`TABLE`] for the hypercall entry code: the same slots, each with the entry-ABI twin of the light
+/// handler there. The entry code indexes it with the frame's RAX (below [`SLOTS`]) and calls the entry
+/// (non-null) with the frame and the recorded current domain.
+pub static ENTRY: [Option<EntryFn>; SLOTS] = entry_table();
+// The entry code reads an entry as one pointer, null for `None`.
+const _: () = assert!(core::mem::size_of::<Option<EntryFn>>() == 8);
+
+const fn entry_table() -> [Option<EntryFn>; SLOTS] {
+    let mut t: [Option<EntryFn>; SLOTS] = [None; SLOTS];
+    t[nr::NULL as usize] = Some(null_entry);
+    t[nr::XEN_VERSION as usize] = Some(xen_version_entry);
+    t[nr::STACK_SWITCH as usize] = Some(stack_switch_entry);
+    t[nr::SET_CALLBACKS as usize] = Some(set_callbacks_entry);
+    t
+}
+
 /// The light handler for `number`, if it has one.
 #[inline(always)]
 pub fn handler(number: u64) -> Option<LightFn> {
@@ -148,6 +222,79 @@ mod tests {
                 &mut other_domain(0, crate::domain::state::DomainState::Runnable, fresh.mm),
             )),
             Some(Some(0))
+        );
+    }
+
+    /// [`ENTRY`] has a twin exactly where [`TABLE`] has a handler, and each twin answers as its handler
+    /// does, counts an answered call once, reports gate or segment work left for the return, and changes
+    /// nothing when its handler declines.
+    #[test]
+    fn entry_twins_agree_with_handlers() {
+        let w = World::new();
+        let fresh = other_domain(0, crate::domain::state::DomainState::Runnable, w.dom);
+        let mut declined = 0;
+        for n in 0..SLOTS {
+            assert_eq!(ENTRY[n].is_some(), TABLE[n].is_some(), "slot {n}");
+            let (Some(h), Some(twin)) = (TABLE[n], ENTRY[n]) else {
+                continue;
+            };
+            for a0 in [
+                0,
+                1,
+                2,
+                6,
+                9,
+                10,
+                u64::from(abi::layout::GUEST_KERNEL_SS),
+                u64::MAX,
+            ] {
+                let frame = EntryFrame {
+                    rax: n as u64,
+                    rdi: a0,
+                    rsi: 0xffff_ffff_8000_2000,
+                    ..EntryFrame::default()
+                };
+                for dirty in [false, true] {
+                    let mut a =
+                        other_domain(0, crate::domain::state::DomainState::Runnable, fresh.mm);
+                    a.vcpu.pv = fresh.vcpu.pv;
+                    a.vcpu.pv.gates_dirty = false;
+                    a.vcpu.pv.segments_dirty = dirty;
+                    let mut b =
+                        other_domain(0, crate::domain::state::DomainState::Runnable, fresh.mm);
+                    b.vcpu.pv = a.vcpu.pv;
+                    let before = format!("{:?}", a.vcpu.pv);
+                    let want = h(&frame, &mut a);
+                    let got = twin(&frame, &mut b);
+                    match want {
+                        None => {
+                            declined += 1;
+                            assert_eq!(got.status, DECLINED, "nr {n} {a0:#x}");
+                            assert_eq!(
+                                format!("{:?}", b.vcpu.pv),
+                                before,
+                                "nr {n}: declined but changed"
+                            );
+                        }
+                        Some(v) => {
+                            assert_eq!(got.value, v, "nr {n} {a0:#x}");
+                            let work = a.vcpu.pv.gates_dirty || a.vcpu.pv.segments_dirty;
+                            assert_eq!(got.status == ANSWERED, !work, "nr {n} {a0:#x}");
+                            assert!(got.status >= ANSWERED);
+                            a.vcpu.pv.counters.hypercalls += 1;
+                            assert_eq!(
+                                format!("{:?}", b.vcpu.pv),
+                                format!("{:?}", a.vcpu.pv),
+                                "nr {n}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            declined > 0,
+            "no request declined: the test does not reach that case"
         );
     }
 }

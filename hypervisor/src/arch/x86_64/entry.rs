@@ -18,12 +18,21 @@
 //! pointer to the frame.
 //!
 //! # The hypercall vector
-//! Its stub jumps to `hypercall_entry`, which makes the same checks and saves as `common_entry`, then, if
-//! the `pending` word is zero and the number has a light handler, calls
-//! [`crate::trap::fast_hypercall`]. When that answered (it returns the CR3 value, the result in the
-//! frame's RAX, the frame sanitized), the entry restores the FPU state, loads the guest's CR3 and the
-//! caller-saved registers from the frame (the callee-saved ones were preserved by the call and still hold
-//! the guest's values), and IRETQs. Otherwise it calls [`crate::trap::guest_trap`] like any other entry.
+//! Its IDT gate points straight at `hypercall_entry` (its stub in the array is an ordinary one, unused),
+//! which makes `common_entry`'s checks (on the CPU's frame), makes the vector, error-code and register
+//! slots with one `sub`, stores the caller-saved registers (the number stays in RAX; the callee-saved
+//! ones go into the frame only on the ways to the general code) and makes `common_entry`'s switches and
+//! saves. If the `pending` word is zero (so the state the last
+//! same-vCPU return recorded, `pending::Armed`, holds) and the number has a light handler
+//! (`hypercall::light::ENTRY`), it calls that with the frame and the recorded domain, with no lock and
+//! no Rust code of its own around it (see [`crate::trap::fast_hypercall_return`] for why that is sound
+//! and which class of calls this serves). Answered with nothing left for the return and no event upcall
+//! pending, the frame is sanitized here (RIP range, CS/SS by RPL, RFLAGS: `regs::sanitize_in_place`'s
+//! rules) and the entry restores the FPU state, loads the recorded CR3, reloads the nine caller-saved
+//! registers from the frame (the callee-saved ones were preserved by the handler and still hold the
+//! guest's values) and IRETQs. Otherwise it writes the vector and error code and continues in Rust: an
+//! answered call in `trap::fast_hypercall_return` (the general return), anything else in
+//! [`crate::trap::guest_trap`] like any other entry.
 //!
 //! # What stays behind on the guest-visible stacks
 //! The entry and IST stacks are mapped (read-write) in *every* domain's address space, so whatever an
@@ -31,7 +40,11 @@
 //! holds only the entering domain's own registers, and [`exit_to_guest`] overwrites exactly those
 //! [`FRAME_SIZE`] bytes with the next guest's own frame before any guest runs again (nothing else ever
 //! writes that stack: Rust code runs on the private stack, and the SYSCALL path's RSP slot is the frame's
-//! RSP field). An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
+//! RSP field). The fast hypercall return leaves the frame's vector and error-code slots and its six
+//! callee-saved register slots as they were: they hold what the last exit wrote there (the current
+//! domain's own registers; vector and error code zero, as sanitization leaves them) or what an entry of
+//! that same domain wrote since, for every entry that writes them ends in an exit that rewrites the whole
+//! frame, and the fast path itself writes none of them. An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
 //! `common_entry` copies it to the private stack and zeroes the IST copy (`rep movsq`, `rep stosq`)
 //! before any Rust code runs. A #DB from ring 0 (a guest's single-step or breakpoint that the CPU held
 //! back across `mov %ss` and delivered on the first instruction of an entry stub, XSA-260) is dropped and
@@ -113,6 +126,11 @@ const CS_FROM_STUB_RSP: usize = offset_of!(EntryFrame, cs) - offset_of!(EntryFra
 pub const STUB_ENTRY_DEPTH: u64 = (FRAME_SIZE - offset_of!(EntryFrame, vector)) as u64;
 const_assert_eq!(STUB_ENTRY_DEPTH, 56);
 
+/// How far below the entry stack's top RSP is right after the CPU delivered an entry from a guest (its
+/// five words), where `hypercall_entry` starts.
+pub const CPU_ENTRY_DEPTH: u64 = (FRAME_SIZE - offset_of!(EntryFrame, rip)) as u64;
+const_assert_eq!(CPU_ENTRY_DEPTH, 40);
+
 global_asm!(
     r#"
     /* The 15 general-purpose registers in EntryFrame order (R15 ends up at the lowest address). */
@@ -138,6 +156,15 @@ global_asm!(
     mov ${frame_words}, %ecx
     rep stosq
     .endm
+    /* hypercall_entry: the callee-saved registers (still the guest's) into the frame at RDI. */
+    .macro hc_callee_saved
+    mov %rbx, {f_rbx}(%rdi)
+    mov %rbp, {f_rbp}(%rdi)
+    mov %r12, {f_r12}(%rdi)
+    mov %r13, {f_r13}(%rdi)
+    mov %r14, {f_r14}(%rdi)
+    mov %r15, {f_r15}(%rdi)
+    .endm
     .macro pop_gprs
     pop %r15; pop %r14; pop %r13; pop %r12; pop %r11; pop %r10; pop %r9; pop %r8
     pop %rbp; pop %rdi; pop %rsi; pop %rdx; pop %rcx; pop %rbx; pop %rax
@@ -153,10 +180,6 @@ entry_stubs:
     .if (vec == {fast1}) || (vec == {fast0})
     /* Measurement floors: return at once, before any address-space switch (no state is touched). */
     iretq
-    .elseif vec == {hypercall_vec}
-    pushq $0
-    pushq $vec
-    jmp hypercall_entry
     .else
     .if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
     .else
@@ -189,48 +212,92 @@ common_entry:
     call *%rax
     ud2
 
-    /* The hypercall vector: common_entry's checks and saves, then `fast_hypercall` (the light hypercalls
-       of a vCPU that keeps the CPU, see trap::fast_hypercall). It returns the CR3 value to return with
-       after it answered the call (result in the frame's RAX, frame sanitized), or 0 having changed nothing,
-       and then the entry continues as any other, into guest_trap. It is an ordinary extern "C" function:
-       it preserves RBX, RBP and R12-R15, which still hold the guest's values (nothing above changed them),
-       so the fast return reloads only the other registers from the frame. Anything that does not return
-       here leaves through exit_to_guest_stub like every other path. */
+    /* The hypercall vector's gate points here (no stub): common_entry's checks and saves, then the
+       light hypercalls of a vCPU that keeps the CPU (see trap::fast_hypercall_return for the class it
+       serves). Its vector and error-code slots are made with the register slots, by one `sub`, and
+       written (vector, 0) only on the ways to the general code; a fast return leaves them as the last exit did (zeros: see the
+       module docs). The caller-saved registers are stored in the frame before any is used (RAX, the
+       number, stays in RAX); RBX, RBP and R12-R15 are preserved by the light handler (an ordinary
+       extern "C" function), so they still hold the guest's values at the fast return, which reloads only
+       the other nine, and on the ways to the general code, which store them into the frame first. */
+    .global hypercall_entry
 hypercall_entry:
     cld
-    testb $3, {cs_off}(%rsp)
-    jz common_entry
-    cmp {tables}+{w_rsp0}(%rip), %rsp
-    jne common_entry
-    push_gprs
-    mov {tables}+{w_cr3}(%rip), %rax
-    mov %rax, %cr3
+    testb $3, {cpu_cs}(%rsp)
+    jz .Lhc_other
+    cmp {tables}+{w_cpu_entry}(%rip), %rsp
+    jne .Lhc_other
+    /* The frame's slots below the CPU's five words: vector and error code, and the registers, of which
+       the nine caller-saved ones are stored here; the six callee-saved ones only on the ways to the
+       general code (.Lhc_trap, .Lhc_return), which need the whole frame. A fast return leaves those six
+       slots as the last exit wrote them (this domain's own registers). */
+    sub ${f_rip}, %rsp
+    mov %rax, {f_rax}(%rsp)
+    mov %rcx, {f_rcx}(%rsp)
+    mov %rdx, {f_rdx}(%rsp)
+    mov %rsi, {f_rsi}(%rsp)
+    mov %rdi, {f_rdi}(%rsp)
+    mov %r8, {f_r8}(%rsp)
+    mov %r9, {f_r9}(%rsp)
+    mov %r10, {f_r10}(%rsp)
+    mov %r11, {f_r11}(%rsp)
+    mov {tables}+{w_cr3}(%rip), %rcx
+    mov %rcx, %cr3
     mov %rsp, %rdi
     mov {tables}+{w_stack}(%rip), %rsp
-    mov {tables}+{w_fpu}(%rip), %rax
-    fxsave64 (%rax)
+    mov {tables}+{w_fpu}(%rip), %rcx
+    fxsave64 (%rcx)
     ldmxcsr {tables}+{w_mxcsr}(%rip)
-    /* Nothing pending, and a number with a light handler (RSI: the handler); else the general path. */
-    movabs ${pending_word}, %rax
-    cmpl $0, (%rax)
-    jne 8f
-    mov {f_rax}(%rdi), %rax
+    /* Nothing pending (so `Armed` holds: see pending.rs), and a number with a light handler; else the
+       general path. The handler gets the frame (RDI) and the recorded domain (RSI). */
+    movabs ${pending_state}, %rcx
+    cmpl $0, {st_word}(%rcx)
+    jne .Lhc_trap
     cmp ${slots}, %rax
-    jae 8f
-    movabs ${light_table}, %rsi
-    mov (%rsi,%rax,8), %rsi
-    test %rsi, %rsi
-    jz 8f
-    movabs ${fast_hypercall}, %rax
-    call *%rax
+    jae .Lhc_trap
+    movabs ${light_entry}, %rdx
+    mov (%rdx,%rax,8), %rax
     test %rax, %rax
-    jz 9f
-    /* The fast return: the FPU state saved above, then (the frame is at the top of the entry stack,
-       where the checks above found it: RSP0 points at its vector slot) the guest's CR3 and the
-       caller-saved registers, and IRETQ through the sanitized frame. */
+    jz .Lhc_trap
+    mov {st_dom}(%rcx), %rsi
+    call *%rax
+    /* RAX: the status (light::ANSWERED: answered, nothing left for the return), RDX: the result. From
+       here on RSP is the frame's vector slot (RSP0: the checks above found the frame there). */
+    mov {tables}+{w_rsp0}(%rip), %rsp
+    cmp ${answered}, %rax
+    jne .Lhc_status
+    mov %rdx, {v_rax}(%rsp)
+    /* An event upcall pending: the general return delivers it (a guest may make any hypercall just to
+       have its events delivered, as Linux's xen_force_evtchn_callback does with xen_version). */
+    movabs ${pending_state}, %rcx
+    mov {st_upcall}(%rcx), %rax
+    cmpb $0, (%rax)
+    jne .Lhc_return
+    /* Sanitize the frame as regs::sanitize_in_place does (RIP refused in [FIRST_NONCANONICAL,
+       RESERVED_VA_END): the general return crashes the domain; CS and SS by the RPL; RFLAGS reduced to
+       the guest-controlled bits plus IF). The light handler cannot have changed the frame (it gets it
+       shared); this checks what the CPU pushed. */
+    mov {v_rip}(%rsp), %rax
+    movabs ${neg_first_nc}, %rdx
+    add %rdx, %rax
+    movabs ${refused_len}, %rdx
+    cmp %rdx, %rax
+    jb .Lhc_return
+    mov {v_cs}(%rsp), %eax
+    and $3, %eax
+    mov {return_cs}(,%rax,8), %rdx
+    mov %rdx, {v_cs}(%rsp)
+    mov {return_ss}(,%rax,8), %rdx
+    mov %rdx, {v_ss}(%rsp)
+    mov {v_rflags}(%rsp), %rax
+    and ${guest_controlled}, %eax
+    or ${if_fixed1}, %eax
+    mov %rax, {v_rflags}(%rsp)
+    /* The fast return: the FPU state saved above, the recorded CR3 value, the caller-saved registers
+       from the frame, and IRETQ through the sanitized frame. */
+    mov {st_cr3}(%rcx), %rax
     mov {tables}+{w_fpu}(%rip), %rdx
     fxrstor64 (%rdx)
-    mov {tables}+{w_rsp0}(%rip), %rsp
     mov %rax, %cr3
     mov {v_rax}(%rsp), %rax
     mov {v_rcx}(%rsp), %rcx
@@ -243,12 +310,37 @@ hypercall_entry:
     mov {v_r11}(%rsp), %r11
     add $16, %rsp
     iretq
-9:  /* Not answered: the general path on the same frame (RSP is back at the private stack's top). */
-    mov {tables}+{w_rsp0}(%rip), %rdi
-    sub ${v_base}, %rdi
-8:  movabs ${guest_trap}, %rax
+.Lhc_status:
+    /* Declined (nothing changed): the general path. Otherwise answered with work left for the return. */
+    test %rax, %rax
+    jz .Lhc_declined
+    mov %rdx, {v_rax}(%rsp)
+.Lhc_return:
+    /* Answered (result in the frame's RAX, the frame not yet changed otherwise): the general return. */
+    lea -{v_base}(%rsp), %rdi
+    hc_callee_saved
+    movq ${hypercall_vec}, (%rsp)
+    movq $0, 8(%rsp)
+    mov {tables}+{w_stack}(%rip), %rsp
+    movabs ${fast_return}, %rax
     call *%rax
     ud2
+.Lhc_declined:
+    lea -{v_base}(%rsp), %rdi
+    mov {tables}+{w_stack}(%rip), %rsp
+.Lhc_trap:
+    /* The general path on the same frame (RDI), like any other entry. */
+    hc_callee_saved
+    movq ${hypercall_vec}, {f_vector}(%rdi)
+    movq $0, {f_error}(%rdi)
+    movabs ${guest_trap}, %rax
+    call *%rax
+    ud2
+.Lhc_other:
+    /* Not from a guest on its entry stack: what the stub would have pushed, then as any other vector. */
+    pushq $0
+    pushq ${hypercall_vec}
+    jmp common_entry
 
 5:  /* A guest CS but not the entry stack: an IST stack, or no stack switch at all. */
     cmp {tables}+{w_ist}(%rip), %rsp
@@ -543,11 +635,45 @@ fidelity_probe_ring1:
     w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
     w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
     guest_trap = sym crate::trap::guest_trap,
-    fast_hypercall = sym fast_hypercall,
+    fast_return = sym fast_hypercall_return,
+    f_vector = const offset_of!(EntryFrame, vector),
+    f_rip = const offset_of!(EntryFrame, rip),
+    cpu_cs = const offset_of!(EntryFrame, cs) - offset_of!(EntryFrame, rip),
+    w_cpu_entry = const offset_of!(EntryTables, words) + offset_of!(EntryWords, cpu_entry),
     f_rax = const offset_of!(EntryFrame, rax),
+    f_rcx = const offset_of!(EntryFrame, rcx),
+    f_rdx = const offset_of!(EntryFrame, rdx),
+    f_rsi = const offset_of!(EntryFrame, rsi),
+    f_rdi = const offset_of!(EntryFrame, rdi),
+    f_r8 = const offset_of!(EntryFrame, r8),
+    f_r9 = const offset_of!(EntryFrame, r9),
+    f_r10 = const offset_of!(EntryFrame, r10),
+    f_r11 = const offset_of!(EntryFrame, r11),
+    f_rbx = const offset_of!(EntryFrame, rbx),
+    f_rbp = const offset_of!(EntryFrame, rbp),
+    f_r12 = const offset_of!(EntryFrame, r12),
+    f_r13 = const offset_of!(EntryFrame, r13),
+    f_r14 = const offset_of!(EntryFrame, r14),
+    f_r15 = const offset_of!(EntryFrame, r15),
+    f_error = const offset_of!(EntryFrame, error_code),
     slots = const crate::hypercall::light::SLOTS,
-    light_table = sym crate::hypercall::light::TABLE,
-    pending_word = sym crate::pending::WORD,
+    light_entry = sym crate::hypercall::light::ENTRY,
+    answered = const crate::hypercall::light::ANSWERED,
+    pending_state = sym crate::pending::STATE,
+    st_word = const crate::pending::STATE_WORD,
+    st_dom = const crate::pending::STATE_ARMED + offset_of!(crate::pending::Armed, dom),
+    st_cr3 = const crate::pending::STATE_ARMED + offset_of!(crate::pending::Armed, cr3),
+    st_upcall = const crate::pending::STATE_ARMED + offset_of!(crate::pending::Armed, upcall_pending),
+    neg_first_nc = const crate::regs::FIRST_NONCANONICAL.wrapping_neg() as i64,
+    refused_len = const (abi::layout::RESERVED_VA_END - crate::regs::FIRST_NONCANONICAL) as i64,
+    return_cs = sym crate::regs::RETURN_CS,
+    return_ss = sym crate::regs::RETURN_SS,
+    guest_controlled = const crate::regs::rflags::GUEST_CONTROLLED,
+    if_fixed1 = const crate::regs::rflags::IF | crate::regs::rflags::FIXED1,
+    v_rip = const offset_of!(EntryFrame, rip) - offset_of!(EntryFrame, vector),
+    v_cs = const offset_of!(EntryFrame, cs) - offset_of!(EntryFrame, vector),
+    v_ss = const offset_of!(EntryFrame, ss) - offset_of!(EntryFrame, vector),
+    v_rflags = const offset_of!(EntryFrame, rflags) - offset_of!(EntryFrame, vector),
     v_base = const offset_of!(EntryFrame, vector),
     v_rax = const offset_of!(EntryFrame, rax) as isize - offset_of!(EntryFrame, vector) as isize,
     v_rcx = const offset_of!(EntryFrame, rcx) as isize - offset_of!(EntryFrame, vector) as isize,
@@ -592,6 +718,8 @@ unsafe extern "C" {
     pub static exit_to_guest_stub: u8;
     /// The SYSCALL entry (image address; LSTAR holds its alias).
     pub static syscall_entry: u8;
+    /// The hypercall vector's entry (image address; its IDT gate holds the alias).
+    pub static hypercall_entry: u8;
     /// Enter the fidelity probe's ring-1 code at `rip` with stack `rsp`; returns what
     /// `fidelity_probe_resume` is given.
     pub fn fidelity_probe_enter(rip: u64, rsp: u64, ctx: *mut u64) -> u64;
@@ -646,23 +774,16 @@ pub unsafe fn svm_run(vmcb_pa: u64, gprs: &mut GuestGprs, fxsave: *mut u8, host_
     unsafe { svm_run_stub(vmcb_pa, gprs, fxsave, host_save_pa) }
 }
 
-/// Called by `hypercall_entry` like [`crate::trap::guest_trap`] (and with the same frame) when the `pending` word is
-/// zero and the frame's RAX has a light handler, `light` (read from [`crate::hypercall::light::TABLE`]): the
-/// fast hypercall path ([`crate::trap::fast_hypercall`]). Returns the CR3 value the entry code returns to
-/// the guest with (frame answered and sanitized), or 0 if the call takes the general path (nothing
-/// changed).
-// A Rust-ABI function pointer as an argument: the caller is `hypercall_entry`, which passes the non-null
-// entry of `light::TABLE` for the frame's RAX (an `Option<LightFn>`, laid out as a nullable pointer).
-#[allow(improper_ctypes_definitions)]
-extern "C" fn fast_hypercall(
-    frame: *mut EntryFrame,
-    light: crate::hypercall::light::LightFn,
-) -> u64 {
-    // SAFETY: the frame `hypercall_entry` just built on the entry stack (mapped at the same alias address
+/// Called by `hypercall_entry` (hypervisor stack and address space, guest FPU state saved) after a light
+/// handler answered but the return has work first (an event upcall, gate or segment work, a refused RIP):
+/// the general return, on the frame with the result in its RAX
+/// ([`crate::trap::fast_hypercall_return`]).
+extern "C" fn fast_hypercall_return(frame: *mut EntryFrame) -> ! {
+    // SAFETY: the frame `hypercall_entry` built on the entry stack (mapped at the same alias address
     // in the hypervisor's address space); no Rust code runs on the entry stack and nothing else writes it
     // until the next exit, so this is the only reference to it.
     let frame = unsafe { &mut *frame };
-    crate::trap::fast_hypercall(frame, light)
+    crate::trap::fast_hypercall_return(frame)
 }
 
 /// Called by `common_entry` (private stack, hypervisor address space, guest FPU state not saved) for an

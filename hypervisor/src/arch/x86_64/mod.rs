@@ -72,6 +72,9 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
     for (v, gate) in tables.idt.iter_mut().enumerate() {
         *gate = gate_for(v, stub_alias + (v * entry::STUB_SIZE) as u64);
     }
+    // The hypercall vector enters its own path directly (no stub: see `entry`'s module docs).
+    let hc = usize::from(abi::layout::HYPERCALL_VECTOR);
+    tables.idt[hc] = gate_for(hc, alias_of(&raw const entry::hypercall_entry as u64));
     let tss_alias = alias_of(core::ptr::addr_of!(tables.tss) as u64);
     tables.gdt = tables::gdt_entries(tss_alias);
     tables.tss.rsp = [layout::entry_stack_top(), 0, 0];
@@ -81,6 +84,7 @@ pub fn init_cpu(space: &HvSpace) -> CpuFeatures {
     }
     tables.tss.ist = ist;
     tables.words.rsp0_entry = layout::entry_stack_top() - entry::STUB_ENTRY_DEPTH;
+    tables.words.cpu_entry = layout::entry_stack_top() - entry::CPU_ENTRY_DEPTH;
     tables.words.exit_stub = alias_of(&raw const entry::exit_to_guest_stub as u64);
     for (k, w) in tables.words.ist_entry.iter_mut().enumerate() {
         *w = stack_top(k + 1) - entry::STUB_ENTRY_DEPTH;

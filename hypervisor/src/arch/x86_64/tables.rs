@@ -112,6 +112,10 @@ pub struct EntryWords {
     /// RSP at `common_entry` after an entry from a guest through TSS.RSP0 (or SYSCALL): the entry stack's
     /// top minus the frame the CPU and the stub pushed. Any other RSP with a guest CS is untrusted.
     pub rsp0_entry: u64,
+    /// RSP right after the CPU's delivery of an entry from a guest through TSS.RSP0 (no stub: the entry
+    /// stack's top minus the five words the CPU pushes), where `hypercall_entry`, which the hypercall
+    /// gate points at directly, checks it.
+    pub cpu_entry: u64,
     /// The same for each IST stack (IST1..IST4).
     pub ist_entry: [u64; 4],
     /// The alias address of the exit stub (`entry::exit_to_guest` jumps through this word instead of
@@ -169,6 +173,7 @@ pub static ENTRY_TABLES: EntryCell = EntryCell(UnsafeCell::new(EntryTables {
         mxcsr: 0x1f80,
         _pad: 0,
         rsp0_entry: 0,
+        cpu_entry: 0,
         ist_entry: [0; 4],
         exit_stub: 0,
     },
