@@ -13,9 +13,10 @@
 //!   nothing to decide. [`IRQ`] is cleared with the interrupt record itself (`irq::take_all`).
 //! - [`DISARMED`] is raised by every lock of the domain table (`setup::DOMAINS.lock()`): whoever holds it
 //!   may change anything the fast hypercall return relies on (the current domain, its run state, its
-//!   segment/gate/TLB flags, its address space). The same-vCPU return (`sched::resume_live`) clears it
-//!   after its checks passed, when it records the [`Armed`] state in the table; while the whole word is
-//!   zero, `trap::fast_hypercall` may answer a light hypercall and return with that state alone.
+//!   segment/gate/TLB flags, its address space). The same-vCPU return (`sched::resume_live`, after a
+//!   light answer) clears it after its checks passed, when it records the [`Armed`] state ([`arm`]);
+//!   while the whole word is zero, the hypercall entry code (`arch::entry`, `hypercall_entry`) may
+//!   answer a light hypercall and return with that state alone.
 //! - A bit may be set when there is nothing to do (a lock taken only to read): that costs one slow check,
 //!   never a missed decision. Code that adds a new kind of work the return must see adds a bit here and
 //!   one `raise` call where the work is created.
