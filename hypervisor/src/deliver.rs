@@ -433,6 +433,13 @@ pub fn upcall_due(dom: &Domain) -> bool {
     si[UPCALL_PENDING] != 0 && si[UPCALL_MASK] == 0 && dom.vcpu.pv.event_callback != 0
 }
 
+/// The hypervisor address of `dom`'s `evtchn_upcall_pending` byte (in its shared_info page, which is
+/// its own for its whole life), for the fast hypercall path's test (`pending::Armed`).
+#[inline(always)]
+pub fn upcall_pending_addr(dom: &Domain) -> u64 {
+    shared_info(dom)[UPCALL_PENDING..].as_ptr() as u64
+}
+
 /// On the way back to a guest: deliver the event upcall if one is pending and events are not masked.
 /// Returns false if the domain had to be crashed.
 #[inline(always)]

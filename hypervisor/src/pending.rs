@@ -11,6 +11,11 @@
 //!   return (`sched::resume_live`) skips the policy's lock and its checks only while [`SCHED`] is clear;
 //!   when it is set it checks the policy under its lock and clears the bit only if that check found
 //!   nothing to decide. [`IRQ`] is cleared with the interrupt record itself (`irq::take_all`).
+//! - [`DISARMED`] is raised by every lock of the domain table (`setup::DOMAINS.lock()`): whoever holds it
+//!   may change anything the fast hypercall return relies on (the current domain, its run state, its
+//!   segment/gate/TLB flags, its address space). The same-vCPU return (`sched::resume_live`) clears it
+//!   after its checks passed, when it records the [`Armed`] state in the table; while the whole word is
+//!   zero, `trap::fast_hypercall` may answer a light hypercall and return with that state alone.
 //! - A bit may be set when there is nothing to do (a lock taken only to read): that costs one slow check,
 //!   never a missed decision. Code that adds a new kind of work the return must see adds a bit here and
 //!   one `raise` call where the work is created.
@@ -25,10 +30,41 @@ pub const IRQ: u32 = 1;
 /// The scheduling policy was locked (and so possibly changed) since the return last checked it.
 pub const SCHED: u32 = 2;
 
-/// The pending kinds, one bit each. Starts with [`SCHED`] set: nothing has been checked yet.
-static WORD: AtomicU32 = AtomicU32::new(SCHED);
+/// The domain table was locked (and so possibly changed) since the same-vCPU return last recorded the
+/// [`Armed`] state: the fast hypercall path must not use it.
+pub const DISARMED: u32 = 4;
 
-/// Record that work of `kind` (one or more of [`IRQ`], [`SCHED`]) may be pending.
+/// The pending kinds, one bit each. Starts with [`SCHED`] and [`DISARMED`] set: nothing has been checked
+/// yet.
+///
+/// The hypercall entry code (`arch::entry`, `hypercall_entry`) reads it as one 32-bit word: zero is the
+/// condition for the fast hypercall path.
+pub static WORD: AtomicU32 = AtomicU32::new(SCHED | DISARMED);
+
+/// What the same-vCPU return found true when it last returned to a vCPU with nothing to decide, kept in
+/// the domain table (valid only while [`DISARMED`] is clear, i.e. until the table is next locked): the
+/// vCPU `slot` is current, runnable, its segments in the CPU, no segment, gate or TLB work outstanding,
+/// and `cr3` is the value to return to it with (its root, PCID and no-flush bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Armed {
+    /// The current domain's slot in the table.
+    pub slot: usize,
+    /// Its CR3 value for a return without a TLB flush.
+    pub cr3: u64,
+    /// The hypervisor address (identity map) of its shared_info page's `evtchn_upcall_pending` byte.
+    pub upcall_pending: u64,
+}
+
+impl Armed {
+    /// Nothing recorded yet (never used while [`DISARMED`] is set, which it is from boot).
+    pub const NONE: Armed = Armed {
+        slot: 0,
+        cr3: 0,
+        upcall_pending: 0,
+    };
+}
+
+/// Record that work of `kind` (one or more of [`IRQ`], [`SCHED`], [`DISARMED`]) may be pending.
 #[inline(always)]
 pub fn raise(kind: u32) {
     WORD.fetch_or(kind, Ordering::Relaxed);
@@ -66,8 +102,11 @@ mod tests {
     /// The word is process-global: one test walks through the whole protocol.
     #[test]
     fn raise_any_clear() {
-        clear(IRQ | SCHED);
+        clear(IRQ | SCHED | DISARMED);
         assert!(!any());
+        raise(DISARMED);
+        assert!(any() && is_raised(DISARMED) && !is_raised(SCHED | IRQ));
+        clear(DISARMED);
         raise(SCHED);
         assert!(any() && is_raised(SCHED) && !is_raised(IRQ));
         raise(IRQ);

@@ -12,7 +12,7 @@ use abi::event_channel::{VIRQ_CONSOLE, VIRQ_TIMER};
 
 use crate::arch::{self, entry, serial};
 use crate::deliver;
-use crate::domain::state::DomainTable;
+use crate::domain::state::{DomainTable, MAX_DOMAINS};
 use crate::event::bits::SharedInfoPage;
 use crate::irq;
 use crate::mm::pcid;
@@ -354,39 +354,78 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 /// through [`schedule`]; nothing has changed then, unless delivering the upcall crashed the domain (its
 /// registers are then saved) or bounced the frame (events are then masked, so `schedule` does not
 /// deliver it twice).
-pub fn resume_live(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
+#[inline(never)]
+pub fn resume_live<const ARM: bool>(
+    mut table: spin::MutexGuard<'_, DomainTable>,
+    frame: &mut EntryFrame,
+) {
     let Some(c) = table.current else {
         return;
     };
     if table.segments_loaded != Some(c) {
         return;
     }
-    // One load for "an interrupt recorded or the policy possibly changed" (`pending`'s contract).
+    // One load for "an interrupt recorded or the policy possibly changed" (`pending`'s contract;
+    // `DISARMED` is always set here, the table being locked).
     let pending = pending::word();
-    if pending != 0 && (pending & pending::IRQ != 0 || !policy_unchanged(c)) {
+    if pending & (pending::IRQ | pending::SCHED) != 0
+        && (pending & pending::IRQ != 0 || !policy_unchanged(c))
+    {
         return;
     }
-    let Some(dom) = table.slots[c].as_mut() else {
+    // (`c % MAX_DOMAINS` is `c`, a slot index; written so it needs no bounds check.)
+    let Some(dom) = table.slots[c % MAX_DOMAINS].as_mut() else {
         return;
     };
     let pv = &dom.vcpu.pv;
-    if !dom.runnable() || pv.segments_dirty || pv.gates_dirty {
+    if !dom.runnable() || (pv.segments_dirty | pv.gates_dirty) {
         return;
     }
     // A due upcall is bounced into the live frame, which then returns as any other (the way `schedule`
     // does it on the saved registers), out of line so that this path stays a leaf.
     if deliver::upcall_due(dom) {
-        return resume_after_upcall(table, frame);
+        return resume_after_upcall::<ARM>(table, c, frame);
     }
+    resume_checked::<ARM>(table, c, frame)
+}
+
+/// The end of [`resume_live`], once its checks have passed for vCPU `c` (current, segments loaded,
+/// nothing pending, runnable, nothing dirty, no upcall due): sanitize the frame in place, CR3 with any
+/// pending flush, the FXSAVE area, and (with `ARM`) record `pending::Armed`. Returns (having unlocked the
+/// table, the frame unchanged) only if the frame does not sanitize.
+#[inline(always)]
+fn resume_checked<const ARM: bool>(
+    mut table: spin::MutexGuard<'_, DomainTable>,
+    c: usize,
+    frame: &mut EntryFrame,
+) {
+    let Some(dom) = table.slots[c % MAX_DOMAINS].as_mut() else {
+        return;
+    };
     // On an error the frame is unchanged and the general path crashes the domain.
     if sanitize_in_place(frame).is_err() {
         return;
     }
-    let cr3 = guest_cr3(dom);
+    let (cr3, keep_cr3) = guest_cr3_and_keep(dom);
     let fx = dom.vcpu.fx.0.as_mut_ptr();
     debug_assert!(crate::regs::is_sanitized(frame));
     if !entry::is_exit_slot(frame) {
         entry::stage_frame(frame);
+    }
+    // Everything the fast hypercall path relies on was just checked (`pending::Armed`): with `ARM` (the
+    // caller's light hypercall was just answered), record it, with the CR3 value for a return without a
+    // flush (this return does any flush due), and clear `DISARMED` until the next lock of the table. (A
+    // root at machine address 0 never arms: 0 is the fast path's "not answered".)
+    if ARM {
+        let upcall_pending = deliver::upcall_pending_addr(dom);
+        table.armed = pending::Armed {
+            slot: c,
+            cr3: keep_cr3,
+            upcall_pending,
+        };
+        if keep_cr3 != 0 {
+            pending::clear(pending::DISARMED);
+        }
     }
     drop(table);
     // SAFETY: as in `schedule`: the current domain's validated base, its FXSAVE area in the static
@@ -408,16 +447,23 @@ fn policy_unchanged(c: usize) -> bool {
     true
 }
 
-/// [`resume_live`] with an event upcall due: bounce it into the live frame, then return through it (the
-/// bounce masks events, so no upcall is due any more). If the bounce crashed the domain (the frame is
-/// then in its saved registers), return and let `schedule` decide.
+/// [`resume_live`] with an event upcall due for vCPU `c`, its other checks passed: bounce the upcall into
+/// the live frame, then return through it. The bounce changes only the frame and the guest's event mask
+/// (so no upcall is due any more): what `resume_live` checked still holds, and the return goes straight
+/// to [`resume_checked`]. If the bounce crashed the domain (the frame is then in its saved registers),
+/// return and let `schedule` decide.
 #[inline(never)]
-fn resume_after_upcall(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut EntryFrame) {
-    let Some(dom) = table.current.and_then(|c| table.slots[c].as_mut()) else {
+fn resume_after_upcall<const ARM: bool>(
+    mut table: spin::MutexGuard<'_, DomainTable>,
+    c: usize,
+    frame: &mut EntryFrame,
+) {
+    let Some(dom) = table.slots[c].as_mut() else {
         return;
     };
     if deliver::upcall_live(dom, frame) {
-        resume_live(table, frame);
+        debug_assert!(!deliver::upcall_due(dom));
+        resume_checked::<ARM>(table, c, frame);
     }
 }
 
@@ -425,12 +471,21 @@ fn resume_after_upcall(mut table: spin::MutexGuard<'_, DomainTable>, frame: &mut
 /// TCG or on older CPUs, the root itself).
 #[inline(always)]
 fn guest_cr3(dom: &mut crate::domain::state::Domain) -> u64 {
+    guest_cr3_and_keep(dom).0
+}
+
+/// [`guest_cr3`], and the value for a later return without a flush (what `pending::Armed` records).
+#[inline(always)]
+fn guest_cr3_and_keep(dom: &mut crate::domain::state::Domain) -> (u64, u64) {
     let flush = core::mem::take(&mut dom.mm.flush_tlb);
     let root = dom.mm.base.addr().0;
     if arch::pcid_enabled() {
-        pcid::cr3_value(root, true, pcid::domain_pcid(dom.id), flush)
+        let pcid = pcid::domain_pcid(dom.id);
+        let keep = pcid::cr3_value(root, true, pcid, false);
+        (pcid::cr3_value(root, true, pcid, flush), keep)
     } else {
-        pcid::cr3_value(root, false, 0, flush)
+        let v = pcid::cr3_value(root, false, 0, flush);
+        (v, v)
     }
 }
 

@@ -43,7 +43,7 @@ pub static HV_CANARY: core::sync::atomic::AtomicU64 = core::sync::atomic::Atomic
 /// The boot loader's information (parsed once at boot, in place).
 static BOOT_INFO: spin::Mutex<BootInfo> = spin::Mutex::new(BootInfo::EMPTY);
 /// All domains.
-pub static DOMAINS: spin::Mutex<DomainTable> = spin::Mutex::new(DomainTable::new());
+pub static DOMAINS: DomainsLock = DomainsLock(spin::Mutex::new(DomainTable::new()));
 /// Free frames, frame table and M2P: one lock, one consistent picture.
 pub static MACHINE: spin::Mutex<Option<Machine<'static>>> = spin::Mutex::new(None);
 /// Every domain's event channels.
@@ -69,6 +69,27 @@ impl SchedLock {
         &self.0
     }
 }
+/// The lock around the domain table: every [`DomainsLock::lock`] raises [`crate::pending::DISARMED`], so
+/// the fast hypercall path knows the state the last return recorded may be stale (the `pending` module's
+/// contract).
+pub struct DomainsLock(spin::Mutex<DomainTable>);
+
+impl DomainsLock {
+    /// Lock the domain table, marking the fast return's recorded state stale.
+    #[inline(always)]
+    pub fn lock(&self) -> spin::MutexGuard<'_, DomainTable> {
+        crate::pending::raise(crate::pending::DISARMED);
+        self.0.lock()
+    }
+
+    /// The mutex itself, for the fast hypercall path only (`trap::fast_hypercall`): it runs while
+    /// [`crate::pending::DISARMED`] is clear and changes nothing that the recorded state covers.
+    #[inline(always)]
+    pub fn unraised(&self) -> &spin::Mutex<DomainTable> {
+        &self.0
+    }
+}
+
 /// Facts fixed at boot.
 pub static HV: spin::Once<HvInfo> = spin::Once::new();
 /// The time base: TSC frequency and the pvclock scale, and the hardware timer.

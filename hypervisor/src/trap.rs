@@ -37,7 +37,14 @@ pub enum Next {
 /// and out again; otherwise it is copied into the vCPU's saved registers before anything else can look at
 /// them. Traps and system calls are bounced on the frame in place the same way; only the emulated kinds
 /// copy it into the vCPU at once.
-pub fn guest_trap(frame: &mut EntryFrame) -> ! {
+///
+/// Called straight from the entry code (`common_entry`, `hypercall_entry`; an `extern "C"` function, so
+/// no trampoline), on the hypervisor stack, in the hypervisor's address space, with the guest's FPU state
+/// saved. The entry code passes the frame it just built on the entry stack (mapped at the same alias
+/// address in the hypervisor's address space) or copied from an IST stack to the private stack; no Rust
+/// code runs on the entry stack and nothing else writes either place until the next exit, so `frame` is
+/// the only reference to it.
+pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
     let (next, live) = {
         let mut table = DOMAINS.lock();
         let DomainTable {
@@ -54,10 +61,17 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
             crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
             (crate::emulate::machine::trap(dom), false)
         } else if frame.vector == u64::from(HYPERCALL_VECTOR) {
-            let next = hypercall(dom, frame, shared_info, others);
+            let (next, light) = hypercall(dom, frame, shared_info, others);
             if matches!(next, Next::Resume) {
-                // Straight back to the caller if nothing needs deciding (does not return then).
-                crate::sched::resume_live(table, frame);
+                // Straight back to the caller if nothing needs deciding (does not return then). After a
+                // light handler's answer the return also records the fast path's state (`pending::Armed`):
+                // the next light hypercall can then take `fast_hypercall`. Other returns do not pay for
+                // recording it.
+                if light {
+                    crate::sched::resume_live::<true>(table, frame);
+                } else {
+                    crate::sched::resume_live::<false>(table, frame);
+                }
                 crate::sched::schedule(false, Some(frame));
             }
             (next, false)
@@ -76,7 +90,7 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
                 }
             };
             if matches!(next, Next::Resume) {
-                crate::sched::resume_live(table, frame);
+                crate::sched::resume_live::<false>(table, frame);
                 crate::sched::schedule(false, Some(frame));
             }
             (next, false)
@@ -86,6 +100,65 @@ pub fn guest_trap(frame: &mut EntryFrame) -> ! {
         crate::domain::control::perform(op);
     }
     crate::sched::schedule(matches!(next, Next::Switch), live.then_some(frame))
+}
+
+/// The fast hypercall path. The hypercall entry code (`hypercall_entry`) calls it with `light`, the light
+/// handler of the frame's number, when the `pending` word is zero: no interrupt recorded, the scheduling
+/// policy unchanged, and the domain table not locked since a same-vCPU return recorded
+/// [`crate::pending::Armed`] (the caller is current, runnable, its segments loaded, no segment, gate or
+/// TLB work outstanding; the CR3 value to return with). It serves a general class, every call a light
+/// handler answers from the caller's registers and its own domain alone (`hypercall::light`: `NULL`,
+/// `xen_version`'s register-only sub-commands, `stack_switch`, `set_callbacks`), and none of the recorded
+/// facts needs checking again: run the light handler on the live frame, test for an event upcall (then
+/// the general return delivers it), sanitize the frame in place and return the recorded CR3 value, which
+/// the entry code returns to the guest with. Returns 0 (having changed nothing) when this request needs
+/// the general path: the light handler declined it, or the table is locked; the entry code then calls
+/// [`guest_trap`].
+#[inline(always)]
+pub fn fast_hypercall(frame: &mut EntryFrame, light: hypercall::light::LightFn) -> u64 {
+    debug_assert!(crate::pending::word() == 0);
+    // Single CPU with interrupts off: nothing holds the table at a guest entry, so this always succeeds;
+    // the fallback keeps it sound regardless. No raise: this path changes nothing `Armed` covers but what
+    // it checks below (a light handler may dirty the gates).
+    let Some(mut table) = DOMAINS.unraised().try_lock() else {
+        return 0;
+    };
+    let DomainTable { slots, armed, .. } = &mut *table;
+    let Some(dom) = slots.get_mut(armed.slot).and_then(Option::as_mut) else {
+        return 0;
+    };
+    // `None`: this request needs more; the light handler changed nothing, the general path handles it.
+    let Some(v) = light(dom, frame) else {
+        return 0;
+    };
+    dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
+    frame.rax = v as u64;
+    // From here on the call has been made: anything unusual continues on the general return (the result
+    // is in the frame, as after `hypercall`), which does not return here. That is: work the light
+    // handler left for the return (`stack_switch` dirties the gates), or an event upcall pending (the
+    // general return tests mask and callback and delivers it: a guest may make any hypercall just to
+    // have its events delivered, as Linux's `xen_force_evtchn_callback` does with `xen_version`).
+    let pv = &dom.vcpu.pv;
+    let armed = *armed;
+    // SAFETY: `upcall_pending` is the address of a byte of the current domain's shared_info page in the
+    // identity map, recorded by the last same-vCPU return; the table has not been locked since
+    // (`DISARMED` clear), so that domain is still current and alive and the page still its own. The
+    // guest is not running, so nothing writes the byte concurrently.
+    let upcall = unsafe { core::ptr::read(armed.upcall_pending as *const u8) };
+    if (u8::from(pv.gates_dirty) | u8::from(pv.segments_dirty) | upcall) != 0 {
+        crate::pending::raise(crate::pending::DISARMED);
+        crate::sched::resume_live::<true>(table, frame);
+        crate::sched::schedule(false, Some(frame));
+    }
+    // On an error the frame is unchanged: the general return crashes the domain.
+    if crate::regs::sanitize_in_place(frame).is_err() {
+        crate::pending::raise(crate::pending::DISARMED);
+        drop(table);
+        crate::sched::schedule(false, Some(frame));
+    }
+    debug_assert!(crate::arch::entry::is_exit_slot(frame) && crate::regs::is_sanitized(frame));
+    drop(table);
+    armed.cr3
 }
 
 /// An exception from a guest, whose registers are the live entry frame `frame` (see
@@ -156,13 +229,14 @@ pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
 }
 
 /// Handle the hypercall in `regs` (the caller's live frame) for `dom`. On [`Next::Resume`] the result is
-/// in `regs` only; on [`Next::Switch`] `regs` has also been copied into the vCPU's saved registers.
+/// in `regs` only; on [`Next::Switch`] `regs` has also been copied into the vCPU's saved registers. The
+/// flag: the light handler answered.
 fn hypercall(
     dom: &mut Domain,
     regs: &mut EntryFrame,
     peers: &[Option<Mfn>; MAX_DOMAINS],
     others: Others<'_>,
-) -> Next {
+) -> (Next, bool) {
     // Every hypercall passes here exactly once (a multicall's entries are dispatched inside it).
     let number = regs.rax;
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
@@ -178,9 +252,12 @@ fn hypercall(
     {
         log::trace!("domain {}: hypercall {number} (light) -> {v}", dom.id);
         regs.rax = v as u64;
-        return Next::Resume;
+        return (Next::Resume, true);
     }
-    full_hypercall(number, slot.full, dom, regs, peers, others)
+    (
+        full_hypercall(number, slot.full, dom, regs, peers, others),
+        false,
+    )
 }
 
 /// One hypercall number's handlers: the light one (`hypercall::light`), tried first, and the full one.

@@ -3,6 +3,12 @@
 //! the light table's path (`xen_version(XENVER_version)`, which `irq_restore` issues to collect an event
 //! that arrived while events were masked). Every check reads the counter right after the call, without
 //! waiting: a return that skipped the pending upcall (left it for a later entry) fails here.
+//!
+//! The hypervisor answers a light hypercall on its fast path (entry, handler, exit) with the state its
+//! last return recorded, as long as nothing has locked its domain table since. Two light calls in a row
+//! take it (the first records the state): the checks above put the upcall on that path, and
+//! `fast_return_base` checks that an address-space switch in between is not answered with the
+//! recorded (old) CR3.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -82,4 +88,5 @@ pub fn evtchn_prompt(_: &str, r: &mut Results) {
     );
     platform().irq_restore(enabled);
     expect(r, "close the IPI port", event::close(p), Ok(()));
+    super::fast_return_base::light_after_base_switch(r);
 }

@@ -10,6 +10,7 @@ mod domctl;
 mod entry_isolation;
 mod events;
 mod fast_return;
+mod fast_return_base;
 mod fuzz;
 mod fuzz_calls;
 mod fuzz_domctl;

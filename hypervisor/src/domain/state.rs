@@ -126,6 +126,9 @@ pub struct DomainTable {
     pub last_created: u16,
     /// Slots from here on have never held a domain: the scans stop here ([`DomainTable::insert`]).
     used: usize,
+    /// The fast hypercall return's state, valid while [`crate::pending::DISARMED`] is clear (set by
+    /// `sched::resume_live`, used by `trap::fast_hypercall`).
+    pub armed: crate::pending::Armed,
 }
 
 impl DomainTable {
@@ -167,6 +170,7 @@ impl DomainTable {
             reaped_status: abi::exit::EXIT_OK,
             last_created: 0,
             used: 0,
+            armed: crate::pending::Armed::NONE,
         }
     }
 

@@ -22,10 +22,13 @@ use crate::regs::EntryFrame;
 pub type LightFn = fn(&mut Domain, &EntryFrame) -> Option<i64>;
 
 /// One slot per hypercall number below this.
-const SLOTS: usize = super::TABLE_SLOTS;
+pub const SLOTS: usize = super::TABLE_SLOTS;
 
-/// The light handlers by hypercall number (`None`: the full context is always needed).
-static TABLE: [Option<LightFn>; SLOTS] = table();
+/// The light handlers by hypercall number (`None`: the full context is always needed). The hypercall
+/// entry code (`arch::entry`, `hypercall_entry`) indexes it with the frame's RAX to choose the fast path.
+pub static TABLE: [Option<LightFn>; SLOTS] = table();
+// The entry code reads an entry as one pointer, null for `None`.
+const _: () = assert!(core::mem::size_of::<Option<LightFn>>() == 8);
 
 /// The light handlers by number (also merged into the trap path's one table of slots).
 pub const fn table() -> [Option<LightFn>; SLOTS] {

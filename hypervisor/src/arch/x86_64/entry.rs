@@ -14,8 +14,16 @@
 //! and, for some exceptions, an error code. The stub pushes a zero error code where the CPU did not, then
 //! the vector number; `common_entry` pushes the 15 general-purpose registers, loads the hypervisor's CR3,
 //! moves to the hypervisor's private stack, saves the guest's FPU/SSE state with FXSAVE (before any Rust
-//! code can touch an XMM register), installs a clean MXCSR and calls [`guest_trap`] with a pointer to the
-//! frame.
+//! code can touch an XMM register), installs a clean MXCSR and calls [`crate::trap::guest_trap`] with a
+//! pointer to the frame.
+//!
+//! # The hypercall vector
+//! Its stub jumps to `hypercall_entry`, which makes the same checks and saves as `common_entry`, then, if
+//! the `pending` word is zero and the number has a light handler, calls
+//! [`crate::trap::fast_hypercall`]. When that answered (it returns the CR3 value, the result in the
+//! frame's RAX, the frame sanitized), the entry restores the FPU state, loads the guest's CR3 and the
+//! caller-saved registers from the frame (the callee-saved ones were preserved by the call and still hold
+//! the guest's values), and IRETQs. Otherwise it calls [`crate::trap::guest_trap`] like any other entry.
 //!
 //! # What stays behind on the guest-visible stacks
 //! The entry and IST stacks are mapped (read-write) in *every* domain's address space, so whatever an
@@ -145,6 +153,10 @@ entry_stubs:
     .if (vec == {fast1}) || (vec == {fast0})
     /* Measurement floors: return at once, before any address-space switch (no state is touched). */
     iretq
+    .elseif vec == {hypercall_vec}
+    pushq $0
+    pushq $vec
+    jmp hypercall_entry
     .else
     .if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
     .else
@@ -174,6 +186,67 @@ common_entry:
     fxsave64 (%rax)
     ldmxcsr {tables}+{w_mxcsr}(%rip)
     movabs ${guest_trap}, %rax
+    call *%rax
+    ud2
+
+    /* The hypercall vector: common_entry's checks and saves, then `fast_hypercall` (the light hypercalls
+       of a vCPU that keeps the CPU, see trap::fast_hypercall). It returns the CR3 value to return with
+       after it answered the call (result in the frame's RAX, frame sanitized), or 0 having changed nothing,
+       and then the entry continues as any other, into guest_trap. It is an ordinary extern "C" function:
+       it preserves RBX, RBP and R12-R15, which still hold the guest's values (nothing above changed them),
+       so the fast return reloads only the other registers from the frame. Anything that does not return
+       here leaves through exit_to_guest_stub like every other path. */
+hypercall_entry:
+    cld
+    testb $3, {cs_off}(%rsp)
+    jz common_entry
+    cmp {tables}+{w_rsp0}(%rip), %rsp
+    jne common_entry
+    push_gprs
+    mov {tables}+{w_cr3}(%rip), %rax
+    mov %rax, %cr3
+    mov %rsp, %rdi
+    mov {tables}+{w_stack}(%rip), %rsp
+    mov {tables}+{w_fpu}(%rip), %rax
+    fxsave64 (%rax)
+    ldmxcsr {tables}+{w_mxcsr}(%rip)
+    /* Nothing pending, and a number with a light handler (RSI: the handler); else the general path. */
+    movabs ${pending_word}, %rax
+    cmpl $0, (%rax)
+    jne 8f
+    mov {f_rax}(%rdi), %rax
+    cmp ${slots}, %rax
+    jae 8f
+    movabs ${light_table}, %rsi
+    mov (%rsi,%rax,8), %rsi
+    test %rsi, %rsi
+    jz 8f
+    movabs ${fast_hypercall}, %rax
+    call *%rax
+    test %rax, %rax
+    jz 9f
+    /* The fast return: the FPU state saved above, then (the frame is at the top of the entry stack,
+       where the checks above found it: RSP0 points at its vector slot) the guest's CR3 and the
+       caller-saved registers, and IRETQ through the sanitized frame. */
+    mov {tables}+{w_fpu}(%rip), %rdx
+    fxrstor64 (%rdx)
+    mov {tables}+{w_rsp0}(%rip), %rsp
+    mov %rax, %cr3
+    mov {v_rax}(%rsp), %rax
+    mov {v_rcx}(%rsp), %rcx
+    mov {v_rdx}(%rsp), %rdx
+    mov {v_rsi}(%rsp), %rsi
+    mov {v_rdi}(%rsp), %rdi
+    mov {v_r8}(%rsp), %r8
+    mov {v_r9}(%rsp), %r9
+    mov {v_r10}(%rsp), %r10
+    mov {v_r11}(%rsp), %r11
+    add $16, %rsp
+    iretq
+9:  /* Not answered: the general path on the same frame (RSP is back at the private stack's top). */
+    mov {tables}+{w_rsp0}(%rip), %rdi
+    sub ${v_base}, %rdi
+8:  movabs ${guest_trap}, %rax
     call *%rax
     ud2
 
@@ -469,7 +542,22 @@ fidelity_probe_ring1:
     w_fatal = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fatal_stack_top),
     w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
     w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
-    guest_trap = sym guest_trap,
+    guest_trap = sym crate::trap::guest_trap,
+    fast_hypercall = sym fast_hypercall,
+    f_rax = const offset_of!(EntryFrame, rax),
+    slots = const crate::hypercall::light::SLOTS,
+    light_table = sym crate::hypercall::light::TABLE,
+    pending_word = sym crate::pending::WORD,
+    v_base = const offset_of!(EntryFrame, vector),
+    v_rax = const offset_of!(EntryFrame, rax) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rcx = const offset_of!(EntryFrame, rcx) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rdx = const offset_of!(EntryFrame, rdx) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rsi = const offset_of!(EntryFrame, rsi) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_rdi = const offset_of!(EntryFrame, rdi) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r8 = const offset_of!(EntryFrame, r8) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r9 = const offset_of!(EntryFrame, r9) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r10 = const offset_of!(EntryFrame, r10) as isize - offset_of!(EntryFrame, vector) as isize,
+    v_r11 = const offset_of!(EntryFrame, r11) as isize - offset_of!(EntryFrame, vector) as isize,
     s_vmcb = const SvmFrame::VMCB,
     s_gprs = const SvmFrame::GPRS,
     s_host = const SvmFrame::HOST,
@@ -558,15 +646,23 @@ pub unsafe fn svm_run(vmcb_pa: u64, gprs: &mut GuestGprs, fxsave: *mut u8, host_
     unsafe { svm_run_stub(vmcb_pa, gprs, fxsave, host_save_pa) }
 }
 
-/// Called by `common_entry` on the hypervisor stack, in the hypervisor's address space, with the guest's
-/// FPU state already saved.
-extern "C" fn guest_trap(frame: *mut EntryFrame) -> ! {
-    // SAFETY: `common_entry` passes the frame it just built on the entry stack (mapped at the same alias
-    // address in the hypervisor's address space) or copied from an IST stack to the private stack; no
-    // Rust code runs on the entry stack and nothing else writes either place until the next exit, so this
-    // is the only reference to it.
+/// Called by `hypercall_entry` like [`crate::trap::guest_trap`] (and with the same frame) when the `pending` word is
+/// zero and the frame's RAX has a light handler, `light` (read from [`crate::hypercall::light::TABLE`]): the
+/// fast hypercall path ([`crate::trap::fast_hypercall`]). Returns the CR3 value the entry code returns to
+/// the guest with (frame answered and sanitized), or 0 if the call takes the general path (nothing
+/// changed).
+// A Rust-ABI function pointer as an argument: the caller is `hypercall_entry`, which passes the non-null
+// entry of `light::TABLE` for the frame's RAX (an `Option<LightFn>`, laid out as a nullable pointer).
+#[allow(improper_ctypes_definitions)]
+extern "C" fn fast_hypercall(
+    frame: *mut EntryFrame,
+    light: crate::hypercall::light::LightFn,
+) -> u64 {
+    // SAFETY: the frame `hypercall_entry` just built on the entry stack (mapped at the same alias address
+    // in the hypervisor's address space); no Rust code runs on the entry stack and nothing else writes it
+    // until the next exit, so this is the only reference to it.
     let frame = unsafe { &mut *frame };
-    crate::trap::guest_trap(frame)
+    crate::trap::fast_hypercall(frame, light)
 }
 
 /// Called by `common_entry` (private stack, hypervisor address space, guest FPU state not saved) for an
