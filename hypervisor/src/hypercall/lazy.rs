@@ -71,12 +71,12 @@ impl<'a, T: Project> Lazy<'a, T> {
     }
 
     /// The state, locking it first if this is the first use.
+    ///
+    /// The first use stores the guard over the `Unlocked` value without running its drop glue (it has
+    /// none: a shared reference) and hands out the state from the guard it just took, so the way in is
+    /// one test of the variant, the lock and the stores of the new variant (no second match).
     #[inline]
     pub fn get(&mut self) -> &mut T {
-        if let Lazy::Unlocked(m) = *self {
-            T::on_lock();
-            *self = Lazy::Held(m.lock(), 0);
-        }
         match self {
             Lazy::Ready(r, n) => {
                 *n = n.wrapping_add(1);
@@ -86,8 +86,17 @@ impl<'a, T: Project> Lazy<'a, T> {
                 *n = n.wrapping_add(1);
                 T::project(g)
             }
-            // Replaced just above.
-            Lazy::Unlocked(_) => unreachable!("locked above"),
+            Lazy::Unlocked(m) => {
+                let m = *m;
+                T::on_lock();
+                // `Unlocked` holds a shared reference: nothing to drop.
+                core::mem::forget(core::mem::replace(self, Lazy::Held(m.lock(), 1)));
+                match self {
+                    Lazy::Held(g, _) => T::project(g),
+                    // Stored just above.
+                    _ => unreachable!("held after locking"),
+                }
+            }
         }
     }
 
