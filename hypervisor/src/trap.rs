@@ -303,7 +303,6 @@ fn full_hypercall(
     peers: &[Option<Mfn>; MAX_DOMAINS],
     others: Others<'_>,
 ) -> Next {
-    let args = hypercall::args_of(regs);
     let id = dom.id;
     let action = {
         let mut env = HvEnv {
@@ -314,7 +313,6 @@ fn full_hypercall(
         let mut ctx = HypercallCtx {
             domid: id,
             privileged: dom.privileged,
-            args,
             user: frame_ring(regs) == 3,
             mem: &mut mem,
             machine: Lazy::Unlocked(&MACHINE),

@@ -62,7 +62,7 @@ pub fn decode(args: [u64; 5]) -> Result<ConsoleRequest, Errno> {
 /// Handle `console_io`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn console_io<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let result = decode(ctx.args).and_then(|req| match req {
+    let result = decode(ctx.args()).and_then(|req| match req {
         ConsoleRequest::Write { buf, len } => {
             // Validate first (no output on failure), then stream.
             ctx.guest().read_chunks(buf, len, CONSOLE_IO_MAX, |_| {})?;

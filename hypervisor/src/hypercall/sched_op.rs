@@ -49,7 +49,7 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 /// Handle `sched_op`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let action = decode(ctx.args).and_then(|req| match req {
+    let action = decode(ctx.args()).and_then(|req| match req {
         SchedRequest::Yield => {
             ctx.sched.get().0.yield_now(usize::from(ctx.domid));
             Ok(Action::Yield)
@@ -72,9 +72,10 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             let reason = ShutdownReason::from_u32(s.reason).ok_or(Errno::EINVAL)?;
             // Suspend (Xen's protocol): RDX names the caller's start-info frame, which must be its own
             // (`domain::save`); the domain stays, paused, with its memory.
+            let start_info = ctx.args()[2];
             if reason == ShutdownReason::Suspend
-                && (ctx.args[2] != u64::from(code)
-                    || ctx.machine.get().ft.owner(abi::types::Mfn(ctx.args[2])) != Some(ctx.domid))
+                && (start_info != u64::from(code)
+                    || ctx.machine.get().ft.owner(abi::types::Mfn(start_info)) != Some(ctx.domid))
             {
                 return Err(Errno::EINVAL);
             }

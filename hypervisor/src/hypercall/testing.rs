@@ -184,10 +184,11 @@ impl World {
             armed: &mut self.armed,
         };
         let others = super::Others::new(&self.others[..1], &self.others[2..]);
+        // The arguments in the frame's registers, where the trap path leaves them.
+        super::set_args(&mut self.regs, args);
         let mut ctx = HypercallCtx {
             domid: self.caller,
             privileged: self.privileged,
-            args,
             user: false,
             mem: &mut self.mem,
             machine: Lazy::ready(&mut self.machine),
