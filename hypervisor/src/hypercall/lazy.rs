@@ -116,12 +116,15 @@ impl<'a, T: Project> Lazy<'a, T> {
 pub trait Env {
     /// System time (ns since boot).
     fn now_ns(&self) -> u64;
-    /// Console output of the calling domain.
-    fn console_write(&mut self, bytes: &[u8]);
-    /// The caller currently owns the console input.
-    fn console_input_owner(&self) -> bool;
-    /// Typed console input for the caller (the input owner): fills `buf`, returns the number of bytes.
-    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// Console output of the calling domain `id` (the context's `domid`: the environment is the
+    /// caller's, the id is passed so that the hypervisor's side is the caller's line buffer itself,
+    /// with nothing built for it on every hypercall).
+    fn console_write(&mut self, id: u16, bytes: &[u8]);
+    /// The caller, domain `id`, currently owns the console input.
+    fn console_input_owner(&self, id: u16) -> bool;
+    /// Typed console input for the caller, domain `id` (the input owner): fills `buf`, returns the
+    /// number of bytes.
+    fn console_read(&mut self, id: u16, buf: &mut [u8]) -> usize;
     /// The hypervisor's own command line (for `XENVER_commandline`).
     fn hv_cmdline(&self) -> &str;
     /// Make the hypervisor's timer fire no later than `deadline` (ns of system time), for a handler

@@ -248,15 +248,15 @@ impl Env for TestEnv<'_> {
         self.now_ns
     }
 
-    fn console_write(&mut self, bytes: &[u8]) {
+    fn console_write(&mut self, _id: u16, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
     }
 
-    fn console_input_owner(&self) -> bool {
+    fn console_input_owner(&self, _id: u16) -> bool {
         false
     }
 
-    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+    fn console_read(&mut self, _id: u16, _buf: &mut [u8]) -> usize {
         0
     }
 
