@@ -268,18 +268,12 @@ fn full_hypercall(
     peers: &[Option<Mfn>; MAX_DOMAINS],
     others: Others<'_>,
 ) -> Next {
-    let args = hypercall::args_of(regs);
     let id = dom.id;
     let action = {
-        let mut env = HvEnv {
-            console: &mut dom.console,
-            id,
-        };
         let mut mem = IdentityMem;
         let mut ctx = HypercallCtx {
             domid: id,
             privileged: dom.privileged,
-            args,
             user: frame_ring(regs) == 3,
             mem: &mut mem,
             machine: Lazy::Unlocked(&MACHINE),
@@ -292,7 +286,7 @@ fn full_hypercall(
             others,
             policy: policy(),
             budget: hypercall::BUDGET,
-            env: &mut env,
+            env: &mut dom.console,
         };
         // The number's slot in the one table (what `hypercall::dispatch` does, without the call into it).
         match handler {
@@ -354,36 +348,29 @@ fn policy() -> &'static Policy<'static> {
     })
 }
 
-/// The hypervisor side of [`Env`] for a hypercall of domain `id`.
-struct HvEnv<'a> {
-    /// The caller's console line buffer.
-    console: &'a mut LineBuffer,
-    id: u16,
-}
-
-impl Env for HvEnv<'_> {
+/// The hypervisor side of [`Env`]: the caller's console line buffer (its domain id comes with each
+/// console call), so the context refers to it with nothing built on every hypercall.
+impl Env for LineBuffer {
     fn now_ns(&self) -> u64 {
         TIME.get().map_or(0, TimeBase::now_ns)
     }
 
-    fn console_write(&mut self, bytes: &[u8]) {
-        let id = self.id;
+    fn console_write(&mut self, id: u16, bytes: &[u8]) {
         if id == crate::console::input_owner() && crate::console::dom0_direct() {
             // Output kept in lines while another domain had the console comes first.
-            self.console.flush(crate::console::guest_direct);
+            self.flush(crate::console::guest_direct);
             crate::console::guest_direct(bytes)
         } else {
-            self.console
-                .push(bytes, |line| crate::console::guest_line(id, line))
+            self.push(bytes, |line| crate::console::guest_line(id, line))
         }
     }
 
-    fn console_input_owner(&self) -> bool {
-        self.id == crate::console::input_owner()
+    fn console_input_owner(&self, id: u16) -> bool {
+        id == crate::console::input_owner()
     }
 
-    fn console_read(&mut self, buf: &mut [u8]) -> usize {
-        if self.console_input_owner() {
+    fn console_read(&mut self, id: u16, buf: &mut [u8]) -> usize {
+        if self.console_input_owner(id) {
             crate::irq::read_console(buf)
         } else {
             0

@@ -62,28 +62,28 @@ pub fn decode(args: [u64; 5]) -> Result<ConsoleRequest, Errno> {
 /// Handle `console_io`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn console_io<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let result = decode(ctx.args).and_then(|req| match req {
+    let result = decode(ctx.args()).and_then(|req| match req {
         ConsoleRequest::Write { buf, len } => {
             // Validate first (no output on failure), then stream.
             ctx.guest().read_chunks(buf, len, CONSOLE_IO_MAX, |_| {})?;
-            let env = &mut *ctx.env;
+            let (env, id) = (&mut *ctx.env, ctx.domid);
             GuestView::new(&mut *ctx.mem, ctx.dom.base, ctx.user).read_chunks(
                 buf,
                 len,
                 CONSOLE_IO_MAX,
-                |chunk| env.console_write(chunk),
+                |chunk| env.console_write(id, chunk),
             )?;
             Ok(0)
         }
         ConsoleRequest::Read { buf, len } => {
             let mut tmp = [0u8; 256];
             let want = (len as usize).min(tmp.len());
-            if !ctx.env.console_input_owner() {
+            if !ctx.env.console_input_owner(ctx.domid) {
                 return Err(Errno::EPERM);
             }
             // Check the buffer first so a bad pointer loses no input.
             ctx.guest().write(buf, &tmp[..want])?;
-            let n = ctx.env.console_read(&mut tmp[..want]).min(want);
+            let n = ctx.env.console_read(ctx.domid, &mut tmp[..want]).min(want);
             ctx.guest().write(buf, &tmp[..n])?;
             Ok(n as i64)
         }

@@ -24,7 +24,7 @@ pub fn decode(args: [u64; 5]) -> Result<CountersRequest, Errno> {
 
 /// Handle `counters`.
 pub fn counters<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let result = decode(ctx.args).and_then(|req| match req {
+    let result = decode(ctx.args()).and_then(|req| match req {
         CountersRequest::Read(va) => {
             let c = ctx.vcpu.counters;
             ctx.guest().write_obj(va, &c).map(|_| 0)

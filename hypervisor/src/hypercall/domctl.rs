@@ -205,7 +205,7 @@ pub fn decode(op: &XenDomctl, privileged: bool, caller: u16) -> Result<DomctlReq
 
 /// Handle `domctl(op)`.
 pub fn domctl<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let at = Gva(ctx.args[0]);
+    let at = Gva(ctx.args()[0]);
     match run(ctx, at) {
         Ok(Some(op)) => Action::Domctl(op),
         Ok(None) => Action::Return(0),

@@ -13,7 +13,7 @@ use crate::event::op::{self, Effect};
 /// Handle `event_channel_op(cmd, arg)`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn event_channel_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let [cmd, arg, ..] = ctx.args;
+    let [cmd, arg, ..] = ctx.args();
     Action::from(run(ctx, cmd, Gva(arg)).map(|()| 0))
 }
 

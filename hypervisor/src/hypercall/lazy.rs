@@ -71,12 +71,12 @@ impl<'a, T: Project> Lazy<'a, T> {
     }
 
     /// The state, locking it first if this is the first use.
+    ///
+    /// The first use stores the guard over the `Unlocked` value without running its drop glue (it has
+    /// none: a shared reference) and hands out the state from the guard it just took, so the way in is
+    /// one test of the variant, the lock and the stores of the new variant (no second match).
     #[inline]
     pub fn get(&mut self) -> &mut T {
-        if let Lazy::Unlocked(m) = *self {
-            T::on_lock();
-            *self = Lazy::Held(m.lock(), 0);
-        }
         match self {
             Lazy::Ready(r, n) => {
                 *n = n.wrapping_add(1);
@@ -86,8 +86,17 @@ impl<'a, T: Project> Lazy<'a, T> {
                 *n = n.wrapping_add(1);
                 T::project(g)
             }
-            // Replaced just above.
-            Lazy::Unlocked(_) => unreachable!("locked above"),
+            Lazy::Unlocked(m) => {
+                let m = *m;
+                T::on_lock();
+                // `Unlocked` holds a shared reference: nothing to drop.
+                core::mem::forget(core::mem::replace(self, Lazy::Held(m.lock(), 1)));
+                match self {
+                    Lazy::Held(g, _) => T::project(g),
+                    // Stored just above.
+                    _ => unreachable!("held after locking"),
+                }
+            }
         }
     }
 
@@ -107,12 +116,15 @@ impl<'a, T: Project> Lazy<'a, T> {
 pub trait Env {
     /// System time (ns since boot).
     fn now_ns(&self) -> u64;
-    /// Console output of the calling domain.
-    fn console_write(&mut self, bytes: &[u8]);
-    /// The caller currently owns the console input.
-    fn console_input_owner(&self) -> bool;
-    /// Typed console input for the caller (the input owner): fills `buf`, returns the number of bytes.
-    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// Console output of the calling domain `id` (the context's `domid`: the environment is the
+    /// caller's, the id is passed so that the hypervisor's side is the caller's line buffer itself,
+    /// with nothing built for it on every hypercall).
+    fn console_write(&mut self, id: u16, bytes: &[u8]);
+    /// The caller, domain `id`, currently owns the console input.
+    fn console_input_owner(&self, id: u16) -> bool;
+    /// Typed console input for the caller, domain `id` (the input owner): fills `buf`, returns the
+    /// number of bytes.
+    fn console_read(&mut self, id: u16, buf: &mut [u8]) -> usize;
     /// The hypervisor's own command line (for `XENVER_commandline`).
     fn hv_cmdline(&self) -> &str;
     /// Make the hypervisor's timer fire no later than `deadline` (ns of system time), for a handler

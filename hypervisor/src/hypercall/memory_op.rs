@@ -178,7 +178,7 @@ fn extents<M: MachineMem>(
 /// Handle `memory_op`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn memory_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    match decode(ctx.args) {
+    match decode(ctx.args()) {
         Err(e) => Action::Return(e.as_ret()),
         Ok(MemoryRequest::Reservation { maximum, domid_at }) => {
             let r = ctx

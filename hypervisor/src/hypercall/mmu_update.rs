@@ -146,7 +146,7 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
     size: u64,
     mut step: impl FnMut(&mut HypercallCtx<'_, '_, M>, T) -> Result<(), Errno>,
 ) -> Action {
-    let call = match decode_batch(ctx.args, ctx.domid) {
+    let call = match decode_batch(ctx.args(), ctx.domid) {
         Ok(c) => c,
         Err(e) => return Action::Return(e.as_ret()),
     };
@@ -199,7 +199,7 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
 /// Handle `mmu_update`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn mmu_update<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let call = match decode_batch(ctx.args, ctx.domid) {
+    let call = match decode_batch(ctx.args(), ctx.domid) {
         Ok(c) => c,
         Err(e) => return Action::Return(e.as_ret()),
     };
@@ -378,7 +378,7 @@ pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
 /// Handle `update_va_mapping`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let result = decode_uvm(ctx.args).and_then(|u| {
+    let result = decode_uvm(ctx.args()).and_then(|u| {
         let l1 = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;
         let (domid, index) = (ctx.domid, u.va.table_index(1));
         let machine = ctx.machine.get();

@@ -88,8 +88,6 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
     pub domid: u16,
     /// The caller has `SIF_PRIVILEGED`.
     pub privileged: bool,
-    /// RDI, RSI, RDX, R10, R8.
-    pub args: [u64; 5],
     /// The call came from ring 3 (guest buffers need user permission).
     pub user: bool,
     /// Machine memory (guest memory, page tables).
@@ -121,6 +119,16 @@ pub struct HypercallCtx<'a, 'm, M: MachineMem> {
 }
 
 impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
+    /// The arguments (RDI, RSI, RDX, R10, R8), read from the caller's frame where the entry code left
+    /// them: the context holds no copy, so building it costs no loads and stores for them (every full
+    /// hypercall). A multicall puts each entry's arguments there while it runs and the caller's back
+    /// after ([`multicall`]). Read before a handler changes `regs` (only `iret` does, and it changes no
+    /// argument register).
+    #[inline(always)]
+    pub fn args(&self) -> [u64; 5] {
+        args_of(self.regs)
+    }
+
     /// The caller's address space, for copying to and from it.
     pub fn guest(&mut self) -> GuestView<'_, M> {
         GuestView::new(self.mem, self.dom.base, self.user)

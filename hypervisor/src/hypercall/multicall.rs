@@ -24,11 +24,21 @@ const RESULT_OFFSET: usize = core::mem::offset_of!(MulticallEntry, result);
 /// Handle `multicall`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let [entries, count, ..] = ctx.args;
+    let saved = ctx.args();
+    let action = run_entries(ctx, saved);
+    // Each entry's arguments were put in the caller's frame while it ran (`run_entry`): the caller's
+    // own go back once, on every way out.
+    super::set_args(ctx.regs, saved);
+    action
+}
+
+/// The entries of a `multicall` whose arguments are `args`.
+#[inline(always)]
+fn run_entries<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, args: [u64; 5]) -> Action {
+    let [entries, count, ..] = args;
     if count > u64::from(u32::MAX) {
         return Action::Return(Errno::EINVAL.as_ret());
     }
-    let saved = ctx.args;
     let mut i = 0;
     'pages: while i < count {
         let Some(at) = Gva(entries).checked_add(i * ENTRY_SIZE) else {
@@ -44,7 +54,7 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             _ => ctx.guest().translate_in_page(at, n * ENTRY_SIZE, true),
         };
         let Ok(first) = page else {
-            match run_entry(ctx, at, None, count - i, saved) {
+            match run_entry(ctx, at, None, count - i) {
                 Step::Next | Step::Walk => i += 1,
                 Step::Stop(a) => return a,
             }
@@ -52,7 +62,7 @@ pub fn multicall<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
         };
         for k in 0..n {
             let (va, ma) = (Gva(at.0 + k * ENTRY_SIZE), Maddr(first.0 + k * ENTRY_SIZE));
-            match run_entry(ctx, va, Some(ma), count - i - k, saved) {
+            match run_entry(ctx, va, Some(ma), count - i - k) {
                 Step::Next => {}
                 Step::Walk => {
                     i += k + 1;
@@ -85,7 +95,6 @@ fn run_entry<M: MachineMem>(
     at: Gva,
     page: Option<Maddr>,
     left: u64,
-    saved: [u64; 5],
 ) -> Step {
     if !ctx.spend() {
         return Step::Stop(Action::Continue([at.0, left, 0, 0, 0]));
@@ -104,10 +113,15 @@ fn run_entry<M: MachineMem>(
     let action = if e.op == nr::MULTICALL || e.op == nr::DOMCTL {
         Action::Return(Errno::EINVAL.as_ret())
     } else {
-        ctx.args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
+        // The entry's arguments in the caller's frame while it runs (`HypercallCtx::args`); `multicall`
+        // puts the caller's back at the end (no handler changes an argument register: `iret` restores
+        // others).
+        super::set_args(
+            ctx.regs,
+            [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]],
+        );
         let uses = ctx.machine.uses();
         let a = dispatch(e.op, ctx);
-        ctx.args = saved;
         // It may have changed a mapping or freed a frame: the result goes back through a new walk.
         moved = ctx.machine.uses() != uses;
         a

@@ -51,7 +51,7 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     // `SCHEDOP_yield` (a cooperative switch, a guest's spin-wait) needs only the policy: it is answered
     // here, without the stack frame of the other requests' handler (guest memory, polls, shutdown).
-    if ctx.args[0] == SCHEDOP_YIELD {
+    if ctx.args()[0] == SCHEDOP_YIELD {
         ctx.sched.get().0.yield_now(usize::from(ctx.domid));
         return Action::Yield;
     }
@@ -61,7 +61,7 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
 /// [`sched_op`] for the requests but yield (`decode` gives all of them; a yield is answered above).
 #[inline(never)]
 fn sched_op_other<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let action = decode(ctx.args).and_then(|req| match req {
+    let action = decode(ctx.args()).and_then(|req| match req {
         SchedRequest::Yield => {
             ctx.sched.get().0.yield_now(usize::from(ctx.domid));
             Ok(Action::Yield)
@@ -84,9 +84,10 @@ fn sched_op_other<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
             let reason = ShutdownReason::from_u32(s.reason).ok_or(Errno::EINVAL)?;
             // Suspend (Xen's protocol): RDX names the caller's start-info frame, which must be its own
             // (`domain::save`); the domain stays, paused, with its memory.
+            let start_info = ctx.args()[2];
             if reason == ShutdownReason::Suspend
-                && (ctx.args[2] != u64::from(code)
-                    || ctx.machine.get().ft.owner(abi::types::Mfn(ctx.args[2])) != Some(ctx.domid))
+                && (start_info != u64::from(code)
+                    || ctx.machine.get().ft.owner(abi::types::Mfn(start_info)) != Some(ctx.domid))
             {
                 return Err(Errno::EINVAL);
             }

@@ -206,7 +206,7 @@ fn collect<M: MachineMem>(
 /// Handle `sysctl(op)`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn sysctl<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let at = Gva(ctx.args[0]);
+    let at = Gva(ctx.args()[0]);
     Action::from(run(ctx, at).map(|()| 0))
 }
 

@@ -184,10 +184,11 @@ impl World {
             armed: &mut self.armed,
         };
         let others = super::Others::new(&self.others[..1], &self.others[2..]);
+        // The arguments in the frame's registers, where the trap path leaves them.
+        super::set_args(&mut self.regs, args);
         let mut ctx = HypercallCtx {
             domid: self.caller,
             privileged: self.privileged,
-            args,
             user: false,
             mem: &mut self.mem,
             machine: Lazy::ready(&mut self.machine),
@@ -247,15 +248,15 @@ impl Env for TestEnv<'_> {
         self.now_ns
     }
 
-    fn console_write(&mut self, bytes: &[u8]) {
+    fn console_write(&mut self, _id: u16, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
     }
 
-    fn console_input_owner(&self) -> bool {
+    fn console_input_owner(&self, _id: u16) -> bool {
         false
     }
 
-    fn console_read(&mut self, _buf: &mut [u8]) -> usize {
+    fn console_read(&mut self, _id: u16, _buf: &mut [u8]) -> usize {
         0
     }
 

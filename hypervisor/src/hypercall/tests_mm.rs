@@ -473,6 +473,42 @@ fn multicall_runs_each_entry() {
 }
 
 #[test]
+fn a_multicall_leaves_the_callers_argument_registers_as_they_were() {
+    // Each entry's arguments are put in the caller's frame while it runs (`HypercallCtx::args`): on
+    // every way out (the end, an entry that ends the batch, a hostile array, preemption) the caller's
+    // own are back.
+    let mut w = World::new();
+    put_calls(
+        &mut w,
+        &[
+            (nr::XEN_VERSION, [0, 11, 12, 13, 14]),
+            (nr::MMU_UPDATE, [0x1000, 1, 0, u64::from(DOMID_SELF), 0]),
+            (nr::SCHED_OP, [0, 21, 22, 23, 24]),
+            (nr::NULL, [31, 32, 33, 34, 35]),
+        ],
+    );
+    for (count, budget, want) in [
+        (2, super::BUDGET, Action::Return(0)),
+        (4, super::BUDGET, Action::Yield),
+        (1 << 32, super::BUDGET, err(Errno::EINVAL)),
+        (4, 1, Action::Continue([REQS + 64, 3, 0, 0, 0])),
+    ] {
+        let args = [REQS, count, 0x77, 0x88, 0x99];
+        assert_eq!(w.call_with_budget(nr::MULTICALL, args, budget), want);
+        assert_eq!(
+            super::args_of(&w.regs),
+            args,
+            "count {count}, budget {budget}"
+        );
+    }
+    assert_eq!(
+        result(&w, 1),
+        Errno::EFAULT.as_ret(),
+        "the entry's own arguments"
+    );
+}
+
+#[test]
 fn a_yield_ends_the_batch() {
     let mut w = World::new();
     put_calls(

@@ -12,7 +12,7 @@ use crate::time::pvclock::set_timer_op_deadline;
 #[inline] // Small: into `dispatch` (LLVM's own choice flips with unrelated changes elsewhere: ±10).
 pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let now = ctx.env.now_ns().wrapping_add(ctx.dom.time_offset_ns);
-    let deadline = set_timer_op_deadline(ctx.args[0], now).map(|t| ctx.dom.to_system_time(t));
+    let deadline = set_timer_op_deadline(ctx.args()[0], now).map(|t| ctx.dom.to_system_time(t));
     ctx.sched
         .get()
         .0
@@ -23,7 +23,7 @@ pub fn set_timer_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action 
 /// `vcpu_op(cmd, vcpu, arg)`: single-shot and periodic timers of vCPU 0.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn vcpu_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let [cmd, vcpu, arg, ..] = ctx.args;
+    let [cmd, vcpu, arg, ..] = ctx.args();
     if vcpu != 0 {
         return Action::Return(Errno::ENOENT.as_ret());
     }

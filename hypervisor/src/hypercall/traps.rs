@@ -26,7 +26,7 @@ const MAX_TRAP_ENTRIES: u64 = 257;
 /// table is read and checked before anything changes.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn set_trap_table<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let table = ctx.args[0];
+    let table = ctx.args()[0];
     if table == 0 {
         ctx.vcpu.traps = [Default::default(); 256];
         ctx.vcpu.gates_dirty = true;
@@ -57,7 +57,7 @@ pub fn set_trap_table<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Actio
 /// `stack_switch(ss, rsp)`: the ring-1 stack for traps from ring 3.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn stack_switch<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    Action::Return(stack_switch_on(ctx.vcpu, ctx.args))
+    Action::Return(stack_switch_on(ctx.vcpu, ctx.args()))
 }
 
 /// `stack_switch` on `vcpu` with the call's `args` (the full handler and the light one, `hypercall::light`,
@@ -75,7 +75,7 @@ pub fn stack_switch_on(vcpu: &mut VcpuState, args: [u64; 5]) -> i64 {
 /// `set_callbacks(event, failsafe, syscall)`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn set_callbacks<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    Action::Return(set_callbacks_on(ctx.vcpu, ctx.args))
+    Action::Return(set_callbacks_on(ctx.vcpu, ctx.args()))
 }
 
 /// `set_callbacks` on `vcpu` with the call's `args` (the full handler and the light one share it).
@@ -99,7 +99,7 @@ pub fn set_callbacks_on(vcpu: &mut VcpuState, args: [u64; 5]) -> i64 {
 /// `callback_op(cmd, arg)`: register or unregister one callback.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn callback_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let [cmd, arg, ..] = ctx.args;
+    let [cmd, arg, ..] = ctx.args();
     let r = match cmd {
         CALLBACKOP_REGISTER => ctx
             .guest()
@@ -140,7 +140,7 @@ fn set_callback<M: MachineMem>(
 /// legitimate use, so it is refused like a handler or stack there.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn set_segment_base<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let [which, base, ..] = ctx.args;
+    let [which, base, ..] = ctx.args();
     if which != SEGBASE_GS_USER_SEL && !guest_va_allowed(base) {
         return Action::Return(Errno::EINVAL.as_ret());
     }

@@ -80,10 +80,10 @@ pub fn light(f: &crate::regs::EntryFrame, _: &mut crate::domain::state::Domain) 
 /// Handle `xen_version`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn xen_version<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    if let Some(v) = from_registers(ctx.args) {
+    if let Some(v) = from_registers(ctx.args()) {
         return Action::Return(v);
     }
-    let result = decode(ctx.args).and_then(|req| match req {
+    let result = decode(ctx.args()).and_then(|req| match req {
         // Answered from the registers above (kept so the match stays total without a panic).
         VersionRequest::Version => Ok(i64::from(VERSION)),
         VersionRequest::PageSize => Ok(4096),
