@@ -12,14 +12,19 @@
 //! number without a light handler. A light handler therefore has no side effect but its result; whatever
 //! it answers, [`super::dispatch`] answers the same for the same registers (a `multicall` entry and the host
 //! tests go through `dispatch`; the tests below check both agree).
+//!
+//! A light handler must never take a lock (nor call anything that does): the hypercall entry code calls
+//! it with no lock held, with a `&mut Domain` that is sound only because nothing else can reach the
+//! domain table at that moment (`pending::Armed`, docs/ARCHITECTURE.md "Entry and exit"). A call that
+//! would need a lock returns `None` and takes the full path.
 
 use abi::hypercall::nr;
 
 use crate::domain::state::Domain;
 use crate::regs::EntryFrame;
 
-/// A handler that needs only the caller's frame and domain ([module docs](self)). (Frame first: the fast
-/// path, `trap::fast_hypercall`, holds the frame in the first argument register already.)
+/// A handler that needs only the caller's frame and domain ([module docs](self)). (Frame first: the
+/// hypercall entry code holds the frame in the first argument register already.)
 pub type LightFn = fn(&EntryFrame, &mut Domain) -> Option<i64>;
 
 /// One slot per hypercall number below this.
