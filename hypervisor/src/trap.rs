@@ -65,8 +65,8 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
             if matches!(next, Next::Resume) {
                 // Straight back to the caller if nothing needs deciding (does not return then). After a
                 // light handler's answer the return also records the fast path's state (`pending::Armed`):
-                // the next light hypercall can then be answered in the entry code. Other returns do not pay for
-                // recording it.
+                // the next light hypercall can then be answered in the entry code. Other returns do not
+                // pay for recording it.
                 if light {
                     crate::sched::resume_live::<true>(table, frame);
                 } else {
