@@ -96,12 +96,15 @@ impl Default for LineBuffer {
 /// How long after domain 0's last direct byte another domain's line waits for domain 0 to finish its line.
 pub const HOLD_NS: u64 = 50_000_000;
 
-/// Other domains' `(dN)` lines held back while domain 0's direct output is in the middle of a line it is
-/// still writing (a native kernel's banner under emulate arrives one port write at a time): printing them
-/// at once would cut domain 0's line in two. A line is held only while domain 0 wrote within [`HOLD_NS`]
-/// and there is room; everything held goes out, in order, once domain 0 ends its line, once the hold
-/// expires (checked on every console write and when the CPU goes idle), or before any `[hv]` line. Pure;
-/// the serial side below owns one.
+/// Other domains' `(dN)` lines and the hypervisor's own `[hv]` lines held back while domain 0's direct
+/// output is in the middle of a line it is still writing (a native kernel's banner under emulate arrives
+/// one port write at a time, and domain 0 may be preempted in the middle): printing them at once would cut
+/// domain 0's line in two. A line is held while domain 0 wrote within [`HOLD_NS`] and there is room (a
+/// line that is not held goes out after everything held, so the order is kept); everything held goes out,
+/// in order, once domain 0 ends its line, once the hold expires (checked on every console write), when the
+/// CPU goes idle (every domain is blocked: domain 0 is not writing), or before the machine powers off.
+/// `[hv]` lines are held too: a log line about another domain (its shutdown, a debug key) cuts domain 0's
+/// line as surely as that domain's own output. Pure; the serial side below owns one.
 pub struct HoldBack<const N: usize> {
     held: heapless::Vec<u8, N>,
 }
@@ -124,18 +127,45 @@ impl<const N: usize> HoldBack<N> {
         domid: u16,
         line: &[u8],
     ) -> bool {
+        let mut prefix: heapless::String<12> = heapless::String::new();
+        let _ = core::fmt::Write::write_fmt(&mut prefix, format_args!("(d{domid}) "));
+        self.hold_parts(
+            mid_line,
+            last_direct_ns,
+            now_ns,
+            &[prefix.as_bytes(), line, b"\n"],
+        )
+    }
+
+    /// Hold hypervisor text (`[hv]` lines, already formatted, newlines included) on the same terms as
+    /// [`hold`](Self::hold); false: print it now (after anything held, see [`due`](Self::due)).
+    pub fn hold_text(
+        &mut self,
+        mid_line: bool,
+        last_direct_ns: u64,
+        now_ns: u64,
+        text: &[u8],
+    ) -> bool {
+        self.hold_parts(mid_line, last_direct_ns, now_ns, &[text])
+    }
+
+    fn hold_parts(
+        &mut self,
+        mid_line: bool,
+        last_direct_ns: u64,
+        now_ns: u64,
+        parts: &[&[u8]],
+    ) -> bool {
         if !mid_line || now_ns.saturating_sub(last_direct_ns) >= HOLD_NS {
             return false;
         }
-        let mut prefix: heapless::String<12> = heapless::String::new();
-        let _ = core::fmt::Write::write_fmt(&mut prefix, format_args!("(d{domid}) "));
-        if self.held.len() + prefix.len() + line.len() + 1 > N {
+        if self.held.len() + parts.iter().map(|p| p.len()).sum::<usize>() > N {
             return false;
         }
         // Room was checked: these cannot fail.
-        let _ = self.held.extend_from_slice(prefix.as_bytes());
-        let _ = self.held.extend_from_slice(line);
-        let _ = self.held.push(b'\n');
+        for p in parts {
+            let _ = self.held.extend_from_slice(p);
+        }
         true
     }
 
@@ -240,10 +270,30 @@ mod serial {
         }
     }
 
-    /// Print the held lines whose hold expired while nothing was written (the CPU is going idle).
-    pub fn release_expired() {
+    /// The CPU is going idle: every domain is blocked, so domain 0 is not in the middle of writing its
+    /// line (a prompt waits for input): print everything held now rather than at the next interrupt.
+    pub fn release_on_idle() {
         let _g = LOCK.lock();
-        release_held(false);
+        release_held(true);
+    }
+
+    /// Print everything held and end domain 0's unfinished line (the machine is about to power off).
+    pub fn release_all() {
+        let _g = LOCK.lock();
+        fresh_line();
+    }
+
+    /// Text formatted for [`print`] before it goes out or is held (a `[hv]` line is at most a few hundred
+    /// bytes; longer text goes out directly, after anything held).
+    struct Text(heapless::Vec<u8, 512>, bool);
+
+    impl Write for Text {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            if self.0.extend_from_slice(s.as_bytes()).is_err() {
+                self.1 = true;
+            }
+            Ok(())
+        }
     }
 
     /// Start a fresh line if domain 0's direct output left one unfinished (lock held).
@@ -257,6 +307,22 @@ mod serial {
     /// Print formatted text on the console (no prefix); used for multi-part lines.
     pub fn print(args: core::fmt::Arguments<'_>) {
         let _g = LOCK.lock();
+        let mid = MID_LINE.load(Ordering::Relaxed);
+        let last = LAST_DIRECT_NS.load(Ordering::Relaxed);
+        if mid && now_ns().saturating_sub(last) < super::HOLD_NS {
+            let mut t = Text(heapless::Vec::new(), false);
+            let _ = t.write_fmt(args);
+            if !t.1 && HELD.lock().hold_text(mid, last, now_ns(), &t.0) {
+                return;
+            }
+            fresh_line();
+            if t.1 {
+                let _ = Uart.write_fmt(args);
+            } else {
+                t.0.iter().copied().for_each(serial::write_byte);
+            }
+            return;
+        }
         fresh_line();
         let _ = Uart.write_fmt(args);
     }
@@ -375,6 +441,27 @@ mod tests {
         assert!(h.hold(true, 10, 20, 3, b"late"));
         assert!(!h.due(true, 10, 10 + HOLD_NS - 1));
         assert!(h.due(true, 10, 10 + HOLD_NS));
+    }
+
+    #[test]
+    fn hypervisor_lines_wait_with_the_other_domains_lines_in_order() {
+        // A PV domain's last line, then the hypervisor's lines about its shutdown, while domain 0 is
+        // still writing its banner (it was preempted after "guest kernel run"): all wait, in order.
+        let mut h: HoldBack<128> = HoldBack::new();
+        assert!(h.hold(true, 1_000, 2_000, 1, b"demo finished"));
+        assert!(h.hold_text(true, 1_000, 3_000, b"[hv] INFO  domain 1 shut down\n"));
+        assert!(!h.due(true, 1_000, 3_000));
+        // Not mid-line, expired, or no room: the caller prints it now (after draining).
+        assert!(!h.hold_text(false, 1_000, 3_000, b"[hv] a\n"));
+        assert!(!h.hold_text(true, 1_000, 1_000 + HOLD_NS, b"[hv] a\n"));
+        assert!(!h.hold_text(true, 1_000, 3_000, &[b'x'; 128]));
+        assert!(h.due(false, 1_000, 4_000));
+        let mut out = Vec::new();
+        h.drain(|b| out.push(b));
+        assert_eq!(
+            out,
+            b"(d1) demo finished\n[hv] INFO  domain 1 shut down\n".to_vec()
+        );
     }
 
     #[test]

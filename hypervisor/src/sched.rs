@@ -300,7 +300,7 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             }
             drop(table);
             // Everyone is blocked: sleep until an interrupt (timer or console) changes that.
-            crate::console::release_expired();
+            crate::console::release_on_idle();
             arch::idle_wait();
             switch = true;
             continue;
@@ -580,5 +580,7 @@ fn power_off() -> ! {
         _ => log::error!("integrity: hypervisor text, rodata or canary CHANGED"),
     }
     log::info!("all domains finished: exit status {status}");
+    // Lines held back for domain 0's unfinished direct line go out before the machine stops.
+    crate::console::release_all();
     serial::debug_exit(status)
 }
