@@ -333,6 +333,17 @@ mod serial {
         let _ = Uart.write_fmt(args);
     }
 
+    /// Panic and fault paths, before their report: print the held lines (if the failing code does not
+    /// hold them), so that no line logged before the failure is lost.
+    pub fn release_unlocked() {
+        if let Some(mut held) = HELD.try_lock() {
+            if MID_LINE.swap(false, Ordering::Relaxed) {
+                serial::write_byte(b'\n');
+            }
+            held.drain(serial::write_byte);
+        }
+    }
+
     /// Print one line of domain `domid`'s output as `(dN) line`.
     pub fn guest_line(domid: u16, line: &[u8]) {
         let _g = LOCK.lock();

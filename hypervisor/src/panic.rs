@@ -64,6 +64,7 @@ pub fn dump_frame(f: &EntryFrame, line: fn(core::fmt::Arguments<'_>)) {
 
 /// An exception in ring 0: report and stop.
 pub fn hypervisor_fault(f: &EntryFrame) -> ! {
+    crate::console::release_unlocked();
     print_unlocked(format_args!(
         "[hv] PANIC exception in the hypervisor: {} (vector {}, error {:#x}) at rip={:#018x} cr2={:#x}\n",
         exception_name(f.vector),
@@ -79,6 +80,7 @@ pub fn hypervisor_fault(f: &EntryFrame) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::console::release_unlocked();
     match info.location() {
         Some(l) => print_unlocked(format_args!(
             "[hv] PANIC at {}:{}: {}\n",
