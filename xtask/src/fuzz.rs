@@ -6,7 +6,9 @@
 //! verdict, QEMU hung (killed at the timeout) or reset, the integrity line is missing or says CHANGED, a
 //! domain's teardown check (frame-table recount and isolation audit) failed or is missing, or the neighbour
 //! did not power off with code 0. A crash of the fuzzer's own domain is not bad (with `--wild` it is
-//! expected); it is counted and the next seed runs.
+//! expected); it is counted and the next seed runs. Nor is a timeout after such a crash when a domain the
+//! fuzzer created was left running (a `test=idle-forever` domain never ends; the other domains keep running,
+//! as they must) and domain 0 was torn down cleanly: that run is reported as stopped at the timeout.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -59,6 +61,34 @@ pub struct RunReport {
     pub anomalies: Vec<String>,
     /// Hypervisor-level failures (panic, hang, integrity, teardown check, neighbour): empty if healthy.
     pub faults: Vec<String>,
+    /// The fuzzer was crashed and domains it had created ran on (a `test=idle-forever` domain never
+    /// ends), so the machine was stopped at the timeout: not a hang (the other domains keep running, as
+    /// they must); their ids.
+    pub outlived: Vec<u32>,
+}
+
+/// The domains the control domain created that were still there at the end of `o` (created, and not
+/// destroyed, shut down or crashed since).
+fn created_and_left(o: &Outcome) -> Vec<u32> {
+    let mut left = std::collections::BTreeSet::new();
+    for l in o.hypervisor_lines() {
+        let Some(rest) = l.split_once("domain ").map(|(_, r)| r) else {
+            continue;
+        };
+        let Some(id) = number_after(rest, "") else {
+            continue;
+        };
+        let what = &rest[id.to_string().len()..];
+        if what.starts_with(" created by the control domain") {
+            left.insert(id as u32);
+        } else if what.starts_with(" destroyed")
+            || what.starts_with(" shut down")
+            || what.starts_with(" crashed")
+        {
+            left.remove(&(id as u32));
+        }
+    }
+    left.into_iter().collect()
 }
 
 /// The number after `prefix` at the start of `s` (digits only).
@@ -104,7 +134,18 @@ pub fn analyze(o: &Outcome, domains: usize) -> RunReport {
     }
     match o.exit {
         Exit::Hypervisor(v) if v <= abi::exit::EXIT_DOMAIN_CRASHED => {}
-        Exit::Timeout => r.faults.push("hang: killed at the timeout".into()),
+        Exit::Timeout => {
+            // After the fuzzer's crash (torn down cleanly: checked below) a domain it created may run
+            // on forever; that is the rule working, not a hang.
+            let left = created_and_left(o);
+            let torn_down =
+                o.contains_line("teardown check: domain 0: frame-table recount matches");
+            if r.crashed.is_some() && torn_down && !left.is_empty() {
+                r.outlived = left;
+            } else {
+                r.faults.push("hang: killed at the timeout".into());
+            }
+        }
         e => r.faults.push(format!("hypervisor exit: {e}")),
     }
     let reached_power_off = o.contains_line("all domains finished");
@@ -198,6 +239,12 @@ pub fn run(args: &FuzzArgs) -> Result<u8, String> {
         } else if let Some(why) = &rep.crashed {
             crashed += 1;
             println!("fuzz:   seed {seed}: fuzzer domain crashed: {why}");
+            if !rep.outlived.is_empty() {
+                println!(
+                    "fuzz:   seed {seed}: domains it created ran on ({:?}): stopped at the timeout",
+                    rep.outlived
+                );
+            }
             "domain crashed"
         } else if rep.survived {
             "ok"
@@ -297,6 +344,39 @@ mod tests {
         assert!(hung.faults.iter().any(|f| f.starts_with("hang")));
         let panicked = analyze(&Outcome::from_output(GOOD, Exit::Hypervisor(0x3d)), 2);
         assert!(panicked.faults.iter().any(|f| f.contains("exit")));
+    }
+
+    /// The fuzzer crashed after creating a domain that never ends: the timeout is not a hang then, but
+    /// it still is when nothing it created is left, or when domain 0 was not torn down.
+    #[test]
+    fn domains_outliving_a_crashed_fuzzer_are_not_a_hang() {
+        let run = "\
+(d0) fuzz: 20000 calls
+[hv] INFO  domain 3 created by the control domain from image 'guest'
+[hv] INFO  domain 4 created by the control domain from image 'guest', paused
+[hv] INFO  domain 4 destroyed by the control domain
+[hv] INFO  domain 1 shut down: poweroff code 0
+[hv] ERROR domain 0 crashed: fault while delivering page fault: unusable guest stack 0x1000
+[hv] INFO  teardown check: domain 0: frame-table recount matches (1 frames, 0 page tables, 0 pins, 0 references); isolation audit: 0 violations
+";
+        let r = analyze(&Outcome::from_output(run, Exit::Timeout), 2);
+        assert!(r.crashed.is_some());
+        assert_eq!(r.outlived, [3]);
+        assert!(r.faults.is_empty(), "{:?}", r.faults);
+        let gone = run.replace("domain 3 created", "domain 4 created");
+        let r = analyze(&Outcome::from_output(&gone, Exit::Timeout), 2);
+        assert!(
+            r.faults.iter().any(|f| f.starts_with("hang")),
+            "{:?}",
+            r.faults
+        );
+        let no_teardown = run.replace("teardown check: domain 0", "nothing");
+        let r = analyze(&Outcome::from_output(&no_teardown, Exit::Timeout), 2);
+        assert!(
+            r.faults.iter().any(|f| f.starts_with("hang")),
+            "{:?}",
+            r.faults
+        );
     }
 
     #[test]
