@@ -355,31 +355,8 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
         let Some(p) = self.ft.info_mut(mfn) else {
             return;
         };
-        debug_assert!(p.refs > 0, "reference dropped on {mfn:?} without one");
-        if !typed {
-            p.refs = p.refs.saturating_sub(1);
-            return;
-        }
-        debug_assert!(
-            p.type_count > 0,
-            "type reference dropped on {mfn:?} without one"
-        );
-        if p.type_count == 0 {
-            return;
-        }
-        p.refs = p.refs.saturating_sub(1);
-        p.type_count -= 1;
-        if p.type_count == 0 {
-            let ty = p.ty;
-            p.ty = PageType::None;
-            // Only a validated frame (a table) has more to undo: one flag test for the others (a frame
-            // that was mapped writable, the common case).
-            if p.is_validated() {
-                p.flags &= !PageInfo::VALIDATED;
-                if let Some(level) = ty.level() {
-                    self.drop_table_type(mfn, level);
-                }
-            }
+        if let Some(level) = release(p, mfn, typed) {
+            self.drop_table_type(mfn, level);
         }
     }
 
@@ -692,6 +669,41 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
 #[path = "ptval_l1.rs"]
 mod l1;
 pub use l1::mod_l1_entry;
+
+/// The counting part of [`Mm::put_ref`] on frame `mfn`'s info `p` (shared with the one-pass L1 update,
+/// `ptval_l1`): drop a general reference, and with `typed` a type reference; at type count 0 the frame
+/// loses its type. Returns the level of a validated table that lost its type, whose entries' references
+/// the caller must then drop (`Mm::drop_table_type`). Dropping a reference that is not there is a
+/// hypervisor bug: ignored in release builds.
+#[inline(always)]
+pub(super) fn release(p: &mut PageInfo, mfn: Mfn, typed: bool) -> Option<u32> {
+    debug_assert!(p.refs > 0, "reference dropped on {mfn:?} without one");
+    if !typed {
+        p.refs = p.refs.saturating_sub(1);
+        return None;
+    }
+    debug_assert!(
+        p.type_count > 0,
+        "type reference dropped on {mfn:?} without one"
+    );
+    if p.type_count == 0 {
+        return None;
+    }
+    p.refs = p.refs.saturating_sub(1);
+    p.type_count -= 1;
+    if p.type_count != 0 {
+        return None;
+    }
+    let ty = p.ty;
+    p.ty = PageType::None;
+    // Only a validated frame (a table) has more to undo: one flag test for the others (a frame that was
+    // mapped writable, the common case).
+    if !p.is_validated() {
+        return None;
+    }
+    p.flags &= !PageInfo::VALIDATED;
+    ty.level()
+}
 
 #[cfg(test)]
 impl PtMem for super::phys::fake::FakeMachine {

@@ -4,7 +4,7 @@
 
 use abi::types::Mfn;
 
-use super::super::frame_table::{FrameTable, NO_OWNER, PageInfo, PageType};
+use super::super::frame_table::{FrameTable, NO_OWNER, PageType};
 use super::super::pte::{Pte, PteFlags, reserved_addr_mask};
 use super::{ENTRIES, Mm, MmError, Policy, PtMem, slot};
 
@@ -85,26 +85,10 @@ pub fn mod_l1_entry<M: PtMem>(
     // `Mm::put_ref` of the old entry's references.
     if old.is_present() {
         let mfn = old.mfn();
-        if let Some(p) = ft.info_mut(mfn) {
-            debug_assert!(p.refs > 0, "reference dropped on {mfn:?} without one");
-            if !old.has(PteFlags::WRITABLE) {
-                p.refs = p.refs.saturating_sub(1);
-            } else if p.type_count > 0 {
-                p.refs = p.refs.saturating_sub(1);
-                p.type_count -= 1;
-                if p.type_count == 0 {
-                    let ty = p.ty;
-                    p.ty = PageType::None;
-                    if p.is_validated() {
-                        p.flags &= !PageInfo::VALIDATED;
-                        if let Some(level) = ty.level() {
-                            Mm::new(ft, mem, *policy).drop_table_type(mfn, level);
-                        }
-                    }
-                }
-            } else {
-                debug_assert!(false, "type reference dropped on {mfn:?} without one");
-            }
+        if let Some(p) = ft.info_mut(mfn)
+            && let Some(level) = super::release(p, mfn, old.has(PteFlags::WRITABLE))
+        {
+            Mm::new(ft, mem, *policy).drop_table_type(mfn, level);
         }
     }
     Some(Ok(old.is_present()))
