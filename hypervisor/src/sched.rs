@@ -433,12 +433,25 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 /// deliver it twice).
 #[inline(never)]
 pub fn resume_live<const ARM: bool>(
-    mut table: spin::MutexGuard<'_, DomainTable>,
+    table: spin::MutexGuard<'_, DomainTable>,
     frame: &mut EntryFrame,
 ) {
     let Some(c) = table.current else {
         return;
     };
+    resume_current::<ARM, false>(table, c, frame)
+}
+
+/// [`resume_live`] for vCPU `c`, the current one, known by the caller (`trap::guest_trap`, which found
+/// it current on entry with a domain in its slot: handling an entry changes neither). With `SLOT`, the
+/// caller knows that `frame` is the entry stack's exit slot (the hypercall vector has no IST stack), so it
+/// is not compared with it. Inlined, so the same-vCPU return after an entry costs no call.
+#[inline(always)]
+pub fn resume_current<const ARM: bool, const SLOT: bool>(
+    table: spin::MutexGuard<'_, DomainTable>,
+    c: usize,
+    frame: &mut EntryFrame,
+) {
     if table.segments_loaded != Some(c) {
         return;
     }
@@ -451,7 +464,7 @@ pub fn resume_live<const ARM: bool>(
         return;
     }
     // (`c % MAX_DOMAINS` is `c`, a slot index; written so it needs no bounds check.)
-    let Some(dom) = table.slots[c % MAX_DOMAINS].as_mut() else {
+    let Some(dom) = table.slots[c % MAX_DOMAINS].as_ref() else {
         return;
     };
     let pv = &dom.vcpu.pv;
@@ -463,15 +476,16 @@ pub fn resume_live<const ARM: bool>(
     if deliver::upcall_due(dom) {
         return resume_after_upcall::<ARM>(table, c, frame);
     }
-    resume_checked::<ARM>(table, c, frame)
+    resume_checked::<ARM, SLOT>(table, c, frame)
 }
 
 /// The end of [`resume_live`], once its checks have passed for vCPU `c` (current, segments loaded,
 /// nothing pending, runnable, nothing dirty, no upcall due): sanitize the frame in place, CR3 with any
-/// pending flush, the FXSAVE area, and (with `ARM`) record `pending::Armed`. Returns (having unlocked the
-/// table, the frame unchanged) only if the frame does not sanitize.
+/// pending flush, the FXSAVE area, and (with `ARM`) record `pending::Armed`. `SLOT`: `frame` is known to
+/// be the exit slot ([`resume_current`]). Returns (having unlocked the table, the frame unchanged) only if
+/// the frame does not sanitize.
 #[inline(always)]
-fn resume_checked<const ARM: bool>(
+fn resume_checked<const ARM: bool, const SLOT: bool>(
     mut table: spin::MutexGuard<'_, DomainTable>,
     c: usize,
     frame: &mut EntryFrame,
@@ -486,7 +500,8 @@ fn resume_checked<const ARM: bool>(
     let (cr3, keep_cr3) = guest_cr3_and_keep(dom);
     let fx = dom.vcpu.fx.0.as_mut_ptr();
     debug_assert!(crate::regs::is_sanitized(frame));
-    if !entry::is_exit_slot(frame) {
+    debug_assert!(!SLOT || entry::is_exit_slot(frame));
+    if !SLOT && !entry::is_exit_slot(frame) {
         entry::stage_frame(frame);
     }
     // Everything the fast hypercall path relies on was just checked (`pending::Armed`): with `ARM` (the
@@ -537,7 +552,8 @@ fn resume_after_upcall<const ARM: bool>(
     };
     if deliver::upcall_live(dom, frame) {
         debug_assert!(!deliver::upcall_due(dom));
-        resume_checked::<ARM>(table, c, frame);
+        // (The frame may be an IST copy: compared with the exit slot.)
+        resume_checked::<ARM, false>(table, c, frame);
     }
 }
 

@@ -295,6 +295,7 @@ pub fn start(magic: u32, info: u64) -> ! {
         maxphyaddr: features.maxphyaddr,
         space,
     });
+    crate::trap::init_policy(hv);
 
     if bench_floor {
         crate::bench::ring0_floor(bench_iterations);

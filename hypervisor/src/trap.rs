@@ -53,7 +53,9 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
             shared_info,
             ..
         } = &mut *table;
-        let Some((Some(dom), others)) = current.and_then(|c| Others::split(slots, c)) else {
+        let Some((c, Some(dom), others)) =
+            current.and_then(|c| Others::split(slots, c).map(|(me, others)| (c, me, others)))
+        else {
             drop(table);
             no_current_domain(frame.vector)
         };
@@ -63,14 +65,15 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
         } else if frame.vector == u64::from(HYPERCALL_VECTOR) {
             let (next, light) = hypercall(dom, frame, shared_info, others);
             if matches!(next, Next::Resume) {
-                // Straight back to the caller if nothing needs deciding (does not return then). After a
-                // light handler's answer the return also records the fast path's state (`pending::Armed`):
+                // Straight back to the caller if nothing needs deciding (does not return then); the
+                // frame is the exit slot (the hypercall vector has no IST stack). After a light
+                // handler's answer the return also records the fast path's state (`pending::Armed`):
                 // the next light hypercall can then be answered in the entry code. Other returns do not
                 // pay for recording it.
                 if light {
-                    crate::sched::resume_live::<true>(table, frame);
+                    crate::sched::resume_current::<true, true>(table, c, frame);
                 } else {
-                    crate::sched::resume_live::<false>(table, frame);
+                    crate::sched::resume_current::<false, true>(table, c, frame);
                 }
                 crate::sched::schedule(false, Some(frame));
             }
@@ -90,7 +93,8 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
                 }
             };
             if matches!(next, Next::Resume) {
-                crate::sched::resume_live::<false>(table, frame);
+                // (An IST vector's frame is a copy on the private stack, not the exit slot.)
+                crate::sched::resume_current::<false, false>(table, c, frame);
                 crate::sched::schedule(false, Some(frame));
             }
             (next, false)
@@ -294,21 +298,28 @@ fn full_hypercall(
             None => Action::Return(abi::errno::Errno::ENOSYS.as_ret()),
         }
     };
-    // The arguments are still in the frame's registers unless the handler replaced the frame (`iret`):
-    // reading them there keeps them out of a stack copy kept alive across the call.
-    log::trace!(
-        "domain {id}: hypercall {number} {:x?} -> {action:?}",
-        hypercall::args_of(regs)
-    );
+    // The arguments are still in the frame's registers: reading them there keeps them out of a stack
+    // copy kept alive across the call.
+    let trace = |regs: &EntryFrame, action: &Action| {
+        log::trace!(
+            "domain {id}: hypercall {number} {:x?} -> {action:?}",
+            hypercall::args_of(regs)
+        )
+    };
     match action {
-        // The caller keeps the CPU: the result goes into the live frame only.
+        // The caller keeps the CPU: the result goes into the live frame only. (Not traced: the test of
+        // the log level would be paid by every such return; the other outcomes are.)
         Action::Return(v) => {
             regs.rax = v as u64;
             return Next::Resume;
         }
         Action::Resume => return Next::Resume,
-        Action::Yield => regs.rax = 0,
+        Action::Yield => {
+            trace(regs, &action);
+            regs.rax = 0;
+        }
         Action::Continue(new_args) => {
+            trace(regs, &action);
             // Re-execute `int 0x82` (two bytes) with the progress folded into the arguments, after letting
             // the other domains run.
             regs.rax = number;
@@ -316,7 +327,7 @@ fn full_hypercall(
             regs.rip = regs.rip.wrapping_sub(2);
             dom.mm.preemptions += 1;
         }
-        Action::Crash(_) | Action::Shutdown { .. } | Action::Domctl(_) => {}
+        Action::Crash(_) | Action::Shutdown { .. } | Action::Domctl(_) => trace(regs, &action),
     }
     // The caller gives up the CPU (or stops): its registers become its saved state.
     crate::arch::entry::copy_frame(&mut dom.vcpu.regs, regs);
@@ -336,16 +347,25 @@ fn full_hypercall(
     Next::Switch
 }
 
-/// The validator's machine facts, from the boot facts (built once).
+/// The validator's machine facts (from the boot facts, [`init_policy`]).
+static POLICY: spin::Once<Policy<'static>> = spin::Once::new();
+
+/// Record the validator's machine facts from the boot facts `hv`: called by `setup` once they are
+/// recorded, before any domain exists (so before any hypercall).
+pub fn init_policy(hv: &'static crate::setup::HvInfo) {
+    POLICY.call_once(|| Policy {
+        maxphyaddr: hv.maxphyaddr,
+        hv_l4: &hv.hv_l4,
+    });
+}
+
+/// The validator's machine facts, for a hypercall's context (no test of whether they are set: every
+/// hypercall pays for that test otherwise).
+#[inline(always)]
 fn policy() -> &'static Policy<'static> {
-    static POLICY: spin::Once<Policy<'static>> = spin::Once::new();
-    POLICY.call_once(|| {
-        let hv = HV.get().expect("boot facts recorded");
-        Policy {
-            maxphyaddr: hv.maxphyaddr,
-            hv_l4: &hv.hv_l4,
-        }
-    })
+    // SAFETY: `init_policy` ran at boot before any domain was created, and a hypercall comes from a
+    // domain: `POLICY` is initialised.
+    unsafe { POLICY.get_unchecked() }
 }
 
 /// The hypervisor side of [`Env`]: the caller's console line buffer (its domain id comes with each

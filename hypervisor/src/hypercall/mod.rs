@@ -187,45 +187,59 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
     }
 }
 
-/// Every domain but the caller, read-only, by id: a view of the domain table on both sides of the
-/// caller's slot (no copy, whatever the number of slots).
+/// Every domain but the caller, read-only, by id: the domain table's slots with the caller's left out
+/// (no copy, whatever the number of slots). Two words (the slots' address and the caller's index), so
+/// that building a hypercall's context costs two stores for it; a slot is reached only when asked for.
 #[derive(Clone, Copy)]
 pub struct Others<'a> {
-    /// Slots `0..caller`.
-    before: &'a [Option<Domain>],
-    /// Slots `caller + 1..`.
-    after: &'a [Option<Domain>],
+    /// The first of the `MAX_DOMAINS` slots ([`Others::split`]'s array).
+    slots: *const Option<Domain>,
+    /// The caller's slot, never handed out (below `MAX_DOMAINS`).
+    caller: usize,
+    /// Shared borrows of every slot but the caller's, for `'a`.
+    _slots: core::marker::PhantomData<&'a [Option<Domain>]>,
 }
 
 impl<'a> Others<'a> {
-    /// The view of `before` (slots `0..caller`) and `after` (slots `caller + 1..`).
-    pub fn new(before: &'a [Option<Domain>], after: &'a [Option<Domain>]) -> Others<'a> {
-        Others { before, after }
-    }
-
-    /// Split `slots` at `caller`: the caller's slot, mutable, and the others.
+    /// Split `slots` at `caller`: the caller's slot, mutable, and the others (`None` if `caller` is past
+    /// the table).
+    #[inline(always)]
     pub fn split(
-        slots: &'a mut [Option<Domain>],
+        slots: &'a mut [Option<Domain>; MAX_DOMAINS],
         caller: usize,
     ) -> Option<(&'a mut Option<Domain>, Others<'a>)> {
-        let (before, rest) = slots.split_at_mut(caller.min(slots.len()));
-        let (me, after) = rest.split_first_mut()?;
-        Some((me, Others::new(before, after)))
+        if caller >= MAX_DOMAINS {
+            return None;
+        }
+        let base = slots.as_mut_ptr();
+        // SAFETY: `caller` is in bounds (checked above). The caller's slot is borrowed mutably through
+        // `base`, the others only ever shared through `base` (`get` never hands out `caller`): the two
+        // borrows are disjoint and both live for `'a`, the exclusive borrow of the whole array.
+        let me = unsafe { &mut *base.add(caller) };
+        Some((
+            me,
+            Others {
+                slots: base.cast_const(),
+                caller,
+                _slots: core::marker::PhantomData,
+            },
+        ))
     }
 
     /// Domain `id` (`None` for the caller, a free slot, or an id past the table).
+    #[inline]
     pub fn get(&self, id: usize) -> Option<&'a Domain> {
-        let caller = self.before.len();
-        match id.cmp(&caller) {
-            core::cmp::Ordering::Less => self.before[id].as_ref(),
-            core::cmp::Ordering::Equal => None,
-            core::cmp::Ordering::Greater => self.after.get(id - caller - 1)?.as_ref(),
+        if id == self.caller || id >= MAX_DOMAINS {
+            return None;
         }
+        // SAFETY: `id` is in bounds of the `MAX_DOMAINS` slots and not the caller's, whose exclusive
+        // borrow is the only other one ([`Others::split`]).
+        unsafe { (*self.slots.add(id)).as_ref() }
     }
 
     /// Slot `id` is free (the caller's slot is not).
     pub fn is_free(&self, id: usize) -> bool {
-        id != self.before.len() && id < MAX_DOMAINS && self.get(id).is_none()
+        id != self.caller && id < MAX_DOMAINS && self.get(id).is_none()
     }
 }
 
@@ -346,13 +360,12 @@ mod tests {
     #[test]
     fn others_is_every_slot_but_the_callers() {
         let w = World::new();
-        let mut slots: Vec<Option<crate::domain::state::Domain>> = (0..MAX_DOMAINS)
-            .map(|i| {
+        let mut slots: [Option<crate::domain::state::Domain>; MAX_DOMAINS] =
+            core::array::from_fn(|i| {
                 (i % 3 == 0).then(|| {
                     other_domain(i as u16, crate::domain::state::DomainState::Runnable, w.dom)
                 })
-            })
-            .collect();
+            });
         for caller in [0, 3, 4, MAX_DOMAINS - 1] {
             let (me, others) = Others::split(&mut slots, caller).unwrap();
             assert_eq!(

@@ -183,7 +183,13 @@ impl World {
             now_ns: self.now_ns,
             armed: &mut self.armed,
         };
-        let others = super::Others::new(&self.others[..1], &self.others[2..]);
+        let slots: &mut [Option<Domain>; MAX_DOMAINS] = self
+            .others
+            .as_mut_slice()
+            .try_into()
+            .expect("a slot per domain id");
+        // Slot 1 (the caller's) stays `None`.
+        let (_, others) = super::Others::split(slots, 1).expect("slot 1 exists");
         // The arguments in the frame's registers, where the trap path leaves them.
         super::set_args(&mut self.regs, args);
         let mut ctx = HypercallCtx {
