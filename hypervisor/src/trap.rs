@@ -63,21 +63,27 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
             crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
             (crate::emulate::machine::trap(dom), false)
         } else if frame.vector == u64::from(HYPERCALL_VECTOR) {
-            let (next, light) = hypercall(dom, frame, shared_info, others);
-            if matches!(next, Next::Resume) {
-                // Straight back to the caller if nothing needs deciding (does not return then); the
-                // frame is the exit slot (the hypercall vector has no IST stack). After a light
-                // handler's answer the return also records the fast path's state (`pending::Armed`):
-                // the next light hypercall can then be answered in the entry code. Other returns do not
-                // pay for recording it.
-                if light {
-                    crate::sched::resume_current::<true, true>(table, c, frame);
-                } else {
-                    crate::sched::resume_current::<false, true>(table, c, frame);
+            match hypercall(dom, frame, shared_info, others) {
+                // Straight back to the caller if nothing needs deciding (does not return then; the frame
+                // is the exit slot: the hypercall vector has no IST stack). After a light handler's answer
+                // the return also records the fast path's state (`pending::Armed`): the next light
+                // hypercall can then be answered in the entry code. Other returns do not pay for
+                // recording it.
+                Ok(light) => {
+                    if light {
+                        crate::sched::resume_current::<true, true>(table, c, frame);
+                    } else {
+                        crate::sched::resume_current::<false, true>(table, c, frame);
+                    }
+                    crate::sched::schedule(false, Some(frame))
                 }
-                crate::sched::schedule(false, Some(frame));
+                // (The commonest other way on, without carrying a `Next` out of the block.)
+                Err(Next::Switch) => {
+                    drop(table);
+                    crate::sched::schedule(true, None)
+                }
+                Err(next) => (next, false),
             }
-            (next, false)
         } else {
             // Traps and system calls are bounced on the live frame (no copy into the vCPU and back): a
             // bounce the vCPU resumes at once returns through the same-vCPU path, and every other way
@@ -197,15 +203,17 @@ pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
     crate::sched::schedule(true, None)
 }
 
-/// Handle the hypercall in `regs` (the caller's live frame) for `dom`. On [`Next::Resume`] the result is
-/// in `regs` only; on [`Next::Switch`] `regs` has also been copied into the vCPU's saved registers. The
-/// flag: the light handler answered.
+/// Handle the hypercall in `regs` (the caller's live frame) for `dom`. `Ok`: the caller resumes with the
+/// result in `regs` only (the flag: the light handler answered). Otherwise how to go on, never
+/// [`Next::Resume`]: on [`Next::Switch`] `regs` has also been copied into the vCPU's saved registers.
+/// (The same-vCPU return, the common case, then carries no `Next`, whose `Domctl` payload makes it a
+/// copy in memory.)
 fn hypercall(
     dom: &mut Domain,
     regs: &mut EntryFrame,
     peers: &[Option<Mfn>; MAX_DOMAINS],
     others: Others<'_>,
-) -> (Next, bool) {
+) -> Result<bool, Next> {
     // Every hypercall passes here exactly once (a multicall's entries are dispatched inside it).
     let number = regs.rax;
     dom.vcpu.pv.counters.hypercalls = dom.vcpu.pv.counters.hypercalls.wrapping_add(1);
@@ -221,12 +229,9 @@ fn hypercall(
     {
         log::trace!("domain {}: hypercall {number} (light) -> {v}", dom.id);
         regs.rax = v as u64;
-        return (Next::Resume, true);
+        return Ok(true);
     }
-    (
-        full_hypercall(number, slot.full, dom, regs, peers, others),
-        false,
-    )
+    full_hypercall(number, slot.full, dom, regs, peers, others).map(|()| false)
 }
 
 /// One hypercall number's handlers: the light one (`hypercall::light`), tried first, and the full one.
@@ -262,7 +267,7 @@ static SLOTS: [Slot; hypercall::TABLE_SLOTS] = {
 };
 
 /// [`hypercall`] through the full context and the number's full `handler` (as [`hypercall::dispatch`]):
-/// every call the light table does not answer.
+/// every call the light table does not answer. `Ok`: the caller resumes.
 #[inline(always)]
 fn full_hypercall(
     number: u64,
@@ -271,7 +276,7 @@ fn full_hypercall(
     regs: &mut EntryFrame,
     peers: &[Option<Mfn>; MAX_DOMAINS],
     others: Others<'_>,
-) -> Next {
+) -> Result<(), Next> {
     let id = dom.id;
     let action = {
         let mut mem = IdentityMem;
@@ -311,9 +316,9 @@ fn full_hypercall(
         // the log level would be paid by every such return; the other outcomes are.)
         Action::Return(v) => {
             regs.rax = v as u64;
-            return Next::Resume;
+            return Ok(());
         }
-        Action::Resume => return Next::Resume,
+        Action::Resume => return Ok(()),
         Action::Yield => {
             trace(regs, &action);
             regs.rax = 0;
@@ -332,7 +337,7 @@ fn full_hypercall(
     // The caller gives up the CPU (or stops): its registers become its saved state.
     crate::arch::entry::copy_frame(&mut dom.vcpu.regs, regs);
     match action {
-        Action::Domctl(op) => return Next::Domctl(op),
+        Action::Domctl(op) => return Err(Next::Domctl(op)),
         Action::Crash(why) => crash_domain(dom, format_args!("{why}")),
         Action::Shutdown {
             reason: abi::sched::ShutdownReason::Suspend,
@@ -344,7 +349,7 @@ fn full_hypercall(
         }
         _ => {}
     }
-    Next::Switch
+    Err(Next::Switch)
 }
 
 /// The validator's machine facts (from the boot facts, [`init_policy`]).
