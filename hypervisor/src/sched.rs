@@ -431,6 +431,9 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
 /// through [`schedule`]; nothing has changed then, unless delivering the upcall crashed the domain (its
 /// registers are then saved) or bounced the frame (events are then masked, so `schedule` does not
 /// deliver it twice).
+///
+/// `trap::guest_trap` takes its body, [`resume_current`], inlined (it knows the current vCPU); this
+/// out-of-line entry is for the callers that do not ([`schedule`], `trap::fast_hypercall_return`).
 #[inline(never)]
 pub fn resume_live<const ARM: bool>(
     table: spin::MutexGuard<'_, DomainTable>,
