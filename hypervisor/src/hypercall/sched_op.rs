@@ -194,7 +194,7 @@ impl Default for PollTable {
 ///
 /// The argument, then the port array through the same translation when it lies in the argument's page
 /// (the usual case: both on the caller's stack); one pass over the ports reads, checks and tests them.
-#[inline(always)]
+#[inline]
 fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Action, Errno> {
     let mut p = SchedPoll::new_zeroed();
     let page = read_in_page(ctx, at, p.as_mut_bytes())?;
