@@ -65,14 +65,16 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
 /// that this frame and code are the poll's alone.
 #[inline(never)]
 fn sched_op_other<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let action = match decode(ctx.args()) {
-        Ok(SchedRequest::Poll(at)) => poll(ctx, at),
-        Ok(SchedRequest::Yield) => Ok(yield_op(ctx)),
-        Ok(SchedRequest::Block) => Ok(block_op(ctx)),
-        Ok(SchedRequest::Shutdown(va, code)) => shutdown_op(ctx, va, code),
-        Err(e) => Err(e),
-    };
-    action.unwrap_or_else(|e| Action::Return(e.as_ret()))
+    // Each arm makes its own `Action` (no merged result to copy out).
+    match decode(ctx.args()) {
+        Ok(SchedRequest::Poll(at)) => poll(ctx, at).unwrap_or_else(|e| Action::Return(e.as_ret())),
+        Ok(SchedRequest::Yield) => yield_op(ctx),
+        Ok(SchedRequest::Block) => block_op(ctx),
+        Ok(SchedRequest::Shutdown(va, code)) => {
+            shutdown_op(ctx, va, code).unwrap_or_else(|e| Action::Return(e.as_ret()))
+        }
+        Err(e) => Action::Return(e.as_ret()),
+    }
 }
 
 /// `SCHEDOP_yield`: let the other runnable domains go first.
@@ -287,7 +289,8 @@ fn poll_ports<M: MachineMem>(
         _ => translate(ctx, at)?,
     };
     let mut pending = false;
-    for (i, slot) in raw.iter_mut().take(n).enumerate() {
+    let raw = raw.get_mut(..n).ok_or(Errno::EINVAL)?;
+    for (i, slot) in raw.iter_mut().enumerate() {
         let mut b = [0u8; 4];
         ctx.mem.read_bytes(Maddr(start.0 + i as u64 * 4), &mut b);
         let port = u32::from_le_bytes(b);
