@@ -512,4 +512,55 @@ mod tests {
         assert_eq!(call(&mut w, RW_PAGE + 0x400, 3, &[1, 2, 3]), Action::Yield);
         assert_eq!(w.sched.1.ports(1), &[1, 2, 3]);
     }
+
+    /// One pass over the ports: any pending port (even the last, in an array on another page than the
+    /// argument) makes the poll return at once without blocking; a port beyond the table is -EINVAL even
+    /// after a pending one; a poll with none pending blocks on all of them, replacing an earlier poll's.
+    #[test]
+    fn poll_tests_every_port() {
+        use crate::event::bits::{SharedInfoPage, set_pending};
+        use crate::sched_policy::RunState;
+        use zerocopy::IntoBytes;
+        let mut w = World::new();
+        w.sched.0.start(1, 256).unwrap();
+        let poll = RW_PAGE + 0x300;
+        let call = |w: &mut World, ports: u64, values: &[u32]| {
+            let p = SchedPoll {
+                ports,
+                nr_ports: values.len() as u32,
+                _pad0: 0,
+                timeout: 0,
+            };
+            let at = (poll - RW_PAGE) as usize;
+            w.mem.frame_mut(Mfn(10))[at..at + 24].copy_from_slice(p.as_bytes());
+            let (frame, base) = if ports >= RO_PAGE {
+                (11, RO_PAGE)
+            } else {
+                (10, RW_PAGE)
+            };
+            for (i, v) in values.iter().enumerate() {
+                let a = (ports - base) as usize + 4 * i;
+                w.mem.frame_mut(Mfn(frame))[a..a + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            w.call(SCHED_OP, [SCHEDOP_POLL, poll, 0, 0, 0])
+        };
+        set_pending(&mut SharedInfoPage::new(w.mem.frame_mut(Mfn(15))), 700);
+        for at in [RW_PAGE + 0x400, RO_PAGE + 0x10] {
+            assert_eq!(call(&mut w, at, &[3, 64, 700]), Action::Return(0), "{at:#x}");
+            assert_eq!(
+                call(&mut w, at, &[700, 2000]),
+                Action::Return(Errno::EINVAL.as_ret())
+            );
+            assert_eq!(w.sched.0.state(1), Some(RunState::Runnable));
+            assert!(w.sched.1.ports(1).is_empty());
+        }
+        w.sched.1.clear(1);
+        let all: Vec<u32> = (1..=16).collect();
+        assert_eq!(call(&mut w, RO_PAGE + 0x10, &all), Action::Yield);
+        assert_eq!(w.sched.1.ports(1), all.as_slice());
+        assert_eq!(
+            w.sched.0.state(1),
+            Some(RunState::Blocked { wake_at: None })
+        );
+    }
 }
