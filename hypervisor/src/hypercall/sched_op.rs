@@ -546,7 +546,11 @@ mod tests {
         };
         set_pending(&mut SharedInfoPage::new(w.mem.frame_mut(Mfn(15))), 700);
         for at in [RW_PAGE + 0x400, RO_PAGE + 0x10] {
-            assert_eq!(call(&mut w, at, &[3, 64, 700]), Action::Return(0), "{at:#x}");
+            assert_eq!(
+                call(&mut w, at, &[3, 64, 700]),
+                Action::Return(0),
+                "{at:#x}"
+            );
             assert_eq!(
                 call(&mut w, at, &[700, 2000]),
                 Action::Return(Errno::EINVAL.as_ret())
