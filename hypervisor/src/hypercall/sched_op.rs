@@ -196,6 +196,7 @@ impl Default for PollTable {
 ///
 /// The argument, then the port array through the same translation when it lies in the argument's page
 /// (the usual case: both on the caller's stack); one pass over the ports reads, checks and tests them.
+// `#[inline]`, not `always`: forced, it left the policy lock and `block` out of line (measured).
 #[inline]
 fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Action, Errno> {
     let mut p = SchedPoll::new_zeroed();
