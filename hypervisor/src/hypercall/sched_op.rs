@@ -14,12 +14,14 @@ use abi::errno::Errno;
 use abi::sched::{
     SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedPoll, ShutdownReason,
 };
-use abi::types::{Gva, Maddr, PAGE_SIZE};
+use abi::types::{Gva, Maddr, Mfn, PAGE_SIZE};
 use abi::xen::SchedShutdown;
 use zerocopy::{FromZeros, IntoBytes};
 
 use super::MachineMem;
 use super::{Action, HypercallCtx};
+use crate::event::bits::PENDING_OFFSET;
+use crate::mm::phys::PhysRead;
 use crate::mm::walk;
 
 /// A decoded `sched_op` request.
@@ -50,7 +52,7 @@ pub fn decode(args: [u64; 5]) -> Result<SchedRequest, Errno> {
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     // `SCHEDOP_yield` (a cooperative switch, a guest's spin-wait) needs only the policy: it is answered
-    // here, without the stack frame of the other requests' handler (guest memory, polls, shutdown).
+    // here, without the stack frame of the other requests' handlers (guest memory, polls, shutdown).
     if ctx.args()[0] == SCHEDOP_YIELD {
         ctx.sched.get().0.yield_now(usize::from(ctx.domid));
         return Action::Yield;
@@ -59,42 +61,63 @@ pub fn sched_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
 }
 
 /// [`sched_op`] for the requests but yield (`decode` gives all of them; a yield is answered above).
+/// `SCHEDOP_poll` (every event round trip's wait) is handled here, the rarer requests out of line, so
+/// that this frame and code are the poll's alone.
 #[inline(never)]
 fn sched_op_other<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let action = decode(ctx.args()).and_then(|req| match req {
-        SchedRequest::Yield => {
-            ctx.sched.get().0.yield_now(usize::from(ctx.domid));
-            Ok(Action::Yield)
+    // Each arm makes its own `Action` (no merged result to copy out).
+    match decode(ctx.args()) {
+        Ok(SchedRequest::Poll(at)) => poll(ctx, at).unwrap_or_else(|e| Action::Return(e.as_ret())),
+        Ok(SchedRequest::Yield) => yield_op(ctx),
+        Ok(SchedRequest::Block) => block_op(ctx),
+        Ok(SchedRequest::Shutdown(va, code)) => {
+            shutdown_op(ctx, va, code).unwrap_or_else(|e| Action::Return(e.as_ret()))
         }
-        SchedRequest::Block => {
-            let domid = ctx.domid;
-            let pending = ctx
-                .event_bits(domid)
-                .is_some_and(|mut b| crate::event::bits::block_enable_events(&mut b));
-            if pending {
-                // An event is already pending: return at once; the upcall is delivered on the way out.
-                return Ok(Action::Return(0));
-            }
-            ctx.sched.get().0.block(usize::from(domid), None);
-            Ok(Action::Yield)
-        }
-        SchedRequest::Poll(at) => poll(ctx, at),
-        SchedRequest::Shutdown(va, code) => {
-            let s: SchedShutdown = ctx.guest().read_obj(va)?;
-            let reason = ShutdownReason::from_u32(s.reason).ok_or(Errno::EINVAL)?;
-            // Suspend (Xen's protocol): RDX names the caller's start-info frame, which must be its own
-            // (`domain::save`); the domain stays, paused, with its memory.
-            let start_info = ctx.args()[2];
-            if reason == ShutdownReason::Suspend
-                && (start_info != u64::from(code)
-                    || ctx.machine.get().ft.owner(abi::types::Mfn(start_info)) != Some(ctx.domid))
-            {
-                return Err(Errno::EINVAL);
-            }
-            Ok(Action::Shutdown { reason, code })
-        }
-    });
-    action.unwrap_or_else(|e| Action::Return(e.as_ret()))
+        Err(e) => Action::Return(e.as_ret()),
+    }
+}
+
+/// `SCHEDOP_yield`: let the other runnable domains go first.
+#[inline(never)]
+fn yield_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    ctx.sched.get().0.yield_now(usize::from(ctx.domid));
+    Action::Yield
+}
+
+/// `SCHEDOP_block`: re-enable events and sleep until one is pending.
+#[inline(never)]
+fn block_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let domid = ctx.domid;
+    let pending = ctx
+        .event_bits(domid)
+        .is_some_and(|mut b| crate::event::bits::block_enable_events(&mut b));
+    if pending {
+        // An event is already pending: return at once; the upcall is delivered on the way out.
+        return Action::Return(0);
+    }
+    ctx.sched.get().0.block(usize::from(domid), None);
+    Action::Yield
+}
+
+/// `SCHEDOP_shutdown` with the `sched_shutdown` at `va` and the exit code `code`.
+#[inline(never)]
+fn shutdown_op<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    va: Gva,
+    code: u32,
+) -> Result<Action, Errno> {
+    let s: SchedShutdown = ctx.guest().read_obj(va)?;
+    let reason = ShutdownReason::from_u32(s.reason).ok_or(Errno::EINVAL)?;
+    // Suspend (Xen's protocol): RDX names the caller's start-info frame, which must be its own
+    // (`domain::save`); the domain stays, paused, with its memory.
+    let start_info = ctx.args()[2];
+    if reason == ShutdownReason::Suspend
+        && (start_info != u64::from(code)
+            || ctx.machine.get().ft.owner(abi::types::Mfn(start_info)) != Some(ctx.domid))
+    {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Action::Shutdown { reason, code })
 }
 
 /// Most ports one `SCHEDOP_poll` may wait on.
@@ -102,34 +125,62 @@ pub const MAX_POLL_PORTS: usize = 16;
 
 /// The ports each domain waits on in `SCHEDOP_poll` (empty when it is not polling).
 pub struct PollTable {
-    ports: [heapless::Vec<u32, MAX_POLL_PORTS>; crate::domain::state::MAX_DOMAINS],
+    slots: [PollSlot; crate::domain::state::MAX_DOMAINS],
+}
+
+/// One domain's polled ports: the first `len` (at most [`MAX_POLL_PORTS`]) of `ports`. A plain array, so
+/// that a poll stores its ports with one fixed-size copy.
+#[derive(Clone, Copy)]
+struct PollSlot {
+    ports: [u32; MAX_POLL_PORTS],
+    len: usize,
+}
+
+impl PollSlot {
+    const EMPTY: PollSlot = PollSlot {
+        ports: [0; MAX_POLL_PORTS],
+        len: 0,
+    };
+
+    fn as_slice(&self) -> &[u32] {
+        self.ports.get(..self.len).unwrap_or(&[])
+    }
 }
 
 impl PollTable {
     /// Nobody polls.
     pub const fn new() -> Self {
         PollTable {
-            ports: [const { heapless::Vec::new() }; crate::domain::state::MAX_DOMAINS],
+            slots: [PollSlot::EMPTY; crate::domain::state::MAX_DOMAINS],
         }
     }
 
     /// True if domain `dom` is polling `port`.
     pub fn polls(&self, dom: u16, port: u32) -> bool {
-        self.ports
-            .get(usize::from(dom))
-            .is_some_and(|p| p.contains(&port))
+        self.ports(dom).contains(&port)
     }
 
     /// The ports domain `dom` is polling (empty if none, or no such domain).
-    pub fn ports(&self, dom: u16) -> &heapless::Vec<u32, MAX_POLL_PORTS> {
-        const NONE: &heapless::Vec<u32, MAX_POLL_PORTS> = &heapless::Vec::new();
-        self.ports.get(usize::from(dom)).unwrap_or(NONE)
+    pub fn ports(&self, dom: u16) -> &[u32] {
+        self.slots
+            .get(usize::from(dom))
+            .map_or(&[], PollSlot::as_slice)
     }
 
     /// Domain `dom` stopped polling (woken, or gone).
     pub fn clear(&mut self, dom: u16) {
-        if let Some(p) = self.ports.get_mut(usize::from(dom)) {
-            p.clear();
+        if let Some(p) = self.slots.get_mut(usize::from(dom)) {
+            p.len = 0;
+        }
+    }
+
+    /// Domain `dom` polls the first `len` of `ports` (`len` at most [`MAX_POLL_PORTS`]).
+    fn set(&mut self, dom: u16, ports: &[u32; MAX_POLL_PORTS], len: usize) {
+        if let Some(p) = self.slots.get_mut(usize::from(dom)) {
+            *p = PollSlot {
+                ports: *ports,
+                len: len.min(MAX_POLL_PORTS),
+            };
         }
     }
 }
@@ -140,32 +191,34 @@ impl Default for PollTable {
     }
 }
 
+/// Read the `sched_poll` at `at` and its ports (each checked against the port table); return at once if
+/// one of them is pending, else block the caller polling them until one is or the timeout passes.
+///
+/// The argument, then the port array through the same translation when it lies in the argument's page
+/// (the usual case: both on the caller's stack); one pass over the ports reads, checks and tests them.
+// `#[inline]`, not `always`: forced, it left the policy lock and `block` out of line (measured).
+#[inline]
 fn poll<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, at: Gva) -> Result<Action, Errno> {
-    // The argument, then the port array through the same translation when it lies in the argument's
-    // page (the usual case: both on the caller's stack), else through the context's read.
     let mut p = SchedPoll::new_zeroed();
     let page = read_in_page(ctx, at, p.as_mut_bytes())?;
     let n = p.nr_ports as usize;
     if n == 0 || n > MAX_POLL_PORTS {
         return Err(Errno::EINVAL);
     }
-    let mut raw = [0u32; MAX_POLL_PORTS];
-    let ports = &mut raw[..n];
-    poll_ports(ctx, Gva(p.ports), ports, page)?;
     let domid = ctx.domid;
-    let bits = ctx.event_bits(domid).ok_or(Errno::ESRCH)?;
-    if ports
-        .iter()
-        .any(|&port| crate::event::bits::EventBits::is_pending(&bits, port))
-    {
+    // The caller's shared_info (pending bits); a caller without one is -ESRCH once its ports are read.
+    let shared_info = ctx.shared_info.get(usize::from(domid)).copied().flatten();
+    let mut raw = [0u32; MAX_POLL_PORTS];
+    let pending = poll_ports(ctx, Gva(p.ports), &mut raw, n, page, shared_info)?;
+    if shared_info.is_none() {
+        return Err(Errno::ESRCH);
+    }
+    if pending {
         return Ok(Action::Return(0));
     }
     let timeout = (p.timeout != 0).then_some(ctx.dom.to_system_time(p.timeout));
     let (sched, polls) = ctx.sched.get();
-    let slot = &mut polls.ports[usize::from(domid)];
-    slot.clear();
-    // `ports` holds at most MAX_POLL_PORTS, the slot's capacity.
-    let _ = slot.extend_from_slice(ports);
+    polls.set(domid, &raw, n);
     sched.block(usize::from(domid), timeout);
     Ok(Action::Yield)
 }
@@ -177,6 +230,7 @@ type Translated = (Gva, Maddr);
 /// Copy the caller's bytes at `va` into `buf` as [`HypercallCtx::read`] does; if they lie in one page,
 /// that page, translated (one walk of the caller's tables, for the caller's ring, as `read` does for a
 /// one-page range), so that a later read in the same page needs no walk of its own.
+#[inline(always)]
 fn read_in_page<M: MachineMem>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     va: Gva,
@@ -186,36 +240,83 @@ fn read_in_page<M: MachineMem>(
         ctx.read(va, buf)?;
         return Ok(None);
     }
-    let access = walk::Access {
-        write: false,
-        user: ctx.user,
-    };
-    let ma = walk::translate(&*ctx.mem, ctx.dom.base, va, access).map_err(|_| Errno::EFAULT)?;
+    let ma = translate(ctx, va)?;
     ctx.mem.read_bytes(ma, buf);
     Ok(Some((va.page_base(), Maddr(ma.0 - va.page_offset()))))
 }
 
-/// The ports of a poll at `at` into `raw` (1..=[`MAX_POLL_PORTS`] of them): read as one array (from
-/// `page`, if it is translated already and holds the whole array); if that fails, port by port, so the
-/// errors are those of reading them in order (-EFAULT at the first unreadable one, -EINVAL at the first
-/// beyond the port table).
+/// Where the caller's byte at `va` lies in machine memory, as [`HypercallCtx::read`] translates it for
+/// a one-page range (any failure is -EFAULT).
+#[inline(always)]
+fn translate<M: MachineMem>(ctx: &HypercallCtx<'_, '_, M>, va: Gva) -> Result<Maddr, Errno> {
+    let access = walk::Access {
+        write: false,
+        user: ctx.user,
+    };
+    walk::translate(&*ctx.mem, ctx.dom.base, va, access).map_err(|_| Errno::EFAULT)
+}
+
+/// Whether `port` (below the port table's size) is pending in the shared_info frame `si`: its bit in
+/// `evtchn_pending` (as [`crate::event::EventBits::is_pending`] reads it), read without borrowing the
+/// frame, so that the same pass can read the caller's memory.
+#[inline(always)]
+fn is_pending(mem: &impl PhysRead, si: Option<Mfn>, port: u32) -> bool {
+    si.is_some_and(|si| {
+        let word = si.addr().0 + PENDING_OFFSET as u64 + u64::from(port / 64) * 8;
+        mem.read_u64(Maddr(word)) >> (port % 64) & 1 != 0
+    })
+}
+
+/// Read the `n` (1..=[`MAX_POLL_PORTS`]) ports of a poll at `at` into `raw`, each checked against the
+/// port table (-EINVAL beyond it); returns whether one of them is pending in `si`. An array within one
+/// page is read from that page, translated once (or not at all, if it is `page`): -EFAULT if it is not
+/// readable. An array across pages is read as one, or if that fails port by port, so the errors are
+/// those of reading them in order (-EFAULT at the first unreadable one, -EINVAL at the first beyond
+/// the port table).
 #[inline(always)]
 fn poll_ports<M: MachineMem>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     at: Gva,
-    raw: &mut [u32],
+    raw: &mut [u32; MAX_POLL_PORTS],
+    n: usize,
     page: Option<Translated>,
-) -> Result<(), Errno> {
-    let bytes = raw.as_mut_bytes();
-    let whole = match page {
-        Some((base, start))
-            if at.page_base() == base && at.page_offset() + bytes.len() as u64 <= PAGE_SIZE =>
-        {
-            ctx.mem.read_bytes(Maddr(start.0 + at.page_offset()), bytes);
-            true
-        }
-        _ => ctx.read(at, bytes).is_ok(),
+    si: Option<Mfn>,
+) -> Result<bool, Errno> {
+    if at.page_offset() + n as u64 * 4 > PAGE_SIZE {
+        return poll_ports_across(ctx, at, raw, n, si);
+    }
+    let start = match page {
+        Some((base, start)) if at.page_base() == base => Maddr(start.0 + at.page_offset()),
+        _ => translate(ctx, at)?,
     };
+    let mut pending = false;
+    let raw = raw.get_mut(..n).ok_or(Errno::EINVAL)?;
+    for (i, slot) in raw.iter_mut().enumerate() {
+        let mut b = [0u8; 4];
+        ctx.mem.read_bytes(Maddr(start.0 + i as u64 * 4), &mut b);
+        let port = u32::from_le_bytes(b);
+        if port as usize >= crate::event::channel::MAX_PORTS {
+            return Err(Errno::EINVAL);
+        }
+        *slot = port;
+        pending |= is_pending(&*ctx.mem, si, port);
+    }
+    Ok(pending)
+}
+
+/// [`poll_ports`] for an array that crosses a page boundary (rare: out of line).
+#[cold]
+#[inline(never)]
+fn poll_ports_across<M: MachineMem>(
+    ctx: &mut HypercallCtx<'_, '_, M>,
+    at: Gva,
+    raw: &mut [u32; MAX_POLL_PORTS],
+    n: usize,
+    si: Option<Mfn>,
+) -> Result<bool, Errno> {
+    let raw = raw.get_mut(..n).ok_or(Errno::EINVAL)?;
+    let whole = ctx.read(at, raw.as_mut_bytes()).is_ok();
+    let mut pending = false;
     for (i, port) in raw.iter_mut().enumerate() {
         if !whole {
             let a = at.checked_add(i as u64 * 4).ok_or(Errno::EFAULT)?;
@@ -224,8 +325,9 @@ fn poll_ports<M: MachineMem>(
         if *port as usize >= crate::event::channel::MAX_PORTS {
             return Err(Errno::EINVAL);
         }
+        pending |= is_pending(&*ctx.mem, si, *port);
     }
-    Ok(())
+    Ok(pending)
 }
 
 #[cfg(test)]
@@ -409,6 +511,61 @@ mod tests {
         assert_eq!(call(&mut w, 0, 1, &[]), efault);
         // Valid ports, none pending: the caller blocks polling them.
         assert_eq!(call(&mut w, RW_PAGE + 0x400, 3, &[1, 2, 3]), Action::Yield);
-        assert_eq!(w.sched.1.ports(1).as_slice(), &[1, 2, 3]);
+        assert_eq!(w.sched.1.ports(1), &[1, 2, 3]);
+    }
+
+    /// One pass over the ports: any pending port (even the last, in an array on another page than the
+    /// argument) makes the poll return at once without blocking; a port beyond the table is -EINVAL even
+    /// after a pending one; a poll with none pending blocks on all of them, replacing an earlier poll's.
+    #[test]
+    fn poll_tests_every_port() {
+        use crate::event::bits::{SharedInfoPage, set_pending};
+        use crate::sched_policy::RunState;
+        use zerocopy::IntoBytes;
+        let mut w = World::new();
+        w.sched.0.start(1, 256).unwrap();
+        let poll = RW_PAGE + 0x300;
+        let call = |w: &mut World, ports: u64, values: &[u32]| {
+            let p = SchedPoll {
+                ports,
+                nr_ports: values.len() as u32,
+                _pad0: 0,
+                timeout: 0,
+            };
+            let at = (poll - RW_PAGE) as usize;
+            w.mem.frame_mut(Mfn(10))[at..at + 24].copy_from_slice(p.as_bytes());
+            let (frame, base) = if ports >= RO_PAGE {
+                (11, RO_PAGE)
+            } else {
+                (10, RW_PAGE)
+            };
+            for (i, v) in values.iter().enumerate() {
+                let a = (ports - base) as usize + 4 * i;
+                w.mem.frame_mut(Mfn(frame))[a..a + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            w.call(SCHED_OP, [SCHEDOP_POLL, poll, 0, 0, 0])
+        };
+        set_pending(&mut SharedInfoPage::new(w.mem.frame_mut(Mfn(15))), 700);
+        for at in [RW_PAGE + 0x400, RO_PAGE + 0x10] {
+            assert_eq!(
+                call(&mut w, at, &[3, 64, 700]),
+                Action::Return(0),
+                "{at:#x}"
+            );
+            assert_eq!(
+                call(&mut w, at, &[700, 2000]),
+                Action::Return(Errno::EINVAL.as_ret())
+            );
+            assert_eq!(w.sched.0.state(1), Some(RunState::Runnable));
+            assert!(w.sched.1.ports(1).is_empty());
+        }
+        w.sched.1.clear(1);
+        let all: Vec<u32> = (1..=16).collect();
+        assert_eq!(call(&mut w, RO_PAGE + 0x10, &all), Action::Yield);
+        assert_eq!(w.sched.1.ports(1), all.as_slice());
+        assert_eq!(
+            w.sched.0.state(1),
+            Some(RunState::Blocked { wake_at: None })
+        );
     }
 }
