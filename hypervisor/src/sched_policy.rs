@@ -493,7 +493,6 @@ impl SchedPolicy {
     }
 
     /// Charge the running vCPU up to `now`.
-    #[inline(always)]
     fn charge(&mut self, now: u64) {
         if let Some(r) = self.running.as_mut() {
             let ran = now.saturating_sub(r.since);
@@ -715,7 +714,6 @@ impl SchedPolicy {
     /// first of equals. With one eligible vCPU (the usual case of a yield between two domains, or a
     /// single runnable domain) that is one step. The result is the same as a scan over every started
     /// vCPU in that order (`sched_policy_proptest.rs` checks it against such a scan).
-    #[inline(always)]
     fn choose(&self) -> Option<usize> {
         let others = self.runnable.without(self.yielded);
         let eligible = if others.is_empty() {
