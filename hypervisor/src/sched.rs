@@ -214,31 +214,27 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
         // no vCPU stopped there is no domain to reap (a domain leaves the runnable state only through
         // `lifecycle::stop_domain`, which stops its vCPU in the policy). The full decision consumes the
         // "stopped" mark, under the same lock, and reaps only if it was set.
-        let (current, changed, fast, stopped) = {
-            let mut s = SCHED.lock();
-            if switch {
-                // A decision in any case (the current vCPU is not a candidate to keep the CPU): only
-                // the marks are consumed.
-                let changed = s.0.take_changed();
-                (None, changed, false, s.0.take_stopped())
-            } else {
-                let cur = table.current.filter(|&c| {
-                    table.slots[c].as_ref().is_some_and(|d| d.runnable())
-                        && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
-                });
-                let changed = s.0.take_changed();
-                let fast =
-                    !switch && !pending && cur.is_some() && (!changed || !s.0.stopped_since());
-                let stopped = !fast && s.0.take_stopped();
-                (cur, changed, fast, stopped)
-            }
+        // The policy's lock, held on for the decision itself when nothing is to be done in between (see
+        // `quiet` below): one acquisition per decision.
+        let mut s = SCHED.lock();
+        let (current, changed, fast, stopped) = if switch {
+            // A decision in any case (the current vCPU is not a candidate to keep the CPU): only the
+            // marks are consumed.
+            (None, s.0.take_changed(), false, s.0.take_stopped())
+        } else {
+            let cur = table.current.filter(|&c| {
+                table.slots[c].as_ref().is_some_and(|d| d.runnable())
+                    && matches!(s.0.state(c), Some(crate::sched_policy::RunState::Runnable))
+            });
+            let changed = s.0.take_changed();
+            let fast = !pending && cur.is_some() && (!changed || !s.0.stopped_since());
+            let stopped = !fast && s.0.take_stopped();
+            (cur, changed, fast, stopped)
         };
-        if !fast {
-            save_live(&mut table, &mut live);
-        }
         // The system time of this decision (the slow path reads the clock; a switch needs it).
         let mut decided_at = None;
         let next = if fast {
+            drop(s);
             if changed {
                 let now = time.now_ns();
                 crate::emulate::machine::service(&mut table, now);
@@ -255,32 +251,38 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
             }
             current
         } else {
+            save_live(&mut table, &mut live);
             let now = time.now_ns();
-            // Domains may have stopped since the last decision: reap them (they leave the domain list), and
-            // the peers' shared_info list follows.
-            // (`reap` clears a reaped domain's entry and `insert` sets a new one, so the list needs
-            // rebuilding only after a reap.)
-            // (Only a stopped vCPU leaves a domain to reap, see `fast` above.)
-            if stopped && table.reap() > 0 {
-                // The console's input owner may be gone: the input goes back to domain 0.
-                let owner = usize::from(crate::console::input_owner());
-                if table.slots.get(owner).is_none_or(Option::is_none) {
-                    crate::console::set_input_owner(0);
+            // Nothing to reap, no interrupt recorded (interrupts are off: none can be recorded until the
+            // guest runs or the CPU idles) and no emulated machine to service: nothing that could change
+            // the policy comes before the choice, which is made under the lock already held.
+            let quiet = !stopped && !pending && !crate::emulate::machine::any_live();
+            let mut fired = false;
+            if !quiet {
+                drop(s);
+                // Domains may have stopped since the last decision: reap them (they leave the domain
+                // list), and the peers' shared_info list follows. (`reap` clears a reaped domain's entry
+                // and `insert` sets a new one, so the list needs rebuilding only after a reap; only a
+                // stopped vCPU leaves a domain to reap, see `fast` above.)
+                if stopped && table.reap() > 0 {
+                    // The console's input owner may be gone: the input goes back to domain 0.
+                    let owner = usize::from(crate::console::input_owner());
+                    if table.slots.get(owner).is_none_or(Option::is_none) {
+                        crate::console::set_input_owner(0);
+                    }
+                    table.refresh_shared_info();
                 }
-                table.refresh_shared_info();
+                crate::emulate::machine::service(&mut table, now);
+                fired = service_interrupts(&table, now);
+                s = SCHED.lock();
             }
-            crate::emulate::machine::service(&mut table, now);
-            let fired = service_interrupts(&table, now);
-            // One lock for the choice and the deadline that follows from it.
-            let (next, deadline) = {
-                let mut s = SCHED.lock();
-                let next = match current {
-                    Some(c) if !switch && !fired => Some(c),
-                    _ => s.0.pick(now),
-                };
-                // (`pick` leaves the policy unmarked: this deadline is armed just below.)
-                (next, s.0.next_deadline(now))
+            // The choice and the deadline that follows from it, under one lock (`decide` leaves the
+            // policy unmarked: this deadline is armed just below).
+            let (next, deadline) = match current {
+                Some(c) if !switch && !fired => (Some(c), s.0.next_deadline(now)),
+                _ => s.0.decide(now),
             };
+            drop(s);
             arm_for(deadline, None);
             decided_at = Some(now);
             next

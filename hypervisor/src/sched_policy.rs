@@ -463,14 +463,14 @@ impl SchedPolicy {
         let Some(e) = self.vcpus.get_mut(v) else {
             return;
         };
-        let weight = u64::from(e.weight.max(1));
         // In 64 bits whenever the product fits (any run shorter than 2^56 ns, i.e. always in practice): a
         // 128-bit division is a library call, and this runs on every scheduling decision.
         // At the default weight virtual time is real time (exactly: `ran_ns * 256 / 256`), with no
-        // multiplication or division (every vCPU that was given no weight).
-        let delta = if weight == u64::from(DEFAULT_WEIGHT) {
+        // multiplication or division (every vCPU that was given no weight), tested first.
+        let delta = if e.weight == DEFAULT_WEIGHT {
             ran_ns
         } else {
+            let weight = u64::from(e.weight.max(1));
             match ran_ns.checked_mul(u64::from(DEFAULT_WEIGHT)) {
                 Some(p) => p / weight,
                 None => (ran_ns as u128 * DEFAULT_WEIGHT as u128 / weight as u128)
@@ -651,10 +651,32 @@ impl SchedPolicy {
     /// with the lowest virtual runtime is chosen (ties: round-robin after the last one picked), and a
     /// fresh slice starts unless the same vCPU continues inside its current slice.
     ///
-    /// The choice moves the next deadline (a new slice end), but does not mark the policy changed: its
-    /// one caller, the scheduler's decision, arms the timer for [`SchedPolicy::next_deadline`] right
-    /// after, under the same lock, so the chosen vCPU's returns need no decision for it.
+    /// The choice moves the next deadline (a new slice end), but does not mark the policy changed: the
+    /// scheduler's decision takes the choice with that deadline ([`SchedPolicy::decide`]) and arms the
+    /// timer for it, under the same lock, so the chosen vCPU's returns need no decision for it. (So
+    /// outside the tests only `decide` is built.)
+    #[cfg(test)]
     pub fn pick(&mut self, now: u64) -> Option<usize> {
+        self.decide(now).0
+    }
+
+    /// [`SchedPolicy::pick`] and then [`SchedPolicy::next_deadline`] at the same `now`, in one call: the
+    /// scheduler's decision on a switch. The choice settles the deadline's first part (the chosen vCPU
+    /// is the running, runnable one: its slice end counts if any other vCPU is runnable; no choice means
+    /// nothing is runnable), so only the timers are left to visit.
+    #[inline(always)] // Into the scheduler's decision, its one caller outside tests: no result through memory.
+    pub fn decide(&mut self, now: u64) -> (Option<usize>, Option<u64>) {
+        let choice = self.choose_and_run(now);
+        let (earliest, any) = match (choice, self.running) {
+            (Some(v), Some(r)) if self.runnable.single() != Some(v) => (r.slice_end, true),
+            _ => (u64::MAX, false),
+        };
+        (choice, self.timer_deadline(earliest, any))
+    }
+
+    /// The choice of [`SchedPolicy::pick`] (whose body this is), the running vCPU updated.
+    #[inline(always)]
+    fn choose_and_run(&mut self, now: u64) -> Option<usize> {
         self.charge(now);
         if let Some(r) = self.running
             && !self.resched
@@ -725,22 +747,26 @@ impl SchedPolicy {
     /// needed (only events can change anything).
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
         // The earliest so far and whether there is one (not an `Option` rebuilt at every step).
-        let (mut earliest, mut any) = (u64::MAX, false);
+        let (earliest, any) = match self.running {
+            // Another vCPU is runnable unless the running one is the only member.
+            Some(r) if self.runnable.contains(r.vcpu) => {
+                (r.slice_end, self.runnable.single() != Some(r.vcpu))
+            }
+            _ if !self.runnable.is_empty() => (now, true),
+            _ => (u64::MAX, false),
+        };
+        self.timer_deadline(if any { earliest } else { u64::MAX }, any)
+    }
+
+    /// The earlier of `earliest` (a deadline if `any`) and every guest timer and `wake_at`; `None` if
+    /// there is none of them.
+    #[inline(always)]
+    fn timer_deadline(&self, earliest: u64, any: bool) -> Option<u64> {
+        let (mut earliest, mut any) = (earliest, any);
         let mut consider = |t: u64| {
             earliest = earliest.min(t);
             any = true;
         };
-        match self.running {
-            Some(r) if self.runnable.contains(r.vcpu) => {
-                // Another vCPU is runnable unless the running one is the only member.
-                let others = self.runnable.single() != Some(r.vcpu);
-                if others {
-                    consider(r.slice_end);
-                }
-            }
-            _ if !self.runnable.is_empty() => consider(now),
-            _ => {}
-        }
         // Only vCPUs with a timer or a `wake_at` (none of them stopped) have a deadline.
         self.timed.each(|v| {
             let e = &self.vcpus[v];

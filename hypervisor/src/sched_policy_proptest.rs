@@ -1,7 +1,7 @@
 //! Property test of the scheduling policy's sets: on random sequences of operations, `pick`,
-//! `next_deadline` and `timers_due` (which visit only the runnable and timed vCPUs) decide exactly as
-//! the scans over every vCPU they replaced (kept here as the oracle), and the sets always match the
-//! entities.
+//! `next_deadline`, `decide` (the two fused) and `timers_due` (which visit only the runnable and timed
+//! vCPUs) decide exactly as the scans over every vCPU they replaced (kept here as the oracle), and the
+//! sets always match the entities.
 
 use proptest::prelude::*;
 
@@ -164,6 +164,7 @@ enum Op {
     Account(usize, u64),
     TimersDue(u64),
     Pick(u64),
+    Decide(u64),
     Slice(u64),
 }
 
@@ -190,6 +191,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (vcpu(), 0u64..50_000_000).prop_map(|(v, n)| Op::Account(v, n)),
         2 => (0u64..20_000_000).prop_map(Op::TimersDue),
         6 => (0u64..20_000_000).prop_map(Op::Pick),
+        4 => (0u64..20_000_000).prop_map(Op::Decide),
         1 => (0u64..2_000_000_000).prop_map(Op::Slice),
     ]
 }
@@ -245,6 +247,12 @@ proptest! {
                 Op::Pick(d) => {
                     now += d;
                     prop_assert_eq!(p.pick(now), oracle_pick(&mut o, now));
+                }
+                Op::Decide(d) => {
+                    now += d;
+                    let (choice, deadline) = p.decide(now);
+                    prop_assert_eq!(choice, oracle_pick(&mut o, now));
+                    prop_assert_eq!(deadline, oracle_next_deadline(&o, now));
                 }
                 Op::Slice(ns) => {
                     prop_assert_eq!(p.set_slice(ns), o.set_slice(ns));

@@ -445,11 +445,17 @@ pub fn before_resume(dom: &mut Domain) -> bool {
     true
 }
 
+/// An emulate domain exists (else [`service`] has nothing to do).
+#[inline(always)]
+pub fn any_live() -> bool {
+    LIVE.load(core::sync::atomic::Ordering::Relaxed) != 0
+}
+
 /// Wake halted emulate domains whose devices have an interrupt to deliver, and give serial input to the
 /// input owner's UART when it is an emulate domain. Called by the scheduler before a decision.
 #[inline(always)]
 pub fn service(table: &mut crate::domain::state::DomainTable, now: u64) {
-    if LIVE.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+    if any_live() {
         service_domains(table, now);
     }
 }

@@ -204,14 +204,23 @@ pub fn time_ring0_int_iret(with_int: bool) -> u64 {
 pub struct DataSelectors(pub [u16; 4]);
 
 /// Read DS, ES, FS and GS.
+#[inline(always)] // On every domain switch: packed in registers, stored and compared as one word.
 pub fn read_data_selectors() -> DataSelectors {
-    let (ds, es, fs, gs): (u16, u16, u16, u16);
-    // SAFETY: reading segment registers has no side effects.
+    let packed: u64;
+    // SAFETY: reading segment registers has no side effects. A 64-bit destination zero-extends the
+    // selector (a 32-bit one leaves the upper half implementation-defined), so the word is exactly
+    // `ds | es << 16 | fs << 32 | gs << 48`.
     unsafe {
-        asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs",
-             out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs, options(nomem, nostack, preserves_flags))
+        asm!("mov {p}, gs", "shl {p}, 16", "mov {t}, fs", "or {p}, {t}", "shl {p}, 16",
+             "mov {t}, es", "or {p}, {t}", "shl {p}, 16", "mov {t}, ds", "or {p}, {t}",
+             p = out(reg) packed, t = out(reg) _, options(nomem, nostack))
     };
-    DataSelectors([ds, es, fs, gs])
+    DataSelectors([
+        packed as u16,
+        (packed >> 16) as u16,
+        (packed >> 32) as u16,
+        (packed >> 48) as u16,
+    ])
 }
 
 /// Load DS, ES, FS and GS (this clears the FS/GS bases; load the base MSRs afterwards).
