@@ -28,12 +28,13 @@ pub fn event_channel_op<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Act
     } else {
         general(ctx, cmd, Gva(arg))
     };
-    Action::from(mark.map(|mark| {
-        if let Some((dom, port)) = mark {
-            set_pending(ctx, dom, port);
-        }
-        0
-    }))
+    let (dom, port) = match mark {
+        Ok(Some(mark)) => mark,
+        Ok(None) => return Action::Return(0),
+        Err(e) => return Action::Return(e.as_ret()),
+    };
+    set_pending(ctx, dom, port);
+    Action::Return(0)
 }
 
 /// Every command but `EVTCHNOP_send`: [`op`]'s decode and execute between the copies in and out, and
