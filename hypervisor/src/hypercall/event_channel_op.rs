@@ -106,8 +106,9 @@ fn set_pending<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>, dom: DomId, por
         return;
     }
     let (sched, polls) = ctx.sched.get();
-    // `mark_pending`'s rule, with the poll table searched only when the bits do not kick already.
-    // (A plain search: a poll names a port or a few, too few for `contains`' vectorised loop.)
+    // `mark_pending`'s rule. A plain search of the poll table: a poll names a port or a few, too few for
+    // `contains`' vectorised loop (which costs the ping-pong bench some 40 instructions per send).
+    #[allow(clippy::manual_contains)]
     let polled = |port| polls.ports(dom).iter().any(|&p| p == port);
     if crate::event::mark_pending(&mut bits, port, polled) {
         kick(sched, polls, ctx.env, dom, ctx.domid);
