@@ -195,4 +195,50 @@ mod tests {
             Action::Return(Errno::EFAULT.as_ret())
         );
     }
+
+    /// The general path's effects (an unmask, a close) change the caller's own bits and leave the
+    /// scheduler alone, as a send on the caller's own port does: an event sent on a masked IPI port
+    /// stays pending without an upcall, is delivered at its unmask, and a close clears it.
+    #[test]
+    fn own_port_effects_change_only_the_callers_bits() {
+        use abi::event_channel::{EVTCHNOP_CLOSE, EVTCHNOP_UNMASK, EvtchnClose, EvtchnUnmask};
+
+        use crate::event::bits::{EventBits, SharedInfoPage, guest};
+
+        let mut w = World::new();
+        w.sched.0.start(1, 256).unwrap();
+        w.sched.0.take_changed();
+        let ipi = w.events.bind_ipi(1, 0).unwrap();
+        guest::set_mask(w.mem.frame_mut_for_test(15), ipi, true);
+        let call = |w: &mut World, cmd: u64, arg: &[u8]| {
+            w.mem.frame_mut_for_test(10)[0x100..0x100 + arg.len()].copy_from_slice(arg);
+            w.call(nr::EVENT_CHANNEL_OP, [cmd, RW_PAGE + 0x100, 0, 0, 0])
+        };
+        // (pending, masked, upcall pending) of the port in domain 1's shared_info.
+        let bits = |w: &mut World| {
+            let b = SharedInfoPage::new(w.mem.frame_mut_for_test(15));
+            (b.is_pending(ipi), b.is_masked(ipi), b.upcall_pending())
+        };
+        let sent = call(&mut w, EVTCHNOP_SEND, EvtchnSend { port: ipi }.as_bytes());
+        assert_eq!(sent, Action::Return(0));
+        assert_eq!(bits(&mut w), (true, true, false), "masked: no upcall");
+        let unmasked = call(
+            &mut w,
+            EVTCHNOP_UNMASK,
+            EvtchnUnmask { port: ipi }.as_bytes(),
+        );
+        assert_eq!(unmasked, Action::Return(0));
+        assert_eq!(bits(&mut w), (true, false, true), "delivered at the unmask");
+        let closed = call(&mut w, EVTCHNOP_CLOSE, EvtchnClose { port: ipi }.as_bytes());
+        assert_eq!(closed, Action::Return(0));
+        assert_eq!(
+            bits(&mut w),
+            (false, false, true),
+            "a close clears the port"
+        );
+        assert!(
+            !w.sched.0.changed() && w.armed.is_empty(),
+            "no scheduler work"
+        );
+    }
 }
