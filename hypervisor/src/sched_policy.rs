@@ -552,9 +552,7 @@ impl SchedPolicy {
         }
         match self.running {
             Some(r) if r.vcpu == by && self.vcpus[by].runnable() => {
-                let changed = self.changed;
-                self.wake_blocked(v);
-                self.changed = changed;
+                self.make_runnable(v);
                 Some(r.slice_end)
             }
             _ => {
@@ -567,9 +565,16 @@ impl SchedPolicy {
     /// [`SchedPolicy::wake`] of a blocked vCPU `v`.
     #[inline(never)]
     fn wake_blocked(&mut self, v: usize) {
-        let floor = self.min_vruntime.saturating_sub(self.slice_ns);
         // Only a real wake-up moves the choice or the next deadline.
         self.changed = true;
+        self.make_runnable(v);
+    }
+
+    /// [`SchedPolicy::wake_blocked`] but for the changed mark, which [`SchedPolicy::wake_by`]'s own
+    /// case leaves as it was.
+    #[inline(always)]
+    fn make_runnable(&mut self, v: usize) {
+        let floor = self.min_vruntime.saturating_sub(self.slice_ns);
         let e = &mut self.vcpus[v];
         e.state = RunState::Runnable;
         e.vruntime = e.vruntime.max(floor);
