@@ -378,35 +378,63 @@ pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
 /// Handle `update_va_mapping`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let result = decode_uvm(ctx.args()).and_then(|u| {
-        let l1 = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;
-        let (domid, index) = (ctx.domid, u.va.table_index(1));
-        let machine = ctx.machine.get();
-        // The walk ends at an L1 of the caller's validated tables: the L1 update (`mod_l1_entry`), or,
-        // should the table be anything else, the general one with its exact outcome.
-        let rsvd = reserved_addr_mask(ctx.policy.maxphyaddr);
-        let done = mod_l1_entry(
+    let einval = Action::Return(Errno::EINVAL.as_ret());
+    let Ok(u) = decode_uvm(ctx.args()) else {
+        return einval;
+    };
+    let Some(l1) = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, u.va) else {
+        return einval;
+    };
+    let (domid, index) = (ctx.domid, u.va.table_index(1));
+    let machine = ctx.machine.get();
+    // The walk ends at an L1 of the caller's validated tables: the L1 update (`mod_l1_entry`), or,
+    // should the table be anything else, the general one with its exact outcome (out of line).
+    let rsvd = reserved_addr_mask(ctx.policy.maxphyaddr);
+    let done = match mod_l1_entry(
+        &mut machine.ft,
+        &mut *ctx.mem,
+        ctx.policy,
+        rsvd,
+        l1,
+        index,
+        u.val,
+        domid,
+    ) {
+        Some(done) => done,
+        None => general_update(
             &mut machine.ft,
             &mut *ctx.mem,
             ctx.policy,
-            rsvd,
             l1,
             index,
             u.val,
             domid,
-        )
-        .unwrap_or_else(|| {
-            Mm::new(&mut machine.ft, &mut *ctx.mem, *ctx.policy)
-                .mod_entry(l1, index, u.val, domid, false)
-        });
-        done.map_err(|e| e.errno())?;
-        ctx.dom.flush_tlb = true;
-        // Every page-table change already forces a flush of the domain's TLB entries before it runs again
-        // (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU hypervisor.
-        let _ = u.flush;
-        Ok(0)
-    });
-    Action::from(result)
+        ),
+    };
+    if let Err(e) = done {
+        return Action::Return(e.errno().as_ret());
+    }
+    // Every page-table change already forces a flush of the domain's TLB entries before it runs again
+    // (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU hypervisor.
+    ctx.dom.flush_tlb = true;
+    let _ = u.flush;
+    Action::Return(0)
+}
+
+/// `update_va_mapping`'s update of an entry of a table that is not a validated L1 of the caller
+/// ([`Mm::mod_entry`]: its exact outcome), out of the handler's common path.
+#[cold]
+#[inline(never)]
+fn general_update<M: MachineMem>(
+    ft: &mut crate::mm::frame_table::FrameTable<'_>,
+    mem: &mut M,
+    policy: &crate::mm::ptval::Policy<'_>,
+    table: Mfn,
+    index: usize,
+    val: u64,
+    domid: u16,
+) -> Result<bool, crate::mm::ptval::MmError> {
+    Mm::new(ft, mem, *policy).mod_entry(table, index, val, domid, false)
 }
 
 #[cfg(test)]
