@@ -356,20 +356,37 @@ pub struct UpdateVaMapping {
     pub flush: bool,
 }
 
+/// The `update_va_mapping` flags accepted, as a set of flag values below 8: a flush type other than 3
+/// (`UVMF_NONE`, `UVMF_TLB_FLUSH`, `UVMF_INVLPG`), with or without `UVMF_ALL`. Only LOCAL/ALL are
+/// supported; UVMF_MULTI's vCPU-mask pointer in the upper bits is not.
+const UVM_FLAGS_OK: u64 = {
+    let mut set = 0;
+    let mut f = 0;
+    while f < 8 {
+        if f & !(UVMF_FLUSHTYPE_MASK | UVMF_ALL) == 0 && f & UVMF_FLUSHTYPE_MASK <= UVMF_INVLPG {
+            set |= 1 << f;
+        }
+        f += 1;
+    }
+    set
+};
+
+/// True if `update_va_mapping` accepts the address `va` and the flags `flags` (the handler tests its
+/// registers with this directly, without [`decode_uvm`]'s result).
+#[inline(always)]
+fn uvm_args_ok(va: u64, flags: u64) -> bool {
+    // `guest_va_allowed` in one comparison; the flags one bit of a constant.
+    crate::regs::va_allowed(va) && flags < 8 && (UVM_FLAGS_OK >> flags) & 1 != 0
+}
+
 /// Decode the registers (pure).
 pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
     let [va, val, flags, ..] = args;
-    let va = Gva(va);
-    // `guest_va_allowed` in one comparison.
-    if !crate::regs::va_allowed(va.0) {
-        return Err(Errno::EINVAL);
-    }
-    // Only LOCAL/ALL are supported; UVMF_MULTI's vCPU-mask pointer in the upper bits is not.
-    if flags & !(UVMF_FLUSHTYPE_MASK | UVMF_ALL) != 0 || flags & UVMF_FLUSHTYPE_MASK > UVMF_INVLPG {
+    if !uvm_args_ok(va, flags) {
         return Err(Errno::EINVAL);
     }
     Ok(UpdateVaMapping {
-        va,
+        va: Gva(va),
         val,
         flush: flags & UVMF_FLUSHTYPE_MASK != 0,
     })
@@ -378,14 +395,19 @@ pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
 /// Handle `update_va_mapping`.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let einval = Action::Return(Errno::EINVAL.as_ret());
-    let Ok(u) = decode_uvm(ctx.args()) else {
-        return einval;
+    let [va, val, flags, ..] = ctx.args();
+    if !uvm_args_ok(va, flags) {
+        return Action::Return(Errno::EINVAL.as_ret());
+    }
+    let va = Gva(va);
+    let l1 = match crate::mm::walk::l1_table_fast(&*ctx.mem, ctx.dom.base, va) {
+        Some(l1) => l1,
+        None => match crate::mm::walk::l1_table_exact(&*ctx.mem, ctx.dom.base, va) {
+            Some(l1) => l1,
+            None => return Action::Return(Errno::EINVAL.as_ret()),
+        },
     };
-    let Some(l1) = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, u.va) else {
-        return einval;
-    };
-    let (domid, index) = (ctx.domid, u.va.table_index(1));
+    let (domid, index) = (ctx.domid, va.table_index(1));
     let machine = ctx.machine.get();
     // The walk ends at an L1 of the caller's validated tables: the L1 update (`mod_l1_entry`), or,
     // should the table be anything else, the general one with its exact outcome (out of line).
@@ -397,7 +419,7 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
         rsvd,
         l1,
         index,
-        u.val,
+        val,
         domid,
     ) {
         Some(done) => done,
@@ -407,7 +429,7 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
             ctx.policy,
             l1,
             index,
-            u.val,
+            val,
             domid,
         ),
     };
@@ -417,7 +439,6 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
     // Every page-table change already forces a flush of the domain's TLB entries before it runs again
     // (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU hypervisor.
     ctx.dom.flush_tlb = true;
-    let _ = u.flush;
     Action::Return(0)
 }
 
