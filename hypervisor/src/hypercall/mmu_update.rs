@@ -393,6 +393,11 @@ pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
 }
 
 /// Handle `update_va_mapping`.
+///
+/// The common case straight through: the walk's fast half, then the one-pass L1 update. Anything else
+/// (an entry the fast walk does not take, a table that is not a validated L1 of the caller, log-dirty
+/// on) goes, before anything changed, to [`update_va_mapping_general`], which starts again from the
+/// registers; so nothing is live across a call on the way and the handler keeps few registers.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
     let [va, val, flags, ..] = ctx.args();
@@ -400,19 +405,13 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
         return Action::Return(Errno::EINVAL.as_ret());
     }
     let va = Gva(va);
-    let l1 = match crate::mm::walk::l1_table_fast(&*ctx.mem, ctx.dom.base, va) {
-        Some(l1) => l1,
-        None => match crate::mm::walk::l1_table_exact(&*ctx.mem, ctx.dom.base, va) {
-            Some(l1) => l1,
-            None => return Action::Return(Errno::EINVAL.as_ret()),
-        },
+    let Some(l1) = crate::mm::walk::l1_table_fast(&*ctx.mem, ctx.dom.base, va) else {
+        return update_va_mapping_general(ctx);
     };
     let (domid, index) = (ctx.domid, va.table_index(1));
     let machine = ctx.machine.get();
-    // The walk ends at an L1 of the caller's validated tables: the L1 update (`mod_l1_entry`), or,
-    // should the table be anything else, the general one with its exact outcome (out of line).
     let rsvd = reserved_addr_mask(ctx.policy.maxphyaddr);
-    let done = match mod_l1_entry(
+    match mod_l1_entry(
         &mut machine.ft,
         &mut *ctx.mem,
         ctx.policy,
@@ -422,40 +421,38 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
         val,
         domid,
     ) {
-        Some(done) => done,
-        None => general_update(
-            &mut machine.ft,
-            &mut *ctx.mem,
-            ctx.policy,
-            l1,
-            index,
-            val,
-            domid,
-        ),
+        Some(Ok(_)) => {
+            // Every page-table change already forces a flush of the domain's TLB entries before it runs
+            // again (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU
+            // hypervisor.
+            ctx.dom.flush_tlb = true;
+            Action::Return(0)
+        }
+        Some(Err(e)) => Action::Return(e.errno().as_ret()),
+        None => update_va_mapping_general(ctx),
+    }
+}
+
+/// [`update_va_mapping`] with the exact walk ([`crate::mm::walk::l1_table`]) and the general update
+/// ([`Mm::mod_entry`], which the one-pass L1 update is checked against): the same outcome for every
+/// call. Its arguments were accepted ([`uvm_args_ok`]) and nothing has changed yet.
+#[cold]
+#[inline(never)]
+fn update_va_mapping_general<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [va, val, ..] = ctx.args();
+    let va = Gva(va);
+    let Some(l1) = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, va) else {
+        return Action::Return(Errno::EINVAL.as_ret());
     };
+    let (domid, index) = (ctx.domid, va.table_index(1));
+    let machine = ctx.machine.get();
+    let done = Mm::new(&mut machine.ft, &mut *ctx.mem, *ctx.policy)
+        .mod_entry(l1, index, val, domid, false);
     if let Err(e) = done {
         return Action::Return(e.errno().as_ret());
     }
-    // Every page-table change already forces a flush of the domain's TLB entries before it runs again
-    // (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU hypervisor.
     ctx.dom.flush_tlb = true;
     Action::Return(0)
-}
-
-/// `update_va_mapping`'s update of an entry of a table that is not a validated L1 of the caller
-/// ([`Mm::mod_entry`]: its exact outcome), out of the handler's common path.
-#[cold]
-#[inline(never)]
-fn general_update<M: MachineMem>(
-    ft: &mut crate::mm::frame_table::FrameTable<'_>,
-    mem: &mut M,
-    policy: &crate::mm::ptval::Policy<'_>,
-    table: Mfn,
-    index: usize,
-    val: u64,
-    domid: u16,
-) -> Result<bool, crate::mm::ptval::MmError> {
-    Mm::new(ft, mem, *policy).mod_entry(table, index, val, domid, false)
 }
 
 #[cfg(test)]
