@@ -18,8 +18,9 @@ use super::{ENTRIES, Mm, MmError, Policy, PtMem, slot};
 /// a `Writable` type reference (never a table type, so nothing is validated), the old entry drops the
 /// same; the checks, their order, their errors and "failure changes nothing" are those of
 /// [`Mm::prepare`] and [`Mm::perform`] at level 1 (the property test runs both on every update it
-/// generates and compares results, frame tables and memory). Without an [`Mm`] (one is built only where the old target would lose a table type, which the
-/// invariants rule out for an L1 entry's target), so its fields are not set up and spilled on the way.
+/// generates and compares results, frame tables and memory). Without an [`Mm`] (one is built only where
+/// the old target would lose a table type, which the invariants rule out for an L1 entry's target), so
+/// its fields are not set up and spilled on the way.
 /// `rsvd_addr` is `reserved_addr_mask(policy.maxphyaddr)` (an [`Mm`] has it: [`Mm::mod_l1_entry`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // An `Mm`'s parts, passed apart on purpose (see above), and the update.
