@@ -356,57 +356,103 @@ pub struct UpdateVaMapping {
     pub flush: bool,
 }
 
+/// The `update_va_mapping` flags accepted, as a set of flag values below 8: a flush type other than 3
+/// (`UVMF_NONE`, `UVMF_TLB_FLUSH`, `UVMF_INVLPG`), with or without `UVMF_ALL`. Only LOCAL/ALL are
+/// supported; UVMF_MULTI's vCPU-mask pointer in the upper bits is not.
+const UVM_FLAGS_OK: u64 = {
+    let mut set = 0;
+    let mut f = 0;
+    while f < 8 {
+        if f & !(UVMF_FLUSHTYPE_MASK | UVMF_ALL) == 0 && f & UVMF_FLUSHTYPE_MASK <= UVMF_INVLPG {
+            set |= 1 << f;
+        }
+        f += 1;
+    }
+    set
+};
+
+/// True if `update_va_mapping` accepts the address `va` and the flags `flags` (the handler tests its
+/// registers with this directly, without [`decode_uvm`]'s result).
+#[inline(always)]
+fn uvm_args_ok(va: u64, flags: u64) -> bool {
+    // `guest_va_allowed` in one comparison; the flags one bit of a constant.
+    crate::regs::va_allowed(va) && flags < 8 && (UVM_FLAGS_OK >> flags) & 1 != 0
+}
+
 /// Decode the registers (pure).
 pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
     let [va, val, flags, ..] = args;
-    let va = Gva(va);
-    // `guest_va_allowed` in one comparison.
-    if !crate::regs::va_allowed(va.0) {
-        return Err(Errno::EINVAL);
-    }
-    // Only LOCAL/ALL are supported; UVMF_MULTI's vCPU-mask pointer in the upper bits is not.
-    if flags & !(UVMF_FLUSHTYPE_MASK | UVMF_ALL) != 0 || flags & UVMF_FLUSHTYPE_MASK > UVMF_INVLPG {
+    if !uvm_args_ok(va, flags) {
         return Err(Errno::EINVAL);
     }
     Ok(UpdateVaMapping {
-        va,
+        va: Gva(va),
         val,
         flush: flags & UVMF_FLUSHTYPE_MASK != 0,
     })
 }
 
 /// Handle `update_va_mapping`.
+///
+/// The common case straight through: the walk's fast half, then the one-pass L1 update. Anything else
+/// (an entry the fast walk does not take, a table that is not a validated L1 of the caller, log-dirty
+/// on) goes, before anything changed, to [`update_va_mapping_general`], which starts again from the
+/// registers; so nothing is live across a call on the way and the handler keeps few registers.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
-    let result = decode_uvm(ctx.args()).and_then(|u| {
-        let l1 = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, u.va).ok_or(Errno::EINVAL)?;
-        let (domid, index) = (ctx.domid, u.va.table_index(1));
-        let machine = ctx.machine.get();
-        // The walk ends at an L1 of the caller's validated tables: the L1 update (`mod_l1_entry`), or,
-        // should the table be anything else, the general one with its exact outcome.
-        let rsvd = reserved_addr_mask(ctx.policy.maxphyaddr);
-        let done = mod_l1_entry(
-            &mut machine.ft,
-            &mut *ctx.mem,
-            ctx.policy,
-            rsvd,
-            l1,
-            index,
-            u.val,
-            domid,
-        )
-        .unwrap_or_else(|| {
-            Mm::new(&mut machine.ft, &mut *ctx.mem, *ctx.policy)
-                .mod_entry(l1, index, u.val, domid, false)
-        });
-        done.map_err(|e| e.errno())?;
-        ctx.dom.flush_tlb = true;
-        // Every page-table change already forces a flush of the domain's TLB entries before it runs again
-        // (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU hypervisor.
-        let _ = u.flush;
-        Ok(0)
-    });
-    Action::from(result)
+    let [va, val, flags, ..] = ctx.args();
+    if !uvm_args_ok(va, flags) {
+        return Action::Return(Errno::EINVAL.as_ret());
+    }
+    let va = Gva(va);
+    let Some(l1) = crate::mm::walk::l1_table_fast(&*ctx.mem, ctx.dom.base, va) else {
+        return update_va_mapping_general(ctx);
+    };
+    let (domid, index) = (ctx.domid, va.table_index(1));
+    let machine = ctx.machine.get();
+    let rsvd = reserved_addr_mask(ctx.policy.maxphyaddr);
+    match mod_l1_entry(
+        &mut machine.ft,
+        &mut *ctx.mem,
+        ctx.policy,
+        rsvd,
+        l1,
+        index,
+        val,
+        domid,
+    ) {
+        Some(Ok(_)) => {
+            // Every page-table change already forces a flush of the domain's TLB entries before it runs
+            // again (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU
+            // hypervisor.
+            ctx.dom.flush_tlb = true;
+            Action::Return(0)
+        }
+        Some(Err(e)) => Action::Return(e.errno().as_ret()),
+        None => update_va_mapping_general(ctx),
+    }
+}
+
+/// [`update_va_mapping`] with the exact walk ([`crate::mm::walk::l1_table`]) and the general update
+/// ([`Mm::mod_entry`], which the one-pass L1 update is checked against): the same outcome for every
+/// call. Its arguments were accepted ([`uvm_args_ok`]) and nothing has changed yet.
+#[cold]
+#[inline(never)]
+fn update_va_mapping_general<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
+    let [va, val, ..] = ctx.args();
+    let va = Gva(va);
+    let Some(l1) = crate::mm::walk::l1_table(&*ctx.mem, ctx.dom.base, va) else {
+        return Action::Return(Errno::EINVAL.as_ret());
+    };
+    let (domid, index) = (ctx.domid, va.table_index(1));
+    let machine = ctx.machine.get();
+    let done = Mm::new(&mut machine.ft, &mut *ctx.mem, *ctx.policy)
+        .mod_entry(l1, index, val, domid, false);
+    if let Err(e) = done {
+        return Action::Return(e.errno().as_ret());
+    }
+    ctx.dom.flush_tlb = true;
+    Action::Return(0)
 }
 
 #[cfg(test)]

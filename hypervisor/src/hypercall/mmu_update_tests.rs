@@ -198,3 +198,26 @@ fn mmuext_op_walks_again_after_a_new_base() {
     );
     assert_eq!(w.dom.base, Mfn(13));
 }
+
+/// `update_va_mapping`'s one-branch argument test refuses exactly what the rules refuse: a disallowed
+/// address, or flags with bits outside the flush type and `UVMF_ALL`, or flush type 3.
+#[test]
+fn update_va_mapping_flags_are_decoded_as_the_rules_say() {
+    use abi::mm::{UVMF_ALL, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG};
+    let rule = |flags: u64| {
+        flags & !(UVMF_FLUSHTYPE_MASK | UVMF_ALL) == 0 && flags & UVMF_FLUSHTYPE_MASK <= UVMF_INVLPG
+    };
+    let mut flags: Vec<u64> = (0..130).collect();
+    flags.extend((3..64).flat_map(|b| [1u64 << b, (1 << b) | 2, (1 << b) | 4, (1 << b) - 1]));
+    flags.push(u64::MAX);
+    for va in [RO_PAGE, 0x0000_8000_0000_0000, abi::layout::ENTRY_REGION_VA] {
+        for &f in &flags {
+            let want = crate::regs::va_allowed(va) && rule(f);
+            assert_eq!(
+                super::decode_uvm([va, 0, f, 0, 0]).is_ok(),
+                want,
+                "va {va:#x} flags {f:#x}"
+            );
+        }
+    }
+}

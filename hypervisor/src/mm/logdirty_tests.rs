@@ -462,3 +462,13 @@ fn logdirty_harvest_protects_and_fault_restores() {
     w.with_ld(|ld, v| ld.clean(v, true, |_| n += 1)).unwrap();
     assert_eq!(n, 4);
 }
+
+/// The one-pass L1 update leaves the entries of a memory with hooks to the general path, which calls
+/// them ([`PtMem::plain`] is false by default).
+#[test]
+fn logdirty_hooked_l1_updates_take_the_general_path() {
+    let mut w = World::<4>::new();
+    assert!(w.validated_l1(4));
+    let mut mm = Mm::new(&mut w.ft, &mut w.mem, POLICY);
+    assert_eq!(mm.mod_l1_entry(Mfn(4), 0, 0, D), None);
+}

@@ -66,6 +66,17 @@ pub trait PtMem: PhysRead {
     fn read_pte(&self, addr: Maddr) -> u64 {
         self.read_u64(addr)
     }
+    /// True if the entry at `addr` may be read ([`PhysRead::read_u64`]) and written
+    /// ([`PtMem::write_plain`]) as plain memory: no hook is on (log-dirty is off) and the slot is in the
+    /// memory's range. The one-pass L1 update (`mod_l1_entry`) leaves any other entry to the general path.
+    /// False unless overridden.
+    fn plain(&self, _addr: Maddr) -> bool {
+        false
+    }
+    /// [`PtMem::write_u64`] of an entry [`PtMem::plain`] accepted.
+    fn write_plain(&mut self, addr: Maddr, val: u64) {
+        self.write_u64(addr, val);
+    }
     /// The validated table in `mfn` is about to lose its type (log-dirty gives its entries RW back first).
     fn table_dropped(&mut self, _mfn: Mfn) {}
     /// The table in `mfn` was just validated as a level-`level` table (log-dirty marks the targets of its
@@ -529,7 +540,8 @@ impl<'t, 'm, M: PtMem> Mm<'t, 'm, M> {
     }
 
     /// [`mod_l1_entry`] with this validator's frame table, memory and reserved-bit mask: `None` unless
-    /// `table` is a validated L1 of `dom` and `index < 512` (then [`Mm::mod_entry`] is the way).
+    /// `table` is a validated L1 of `dom`, `index < 512` and the entry [`PtMem::plain`] (otherwise
+    /// [`Mm::mod_entry`] is the way).
     #[inline(always)]
     pub fn mod_l1_entry(
         &mut self,
@@ -709,6 +721,9 @@ pub(super) fn release(p: &mut PageInfo, mfn: Mfn, typed: bool) -> Option<u32> {
 impl PtMem for super::phys::fake::FakeMachine {
     fn write_u64(&mut self, addr: Maddr, val: u64) {
         super::phys::fake::FakeMachine::write_u64(self, addr, val);
+    }
+    fn plain(&self, _addr: Maddr) -> bool {
+        true
     }
 }
 

@@ -10,16 +10,17 @@ use super::{ENTRIES, Mm, MmError, Policy, PtMem, slot};
 
 /// [`Mm::mod_entry`] of entry `index` of `table` without `preserve_ad`, for the case every mapping
 /// update of a guest is (`update_va_mapping` finds its entry with a walk through the validated tables,
-/// which always ends at an L1): `table` a validated L1 of `dom` and `index < 512`. `None` for any other
-/// table or index: the caller takes [`Mm::mod_entry`], which then gives the exact outcome.
+/// which always ends at an L1): `table` a validated L1 of `dom`, `index < 512`, and an entry the memory
+/// calls [`plain`](PtMem::plain) (log-dirty off). `None` otherwise: the caller takes [`Mm::mod_entry`],
+/// which then gives the exact outcome (with the log-dirty hooks).
 ///
 /// For an L1 the general path reduces to this: the new entry takes a general reference and, if writable,
 /// a `Writable` type reference (never a table type, so nothing is validated), the old entry drops the
-/// same; the checks, their order, their errors, the log-dirty hooks (`read_pte` before the checks,
-/// `write_u64`) and "failure changes nothing" are those of [`Mm::prepare`] and [`Mm::perform`] at level
-/// 1 (the property test runs both on every update it generates and compares results, frame tables and
-/// memory). Without an [`Mm`] (one is built only where the old target would lose a table type, which the
-/// invariants rule out for an L1 entry's target), so its fields are not set up and spilled on the way.
+/// same; the checks, their order, their errors and "failure changes nothing" are those of
+/// [`Mm::prepare`] and [`Mm::perform`] at level 1 (the property test runs both on every update it
+/// generates and compares results, frame tables and memory). Without an [`Mm`] (one is built only where
+/// the old target would lose a table type, which the invariants rule out for an L1 entry's target), so
+/// its fields are not set up and spilled on the way.
 /// `rsvd_addr` is `reserved_addr_mask(policy.maxphyaddr)` (an [`Mm`] has it: [`Mm::mod_l1_entry`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // An `Mm`'s parts, passed apart on purpose (see above), and the update.
@@ -43,7 +44,11 @@ pub fn mod_l1_entry<M: PtMem>(
         _ => return None,
     }
     let at = slot(table, index);
-    let old = Pte(mem.read_pte(at));
+    if !mem.plain(at) {
+        return None;
+    }
+    // No hook: the entry as stored is the entry as its references count it.
+    let old = Pte(mem.read_u64(at));
     let new = Pte(new);
     if new.is_present() {
         // `Mm::get_entry` at level 1: PS is PAT there, so only the address bits above MAXPHYADDR.
@@ -81,15 +86,29 @@ pub fn mod_l1_entry<M: PtMem>(
         }
         p.refs = refs;
     }
-    mem.write_u64(at, new.0);
+    mem.write_plain(at, new.0);
     // `Mm::put_ref` of the old entry's references.
     if old.is_present() {
         let mfn = old.mfn();
         if let Some(p) = ft.info_mut(mfn)
             && let Some(level) = super::release(p, mfn, old.has(PteFlags::WRITABLE))
         {
-            Mm::new(ft, mem, *policy).drop_table_type(mfn, level);
+            drop_table_type(ft, mem, policy, mfn, level);
         }
     }
     Some(Ok(old.is_present()))
+}
+
+/// [`Mm::drop_table_type`] for the old target of an L1 entry that was the last reference to a table type
+/// (the invariants rule it out), out of line.
+#[cold]
+#[inline(never)]
+fn drop_table_type<M: PtMem>(
+    ft: &mut FrameTable<'_>,
+    mem: &mut M,
+    policy: &Policy<'_>,
+    mfn: Mfn,
+    level: u32,
+) {
+    Mm::new(ft, mem, *policy).drop_table_type(mfn, level);
 }

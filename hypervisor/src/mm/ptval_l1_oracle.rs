@@ -2,7 +2,7 @@
 //! replayed through the L1 update on a copy of the state it started from, and must give the general
 //! path's result (`Mm::prepare` + `Mm::perform`), frame table and memory, with one write on success and
 //! none on failure; `None` (the general path's job) exactly when the table is not a validated L1 of the
-//! caller or the index is out of range.
+//! caller or the index is out of range (the test's memory is [`plain`](super::super::ptval::PtMem::plain)).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

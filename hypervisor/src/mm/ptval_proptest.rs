@@ -75,6 +75,9 @@ impl PtMem for Mem {
         self.frames[(addr.0 >> 12) as usize][((addr.0 & 0xfff) / 8) as usize] = val;
         self.writes += 1;
     }
+    fn plain(&self, _addr: Maddr) -> bool {
+        true
+    }
 }
 
 /// An entry value, printed in hex in failure reports.

@@ -175,13 +175,24 @@ fn walk_exact(mem: &impl PhysRead, l4: Mfn, va: Gva, access: Access) -> Result<M
 /// or above 4 GiB) sends the walk to [`l1_table_exact`].
 #[inline(always)]
 pub fn l1_table(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
+    match l1_table_fast(mem, l4, va) {
+        Some(l1) => Some(l1),
+        None => l1_table_exact(mem, l4, va),
+    }
+}
+
+/// [`l1_table`]'s common case alone: `None` for any entry that fails its one test (which
+/// [`l1_table_exact`] then judges). Apart, so that a caller can join its result with the exact walk's
+/// where it branches on it anyway.
+#[inline(always)]
+pub fn l1_table_fast(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
     let need = PteFlags::PRESENT.bits();
     let mask = need | PteFlags::HUGE.bits() | HIGH_FRAME_BITS;
     let mut table = l4.addr().0;
     for level in [4u32, 3, 2] {
         let pte = mem.read_u64(Maddr(table + va.table_index(level) as u64 * 8));
         if pte & mask != need {
-            return l1_table_exact(mem, l4, va);
+            return None;
         }
         table = pte & (Pte::ADDR_MASK & 0xffff_ffff);
     }
@@ -191,7 +202,7 @@ pub fn l1_table(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
 /// [`l1_table`] with the rules at each level, out of line.
 #[cold]
 #[inline(never)]
-fn l1_table_exact(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
+pub fn l1_table_exact(mem: &impl PhysRead, l4: Mfn, va: Gva) -> Option<Mfn> {
     let mut table = l4;
     for level in [4u32, 3, 2] {
         let e = Pte(mem.read_u64(Maddr(table.addr().0 + va.table_index(level) as u64 * 8)));
