@@ -45,6 +45,20 @@ pub enum Next {
 /// code runs on the entry stack and nothing else writes either place until the next exit, so `frame` is
 /// the only reference to it.
 pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
+    enter::<false>(frame)
+}
+
+/// [`guest_trap`] for an entry the hypercall entry code (`hypercall_entry`) has already identified as a
+/// hypercall through the hypercall vector's gate from a guest on its entry stack (the frame is the exit
+/// slot and its vector is [`HYPERCALL_VECTOR`]): the same handling without the test of the vector.
+pub extern "C" fn guest_hypercall(frame: &mut EntryFrame) -> ! {
+    debug_assert_eq!(frame.vector, u64::from(HYPERCALL_VECTOR));
+    enter::<true>(frame)
+}
+
+/// The body of [`guest_trap`] (`HC`: known to be a hypercall, [`guest_hypercall`]).
+#[inline(always)]
+fn enter<const HC: bool>(frame: &mut EntryFrame) -> ! {
     let (next, live) = {
         let mut table = DOMAINS.lock();
         let DomainTable {
@@ -62,7 +76,7 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
         if dom.emu.is_some() {
             crate::arch::entry::copy_frame(&mut dom.vcpu.regs, frame);
             (crate::emulate::machine::trap(dom), false)
-        } else if frame.vector == u64::from(HYPERCALL_VECTOR) {
+        } else if HC || frame.vector == u64::from(HYPERCALL_VECTOR) {
             match hypercall(dom, frame, shared_info, others) {
                 // Straight back to the caller if nothing needs deciding (does not return then; the frame
                 // is the exit slot: the hypercall vector has no IST stack). After a light handler's answer
@@ -124,7 +138,7 @@ pub extern "C" fn guest_trap(frame: &mut EntryFrame) -> ! {
 /// serves is every call a light handler answers (`NULL`, `xen_version`'s register-only sub-commands,
 /// `stack_switch`, `set_callbacks`), whatever the number. If nothing is left for the return, the entry
 /// code sanitizes the frame and returns with the recorded CR3 value; a declined request goes to
-/// [`guest_trap`] unchanged; and an answered one whose return has work (an event upcall pending: a guest
+/// [`guest_hypercall`] unchanged; and an answered one whose return has work (an event upcall pending: a guest
 /// may make any hypercall just to have its events delivered, as Linux's `xen_force_evtchn_callback` does
 /// with `xen_version`; gates or segments dirtied by the handler; a RIP the sanitizer refuses) comes here,
 /// with the result in the frame's RAX, for the general return (as after `hypercall`), which does not
@@ -208,6 +222,7 @@ pub fn untrusted_entry(vector: u64, rip: u64) -> ! {
 /// [`Next::Resume`]: on [`Next::Switch`] `regs` has also been copied into the vCPU's saved registers.
 /// (The same-vCPU return, the common case, then carries no `Next`, whose `Domctl` payload makes it a
 /// copy in memory.)
+#[inline(always)] // Into both entry points (`guest_trap`, `guest_hypercall`): no call, no result in memory.
 fn hypercall(
     dom: &mut Domain,
     regs: &mut EntryFrame,
@@ -227,26 +242,54 @@ fn hypercall(
     if let Some(h) = slot.light
         && let Some(v) = h(regs, dom)
     {
-        log::trace!("domain {}: hypercall {number} (light) -> {v}", dom.id);
+        if log::max_level() >= log::LevelFilter::Trace {
+            trace_light(dom.id, number, v);
+        }
         regs.rax = v as u64;
         return Ok(true);
     }
     full_hypercall(number, slot.full, dom, regs, peers, others).map(|()| false)
 }
 
-/// One hypercall number's handlers: the light one (`hypercall::light`), tried first, and the full one.
+/// A light handler's answer, traced out of line: the hypercall's number and result are passed by value,
+/// so the hot path keeps them in registers instead of storing them for a reference the macro would take.
+#[cold]
+#[inline(never)]
+fn trace_light(id: u16, number: u64, v: i64) {
+    log::trace!("domain {id}: hypercall {number} (light) -> {v}");
+}
+
+/// A full hypercall's outcome other than a plain return, traced out of line (as [`trace_light`]). The
+/// arguments are still in the frame's registers: reading them there keeps them out of a stack copy kept
+/// alive across the handler's call.
+#[cold]
+#[inline(never)]
+fn trace_full(id: u16, number: u64, regs: &EntryFrame, action: &Action) {
+    log::trace!(
+        "domain {id}: hypercall {number} {:x?} -> {action:?}",
+        hypercall::args_of(regs)
+    );
+}
+
+/// One hypercall number's handlers: the light one (`hypercall::light`), tried first, and the full one
+/// (always present: a number without one has [`enosys`], so the dispatch tests nothing).
 #[derive(Clone, Copy)]
 struct Slot {
     light: Option<hypercall::light::LightFn>,
-    full: Option<hypercall::Handler<IdentityMem>>,
+    full: hypercall::Handler<IdentityMem>,
 }
 
 impl Slot {
     /// A number without handlers (`-ENOSYS`).
     const EMPTY: Slot = Slot {
         light: None,
-        full: None,
+        full: enosys,
     };
+}
+
+/// The full handler of a number that has none (as [`hypercall::dispatch`] answers it).
+fn enosys(_: &mut HypercallCtx<'_, '_, IdentityMem>) -> Action {
+    Action::Return(abi::errno::Errno::ENOSYS.as_ret())
 }
 
 /// The light and the full table merged, indexed by the hypercall number straight from the frame (one
@@ -259,7 +302,10 @@ static SLOTS: [Slot; hypercall::TABLE_SLOTS] = {
     while i < hypercall::TABLE_SLOTS {
         slots[i] = Slot {
             light: light[i],
-            full: full[i],
+            full: match full[i] {
+                Some(h) => h,
+                None => enosys,
+            },
         };
         i += 1;
     }
@@ -271,17 +317,16 @@ static SLOTS: [Slot; hypercall::TABLE_SLOTS] = {
 #[inline(always)]
 fn full_hypercall(
     number: u64,
-    handler: Option<hypercall::Handler<IdentityMem>>,
+    handler: hypercall::Handler<IdentityMem>,
     dom: &mut Domain,
     regs: &mut EntryFrame,
     peers: &[Option<Mfn>; MAX_DOMAINS],
     others: Others<'_>,
 ) -> Result<(), Next> {
-    let id = dom.id;
     let action = {
         let mut mem = IdentityMem;
         let mut ctx = HypercallCtx {
-            domid: id,
+            domid: dom.id,
             privileged: dom.privileged,
             user: frame_ring(regs) == 3,
             mem: &mut mem,
@@ -298,27 +343,23 @@ fn full_hypercall(
             env: &mut dom.console,
         };
         // The number's slot in the one table (what `hypercall::dispatch` does, without the call into it).
-        match handler {
-            Some(h) => h(&mut ctx),
-            None => Action::Return(abi::errno::Errno::ENOSYS.as_ret()),
-        }
+        handler(&mut ctx)
     };
-    // The arguments are still in the frame's registers: reading them there keeps them out of a stack
-    // copy kept alive across the call.
-    let trace = |regs: &EntryFrame, action: &Action| {
-        log::trace!(
-            "domain {id}: hypercall {number} {:x?} -> {action:?}",
-            hypercall::args_of(regs)
-        )
+    // The caller keeps the CPU: the result goes into the live frame only. (Not traced: the test of the log
+    // level would be paid by every such return; the other outcomes are.) Tested first, on its own: one
+    // compare instead of the indirect jump of a `match` over every outcome.
+    if let Action::Return(v) = action {
+        regs.rax = v as u64;
+        return Ok(());
+    }
+    let id = dom.id;
+    let trace = move |regs: &EntryFrame, action: &Action| {
+        if log::max_level() >= log::LevelFilter::Trace {
+            trace_full(id, number, regs, action);
+        }
     };
     match action {
-        // The caller keeps the CPU: the result goes into the live frame only. (Not traced: the test of
-        // the log level would be paid by every such return; the other outcomes are.)
-        Action::Return(v) => {
-            regs.rax = v as u64;
-            return Ok(());
-        }
-        Action::Resume => return Ok(()),
+        Action::Return(_) | Action::Resume => return Ok(()),
         Action::Yield => {
             trace(regs, &action);
             regs.rax = 0;

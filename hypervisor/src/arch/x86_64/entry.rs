@@ -32,7 +32,7 @@
 //! registers from the frame (the callee-saved ones were preserved by the handler and still hold the
 //! guest's values) and IRETQs. Otherwise it writes the vector and error code and continues in Rust: an
 //! answered call in `trap::fast_hypercall_return` (the general return), anything else in
-//! [`crate::trap::guest_trap`] like any other entry.
+//! [`crate::trap::guest_hypercall`] (`guest_trap` without the test of the vector).
 //!
 //! # What stays behind on the guest-visible stacks
 //! The entry and IST stacks are mapped (read-write) in *every* domain's address space, so whatever an
@@ -44,7 +44,8 @@
 //! callee-saved register slots as they were: they hold what the last exit wrote there (the current
 //! domain's own registers; vector and error code zero, as sanitization leaves them) or what an entry of
 //! that same domain wrote since, for every entry that writes them ends in an exit that rewrites the whole
-//! frame, and the fast path itself writes none of them. An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
+//! frame, and the fast path itself writes none of them. (So a hypercall's error-code slot is zero on entry:
+//! its ways to the general code write the vector alone.) An IST frame (#DB, NMI, #DF, #MC from a guest) is never rewritten by an exit, so
 //! `common_entry` copies it to the private stack and zeroes the IST copy (`rep movsq`, `rep stosq`)
 //! before any Rust code runs. A #DB from ring 0 (a guest's single-step or breakpoint that the CPU held
 //! back across `mov %ss` and delivered on the first instruction of an entry stub, XSA-260) is dropped and
@@ -214,9 +215,9 @@ common_entry:
 
     /* The hypercall vector's gate points here (no stub): common_entry's checks and saves, then the
        light hypercalls of a vCPU that keeps the CPU (see trap::fast_hypercall_return for the class it
-       serves). Its vector and error-code slots are made with the register slots, by one `sub`, and
-       written (vector, 0) only on the ways to the general code; a fast return leaves them as the last exit did (zeros: see the
-       module docs). The caller-saved registers are stored in the frame before any is used (RAX, the
+       serves). Its vector and error-code slots are made with the register slots, by one `sub`; the
+       vector is written only on the ways to the general code, and the error code never: every exit
+       leaves both slots zero (see the module docs), and a fast return leaves them as they are. The caller-saved registers are stored in the frame before any is used (RAX, the
        number, stays in RAX); RBX, RBP and R12-R15 are preserved by the light handler (an ordinary
        extern "C" function), so they still hold the guest's values at the fast return, which reloads only
        the other nine, and on the ways to the general code, which store them into the frame first. */
@@ -320,7 +321,6 @@ hypercall_entry:
     lea -{v_base}(%rsp), %rdi
     hc_callee_saved
     movq ${hypercall_vec}, (%rsp)
-    movq $0, 8(%rsp)
     mov {tables}+{w_stack}(%rip), %rsp
     movabs ${fast_return}, %rax
     call *%rax
@@ -329,11 +329,10 @@ hypercall_entry:
     lea -{v_base}(%rsp), %rdi
     mov {tables}+{w_stack}(%rip), %rsp
 .Lhc_trap:
-    /* The general path on the same frame (RDI), like any other entry. */
+    /* The general path on the same frame (RDI), like any other entry (known to be a hypercall). */
     hc_callee_saved
     movq ${hypercall_vec}, {f_vector}(%rdi)
-    movq $0, {f_error}(%rdi)
-    movabs ${guest_trap}, %rax
+    movabs ${guest_hypercall}, %rax
     call *%rax
     ud2
 .Lhc_other:
@@ -635,6 +634,7 @@ fidelity_probe_ring1:
     w_fpu = const offset_of!(EntryTables, words) + offset_of!(EntryWords, fxsave_area),
     w_mxcsr = const offset_of!(EntryTables, words) + offset_of!(EntryWords, mxcsr),
     guest_trap = sym crate::trap::guest_trap,
+    guest_hypercall = sym crate::trap::guest_hypercall,
     fast_return = sym fast_hypercall_return,
     f_vector = const offset_of!(EntryFrame, vector),
     f_rip = const offset_of!(EntryFrame, rip),
@@ -655,7 +655,6 @@ fidelity_probe_ring1:
     f_r13 = const offset_of!(EntryFrame, r13),
     f_r14 = const offset_of!(EntryFrame, r14),
     f_r15 = const offset_of!(EntryFrame, r15),
-    f_error = const offset_of!(EntryFrame, error_code),
     slots = const crate::hypercall::light::SLOTS,
     light_entry = sym crate::hypercall::light::ENTRY,
     answered = const crate::hypercall::light::ANSWERED,
