@@ -5,8 +5,12 @@
 //! # Contract
 //! - [`raise`]`(kind)` is called *before* (or while) the work is created, by the code that creates it:
 //!   [`IRQ`] by `irq::record` for every interrupt the scheduler must act on; [`SCHED`] by every lock of
-//!   the scheduling policy (`setup::SCHED.lock()`, and the hypercall context's lazy lock when a handler
-//!   took it), since any holder may block, pause, wake or re-time a vCPU or mark the policy changed.
+//!   the scheduling policy through `setup::SCHED.lock()`, since any holder may block, pause, wake or
+//!   re-time a vCPU or mark the policy changed. The hypercall context's lazy lock of the policy raises it
+//!   instead when it releases the lock, if the handler marked the policy changed (`hypercall::lazy`):
+//!   still before anything reads the bit, since the return runs after the context is dropped, and every
+//!   change the return must see (a vCPU blocked, stopped, paused, woken into a new choice, re-timed)
+//!   marks the policy.
 //! - A clear bit is a promise: nothing of that kind happened since the bit was last cleared. The
 //!   return (`sched::resume_live`) skips the policy's lock and its checks only while [`SCHED`] is clear;
 //!   when it is set it checks the policy under its lock and clears the bit only if that check found
@@ -133,13 +137,18 @@ pub fn clear(kind: u32) {
     STATE.word.fetch_and(!kind, Ordering::Relaxed);
 }
 
+/// The word is process-global: host tests that raise or clear it hold this lock.
+#[cfg(test)]
+pub static TEST_WORD: spin::Mutex<()> = spin::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The word is process-global: one test walks through the whole protocol.
+    /// One test walks through the whole protocol.
     #[test]
     fn raise_any_clear() {
+        let _word = TEST_WORD.lock();
         clear(IRQ | SCHED | DISARMED);
         assert!(!any());
         raise(DISARMED);

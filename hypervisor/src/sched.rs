@@ -282,6 +282,15 @@ pub fn schedule(switch: bool, live: Option<&mut EntryFrame>) -> ! {
                 Some(c) if !switch && !fired => (Some(c), s.0.next_deadline(now)),
                 _ => s.0.decide(now),
             };
+            // The policy as just decided and unmarked, the chosen vCPU runnable in it (`decide` chooses
+            // only runnable vCPUs; the kept one was found runnable under this lock, and anything since
+            // that could change its state marks the policy): exactly what the same-vCPU return's check
+            // would find (`policy_unchanged`), so the bit this lock raised is cleared under it, as that
+            // check does — the chosen vCPU's first hypercall returns without taking the policy's lock
+            // again. (Any later lock raises it again.)
+            if next.is_some() && !s.0.changed() {
+                pending::clear(pending::SCHED);
+            }
             drop(s);
             arm_for(deadline, None);
             decided_at = Some(now);

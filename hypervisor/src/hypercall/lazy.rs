@@ -21,9 +21,9 @@ pub trait Project {
     type Locked;
     /// The handler's view of the locked value.
     fn project(locked: &mut Self::Locked) -> &mut Self;
-    /// Called when a context takes the lock (once per context, before taking it).
+    /// Called when a context releases the lock it took, with the value it guarded (once per context).
     #[inline(always)]
-    fn on_lock() {}
+    fn on_unlock(_locked: &Self::Locked) {}
 }
 
 impl<'m> Project for Machine<'m> {
@@ -46,9 +46,17 @@ impl Project for (SchedPolicy, PollTable) {
     fn project(locked: &mut Self) -> &mut Self {
         locked
     }
-    /// A handler that takes the policy may change it: the return must check it (`crate::pending`).
-    fn on_lock() {
-        crate::pending::raise(crate::pending::SCHED);
+    /// A handler that took the policy and changed it (anything that can move the choice or the next
+    /// deadline marks it, see `SchedPolicy::changed`) leaves the return a check to make
+    /// (`crate::pending`). Raised when the lock is released rather than when it is taken: a handler that
+    /// only read the policy, or changed nothing the return must look at (a send that wakes another
+    /// vCPU, `SchedPolicy::wake_by`), sends its caller's return past the policy's lock. Nothing reads
+    /// the bit while the context holds the lock: the return runs after the context is dropped.
+    #[inline(always)]
+    fn on_unlock(locked: &Self) {
+        if locked.0.changed() {
+            crate::pending::raise(crate::pending::SCHED);
+        }
     }
 }
 
@@ -88,7 +96,6 @@ impl<'a, T: Project> Lazy<'a, T> {
             }
             Lazy::Unlocked(m) => {
                 let m = *m;
-                T::on_lock();
                 // `Unlocked` holds a shared reference: nothing to drop.
                 core::mem::forget(core::mem::replace(self, Lazy::Held(m.lock(), 1)));
                 match self {
@@ -106,6 +113,16 @@ impl<'a, T: Project> Lazy<'a, T> {
         match self {
             Lazy::Ready(_, n) | Lazy::Held(_, n) => *n,
             Lazy::Unlocked(_) => 0,
+        }
+    }
+}
+
+impl<T: Project> Drop for Lazy<'_, T> {
+    /// A lock this context took is released here (the guard's own drop, after [`Project::on_unlock`]).
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Lazy::Held(g, _) = self {
+            T::on_unlock(g);
         }
     }
 }
@@ -130,4 +147,42 @@ pub trait Env {
     /// Make the hypervisor's timer fire no later than `deadline` (ns of system time), for a handler
     /// whose change to the scheduling policy moved only that deadline (`SchedPolicy::wake_by`).
     fn arm_deadline(&mut self, deadline: u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pending::{SCHED, TEST_WORD, clear, is_raised};
+
+    /// A context's lock of the policy raises `pending::SCHED` when it is released, and only if the handler
+    /// marked the policy changed: a handler that read it (or changed nothing the return must see) leaves
+    /// the bit clear, one that changed it leaves the bit raised before the return can look.
+    #[test]
+    fn the_policy_lock_raises_sched_on_release_if_changed() {
+        let _word = TEST_WORD.lock();
+        let policy = spin::Mutex::new((SchedPolicy::new(), PollTable::new()));
+        policy.lock().0.take_changed();
+        clear(SCHED);
+        {
+            let mut lazy: Lazy<'_, (SchedPolicy, PollTable)> = Lazy::Unlocked(&policy);
+            assert!(!lazy.get().0.changed());
+            assert!(policy.is_locked(), "held until the context is dropped");
+        }
+        assert!(!policy.is_locked());
+        assert!(!is_raised(SCHED), "read only: nothing for the return to check");
+        {
+            let mut lazy: Lazy<'_, (SchedPolicy, PollTable)> = Lazy::Unlocked(&policy);
+            lazy.get().0.set_slice(2_000_000);
+            assert!(!is_raised(SCHED), "raised when released");
+        }
+        assert!(is_raised(SCHED), "a change leaves the return a check");
+        clear(SCHED);
+        // Borrowed state (the host tests' contexts) takes no lock and raises nothing.
+        let mut own = (SchedPolicy::new(), PollTable::new());
+        {
+            let mut lazy = Lazy::ready(&mut own);
+            lazy.get().0.set_slice(2_000_000);
+        }
+        assert!(!is_raised(SCHED));
+    }
 }
