@@ -63,8 +63,8 @@ impl SchedLock {
     }
 
     /// The mutex itself, for code that raises [`crate::pending::SCHED`] on its own terms: the hypercall
-    /// context's lazy lock (raised when it releases the lock, if the handler marked the policy changed) and the return's check (which clears
-    /// the bit).
+    /// context's lazy lock (raised when it releases the lock, if the handler marked the policy changed)
+    /// and the return's check (which clears the bit).
     pub fn unraised(&self) -> &spin::Mutex<(SchedPolicy, PollTable)> {
         &self.0
     }

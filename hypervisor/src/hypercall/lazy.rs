@@ -169,7 +169,10 @@ mod tests {
             assert!(policy.is_locked(), "held until the context is dropped");
         }
         assert!(!policy.is_locked());
-        assert!(!is_raised(SCHED), "read only: nothing for the return to check");
+        assert!(
+            !is_raised(SCHED),
+            "read only: nothing for the return to check"
+        );
         {
             let mut lazy: Lazy<'_, (SchedPolicy, PollTable)> = Lazy::Unlocked(&policy);
             lazy.get().0.set_slice(2_000_000);
