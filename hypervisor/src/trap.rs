@@ -408,7 +408,7 @@ pub fn init_policy(hv: &'static crate::setup::HvInfo) {
 /// The validator's machine facts, for a hypercall's context (no test of whether they are set: every
 /// hypercall pays for that test otherwise).
 #[inline(always)]
-fn policy() -> &'static Policy<'static> {
+pub(crate) fn policy() -> &'static Policy<'static> {
     // SAFETY: `init_policy` ran at boot before any domain was created, and a hypercall comes from a
     // domain: `POLICY` is initialised.
     unsafe { POLICY.get_unchecked() }

@@ -2,21 +2,29 @@
 //! and domain alone, before (and usually instead of) building the full [`super::HypercallCtx`].
 //!
 //! Which numbers have one is a property of the call, not of a benchmark: every hypercall that needs
-//! neither guest memory, nor a lock, nor the clock — `NULL`, `xen_version`'s register-only sub-commands,
-//! `stack_switch` (a guest kernel calls it on every process switch) and `set_callbacks`. Each shares its
-//! code with its full handler (`*_on` functions), so the two cannot drift apart.
+//! neither the clock, nor another domain, nor a lock but the machine's (the frame table) — `NULL`,
+//! `xen_version`'s register-only sub-commands, `stack_switch` (a guest kernel calls it on every process
+//! switch), `set_callbacks`, and `update_va_mapping`'s common case (a guest kernel's every mapping change:
+//! a page fault filled, a page mapped or protected). Each shares its code with its full handler (`*_on`
+//! functions), so the two cannot drift apart.
 //!
 //! The table is indexed by the hypercall number straight from the entry frame. A light handler returns
 //! `Some(value)` for RAX, or `None` when this particular request needs more (guest memory, a lock, the
 //! clock): the trap code then builds the full context and goes through [`super::dispatch`] as for every
 //! number without a light handler. A light handler therefore has no side effect but its result; whatever
-//! it answers, [`super::dispatch`] answers the same for the same registers (a `multicall` entry and the host
-//! tests go through `dispatch`; the tests below check both agree).
+//! it answers, [`super::dispatch`] answers the same for the same registers, with the same effect on the
+//! caller's page tables and the frame table (a `multicall` entry and the host tests go through `dispatch`;
+//! the tests below check both agree).
 //!
-//! A light handler must never take a lock (nor call anything that does): the hypercall entry code calls
-//! it with no lock held, with a `&mut Domain` that is sound only because nothing else can reach the
-//! domain table at that moment (`pending::Armed`, docs/ARCHITECTURE.md "Entry and exit"). A call that
-//! would need a lock returns `None` and takes the full path.
+//! A light handler must never take the domain table's lock, nor the event channels' or the scheduling
+//! policy's (nor call anything that does): the hypercall entry code calls it with no lock held, with a
+//! `&mut Domain` that is sound only because nothing else can reach the domain table at that moment
+//! (`pending::Armed`, docs/ARCHITECTURE.md "Entry and exit"), and a change to the events or the policy
+//! would need the checks of the general return. The one lock it may take is the machine's
+//! (`setup::MACHINE`: free frames, frame table, M2P), which guards nothing the fast path's state
+//! (`pending::Armed`) depends on; nothing holds it while a guest runs (one CPU, every lock released
+//! before an exit), so the light handler takes it at once, and releases it before it answers. A call
+//! that would need anything more returns `None` and takes the full path.
 
 use abi::hypercall::nr;
 
@@ -43,6 +51,10 @@ pub const fn table() -> [Option<LightFn>; SLOTS] {
     t[nr::XEN_VERSION as usize] = Some(super::xen_version::light);
     t[nr::STACK_SWITCH as usize] = Some(stack_switch);
     t[nr::SET_CALLBACKS as usize] = Some(set_callbacks);
+    #[cfg(feature = "baremetal")]
+    {
+        t[nr::UPDATE_VA_MAPPING as usize] = Some(update_va_mapping);
+    }
     t
 }
 
@@ -69,39 +81,70 @@ pub const ANSWERED: u64 = 1;
 pub type EntryFn = extern "C" fn(&EntryFrame, &mut Domain) -> Answer;
 
 /// `h`'s answer as [`Answer`], counting an answered call in the vCPU's counter and adding whatever work
-/// the handler left for the return (a `stack_switch` dirties the gates).
+/// the handler left for the return: a `stack_switch` dirties the gates; and, with `TLB` (a handler that
+/// may change the page tables: `update_va_mapping`), a TLB flush asked for (`DomainMm::flush_tlb`),
+/// which the fast return's CR3 load performs when [`cr3_load_flushes`] (without PCID every CR3 load flushes the
+/// guest's TLB entries, and the fast return's recorded value is the flushing one,
+/// `sched::guest_cr3_and_keep`): the flush is then done and cleared; with PCID the general return makes
+/// it.
 #[inline(always)]
-fn answer(r: Option<i64>, d: &mut Domain) -> Answer {
+fn answer<const TLB: bool>(r: Option<i64>, d: &mut Domain) -> Answer {
     let Some(value) = r else {
         return Answer {
             status: DECLINED,
             value: 0,
         };
     };
+    let mut flush_left = false;
+    if TLB {
+        if cr3_load_flushes() {
+            d.mm.flush_tlb = false;
+        } else {
+            flush_left = d.mm.flush_tlb;
+        }
+    }
     let pv = &mut d.vcpu.pv;
     pv.counters.hypercalls = pv.counters.hypercalls.wrapping_add(1);
     Answer {
-        status: ANSWERED + u64::from(pv.gates_dirty | pv.segments_dirty),
+        status: ANSWERED + u64::from(pv.gates_dirty | pv.segments_dirty | flush_left),
         value,
     }
 }
 
 /// The entry-ABI twins of the light handlers: `extern "C"` functions of the same name with the `_entry`
-/// suffix, each the handler itself (inlined) and [`answer`].
+/// suffix, each the handler itself (inlined) and [`answer`] (`tlb`: its `TLB`).
 macro_rules! entry_twins {
-    ($($twin:ident => $handler:path;)*) => {$(
+    ($($twin:ident => $handler:path, tlb: $tlb:literal;)*) => {$(
         #[allow(improper_ctypes_definitions)]
         extern "C" fn $twin(f: &EntryFrame, d: &mut Domain) -> Answer {
             let r = $handler(f, d);
-            answer(r, d)
+            answer::<$tlb>(r, d)
         }
     )*};
 }
 entry_twins! {
-    null_entry => null;
-    xen_version_entry => super::xen_version::light;
-    stack_switch_entry => stack_switch;
-    set_callbacks_entry => set_callbacks;
+    null_entry => null, tlb: false;
+    xen_version_entry => super::xen_version::light, tlb: false;
+    stack_switch_entry => stack_switch, tlb: false;
+    set_callbacks_entry => set_callbacks, tlb: false;
+}
+#[cfg(feature = "baremetal")]
+entry_twins! {
+    update_va_mapping_entry => update_va_mapping, tlb: true;
+}
+
+/// Whether the fast return's CR3 load flushes the guest's TLB entries: without PCID every CR3 load does
+/// (see [`answer`]). (The host tests have no CPU to ask: there the flush is left to the general return.)
+#[inline(always)]
+fn cr3_load_flushes() -> bool {
+    #[cfg(feature = "baremetal")]
+    {
+        !crate::arch::pcid_enabled()
+    }
+    #[cfg(not(feature = "baremetal"))]
+    {
+        false
+    }
 }
 
 /// [`TABLE`] for the hypercall entry code: the same slots, each with the entry-ABI twin of the light
@@ -117,6 +160,10 @@ const fn entry_table() -> [Option<EntryFn>; SLOTS] {
     t[nr::XEN_VERSION as usize] = Some(xen_version_entry);
     t[nr::STACK_SWITCH as usize] = Some(stack_switch_entry);
     t[nr::SET_CALLBACKS as usize] = Some(set_callbacks_entry);
+    #[cfg(feature = "baremetal")]
+    {
+        t[nr::UPDATE_VA_MAPPING as usize] = Some(update_va_mapping_entry);
+    }
     t
 }
 
@@ -148,6 +195,33 @@ fn set_callbacks(f: &EntryFrame, d: &mut Domain) -> Option<i64> {
         &mut d.vcpu.pv,
         super::args_of(f),
     ))
+}
+
+/// `update_va_mapping(va, val, flags)`: its common case ([`super::mmu_update::update_va_on`], shared
+/// with the full handler) under the machine's lock, which this handler takes itself (the one lock a
+/// light handler may take, see the module docs); arguments the full handler refuses are refused the
+/// same way. Declined, with nothing changed, whenever the full handler would take its general path (an
+/// entry the fast walk does not take, a table that is not a validated L1 of the caller, log-dirty on).
+/// On the hypervisor only: the host tests' machine is not behind the lock (they reach the shared code
+/// through the full handler).
+#[cfg(feature = "baremetal")]
+fn update_va_mapping(f: &EntryFrame, d: &mut Domain) -> Option<i64> {
+    use super::mmu_update::{update_va_on, uvm_args_ok};
+    let [va, val, flags, ..] = super::args_of(f);
+    if !uvm_args_ok(va, flags) {
+        return Some(abi::errno::Errno::EINVAL.as_ret());
+    }
+    let mut machine = crate::setup::MACHINE.lock();
+    let machine = machine.as_mut()?;
+    update_va_on(
+        &mut crate::arch::paging::IdentityMem,
+        &mut machine.ft,
+        crate::trap::policy(),
+        &mut d.mm,
+        d.id,
+        abi::types::Gva(va),
+        val,
+    )
 }
 
 #[cfg(test)]

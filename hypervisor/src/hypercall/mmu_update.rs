@@ -174,16 +174,21 @@ pub fn run_batch<M: MachineMem, T: zerocopy::FromBytes + zerocopy::IntoBytes>(
                 let pdone = call.done.map_or(0, |p| p.0);
                 break 'pages Action::Continue([at.0, rest, pdone, call.foreigndom, 0]);
             }
+            // The element itself, not a `Result` of it, leaves this match: with the slow read's result
+            // merged in, the fast read went through two stack copies (+16 on `tlb_flush_local`).
             let x = match page {
                 Ok(first) => {
                     let mut x = T::new_zeroed();
                     ctx.mem
                         .read_bytes(Maddr(first.0 + k * size), x.as_mut_bytes());
-                    Ok(x)
+                    x
                 }
-                Err(_) => ctx.guest().read_obj::<T>(at),
+                Err(_) => match ctx.guest().read_obj::<T>(at) {
+                    Ok(x) => x,
+                    Err(e) => break 'pages Action::Return(e.as_ret()),
+                },
             };
-            if let Err(e) = x.and_then(|x| step(ctx, x)) {
+            if let Err(e) = step(ctx, x) {
                 break 'pages Action::Return(e.as_ret());
             }
             i += 1;
@@ -374,7 +379,7 @@ const UVM_FLAGS_OK: u64 = {
 /// True if `update_va_mapping` accepts the address `va` and the flags `flags` (the handler tests its
 /// registers with this directly, without [`decode_uvm`]'s result).
 #[inline(always)]
-fn uvm_args_ok(va: u64, flags: u64) -> bool {
+pub fn uvm_args_ok(va: u64, flags: u64) -> bool {
     // `guest_va_allowed` in one comparison; the flags one bit of a constant.
     crate::regs::va_allowed(va) && flags < 8 && (UVM_FLAGS_OK >> flags) & 1 != 0
 }
@@ -394,9 +399,10 @@ pub fn decode_uvm(args: [u64; 5]) -> Result<UpdateVaMapping, Errno> {
 
 /// Handle `update_va_mapping`.
 ///
-/// The common case straight through: the walk's fast half, then the one-pass L1 update. Anything else
-/// (an entry the fast walk does not take, a table that is not a validated L1 of the caller, log-dirty
-/// on) goes, before anything changed, to [`update_va_mapping_general`], which starts again from the
+/// The common case straight through ([`update_va_on`], which the light handler shares: `hypercall::light`
+/// answers this call before any context is built when the fast-path state holds). Anything else (an
+/// entry the fast walk does not take, a table that is not a validated L1 of the caller, log-dirty on)
+/// goes, before anything changed, to [`update_va_mapping_general`], which starts again from the
 /// registers; so nothing is live across a call on the way and the handler keeps few registers.
 #[inline(never)] // Out of `dispatch`, so the common path does not pay for the largest handler's frame.
 pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Action {
@@ -404,32 +410,49 @@ pub fn update_va_mapping<M: MachineMem>(ctx: &mut HypercallCtx<'_, '_, M>) -> Ac
     if !uvm_args_ok(va, flags) {
         return Action::Return(Errno::EINVAL.as_ret());
     }
-    let va = Gva(va);
-    let Some(l1) = crate::mm::walk::l1_table_fast(&*ctx.mem, ctx.dom.base, va) else {
-        return update_va_mapping_general(ctx);
-    };
-    let (domid, index) = (ctx.domid, va.table_index(1));
     let machine = ctx.machine.get();
-    let rsvd = reserved_addr_mask(ctx.policy.maxphyaddr);
-    match mod_l1_entry(
-        &mut machine.ft,
+    match update_va_on(
         &mut *ctx.mem,
+        &mut machine.ft,
         ctx.policy,
-        rsvd,
-        l1,
-        index,
+        ctx.dom,
+        ctx.domid,
+        Gva(va),
         val,
-        domid,
     ) {
-        Some(Ok(_)) => {
+        Some(v) => Action::Return(v),
+        None => update_va_mapping_general(ctx),
+    }
+}
+
+/// The common case of `update_va_mapping` for domain `domid` (its memory-management state `dm`), whose
+/// registers were accepted ([`uvm_args_ok`]): the walk's fast half to the L1 table that maps `va`, then
+/// the one-pass L1 update ([`mod_l1_entry`]) with the new entry `val`. `Some(result)` when that settles
+/// the call (done, or refused with an errno); `None`, with nothing changed, when the request needs the
+/// general path ([`update_va_mapping_general`]'s exact walk and update), which gives the same outcome for
+/// every request. Shared by the full handler and the light one (`hypercall::light`), which cannot drift
+/// apart because of it.
+#[inline(always)]
+pub fn update_va_on<M: MachineMem>(
+    mem: &mut M,
+    ft: &mut crate::mm::frame_table::FrameTable<'_>,
+    policy: &crate::mm::ptval::Policy<'_>,
+    dm: &mut DomainMm,
+    domid: u16,
+    va: Gva,
+    val: u64,
+) -> Option<i64> {
+    let l1 = crate::mm::walk::l1_table_fast(&*mem, dm.base, va)?;
+    let rsvd = reserved_addr_mask(policy.maxphyaddr);
+    match mod_l1_entry(ft, mem, policy, rsvd, l1, va.table_index(1), val, domid)? {
+        Ok(_) => {
             // Every page-table change already forces a flush of the domain's TLB entries before it runs
             // again (`DomainMm::flush_tlb`); the requested flush type adds nothing on this single-CPU
             // hypervisor.
-            ctx.dom.flush_tlb = true;
-            Action::Return(0)
+            dm.flush_tlb = true;
+            Some(0)
         }
-        Some(Err(e)) => Action::Return(e.errno().as_ret()),
-        None => update_va_mapping_general(ctx),
+        Err(e) => Some(e.errno().as_ret()),
     }
 }
 
