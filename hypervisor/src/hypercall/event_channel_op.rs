@@ -83,7 +83,7 @@ fn send<M: MachineMem>(
     ctx: &mut HypercallCtx<'_, '_, M>,
     arg: Gva,
 ) -> Result<Option<(DomId, EvtchnPort)>, Errno> {
-    let a: EvtchnSend = ctx.read_obj(arg)?;
+    let a: EvtchnSend = ctx.read_obj_inline(arg)?;
     ctx.events.get().send(ctx.domid, a.port)
 }
 

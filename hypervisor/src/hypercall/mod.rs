@@ -141,6 +141,12 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
     /// (page-aligned boundaries, so the whole range) and a present 4 KiB mapping with the caller's ring's
     /// permission at every level.
     pub fn read(&mut self, va: Gva, buf: &mut [u8]) -> Result<(), Errno> {
+        self.read_inline(va, buf)
+    }
+
+    /// [`HypercallCtx::read`]'s body, inlined where it is called.
+    #[inline(always)]
+    fn read_inline(&mut self, va: Gva, buf: &mut [u8]) -> Result<(), Errno> {
         if va.page_offset() + buf.len() as u64 <= abi::types::PAGE_SIZE && !buf.is_empty() {
             let access = walk::Access {
                 write: false,
@@ -158,6 +164,17 @@ impl<'m, M: MachineMem> HypercallCtx<'_, 'm, M> {
     pub fn read_obj<T: FromBytes + IntoBytes>(&mut self, va: Gva) -> Result<T, Errno> {
         let mut v = T::new_zeroed();
         self.read(va, v.as_mut_bytes())?;
+        Ok(v)
+    }
+
+    /// [`HypercallCtx::read_obj`] inlined into its caller: for a handler whose work besides the read is a
+    /// few instructions (an event send), where the call to the shared copy would be a good share of it.
+    /// (Not for every handler: inlined into a larger one, the walk's registers can cost it more than the
+    /// call saves.)
+    #[inline(always)]
+    pub fn read_obj_inline<T: FromBytes + IntoBytes>(&mut self, va: Gva) -> Result<T, Errno> {
+        let mut v = T::new_zeroed();
+        self.read_inline(va, v.as_mut_bytes())?;
         Ok(v)
     }
 
