@@ -39,6 +39,7 @@ fn hostile_hypercall_arguments_are_refused_or_sanitized() {
         .contains("(d0)   ok   segment 0: base at the entry region: EINVAL")
         .contains("(d0)   ok   the hypervisor's CS 0x08 and SS 0x10: resumed with CS 0x19, SS 0x21")
         .contains("bad entries fail alone, later ones still run")
+        .contains("(d0)   ok   direct update_va_mapping refusals")
         .contains("(d0)   ok   read straddling into the unmapped page: EFAULT");
 }
 

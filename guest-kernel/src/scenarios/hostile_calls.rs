@@ -350,6 +350,48 @@ fn multicall_flushes(r: &mut Results) {
         ),
         res.is_ok() && calls.iter().all(|c| c.result == 0) && done_c == 1 && seen == C,
     );
+    // The same kind of requests made directly: the hypercall entry answers `update_va_mapping` with its
+    // light handler when the fast path is armed, while a multicall's entries go through the full
+    // dispatch. Each direct result must be the multicall's for the same registers, every one a refusal
+    // that changes nothing; then an accepted one takes effect at once.
+    let reqs: [(u64, u64, u64); 5] = [
+        (probe.va, hv, UVMF_INVLPG),
+        (NON_CANONICAL, ro(&env, a), UVMF_INVLPG),
+        (ENTRY_REGION_VA, ro(&env, a), UVMF_INVLPG),
+        (RESERVED_VA_START, ro(&env, a), UVMF_NONE),
+        (probe.va, ro(&env, a), 0xdead),
+    ];
+    let direct: [i64; 5] = core::array::from_fn(|i| {
+        let (va, pte, flags) = reqs[i];
+        raw(nr::UPDATE_VA_MAPPING, [va, pte, flags, 0, 0])
+    });
+    let mut calls: [_; 5] =
+        core::array::from_fn(|i| multicall::update_va_mapping(reqs[i].0, reqs[i].1, reqs[i].2));
+    let res = platform().multicall(&mut calls);
+    let via: [i64; 5] = core::array::from_fn(|i| multicall::result(&calls[i]));
+    check(
+        r,
+        &alloc::format!(
+            "direct update_va_mapping refusals {direct:?} = the multicall's {via:?} ({res:?})"
+        ),
+        res.is_ok() && direct == via && direct.iter().all(|&v| v < 0),
+    );
+    let seen = probe.read(3);
+    check(
+        r,
+        &alloc::format!("  nothing changed: reads C ({seen:#x})"),
+        seen == C,
+    );
+    let ok = raw(
+        nr::UPDATE_VA_MAPPING,
+        [probe.va, ro(&env, a), UVMF_INVLPG, 0, 0],
+    );
+    let seen = probe.read(3);
+    check(
+        r,
+        &alloc::format!("direct update_va_mapping to A: {ok}, reads A ({seen:#x})"),
+        ok == 0 && seen == A,
+    );
     probe.release(&env, r);
     for p in [a, b, c] {
         env.free_page(p);
