@@ -253,10 +253,22 @@ fn finish(
 }
 
 /// Called by the common entry path with the frame; returns the [`ReturnPath`] (as u64). Every entry but
-/// a PV exception stub's (see [`trap_exception`]).
+/// a PV exception stub's (see [`trap_exception`]). The backend is chosen once, here: the body is built
+/// for each ([`dispatch_on`]), so its event-mask queries are direct calls the compiler can inline, not
+/// calls through `ops()` (the run-time price of a second backend, paid on every system call otherwise).
 pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
+    match crate::platform::backend() {
+        crate::platform::Backend::XenPv => dispatch_on(&crate::platform::xen_pv::XEN_PV, frame),
+        crate::platform::Backend::Native => {
+            dispatch_on(&crate::platform::native::backend::NATIVE, frame)
+        }
+    }
+}
+
+/// [`trap_dispatch`]'s body on the platform `p` (the one in use).
+#[inline(always)]
+fn dispatch_on(p: &impl Platform, frame: &mut TrapFrame) -> u64 {
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    let p = ops();
     let masked_now = || !p.irqs_enabled();
     let kind = EntryKind::of(frame.vector);
     let events_were_masked = if kind.is_bounce() {
@@ -311,8 +323,19 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
 /// which an upcall does not use. (Natively the interrupt stubs enter [`trap_dispatch`].)
 pub extern "C" fn event_dispatch(frame: &mut TrapFrame) -> u64 {
     debug_assert_eq!(frame.vector, VECTOR_EVENT);
+    // The backend chosen once, as in `trap_dispatch`.
+    match crate::platform::backend() {
+        crate::platform::Backend::XenPv => event_on(&crate::platform::xen_pv::XEN_PV, frame),
+        crate::platform::Backend::Native => {
+            event_on(&crate::platform::native::backend::NATIVE, frame)
+        }
+    }
+}
+
+/// [`event_dispatch`]'s body on the platform `p` (the one in use).
+#[inline(always)]
+fn event_on(p: &impl Platform, frame: &mut TrapFrame) -> u64 {
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    let p = ops();
     let events_were_masked = frame.rflags & RFLAGS_IF == 0;
     frame.clear_saved_mask();
     let process = frame.from_user() && crate::proc::active() && !super::user::active();
