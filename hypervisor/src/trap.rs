@@ -134,13 +134,15 @@ fn enter<const HC: bool>(frame: &mut EntryFrame) -> ! {
 /// (`hypercall::light::ENTRY`) with the frame and the recorded domain, without the domain table's lock:
 /// no guard of it can exist then (every lock raises `DISARMED`, see `setup::DomainsLock`), no Rust code is
 /// live on the CPU (entered from a guest, one CPU, interrupts off), and a light handler takes no lock
-/// (the `light` module's contract: it answers from the frame and its own domain alone). The class it
+/// but the machine's (the `light` module's contract: it answers from the frame, its own domain and, for
+/// `update_va_mapping`, the frame table, whose lock guards nothing `Armed` relies on). The class it
 /// serves is every call a light handler answers (`NULL`, `xen_version`'s register-only sub-commands,
-/// `stack_switch`, `set_callbacks`), whatever the number. If nothing is left for the return, the entry
+/// `stack_switch`, `set_callbacks`, `update_va_mapping`'s common case), whatever the number. If nothing is left for the return, the entry
 /// code sanitizes the frame and returns with the recorded CR3 value; a declined request goes to
 /// [`guest_hypercall`] unchanged; and an answered one whose return has work (an event upcall pending: a guest
 /// may make any hypercall just to have its events delivered, as Linux's `xen_force_evtchn_callback` does
-/// with `xen_version`; gates or segments dirtied by the handler; a RIP the sanitizer refuses) comes here,
+/// with `xen_version`; gates or segments dirtied by the handler; a TLB flush the fast return's CR3 load
+/// does not make; a RIP the sanitizer refuses) comes here,
 /// with the result in the frame's RAX, for the general return (as after `hypercall`), which does not
 /// return.
 #[cold]

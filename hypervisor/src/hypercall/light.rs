@@ -203,7 +203,8 @@ fn set_callbacks(f: &EntryFrame, d: &mut Domain) -> Option<i64> {
 /// same way. Declined, with nothing changed, whenever the full handler would take its general path (an
 /// entry the fast walk does not take, a table that is not a validated L1 of the caller, log-dirty on).
 /// On the hypervisor only: the host tests' machine is not behind the lock (they reach the shared code
-/// through the full handler).
+/// through the full handler); the `hostile-calls` scenario checks in QEMU that its answers to hostile
+/// registers are the full path's (through a multicall) and change nothing.
 #[cfg(feature = "baremetal")]
 fn update_va_mapping(f: &EntryFrame, d: &mut Domain) -> Option<i64> {
     use super::mmu_update::{update_va_on, uvm_args_ok};
