@@ -192,6 +192,20 @@ pub fn trap_count() -> u64 {
     TRAPS.load(Ordering::Relaxed)
 }
 
+/// `f(p, frame)` with `p` the backend chosen at boot, as its concrete type: the entries call a body
+/// built for each backend, so the platform queries in it are direct calls the compiler can inline
+/// rather than calls through `ops()`.
+macro_rules! on_backend {
+    ($f:ident($frame:expr)) => {
+        match crate::platform::backend() {
+            crate::platform::Backend::XenPv => $f(&crate::platform::xen_pv::XEN_PV, $frame),
+            crate::platform::Backend::Native => {
+                $f(&crate::platform::native::backend::NATIVE, $frame)
+            }
+        }
+    };
+}
+
 /// Called by the exception stubs' common path (vectors 0..=31, bounce frames) instead of
 /// [`trap_dispatch`]: the same result. An exception taken in user mode takes the general path; one taken
 /// in kernel mode (ring 1: page faults the kernel resolves or fixes up, breakpoints, `ud2` probes, ...)
@@ -202,14 +216,7 @@ pub extern "C" fn trap_exception(frame: &mut TrapFrame) -> u64 {
         return trap_dispatch(frame);
     }
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    match crate::platform::backend() {
-        crate::platform::Backend::XenPv => {
-            kernel_exception(&crate::platform::xen_pv::XEN_PV, frame)
-        }
-        crate::platform::Backend::Native => {
-            kernel_exception(&crate::platform::native::backend::NATIVE, frame)
-        }
-    }
+    on_backend!(kernel_exception(frame))
 }
 
 /// [`trap_exception`] for an exception from ring 1 on the platform `p` (the one in use): what the general
@@ -257,12 +264,7 @@ fn finish(
 /// for each ([`dispatch_on`]), so its event-mask queries are direct calls the compiler can inline, not
 /// calls through `ops()` (the run-time price of a second backend, paid on every system call otherwise).
 pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
-    match crate::platform::backend() {
-        crate::platform::Backend::XenPv => dispatch_on(&crate::platform::xen_pv::XEN_PV, frame),
-        crate::platform::Backend::Native => {
-            dispatch_on(&crate::platform::native::backend::NATIVE, frame)
-        }
-    }
+    on_backend!(dispatch_on(frame))
 }
 
 /// [`trap_dispatch`]'s body on the platform `p` (the one in use).
@@ -324,12 +326,7 @@ fn dispatch_on(p: &impl Platform, frame: &mut TrapFrame) -> u64 {
 pub extern "C" fn event_dispatch(frame: &mut TrapFrame) -> u64 {
     debug_assert_eq!(frame.vector, VECTOR_EVENT);
     // The backend chosen once, as in `trap_dispatch`.
-    match crate::platform::backend() {
-        crate::platform::Backend::XenPv => event_on(&crate::platform::xen_pv::XEN_PV, frame),
-        crate::platform::Backend::Native => {
-            event_on(&crate::platform::native::backend::NATIVE, frame)
-        }
-    }
+    on_backend!(event_on(frame))
 }
 
 /// [`event_dispatch`]'s body on the platform `p` (the one in use).
