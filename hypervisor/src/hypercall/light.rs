@@ -377,4 +377,25 @@ mod tests {
             "no request declined: the test does not reach that case"
         );
     }
+
+    /// A handler that may change the page tables (`answer::<true>`): a TLB flush it leaves is return
+    /// work, kept for the general return, when the fast return's CR3 load does not flush (the host
+    /// build's case, and PCID's); an answer without one, or a declined request, adds nothing; and a
+    /// handler that cannot change them (`answer::<false>`) ignores the flag.
+    #[test]
+    fn a_left_flush_is_return_work_unless_the_cr3_load_makes_it() {
+        assert!(!cr3_load_flushes());
+        let w = World::new();
+        for flush in [false, true] {
+            let mut d = other_domain(0, crate::domain::state::DomainState::Runnable, w.dom);
+            d.vcpu.pv.gates_dirty = false;
+            d.vcpu.pv.segments_dirty = false;
+            d.mm.flush_tlb = flush;
+            let got = answer::<true>(Some(0), &mut d);
+            assert_eq!(got.status, ANSWERED + u64::from(flush), "flush {flush}");
+            assert_eq!(d.mm.flush_tlb, flush, "the flush stays for the return");
+            assert_eq!(answer::<false>(Some(0), &mut d).status, ANSWERED);
+            assert_eq!(answer::<true>(None, &mut d).status, DECLINED);
+        }
+    }
 }
