@@ -137,14 +137,14 @@ fn enter<const HC: bool>(frame: &mut EntryFrame) -> ! {
 /// but the machine's (the `light` module's contract: it answers from the frame, its own domain and, for
 /// `update_va_mapping`, the frame table, whose lock guards nothing `Armed` relies on). The class it
 /// serves is every call a light handler answers (`NULL`, `xen_version`'s register-only sub-commands,
-/// `stack_switch`, `set_callbacks`, `update_va_mapping`'s common case), whatever the number. If nothing is left for the return, the entry
-/// code sanitizes the frame and returns with the recorded CR3 value; a declined request goes to
-/// [`guest_hypercall`] unchanged; and an answered one whose return has work (an event upcall pending: a guest
-/// may make any hypercall just to have its events delivered, as Linux's `xen_force_evtchn_callback` does
-/// with `xen_version`; gates or segments dirtied by the handler; a TLB flush the fast return's CR3 load
-/// does not make; a RIP the sanitizer refuses) comes here,
-/// with the result in the frame's RAX, for the general return (as after `hypercall`), which does not
-/// return.
+/// `stack_switch`, `set_callbacks`, `update_va_mapping`'s common case), whatever the number. If nothing
+/// is left for the return, the entry code sanitizes the frame and returns with the recorded CR3 value;
+/// a declined request goes to [`guest_hypercall`] unchanged; and an answered one whose return has work
+/// (an event upcall pending: a guest may make any hypercall just to have its events delivered, as
+/// Linux's `xen_force_evtchn_callback` does with `xen_version`; gates or segments dirtied by the
+/// handler; a TLB flush the fast return's CR3 load does not make; a RIP the sanitizer refuses) comes
+/// here, with the result in the frame's RAX, for the general return (as after `hypercall`), which does
+/// not return.
 #[cold]
 pub fn fast_hypercall_return(frame: &mut EntryFrame) -> ! {
     let table = DOMAINS.lock();

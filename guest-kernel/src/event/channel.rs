@@ -133,11 +133,8 @@ pub fn is_masked(port: Irq) -> bool {
 
 /// Clear `port`'s pending state (for polled ports, which no upcall takes); returns whether it was set.
 /// Every wait loop on a polled port calls it after each wake-up, so it runs the backend's own code
-/// (chosen once, inlined) rather than a call through `ops()`.
+/// (`on_backend!`, inlined) rather than a call through `ops()`.
 pub fn take_pending(port: Irq) -> bool {
-    use crate::platform::{Backend, Platform, backend, native, xen_pv};
-    match backend() {
-        Backend::XenPv => xen_pv::XEN_PV.irq_take_pending(port),
-        Backend::Native => native::backend::NATIVE.irq_take_pending(port),
-    }
+    use crate::platform::Platform;
+    crate::platform::on_backend!(p => p.irq_take_pending(port))
 }

@@ -452,6 +452,28 @@ pub fn backend() -> Backend {
     }
 }
 
+/// `on_backend!(p => expr)`: `expr` with `p` bound to the backend chosen at boot as its concrete type
+/// (`&XenPv` or `&Native`), one copy of `expr` per backend. For hot paths (trap entries, polled waits):
+/// the platform calls in `expr` are then direct calls the compiler can inline, where [`ops`] makes each
+/// one a call through the backend's choice.
+#[cfg(feature = "baremetal")]
+macro_rules! on_backend {
+    ($p:ident => $e:expr) => {
+        match $crate::platform::backend() {
+            $crate::platform::Backend::XenPv => {
+                let $p = &$crate::platform::xen_pv::XEN_PV;
+                $e
+            }
+            $crate::platform::Backend::Native => {
+                let $p = &$crate::platform::native::backend::NATIVE;
+                $e
+            }
+        }
+    };
+}
+#[cfg(feature = "baremetal")]
+pub(crate) use on_backend;
+
 /// The platform this kernel runs on.
 #[cfg(feature = "baremetal")]
 #[inline(always)]

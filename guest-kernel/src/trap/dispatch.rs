@@ -13,7 +13,7 @@ use super::frame::{
 };
 use super::{HANDLERS, KILLED, sys};
 use crate::arch::x86_64::trap_entry::stubs;
-use crate::platform::{EntryPoints, Gate, Halt, Platform, TrapGates, ops};
+use crate::platform::{EntryPoints, Gate, Halt, Platform, TrapGates, on_backend, ops};
 use crate::println;
 
 /// Size of the ring-1 stack used for traps from ring 3 (`stack_switch`).
@@ -192,20 +192,6 @@ pub fn trap_count() -> u64 {
     TRAPS.load(Ordering::Relaxed)
 }
 
-/// `f(p, frame)` with `p` the backend chosen at boot, as its concrete type: the entries call a body
-/// built for each backend, so the platform queries in it are direct calls the compiler can inline
-/// rather than calls through `ops()`.
-macro_rules! on_backend {
-    ($f:ident($frame:expr)) => {
-        match crate::platform::backend() {
-            crate::platform::Backend::XenPv => $f(&crate::platform::xen_pv::XEN_PV, $frame),
-            crate::platform::Backend::Native => {
-                $f(&crate::platform::native::backend::NATIVE, $frame)
-            }
-        }
-    };
-}
-
 /// Called by the exception stubs' common path (vectors 0..=31, bounce frames) instead of
 /// [`trap_dispatch`]: the same result. An exception taken in user mode takes the general path; one taken
 /// in kernel mode (ring 1: page faults the kernel resolves or fixes up, breakpoints, `ud2` probes, ...)
@@ -216,7 +202,7 @@ pub extern "C" fn trap_exception(frame: &mut TrapFrame) -> u64 {
         return trap_dispatch(frame);
     }
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    on_backend!(kernel_exception(frame))
+    on_backend!(p => kernel_exception(p, frame))
 }
 
 /// [`trap_exception`] for an exception from ring 1 on the platform `p` (the one in use): what the general
@@ -264,7 +250,7 @@ fn finish(
 /// for each ([`dispatch_on`]), so its event-mask queries are direct calls the compiler can inline, not
 /// calls through `ops()` (the run-time price of a second backend, paid on every system call otherwise).
 pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
-    on_backend!(dispatch_on(frame))
+    on_backend!(p => dispatch_on(p, frame))
 }
 
 /// [`trap_dispatch`]'s body on the platform `p` (the one in use).
@@ -326,7 +312,7 @@ fn dispatch_on(p: &impl Platform, frame: &mut TrapFrame) -> u64 {
 pub extern "C" fn event_dispatch(frame: &mut TrapFrame) -> u64 {
     debug_assert_eq!(frame.vector, VECTOR_EVENT);
     // The backend chosen once, as in `trap_dispatch`.
-    on_backend!(event_on(frame))
+    on_backend!(p => event_on(p, frame))
 }
 
 /// [`event_dispatch`]'s body on the platform `p` (the one in use).

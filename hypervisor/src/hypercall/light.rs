@@ -83,10 +83,10 @@ pub type EntryFn = extern "C" fn(&EntryFrame, &mut Domain) -> Answer;
 /// `h`'s answer as [`Answer`], counting an answered call in the vCPU's counter and adding whatever work
 /// the handler left for the return: a `stack_switch` dirties the gates; and, with `TLB` (a handler that
 /// may change the page tables: `update_va_mapping`), a TLB flush asked for (`DomainMm::flush_tlb`),
-/// which the fast return's CR3 load performs when [`cr3_load_flushes`] (without PCID every CR3 load flushes the
-/// guest's TLB entries, and the fast return's recorded value is the flushing one,
-/// `sched::guest_cr3_and_keep`): the flush is then done and cleared; with PCID the general return makes
-/// it.
+/// which the fast return's CR3 load performs when [`cr3_load_flushes`] (without PCID every CR3 load
+/// flushes the guest's TLB entries, and the fast return's recorded value is the flushing one,
+/// `sched::guest_cr3_and_keep`): the flush is then done and cleared; with PCID the general return
+/// makes it.
 #[inline(always)]
 fn answer<const TLB: bool>(r: Option<i64>, d: &mut Domain) -> Answer {
     let Some(value) = r else {

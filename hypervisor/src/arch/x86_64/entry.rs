@@ -25,7 +25,8 @@
 //! saves. If the `pending` word is zero (so the state the last
 //! same-vCPU return recorded, `pending::Armed`, holds) and the number has a light handler
 //! (`hypercall::light::ENTRY`), it calls that with the frame and the recorded domain, with no lock held
-//! (the handler takes at most the machine's) and no Rust code of its own around it (see [`crate::trap::fast_hypercall_return`] for why that is sound
+//! (the handler takes at most the machine's) and no Rust code of its own around it (see
+//! [`crate::trap::fast_hypercall_return`] for why that is sound
 //! and which class of calls this serves). Answered with nothing left for the return and no event upcall
 //! pending, the frame is sanitized here (RIP range, CS/SS by RPL, RFLAGS: `regs::sanitize_in_place`'s
 //! rules) and the entry restores the FPU state, loads the recorded CR3, reloads the nine caller-saved
